@@ -1,0 +1,164 @@
+//! Router overhead: the same point get and put through `Repo<T>` and
+//! directly on the store object, for the memory store and for SQLite (a file
+//! in a temp dir), in one run.
+//!
+//! ```text
+//! cargo bench --bench router
+//! ```
+//!
+//! Benchmark ids: `router/<store>/<op>` goes through `Repo<T>` (key check,
+//! serde to and from the neutral `Record`, capability checks, error
+//! mapping); `direct/<store>/<op>` calls `Store::get` / `Store::write` on the
+//! `Arc<dyn Store>` with a `Record` built beforehand. The difference is the
+//! router's overhead per operation; docs/benchmarks.md keeps the figures.
+
+use std::hint::black_box;
+use std::sync::Arc;
+use std::time::Duration;
+
+use criterion::{criterion_group, criterion_main};
+use polyrouter::store::{EntityInfo, WriteOp};
+use polyrouter::{Entity, Key, Precondition, Record, Repo, Router, Store, Value};
+use serde::{Deserialize, Serialize};
+use tokio::runtime::Runtime;
+
+/// A typical small row: a string key, three fields and a version.
+#[derive(Entity, Serialize, Deserialize, Debug, Clone)]
+#[entity(name = "bench_user", key = "id")]
+struct BenchUser {
+    id: String,
+    email: String,
+    name: String,
+    score: i64,
+    #[entity(version)]
+    version: u64,
+}
+
+const KEY: &str = "user-000042";
+
+fn sample() -> BenchUser {
+    BenchUser {
+        id: KEY.into(),
+        email: "ada@example.com".into(),
+        name: "Ada Lovelace".into(),
+        score: 42,
+        version: 0,
+    }
+}
+
+/// The record `Repo` would build for `sample()`, built by hand.
+fn sample_record() -> Record {
+    let u = sample();
+    let mut r = Record::new(Key::from(KEY));
+    r.set("id", Value::from(u.id.as_str()));
+    r.set("email", Value::from(u.email.as_str()));
+    r.set("name", Value::from(u.name.as_str()));
+    r.set("score", Value::from(u.score));
+    r
+}
+
+/// One store under test: its router path and its direct path.
+struct Target {
+    label: &'static str,
+    repo: Repo<BenchUser>,
+    store: Arc<dyn Store>,
+    info: EntityInfo,
+}
+
+async fn target(label: &'static str, store_toml: &str) -> Target {
+    let toml = format!("[stores.s]\n{store_toml}\n[entities.bench_user]\nstore = \"s\"\n");
+    let router = Router::from_toml_str(&toml).await.expect("router");
+    // Creates the table (sqlite) before either path runs.
+    let repo = router.repo::<BenchUser>().await.expect("repo");
+    let route = router.route("bench_user").expect("route");
+    let info = EntityInfo {
+        schema: BenchUser::schema(),
+        table: route.table.clone(),
+        store: route.store.clone(),
+    };
+    let store = router.store("s").expect("store").clone();
+    repo.put(&sample()).await.expect("seed row");
+    Target {
+        label,
+        repo,
+        store,
+        info,
+    }
+}
+
+fn bench(c: &mut criterion::Criterion) {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mut stores: Vec<(&'static str, String)> = Vec::new();
+    if cfg!(feature = "memory") {
+        stores.push(("memory", "kind = \"memory\"\n".into()));
+    }
+    if cfg!(feature = "sqlite") {
+        let url = format!("sqlite://{}/bench.db", dir.path().display());
+        stores.push(("sqlite", format!("kind = \"sqlite\"\nurl = \"{url}\"\n")));
+    }
+    let targets = rt.block_on(async {
+        let mut targets = Vec::new();
+        for (label, toml) in &stores {
+            targets.push(target(label, toml).await);
+        }
+        targets
+    });
+    for t in &targets {
+        bench_target(c, &rt, t);
+    }
+}
+
+fn bench_target(c: &mut criterion::Criterion, rt: &Runtime, t: &Target) {
+    let key = Key::from(KEY);
+    let user = sample();
+    let record = sample_record();
+
+    // Both paths must see the same row.
+    rt.block_on(async {
+        let via_repo = t.repo.get(KEY).await.expect("get").expect("row");
+        let direct = t.store.get(&t.info, &key).await.expect("get").expect("row");
+        assert_eq!(direct.get("email"), record.get("email"));
+        assert_eq!(via_repo.version, direct.version);
+    });
+
+    c.bench_function(&format!("router/{}/get", t.label), |b| {
+        b.to_async(rt)
+            .iter(|| async { black_box(t.repo.get(black_box(KEY)).await.expect("get")) })
+    });
+    c.bench_function(&format!("direct/{}/get", t.label), |b| {
+        b.to_async(rt)
+            .iter(|| async { black_box(t.store.get(&t.info, black_box(&key)).await.expect("get")) })
+    });
+    c.bench_function(&format!("router/{}/put", t.label), |b| {
+        b.to_async(rt)
+            .iter(|| async { black_box(t.repo.put(black_box(&user)).await.expect("put")) })
+    });
+    c.bench_function(&format!("direct/{}/put", t.label), |b| {
+        b.to_async(rt).iter(|| async {
+            let op = WriteOp::Put {
+                record: black_box(&record).clone(),
+                precondition: Precondition::None,
+                ttl: None,
+            };
+            black_box(t.store.write(&t.info, vec![op], true).await.expect("put"))
+        })
+    });
+}
+
+fn config() -> criterion::Criterion {
+    criterion::Criterion::default()
+        .warm_up_time(Duration::from_millis(700))
+        .measurement_time(Duration::from_secs(3))
+        .sample_size(40)
+}
+
+criterion_group! {
+    name = benches;
+    config = config();
+    targets = bench
+}
+criterion_main!(benches);

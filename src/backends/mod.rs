@@ -1,0 +1,84 @@
+//! Store backends, one folder each, each behind a cargo feature.
+//!
+//! | kind | feature | what |
+//! | --- | --- | --- |
+//! | `memory` | `memory` (default) | in-process; supports everything; the reference semantics |
+//! | `sqlite` | `sqlite` (default) | embedded SQLite via sqlx; a typed table per entity |
+
+use std::sync::Arc;
+
+use futures::future::BoxFuture;
+
+use crate::config::StoreSpec;
+use crate::{Result, Store};
+
+#[cfg(feature = "memory")]
+pub mod memory;
+#[cfg(feature = "sqlite")]
+pub mod sqlite;
+
+/// Opens a store of one kind from its spec.
+pub type OpenFn = fn(StoreSpec) -> BoxFuture<'static, Result<Arc<dyn Store>>>;
+
+/// A store kind polyrouter knows, and the cargo feature that builds it.
+///
+/// ```
+/// assert!(polyrouter::backends::KINDS.iter().any(|k| k.name == "sqlite"));
+/// ```
+#[derive(Debug, Clone, Copy)]
+pub struct KindInfo {
+    /// The `kind` in `[stores.NAME]`.
+    pub name: &'static str,
+    /// The cargo feature that compiles it.
+    pub feature: &'static str,
+    /// Opens a store from its spec, when the feature is compiled in.
+    pub open: Option<OpenFn>,
+}
+
+/// Every store kind, compiled in or not (so a config naming a kind whose
+/// feature is off gets a precise error).
+pub const KINDS: &[KindInfo] = &[
+    KindInfo {
+        name: "memory",
+        feature: "memory",
+        #[cfg(feature = "memory")]
+        open: Some(memory::open),
+        #[cfg(not(feature = "memory"))]
+        open: None,
+    },
+    KindInfo {
+        name: "sqlite",
+        feature: "sqlite",
+        #[cfg(feature = "sqlite")]
+        open: Some(sqlite::open),
+        #[cfg(not(feature = "sqlite"))]
+        open: None,
+    },
+];
+
+/// Opens the store a spec describes.
+///
+/// ```
+/// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+/// let spec = polyrouter::config::StoreSpec::new("kv", "memory", toml::Table::new());
+/// let store = polyrouter::backends::open(spec).await.unwrap();
+/// assert_eq!(store.kind(), "memory");
+/// # });
+/// ```
+pub async fn open(spec: StoreSpec) -> Result<Arc<dyn Store>> {
+    let Some(kind) = KINDS.iter().find(|k| k.name == spec.kind) else {
+        let known: Vec<&str> = KINDS.iter().map(|k| k.name).collect();
+        let msg = format!("unknown store kind `{}`; known kinds: {}", spec.kind, known.join(", "));
+        return Err(spec.error(&["kind"], msg));
+    };
+    match kind.open {
+        Some(open) => open(spec).await,
+        None => {
+            let msg = format!(
+                "store kind `{}` is not compiled in; enable the cargo feature `{}` of polyrouter",
+                kind.name, kind.feature
+            );
+            Err(spec.error(&["kind"], msg))
+        }
+    }
+}

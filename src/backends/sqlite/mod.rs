@@ -1,0 +1,724 @@
+//! `sqlite`: embedded SQLite via sqlx; a real typed table per entity.
+//!
+//! ```toml
+//! [stores.main]
+//! kind = "sqlite"
+//! url = "sqlite://data/app.db"
+//! ```
+#![doc = include_str!("docs.md")]
+
+use std::collections::HashMap;
+use std::fmt;
+use std::str::FromStr;
+use std::sync::{Arc, Weak};
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use futures::future::BoxFuture;
+use parking_lot::{Mutex, RwLock};
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePool, SqlitePoolOptions,
+    SqliteRow,
+};
+use sqlx::Row;
+
+use crate::config::{redact_url, StoreSpec};
+use crate::query::Filter;
+use crate::store::{EntityInfo, Precondition, StoreQuery, WriteOp, WriteOutcome};
+use crate::{Capabilities, Error, Key, Record, Result, Store};
+
+mod codec;
+mod config;
+mod ddl;
+mod sql;
+#[cfg(test)]
+mod tests;
+
+use codec::{bind_all, decode_record, Arg};
+use sql::{Expect, TableSql, WriteStmt, GET_MANY_CHUNK, PURGE_CHUNK};
+
+pub use config::SqliteConfig;
+
+pub(crate) fn open(spec: StoreSpec) -> BoxFuture<'static, Result<Arc<dyn Store>>> {
+    Box::pin(async move {
+        let cfg: SqliteConfig = spec.parse()?;
+        let located = |key: &str, msg: String| spec.error(&[key], msg);
+        let store = SqliteStore::connect_inner(&spec.name, cfg, &located).await?;
+        Ok(Arc::new(store) as Arc<dyn Store>)
+    })
+}
+
+/// A store backed by an SQLite database file (or an in-memory database),
+/// with a typed table per entity.
+///
+/// Usually built by the router from `kind = "sqlite"`; it can also be
+/// opened directly. See the [module documentation](self) for the table
+/// layout, type mapping, TTL purge and transaction behaviour.
+///
+/// ```
+/// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+/// use polyrouter::backends::sqlite::{SqliteConfig, SqliteStore};
+/// use polyrouter::store::{EntityInfo, WriteOp, WriteOutcome};
+/// use polyrouter::{FieldDef, FieldKind, FieldType, Key, KeyKind, Precondition, Record, Schema, Store, Value};
+///
+/// static FIELDS: [FieldDef; 2] = [
+///     FieldDef { name: "id", ty: FieldType::required(FieldKind::String) },
+///     FieldDef { name: "email", ty: FieldType::required(FieldKind::String) },
+/// ];
+/// static USER: Schema = Schema {
+///     name: "user", key: "id", key_kind: KeyKind::Str, partition_key: None, version: None, fields: &FIELDS,
+/// };
+///
+/// let dir = tempfile::tempdir().unwrap();
+/// let url = format!("sqlite://{}/data/app.db", dir.path().display());
+/// let store = SqliteStore::connect("main", SqliteConfig::new(url)).await?;
+/// let user = EntityInfo { store: "main".into(), ..EntityInfo::new(&USER) };
+/// store.ensure_entity(&user).await?; // CREATE TABLE "user" (...)
+///
+/// let mut r = Record::new(Key::from("u1"));
+/// r.set("id", Value::from("u1"));
+/// r.set("email", Value::from("ada@example.com"));
+/// let put = WriteOp::Put { record: r, precondition: Precondition::Absent, ttl: None };
+/// let out = store.write(&user, vec![put], true).await?;
+/// assert_eq!(out, vec![WriteOutcome::Written { version: 1 }]);
+///
+/// let got = store.get(&user, &Key::from("u1")).await?.unwrap();
+/// assert_eq!(got.version, 1);
+/// assert_eq!(got.get("email"), Some(&Value::from("ada@example.com")));
+/// # Ok::<(), polyrouter::Error>(())
+/// # }).unwrap();
+/// ```
+pub struct SqliteStore {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    name: String,
+    location: String,
+    caps: Capabilities,
+    pool: SqlitePool,
+    tables: RwLock<HashMap<String, Entry>>,
+    purge_task: Mutex<Option<tokio::task::AbortHandle>>,
+}
+
+/// A table's statements, and whether `ensure_entity` prepared it (only
+/// those are purged).
+struct Entry {
+    sql: Arc<TableSql>,
+    ensured: bool,
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        if let Some(task) = self.purge_task.get_mut().take() {
+            task.abort();
+        }
+    }
+}
+
+impl fmt::Debug for SqliteStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SqliteStore")
+            .field("name", &self.inner.name)
+            .field("location", &self.inner.location)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A driver-independent error message, as an error source.
+#[derive(Debug)]
+struct Message(String);
+
+impl fmt::Display for Message {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for Message {}
+
+/// Now, in unix microseconds: the clock expiry is measured against.
+fn now_micros() -> i64 {
+    chrono::Utc::now().timestamp_micros()
+}
+
+/// SQLite's primary result code of a database error.
+fn sqlite_code(e: &sqlx::Error) -> Option<i32> {
+    match e {
+        sqlx::Error::Database(d) => d
+            .code()
+            .and_then(|c| c.parse::<i32>().ok())
+            .map(|c| c & 0xff),
+        _ => None,
+    }
+}
+
+/// `SQLITE_BUSY` or `SQLITE_LOCKED`: another connection holds the lock.
+fn is_busy(e: &sqlx::Error) -> bool {
+    match e {
+        sqlx::Error::Database(d) => {
+            let m = d.message().to_ascii_lowercase();
+            matches!(sqlite_code(e), Some(5 | 6))
+                || m.contains("database is locked")
+                || m.contains("busy")
+        }
+        _ => false,
+    }
+}
+
+/// Maps a driver error: lost or busy database → transient
+/// [`Error::Unavailable`]; anything else → [`Error::Backend`]. sqlx never
+/// puts bound values in its messages, and SQLite URLs hold no passwords.
+fn map_err(store: &str, entity: &str, e: sqlx::Error) -> Error {
+    let unavailable = |message: String, e: sqlx::Error| Error::Unavailable {
+        store: store.into(),
+        entity: entity.into(),
+        message,
+        source: Some(Box::new(e)),
+    };
+    match &e {
+        sqlx::Error::Io(io) => unavailable(format!("I/O error on the database file: {io}"), e),
+        sqlx::Error::PoolTimedOut => unavailable(
+            "timed out waiting for a free connection; every connection is busy — retry, or raise `max_connections`".into(),
+            e,
+        ),
+        sqlx::Error::PoolClosed => unavailable("the connection pool is closed".into(), e),
+        sqlx::Error::WorkerCrashed => unavailable("the SQLite worker thread crashed".into(), e),
+        _ if is_busy(&e) => unavailable(
+            "the database is locked by another connection for longer than `busy_timeout`; retry, or raise `busy_timeout`"
+                .into(),
+            e,
+        ),
+        _ if sqlite_code(&e) == Some(18) => Error::invalid_input(
+            store,
+            entity,
+            "a value is larger than SQLite's limit (1 000 000 000 bytes); store it elsewhere",
+        ),
+        _ => Error::backend(store, entity, e),
+    }
+}
+
+/// A configuration error about an entity; the router fills in the file.
+fn entity_config_error(entity: &EntityInfo, message: String) -> Error {
+    Error::Config {
+        file: String::new(),
+        line: 0,
+        column: 0,
+        path: format!("entities.{}", entity.name()),
+        message,
+    }
+}
+
+impl SqliteStore {
+    /// Opens (creating if missing) the database the configuration names.
+    ///
+    /// A bad option is an [`Error::Config`]; a database that cannot be
+    /// opened is an [`Error::Unavailable`] naming the store and location.
+    ///
+    /// ```
+    /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+    /// use polyrouter::backends::sqlite::{SqliteConfig, SqliteStore};
+    /// use polyrouter::Store;
+    /// let store = SqliteStore::connect("cache", SqliteConfig::new("sqlite::memory:")).await?;
+    /// assert_eq!(store.location(), "sqlite::memory:");
+    /// store.ping().await?;
+    /// # Ok::<(), polyrouter::Error>(())
+    /// # }).unwrap();
+    /// ```
+    pub async fn connect(name: &str, config: SqliteConfig) -> Result<SqliteStore> {
+        let located =
+            |key: &str, msg: String| Error::config("<code>", &format!("stores.{name}.{key}"), msg);
+        Self::connect_inner(name, config, &located).await
+    }
+
+    async fn connect_inner(
+        name: &str,
+        config: SqliteConfig,
+        config_error: &(dyn Fn(&str, String) -> Error + Send + Sync),
+    ) -> Result<SqliteStore> {
+        if let Err((key, msg)) = config.validate() {
+            return Err(config_error(key, msg));
+        }
+        let location = redact_url(&config.url);
+        let unavailable = |message: String, source: Option<crate::BoxError>| Error::Unavailable {
+            store: name.into(),
+            entity: String::new(),
+            message,
+            source,
+        };
+        let memory = config.in_memory();
+        let mut opts = SqliteConnectOptions::from_str(&config.url)
+            .map_err(|e| {
+                config_error(
+                    "url",
+                    format!("{location:?} is not a valid SQLite URL: {e}"),
+                )
+            })?
+            .create_if_missing(true)
+            .busy_timeout(config.busy_timeout.0)
+            .statement_cache_capacity(256);
+        if !memory {
+            opts = opts.journal_mode(SqliteJournalMode::Wal);
+            if let Some(dir) = opts
+                .get_filename()
+                .parent()
+                .filter(|d| !d.as_os_str().is_empty())
+            {
+                std::fs::create_dir_all(dir).map_err(|e| {
+                    unavailable(
+                        format!("cannot create the directory of the database at {location}: {e}"),
+                        Some(Box::new(e)),
+                    )
+                })?;
+            }
+        }
+        let mut pool_opts = SqlitePoolOptions::new()
+            .max_connections(config.max_connections)
+            .acquire_timeout(config.busy_timeout.0.max(Duration::from_secs(30)))
+            .test_before_acquire(false);
+        if memory {
+            // The in-memory database lives as long as one connection does.
+            pool_opts = pool_opts
+                .min_connections(1)
+                .idle_timeout(None)
+                .max_lifetime(None);
+        }
+        // Switching a new file to WAL takes a lock the busy handler does not
+        // wait for: retry while another process does the same.
+        let deadline = Instant::now() + config.busy_timeout.0;
+        let pool = loop {
+            match pool_opts.clone().connect_with(opts.clone()).await {
+                Ok(pool) => break pool,
+                Err(e) if is_busy(&e) && Instant::now() < deadline => {
+                    tokio::time::sleep(Duration::from_millis(25)).await;
+                }
+                Err(e) => {
+                    return Err(unavailable(
+                        format!("cannot open the SQLite database at {location}: {e}; check the path is a writable file"),
+                        Some(Box::new(e)),
+                    ));
+                }
+            }
+        };
+        let inner = Arc::new(Inner {
+            name: name.to_string(),
+            location,
+            caps: Capabilities {
+                shared: !memory,
+                max_record_bytes: Some(1_000_000_000),
+                ..Capabilities::all()
+            },
+            pool,
+            tables: RwLock::new(HashMap::new()),
+            purge_task: Mutex::new(None),
+        });
+        if !config.purge_interval.0.is_zero() {
+            let task = spawn_purge(Arc::downgrade(&inner), config.purge_interval.0);
+            *inner.purge_task.lock() = Some(task);
+        }
+        Ok(SqliteStore { inner })
+    }
+
+    /// Deletes expired rows from every table prepared with
+    /// [`Store::ensure_entity`] now, and returns how many were deleted. The
+    /// background task does this every `purge_interval`; expired rows are
+    /// invisible either way.
+    ///
+    /// ```
+    /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+    /// use polyrouter::backends::sqlite::{SqliteConfig, SqliteStore};
+    /// let store = SqliteStore::connect("s", SqliteConfig::new("sqlite::memory:")).await?;
+    /// assert_eq!(store.purge_expired().await?, 0);
+    /// # Ok::<(), polyrouter::Error>(())
+    /// # }).unwrap();
+    /// ```
+    pub async fn purge_expired(&self) -> Result<u64> {
+        self.inner.purge_expired().await
+    }
+
+    fn err(&self, entity: &EntityInfo, e: sqlx::Error) -> Error {
+        map_err(&self.inner.name, entity.name(), e)
+    }
+
+    fn decode(&self, entity: &EntityInfo, t: &TableSql, row: &SqliteRow) -> Result<Record> {
+        decode_record(t, row).map_err(|m| {
+            Error::backend(
+                &self.inner.name,
+                entity.name(),
+                Message(format!("table `{}`: {m}", t.table)),
+            )
+        })
+    }
+
+    /// The statements of the entity's table, built once per table.
+    fn table_sql(&self, entity: &EntityInfo) -> Result<Arc<TableSql>> {
+        if let Some(e) = self.inner.tables.read().get(&entity.table) {
+            if std::ptr::eq(e.sql.schema, entity.schema) {
+                return Ok(e.sql.clone());
+            }
+        }
+        let t = TableSql::new(entity.schema, &entity.table).map_err(|m| {
+            entity_config_error(entity, format!("store `{}`: {m}", self.inner.name))
+        })?;
+        let t = Arc::new(t);
+        let mut tables = self.inner.tables.write();
+        let ensured = tables.get(&entity.table).is_some_and(|e| e.ensured);
+        tables.insert(
+            entity.table.clone(),
+            Entry {
+                sql: t.clone(),
+                ensured,
+            },
+        );
+        Ok(t)
+    }
+
+    fn key_arg(&self, entity: &EntityInfo, t: &TableSql, key: &Key) -> Result<Arg> {
+        t.key(key)
+            .map_err(|m| Error::invalid_input(&self.inner.name, entity.name(), m))
+    }
+
+    fn conflict(
+        &self,
+        entity: &EntityInfo,
+        key: &Key,
+        expected: Precondition,
+        actual: Option<u64>,
+    ) -> Error {
+        Error::Conflict {
+            store: self.inner.name.clone(),
+            entity: entity.name().into(),
+            key: key.to_string(),
+            expected,
+            actual,
+        }
+    }
+
+    /// The live version of a key, on the connection (inside its transaction).
+    async fn live_version(
+        &self,
+        conn: &mut SqliteConnection,
+        entity: &EntityInfo,
+        t: &TableSql,
+        key: &Key,
+        now: i64,
+    ) -> Result<Option<u64>> {
+        let key = self.key_arg(entity, t, key)?;
+        let row = bind_all(sqlx::query(&t.live_version), vec![key, Arg::Int(now)])
+            .fetch_optional(&mut *conn)
+            .await
+            .map_err(|e| self.err(entity, e))?;
+        row.map(|r| r.try_get::<i64, _>(0).map(|v| v as u64))
+            .transpose()
+            .map_err(|e| self.err(entity, e))
+    }
+
+    /// Runs one write statement and reads its outcome; a failed
+    /// precondition is a conflict carrying the current live version.
+    async fn apply(
+        &self,
+        conn: &mut SqliteConnection,
+        entity: &EntityInfo,
+        t: &TableSql,
+        op: &WriteOp,
+        stmt: WriteStmt<'_>,
+        now: i64,
+    ) -> Result<WriteOutcome> {
+        let query = bind_all(sqlx::query(stmt.sql), stmt.args);
+        if stmt.expect == Expect::DeleteAbsent {
+            query
+                .execute(&mut *conn)
+                .await
+                .map_err(|e| self.err(entity, e))?;
+            return match self.live_version(conn, entity, t, op.key(), now).await? {
+                None => Ok(WriteOutcome::Deleted { existed: false }),
+                actual => Err(self.conflict(entity, op.key(), op.precondition(), actual)),
+            };
+        }
+        let row = query
+            .fetch_optional(&mut *conn)
+            .await
+            .map_err(|e| self.err(entity, e))?;
+        let first = |r: &SqliteRow| r.try_get::<i64, _>(0).map_err(|e| self.err(entity, e));
+        match (stmt.expect, row) {
+            (Expect::Put, Some(r)) => Ok(WriteOutcome::Written {
+                version: first(&r)? as u64,
+            }),
+            (Expect::DeleteAny, r) => Ok(WriteOutcome::Deleted {
+                existed: match r {
+                    Some(r) => first(&r)? != 0,
+                    None => false,
+                },
+            }),
+            (Expect::DeleteCond, Some(_)) => Ok(WriteOutcome::Deleted { existed: true }),
+            _ => {
+                let actual = self.live_version(conn, entity, t, op.key(), now).await?;
+                Err(self.conflict(entity, op.key(), op.precondition(), actual))
+            }
+        }
+    }
+
+    /// Fetches `get_many` chunks on one connection into `found`.
+    async fn fetch_many(
+        &self,
+        conn: &mut SqliteConnection,
+        entity: &EntityInfo,
+        t: &TableSql,
+        keys: &[Arg],
+        now: i64,
+        found: &mut HashMap<Key, Record>,
+    ) -> Result<()> {
+        for chunk in keys.chunks(GET_MANY_CHUNK) {
+            let s = t.get_many(chunk, now);
+            let rows = bind_all(sqlx::query(&s.sql), s.args)
+                .fetch_all(&mut *conn)
+                .await
+                .map_err(|e| self.err(entity, e))?;
+            for row in &rows {
+                let r = self.decode(entity, t, row)?;
+                found.insert(r.key.clone(), r);
+            }
+        }
+        Ok(())
+    }
+}
+
+fn spawn_purge(inner: Weak<Inner>, every: Duration) -> tokio::task::AbortHandle {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(every);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        tick.tick().await; // the first tick is immediate
+        loop {
+            tick.tick().await;
+            // Hold the store only while purging: dropping it ends the task.
+            let Some(inner) = inner.upgrade() else { break };
+            if let Err(e) = inner.purge_expired().await {
+                tracing::warn!(store = %inner.name, error = %e, "purging expired rows failed");
+            }
+        }
+    })
+    .abort_handle()
+}
+
+impl Inner {
+    async fn purge_expired(&self) -> Result<u64> {
+        let tables: Vec<Arc<TableSql>> = self
+            .tables
+            .read()
+            .values()
+            .filter(|e| e.ensured)
+            .map(|e| e.sql.clone())
+            .collect();
+        let mut total = 0;
+        for t in tables {
+            // Small chunks: each holds the write lock only briefly.
+            loop {
+                let n = sqlx::query(&t.purge)
+                    .bind(now_micros())
+                    .execute(&self.pool)
+                    .await
+                    .map_err(|e| map_err(&self.name, t.schema.name, e))?
+                    .rows_affected();
+                total += n;
+                if n < PURGE_CHUNK {
+                    break;
+                }
+            }
+        }
+        Ok(total)
+    }
+}
+
+const TABLE_INFO: &str = "SELECT name, type, \"notnull\", dflt_value, pk FROM pragma_table_info(?)";
+
+#[async_trait]
+impl Store for SqliteStore {
+    fn name(&self) -> &str {
+        &self.inner.name
+    }
+
+    fn kind(&self) -> &'static str {
+        "sqlite"
+    }
+
+    fn capabilities(&self) -> &Capabilities {
+        &self.inner.caps
+    }
+
+    fn location(&self) -> String {
+        self.inner.location.clone()
+    }
+
+    async fn ensure_entity(&self, entity: &EntityInfo) -> Result<()> {
+        let t = self.table_sql(entity)?;
+        let mut conn = self
+            .inner
+            .pool
+            .acquire()
+            .await
+            .map_err(|e| self.err(entity, e))?;
+        sqlx::query(&t.create_table)
+            .execute(&mut *conn)
+            .await
+            .map_err(|e| self.err(entity, e))?;
+        let rows = sqlx::query(TABLE_INFO)
+            .bind(&t.table)
+            .fetch_all(&mut *conn)
+            .await
+            .map_err(|e| self.err(entity, e))?;
+        let info = rows
+            .iter()
+            .map(|r| {
+                Ok(ddl::ColumnInfo {
+                    name: r.try_get(0)?,
+                    decl_type: r.try_get::<Option<String>, _>(1)?.unwrap_or_default(),
+                    notnull: r.try_get::<i64, _>(2)? != 0,
+                    default: r.try_get(3)?,
+                    pk: r.try_get(4)?,
+                })
+            })
+            .collect::<Result<Vec<_>, sqlx::Error>>()
+            .map_err(|e| self.err(entity, e))?;
+        ddl::check_table(&self.inner.name, &t, &info)
+            .map_err(|m| entity_config_error(entity, m))?;
+        sqlx::query(&t.create_index)
+            .execute(&mut *conn)
+            .await
+            .map_err(|e| self.err(entity, e))?;
+        self.inner.tables.write().insert(
+            entity.table.clone(),
+            Entry {
+                sql: t,
+                ensured: true,
+            },
+        );
+        Ok(())
+    }
+
+    async fn get(&self, entity: &EntityInfo, key: &Key) -> Result<Option<Record>> {
+        let t = self.table_sql(entity)?;
+        let key = self.key_arg(entity, &t, key)?;
+        let row = bind_all(sqlx::query(&t.get), vec![key, Arg::Int(now_micros())])
+            .fetch_optional(&self.inner.pool)
+            .await
+            .map_err(|e| self.err(entity, e))?;
+        row.map(|r| self.decode(entity, &t, &r)).transpose()
+    }
+
+    async fn get_many(&self, entity: &EntityInfo, keys: &[Key]) -> Result<Vec<Option<Record>>> {
+        if keys.is_empty() {
+            return Ok(Vec::new());
+        }
+        let t = self.table_sql(entity)?;
+        let args = keys
+            .iter()
+            .map(|k| self.key_arg(entity, &t, k))
+            .collect::<Result<Vec<_>>>()?;
+        let now = now_micros();
+        let mut found = HashMap::with_capacity(keys.len());
+        if args.len() <= GET_MANY_CHUNK {
+            let mut conn = self
+                .inner
+                .pool
+                .acquire()
+                .await
+                .map_err(|e| self.err(entity, e))?;
+            self.fetch_many(&mut conn, entity, &t, &args, now, &mut found)
+                .await?;
+        } else {
+            // Several statements: one read transaction, one snapshot.
+            let mut tx = self
+                .inner
+                .pool
+                .begin()
+                .await
+                .map_err(|e| self.err(entity, e))?;
+            self.fetch_many(&mut tx, entity, &t, &args, now, &mut found)
+                .await?;
+            tx.commit().await.map_err(|e| self.err(entity, e))?;
+        }
+        Ok(keys.iter().map(|k| found.get(k).cloned()).collect())
+    }
+
+    async fn write(
+        &self,
+        entity: &EntityInfo,
+        ops: Vec<WriteOp>,
+        _atomic: bool,
+    ) -> Result<Vec<WriteOutcome>> {
+        if ops.is_empty() {
+            return Ok(Vec::new());
+        }
+        let t = self.table_sql(entity)?;
+        let now = now_micros();
+        // Every op is checked and encoded before the database is touched.
+        let mut stmts = ops
+            .iter()
+            .map(|op| t.write(op, now))
+            .collect::<Result<Vec<_>, String>>()
+            .map_err(|m| Error::invalid_input(&self.inner.name, entity.name(), m))?;
+        if let [op] = ops.as_slice() {
+            // One statement is atomic on its own.
+            let stmt = stmts.pop().expect("one statement");
+            let mut conn = self
+                .inner
+                .pool
+                .acquire()
+                .await
+                .map_err(|e| self.err(entity, e))?;
+            return Ok(vec![
+                self.apply(&mut conn, entity, &t, op, stmt, now).await?,
+            ]);
+        }
+        // Always all or nothing. IMMEDIATE takes the write lock up front (the
+        // busy handler waits for it), so a transaction never fails to
+        // upgrade a read lock half-way through.
+        let mut tx = self
+            .inner
+            .pool
+            .begin_with("BEGIN IMMEDIATE")
+            .await
+            .map_err(|e| self.err(entity, e))?;
+        let mut outcomes = Vec::with_capacity(ops.len());
+        for (op, stmt) in ops.iter().zip(stmts) {
+            match self.apply(&mut tx, entity, &t, op, stmt, now).await {
+                Ok(o) => outcomes.push(o),
+                Err(e) => {
+                    let _ = tx.rollback().await;
+                    return Err(e);
+                }
+            }
+        }
+        tx.commit().await.map_err(|e| self.err(entity, e))?;
+        Ok(outcomes)
+    }
+
+    async fn query(&self, entity: &EntityInfo, query: &StoreQuery) -> Result<Vec<Record>> {
+        let t = self.table_sql(entity)?;
+        let s = t.query(query, now_micros());
+        let rows = bind_all(sqlx::query(&s.sql), s.args)
+            .fetch_all(&self.inner.pool)
+            .await
+            .map_err(|e| self.err(entity, e))?;
+        rows.iter().map(|r| self.decode(entity, &t, r)).collect()
+    }
+
+    async fn count(&self, entity: &EntityInfo, filter: Option<&Filter>) -> Result<u64> {
+        let t = self.table_sql(entity)?;
+        let s = t.count(filter, now_micros());
+        let n: i64 = bind_all(sqlx::query(&s.sql), s.args)
+            .fetch_one(&self.inner.pool)
+            .await
+            .and_then(|r| r.try_get(0))
+            .map_err(|e| self.err(entity, e))?;
+        Ok(n as u64)
+    }
+
+    async fn ping(&self) -> Result<()> {
+        sqlx::query("SELECT 1")
+            .execute(&self.inner.pool)
+            .await
+            .map(|_| ())
+            .map_err(|e| map_err(&self.inner.name, "", e))
+    }
+}

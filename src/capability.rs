@@ -1,0 +1,258 @@
+//! What a store can do. The router checks a route's needs against it at
+//! start-up, and each call's needs again before sending it.
+
+use std::fmt;
+
+use crate::query::{CmpOp, Filter};
+use crate::store::Precondition;
+
+/// Which filter operators a store can evaluate.
+///
+/// ```
+/// let f = polyrouter::FilterCaps::all();
+/// assert!(f.prefix && f.not);
+/// assert!(!polyrouter::FilterCaps::none().eq);
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FilterCaps {
+    /// `eq`, and `in`.
+    pub eq: bool,
+    /// `ne`.
+    pub ne: bool,
+    /// `lt`, `le`, `gt`, `ge`.
+    pub range: bool,
+    /// `in`.
+    pub is_in: bool,
+    /// `prefix`.
+    pub prefix: bool,
+    /// `contains`.
+    pub contains: bool,
+    /// `is_null`.
+    pub is_null: bool,
+    /// `and`.
+    pub and: bool,
+    /// `or`.
+    pub or: bool,
+    /// `not`.
+    pub not: bool,
+}
+
+impl FilterCaps {
+    /// Every operator.
+    ///
+    /// ```
+    /// assert!(polyrouter::FilterCaps::all().range);
+    /// ```
+    pub const fn all() -> Self {
+        FilterCaps {
+            eq: true,
+            ne: true,
+            range: true,
+            is_in: true,
+            prefix: true,
+            contains: true,
+            is_null: true,
+            and: true,
+            or: true,
+            not: true,
+        }
+    }
+
+    /// No operator.
+    ///
+    /// ```
+    /// assert!(!polyrouter::FilterCaps::none().and);
+    /// ```
+    pub const fn none() -> Self {
+        FilterCaps {
+            eq: false,
+            ne: false,
+            range: false,
+            is_in: false,
+            prefix: false,
+            contains: false,
+            is_null: false,
+            and: false,
+            or: false,
+            not: false,
+        }
+    }
+
+    fn supports(&self, f: &Filter) -> bool {
+        match f {
+            Filter::Cmp { op, .. } => match op {
+                CmpOp::Eq => self.eq,
+                CmpOp::Ne => self.ne,
+                _ => self.range,
+            },
+            Filter::In { .. } => self.is_in,
+            Filter::Prefix { .. } => self.prefix,
+            Filter::Contains { .. } => self.contains,
+            Filter::IsNull(_) => self.is_null,
+            Filter::And(_) => self.and,
+            Filter::Or(_) => self.or,
+            Filter::Not(_) => self.not,
+        }
+    }
+
+    /// The first node of `filter` this store cannot evaluate, as a capability name.
+    ///
+    /// ```
+    /// use polyrouter::{query::field, FilterCaps};
+    /// let caps = FilterCaps { prefix: false, ..FilterCaps::all() };
+    /// assert_eq!(caps.first_unsupported(&field("a").prefix("x")), Some("filter prefix".into()));
+    /// ```
+    pub fn first_unsupported(&self, filter: &Filter) -> Option<String> {
+        if !self.supports(filter) {
+            return Some(filter.capability());
+        }
+        match filter {
+            Filter::And(v) | Filter::Or(v) => v.iter().find_map(|f| self.first_unsupported(f)),
+            Filter::Not(f) => self.first_unsupported(f),
+            _ => None,
+        }
+    }
+}
+
+/// What a store can do.
+///
+/// ```
+/// let c = polyrouter::Capabilities::all();
+/// assert!(c.ttl && c.batch_atomic);
+/// assert!(c.precondition(&polyrouter::Precondition::Version(1)));
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Capabilities {
+    /// Per-record expiry.
+    pub ttl: bool,
+    /// `Precondition::Absent`.
+    pub if_absent: bool,
+    /// `Precondition::Exists`.
+    pub if_exists: bool,
+    /// `Precondition::Version`.
+    pub if_version: bool,
+    /// Batches run as one call.
+    pub batch: bool,
+    /// Batches are all-or-nothing.
+    pub batch_atomic: bool,
+    /// Queries over filters (otherwise only point operations).
+    pub query: bool,
+    /// Which filter operators queries may use.
+    pub filters: FilterCaps,
+    /// Ordering by any field.
+    pub sort: bool,
+    /// Counting rows matching a filter.
+    pub count: bool,
+    /// The largest encoded record the store accepts, if limited.
+    pub max_record_bytes: Option<usize>,
+    /// Multi-statement transactions.
+    pub transactions: bool,
+    /// A second router on the same location sees the same data.
+    pub shared: bool,
+    /// Keys are namespaced with a configurable prefix (`key_prefix`), as in key-value stores.
+    pub key_prefix: bool,
+    /// Implements `GraphStore`.
+    pub graph: bool,
+    /// Implements `SearchStore`.
+    pub search: bool,
+    /// Implements `TimeSeriesStore`.
+    pub time_series: bool,
+    /// Implements `BlobStore`.
+    pub blob: bool,
+    /// Implements `ChangeFeed`.
+    pub change_feed: bool,
+}
+
+impl Capabilities {
+    /// Everything the `Store` trait offers; the specialised traits off.
+    ///
+    /// ```
+    /// assert!(!polyrouter::Capabilities::all().graph);
+    /// ```
+    pub const fn all() -> Self {
+        Capabilities {
+            ttl: true,
+            if_absent: true,
+            if_exists: true,
+            if_version: true,
+            batch: true,
+            batch_atomic: true,
+            query: true,
+            filters: FilterCaps::all(),
+            sort: true,
+            count: true,
+            max_record_bytes: None,
+            transactions: true,
+            shared: false,
+            key_prefix: false,
+            graph: false,
+            search: false,
+            time_series: false,
+            blob: false,
+            change_feed: false,
+        }
+    }
+
+    /// Whether `p` can be honoured.
+    ///
+    /// ```
+    /// let c = polyrouter::Capabilities { if_version: false, ..polyrouter::Capabilities::all() };
+    /// assert!(!c.precondition(&polyrouter::Precondition::Version(2)));
+    /// assert!(c.precondition(&polyrouter::Precondition::None));
+    /// ```
+    pub fn precondition(&self, p: &Precondition) -> bool {
+        match p {
+            Precondition::None => true,
+            Precondition::Absent => self.if_absent,
+            Precondition::Exists => self.if_exists,
+            Precondition::Version(_) => self.if_version,
+        }
+    }
+
+    /// The names of the supported capabilities, for `polyrouter check`.
+    ///
+    /// ```
+    /// let names = polyrouter::Capabilities::all().names();
+    /// assert!(names.contains(&"ttl"));
+    /// ```
+    pub fn names(&self) -> Vec<&'static str> {
+        let f = &self.filters;
+        [
+            (self.ttl, "ttl"),
+            (self.if_absent, "if-absent"),
+            (self.if_exists, "if-exists"),
+            (self.if_version, "if-version"),
+            (self.batch, "batch"),
+            (self.batch_atomic, "batch-atomic"),
+            (self.query, "query"),
+            (f.eq, "eq"),
+            (f.ne, "ne"),
+            (f.range, "range"),
+            (f.is_in, "in"),
+            (f.prefix, "prefix"),
+            (f.contains, "contains"),
+            (f.is_null, "is-null"),
+            (f.and && f.or && f.not, "and/or/not"),
+            (self.sort, "sort"),
+            (self.count, "count"),
+            (self.transactions, "transactions"),
+            (self.shared, "shared"),
+            (self.key_prefix, "key-prefix"),
+            (self.graph, "graph"),
+            (self.search, "search"),
+            (self.time_series, "time-series"),
+            (self.blob, "blob"),
+            (self.change_feed, "change-feed"),
+        ]
+        .into_iter()
+        .filter(|(on, _)| *on)
+        .map(|(_, n)| n)
+        .collect()
+    }
+}
+
+impl fmt::Display for Capabilities {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.names().join(", "))
+    }
+}

@@ -1,0 +1,722 @@
+//! `Repo<T>`: the typed facade over one entity's route.
+
+use std::marker::PhantomData;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::stream::{self, BoxStream, StreamExt};
+
+use super::Bound;
+use crate::query::{Direction, Filter, Order, Query};
+use crate::record::{from_record, to_record};
+use crate::store::{StoreQuery, WriteOp, WriteOutcome};
+use crate::{token, Entity, Error, Key, Precondition, Record, Result, Value};
+
+/// Options of one write.
+///
+/// ```
+/// use std::time::Duration;
+/// use polyrouter::{router::WriteOptions, Precondition};
+/// let o = WriteOptions::new().ttl(Duration::from_secs(60)).precondition(Precondition::Absent);
+/// assert_eq!(o.precondition, Precondition::Absent);
+/// ```
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct WriteOptions {
+    /// Condition on the current version.
+    pub precondition: Precondition,
+    /// Expiry; `None` uses the entity's default TTL.
+    pub ttl: Option<Duration>,
+}
+
+impl WriteOptions {
+    /// Unconditional, default TTL.
+    ///
+    /// ```
+    /// assert_eq!(polyrouter::router::WriteOptions::new().ttl, None);
+    /// ```
+    pub fn new() -> Self {
+        Self::default()
+    }
+    /// Sets the precondition.
+    ///
+    /// ```
+    /// let o = polyrouter::router::WriteOptions::new().precondition(polyrouter::Precondition::Exists);
+    /// assert_eq!(o.precondition, polyrouter::Precondition::Exists);
+    /// ```
+    pub fn precondition(mut self, p: Precondition) -> Self {
+        self.precondition = p;
+        self
+    }
+    /// Sets the TTL of this write.
+    ///
+    /// ```
+    /// let o = polyrouter::router::WriteOptions::new().ttl(std::time::Duration::from_secs(1));
+    /// assert!(o.ttl.is_some());
+    /// ```
+    pub fn ttl(mut self, ttl: Duration) -> Self {
+        self.ttl = Some(ttl);
+        self
+    }
+}
+
+/// One page of query results.
+///
+/// ```
+/// let p: polyrouter::Page<u8> = polyrouter::Page { items: vec![], next: None, query: Default::default() };
+/// assert!(p.next_query().is_none());
+/// ```
+#[derive(Debug, Clone)]
+pub struct Page<T> {
+    /// The rows, in query order.
+    pub items: Vec<T>,
+    /// Continuation token; `None` on the last page.
+    pub next: Option<String>,
+    /// The query that produced this page.
+    pub query: Query,
+}
+
+impl<T> Page<T> {
+    /// The query for the next page, if there is one.
+    ///
+    /// ```
+    /// let p: polyrouter::Page<u8> = polyrouter::Page { items: vec![], next: Some("t".into()), query: Default::default() };
+    /// assert_eq!(p.next_query().unwrap().after.as_deref(), Some("t"));
+    /// ```
+    pub fn next_query(&self) -> Option<Query> {
+        self.next.as_ref().map(|t| self.query.clone().after(t.clone()))
+    }
+}
+
+/// A typed repository: every operation on one entity type, routed to its
+/// store. Cheap to clone.
+///
+/// ```
+/// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+/// use polyrouter::{Entity, Precondition, Router};
+/// #[derive(Entity, serde::Serialize, serde::Deserialize)]
+/// struct Item { id: String, qty: i64 }
+/// let r = Router::from_toml_str("[stores.m]\nkind = \"memory\"\n[entities.item]\nstore = \"m\"\n").await.unwrap();
+/// let items = r.repo::<Item>().await.unwrap();
+/// items.put_if(&Item { id: "a".into(), qty: 1 }, Precondition::Absent).await.unwrap();
+/// let again = items.put_if(&Item { id: "a".into(), qty: 2 }, Precondition::Absent).await;
+/// assert!(matches!(again, Err(polyrouter::Error::Conflict { actual: Some(1), .. })));
+/// assert_eq!(items.get("a").await.unwrap().unwrap().qty, 1);
+/// # });
+/// ```
+pub struct Repo<T> {
+    b: Arc<Bound>,
+    _t: PhantomData<fn() -> T>,
+}
+
+impl<T> Clone for Repo<T> {
+    fn clone(&self) -> Self {
+        Repo {
+            b: self.b.clone(),
+            _t: PhantomData,
+        }
+    }
+}
+
+impl<T> std::fmt::Debug for Repo<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Repo")
+            .field("entity", &self.b.info.name())
+            .field("store", &self.b.info.store)
+            .finish()
+    }
+}
+
+impl<T: Entity> Repo<T> {
+    pub(crate) fn new(b: Arc<Bound>) -> Self {
+        Repo { b, _t: PhantomData }
+    }
+
+    fn store_name(&self) -> &str {
+        &self.b.info.store
+    }
+
+    fn entity(&self) -> &'static str {
+        self.b.info.name()
+    }
+
+    fn invalid(&self, msg: impl std::fmt::Display) -> Error {
+        Error::invalid_input(self.store_name(), self.entity(), msg)
+    }
+
+    fn unsupported(&self, what: impl std::fmt::Display) -> Error {
+        Error::unsupported(self.store_name(), self.entity(), what)
+    }
+
+    fn check_key(&self, key: Key) -> Result<Key> {
+        let want = self.b.info.schema.key_kind;
+        if key.kind() != want {
+            return Err(self.invalid(format!(
+                "key {key} is a {:?} key, but `{}` keys are {:?}",
+                key.kind(),
+                self.entity(),
+                want
+            )));
+        }
+        Ok(key)
+    }
+
+    fn to_record(&self, value: &T) -> Result<Record> {
+        let record = to_record(self.b.info.schema, value.key(), value).map_err(|e| self.invalid(e))?;
+        if let Some(max) = self.b.store.capabilities().max_record_bytes {
+            let size = record_size(&record);
+            if size > max {
+                return Err(self.invalid(format!(
+                    "record {} is about {size} bytes; this store accepts at most {max}",
+                    record.key
+                )));
+            }
+        }
+        Ok(record)
+    }
+
+    fn decode(&self, record: Record) -> Result<T> {
+        let key = record.key.clone();
+        from_record(self.b.info.schema, record).map_err(|e| {
+            Error::backend(
+                self.store_name(),
+                self.entity(),
+                format!("stored record {key} does not fit the Rust type: {e}"),
+            )
+        })
+    }
+
+    fn check_write(&self, p: Precondition, ttl: Option<Duration>) -> Result<()> {
+        let caps = self.b.store.capabilities();
+        if !caps.precondition(&p) {
+            return Err(self.unsupported(format!("precondition {p}")));
+        }
+        if ttl.is_some() && !caps.ttl {
+            return Err(self.unsupported("ttl"));
+        }
+        if ttl.is_some_and(|t| t.is_zero()) {
+            return Err(self.invalid("a TTL must be greater than zero"));
+        }
+        Ok(())
+    }
+
+    fn put_op(&self, value: &T, opts: WriteOptions) -> Result<WriteOp> {
+        let ttl = opts.ttl.or(self.b.ttl);
+        self.check_write(opts.precondition, ttl)?;
+        Ok(WriteOp::Put {
+            record: self.to_record(value)?,
+            precondition: opts.precondition,
+            ttl,
+        })
+    }
+
+    fn delete_op(&self, key: Key, p: Precondition) -> Result<WriteOp> {
+        if p == Precondition::Absent {
+            return Err(self.invalid("a delete cannot require the record to be absent"));
+        }
+        self.check_write(p, None)?;
+        Ok(WriteOp::Delete {
+            key: self.check_key(key)?,
+            precondition: p,
+        })
+    }
+
+    async fn write(&self, ops: Vec<WriteOp>, atomic: bool) -> Result<Vec<WriteOutcome>> {
+        if ops.is_empty() {
+            return Ok(Vec::new());
+        }
+        let caps = self.b.store.capabilities();
+        if ops.len() > 1 && atomic && !caps.batch_atomic {
+            return Err(self.unsupported("atomic batch"));
+        }
+        self.b
+            .store
+            .write(&self.b.info, ops, atomic)
+            .await
+            .map_err(|e| e.with_entity(self.entity()))
+    }
+
+    async fn write_one(&self, op: WriteOp) -> Result<WriteOutcome> {
+        let mut out = self.write(vec![op], true).await?;
+        out.pop().ok_or_else(|| {
+            Error::backend(self.store_name(), self.entity(), "the store returned no outcome for a write")
+        })
+    }
+
+    /// Reads one record by key.
+    ///
+    /// ```no_run
+    /// # async fn f(users: polyrouter::Repo<MyUser>) -> polyrouter::Result<()> {
+    /// let u = users.get("u1").await?;
+    /// # Ok(()) }
+    /// # #[derive(polyrouter::Entity, serde::Serialize, serde::Deserialize)] struct MyUser { id: String }
+    /// ```
+    pub async fn get(&self, key: impl Into<Key>) -> Result<Option<T>> {
+        let key = self.check_key(key.into())?;
+        let rec = self
+            .b
+            .store
+            .get(&self.b.info, &key)
+            .await
+            .map_err(|e| e.with_entity(self.entity()))?;
+        rec.map(|r| self.decode(r)).transpose()
+    }
+
+    /// Reads one record by key, or [`Error::NotFound`].
+    ///
+    /// ```no_run
+    /// # async fn f(users: polyrouter::Repo<MyUser>) -> polyrouter::Result<()> {
+    /// let u = users.require("u1").await?;
+    /// # Ok(()) }
+    /// # #[derive(polyrouter::Entity, serde::Serialize, serde::Deserialize)] struct MyUser { id: String }
+    /// ```
+    pub async fn require(&self, key: impl Into<Key>) -> Result<T> {
+        let key = key.into();
+        let shown = key.to_string();
+        self.get(key).await?.ok_or_else(|| Error::NotFound {
+            store: self.store_name().into(),
+            entity: self.entity().into(),
+            key: shown,
+        })
+    }
+
+    /// Inserts or replaces; returns the new version.
+    ///
+    /// ```no_run
+    /// # async fn f(users: polyrouter::Repo<MyUser>) -> polyrouter::Result<()> {
+    /// let v = users.put(&MyUser { id: "u1".into() }).await?;
+    /// # Ok(()) }
+    /// # #[derive(polyrouter::Entity, serde::Serialize, serde::Deserialize)] struct MyUser { id: String }
+    /// ```
+    pub async fn put(&self, value: &T) -> Result<u64> {
+        self.put_with(value, WriteOptions::new()).await
+    }
+
+    /// Writes only if `precondition` holds; otherwise [`Error::Conflict`]
+    /// with the actual version, and nothing is written.
+    ///
+    /// ```no_run
+    /// # async fn f(users: polyrouter::Repo<MyUser>) -> polyrouter::Result<()> {
+    /// users.put_if(&MyUser { id: "u1".into() }, polyrouter::Precondition::Version(3)).await?;
+    /// # Ok(()) }
+    /// # #[derive(polyrouter::Entity, serde::Serialize, serde::Deserialize)] struct MyUser { id: String }
+    /// ```
+    pub async fn put_if(&self, value: &T, precondition: Precondition) -> Result<u64> {
+        self.put_with(value, WriteOptions::new().precondition(precondition)).await
+    }
+
+    /// Writes with explicit options (precondition, per-call TTL).
+    ///
+    /// ```no_run
+    /// # async fn f(s: polyrouter::Repo<MyUser>) -> polyrouter::Result<()> {
+    /// use polyrouter::router::WriteOptions;
+    /// s.put_with(&MyUser { id: "u1".into() }, WriteOptions::new().ttl(std::time::Duration::from_secs(60))).await?;
+    /// # Ok(()) }
+    /// # #[derive(polyrouter::Entity, serde::Serialize, serde::Deserialize)] struct MyUser { id: String }
+    /// ```
+    pub async fn put_with(&self, value: &T, opts: WriteOptions) -> Result<u64> {
+        let op = self.put_op(value, opts)?;
+        let out = self.write_one(op).await?;
+        out.version().ok_or_else(|| {
+            Error::backend(self.store_name(), self.entity(), "the store answered a put with a delete outcome")
+        })
+    }
+
+    /// Deletes; returns whether a record was there.
+    ///
+    /// ```no_run
+    /// # async fn f(users: polyrouter::Repo<MyUser>) -> polyrouter::Result<()> {
+    /// let existed = users.delete("u1").await?;
+    /// # Ok(()) }
+    /// # #[derive(polyrouter::Entity, serde::Serialize, serde::Deserialize)] struct MyUser { id: String }
+    /// ```
+    pub async fn delete(&self, key: impl Into<Key>) -> Result<bool> {
+        self.delete_if(key, Precondition::None).await
+    }
+
+    /// Deletes only if `precondition` holds (`Exists` or `Version`).
+    ///
+    /// ```no_run
+    /// # async fn f(users: polyrouter::Repo<MyUser>) -> polyrouter::Result<()> {
+    /// users.delete_if("u1", polyrouter::Precondition::Version(2)).await?;
+    /// # Ok(()) }
+    /// # #[derive(polyrouter::Entity, serde::Serialize, serde::Deserialize)] struct MyUser { id: String }
+    /// ```
+    pub async fn delete_if(&self, key: impl Into<Key>, precondition: Precondition) -> Result<bool> {
+        let op = self.delete_op(key.into(), precondition)?;
+        Ok(matches!(self.write_one(op).await?, WriteOutcome::Deleted { existed: true }))
+    }
+
+    /// Reads many records; one slot per key, in the order given.
+    ///
+    /// ```no_run
+    /// # async fn f(users: polyrouter::Repo<MyUser>) -> polyrouter::Result<()> {
+    /// let found = users.get_many(["u1", "u2"]).await?;
+    /// assert_eq!(found.len(), 2);
+    /// # Ok(()) }
+    /// # #[derive(polyrouter::Entity, serde::Serialize, serde::Deserialize)] struct MyUser { id: String }
+    /// ```
+    pub async fn get_many<K: Into<Key>>(&self, keys: impl IntoIterator<Item = K>) -> Result<Vec<Option<T>>> {
+        let keys: Vec<Key> = keys
+            .into_iter()
+            .map(|k| self.check_key(k.into()))
+            .collect::<Result<_>>()?;
+        if keys.is_empty() {
+            return Ok(Vec::new());
+        }
+        let recs = self
+            .b
+            .store
+            .get_many(&self.b.info, &keys)
+            .await
+            .map_err(|e| e.with_entity(self.entity()))?;
+        if recs.len() != keys.len() {
+            return Err(Error::backend(
+                self.store_name(),
+                self.entity(),
+                format!("get_many returned {} slots for {} keys", recs.len(), keys.len()),
+            ));
+        }
+        recs.into_iter().map(|r| r.map(|r| self.decode(r)).transpose()).collect()
+    }
+
+    /// Inserts or replaces many records in one batch, all or nothing where
+    /// the store supports it; returns the new versions.
+    ///
+    /// ```no_run
+    /// # async fn f(users: polyrouter::Repo<MyUser>) -> polyrouter::Result<()> {
+    /// users.put_many(&[MyUser { id: "a".into() }, MyUser { id: "b".into() }]).await?;
+    /// # Ok(()) }
+    /// # #[derive(polyrouter::Entity, serde::Serialize, serde::Deserialize)] struct MyUser { id: String }
+    /// ```
+    pub async fn put_many(&self, values: &[T]) -> Result<Vec<u64>> {
+        let ops = values
+            .iter()
+            .map(|v| self.put_op(v, WriteOptions::new()))
+            .collect::<Result<Vec<_>>>()?;
+        let atomic = self.b.store.capabilities().batch_atomic;
+        let out = self.write(ops, atomic).await?;
+        Ok(out.iter().filter_map(WriteOutcome::version).collect())
+    }
+
+    /// Deletes many records; returns how many existed.
+    ///
+    /// ```no_run
+    /// # async fn f(users: polyrouter::Repo<MyUser>) -> polyrouter::Result<()> {
+    /// let n = users.delete_many(["a", "b"]).await?;
+    /// # Ok(()) }
+    /// # #[derive(polyrouter::Entity, serde::Serialize, serde::Deserialize)] struct MyUser { id: String }
+    /// ```
+    pub async fn delete_many<K: Into<Key>>(&self, keys: impl IntoIterator<Item = K>) -> Result<u64> {
+        let ops = keys
+            .into_iter()
+            .map(|k| self.delete_op(k.into(), Precondition::None))
+            .collect::<Result<Vec<_>>>()?;
+        let atomic = self.b.store.capabilities().batch_atomic;
+        let out = self.write(ops, atomic).await?;
+        Ok(out
+            .iter()
+            .filter(|o| matches!(o, WriteOutcome::Deleted { existed: true }))
+            .count() as u64)
+    }
+
+    /// A mixed batch of puts and deletes with per-item preconditions.
+    ///
+    /// ```no_run
+    /// # async fn f(users: polyrouter::Repo<MyUser>) -> polyrouter::Result<()> {
+    /// use polyrouter::Precondition;
+    /// users.batch()
+    ///     .put_if(&MyUser { id: "a".into() }, Precondition::Absent)
+    ///     .delete_if("b", Precondition::Version(4))
+    ///     .commit()
+    ///     .await?;
+    /// # Ok(()) }
+    /// # #[derive(polyrouter::Entity, serde::Serialize, serde::Deserialize)] struct MyUser { id: String }
+    /// ```
+    pub fn batch(&self) -> Batch<T> {
+        Batch {
+            repo: self.clone(),
+            ops: Ok(Vec::new()),
+            atomic: true,
+        }
+    }
+
+    fn plan(&self, q: &Query) -> Result<(StoreQuery, usize, u64)> {
+        let schema = self.b.info.schema;
+        let caps = self.b.store.capabilities();
+        if !caps.query {
+            return Err(self.unsupported("query"));
+        }
+        let filter = match &q.filter {
+            Some(f) => Some(crate::query::normalize(f, schema).map_err(|e| self.invalid(e))?),
+            None => None,
+        };
+        let mut order = Vec::with_capacity(q.order.len() + 1);
+        for o in &q.order {
+            let def = crate::query::check::lookup(schema, &o.field).map_err(|e| self.invalid(e))?;
+            if def.ty.kind == crate::FieldKind::Json {
+                return Err(self.invalid(format!("json field `{}` cannot be sorted on", o.field)));
+            }
+            if order.iter().any(|x: &Order| x.field == o.field) {
+                return Err(self.invalid(format!("field `{}` is sorted on twice", o.field)));
+            }
+            order.push(o.clone());
+        }
+        if !order.is_empty() && !caps.sort {
+            return Err(self.unsupported("sort"));
+        }
+        if !order.iter().any(|o| o.field == schema.key) {
+            order.push(Order {
+                field: schema.key.into(),
+                direction: Direction::Asc,
+            });
+        }
+        let limit = q.limit.unwrap_or(self.b.page_size);
+        if limit == 0 || limit > self.b.max_page_size {
+            return Err(self.invalid(format!(
+                "limit {limit} is out of range: ask for 1 to {} rows per page",
+                self.b.max_page_size
+            )));
+        }
+        let fp = token::fingerprint(schema.name, filter.as_ref(), &order);
+        let mut full = filter;
+        if let Some(t) = &q.after {
+            let last = token::decode(t, fp, schema, &order).map_err(|e| self.invalid(e))?;
+            let after = token::after_filter(&order, &last);
+            full = Some(match full {
+                Some(f) => Filter::And(vec![f, after]),
+                None => after,
+            });
+        }
+        if let Some(f) = &full {
+            if let Some(missing) = caps.filters.first_unsupported(f) {
+                return Err(self.unsupported(missing));
+            }
+        }
+        Ok((
+            StoreQuery {
+                filter: full,
+                order,
+                limit: Some(limit as usize + 1),
+            },
+            limit as usize,
+            fp,
+        ))
+    }
+
+    /// One page of a query. Follow [`Page::next_query`] for the next one;
+    /// every row comes exactly once.
+    ///
+    /// ```no_run
+    /// # async fn f(users: polyrouter::Repo<MyUser>) -> polyrouter::Result<()> {
+    /// use polyrouter::query::{field, Query};
+    /// let page = users.query(Query::new().filter(field("id").prefix("a")).limit(50)).await?;
+    /// if let Some(next) = page.next_query() {
+    ///     let more = users.query(next).await?;
+    /// }
+    /// # Ok(()) }
+    /// # #[derive(polyrouter::Entity, serde::Serialize, serde::Deserialize)] struct MyUser { id: String }
+    /// ```
+    pub async fn query(&self, q: Query) -> Result<Page<T>> {
+        let (sq, limit, fp) = self.plan(&q)?;
+        let mut rows = self
+            .b
+            .store
+            .query(&self.b.info, &sq)
+            .await
+            .map_err(|e| e.with_entity(self.entity()))?;
+        let next = if rows.len() > limit {
+            rows.truncate(limit);
+            rows.last().map(|last| {
+                let values: Vec<&Value> = sq.order.iter().map(|o| last.value(&o.field)).collect();
+                token::encode(fp, &values)
+            })
+        } else {
+            None
+        };
+        let items = rows
+            .into_iter()
+            .map(|r| self.decode(r))
+            .collect::<Result<Vec<T>>>()?;
+        let mut query = q;
+        query.after = None;
+        Ok(Page { items, next, query })
+    }
+
+    /// Every row of a query as a stream, fetched page by page.
+    ///
+    /// ```no_run
+    /// # async fn f(users: polyrouter::Repo<MyUser>) -> polyrouter::Result<()> {
+    /// use futures::TryStreamExt;
+    /// let all: Vec<MyUser> = users.stream(polyrouter::Query::new()).try_collect().await?;
+    /// # Ok(()) }
+    /// # #[derive(polyrouter::Entity, serde::Serialize, serde::Deserialize)] struct MyUser { id: String }
+    /// ```
+    pub fn stream(&self, q: Query) -> BoxStream<'static, Result<T>> {
+        let repo = self.clone();
+        stream::unfold(Some(q), move |state| {
+            let repo = repo.clone();
+            async move {
+                let q = state?;
+                match repo.query(q).await {
+                    Ok(page) => {
+                        let next = page.next_query();
+                        let items: Vec<Result<T>> = page.items.into_iter().map(Ok).collect();
+                        Some((stream::iter(items), next))
+                    }
+                    Err(e) => Some((stream::iter(vec![Err(e)]), None)),
+                }
+            }
+        })
+        .flatten()
+        .boxed()
+    }
+
+    /// The number of rows matching a filter (`None`: all rows).
+    ///
+    /// ```no_run
+    /// # async fn f(users: polyrouter::Repo<MyUser>) -> polyrouter::Result<()> {
+    /// let n = users.count(polyrouter::query::field("id").prefix("a")).await?;
+    /// let all = users.count(None).await?;
+    /// # Ok(()) }
+    /// # #[derive(polyrouter::Entity, serde::Serialize, serde::Deserialize)] struct MyUser { id: String }
+    /// ```
+    pub async fn count(&self, filter: impl Into<Option<Filter>>) -> Result<u64> {
+        let caps = self.b.store.capabilities();
+        if !caps.count {
+            return Err(self.unsupported("count"));
+        }
+        let filter = match filter.into() {
+            Some(f) => {
+                let f = crate::query::normalize(&f, self.b.info.schema).map_err(|e| self.invalid(e))?;
+                if let Some(missing) = caps.filters.first_unsupported(&f) {
+                    return Err(self.unsupported(missing));
+                }
+                Some(f)
+            }
+            None => None,
+        };
+        self.b
+            .store
+            .count(&self.b.info, filter.as_ref())
+            .await
+            .map_err(|e| e.with_entity(self.entity()))
+    }
+}
+
+/// A batch of writes built with [`Repo::batch`]; nothing is sent until
+/// [`commit`](Batch::commit). Atomic by default.
+#[must_use]
+pub struct Batch<T> {
+    repo: Repo<T>,
+    ops: Result<Vec<WriteOp>>,
+    atomic: bool,
+}
+
+impl<T: Entity> Batch<T> {
+    fn push(mut self, op: Result<WriteOp>) -> Self {
+        if let Ok(ops) = &mut self.ops {
+            match op {
+                Ok(op) => ops.push(op),
+                Err(e) => self.ops = Err(e),
+            }
+        }
+        self
+    }
+
+    /// Adds an unconditional put.
+    ///
+    /// ```no_run
+    /// # fn f(r: polyrouter::Repo<U>) { let _ = r.batch().put(&U { id: "a".into() }); }
+    /// # #[derive(polyrouter::Entity, serde::Serialize, serde::Deserialize)] struct U { id: String }
+    /// ```
+    pub fn put(self, value: &T) -> Self {
+        let op = self.repo.put_op(value, WriteOptions::new());
+        self.push(op)
+    }
+
+    /// Adds a conditional put.
+    ///
+    /// ```no_run
+    /// # fn f(r: polyrouter::Repo<U>) { let _ = r.batch().put_if(&U { id: "a".into() }, polyrouter::Precondition::Absent); }
+    /// # #[derive(polyrouter::Entity, serde::Serialize, serde::Deserialize)] struct U { id: String }
+    /// ```
+    pub fn put_if(self, value: &T, precondition: Precondition) -> Self {
+        let op = self.repo.put_op(value, WriteOptions::new().precondition(precondition));
+        self.push(op)
+    }
+
+    /// Adds a put with options.
+    ///
+    /// ```no_run
+    /// # fn f(r: polyrouter::Repo<U>) { let _ = r.batch().put_with(&U { id: "a".into() }, Default::default()); }
+    /// # #[derive(polyrouter::Entity, serde::Serialize, serde::Deserialize)] struct U { id: String }
+    /// ```
+    pub fn put_with(self, value: &T, opts: WriteOptions) -> Self {
+        let op = self.repo.put_op(value, opts);
+        self.push(op)
+    }
+
+    /// Adds an unconditional delete.
+    ///
+    /// ```no_run
+    /// # fn f(r: polyrouter::Repo<U>) { let _ = r.batch().delete("a"); }
+    /// # #[derive(polyrouter::Entity, serde::Serialize, serde::Deserialize)] struct U { id: String }
+    /// ```
+    pub fn delete(self, key: impl Into<Key>) -> Self {
+        let op = self.repo.delete_op(key.into(), Precondition::None);
+        self.push(op)
+    }
+
+    /// Adds a conditional delete.
+    ///
+    /// ```no_run
+    /// # fn f(r: polyrouter::Repo<U>) { let _ = r.batch().delete_if("a", polyrouter::Precondition::Exists); }
+    /// # #[derive(polyrouter::Entity, serde::Serialize, serde::Deserialize)] struct U { id: String }
+    /// ```
+    pub fn delete_if(self, key: impl Into<Key>, precondition: Precondition) -> Self {
+        let op = self.repo.delete_op(key.into(), precondition);
+        self.push(op)
+    }
+
+    /// Allows the store to apply the writes one by one (needed on stores
+    /// without atomic batches); a failure may then leave earlier writes applied.
+    ///
+    /// ```no_run
+    /// # fn f(r: polyrouter::Repo<U>) { let _ = r.batch().non_atomic(); }
+    /// # #[derive(polyrouter::Entity, serde::Serialize, serde::Deserialize)] struct U { id: String }
+    /// ```
+    pub fn non_atomic(mut self) -> Self {
+        self.atomic = false;
+        self
+    }
+
+    /// Sends the batch; one outcome per write, in order.
+    ///
+    /// ```no_run
+    /// # async fn f(r: polyrouter::Repo<U>) -> polyrouter::Result<()> {
+    /// let outcomes = r.batch().put(&U { id: "a".into() }).commit().await?;
+    /// assert_eq!(outcomes[0].version(), Some(1));
+    /// # Ok(()) }
+    /// # #[derive(polyrouter::Entity, serde::Serialize, serde::Deserialize)] struct U { id: String }
+    /// ```
+    pub async fn commit(self) -> Result<Vec<WriteOutcome>> {
+        let ops = self.ops?;
+        self.repo.write(ops, self.atomic).await
+    }
+}
+
+/// An estimate of a record's encoded size, for the store's size limit.
+fn record_size(r: &Record) -> usize {
+    r.fields
+        .iter()
+        .map(|(n, v)| {
+            n.len()
+                + match v {
+                    Value::String(s) => s.len(),
+                    Value::Bytes(b) => b.len(),
+                    Value::Json(j) => j.to_string().len(),
+                    _ => 16,
+                }
+        })
+        .sum()
+}

@@ -1,0 +1,266 @@
+//! The store traits every backend implements.
+//!
+//! The router holds each store as `Arc<dyn Store>` and never knows a
+//! concrete backend type. Backends see only neutral types: [`EntityInfo`],
+//! [`Record`], [`Key`], [`StoreQuery`].
+
+use std::fmt;
+use std::time::Duration;
+
+use async_trait::async_trait;
+
+use crate::entity::Schema;
+use crate::query::{Filter, Order};
+use crate::{Capabilities, Key, Record, Result};
+
+pub mod eval;
+
+/// A condition a write must meet; a failed one is [`Error::Conflict`](crate::Error::Conflict)
+/// and writes nothing.
+///
+/// ```
+/// use polyrouter::Precondition;
+/// assert_eq!(Precondition::Version(3).to_string(), "if-version(3)");
+/// assert!(Precondition::Absent.holds(None));
+/// assert!(!Precondition::Version(2).holds(Some(3)));
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum Precondition {
+    /// Unconditional.
+    #[default]
+    None,
+    /// Only if no (unexpired) record has the key: insert.
+    Absent,
+    /// Only if a record has the key: update.
+    Exists,
+    /// Only if the current version equals this one: optimistic concurrency.
+    Version(u64),
+}
+
+impl Precondition {
+    /// Whether the precondition holds given the current version (`None`: absent).
+    ///
+    /// ```
+    /// assert!(polyrouter::Precondition::Exists.holds(Some(1)));
+    /// ```
+    pub fn holds(&self, current: Option<u64>) -> bool {
+        match self {
+            Precondition::None => true,
+            Precondition::Absent => current.is_none(),
+            Precondition::Exists => current.is_some(),
+            Precondition::Version(v) => current == Some(*v),
+        }
+    }
+}
+
+impl fmt::Display for Precondition {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Precondition::None => f.write_str("none"),
+            Precondition::Absent => f.write_str("if-absent"),
+            Precondition::Exists => f.write_str("if-exists"),
+            Precondition::Version(v) => write!(f, "if-version({v})"),
+        }
+    }
+}
+
+/// Everything a store needs to know about an entity on its route.
+///
+/// ```
+/// # use polyrouter::{FieldDef, KeyKind, Schema, store::EntityInfo};
+/// # static F: [FieldDef; 0] = [];
+/// # static S: Schema = Schema { name: "user", key: "id", key_kind: KeyKind::Str, partition_key: None, version: None, fields: &F };
+/// let e = EntityInfo::new(&S);
+/// assert_eq!(e.table, "user");
+/// ```
+#[derive(Debug, Clone)]
+pub struct EntityInfo {
+    /// The entity's static schema.
+    pub schema: &'static Schema,
+    /// Table, collection or key namespace (default: the entity name).
+    pub table: String,
+    /// The store's name, for error messages.
+    pub store: String,
+}
+
+impl EntityInfo {
+    /// An entity stored under its own name.
+    ///
+    /// ```
+    /// # use polyrouter::{FieldDef, KeyKind, Schema, store::EntityInfo};
+    /// # static F: [FieldDef; 0] = [];
+    /// # static S: Schema = Schema { name: "t", key: "id", key_kind: KeyKind::Str, partition_key: None, version: None, fields: &F };
+    /// assert_eq!(EntityInfo::new(&S).name(), "t");
+    /// ```
+    pub fn new(schema: &'static Schema) -> Self {
+        EntityInfo {
+            schema,
+            table: schema.name.to_string(),
+            store: String::new(),
+        }
+    }
+
+    /// The entity name.
+    ///
+    /// ```
+    /// # use polyrouter::{FieldDef, KeyKind, Schema, store::EntityInfo};
+    /// # static F: [FieldDef; 0] = [];
+    /// # static S: Schema = Schema { name: "t", key: "id", key_kind: KeyKind::Str, partition_key: None, version: None, fields: &F };
+    /// assert_eq!(EntityInfo::new(&S).name(), "t");
+    /// ```
+    pub fn name(&self) -> &'static str {
+        self.schema.name
+    }
+}
+
+/// One write in a batch.
+///
+/// ```
+/// use polyrouter::{store::WriteOp, Key, Precondition};
+/// let op = WriteOp::Delete { key: Key::from("a"), precondition: Precondition::None };
+/// assert_eq!(op.key(), &Key::from("a"));
+/// ```
+#[derive(Debug, Clone, PartialEq)]
+pub enum WriteOp {
+    /// Insert or replace.
+    Put {
+        /// The record.
+        record: Record,
+        /// Condition on the current version.
+        precondition: Precondition,
+        /// Expiry, `None` for never.
+        ttl: Option<Duration>,
+    },
+    /// Delete.
+    Delete {
+        /// The key.
+        key: Key,
+        /// Condition on the current version.
+        precondition: Precondition,
+    },
+}
+
+impl WriteOp {
+    /// The key written.
+    ///
+    /// ```
+    /// use polyrouter::{store::WriteOp, Key, Precondition, Record};
+    /// let op = WriteOp::Put { record: Record::new(Key::from(1i64)), precondition: Precondition::None, ttl: None };
+    /// assert_eq!(op.key(), &Key::Int(1));
+    /// ```
+    pub fn key(&self) -> &Key {
+        match self {
+            WriteOp::Put { record, .. } => &record.key,
+            WriteOp::Delete { key, .. } => key,
+        }
+    }
+
+    /// The precondition.
+    ///
+    /// ```
+    /// use polyrouter::{store::WriteOp, Key, Precondition};
+    /// let op = WriteOp::Delete { key: Key::from("a"), precondition: Precondition::Exists };
+    /// assert_eq!(op.precondition(), Precondition::Exists);
+    /// ```
+    pub fn precondition(&self) -> Precondition {
+        match self {
+            WriteOp::Put { precondition, .. } | WriteOp::Delete { precondition, .. } => *precondition,
+        }
+    }
+}
+
+/// The result of one write.
+///
+/// ```
+/// let w = polyrouter::store::WriteOutcome::Written { version: 1 };
+/// assert_eq!(w.version(), Some(1));
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WriteOutcome {
+    /// A put; the record's new version.
+    Written {
+        /// New version (1 on insert).
+        version: u64,
+    },
+    /// A delete; whether a record was there.
+    Deleted {
+        /// A record existed and is gone.
+        existed: bool,
+    },
+}
+
+impl WriteOutcome {
+    /// The new version for a put.
+    ///
+    /// ```
+    /// assert_eq!(polyrouter::store::WriteOutcome::Deleted { existed: true }.version(), None);
+    /// ```
+    pub fn version(&self) -> Option<u64> {
+        match self {
+            WriteOutcome::Written { version } => Some(*version),
+            WriteOutcome::Deleted { .. } => None,
+        }
+    }
+}
+
+/// A query as a store receives it: already validated against the schema,
+/// with the keyset position folded into `filter` and the key appended to
+/// `order`, so the order is total.
+///
+/// ```
+/// let q = polyrouter::store::StoreQuery::default();
+/// assert!(q.filter.is_none() && q.limit.is_none());
+/// ```
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct StoreQuery {
+    /// Rows must match this.
+    pub filter: Option<Filter>,
+    /// Total order: sort keys then the key.
+    pub order: Vec<Order>,
+    /// Maximum rows.
+    pub limit: Option<usize>,
+}
+
+/// The store every backend implements: point reads and writes with
+/// preconditions, batches, queries and counts.
+///
+/// Versions: the store keeps a version per record, 1 on insert and +1 on
+/// every write. Expired records (TTL) behave as absent everywhere.
+#[async_trait]
+pub trait Store: Send + Sync + fmt::Debug + 'static {
+    /// The store's name from the configuration.
+    fn name(&self) -> &str;
+    /// The store kind, e.g. `sqlite`.
+    fn kind(&self) -> &'static str;
+    /// What this store can do.
+    fn capabilities(&self) -> &Capabilities;
+    /// A human-readable location with secrets redacted, e.g. a path or host.
+    fn location(&self) -> String;
+
+    /// Prepares storage for an entity (creates or checks tables).
+    /// Called at start-up for every routed entity type; idempotent.
+    async fn ensure_entity(&self, entity: &EntityInfo) -> Result<()>;
+
+    /// Reads one record.
+    async fn get(&self, entity: &EntityInfo, key: &Key) -> Result<Option<Record>>;
+
+    /// Reads many records, one slot per key, in the order given.
+    async fn get_many(&self, entity: &EntityInfo, keys: &[Key]) -> Result<Vec<Option<Record>>>;
+
+    /// Applies writes; when `atomic`, all or none.
+    async fn write(
+        &self,
+        entity: &EntityInfo,
+        ops: Vec<WriteOp>,
+        atomic: bool,
+    ) -> Result<Vec<WriteOutcome>>;
+
+    /// Rows matching the query, in its order, at most `limit`.
+    async fn query(&self, entity: &EntityInfo, query: &StoreQuery) -> Result<Vec<Record>>;
+
+    /// The number of rows matching the filter.
+    async fn count(&self, entity: &EntityInfo, filter: Option<&Filter>) -> Result<u64>;
+
+    /// Checks the store answers; used by `polyrouter check`.
+    async fn ping(&self) -> Result<()>;
+}

@@ -1,0 +1,48 @@
+//! Injection strings as keys, values and filter operands round-trip as data.
+
+use polyrouter::query::{field, Query};
+use polyrouter::Result;
+
+use crate::behaviour;
+use crate::entities::*;
+use crate::harness::{always, Behaviour, Ctx};
+
+pub fn behaviours() -> Vec<Behaviour> {
+    vec![behaviour!(injection_strings_are_data, always)]
+}
+
+const EVIL: &[&str] = &[
+    "'; DROP TABLE note; --",
+    "\"; DROP TABLE \"note\"; --",
+    "' OR '1'='1",
+    "back\\slash\\",
+    "nul\u{0}byte",
+    "x'); g.V().drop(); ('",
+    "%_%",
+    "\u{202E}rtl\u{FEFF}",
+    "🎉 emoji",
+    "",
+    " trailing space ",
+    "a/b?c#d",
+];
+
+async fn injection_strings_are_data(ctx: Ctx) -> Result<()> {
+    let repo = ctx.repo::<Note>().await?;
+    repo.put(&note("canary", "still here")).await?;
+    for (i, evil) in EVIL.iter().enumerate() {
+        let key = format!("{evil}{i}");
+        repo.put(&note(&key, evil)).await?;
+        let got = repo.get(key.clone()).await?.expect("round trip");
+        assert_eq!(got.body, *evil);
+        assert_eq!(got.id, key);
+        let found = repo.query(Query::new().filter(field("body").eq(*evil))).await?;
+        assert!(found.items.iter().any(|n| n.id == key), "eq on {evil:?}");
+        let found = repo.query(Query::new().filter(field("id").prefix(key.clone()))).await?;
+        assert_eq!(found.items.len(), 1, "prefix on {evil:?}");
+    }
+    let bare_key = repo.get(EVIL[0]).await?;
+    assert_eq!(bare_key, None);
+    assert_eq!(repo.get("canary").await?.map(|n| n.body), Some("still here".into()));
+    assert_eq!(repo.count(None).await?, EVIL.len() as u64 + 1);
+    Ok(())
+}

@@ -1,0 +1,56 @@
+//! The behaviour suite: one set of behaviours run against every store named
+//! in `POLYROUTER_TEST_STORES` (comma list; default `memory,sqlite`), each
+//! gated on the store's capabilities. A store named there that cannot be
+//! reached fails the run: nothing is skipped silently.
+//!
+//! `POLYROUTER_TEST_STORES=memory,sqlite cargo test --test behavior`
+
+mod crud;
+mod entities;
+mod harness;
+mod inject;
+mod query;
+mod ttl;
+
+use harness::{Behaviour, Ctx};
+use libtest_mimic::{Arguments, Failed, Trial};
+
+fn behaviours() -> Vec<Behaviour> {
+    let mut all = Vec::new();
+    all.extend(crud::behaviours());
+    all.extend(query::behaviours());
+    all.extend(ttl::behaviours());
+    all.extend(inject::behaviours());
+    all
+}
+
+fn main() {
+    let args = Arguments::from_args();
+    let stores = harness::stores_under_test();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
+    let mut trials = Vec::new();
+    for store in &stores {
+        // Open the store once up front: if it is unreachable, every trial fails loudly.
+        let probe = runtime.block_on(harness::probe(store));
+        for b in behaviours() {
+            let gate = probe.as_ref().ok().and_then(|caps| (b.needs)(caps));
+            let name = match gate {
+                Some(need) => format!("{store}::{} (store lacks {need})", b.name),
+                None => format!("{store}::{}", b.name),
+            };
+            let store = store.clone();
+            let probe = probe.clone();
+            let handle = runtime.handle().clone();
+            let trial = Trial::test(name, move || {
+                probe.map_err(Failed::from)?;
+                let ctx = Ctx::new(&store);
+                handle.block_on((b.run)(ctx)).map_err(|e| Failed::from(e.to_string()))
+            });
+            trials.push(trial.with_ignored_flag(gate.is_some()));
+        }
+    }
+    libtest_mimic::run(&args, trials).exit();
+}
