@@ -125,19 +125,23 @@ fn bench_target(c: &mut criterion::Criterion, rt: &Runtime, t: &Target) {
         assert_eq!(via_repo.version, direct.version);
     });
 
-    c.bench_function(&format!("router/{}/get", t.label), |b| {
+    let mut g = group(c, "router", t.label);
+    g.bench_function("get", |b| {
         b.to_async(rt)
             .iter(|| async { black_box(t.repo.get(black_box(KEY)).await.expect("get")) })
     });
-    c.bench_function(&format!("direct/{}/get", t.label), |b| {
-        b.to_async(rt)
-            .iter(|| async { black_box(t.store.get(&t.info, black_box(&key)).await.expect("get")) })
-    });
-    c.bench_function(&format!("router/{}/put", t.label), |b| {
+    g.bench_function("put", |b| {
         b.to_async(rt)
             .iter(|| async { black_box(t.repo.put(black_box(&user)).await.expect("put")) })
     });
-    c.bench_function(&format!("direct/{}/put", t.label), |b| {
+    g.finish();
+
+    let mut g = group(c, "direct", t.label);
+    g.bench_function("get", |b| {
+        b.to_async(rt)
+            .iter(|| async { black_box(t.store.get(&t.info, black_box(&key)).await.expect("get")) })
+    });
+    g.bench_function("put", |b| {
         b.to_async(rt).iter(|| async {
             let op = WriteOp::Put {
                 record: black_box(&record).clone(),
@@ -147,6 +151,24 @@ fn bench_target(c: &mut criterion::Criterion, rt: &Runtime, t: &Target) {
             black_box(t.store.write(&t.info, vec![op], true).await.expect("put"))
         })
     });
+    g.finish();
+}
+
+/// A group `PATH/STORE`; its benchmarks are `PATH/STORE/OP`. Disk-bound
+/// stores (a committed SQLite write waits for fsync) get flat sampling and
+/// fewer, longer samples so the whole run stays short.
+fn group<'a>(
+    c: &'a mut criterion::Criterion,
+    path: &str,
+    store: &str,
+) -> criterion::BenchmarkGroup<'a, criterion::measurement::WallTime> {
+    let mut g = c.benchmark_group(format!("{path}/{store}"));
+    if store != "memory" {
+        g.sampling_mode(criterion::SamplingMode::Flat)
+            .sample_size(20)
+            .measurement_time(Duration::from_secs(4));
+    }
+    g
 }
 
 fn config() -> criterion::Criterion {

@@ -15,7 +15,7 @@ use crate::store::Precondition;
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct FilterCaps {
-    /// `eq`, and `in`.
+    /// `eq`.
     pub eq: bool,
     /// `ne`.
     pub ne: bool,

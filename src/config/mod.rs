@@ -146,7 +146,7 @@ impl StoreSpec {
     /// `#[serde(deny_unknown_fields)]`.
     ///
     /// ```
-    /// #[derive(serde::Deserialize)]
+    /// #[derive(serde::Deserialize, Debug)]
     /// #[serde(deny_unknown_fields)]
     /// struct Opts { path: String }
     /// let mut t = toml::Table::new();

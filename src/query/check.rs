@@ -98,7 +98,7 @@ pub(crate) fn coerce(def: &FieldDef, value: &Value) -> Result<Value, String> {
         | (FieldKind::Timestamp, Value::Timestamp(_))
         | (FieldKind::Uuid, Value::Uuid(_)) => Ok(value.clone()),
         (FieldKind::Float, Value::F64(f)) if f.is_nan() => Err("NaN is not a valid operand".into()),
-        (FieldKind::Float, Value::F64(_)) => Ok(value.clone()),
+        (FieldKind::Float, Value::F64(f)) => Ok(Value::F64(if *f == 0.0 { 0.0 } else { *f })),
         (FieldKind::Float, Value::I64(i)) => Ok(Value::F64(*i as f64)),
         (FieldKind::Timestamp, Value::String(s)) => chrono::DateTime::parse_from_rfc3339(s)
             .map(Value::timestamp)

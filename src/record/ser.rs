@@ -315,7 +315,8 @@ impl ser::Serializer for ValueSer {
     fn serialize_f64(self, v: f64) -> Result<Value, SerError> {
         match self.kind {
             FieldKind::Float if v.is_nan() => err("NaN cannot be stored; use Option<f64> for a missing value"),
-            FieldKind::Float => Ok(Value::F64(v)),
+            // -0.0 is stored as 0.0: stores disagree on whether they differ.
+            FieldKind::Float => Ok(Value::F64(if v == 0.0 { 0.0 } else { v })),
             _ => self.mismatch("a float"),
         }
     }

@@ -22,8 +22,17 @@ pub fn matches(filter: &Filter, record: &Record) -> bool {
     match filter {
         Filter::Cmp { field, op, value } => {
             let v = record.value(field);
+            if value.is_null() {
+                // `eq(null)` is `is_null`; `ne`, `gt`, `ge` hold for every
+                // non-null value (null sorts first); `lt`, `le` never hold.
+                return match op {
+                    CmpOp::Eq => v.is_null(),
+                    CmpOp::Ne | CmpOp::Gt | CmpOp::Ge => !v.is_null(),
+                    CmpOp::Lt | CmpOp::Le => false,
+                };
+            }
             if v.is_null() {
-                return *op == CmpOp::Ne && !value.is_null();
+                return *op == CmpOp::Ne;
             }
             let Some(o) = v.partial_cmp(value) else {
                 return false;

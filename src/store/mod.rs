@@ -14,6 +14,7 @@ use crate::query::{Filter, Order};
 use crate::{Capabilities, Key, Record, Result};
 
 pub mod eval;
+pub mod kv;
 
 /// A condition a write must meet; a failed one is [`Error::Conflict`](crate::Error::Conflict)
 /// and writes nothing.
@@ -263,4 +264,16 @@ pub trait Store: Send + Sync + fmt::Debug + 'static {
 
     /// Checks the store answers; used by `polyrouter check`.
     async fn ping(&self) -> Result<()>;
+
+    /// This store's key-value extras (atomic counters, set-if-absent,
+    /// expiry changes), if it offers them; `None` by default.
+    ///
+    /// ```
+    /// use polyrouter::backends::memory::MemoryStore;
+    /// use polyrouter::Store;
+    /// assert!(MemoryStore::new("kv").as_kv().is_some());
+    /// ```
+    fn as_kv(&self) -> Option<&dyn kv::KvStore> {
+        None
+    }
 }

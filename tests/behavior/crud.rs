@@ -88,7 +88,8 @@ async fn round_trip_every_type(ctx: Ctx) -> Result<()> {
 
 async fn round_trip_extremes(ctx: Ctx) -> Result<()> {
     let repo = ctx.repo::<Everything>().await?;
-    let cases: Vec<Box<dyn Fn(&mut Everything) + Send + Sync>> = vec![
+    type Change = Box<dyn Fn(&mut Everything) + Send + Sync>;
+    let cases: Vec<Change> = vec![
         Box::new(|e| { e.int = i64::MAX; e.small = i32::MAX; e.float = f64::MAX; }),
         Box::new(|e| { e.int = i64::MIN; e.float = f64::MIN; e.unsigned = 0; }),
         Box::new(|e| { e.int = 0; e.float = f64::MIN_POSITIVE; e.maybe_float = Some(-1e-300); }),

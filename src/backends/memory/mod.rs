@@ -21,6 +21,7 @@ use serde::Deserialize;
 use crate::config::StoreSpec;
 use crate::query::Filter;
 use crate::store::eval::{compare, matches};
+use crate::store::kv::{check_call, KvStore};
 use crate::store::{EntityInfo, Precondition, StoreQuery, WriteOp, WriteOutcome};
 use crate::{Capabilities, Error, Key, Record, Result, Store};
 
@@ -63,6 +64,21 @@ pub struct MemoryStore {
     name: String,
     caps: Capabilities,
     tables: RwLock<HashMap<String, Table>>,
+    /// [`KvStore`] raw values (counters, locks), by table and key; apart
+    /// from the records.
+    values: parking_lot::Mutex<HashMap<(String, Key), RawValue>>,
+}
+
+#[derive(Debug)]
+struct RawValue {
+    bytes: Vec<u8>,
+    expires: Option<Instant>,
+}
+
+impl RawValue {
+    fn live(&self, now: Instant) -> bool {
+        self.expires.is_none_or(|t| t > now)
+    }
 }
 
 impl MemoryStore {
@@ -77,6 +93,7 @@ impl MemoryStore {
             name: name.into(),
             caps: Capabilities::all(),
             tables: RwLock::new(HashMap::new()),
+            values: parking_lot::Mutex::new(HashMap::new()),
         }
     }
 
@@ -223,5 +240,112 @@ impl Store for MemoryStore {
 
     async fn ping(&self) -> Result<()> {
         Ok(())
+    }
+
+    fn as_kv(&self) -> Option<&dyn KvStore> {
+        Some(self)
+    }
+}
+
+/// Raw values live in their own map, apart from the records, and expire
+/// like them; counters are stored as decimal text.
+#[async_trait]
+impl KvStore for MemoryStore {
+    async fn increment(&self, entity: &EntityInfo, key: &Key, delta: i64, ttl: Option<Duration>) -> Result<i64> {
+        check_call(&self.name, entity, key, ttl)?;
+        let now = Instant::now();
+        let mut values = self.values.lock();
+        let slot = (entity.table.clone(), key.clone());
+        let current = values.get(&slot).filter(|v| v.live(now));
+        let (old, expires) = match current {
+            Some(v) => {
+                let n = std::str::from_utf8(&v.bytes).ok().and_then(|s| s.parse::<i64>().ok());
+                let Some(n) = n else {
+                    return Err(Error::invalid_input(
+                        &self.name,
+                        entity.name(),
+                        format!("the value at key {key} is not an integer counter"),
+                    ));
+                };
+                (n, v.expires)
+            }
+            None => (0, expiry(now, ttl)),
+        };
+        let Some(new) = old.checked_add(delta) else {
+            return Err(Error::invalid_input(
+                &self.name,
+                entity.name(),
+                format!("incrementing the counter at key {key} by {delta} would overflow an i64"),
+            ));
+        };
+        values.insert(slot, RawValue { bytes: new.to_string().into_bytes(), expires });
+        if values.len() > 1024 && values.len() % 64 == 0 {
+            values.retain(|_, v| v.live(now));
+        }
+        Ok(new)
+    }
+
+    async fn set_if_absent(&self, entity: &EntityInfo, key: &Key, value: &[u8], ttl: Duration) -> Result<bool> {
+        check_call(&self.name, entity, key, Some(ttl))?;
+        let now = Instant::now();
+        let mut values = self.values.lock();
+        let slot = (entity.table.clone(), key.clone());
+        if values.get(&slot).is_some_and(|v| v.live(now)) {
+            return Ok(false);
+        }
+        values.insert(slot, RawValue { bytes: value.to_vec(), expires: expiry(now, Some(ttl)) });
+        Ok(true)
+    }
+
+    async fn get_bytes(&self, entity: &EntityInfo, key: &Key) -> Result<Option<Vec<u8>>> {
+        check_call(&self.name, entity, key, None)?;
+        let now = Instant::now();
+        let values = self.values.lock();
+        Ok(values
+            .get(&(entity.table.clone(), key.clone()))
+            .filter(|v| v.live(now))
+            .map(|v| v.bytes.clone()))
+    }
+
+    async fn delete_bytes(&self, entity: &EntityInfo, key: &Key, expected: Option<&[u8]>) -> Result<bool> {
+        check_call(&self.name, entity, key, None)?;
+        let now = Instant::now();
+        let mut values = self.values.lock();
+        let slot = (entity.table.clone(), key.clone());
+        let matching = values
+            .get(&slot)
+            .is_some_and(|v| v.live(now) && expected.is_none_or(|e| e == v.bytes.as_slice()));
+        if matching {
+            values.remove(&slot);
+        }
+        Ok(matching)
+    }
+
+    async fn expire(&self, entity: &EntityInfo, key: &Key, ttl: Duration) -> Result<bool> {
+        check_call(&self.name, entity, key, Some(ttl))?;
+        let now = Instant::now();
+        let table = self.table(entity);
+        let mut t = table.write();
+        match t.get_mut(key).filter(|r| r.live(now)) {
+            Some(row) => {
+                row.expires = expiry(now, Some(ttl));
+                Ok(true)
+            }
+            None => Ok(false),
+        }
+    }
+
+    async fn persist(&self, entity: &EntityInfo, key: &Key) -> Result<bool> {
+        check_call(&self.name, entity, key, None)?;
+        let now = Instant::now();
+        let table = self.table(entity);
+        let mut t = table.write();
+        match t.get_mut(key).filter(|r| r.live(now)) {
+            Some(row) => {
+                row.expires = None;
+                Ok(true)
+            }
+            None => Ok(false),
+        }
     }
 }

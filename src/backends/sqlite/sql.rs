@@ -566,17 +566,17 @@ impl TableSql {
     fn cmp(&self, field: &str, op: CmpOp, value: &Value, sql: &mut String, args: &mut Vec<Arg>) {
         // A field the table lacks is null in every row.
         let Some(c) = self.column(field) else {
-            sql.push(if op == CmpOp::Ne && !value.is_null() {
-                '1'
-            } else {
-                '0'
-            });
+            let holds = if value.is_null() { op == CmpOp::Eq } else { op == CmpOp::Ne };
+            sql.push(if holds { '1' } else { '0' });
             return;
         };
         let qc = quote(c.name);
         if value.is_null() {
-            // Null rows: false. Other rows rank above null.
+            // `eq(null)` is `is_null`; other rows rank above null.
             match op {
+                CmpOp::Eq => {
+                    let _ = write!(sql, "({qc} IS NULL)");
+                }
                 CmpOp::Ne | CmpOp::Gt | CmpOp::Ge => {
                     let _ = write!(sql, "({qc} IS NOT NULL)");
                 }
@@ -909,7 +909,7 @@ mod tests {
 
     #[test]
     fn null_operands_and_unknown_fields() {
-        assert_eq!(render(field("n").eq(Value::Null)), ("0".into(), vec![]));
+        assert_eq!(render(field("n").eq(Value::Null)), ("(\"n\" IS NULL)".into(), vec![]));
         assert_eq!(render(field("n").lt(Value::Null)), ("0".into(), vec![]));
         assert_eq!(
             render(field("n").ne(Value::Null)),
@@ -923,6 +923,7 @@ mod tests {
         assert_eq!(render(field("nope").ne(1)), ("1".into(), vec![]));
         assert_eq!(render(field("nope").ne(Value::Null)), ("0".into(), vec![]));
         assert_eq!(render(field("nope").is_null()), ("1".into(), vec![]));
+        assert_eq!(render(field("nope").eq(Value::Null)), ("1".into(), vec![]));
         assert_eq!(render(field("nope").is_in([1])), ("0".into(), vec![]));
         assert_eq!(render(field("nope").prefix("a")), ("0".into(), vec![]));
     }

@@ -1369,7 +1369,7 @@ async fn compare_with_reference(store: &SqliteStore, seed: u64) {
         r.version = 1;
     }
     let mut nonempty = 0;
-    for round in 0..600 {
+    for round in 0..400 {
         let filter = (round % 10 != 0).then(|| random_filter(&mut rng, 3));
         let order: Vec<Order> = (0..rng.below(4))
             .map(|_| Order {
@@ -1420,5 +1420,5 @@ async fn compare_with_reference(store: &SqliteStore, seed: u64) {
         }
     }
     // The random filters are selective, not trivially all-or-nothing.
-    assert!(nonempty > 200, "{nonempty}");
+    assert!(nonempty > 120, "seed {seed}: {nonempty}");
 }
