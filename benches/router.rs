@@ -10,11 +10,14 @@
 //! serde to and from the neutral `Record`, capability checks, error
 //! mapping); `direct/<store>/<op>` calls `Store::get` / `Store::write` on the
 //! `Arc<dyn Store>` with a `Record` built beforehand. The difference is the
-//! router's overhead per operation; docs/benchmarks.md keeps the figures.
+//! router's overhead per operation. `overhead/memory/<op>` measures that
+//! difference directly, running both paths interleaved in one loop so that
+//! drift in machine load cancels out. docs/benchmarks.md keeps the figures.
 
+use std::future::Future;
 use std::hint::black_box;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, criterion_main};
 use polyrouter::store::{EntityInfo, WriteOp};
@@ -152,11 +155,112 @@ fn bench_target(c: &mut criterion::Criterion, rt: &Runtime, t: &Target) {
         })
     });
     g.finish();
+
+    if t.label != "memory" {
+        // The router does the same work whatever the store; on SQLite the
+        // store's own variance (a worker-thread hop per read, fsync per
+        // write) is far larger than that work, so compare the groups above.
+        return;
+    }
+    // Router minus direct, measured interleaved in the same loop so that
+    // drift in machine load cancels out: the reported time per iteration
+    // is the router's overhead per operation.
+    let (key, user, record) = (&key, &user, &record);
+    let mut g = group(c, "overhead", t.label);
+    g.bench_function("get", |b| {
+        b.to_async(rt).iter_custom(|iters| {
+            interleaved(
+                iters,
+                move || async move {
+                    black_box(t.repo.get(black_box(KEY)).await.expect("get"));
+                },
+                move || async move {
+                    black_box(t.store.get(&t.info, black_box(key)).await.expect("get"));
+                },
+            )
+        })
+    });
+    g.bench_function("put", |b| {
+        b.to_async(rt).iter_custom(|iters| {
+            interleaved(
+                iters,
+                move || async move {
+                    black_box(t.repo.put(black_box(user)).await.expect("put"));
+                },
+                move || async move {
+                    let op = WriteOp::Put {
+                        record: black_box(record).clone(),
+                        precondition: Precondition::None,
+                        ttl: None,
+                    };
+                    black_box(t.store.write(&t.info, vec![op], true).await.expect("put"));
+                },
+            )
+        })
+    });
+    g.finish();
 }
 
-/// A group `PATH/STORE`; its benchmarks are `PATH/STORE/OP`. Disk-bound
-/// stores (a committed SQLite write waits for fsync) get flat sampling and
-/// fewer, longer samples so the whole run stays short.
+/// Runs `iters` of `a` and of `b` in alternating chunks (alternating which
+/// goes first) and returns time(a) − time(b) scaled to `iters`.
+///
+/// On a small shared machine one preemption (milliseconds) inside a chunk
+/// of a few microseconds would swamp the difference, so a pair of chunks in
+/// which either took over four times its side's fastest chunk is dropped.
+async fn interleaved<A, AF, B, BF>(iters: u64, mut a: A, mut b: B) -> Duration
+where
+    A: FnMut() -> AF,
+    AF: Future<Output = ()>,
+    B: FnMut() -> BF,
+    BF: Future<Output = ()>,
+{
+    const CHUNK: u64 = 32;
+    let (mut sum_a, mut sum_b, mut kept) = (0f64, 0f64, 0u64);
+    let (mut best_a, mut best_b) = (f64::MAX, f64::MAX);
+    let mut done = 0;
+    let mut a_first = true;
+    while done < iters {
+        let n = CHUNK.min(iters - done);
+        let (mut took_a, mut took_b) = (0f64, 0f64);
+        for run_a in [a_first, !a_first] {
+            let start = Instant::now();
+            if run_a {
+                for _ in 0..n {
+                    a().await;
+                }
+                took_a = start.elapsed().as_secs_f64() / n as f64;
+            } else {
+                for _ in 0..n {
+                    b().await;
+                }
+                took_b = start.elapsed().as_secs_f64() / n as f64;
+            }
+        }
+        best_a = best_a.min(took_a);
+        best_b = best_b.min(took_b);
+        if took_a <= 4.0 * best_a && took_b <= 4.0 * best_b {
+            sum_a += took_a * n as f64;
+            sum_b += took_b * n as f64;
+            kept += n;
+        }
+        a_first = !a_first;
+        done += n;
+    }
+    let per_op = if kept == 0 {
+        0.0
+    } else {
+        (sum_a - sum_b) / kept as f64
+    };
+    // Criterion rejects zero; a (rare) negative difference is reported as 1 ns total.
+    Duration::from_secs_f64(per_op.max(0.0) * iters as f64).max(Duration::from_nanos(1))
+}
+
+/// A group `PATH/STORE`; its benchmarks are `PATH/STORE/OP`.
+///
+/// Disk-bound stores (a committed SQLite write waits for fsync) get flat
+/// sampling and fewer samples. The `overhead` groups report only the
+/// difference between the paths while running both, so their wall time is
+/// about (router + direct) / overhead ≈ 5 times their measurement time.
 fn group<'a>(
     c: &'a mut criterion::Criterion,
     path: &str,
@@ -166,15 +270,19 @@ fn group<'a>(
     if store != "memory" {
         g.sampling_mode(criterion::SamplingMode::Flat)
             .sample_size(20)
-            .measurement_time(Duration::from_secs(4));
+            .measurement_time(Duration::from_secs(3));
+    }
+    if path == "overhead" {
+        g.warm_up_time(Duration::from_millis(200))
+            .measurement_time(Duration::from_millis(800));
     }
     g
 }
 
 fn config() -> criterion::Criterion {
     criterion::Criterion::default()
-        .warm_up_time(Duration::from_millis(700))
-        .measurement_time(Duration::from_secs(3))
+        .warm_up_time(Duration::from_millis(500))
+        .measurement_time(Duration::from_secs(2))
         .sample_size(40)
 }
 

@@ -91,7 +91,8 @@ impl Value {
         }
     }
 
-    fn rank(&self) -> u8 {
+    /// The type's place in the reference order (null first).
+    pub(crate) fn rank(&self) -> u8 {
         match self {
             Value::Null => 0,
             Value::Bool(_) => 1,

@@ -4,6 +4,7 @@
 //! | --- | --- | --- |
 //! | `memory` | `memory` (default) | in-process; supports everything; the reference semantics |
 //! | `sqlite` | `sqlite` (default) | embedded SQLite via sqlx; a typed table per entity |
+//! | `redis` | `redis` | a Redis server via the `redis` crate; point ops, atomic batches, TTL, counters ([`KvStore`](crate::store::kv::KvStore)); no queries |
 
 use std::sync::Arc;
 
@@ -14,6 +15,8 @@ use crate::{Result, Store};
 
 #[cfg(feature = "memory")]
 pub mod memory;
+#[cfg(feature = "redis")]
+pub mod redis;
 #[cfg(feature = "sqlite")]
 pub mod sqlite;
 
@@ -52,6 +55,14 @@ pub const KINDS: &[KindInfo] = &[
         #[cfg(feature = "sqlite")]
         open: Some(sqlite::open),
         #[cfg(not(feature = "sqlite"))]
+        open: None,
+    },
+    KindInfo {
+        name: "redis",
+        feature: "redis",
+        #[cfg(feature = "redis")]
+        open: Some(redis::open),
+        #[cfg(not(feature = "redis"))]
         open: None,
     },
 ];

@@ -52,6 +52,25 @@ impl CmpOp {
         }
     }
 
+    /// Whether the operator holds for `field.cmp(operand)`.
+    ///
+    /// ```
+    /// use std::cmp::Ordering;
+    /// assert!(polyrouter::query::CmpOp::Le.holds(Ordering::Equal));
+    /// assert!(!polyrouter::query::CmpOp::Gt.holds(Ordering::Less));
+    /// ```
+    pub fn holds(self, o: std::cmp::Ordering) -> bool {
+        use std::cmp::Ordering::*;
+        match self {
+            CmpOp::Eq => o == Equal,
+            CmpOp::Ne => o != Equal,
+            CmpOp::Lt => o == Less,
+            CmpOp::Le => o != Greater,
+            CmpOp::Gt => o == Greater,
+            CmpOp::Ge => o != Less,
+        }
+    }
+
     /// The name used in capability checks, e.g. `eq`.
     ///
     /// ```

@@ -424,7 +424,13 @@ fn check_route(
     Ok(Route {
         entity: entity.into(),
         store: ec.store.clone(),
-        table: ec.table.clone().unwrap_or_else(|| entity.to_string()),
+        // On key-value stores the key prefix, when set, is the entity's namespace.
+        table: ec
+            .key_prefix
+            .clone()
+            .filter(|_| caps.key_prefix)
+            .or_else(|| ec.table.clone())
+            .unwrap_or_else(|| entity.to_string()),
         ttl: ec.ttl.map(|d| d.0),
         config: ec.clone(),
     })

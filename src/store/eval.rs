@@ -37,14 +37,7 @@ pub fn matches(filter: &Filter, record: &Record) -> bool {
             let Some(o) = v.partial_cmp(value) else {
                 return false;
             };
-            match op {
-                CmpOp::Eq => o == Ordering::Equal,
-                CmpOp::Ne => o != Ordering::Equal,
-                CmpOp::Lt => o == Ordering::Less,
-                CmpOp::Le => o != Ordering::Greater,
-                CmpOp::Gt => o == Ordering::Greater,
-                CmpOp::Ge => o != Ordering::Less,
-            }
+            op.holds(o)
         }
         Filter::In { field, values } => {
             let v = record.value(field);

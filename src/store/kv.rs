@@ -49,7 +49,7 @@ use crate::{Error, Key, Result};
 ///
 /// Keys must have the entity's key kind (a string key for a string-keyed
 /// entity, and so on), or the call fails with
-/// [`Error::InvalidInput`](crate::Error::InvalidInput). TTLs must be greater
+/// [`Error::InvalidInput`]. TTLs must be greater
 /// than zero.
 ///
 /// ```
@@ -77,7 +77,7 @@ pub trait KvStore: Send + Sync {
     /// `ttl` applies only when this call creates the counter (a fixed
     /// window, as rate limiters want); an existing counter keeps its expiry.
     /// A result outside `i64`, or a raw value there that is not a decimal
-    /// integer, is [`Error::InvalidInput`](crate::Error::InvalidInput) and
+    /// integer, is [`Error::InvalidInput`] and
     /// changes nothing.
     ///
     /// ```
@@ -240,7 +240,12 @@ pub trait KvStore: Send + Sync {
 /// assert!(err.to_string().contains("store `cache`"), "{err}");
 /// assert!(check_call("cache", &e, &Key::from(1i64), Some(std::time::Duration::ZERO)).is_err());
 /// ```
-pub fn check_call(store: &str, entity: &EntityInfo, key: &Key, ttl: Option<Duration>) -> Result<()> {
+pub fn check_call(
+    store: &str,
+    entity: &EntityInfo,
+    key: &Key,
+    ttl: Option<Duration>,
+) -> Result<()> {
     let want = entity.schema.key_kind;
     if key.kind() != want {
         return Err(Error::invalid_input(

@@ -1,7 +1,8 @@
 //! Store selection, per-trial isolation and the behaviour type.
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::OnceLock;
+use std::collections::HashMap;
+use std::sync::{Mutex, OnceLock};
 
 use futures::future::BoxFuture;
 use polyrouter::{Capabilities, Entity, Repo, Router};
@@ -40,7 +41,7 @@ pub fn stores_under_test() -> Vec<String> {
         .collect();
     for s in &stores {
         if store_toml(s).is_none() {
-            panic!("POLYROUTER_TEST_STORES names `{s}`, which the behaviour suite does not know; known: memory, sqlite");
+            panic!("POLYROUTER_TEST_STORES names `{s}`, which the behaviour suite does not know; known: memory, sqlite, redis");
         }
     }
     stores
@@ -59,8 +60,66 @@ pub fn store_toml(store: &str) -> Option<String> {
             "kind = \"sqlite\"\nurl = \"sqlite://{}/behavior.db\"\n",
             tmp().path().display()
         ),
+        // The machine's Redis; a per-run prefix keeps runs apart.
+        "redis" => format!("kind = \"redis\"\nurl = \"{REDIS_URL}\"\nkey_prefix = \"{}\"\n", redis_prefix()),
         _ => return None,
     })
+}
+
+const REDIS_URL: &str = "redis://127.0.0.1:6379";
+const REDIS_PREFIX: &str = "polyrouter-behavior-";
+
+/// `polyrouter-behavior-{pid}-{start time}`: unique per run, even when a
+/// later run gets the same process id.
+fn redis_prefix() -> &'static str {
+    static PREFIX: OnceLock<String> = OnceLock::new();
+    PREFIX.get_or_init(|| {
+        let started = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_millis())
+            .unwrap_or_default();
+        format!("{REDIS_PREFIX}{}-{started}", std::process::id())
+    })
+}
+
+/// Deletes the keys earlier runs left in Redis: those under a prefix whose
+/// process no longer runs (runs going on at the same time keep theirs).
+#[cfg(feature = "redis")]
+fn remove_stale_redis_keys() -> Result<(), String> {
+    if !std::path::Path::new("/proc/self").exists() {
+        return Ok(()); // cannot tell which runs are over
+    }
+    let client = redis::Client::open(REDIS_URL).map_err(|e| e.to_string())?;
+    let mut conn = client.get_connection().map_err(|e| e.to_string())?;
+    let keys: Vec<Vec<u8>> = redis::cmd("SCAN")
+        .cursor_arg(0)
+        .arg("MATCH")
+        .arg(format!("{REDIS_PREFIX}*"))
+        .arg("COUNT")
+        .arg(1000)
+        .clone()
+        .iter(&mut conn)
+        .map_err(|e| e.to_string())?
+        .filter_map(|k| k.ok())
+        .collect();
+    let stale: Vec<&Vec<u8>> = keys
+        .iter()
+        .filter(|k| {
+            let pid = k[REDIS_PREFIX.len()..].split(|b| *b == b'-' || *b == b':').next().unwrap_or_default();
+            let pid = std::str::from_utf8(pid).unwrap_or_default();
+            !pid.is_empty() && !std::path::Path::new("/proc").join(pid).exists()
+        })
+        .collect();
+    for chunk in stale.chunks(500) {
+        redis::cmd("DEL").arg(chunk).query::<i64>(&mut conn).map_err(|e| e.to_string())?;
+    }
+    Ok(())
+}
+
+/// Capabilities of the stores probed so far, by store under test.
+fn probed() -> &'static Mutex<HashMap<String, Capabilities>> {
+    static CAPS: OnceLock<Mutex<HashMap<String, Capabilities>>> = OnceLock::new();
+    CAPS.get_or_init(Default::default)
 }
 
 /// Opens the store once and returns its capabilities, or why it failed.
@@ -69,7 +128,13 @@ pub async fn probe(store: &str) -> Result<Capabilities, String> {
     let router = ctx.router().await.map_err(|e| format!("store `{store}` is not usable: {e}"))?;
     let s = router.store("s").expect("store s");
     s.ping().await.map_err(|e| format!("store `{store}` does not answer: {e}"))?;
-    Ok(s.capabilities().clone())
+    #[cfg(feature = "redis")]
+    if store == "redis" {
+        remove_stale_redis_keys().map_err(|e| format!("cannot remove keys of earlier runs from Redis: {e}"))?;
+    }
+    let caps = s.capabilities().clone();
+    probed().lock().unwrap().insert(store.to_string(), caps.clone());
+    Ok(caps)
 }
 
 /// One trial's context: its store and a unique table suffix.
@@ -106,6 +171,11 @@ impl Ctx {
             ));
         }
         cfg
+    }
+
+    /// The capabilities of this trial's store (probed at start-up).
+    pub fn caps(&self) -> Capabilities {
+        probed().lock().unwrap().get(&self.store).cloned().expect("store probed before its trials")
     }
 
     pub async fn router(&self) -> polyrouter::Result<Router> {

@@ -5,7 +5,6 @@
 //! Filters render to expressions that are never SQL `NULL`, so `NOT` and
 //! `OR` follow the reference two-valued logic of [`crate::store::eval`].
 
-use std::cmp::Ordering;
 use std::fmt::Write as _;
 
 use super::codec::{encode_field, key_arg, key_field_kind, micros, value_arg, Arg};
@@ -473,7 +472,7 @@ impl TableSql {
                 };
                 let candidates: Vec<Arg> = values
                     .iter()
-                    .filter(|v| !v.is_null() && value_rank(v) == kind_rank(c.kind) && !sub_micro(v))
+                    .filter(|v| !v.is_null() && v.rank() == kind_rank(c.kind) && !sub_micro(v))
                     .map(value_arg)
                     .collect();
                 if candidates.is_empty() {
@@ -584,13 +583,13 @@ impl TableSql {
             }
             return;
         }
-        let (kr, vr) = (kind_rank(c.kind), value_rank(value));
+        let (kr, vr) = (kind_rank(c.kind), value.rank());
         if kr != vr {
             // Values of different types order by type rank: the answer is
             // the same for every non-null row.
             if op == CmpOp::Ne {
                 sql.push('1');
-            } else if holds(op, kr.cmp(&vr)) {
+            } else if op.holds(kr.cmp(&vr)) {
                 let _ = write!(sql, "({qc} IS NOT NULL)");
             } else {
                 sql.push('0');
@@ -625,18 +624,6 @@ fn version_arg(v: u64) -> Arg {
     Arg::Int(i64::try_from(v).unwrap_or(-1))
 }
 
-/// Whether `op` holds for an ordering of field against operand.
-fn holds(op: CmpOp, o: Ordering) -> bool {
-    match op {
-        CmpOp::Eq => o == Ordering::Equal,
-        CmpOp::Ne => o != Ordering::Equal,
-        CmpOp::Lt => o == Ordering::Less,
-        CmpOp::Le => o != Ordering::Greater,
-        CmpOp::Gt => o == Ordering::Greater,
-        CmpOp::Ge => o != Ordering::Less,
-    }
-}
-
 /// A timestamp with a sub-microsecond part, which no stored value equals.
 fn sub_micro(v: &Value) -> bool {
     matches!(v, Value::Timestamp(t) if t.timestamp_subsec_nanos() % 1000 != 0)
@@ -652,20 +639,6 @@ fn kind_rank(k: FieldKind) -> u8 {
         FieldKind::Timestamp => 5,
         FieldKind::Uuid => 6,
         FieldKind::Json => 7,
-    }
-}
-
-/// The reference order's type rank of a value (see `Value`'s `PartialOrd`).
-fn value_rank(v: &Value) -> u8 {
-    match v {
-        Value::Null => 0,
-        Value::Bool(_) => 1,
-        Value::I64(_) | Value::F64(_) => 2,
-        Value::String(_) => 3,
-        Value::Bytes(_) => 4,
-        Value::Timestamp(_) => 5,
-        Value::Uuid(_) => 6,
-        Value::Json(_) => 7,
     }
 }
 

@@ -1,0 +1,798 @@
+//! `redis`: Redis via the `redis` crate (tokio, reconnecting
+//! `ConnectionManager`): point reads and writes with preconditions, atomic
+//! batches, native TTL, and the [`KvStore`] extras (counters, locks).
+//!
+//! ```toml
+//! [stores.cache]
+//! kind = "redis"
+//! url = "redis://127.0.0.1:6379"
+//! key_prefix = "shop"
+//! ```
+#![doc = include_str!("docs.md")]
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use futures::future::BoxFuture;
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::{ErrorKind, RedisError, Script, ServerErrorKind};
+
+use crate::config::{StoreSpec, redact_url};
+use crate::query::Filter;
+use crate::store::kv::{KvStore, check_call};
+use crate::store::{EntityInfo, Precondition, StoreQuery, WriteOp, WriteOutcome};
+use crate::{Capabilities, Error, FilterCaps, Key, Record, Result, Store};
+
+mod codec;
+mod config;
+#[cfg(test)]
+mod tests;
+
+pub use config::RedisConfig;
+
+/// The batch write script: checks every precondition, then writes.
+const WRITE_LUA: &str = include_str!("write.lua");
+
+/// Deletes a raw value only if it holds the expected bytes.
+const DELETE_IF_EQUAL_LUA: &str = "if redis.call('GET', KEYS[1]) == ARGV[1] then \
+     return redis.call('DEL', KEYS[1]) else return 0 end";
+
+/// The largest record (encoded) Redis accepts as one argument: its default
+/// `proto-max-bulk-len`.
+const MAX_RECORD_BYTES: usize = 512 * 1024 * 1024;
+
+/// TTLs are capped at 100 years (Redis refuses expiry times that overflow).
+const MAX_TTL_MS: u128 = 100 * 365 * 86_400 * 1000;
+
+/// The most an atomic batch may send in its one script call: below Redis'
+/// default `client-query-buffer-limit` (1 GiB).
+const MAX_ATOMIC_BATCH_BYTES: usize = 960 * 1024 * 1024;
+
+/// Writes per script call of a non-atomic batch.
+const CHUNK_OPS: usize = 1000;
+
+/// Bytes per script call of a non-atomic batch (a single larger write is
+/// sent alone).
+const CHUNK_BYTES: usize = 16 * 1024 * 1024;
+
+/// Keys per pipelined `get_many` round trip.
+const GET_MANY_CHUNK: usize = 1000;
+
+pub(crate) fn open(spec: StoreSpec) -> BoxFuture<'static, Result<Arc<dyn Store>>> {
+    Box::pin(async move {
+        let cfg: RedisConfig = spec.parse()?;
+        let located = |key: &str, msg: String| spec.error(&[key], msg);
+        let store = RedisStore::connect_inner(&spec.name, cfg, &located).await?;
+        Ok(Arc::new(store) as Arc<dyn Store>)
+    })
+}
+
+/// A store backed by a Redis server (single node).
+///
+/// Usually built by the router from `kind = "redis"`; it can also be
+/// opened directly. See the [module documentation](self) for the key
+/// layout, value encoding, batch atomicity and TTL behaviour.
+///
+/// ```no_run
+/// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+/// use polyrouter::backends::redis::{RedisConfig, RedisStore};
+/// use polyrouter::store::{EntityInfo, WriteOp, WriteOutcome};
+/// use polyrouter::{FieldDef, FieldKind, FieldType, Key, KeyKind, Precondition, Record, Schema, Store, Value};
+///
+/// static FIELDS: [FieldDef; 2] = [
+///     FieldDef { name: "id", ty: FieldType::required(FieldKind::String) },
+///     FieldDef { name: "user", ty: FieldType::required(FieldKind::String) },
+/// ];
+/// static SESSION: Schema = Schema {
+///     name: "session", key: "id", key_kind: KeyKind::Str, partition_key: None, version: None, fields: &FIELDS,
+/// };
+///
+/// let config = RedisConfig::new("redis://127.0.0.1:6379").with_key_prefix("app");
+/// let store = RedisStore::connect("cache", config).await?;
+/// let session = EntityInfo { store: "cache".into(), ..EntityInfo::new(&SESSION) };
+/// store.ensure_entity(&session).await?;
+///
+/// let mut r = Record::new(Key::from("s1"));
+/// r.set("id", Value::from("s1"));
+/// r.set("user", Value::from("u1"));
+/// let ttl = Some(std::time::Duration::from_secs(1800));
+/// let put = WriteOp::Put { record: r, precondition: Precondition::Absent, ttl };
+/// // One Lua script: HSET app:session:s1 v 1 d {...}; PEXPIRE app:session:s1 1800000
+/// let out = store.write(&session, vec![put], true).await?;
+/// assert_eq!(out, vec![WriteOutcome::Written { version: 1 }]);
+/// assert_eq!(store.get(&session, &Key::from("s1")).await?.unwrap().version, 1);
+/// # Ok::<(), polyrouter::Error>(())
+/// # }).unwrap();
+/// ```
+pub struct RedisStore {
+    name: String,
+    location: String,
+    prefix: String,
+    caps: Capabilities,
+    conn: ConnectionManager,
+    write_script: Script,
+    delete_if_equal: Script,
+}
+
+impl fmt::Debug for RedisStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RedisStore")
+            .field("name", &self.name)
+            .field("location", &self.location)
+            .field("key_prefix", &self.prefix)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A driver-independent error message, as an error source.
+#[derive(Debug)]
+struct Message(String);
+
+impl fmt::Display for Message {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for Message {}
+
+/// Whether a driver error means the server could not be reached, dropped
+/// the connection, timed out, or is temporarily unable to answer.
+fn is_transient(e: &RedisError) -> bool {
+    e.is_io_error()
+        || e.is_timeout()
+        || e.is_connection_dropped()
+        || e.is_connection_refusal()
+        || matches!(
+            e.kind(),
+            ErrorKind::Server(
+                ServerErrorKind::BusyLoading
+                    | ServerErrorKind::TryAgain
+                    | ServerErrorKind::MasterDown
+                    | ServerErrorKind::ClusterDown
+            )
+        )
+        || e.code() == Some("BUSY")
+}
+
+/// Maps a driver error: lost connection, timeout, server loading → the
+/// transient [`Error::Unavailable`]; anything else → [`Error::Backend`].
+/// Redis' messages never hold the values sent, and the driver's never the
+/// password.
+fn map_err(store: &str, location: &str, entity: &str, e: RedisError) -> Error {
+    if is_transient(&e) {
+        let what = if e.is_timeout() {
+            "timed out waiting for Redis"
+        } else {
+            "lost the connection to Redis"
+        };
+        Error::Unavailable {
+            store: store.into(),
+            entity: entity.into(),
+            message: format!(
+                "{what} at {location}: {e}; the connection is re-established on the next call"
+            ),
+            source: Some(Box::new(e)),
+        }
+    } else {
+        Error::backend(store, entity, e)
+    }
+}
+
+/// A TTL as Redis milliseconds: rounded up, at least 1, at most 100 years.
+fn ttl_ms(ttl: Duration) -> u64 {
+    let ms = ttl.as_nanos().div_ceil(1_000_000).clamp(1, MAX_TTL_MS);
+    ms as u64
+}
+
+/// A configuration error about an entity; the router fills in the file.
+fn entity_config_error(entity: &EntityInfo, message: String) -> Error {
+    Error::Config {
+        file: String::new(),
+        line: 0,
+        column: 0,
+        path: format!("entities.{}", entity.name()),
+        message,
+    }
+}
+
+impl RedisStore {
+    /// Connects to the server the configuration names.
+    ///
+    /// A bad option is an [`Error::Config`]; a server that cannot be
+    /// reached is an [`Error::Unavailable`] naming the store and the
+    /// address (password redacted).
+    ///
+    /// ```no_run
+    /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+    /// use polyrouter::backends::redis::{RedisConfig, RedisStore};
+    /// use polyrouter::Store;
+    /// let store = RedisStore::connect("cache", RedisConfig::new("redis://:pw@127.0.0.1:6379")).await?;
+    /// assert_eq!(store.location(), "redis://:***@127.0.0.1:6379");
+    /// store.ping().await?;
+    /// # Ok::<(), polyrouter::Error>(())
+    /// # }).unwrap();
+    /// ```
+    pub async fn connect(name: &str, config: RedisConfig) -> Result<RedisStore> {
+        let located =
+            |key: &str, msg: String| Error::config("<code>", &format!("stores.{name}.{key}"), msg);
+        Self::connect_inner(name, config, &located).await
+    }
+
+    async fn connect_inner(
+        name: &str,
+        config: RedisConfig,
+        config_error: &(dyn Fn(&str, String) -> Error + Send + Sync),
+    ) -> Result<RedisStore> {
+        if let Err((key, msg)) = config.validate() {
+            return Err(config_error(key, msg));
+        }
+        let location = redact_url(&config.url);
+        // The driver's parse errors may quote the URL: never shown.
+        let client = redis::Client::open(config.url.as_str()).map_err(|_| {
+            config_error(
+                "url",
+                format!(
+                    "{location:?} is not a valid Redis URL; write `redis://[user:password@]host[:port][/db]` or `redis+unix:///path/to/redis.sock`"
+                ),
+            )
+        })?;
+        let manager_config = ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(config.connect_timeout.0))
+            .set_response_timeout(Some(config.response_timeout.0))
+            .set_number_of_retries(2)
+            .set_min_delay(Duration::from_millis(50))
+            .set_max_delay(Duration::from_secs(1));
+        let conn = ConnectionManager::new_with_config(client, manager_config)
+            .await
+            .map_err(|e| {
+                let message = format!(
+                    "cannot connect to Redis at {location}: {e}; check that the server runs and the URL, user and password are right"
+                );
+                Error::Unavailable {
+                    store: name.into(),
+                    entity: String::new(),
+                    message,
+                    source: Some(Box::new(e)),
+                }
+            })?;
+        Ok(RedisStore {
+            name: name.to_string(),
+            location,
+            prefix: config.key_prefix,
+            caps: Capabilities {
+                ttl: true,
+                if_absent: true,
+                if_exists: true,
+                if_version: true,
+                batch: true,
+                batch_atomic: true,
+                query: false,
+                filters: FilterCaps::none(),
+                sort: false,
+                count: false,
+                max_record_bytes: Some(MAX_RECORD_BYTES),
+                transactions: false,
+                shared: true,
+                key_prefix: true,
+                graph: false,
+                search: false,
+                time_series: false,
+                blob: false,
+                change_feed: false,
+            },
+            conn,
+            write_script: Script::new(WRITE_LUA),
+            delete_if_equal: Script::new(DELETE_IF_EQUAL_LUA),
+        })
+    }
+
+    /// The key prefix every key of this store starts with.
+    ///
+    /// ```no_run
+    /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+    /// use polyrouter::backends::redis::{RedisConfig, RedisStore};
+    /// let store = RedisStore::connect("cache", RedisConfig::new("redis://127.0.0.1:6379")).await?;
+    /// assert_eq!(store.key_prefix(), "polyrouter");
+    /// # Ok::<(), polyrouter::Error>(())
+    /// # }).unwrap();
+    /// ```
+    pub fn key_prefix(&self) -> &str {
+        &self.prefix
+    }
+
+    fn conn(&self) -> ConnectionManager {
+        self.conn.clone()
+    }
+
+    fn err(&self, entity: &EntityInfo, e: RedisError) -> Error {
+        map_err(&self.name, &self.location, entity.name(), e)
+    }
+
+    fn invalid(&self, entity: &EntityInfo, message: impl fmt::Display) -> Error {
+        Error::invalid_input(&self.name, entity.name(), message)
+    }
+
+    fn check_table(&self, entity: &EntityInfo) -> Result<()> {
+        codec::check_table(&entity.table)
+            .map_err(|m| self.invalid(entity, format!("store `{}`: {m}", self.name)))
+    }
+
+    /// The Redis key of a record, after checking the key's kind.
+    fn record_key(&self, entity: &EntityInfo, key: &Key) -> Result<Vec<u8>> {
+        let want = entity.schema.key_kind;
+        if key.kind() != want {
+            return Err(self.invalid(
+                entity,
+                format!(
+                    "key {key} is a {:?} key, but `{}` keys are {:?}",
+                    key.kind(),
+                    entity.name(),
+                    want
+                ),
+            ));
+        }
+        Ok(codec::record_key(&self.prefix, &entity.table, key))
+    }
+
+    fn decode(&self, entity: &EntityInfo, key: &Key, version: u64, data: &[u8]) -> Result<Record> {
+        codec::decode_record(entity.schema, key, version, data).map_err(|m| {
+            Error::backend(
+                &self.name,
+                entity.name(),
+                Message(format!(
+                    "the record with key {key} in table `{}`: {m}",
+                    entity.table
+                )),
+            )
+        })
+    }
+
+    fn conflict(
+        &self,
+        entity: &EntityInfo,
+        key: &Key,
+        expected: Precondition,
+        actual: Option<u64>,
+    ) -> Error {
+        Error::Conflict {
+            store: self.name.clone(),
+            entity: entity.name().into(),
+            key: key.to_string(),
+            expected,
+            actual,
+        }
+    }
+
+    /// One write as the script's key and four arguments, checked.
+    fn encode_op(&self, entity: &EntityInfo, op: &WriteOp) -> Result<EncodedOp> {
+        let key = self.record_key(entity, op.key())?;
+        let precondition = match op.precondition() {
+            Precondition::None => "n".to_string(),
+            Precondition::Absent => "a".to_string(),
+            Precondition::Exists => "e".to_string(),
+            Precondition::Version(v) => v.to_string(),
+        };
+        Ok(match op {
+            WriteOp::Put { record, ttl, .. } => {
+                let data = codec::encode_record(entity.schema, record)
+                    .map_err(|m| self.invalid(entity, format!("record {}: {m}", record.key)))?;
+                if data.len() > MAX_RECORD_BYTES {
+                    return Err(self.invalid(
+                        entity,
+                        format!(
+                            "record {} is {} bytes encoded; Redis accepts at most {MAX_RECORD_BYTES}",
+                            record.key,
+                            data.len()
+                        ),
+                    ));
+                }
+                EncodedOp {
+                    key,
+                    kind: "p",
+                    precondition,
+                    data,
+                    ttl: ttl.map(|t| ttl_ms(t).to_string()).unwrap_or_default(),
+                }
+            }
+            WriteOp::Delete { .. } => EncodedOp {
+                key,
+                kind: "d",
+                precondition,
+                data: Vec::new(),
+                ttl: String::new(),
+            },
+        })
+    }
+
+    /// Runs the write script over `ops` (all or nothing) and appends their
+    /// outcomes; a failed precondition is a conflict naming its op.
+    async fn run_script(
+        &self,
+        entity: &EntityInfo,
+        ops: &[WriteOp],
+        encoded: &[EncodedOp],
+        outcomes: &mut Vec<WriteOutcome>,
+    ) -> Result<()> {
+        let mut invocation = self.write_script.prepare_invoke();
+        for e in encoded {
+            invocation
+                .key(&e.key)
+                .arg(e.kind)
+                .arg(&e.precondition)
+                .arg(&e.data)
+                .arg(&e.ttl);
+        }
+        let reply: Vec<i64> = invocation
+            .invoke_async(&mut self.conn())
+            .await
+            .map_err(|e| self.err(entity, e))?;
+        match parse_reply(reply, ops.len())
+            .map_err(|m| Error::backend(&self.name, entity.name(), Message(m)))?
+        {
+            ScriptReply::Conflict { index, actual } => {
+                let op = &ops[index];
+                Err(self.conflict(entity, op.key(), op.precondition(), actual))
+            }
+            ScriptReply::Done(values) => {
+                outcomes.extend(ops.iter().zip(values).map(|(op, v)| match op {
+                    WriteOp::Put { .. } => WriteOutcome::Written { version: v as u64 },
+                    WriteOp::Delete { .. } => WriteOutcome::Deleted { existed: v != 0 },
+                }));
+                Ok(())
+            }
+        }
+    }
+
+    /// Checks a [`KvStore`] call and returns the Redis key of its raw value.
+    fn kv_value_key(
+        &self,
+        entity: &EntityInfo,
+        key: &Key,
+        ttl: Option<Duration>,
+    ) -> Result<Vec<u8>> {
+        check_call(&self.name, entity, key, ttl)?;
+        self.check_table(entity)?;
+        Ok(codec::value_key(&self.prefix, &entity.table, key))
+    }
+
+    /// Checks a [`KvStore`] call and returns the Redis key of its record.
+    fn kv_record_key(
+        &self,
+        entity: &EntityInfo,
+        key: &Key,
+        ttl: Option<Duration>,
+    ) -> Result<Vec<u8>> {
+        check_call(&self.name, entity, key, ttl)?;
+        self.check_table(entity)?;
+        Ok(codec::record_key(&self.prefix, &entity.table, key))
+    }
+
+    /// An `ERR ... not an integer` / overflow reply to INCRBY as invalid input.
+    fn counter_err(&self, entity: &EntityInfo, key: &Key, e: RedisError) -> Error {
+        let text = e.to_string();
+        if !is_transient(&e) && (text.contains("not an integer") || text.contains("overflow")) {
+            return self.invalid(
+                entity,
+                format!("the value at key {key} is not an integer counter, or the increment would overflow an i64"),
+            );
+        }
+        self.err(entity, e)
+    }
+}
+
+/// One write, encoded for the write script.
+struct EncodedOp {
+    key: Vec<u8>,
+    kind: &'static str,
+    precondition: String,
+    data: Vec<u8>,
+    ttl: String,
+}
+
+impl EncodedOp {
+    /// Bytes sent for it, roughly.
+    fn size(&self) -> usize {
+        self.key.len() + self.data.len() + self.precondition.len() + self.ttl.len() + 32
+    }
+}
+
+/// Decodes the write script's reply.
+enum ScriptReply {
+    /// `{1, outcome_1, ..., outcome_n}`.
+    Done(Vec<i64>),
+    /// `{0, i, actual}`: op `i` (1-based) failed its precondition.
+    Conflict { index: usize, actual: Option<u64> },
+}
+
+fn parse_reply(reply: Vec<i64>, ops: usize) -> std::result::Result<ScriptReply, String> {
+    match reply.first() {
+        Some(1) if reply.len() == ops + 1 => Ok(ScriptReply::Done(reply[1..].to_vec())),
+        Some(0) if reply.len() == 3 && reply[1] >= 1 && (reply[1] as usize) <= ops => {
+            Ok(ScriptReply::Conflict {
+                index: reply[1] as usize - 1,
+                actual: u64::try_from(reply[2]).ok(),
+            })
+        }
+        _ => Err(format!(
+            "the write script returned {} values for {ops} writes; is another program writing these keys?",
+            reply.len()
+        )),
+    }
+}
+
+#[async_trait]
+impl Store for RedisStore {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn kind(&self) -> &'static str {
+        "redis"
+    }
+
+    fn capabilities(&self) -> &Capabilities {
+        &self.caps
+    }
+
+    fn location(&self) -> String {
+        self.location.clone()
+    }
+
+    /// Nothing to create: checks only that the table name can be a Redis
+    /// namespace (no `:`).
+    async fn ensure_entity(&self, entity: &EntityInfo) -> Result<()> {
+        codec::check_table(&entity.table)
+            .map_err(|m| entity_config_error(entity, format!("store `{}`: {m}", self.name)))
+    }
+
+    async fn get(&self, entity: &EntityInfo, key: &Key) -> Result<Option<Record>> {
+        self.check_table(entity)?;
+        let rkey = self.record_key(entity, key)?;
+        let (version, data): (Option<u64>, Option<Vec<u8>>) = redis::cmd("HMGET")
+            .arg(rkey)
+            .arg("v")
+            .arg("d")
+            .query_async(&mut self.conn())
+            .await
+            .map_err(|e| self.err(entity, e))?;
+        match (version, data) {
+            (Some(v), Some(d)) => self.decode(entity, key, v, &d).map(Some),
+            _ => Ok(None),
+        }
+    }
+
+    async fn get_many(&self, entity: &EntityInfo, keys: &[Key]) -> Result<Vec<Option<Record>>> {
+        if keys.is_empty() {
+            return Ok(Vec::new());
+        }
+        self.check_table(entity)?;
+        let rkeys = keys
+            .iter()
+            .map(|k| self.record_key(entity, k))
+            .collect::<Result<Vec<_>>>()?;
+        let mut out = Vec::with_capacity(keys.len());
+        let mut conn = self.conn();
+        for (chunk, rchunk) in keys
+            .chunks(GET_MANY_CHUNK)
+            .zip(rkeys.chunks(GET_MANY_CHUNK))
+        {
+            let mut pipe = redis::pipe();
+            for rkey in rchunk {
+                pipe.cmd("HMGET").arg(rkey).arg("v").arg("d");
+            }
+            let rows: Vec<(Option<u64>, Option<Vec<u8>>)> = pipe
+                .query_async(&mut conn)
+                .await
+                .map_err(|e| self.err(entity, e))?;
+            for (key, row) in chunk.iter().zip(rows) {
+                out.push(match row {
+                    (Some(v), Some(d)) => Some(self.decode(entity, key, v, &d)?),
+                    _ => None,
+                });
+            }
+        }
+        Ok(out)
+    }
+
+    /// An atomic call is one Lua script: all preconditions first, then all
+    /// writes. A non-atomic one is the same script over chunks of at most
+    /// 1000 writes / 16 MiB, in order, stopping at the first failure.
+    async fn write(
+        &self,
+        entity: &EntityInfo,
+        ops: Vec<WriteOp>,
+        atomic: bool,
+    ) -> Result<Vec<WriteOutcome>> {
+        if ops.is_empty() {
+            return Ok(Vec::new());
+        }
+        self.check_table(entity)?;
+        // Encode and check everything before sending anything.
+        let encoded = ops
+            .iter()
+            .map(|op| self.encode_op(entity, op))
+            .collect::<Result<Vec<_>>>()?;
+        let total: usize = encoded.iter().map(EncodedOp::size).sum();
+        if atomic && total > MAX_ATOMIC_BATCH_BYTES {
+            return Err(self.invalid(
+                entity,
+                format!(
+                    "the batch is {total} bytes encoded; an atomic batch on Redis is one script call of at most {MAX_ATOMIC_BATCH_BYTES} bytes — split it, or commit it non-atomically"
+                ),
+            ));
+        }
+        let mut outcomes = Vec::with_capacity(ops.len());
+        let mut start = 0;
+        while start < ops.len() {
+            let end = if atomic {
+                ops.len()
+            } else {
+                let mut end = start;
+                let mut bytes = 0;
+                while end < ops.len()
+                    && end - start < CHUNK_OPS
+                    && (end == start || bytes + encoded[end].size() <= CHUNK_BYTES)
+                {
+                    bytes += encoded[end].size();
+                    end += 1;
+                }
+                end
+            };
+            self.run_script(
+                entity,
+                &ops[start..end],
+                &encoded[start..end],
+                &mut outcomes,
+            )
+            .await?;
+            start = end;
+        }
+        Ok(outcomes)
+    }
+
+    async fn query(&self, entity: &EntityInfo, _query: &StoreQuery) -> Result<Vec<Record>> {
+        Err(Error::unsupported(&self.name, entity.name(), "query"))
+    }
+
+    async fn count(&self, entity: &EntityInfo, _filter: Option<&Filter>) -> Result<u64> {
+        Err(Error::unsupported(&self.name, entity.name(), "count"))
+    }
+
+    async fn ping(&self) -> Result<()> {
+        let _: String = redis::cmd("PING")
+            .query_async(&mut self.conn())
+            .await
+            .map_err(|e| map_err(&self.name, &self.location, "", e))?;
+        Ok(())
+    }
+
+    fn as_kv(&self) -> Option<&dyn KvStore> {
+        Some(self)
+    }
+}
+
+/// Raw values live under `{key_prefix}#kv:{table}:{key}`, apart from the
+/// records; `expire` and `persist` act on records.
+#[async_trait]
+impl KvStore for RedisStore {
+    async fn increment(
+        &self,
+        entity: &EntityInfo,
+        key: &Key,
+        delta: i64,
+        ttl: Option<Duration>,
+    ) -> Result<i64> {
+        let vkey = self.kv_value_key(entity, key, ttl)?;
+        let mut conn = self.conn();
+        match ttl {
+            None => redis::cmd("INCRBY")
+                .arg(&vkey)
+                .arg(delta)
+                .query_async(&mut conn)
+                .await
+                .map_err(|e| self.counter_err(entity, key, e)),
+            Some(ttl) => {
+                // Create at 0 with the TTL if absent, then add: one MULTI.
+                let (n,): (i64,) = redis::pipe()
+                    .atomic()
+                    .cmd("SET")
+                    .arg(&vkey)
+                    .arg(0)
+                    .arg("NX")
+                    .arg("PX")
+                    .arg(ttl_ms(ttl))
+                    .ignore()
+                    .cmd("INCRBY")
+                    .arg(&vkey)
+                    .arg(delta)
+                    .query_async(&mut conn)
+                    .await
+                    .map_err(|e| self.counter_err(entity, key, e))?;
+                Ok(n)
+            }
+        }
+    }
+
+    async fn set_if_absent(
+        &self,
+        entity: &EntityInfo,
+        key: &Key,
+        value: &[u8],
+        ttl: Duration,
+    ) -> Result<bool> {
+        let vkey = self.kv_value_key(entity, key, Some(ttl))?;
+        let set: Option<String> = redis::cmd("SET")
+            .arg(vkey)
+            .arg(value)
+            .arg("NX")
+            .arg("PX")
+            .arg(ttl_ms(ttl))
+            .query_async(&mut self.conn())
+            .await
+            .map_err(|e| self.err(entity, e))?;
+        Ok(set.is_some())
+    }
+
+    async fn get_bytes(&self, entity: &EntityInfo, key: &Key) -> Result<Option<Vec<u8>>> {
+        let vkey = self.kv_value_key(entity, key, None)?;
+        redis::cmd("GET")
+            .arg(vkey)
+            .query_async(&mut self.conn())
+            .await
+            .map_err(|e| self.err(entity, e))
+    }
+
+    async fn delete_bytes(
+        &self,
+        entity: &EntityInfo,
+        key: &Key,
+        expected: Option<&[u8]>,
+    ) -> Result<bool> {
+        let vkey = self.kv_value_key(entity, key, None)?;
+        let n: i64 = match expected {
+            None => {
+                redis::cmd("DEL")
+                    .arg(vkey)
+                    .query_async(&mut self.conn())
+                    .await
+            }
+            Some(v) => {
+                self.delete_if_equal
+                    .key(vkey)
+                    .arg(v)
+                    .invoke_async(&mut self.conn())
+                    .await
+            }
+        }
+        .map_err(|e| self.err(entity, e))?;
+        Ok(n > 0)
+    }
+
+    async fn expire(&self, entity: &EntityInfo, key: &Key, ttl: Duration) -> Result<bool> {
+        let rkey = self.kv_record_key(entity, key, Some(ttl))?;
+        let n: i64 = redis::cmd("PEXPIRE")
+            .arg(rkey)
+            .arg(ttl_ms(ttl))
+            .query_async(&mut self.conn())
+            .await
+            .map_err(|e| self.err(entity, e))?;
+        Ok(n == 1)
+    }
+
+    async fn persist(&self, entity: &EntityInfo, key: &Key) -> Result<bool> {
+        let rkey = self.kv_record_key(entity, key, None)?;
+        let (exists, _): (i64, i64) = redis::pipe()
+            .atomic()
+            .cmd("EXISTS")
+            .arg(&rkey)
+            .cmd("PERSIST")
+            .arg(&rkey)
+            .query_async(&mut self.conn())
+            .await
+            .map_err(|e| self.err(entity, e))?;
+        Ok(exists == 1)
+    }
+}
