@@ -157,9 +157,11 @@ fn bench_target(c: &mut criterion::Criterion, rt: &Runtime, t: &Target) {
     g.finish();
 
     if t.label != "memory" {
-        // The router does the same work whatever the store; on SQLite the
-        // store's own variance (a worker-thread hop per read, fsync per
-        // write) is far larger than that work, so compare the groups above.
+        // The router does the same work whatever the store. On SQLite the
+        // store's own jitter (a hop to sqlx's worker thread per call, fsync
+        // per committed write) is microseconds, far more than that work, so
+        // an interleaved difference does not resolve it; compare the
+        // `router/sqlite` and `direct/sqlite` groups instead.
         return;
     }
     // Router minus direct, measured interleaved in the same loop so that
@@ -202,11 +204,12 @@ fn bench_target(c: &mut criterion::Criterion, rt: &Runtime, t: &Target) {
 }
 
 /// Runs `iters` of `a` and of `b` in alternating chunks (alternating which
-/// goes first) and returns time(a) − time(b) scaled to `iters`.
+/// goes first) and returns the median over chunk pairs of time(a) − time(b)
+/// per operation, times `iters`.
 ///
-/// On a small shared machine one preemption (milliseconds) inside a chunk
-/// of a few microseconds would swamp the difference, so a pair of chunks in
-/// which either took over four times its side's fastest chunk is dropped.
+/// The median, not the mean: on a small shared machine one preemption
+/// (milliseconds) inside a chunk of a few microseconds would otherwise
+/// swamp the difference.
 async fn interleaved<A, AF, B, BF>(iters: u64, mut a: A, mut b: B) -> Duration
 where
     A: FnMut() -> AF,
@@ -214,9 +217,8 @@ where
     B: FnMut() -> BF,
     BF: Future<Output = ()>,
 {
-    const CHUNK: u64 = 32;
-    let (mut sum_a, mut sum_b, mut kept) = (0f64, 0f64, 0u64);
-    let (mut best_a, mut best_b) = (f64::MAX, f64::MAX);
+    const CHUNK: u64 = 16;
+    let mut diffs = Vec::with_capacity((iters / CHUNK + 1) as usize);
     let mut done = 0;
     let mut a_first = true;
     while done < iters {
@@ -236,23 +238,14 @@ where
                 took_b = start.elapsed().as_secs_f64() / n as f64;
             }
         }
-        best_a = best_a.min(took_a);
-        best_b = best_b.min(took_b);
-        if took_a <= 4.0 * best_a && took_b <= 4.0 * best_b {
-            sum_a += took_a * n as f64;
-            sum_b += took_b * n as f64;
-            kept += n;
-        }
+        diffs.push(took_a - took_b);
         a_first = !a_first;
         done += n;
     }
-    let per_op = if kept == 0 {
-        0.0
-    } else {
-        (sum_a - sum_b) / kept as f64
-    };
-    // Criterion rejects zero; a (rare) negative difference is reported as 1 ns total.
-    Duration::from_secs_f64(per_op.max(0.0) * iters as f64).max(Duration::from_nanos(1))
+    diffs.sort_by(f64::total_cmp);
+    let median = diffs[diffs.len() / 2];
+    // Criterion rejects zero; a negative median is reported as 1 ns in total.
+    Duration::from_secs_f64(median.max(0.0) * iters as f64).max(Duration::from_nanos(1))
 }
 
 /// A group `PATH/STORE`; its benchmarks are `PATH/STORE/OP`.

@@ -5,8 +5,8 @@
 //! ```
 //!
 //! `examples/polyrouter.toml` routes users to an embedded SQLite file
-//! (`target/quickstart/app.db`, or `$DATABASE_URL`) and sessions to the
-//! in-process memory store with a 30-minute TTL. The example writes 25
+//! (`target/quickstart/app.db`, or `$QUICKSTART_DATABASE_URL`) and sessions
+//! to the in-process memory store with a 30-minute TTL. The example writes 25
 //! users, pages through a filtered, sorted query, shows an optimistic
 //! concurrency conflict, and round-trips a session. Run it as often as you
 //! like: it replaces its own rows each time.

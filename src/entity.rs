@@ -23,8 +23,8 @@
 //! assert!(schema.field("age").unwrap().ty.nullable);
 //! ```
 
-use serde::de::DeserializeOwned;
 use serde::Serialize;
+use serde::de::DeserializeOwned;
 
 use crate::{Key, KeyKind};
 

@@ -54,7 +54,10 @@ pub enum Error {
         actual: Option<u64>,
     },
     /// The store cannot do what was asked; polyrouter never silently ignores it.
-    #[error("{}: {capability} is not supported by this store — route the entity to a store that supports it, or drop the option", at(store, entity))]
+    #[error(
+        "{}: {capability} is not supported by this store — route the entity to a store that supports it, or drop the option",
+        at(store, entity)
+    )]
     Unsupported {
         /// Store name.
         store: String,

@@ -63,7 +63,7 @@ pub use capability::{Capabilities, FilterCaps};
 pub use entity::{Entity, FieldDef, FieldKind, FieldType, Schema};
 pub use error::{BoxError, Error, Result};
 pub use key::{Key, KeyKind};
-pub use query::{field, Filter, Query};
+pub use query::{Filter, Query, field};
 pub use record::Record;
 pub use router::{Page, Repo, Router, RouterBuilder};
 pub use store::{Precondition, Store};
@@ -80,6 +80,6 @@ pub use polyrouter_derive::Entity;
 /// assert!(q.filter.is_some());
 /// ```
 pub mod prelude {
-    pub use crate::query::{field, Filter, Query};
+    pub use crate::query::{Filter, Query, field};
     pub use crate::{Entity, Error, Key, Page, Precondition, Repo, Result, Router, Value};
 }

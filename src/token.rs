@@ -6,13 +6,13 @@
 //! token, or one whose values don't fit the sort fields' types is
 //! rejected with [`Error::InvalidInput`](crate::Error::InvalidInput): never a wrong page.
 
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use chrono::{DateTime, Utc};
 
+use crate::Value;
 use crate::entity::{FieldKind, Schema};
 use crate::query::{Direction, Filter, Order};
-use crate::Value;
 
 const FORMAT: u8 = 1;
 
@@ -52,7 +52,8 @@ pub(crate) fn decode(
     schema: &Schema,
     order: &[Order],
 ) -> Result<Vec<Value>, String> {
-    let bad = |why: &str| format!("continuation token rejected: {why}; start again from the first page");
+    let bad =
+        |why: &str| format!("continuation token rejected: {why}; start again from the first page");
     let b = URL_SAFE_NO_PAD
         .decode(token.as_bytes())
         .map_err(|_| bad("not a polyrouter token"))?;
@@ -61,13 +62,17 @@ pub(crate) fn decode(
     }
     let (body, sum) = b.split_at(b.len() - 4);
     if fnv(body, 0x5eed).to_be_bytes()[..4] != *sum {
-        return Err(bad("checksum mismatch (the token was altered or truncated)"));
+        return Err(bad(
+            "checksum mismatch (the token was altered or truncated)",
+        ));
     }
     if body[0] != FORMAT {
         return Err(bad("unknown token format"));
     }
     if body[1..9] != fingerprint.to_be_bytes() {
-        return Err(bad("it belongs to a different query (entity, filter or order changed)"));
+        return Err(bad(
+            "it belongs to a different query (entity, filter or order changed)",
+        ));
     }
     let n = body[9] as usize;
     if n != order.len() {
@@ -77,7 +82,9 @@ pub(crate) fn decode(
     let mut out = Vec::with_capacity(n);
     for o in order {
         let v = r.value().ok_or_else(|| bad("malformed value"))?;
-        let def = schema.field(&o.field).ok_or_else(|| bad("unknown sort field"))?;
+        let def = schema
+            .field(&o.field)
+            .ok_or_else(|| bad("unknown sort field"))?;
         let fits = match (&v, def.ty.kind) {
             (Value::Null, _) => def.ty.nullable,
             (Value::Bool(_), FieldKind::Bool)
@@ -108,7 +115,11 @@ pub(crate) fn after_filter(order: &[Order], last: &[Value]) -> Filter {
     for i in 0..order.len() {
         let mut all: Vec<Filter> = (0..i).map(|j| equal(&order[j].field, &last[j])).collect();
         all.push(beyond(&order[i], &last[i]));
-        branches.push(if all.len() == 1 { all.pop().unwrap_or(Filter::Or(vec![])) } else { Filter::And(all) });
+        branches.push(if all.len() == 1 {
+            all.pop().unwrap_or(Filter::Or(vec![]))
+        } else {
+            Filter::And(all)
+        });
     }
     if branches.len() == 1 {
         branches.pop().unwrap_or(Filter::Or(vec![]))
@@ -215,12 +226,21 @@ impl Reader<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::entity::{FieldDef, FieldType};
     use crate::KeyKind;
+    use crate::entity::{FieldDef, FieldType};
 
     static FIELDS: [FieldDef; 2] = [
-        FieldDef { name: "id", ty: FieldType::required(FieldKind::String) },
-        FieldDef { name: "n", ty: FieldType { kind: FieldKind::Int, nullable: true } },
+        FieldDef {
+            name: "id",
+            ty: FieldType::required(FieldKind::String),
+        },
+        FieldDef {
+            name: "n",
+            ty: FieldType {
+                kind: FieldKind::Int,
+                nullable: true,
+            },
+        },
     ];
     static SCHEMA: Schema = Schema {
         name: "t",
@@ -233,8 +253,14 @@ mod tests {
 
     fn order() -> Vec<Order> {
         vec![
-            Order { field: "n".into(), direction: Direction::Asc },
-            Order { field: "id".into(), direction: Direction::Asc },
+            Order {
+                field: "n".into(),
+                direction: Direction::Asc,
+            },
+            Order {
+                field: "id".into(),
+                direction: Direction::Asc,
+            },
         ]
     }
 
@@ -242,16 +268,31 @@ mod tests {
     fn round_trips_and_rejects_tampering() {
         let fp = fingerprint("t", None, &order());
         let t = encode(fp, &[&Value::Null, &Value::from("k'1")]);
-        assert_eq!(decode(&t, fp, &SCHEMA, &order()).unwrap(), vec![Value::Null, Value::from("k'1")]);
-        assert!(decode(&t, fp ^ 1, &SCHEMA, &order()).unwrap_err().contains("different query"));
+        assert_eq!(
+            decode(&t, fp, &SCHEMA, &order()).unwrap(),
+            vec![Value::Null, Value::from("k'1")]
+        );
+        assert!(
+            decode(&t, fp ^ 1, &SCHEMA, &order())
+                .unwrap_err()
+                .contains("different query")
+        );
         let mut raw = URL_SAFE_NO_PAD.decode(&t).unwrap();
         raw[12] ^= 0xff;
         let forged = URL_SAFE_NO_PAD.encode(&raw);
-        assert!(decode(&forged, fp, &SCHEMA, &order()).unwrap_err().contains("checksum"));
+        assert!(
+            decode(&forged, fp, &SCHEMA, &order())
+                .unwrap_err()
+                .contains("checksum")
+        );
         assert!(decode("!!!", fp, &SCHEMA, &order()).is_err());
         assert!(decode(&t[..t.len() - 3], fp, &SCHEMA, &order()).is_err());
         // Well-formed and checksummed, but a string where an int belongs.
         let wrong = encode(fp, &[&Value::from("x"), &Value::from("k")]);
-        assert!(decode(&wrong, fp, &SCHEMA, &order()).unwrap_err().contains("type"));
+        assert!(
+            decode(&wrong, fp, &SCHEMA, &order())
+                .unwrap_err()
+                .contains("type")
+        );
     }
 }

@@ -246,7 +246,10 @@ mod tests {
         assert!(Value::I64(i64::MAX) > Value::F64(9.2e18));
         assert!(Value::I64(1) < Value::F64(1.5));
         assert!(Value::F64(-0.5) < Value::I64(0));
-        assert_eq!(Value::I64(2).partial_cmp(&Value::F64(2.0)), Some(Ordering::Equal));
+        assert_eq!(
+            Value::I64(2).partial_cmp(&Value::F64(2.0)),
+            Some(Ordering::Equal)
+        );
         assert!(Value::Null < Value::Bool(false));
         assert!(Value::String("Z".into()) < Value::String("a".into()));
         assert!(Value::String("é".into()) > Value::String("z".into()));

@@ -6,10 +6,12 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use polyrouter::backends::memory::MemoryStore;
 use polyrouter::config::{ConfigDuration, EntityConfig};
-use polyrouter::query::{field, Filter, Query};
+use polyrouter::query::{Filter, Query, field};
 use polyrouter::router::WriteOptions;
 use polyrouter::store::{EntityInfo, StoreQuery, WriteOp, WriteOutcome};
-use polyrouter::{Capabilities, Entity, Error, FilterCaps, Key, Precondition, Record, Router, Store};
+use polyrouter::{
+    Capabilities, Entity, Error, FilterCaps, Key, Precondition, Record, Router, Store,
+};
 use serde::{Deserialize, Serialize};
 
 /// The memory store with some capabilities switched off.
@@ -42,9 +44,15 @@ impl Store for Limited {
     async fn get_many(&self, e: &EntityInfo, k: &[Key]) -> polyrouter::Result<Vec<Option<Record>>> {
         self.inner.get_many(e, k).await
     }
-    async fn write(&self, e: &EntityInfo, ops: Vec<WriteOp>, atomic: bool) -> polyrouter::Result<Vec<WriteOutcome>> {
+    async fn write(
+        &self,
+        e: &EntityInfo,
+        ops: Vec<WriteOp>,
+        atomic: bool,
+    ) -> polyrouter::Result<Vec<WriteOutcome>> {
         assert!(
-            ops.iter().all(|op| !matches!(op, WriteOp::Put { ttl: Some(_), .. }) || self.caps.ttl),
+            ops.iter()
+                .all(|op| !matches!(op, WriteOp::Put { ttl: Some(_), .. }) || self.caps.ttl),
             "a TTL reached a store that cannot honour it"
         );
         self.inner.write(e, ops, atomic).await
@@ -68,17 +76,29 @@ struct Thing {
 }
 
 fn limited(caps: Capabilities) -> Arc<dyn Store> {
-    Arc::new(Limited { inner: MemoryStore::new("kv"), caps })
+    Arc::new(Limited {
+        inner: MemoryStore::new("kv"),
+        caps,
+    })
 }
 
 fn thing(id: &str) -> Thing {
-    Thing { id: id.into(), name: "n".into() }
+    Thing {
+        id: id.into(),
+        name: "n".into(),
+    }
 }
 
 #[tokio::test]
 async fn a_route_ttl_on_a_store_without_ttl_fails_at_start_up() {
     let e = Router::builder()
-        .store("kv", limited(Capabilities { ttl: false, ..Capabilities::all() }))
+        .store(
+            "kv",
+            limited(Capabilities {
+                ttl: false,
+                ..Capabilities::all()
+            }),
+        )
         .route_with(
             "thing",
             EntityConfig {
@@ -90,7 +110,10 @@ async fn a_route_ttl_on_a_store_without_ttl_fails_at_start_up() {
         .build()
         .await
         .unwrap_err();
-    assert!(matches!(&e, Error::Unsupported { capability, .. } if capability.starts_with("ttl")), "{e}");
+    assert!(
+        matches!(&e, Error::Unsupported { capability, .. } if capability.starts_with("ttl")),
+        "{e}"
+    );
     assert!(e.to_string().contains("store `kv`, entity `thing`"), "{e}");
 }
 
@@ -100,30 +123,75 @@ async fn per_call_options_the_store_lacks_are_unsupported() {
         ttl: false,
         if_version: false,
         batch_atomic: false,
-        filters: FilterCaps { prefix: false, ..FilterCaps::all() },
+        filters: FilterCaps {
+            prefix: false,
+            ..FilterCaps::all()
+        },
         ..Capabilities::all()
     };
-    let router = Router::builder().store("kv", limited(caps)).route("thing", "kv").build().await.unwrap();
+    let router = Router::builder()
+        .store("kv", limited(caps))
+        .route("thing", "kv")
+        .build()
+        .await
+        .unwrap();
     let repo = router.repo::<Thing>().await.unwrap();
     let e = repo
-        .put_with(&thing("a"), WriteOptions::new().ttl(std::time::Duration::from_secs(5)))
+        .put_with(
+            &thing("a"),
+            WriteOptions::new().ttl(std::time::Duration::from_secs(5)),
+        )
         .await
         .unwrap_err();
-    assert!(matches!(&e, Error::Unsupported { capability, .. } if capability == "ttl"), "{e}");
+    assert!(
+        matches!(&e, Error::Unsupported { capability, .. } if capability == "ttl"),
+        "{e}"
+    );
     assert_eq!(repo.get("a").await.unwrap(), None, "nothing written");
 
-    let e = repo.put_if(&thing("a"), Precondition::Version(1)).await.unwrap_err();
-    assert!(matches!(&e, Error::Unsupported { capability, .. } if capability == "precondition if-version(1)"), "{e}");
+    let e = repo
+        .put_if(&thing("a"), Precondition::Version(1))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&e, Error::Unsupported { capability, .. } if capability == "precondition if-version(1)"),
+        "{e}"
+    );
 
-    let e = repo.query(Query::new().filter(field("name").prefix("n"))).await.unwrap_err();
-    assert!(matches!(&e, Error::Unsupported { capability, .. } if capability == "filter prefix"), "{e}");
-    let e = repo.count(field("name").eq("n").and(field("id").prefix("a"))).await.unwrap_err();
+    let e = repo
+        .query(Query::new().filter(field("name").prefix("n")))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&e, Error::Unsupported { capability, .. } if capability == "filter prefix"),
+        "{e}"
+    );
+    let e = repo
+        .count(field("name").eq("n").and(field("id").prefix("a")))
+        .await
+        .unwrap_err();
     assert!(matches!(&e, Error::Unsupported { .. }), "{e}");
 
-    let e = repo.batch().put(&thing("a")).put(&thing("b")).commit().await.unwrap_err();
-    assert!(matches!(&e, Error::Unsupported { capability, .. } if capability == "atomic batch"), "{e}");
+    let e = repo
+        .batch()
+        .put(&thing("a"))
+        .put(&thing("b"))
+        .commit()
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&e, Error::Unsupported { capability, .. } if capability == "atomic batch"),
+        "{e}"
+    );
     assert_eq!(repo.count(None).await.unwrap(), 0);
-    let out = repo.batch().put(&thing("a")).put(&thing("b")).non_atomic().commit().await.unwrap();
+    let out = repo
+        .batch()
+        .put(&thing("a"))
+        .put(&thing("b"))
+        .non_atomic()
+        .commit()
+        .await
+        .unwrap();
     assert_eq!(out.len(), 2);
 }
 
@@ -139,7 +207,9 @@ async fn cache_aside_is_refused_until_it_exists() {
 
 #[tokio::test]
 async fn an_entity_without_a_route_is_a_config_error() {
-    let router = Router::from_toml_str("[stores.m]\nkind = \"memory\"\n").await.unwrap();
+    let router = Router::from_toml_str("[stores.m]\nkind = \"memory\"\n")
+        .await
+        .unwrap();
     let e = router.repo::<Thing>().await.unwrap_err();
     assert!(matches!(e, Error::Config { .. }), "{e}");
     assert!(e.to_string().contains("[entities.thing]"), "{e}");
@@ -147,7 +217,8 @@ async fn an_entity_without_a_route_is_a_config_error() {
 
 #[tokio::test]
 async fn duplicate_store_names_are_rejected() {
-    let cfg = polyrouter::config::Config::parse("[stores.kv]\nkind = \"memory\"\n", "<string>").unwrap();
+    let cfg =
+        polyrouter::config::Config::parse("[stores.kv]\nkind = \"memory\"\n", "<string>").unwrap();
     let e = Router::builder()
         .config(cfg)
         .store("kv", limited(Capabilities::all()))
@@ -159,8 +230,13 @@ async fn duplicate_store_names_are_rejected() {
 
 #[tokio::test]
 async fn key_prefix_on_a_table_store_is_refused() {
-    let e = Router::from_toml_str("[stores.m]\nkind = \"memory\"\n[entities.thing]\nstore = \"m\"\nkey_prefix = \"app\"\n")
-        .await
-        .unwrap_err();
-    assert!(matches!(&e, Error::Unsupported { capability, .. } if capability.starts_with("key_prefix")), "{e}");
+    let e = Router::from_toml_str(
+        "[stores.m]\nkind = \"memory\"\n[entities.thing]\nstore = \"m\"\nkey_prefix = \"app\"\n",
+    )
+    .await
+    .unwrap_err();
+    assert!(
+        matches!(&e, Error::Unsupported { capability, .. } if capability.starts_with("key_prefix")),
+        "{e}"
+    );
 }

@@ -25,9 +25,16 @@ fn check_prints_routes_and_capabilities() {
     .unwrap();
     let out = check(&path);
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "stdout: {stdout}\nstderr: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "stdout: {stdout}\nstderr: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     for needle in ["main", "sqlite", "kv", "memory", "user", "session", "ttl"] {
-        assert!(stdout.contains(needle), "`{needle}` missing from:\n{stdout}");
+        assert!(
+            stdout.contains(needle),
+            "`{needle}` missing from:\n{stdout}"
+        );
     }
 }
 
@@ -35,7 +42,11 @@ fn check_prints_routes_and_capabilities() {
 fn check_on_the_example_config_succeeds() {
     let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/polyrouter.toml");
     let out = check(&path);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(String::from_utf8_lossy(&out.stdout).contains("user"));
 }
 
@@ -43,7 +54,11 @@ fn check_on_the_example_config_succeeds() {
 fn check_names_the_line_of_a_malformed_file() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("bad.toml");
-    std::fs::write(&path, "[stores.kv]\nkind = \"memory\"\n\n[entities.session]\nstore = \"kv\"\nttl = \"forever\"\n").unwrap();
+    std::fs::write(
+        &path,
+        "[stores.kv]\nkind = \"memory\"\n\n[entities.session]\nstore = \"kv\"\nttl = \"forever\"\n",
+    )
+    .unwrap();
     let out = check(&path);
     assert!(!out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
@@ -59,7 +74,10 @@ fn check_reports_an_unreachable_store() {
     std::fs::create_dir_all(dir.path().join("db.sqlite")).unwrap();
     std::fs::write(
         &path,
-        format!("[stores.main]\nkind = \"sqlite\"\nurl = \"sqlite://{}/db.sqlite\"\n", dir.path().display()),
+        format!(
+            "[stores.main]\nkind = \"sqlite\"\nurl = \"sqlite://{}/db.sqlite\"\n",
+            dir.path().display()
+        ),
     )
     .unwrap();
     let out = check(&path);

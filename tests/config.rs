@@ -4,13 +4,17 @@ use polyrouter::config::Config;
 use polyrouter::{Error, Router};
 
 fn parse_err(text: &str) -> Error {
-    Config::parse_with_env(text, "app.toml", &|k| (k == "SET").then(|| "value".to_string()))
-        .expect_err("config should be rejected")
+    Config::parse_with_env(text, "app.toml", &|k| {
+        (k == "SET").then(|| "value".to_string())
+    })
+    .expect_err("config should be rejected")
 }
 
 fn place(e: &Error) -> (usize, usize, String) {
     match e {
-        Error::Config { line, column, path, .. } => (*line, *column, path.clone()),
+        Error::Config {
+            line, column, path, ..
+        } => (*line, *column, path.clone()),
         other => panic!("expected a config error, got {other:?}"),
     }
 }
@@ -25,7 +29,9 @@ fn malformed_toml_names_the_line() {
 
 #[test]
 fn unknown_keys_are_errors_with_their_path() {
-    let e = parse_err("[stores.m]\nkind = \"memory\"\n\n[entities.user]\nstore = \"m\"\ncolour = \"red\"\n");
+    let e = parse_err(
+        "[stores.m]\nkind = \"memory\"\n\n[entities.user]\nstore = \"m\"\ncolour = \"red\"\n",
+    );
     assert_eq!(place(&e), (6, 1, "entities.user.colour".into()), "{e}");
     assert!(e.to_string().contains("unknown field `colour`"), "{e}");
     let e = parse_err("[stores.m]\nkind = \"memory\"\n[rooter]\npage_size = 1\n");
@@ -47,7 +53,9 @@ fn unknown_kind_and_missing_store_are_located() {
 
 #[test]
 fn bad_durations_and_duplicates_are_located() {
-    let e = parse_err("[stores.m]\nkind = \"memory\"\n[entities.s]\nstore = \"m\"\nttl = \"30 minutes\"\n");
+    let e = parse_err(
+        "[stores.m]\nkind = \"memory\"\n[entities.s]\nstore = \"m\"\nttl = \"30 minutes\"\n",
+    );
     let (line, _, path) = place(&e);
     assert_eq!((line, path.as_str()), (5, "entities.s.ttl"), "{e}");
     assert!(e.to_string().contains("\"30m\""), "{e}");
@@ -86,7 +94,10 @@ fn secrets_never_print() {
     )
     .unwrap();
     let shown = format!("{cfg:?}");
-    assert!(!shown.contains("hunter2") && !shown.contains("s3cr3t"), "{shown}");
+    assert!(
+        !shown.contains("hunter2") && !shown.contains("s3cr3t"),
+        "{shown}"
+    );
     assert!(shown.contains("postgres://app:***@db:5432/x"), "{shown}");
     #[derive(serde::Deserialize, Debug)]
     #[allow(dead_code)]
@@ -100,11 +111,18 @@ fn secrets_never_print() {
 
 #[tokio::test]
 async fn store_options_are_checked_by_the_backend() {
-    let e = Router::from_toml_str("[stores.m]\nkind = \"memory\"\nsize = 3\n").await.unwrap_err();
-    assert!(e.to_string().starts_with("<string>:3:1: `stores.m.size`"), "{e}");
-    let e = Router::from_toml_str("[stores.m]\nkind = \"sqlite\"\nurl = \"sqlite::memory:\"\npool = 3\n")
+    let e = Router::from_toml_str("[stores.m]\nkind = \"memory\"\nsize = 3\n")
         .await
         .unwrap_err();
+    assert!(
+        e.to_string().starts_with("<string>:3:1: `stores.m.size`"),
+        "{e}"
+    );
+    let e = Router::from_toml_str(
+        "[stores.m]\nkind = \"sqlite\"\nurl = \"sqlite::memory:\"\npool = 3\n",
+    )
+    .await
+    .unwrap_err();
     assert!(e.to_string().contains("stores.m.pool"), "{e}");
     assert_eq!(place(&e).0, 4, "{e}");
 }
@@ -113,9 +131,16 @@ async fn store_options_are_checked_by_the_backend() {
 async fn from_file_names_the_file() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("bad.toml");
-    std::fs::write(&path, "[stores.m]\nkind = \"memory\"\n[entities.u]\nstore = 3\n").unwrap();
+    std::fs::write(
+        &path,
+        "[stores.m]\nkind = \"memory\"\n[entities.u]\nstore = 3\n",
+    )
+    .unwrap();
     let e = Router::from_file(&path).await.unwrap_err();
     let text = e.to_string();
-    assert!(text.starts_with(&format!("{}:4:", path.display())), "{text}");
+    assert!(
+        text.starts_with(&format!("{}:4:", path.display())),
+        "{text}"
+    );
     assert!(text.contains("entities.u.store"), "{text}");
 }

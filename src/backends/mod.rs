@@ -79,7 +79,11 @@ pub const KINDS: &[KindInfo] = &[
 pub async fn open(spec: StoreSpec) -> Result<Arc<dyn Store>> {
     let Some(kind) = KINDS.iter().find(|k| k.name == spec.kind) else {
         let known: Vec<&str> = KINDS.iter().map(|k| k.name).collect();
-        let msg = format!("unknown store kind `{}`; known kinds: {}", spec.kind, known.join(", "));
+        let msg = format!(
+            "unknown store kind `{}`; known kinds: {}",
+            spec.kind,
+            known.join(", ")
+        );
         return Err(spec.error(&["kind"], msg));
     };
     match kind.open {

@@ -21,20 +21,28 @@ pub struct ConfigDuration(pub Duration);
 impl std::str::FromStr for ConfigDuration {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, String> {
-        let bad = || format!("{s:?} is not a duration; write e.g. \"500ms\", \"30s\", \"30m\", \"1h30m\" or \"7d\"");
+        let bad = || {
+            format!(
+                "{s:?} is not a duration; write e.g. \"500ms\", \"30s\", \"30m\", \"1h30m\" or \"7d\""
+            )
+        };
         let mut total = Duration::ZERO;
         let mut rest = s.trim();
         if rest.is_empty() {
             return Err(bad());
         }
         while !rest.is_empty() {
-            let digits = rest.find(|c: char| !c.is_ascii_digit()).unwrap_or(rest.len());
+            let digits = rest
+                .find(|c: char| !c.is_ascii_digit())
+                .unwrap_or(rest.len());
             if digits == 0 {
                 return Err(bad());
             }
             let n: u64 = rest[..digits].parse().map_err(|_| bad())?;
             rest = &rest[digits..];
-            let unit = rest.find(|c: char| c.is_ascii_digit()).unwrap_or(rest.len());
+            let unit = rest
+                .find(|c: char| c.is_ascii_digit())
+                .unwrap_or(rest.len());
             let part = match &rest[..unit] {
                 "us" => Duration::from_micros(n),
                 "ms" => Duration::from_millis(n),

@@ -135,7 +135,7 @@ pub(crate) fn interpolate(
                                     var: var.to_string(),
                                     line,
                                     column: col,
-                                })
+                                });
                             }
                         }
                         for _ in 0..rest[..end].chars().count() {
@@ -194,6 +194,13 @@ mod tests {
     #[test]
     fn missing_variable_names_its_place() {
         let e = interpolate("a = 1\nb = \"x${NOPE}\"\n", &env).unwrap_err();
-        assert_eq!(e, Missing { var: "NOPE".into(), line: 2, column: 7 });
+        assert_eq!(
+            e,
+            Missing {
+                var: "NOPE".into(),
+                line: 2,
+                column: 7
+            }
+        );
     }
 }

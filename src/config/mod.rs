@@ -29,8 +29,8 @@ use std::fmt;
 use std::path::Path;
 use std::sync::Arc;
 
-use serde::de::DeserializeOwned;
 use serde::Deserialize;
+use serde::de::DeserializeOwned;
 
 use crate::{Error, Result};
 
@@ -40,7 +40,7 @@ mod locate;
 mod secret;
 
 pub use duration::ConfigDuration;
-pub use secret::{is_secret_key, redact_url, Secret};
+pub use secret::{Secret, is_secret_key, redact_url};
 
 /// A whole configuration file, validated.
 ///
@@ -112,7 +112,9 @@ struct Source {
 impl fmt::Debug for Source {
     /// The text may hold interpolated secrets: never printed.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Source").field("file", &self.file).finish_non_exhaustive()
+        f.debug_struct("Source")
+            .field("file", &self.file)
+            .finish_non_exhaustive()
     }
 }
 
@@ -353,7 +355,10 @@ impl Config {
             ),
         })?;
         let de = toml::Deserializer::parse(&text).map_err(|e| {
-            let (line, column) = e.span().map(|s| locate::line_col(&text, s.start)).unwrap_or((0, 0));
+            let (line, column) = e
+                .span()
+                .map(|s| locate::line_col(&text, s.start))
+                .unwrap_or((0, 0));
             Error::Config {
                 file: file.into(),
                 line,
@@ -428,7 +433,13 @@ impl Config {
     /// ```
     pub fn error(&self, path: &str, message: impl fmt::Display) -> Error {
         let keys: Vec<String> = path.split('.').map(str::to_string).collect();
-        located(&self.file, &self.source.text, &keys, None, message.to_string())
+        located(
+            &self.file,
+            &self.source.text,
+            &keys,
+            None,
+            message.to_string(),
+        )
     }
 
     fn validate(&self, source: &Source) -> Result<()> {
@@ -439,7 +450,10 @@ impl Config {
         if self.router.page_size == 0 || self.router.page_size > self.router.max_page_size {
             return Err(err(
                 &["router", "page_size"],
-                format!("must be between 1 and max_page_size ({})", self.router.max_page_size),
+                format!(
+                    "must be between 1 and max_page_size ({})",
+                    self.router.max_page_size
+                ),
             ));
         }
         for (name, spec) in &self.stores {
@@ -447,7 +461,11 @@ impl Config {
                 let known: Vec<&str> = crate::backends::KINDS.iter().map(|k| k.name).collect();
                 return Err(err(
                     &["stores", name, "kind"],
-                    format!("unknown store kind `{}`; known kinds: {}", spec.kind, known.join(", ")),
+                    format!(
+                        "unknown store kind `{}`; known kinds: {}",
+                        spec.kind,
+                        known.join(", ")
+                    ),
                 ));
             }
         }
@@ -456,24 +474,36 @@ impl Config {
             if !self.stores.contains_key(&e.store) {
                 return Err(err(
                     &["entities", name, "store"],
-                    format!("store `{}` is not defined; add a [stores.{}] table", e.store, e.store),
+                    format!(
+                        "store `{}` is not defined; add a [stores.{}] table",
+                        e.store, e.store
+                    ),
                 ));
             }
             let table = e.table.as_deref().unwrap_or(name);
             if let Some(other) = tables.insert((&e.store, table), name) {
                 return Err(err(
                     &["entities", name],
-                    format!("duplicate table `{table}` in store `{}`: entity `{other}` uses it too; set `table` on one of them", e.store),
+                    format!(
+                        "duplicate table `{table}` in store `{}`: entity `{other}` uses it too; set `table` on one of them",
+                        e.store
+                    ),
                 ));
             }
             if e.ttl.is_some_and(|t| t.0.is_zero()) {
-                return Err(err(&["entities", name, "ttl"], "a TTL must be greater than zero".into()));
+                return Err(err(
+                    &["entities", name, "ttl"],
+                    "a TTL must be greater than zero".into(),
+                ));
             }
             if let Some(c) = &e.cache {
                 if !self.stores.contains_key(&c.store) {
                     return Err(err(
                         &["entities", name, "cache", "store"],
-                        format!("store `{}` is not defined; add a [stores.{}] table", c.store, c.store),
+                        format!(
+                            "store `{}` is not defined; add a [stores.{}] table",
+                            c.store, c.store
+                        ),
                     ));
                 }
                 if c.store == e.store {

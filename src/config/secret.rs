@@ -98,8 +98,17 @@ pub fn redact_url(url: &str) -> String {
 /// ```
 pub fn is_secret_key(name: &str) -> bool {
     let n = name.to_ascii_lowercase();
-    ["password", "passwd", "pwd", "secret", "token", "key", "connection_string", "credential"]
-        .iter()
-        .any(|s| n == *s || n.ends_with(&format!("_{s}")) || n.starts_with(&format!("{s}_")))
+    [
+        "password",
+        "passwd",
+        "pwd",
+        "secret",
+        "token",
+        "key",
+        "connection_string",
+        "credential",
+    ]
+    .iter()
+    .any(|s| n == *s || n.ends_with(&format!("_{s}")) || n.starts_with(&format!("{s}_")))
         && n != "key_prefix"
 }

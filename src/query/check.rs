@@ -1,8 +1,8 @@
 //! Validates a filter against an entity schema and coerces operand types.
 
 use super::{CmpOp, Filter};
-use crate::entity::{FieldDef, FieldKind, Schema};
 use crate::Value;
+use crate::entity::{FieldDef, FieldKind, Schema};
 
 /// Checks every field exists and every operand fits the field's type,
 /// returning the filter with operands converted (e.g. an RFC 3339 string
@@ -35,13 +35,17 @@ pub(crate) fn normalize(filter: &Filter, schema: &Schema) -> Result<Filter, Stri
         Filter::In { field, values } => {
             let def = lookup(schema, field)?;
             if def.ty.kind == FieldKind::Json {
-                return Err(format!("json field `{field}` can only be tested with is_null"));
+                return Err(format!(
+                    "json field `{field}` can only be tested with is_null"
+                ));
             }
             let values = values
                 .iter()
                 .map(|v| {
                     if v.is_null() {
-                        Err(format!("`{field} in [...]` cannot hold null; or it with is_null()"))
+                        Err(format!(
+                            "`{field} in [...]` cannot hold null; or it with is_null()"
+                        ))
                     } else {
                         coerce(def, v)
                     }
@@ -67,8 +71,16 @@ pub(crate) fn normalize(filter: &Filter, schema: &Schema) -> Result<Filter, Stri
             lookup(schema, field)?;
             filter.clone()
         }
-        Filter::And(v) => Filter::And(v.iter().map(|f| normalize(f, schema)).collect::<Result<_, _>>()?),
-        Filter::Or(v) => Filter::Or(v.iter().map(|f| normalize(f, schema)).collect::<Result<_, _>>()?),
+        Filter::And(v) => Filter::And(
+            v.iter()
+                .map(|f| normalize(f, schema))
+                .collect::<Result<_, _>>()?,
+        ),
+        Filter::Or(v) => Filter::Or(
+            v.iter()
+                .map(|f| normalize(f, schema))
+                .collect::<Result<_, _>>()?,
+        ),
         Filter::Not(f) => Filter::Not(Box::new(normalize(f, schema)?)),
     })
 }
@@ -76,7 +88,10 @@ pub(crate) fn normalize(filter: &Filter, schema: &Schema) -> Result<Filter, Stri
 pub(crate) fn lookup<'s>(schema: &'s Schema, field: &str) -> Result<&'s FieldDef, String> {
     schema.field(field).ok_or_else(|| {
         let names: Vec<&str> = schema.fields.iter().map(|f| f.name).collect();
-        format!("unknown field `{field}`; the entity has: {}", names.join(", "))
+        format!(
+            "unknown field `{field}`; the entity has: {}",
+            names.join(", ")
+        )
     })
 }
 
@@ -102,7 +117,12 @@ pub(crate) fn coerce(def: &FieldDef, value: &Value) -> Result<Value, String> {
         (FieldKind::Float, Value::I64(i)) => Ok(Value::F64(*i as f64)),
         (FieldKind::Timestamp, Value::String(s)) => chrono::DateTime::parse_from_rfc3339(s)
             .map(Value::timestamp)
-            .map_err(|e| format!("field `{}`: {s:?} is not an RFC 3339 timestamp: {e}", def.name)),
+            .map_err(|e| {
+                format!(
+                    "field `{}`: {s:?} is not an RFC 3339 timestamp: {e}",
+                    def.name
+                )
+            }),
         (FieldKind::Uuid, Value::String(s)) => uuid::Uuid::parse_str(s)
             .map(Value::Uuid)
             .map_err(|e| format!("field `{}`: {s:?} is not a UUID: {e}", def.name)),

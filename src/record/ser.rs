@@ -314,7 +314,9 @@ impl ser::Serializer for ValueSer {
     }
     fn serialize_f64(self, v: f64) -> Result<Value, SerError> {
         match self.kind {
-            FieldKind::Float if v.is_nan() => err("NaN cannot be stored; use Option<f64> for a missing value"),
+            FieldKind::Float if v.is_nan() => {
+                err("NaN cannot be stored; use Option<f64> for a missing value")
+            }
             // -0.0 is stored as 0.0: stores disagree on whether they differ.
             FieldKind::Float => Ok(Value::F64(if v == 0.0 { 0.0 } else { v })),
             _ => self.mismatch("a float"),
@@ -403,7 +405,10 @@ impl ser::Serializer for ValueSer {
         _: &'static str,
         _: usize,
     ) -> Result<Self::SerializeTupleVariant, SerError> {
-        err(format!("expected {}, got an enum variant", self.kind.name()))
+        err(format!(
+            "expected {}, got an enum variant",
+            self.kind.name()
+        ))
     }
     fn serialize_map(self, _: Option<usize>) -> Result<Self::SerializeMap, SerError> {
         err(format!("expected {}, got a map", self.kind.name()))
@@ -422,7 +427,10 @@ impl ser::Serializer for ValueSer {
         _: &'static str,
         _: usize,
     ) -> Result<Self::SerializeStructVariant, SerError> {
-        err(format!("expected {}, got an enum variant", self.kind.name()))
+        err(format!(
+            "expected {}, got an enum variant",
+            self.kind.name()
+        ))
     }
 }
 

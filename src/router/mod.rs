@@ -121,7 +121,10 @@ impl Router {
     /// # Ok(()) }
     /// ```
     pub async fn from_file(path: impl AsRef<Path>) -> Result<Router> {
-        Self::builder().config(Config::from_file(path)?).build().await
+        Self::builder()
+            .config(Config::from_file(path)?)
+            .build()
+            .await
     }
 
     /// Parses TOML text, opens every store and checks every route.
@@ -133,7 +136,10 @@ impl Router {
     /// # });
     /// ```
     pub async fn from_toml_str(text: &str) -> Result<Router> {
-        Self::builder().config(Config::parse(text, "<string>")?).build().await
+        Self::builder()
+            .config(Config::parse(text, "<string>")?)
+            .build()
+            .await
     }
 
     /// A typed repository for `T`, preparing its storage (creating or
@@ -179,9 +185,12 @@ impl Router {
             store: route.store.clone(),
         };
         store.ensure_entity(&info).await.map_err(|e| match e {
-            Error::Config { file, path, message, .. } if file.is_empty() => {
-                self.inner.config.error(&path, message)
-            }
+            Error::Config {
+                file,
+                path,
+                message,
+                ..
+            } if file.is_empty() => self.inner.config.error(&path, message),
             e => e.with_entity(schema.name),
         })?;
         let bound = Arc::new(Bound {
@@ -390,7 +399,10 @@ fn check_route(
     let Some(store) = stores.get(&ec.store) else {
         return Err(config.error(
             &format!("entities.{entity}.store"),
-            format!("store `{}` is not defined; add a [stores.{}] table", ec.store, ec.store),
+            format!(
+                "store `{}` is not defined; add a [stores.{}] table",
+                ec.store, ec.store
+            ),
         ));
     };
     let caps = store.capabilities();
@@ -398,7 +410,10 @@ fn check_route(
         return Err(Error::unsupported(
             &ec.store,
             entity,
-            format!("ttl (asked for by `entities.{entity}.ttl` in {})", config.file),
+            format!(
+                "ttl (asked for by `entities.{entity}.ttl` in {})",
+                config.file
+            ),
         ));
     }
     if ec.key_prefix.is_some() && !caps.key_prefix {
@@ -416,7 +431,7 @@ fn check_route(
             &ec.store,
             entity,
             format!(
-                "cache-aside (`entities.{entity}.cache` in {}) in this version of polyrouter; remove `cache` and read from the primary",
+                "cache-aside (`entities.{entity}.cache` in {}, planned for a later release)",
                 config.file
             ),
         ));

@@ -10,7 +10,7 @@ use super::Bound;
 use crate::query::{Direction, Filter, Order, Query};
 use crate::record::{from_record, to_record};
 use crate::store::{StoreQuery, WriteOp, WriteOutcome};
-use crate::{token, Entity, Error, Key, Precondition, Record, Result, Value};
+use crate::{Entity, Error, Key, Precondition, Record, Result, Value, token};
 
 /// Options of one write.
 ///
@@ -83,7 +83,9 @@ impl<T> Page<T> {
     /// assert_eq!(p.next_query().unwrap().after.as_deref(), Some("t"));
     /// ```
     pub fn next_query(&self) -> Option<Query> {
-        self.next.as_ref().map(|t| self.query.clone().after(t.clone()))
+        self.next
+            .as_ref()
+            .map(|t| self.query.clone().after(t.clone()))
     }
 }
 
@@ -161,7 +163,8 @@ impl<T: Entity> Repo<T> {
     }
 
     fn to_record(&self, value: &T) -> Result<Record> {
-        let record = to_record(self.b.info.schema, value.key(), value).map_err(|e| self.invalid(e))?;
+        let record =
+            to_record(self.b.info.schema, value.key(), value).map_err(|e| self.invalid(e))?;
         if let Some(max) = self.b.store.capabilities().max_record_bytes {
             let size = record_size(&record);
             if size > max {
@@ -238,7 +241,11 @@ impl<T: Entity> Repo<T> {
     async fn write_one(&self, op: WriteOp) -> Result<WriteOutcome> {
         let mut out = self.write(vec![op], true).await?;
         out.pop().ok_or_else(|| {
-            Error::backend(self.store_name(), self.entity(), "the store returned no outcome for a write")
+            Error::backend(
+                self.store_name(),
+                self.entity(),
+                "the store returned no outcome for a write",
+            )
         })
     }
 
@@ -301,7 +308,8 @@ impl<T: Entity> Repo<T> {
     /// # #[derive(polyrouter::Entity, serde::Serialize, serde::Deserialize)] struct MyUser { id: String }
     /// ```
     pub async fn put_if(&self, value: &T, precondition: Precondition) -> Result<u64> {
-        self.put_with(value, WriteOptions::new().precondition(precondition)).await
+        self.put_with(value, WriteOptions::new().precondition(precondition))
+            .await
     }
 
     /// Writes with explicit options (precondition, per-call TTL).
@@ -317,7 +325,11 @@ impl<T: Entity> Repo<T> {
         let op = self.put_op(value, opts)?;
         let out = self.write_one(op).await?;
         out.version().ok_or_else(|| {
-            Error::backend(self.store_name(), self.entity(), "the store answered a put with a delete outcome")
+            Error::backend(
+                self.store_name(),
+                self.entity(),
+                "the store answered a put with a delete outcome",
+            )
         })
     }
 
@@ -343,7 +355,10 @@ impl<T: Entity> Repo<T> {
     /// ```
     pub async fn delete_if(&self, key: impl Into<Key>, precondition: Precondition) -> Result<bool> {
         let op = self.delete_op(key.into(), precondition)?;
-        Ok(matches!(self.write_one(op).await?, WriteOutcome::Deleted { existed: true }))
+        Ok(matches!(
+            self.write_one(op).await?,
+            WriteOutcome::Deleted { existed: true }
+        ))
     }
 
     /// Reads many records; one slot per key, in the order given.
@@ -355,7 +370,10 @@ impl<T: Entity> Repo<T> {
     /// # Ok(()) }
     /// # #[derive(polyrouter::Entity, serde::Serialize, serde::Deserialize)] struct MyUser { id: String }
     /// ```
-    pub async fn get_many<K: Into<Key>>(&self, keys: impl IntoIterator<Item = K>) -> Result<Vec<Option<T>>> {
+    pub async fn get_many<K: Into<Key>>(
+        &self,
+        keys: impl IntoIterator<Item = K>,
+    ) -> Result<Vec<Option<T>>> {
         let keys: Vec<Key> = keys
             .into_iter()
             .map(|k| self.check_key(k.into()))
@@ -373,10 +391,16 @@ impl<T: Entity> Repo<T> {
             return Err(Error::backend(
                 self.store_name(),
                 self.entity(),
-                format!("get_many returned {} slots for {} keys", recs.len(), keys.len()),
+                format!(
+                    "get_many returned {} slots for {} keys",
+                    recs.len(),
+                    keys.len()
+                ),
             ));
         }
-        recs.into_iter().map(|r| r.map(|r| self.decode(r)).transpose()).collect()
+        recs.into_iter()
+            .map(|r| r.map(|r| self.decode(r)).transpose())
+            .collect()
     }
 
     /// Inserts or replaces many records in one batch, all or nothing where
@@ -406,7 +430,10 @@ impl<T: Entity> Repo<T> {
     /// # Ok(()) }
     /// # #[derive(polyrouter::Entity, serde::Serialize, serde::Deserialize)] struct MyUser { id: String }
     /// ```
-    pub async fn delete_many<K: Into<Key>>(&self, keys: impl IntoIterator<Item = K>) -> Result<u64> {
+    pub async fn delete_many<K: Into<Key>>(
+        &self,
+        keys: impl IntoIterator<Item = K>,
+    ) -> Result<u64> {
         let ops = keys
             .into_iter()
             .map(|k| self.delete_op(k.into(), Precondition::None))
@@ -587,7 +614,8 @@ impl<T: Entity> Repo<T> {
         }
         let filter = match filter.into() {
             Some(f) => {
-                let f = crate::query::normalize(&f, self.b.info.schema).map_err(|e| self.invalid(e))?;
+                let f =
+                    crate::query::normalize(&f, self.b.info.schema).map_err(|e| self.invalid(e))?;
                 if let Some(missing) = caps.filters.first_unsupported(&f) {
                     return Err(self.unsupported(missing));
                 }
@@ -641,7 +669,9 @@ impl<T: Entity> Batch<T> {
     /// # #[derive(polyrouter::Entity, serde::Serialize, serde::Deserialize)] struct U { id: String }
     /// ```
     pub fn put_if(self, value: &T, precondition: Precondition) -> Self {
-        let op = self.repo.put_op(value, WriteOptions::new().precondition(precondition));
+        let op = self
+            .repo
+            .put_op(value, WriteOptions::new().precondition(precondition));
         self.push(op)
     }
 

@@ -41,7 +41,10 @@ pub fn matches(filter: &Filter, record: &Record) -> bool {
         }
         Filter::In { field, values } => {
             let v = record.value(field);
-            !v.is_null() && values.iter().any(|x| v.partial_cmp(x) == Some(Ordering::Equal))
+            !v.is_null()
+                && values
+                    .iter()
+                    .any(|x| v.partial_cmp(x) == Some(Ordering::Equal))
         }
         Filter::Prefix { field, prefix } => {
             matches!(record.value(field), Value::String(s) if s.starts_with(prefix.as_str()))

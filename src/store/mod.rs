@@ -165,7 +165,9 @@ impl WriteOp {
     /// ```
     pub fn precondition(&self) -> Precondition {
         match self {
-            WriteOp::Put { precondition, .. } | WriteOp::Delete { precondition, .. } => *precondition,
+            WriteOp::Put { precondition, .. } | WriteOp::Delete { precondition, .. } => {
+                *precondition
+            }
         }
     }
 }

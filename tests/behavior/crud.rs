@@ -6,16 +6,19 @@ use uuid::Uuid;
 
 use crate::behaviour;
 use crate::entities::*;
-use crate::harness::{always, Behaviour, Ctx};
+use crate::harness::{Behaviour, Ctx, always};
 
 pub fn behaviours() -> Vec<Behaviour> {
     vec![
         behaviour!(round_trip_every_type, always),
         behaviour!(round_trip_extremes, always),
         behaviour!(versions_count_writes, always),
-        behaviour!(preconditions_conflict_and_write_nothing, |c: &Capabilities| {
-            (!(c.if_absent && c.if_exists && c.if_version)).then_some("preconditions")
-        }),
+        behaviour!(
+            preconditions_conflict_and_write_nothing,
+            |c: &Capabilities| {
+                (!(c.if_absent && c.if_exists && c.if_version)).then_some("preconditions")
+            }
+        ),
         behaviour!(batch_is_all_or_nothing, |c: &Capabilities| {
             (!c.batch_atomic).then_some("atomic batches")
         }),
@@ -41,14 +44,19 @@ fn sample(id: &str) -> Everything {
         float: 3.25,
         text: "héllo wörld ✓ 日本語 🎉".into(),
         bytes: (0..=255u8).collect(),
-        at: Utc.with_ymd_and_hms(2024, 2, 29, 23, 59, 58).unwrap() + chrono::Duration::microseconds(123_456),
+        at: Utc.with_ymd_and_hms(2024, 2, 29, 23, 59, 58).unwrap()
+            + chrono::Duration::microseconds(123_456),
         at_zoned: ts("2021-06-01T08:30:00.5+05:30"),
         uuid: Uuid::new_v4(),
         json: serde_json::json!({"a": [1, 2.5, null, "x"], "b": {"c": true}, "quote": "'\""}),
         nested: Nested {
             label: "outer".into(),
             tags: vec!["a".into(), "".into()],
-            depth: Some(Box::new(Nested { label: "inner".into(), tags: vec![], depth: None })),
+            depth: Some(Box::new(Nested {
+                label: "inner".into(),
+                tags: vec![],
+                depth: None,
+            })),
         },
         maybe_int: Some(7),
         maybe_text: Some(String::new()),
@@ -67,7 +75,10 @@ async fn round_trip_every_type(ctx: Ctx) -> Result<()> {
     e.version = 1;
     assert_eq!(got, e);
     // The zoned timestamp keeps its instant.
-    assert_eq!(got.at_zoned.timestamp_micros(), e.at_zoned.timestamp_micros());
+    assert_eq!(
+        got.at_zoned.timestamp_micros(),
+        e.at_zoned.timestamp_micros()
+    );
     // Nulls and empties stay what they were.
     let mut nulls = sample("nulls");
     nulls.maybe_int = None;
@@ -90,12 +101,32 @@ async fn round_trip_extremes(ctx: Ctx) -> Result<()> {
     let repo = ctx.repo::<Everything>().await?;
     type Change = Box<dyn Fn(&mut Everything) + Send + Sync>;
     let cases: Vec<Change> = vec![
-        Box::new(|e| { e.int = i64::MAX; e.small = i32::MAX; e.float = f64::MAX; }),
-        Box::new(|e| { e.int = i64::MIN; e.float = f64::MIN; e.unsigned = 0; }),
-        Box::new(|e| { e.int = 0; e.float = f64::MIN_POSITIVE; e.maybe_float = Some(-1e-300); }),
-        Box::new(|e| { e.float = f64::INFINITY; e.maybe_float = Some(f64::NEG_INFINITY); }),
-        Box::new(|e| { e.text = "x".repeat(1 << 20); }),
-        Box::new(|e| { e.text = "\u{0}nul\u{0}inside\u{0}".into(); e.maybe_text = Some("\u{10FFFF}\u{FEFF}".into()); }),
+        Box::new(|e| {
+            e.int = i64::MAX;
+            e.small = i32::MAX;
+            e.float = f64::MAX;
+        }),
+        Box::new(|e| {
+            e.int = i64::MIN;
+            e.float = f64::MIN;
+            e.unsigned = 0;
+        }),
+        Box::new(|e| {
+            e.int = 0;
+            e.float = f64::MIN_POSITIVE;
+            e.maybe_float = Some(-1e-300);
+        }),
+        Box::new(|e| {
+            e.float = f64::INFINITY;
+            e.maybe_float = Some(f64::NEG_INFINITY);
+        }),
+        Box::new(|e| {
+            e.text = "x".repeat(1 << 20);
+        }),
+        Box::new(|e| {
+            e.text = "\u{0}nul\u{0}inside\u{0}".into();
+            e.maybe_text = Some("\u{10FFFF}\u{FEFF}".into());
+        }),
         Box::new(|e| {
             e.at = Utc.with_ymd_and_hms(1900, 1, 1, 0, 0, 0).unwrap();
             e.at_zoned = ts("2199-12-31T23:59:59.999999-08:00");
@@ -125,7 +156,11 @@ async fn versions_count_writes(ctx: Ctx) -> Result<()> {
     assert_eq!(got.name, "b");
     assert!(repo.delete(1).await?);
     assert!(!repo.delete(1).await?);
-    assert_eq!(repo.put(&it).await?, 1, "a re-created record starts again at 1");
+    assert_eq!(
+        repo.put(&it).await?,
+        1,
+        "a re-created record starts again at 1"
+    );
     Ok(())
 }
 
@@ -136,31 +171,51 @@ async fn preconditions_conflict_and_write_nothing(ctx: Ctx) -> Result<()> {
 
     let clash = item(1, "second", 2, None, Some("x"));
     match repo.put_if(&clash, Precondition::Absent).await {
-        Err(Error::Conflict { actual: Some(1), expected: Precondition::Absent, .. }) => {}
+        Err(Error::Conflict {
+            actual: Some(1),
+            expected: Precondition::Absent,
+            ..
+        }) => {}
         other => panic!("expected a conflict with version 1, got {other:?}"),
     }
-    match repo.put_if(&item(2, "ghost", 0, None, None), Precondition::Exists).await {
+    match repo
+        .put_if(&item(2, "ghost", 0, None, None), Precondition::Exists)
+        .await
+    {
         Err(Error::Conflict { actual: None, .. }) => {}
         other => panic!("expected a conflict with the record absent, got {other:?}"),
     }
     assert_eq!(repo.get(2).await?, None, "a failed if-exists wrote nothing");
     match repo.put_if(&clash, Precondition::Version(7)).await {
-        Err(e @ Error::Conflict { actual: Some(1), .. }) => {
+        Err(
+            e @ Error::Conflict {
+                actual: Some(1), ..
+            },
+        ) => {
             assert!(e.to_string().contains("if-version(7)"), "{e}");
         }
         other => panic!("expected a version conflict, got {other:?}"),
     }
     let still = repo.get(1).await?.expect("still there");
-    assert_eq!((still.name.as_str(), still.version), ("first", 1), "nothing was written");
+    assert_eq!(
+        (still.name.as_str(), still.version),
+        ("first", 1),
+        "nothing was written"
+    );
 
     assert_eq!(repo.put_if(&clash, Precondition::Version(1)).await?, 2);
     assert_eq!(repo.put_if(&clash, Precondition::Exists).await?, 3);
 
     match repo.delete_if(1, Precondition::Version(2)).await {
-        Err(Error::Conflict { actual: Some(3), .. }) => {}
+        Err(Error::Conflict {
+            actual: Some(3), ..
+        }) => {}
         other => panic!("expected a delete conflict, got {other:?}"),
     }
-    assert!(repo.get(1).await?.is_some(), "a failed conditional delete deleted nothing");
+    assert!(
+        repo.get(1).await?.is_some(),
+        "a failed conditional delete deleted nothing"
+    );
     match repo.delete_if(99, Precondition::Exists).await {
         Err(Error::Conflict { actual: None, .. }) => {}
         other => panic!("expected a conflict deleting a missing record, got {other:?}"),
@@ -185,8 +240,16 @@ async fn batch_is_all_or_nothing(ctx: Ctx) -> Result<()> {
         Err(Error::Conflict { .. }) => {}
         other => panic!("expected the batch to conflict, got {other:?}"),
     }
-    assert_eq!(repo.get(1).await?, None, "first write of a failed batch was rolled back");
-    assert_eq!(repo.get(2).await?, None, "second write of a failed batch was rolled back");
+    assert_eq!(
+        repo.get(1).await?,
+        None,
+        "first write of a failed batch was rolled back"
+    );
+    assert_eq!(
+        repo.get(2).await?,
+        None,
+        "second write of a failed batch was rolled back"
+    );
     let three = repo.get(3).await?.expect("the delete was rolled back");
     assert_eq!((three.name.as_str(), three.version), ("existing", 1));
 
@@ -200,7 +263,12 @@ async fn batch_is_all_or_nothing(ctx: Ctx) -> Result<()> {
         .await?;
     let versions: Vec<Option<u64>> = out.iter().map(|o| o.version()).collect();
     assert_eq!(versions, vec![Some(1), Some(2), None, Some(1)]);
-    let present: Vec<bool> = repo.get_many([1i64, 2, 3, 4]).await?.iter().map(Option::is_some).collect();
+    let present: Vec<bool> = repo
+        .get_many([1i64, 2, 3, 4])
+        .await?
+        .iter()
+        .map(Option::is_some)
+        .collect();
     assert_eq!(present, vec![true, false, true, true]);
     if ctx.caps().count {
         assert_eq!(repo.count(None).await?, 3);
@@ -209,7 +277,13 @@ async fn batch_is_all_or_nothing(ctx: Ctx) -> Result<()> {
     // put_many is atomic too: a bad record in the middle writes nothing.
     let mut bad = item(11, "bad", 0, Some(f64::NAN), None);
     bad.score = Some(f64::NAN);
-    let err = repo.put_many(&[item(10, "ok", 0, None, None), bad, item(12, "ok", 0, None, None)]).await;
+    let err = repo
+        .put_many(&[
+            item(10, "ok", 0, None, None),
+            bad,
+            item(12, "ok", 0, None, None),
+        ])
+        .await;
     assert!(matches!(err, Err(Error::InvalidInput { .. })), "{err:?}");
     assert_eq!(repo.get(10).await?, None);
     Ok(())
@@ -217,7 +291,9 @@ async fn batch_is_all_or_nothing(ctx: Ctx) -> Result<()> {
 
 async fn bulk_put_get_delete(ctx: Ctx) -> Result<()> {
     let repo = ctx.repo::<Item>().await?;
-    let items: Vec<Item> = (0..1500).map(|i| item(i, &format!("n{i}"), i % 7, Some(i as f64 / 2.0), None)).collect();
+    let items: Vec<Item> = (0..1500)
+        .map(|i| item(i, &format!("n{i}"), i % 7, Some(i as f64 / 2.0), None))
+        .collect();
     let versions = repo.put_many(&items).await?;
     assert_eq!(versions.len(), 1500);
     assert!(versions.iter().all(|v| *v == 1));
@@ -230,16 +306,28 @@ async fn bulk_put_get_delete(ctx: Ctx) -> Result<()> {
     let keys = [1499i64, 5, -1, 5, 0, 100_000];
     let got = repo.get_many(keys).await?;
     let ids: Vec<Option<i64>> = got.iter().map(|g| g.as_ref().map(|i| i.id)).collect();
-    assert_eq!(ids, vec![Some(1499), Some(5), None, Some(5), Some(0), None], "order and duplicates kept");
+    assert_eq!(
+        ids,
+        vec![Some(1499), Some(5), None, Some(5), Some(0), None],
+        "order and duplicates kept"
+    );
     let many: Vec<i64> = (0..1200).collect();
     let got = repo.get_many(many.iter().copied()).await?;
-    assert!(got.iter().enumerate().all(|(i, g)| g.as_ref().map(|x| x.id) == Some(i as i64)));
+    assert!(
+        got.iter()
+            .enumerate()
+            .all(|(i, g)| g.as_ref().map(|x| x.id) == Some(i as i64))
+    );
     assert_eq!(repo.delete_many((0..1000).chain([5000, 6000])).await?, 1000);
     if counts {
         assert_eq!(repo.count(None).await?, 500);
     } else {
         let left = repo.get_many(0..1500i64).await?;
-        assert!(left.iter().enumerate().all(|(i, g)| g.is_some() == (i >= 1000)));
+        assert!(
+            left.iter()
+                .enumerate()
+                .all(|(i, g)| g.is_some() == (i >= 1000))
+        );
     }
     assert_eq!(repo.put_many(&items[1000..1002]).await?, vec![2, 2]);
     Ok(())
@@ -249,52 +337,98 @@ async fn second_router_sees_the_data(ctx: Ctx) -> Result<()> {
     let one = ctx.repo::<Note>().await?;
     one.put(&note("shared", "from router one")).await?;
     let two = ctx.repo::<Note>().await?;
-    assert_eq!(two.get("shared").await?.map(|n| n.body), Some("from router one".into()));
+    assert_eq!(
+        two.get("shared").await?.map(|n| n.body),
+        Some("from router one".into())
+    );
     two.put(&note("back", "from router two")).await?;
-    assert_eq!(one.get("back").await?.map(|n| n.body), Some("from router two".into()));
+    assert_eq!(
+        one.get("back").await?.map(|n| n.body),
+        Some("from router two".into())
+    );
     Ok(())
 }
 
 async fn bad_input_is_rejected_and_writes_nothing(ctx: Ctx) -> Result<()> {
-    use polyrouter::query::{field, Query};
+    use polyrouter::query::{Query, field};
     let repo = ctx.repo::<Item>().await?;
     repo.put(&item(1, "keep", 1, Some(1.0), None)).await?;
     let nan = item(1, "nan", 1, Some(f64::NAN), None);
     let e = repo.put(&nan).await.unwrap_err();
     assert!(matches!(&e, Error::InvalidInput { .. }), "{e}");
-    assert!(e.to_string().contains("entity `item`") && e.to_string().contains("score"), "{e}");
+    assert!(
+        e.to_string().contains("entity `item`") && e.to_string().contains("score"),
+        "{e}"
+    );
     assert_eq!(repo.get(1).await?.map(|i| i.name), Some("keep".into()));
 
     let wrong_key = repo.get("one").await.unwrap_err();
-    assert!(matches!(wrong_key, Error::InvalidInput { .. }), "{wrong_key}");
+    assert!(
+        matches!(wrong_key, Error::InvalidInput { .. }),
+        "{wrong_key}"
+    );
     let caps = ctx.caps();
     if caps.query {
-        let unknown = repo.query(Query::new().filter(field("nope").eq(1))).await.unwrap_err();
-        assert!(unknown.to_string().contains("unknown field `nope`"), "{unknown}");
-        let mismatch = repo.query(Query::new().filter(field("group").eq("x"))).await.unwrap_err();
+        let unknown = repo
+            .query(Query::new().filter(field("nope").eq(1)))
+            .await
+            .unwrap_err();
+        assert!(
+            unknown.to_string().contains("unknown field `nope`"),
+            "{unknown}"
+        );
+        let mismatch = repo
+            .query(Query::new().filter(field("group").eq("x")))
+            .await
+            .unwrap_err();
         assert!(matches!(mismatch, Error::InvalidInput { .. }), "{mismatch}");
         let zero = repo.query(Query::new().limit(0)).await.unwrap_err();
         assert!(matches!(zero, Error::InvalidInput { .. }), "{zero}");
         let huge = repo.query(Query::new().limit(1_000_000)).await.unwrap_err();
         assert!(matches!(huge, Error::InvalidInput { .. }), "{huge}");
     } else {
-        let unsupported = repo.query(Query::new().filter(field("nope").eq(1))).await.unwrap_err();
-        assert!(matches!(unsupported, Error::Unsupported { .. }), "{unsupported}");
+        let unsupported = repo
+            .query(Query::new().filter(field("nope").eq(1)))
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(unsupported, Error::Unsupported { .. }),
+            "{unsupported}"
+        );
     }
     if caps.count {
         let prefix_on_int = repo.count(field("group").prefix("1")).await.unwrap_err();
-        assert!(matches!(prefix_on_int, Error::InvalidInput { .. }), "{prefix_on_int}");
-        let lt_null = repo.count(field("score").lt(polyrouter::Value::Null)).await.unwrap_err();
+        assert!(
+            matches!(prefix_on_int, Error::InvalidInput { .. }),
+            "{prefix_on_int}"
+        );
+        let lt_null = repo
+            .count(field("score").lt(polyrouter::Value::Null))
+            .await
+            .unwrap_err();
         assert!(matches!(lt_null, Error::InvalidInput { .. }), "{lt_null}");
     } else {
         let unsupported = repo.count(field("group").prefix("1")).await.unwrap_err();
-        assert!(matches!(unsupported, Error::Unsupported { .. }), "{unsupported}");
+        assert!(
+            matches!(unsupported, Error::Unsupported { .. }),
+            "{unsupported}"
+        );
     }
     let absent_delete = repo.delete_if(1, Precondition::Absent).await.unwrap_err();
-    assert!(matches!(absent_delete, Error::InvalidInput { .. }), "{absent_delete}");
+    assert!(
+        matches!(absent_delete, Error::InvalidInput { .. }),
+        "{absent_delete}"
+    );
     if caps.count {
         assert_eq!(repo.count(None).await?, 1);
     }
-    assert_eq!(repo.get_many([1i64, 0, 2]).await?.iter().filter(|i| i.is_some()).count(), 1);
+    assert_eq!(
+        repo.get_many([1i64, 0, 2])
+            .await?
+            .iter()
+            .filter(|i| i.is_some())
+            .count(),
+        1
+    );
     Ok(())
 }

@@ -1,7 +1,7 @@
 //! Store selection, per-trial isolation and the behaviour type.
 
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, OnceLock};
 
 use futures::future::BoxFuture;
@@ -41,7 +41,9 @@ pub fn stores_under_test() -> Vec<String> {
         .collect();
     for s in &stores {
         if store_toml(s).is_none() {
-            panic!("POLYROUTER_TEST_STORES names `{s}`, which the behaviour suite does not know; known: memory, sqlite, redis");
+            panic!(
+                "POLYROUTER_TEST_STORES names `{s}`, which the behaviour suite does not know; known: memory, sqlite, redis"
+            );
         }
     }
     stores
@@ -61,7 +63,10 @@ pub fn store_toml(store: &str) -> Option<String> {
             tmp().path().display()
         ),
         // The machine's Redis; a per-run prefix keeps runs apart.
-        "redis" => format!("kind = \"redis\"\nurl = \"{REDIS_URL}\"\nkey_prefix = \"{}\"\n", redis_prefix()),
+        "redis" => format!(
+            "kind = \"redis\"\nurl = \"{REDIS_URL}\"\nkey_prefix = \"{}\"\n",
+            redis_prefix()
+        ),
         _ => return None,
     })
 }
@@ -105,13 +110,19 @@ fn remove_stale_redis_keys() -> Result<(), String> {
     let stale: Vec<&Vec<u8>> = keys
         .iter()
         .filter(|k| {
-            let pid = k[REDIS_PREFIX.len()..].split(|b| *b == b'-' || *b == b':').next().unwrap_or_default();
+            let pid = k[REDIS_PREFIX.len()..]
+                .split(|b| *b == b'-' || *b == b':')
+                .next()
+                .unwrap_or_default();
             let pid = std::str::from_utf8(pid).unwrap_or_default();
             !pid.is_empty() && !std::path::Path::new("/proc").join(pid).exists()
         })
         .collect();
     for chunk in stale.chunks(500) {
-        redis::cmd("DEL").arg(chunk).query::<i64>(&mut conn).map_err(|e| e.to_string())?;
+        redis::cmd("DEL")
+            .arg(chunk)
+            .query::<i64>(&mut conn)
+            .map_err(|e| e.to_string())?;
     }
     Ok(())
 }
@@ -125,15 +136,24 @@ fn probed() -> &'static Mutex<HashMap<String, Capabilities>> {
 /// Opens the store once and returns its capabilities, or why it failed.
 pub async fn probe(store: &str) -> Result<Capabilities, String> {
     let ctx = Ctx::new(store);
-    let router = ctx.router().await.map_err(|e| format!("store `{store}` is not usable: {e}"))?;
+    let router = ctx
+        .router()
+        .await
+        .map_err(|e| format!("store `{store}` is not usable: {e}"))?;
     let s = router.store("s").expect("store s");
-    s.ping().await.map_err(|e| format!("store `{store}` does not answer: {e}"))?;
+    s.ping()
+        .await
+        .map_err(|e| format!("store `{store}` does not answer: {e}"))?;
     #[cfg(feature = "redis")]
     if store == "redis" {
-        remove_stale_redis_keys().map_err(|e| format!("cannot remove keys of earlier runs from Redis: {e}"))?;
+        remove_stale_redis_keys()
+            .map_err(|e| format!("cannot remove keys of earlier runs from Redis: {e}"))?;
     }
     let caps = s.capabilities().clone();
-    probed().lock().unwrap().insert(store.to_string(), caps.clone());
+    probed()
+        .lock()
+        .unwrap()
+        .insert(store.to_string(), caps.clone());
     Ok(caps)
 }
 
@@ -158,7 +178,10 @@ impl Ctx {
     /// The config text for this trial: the store as `s`, every test entity
     /// on its own table.
     pub fn config(&self) -> String {
-        let mut cfg = format!("[stores.s]\n{}\n", store_toml(&self.store).expect("known store"));
+        let mut cfg = format!(
+            "[stores.s]\n{}\n",
+            store_toml(&self.store).expect("known store")
+        );
         for (entity, extra) in [
             ("everything", ""),
             ("item", ""),
@@ -175,7 +198,12 @@ impl Ctx {
 
     /// The capabilities of this trial's store (probed at start-up).
     pub fn caps(&self) -> Capabilities {
-        probed().lock().unwrap().get(&self.store).cloned().expect("store probed before its trials")
+        probed()
+            .lock()
+            .unwrap()
+            .get(&self.store)
+            .cloned()
+            .expect("store probed before its trials")
     }
 
     pub async fn router(&self) -> polyrouter::Result<Router> {

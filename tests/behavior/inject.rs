@@ -1,11 +1,11 @@
 //! Injection strings as keys, values and filter operands round-trip as data.
 
-use polyrouter::query::{field, Query};
 use polyrouter::Result;
+use polyrouter::query::{Query, field};
 
 use crate::behaviour;
 use crate::entities::*;
-use crate::harness::{always, Behaviour, Ctx};
+use crate::harness::{Behaviour, Ctx, always};
 
 pub fn behaviours() -> Vec<Behaviour> {
     vec![behaviour!(injection_strings_are_data, always)]
@@ -37,21 +37,34 @@ async fn injection_strings_are_data(ctx: Ctx) -> Result<()> {
         assert_eq!(got.body, *evil);
         assert_eq!(got.id, key);
         if caps.query && caps.filters.eq {
-            let found = repo.query(Query::new().filter(field("body").eq(*evil))).await?;
+            let found = repo
+                .query(Query::new().filter(field("body").eq(*evil)))
+                .await?;
             assert!(found.items.iter().any(|n| n.id == key), "eq on {evil:?}");
         }
         if caps.query && caps.filters.prefix {
-            let found = repo.query(Query::new().filter(field("id").prefix(key.clone()))).await?;
+            let found = repo
+                .query(Query::new().filter(field("id").prefix(key.clone())))
+                .await?;
             assert_eq!(found.items.len(), 1, "prefix on {evil:?}");
         }
     }
     let bare_key = repo.get(EVIL[0]).await?;
     assert_eq!(bare_key, None);
-    assert_eq!(repo.get("canary").await?.map(|n| n.body), Some("still here".into()));
+    assert_eq!(
+        repo.get("canary").await?.map(|n| n.body),
+        Some("still here".into())
+    );
     if caps.count {
         assert_eq!(repo.count(None).await?, EVIL.len() as u64 + 1);
     }
-    let keys = EVIL.iter().enumerate().map(|(i, evil)| format!("{evil}{i}"));
-    assert!(repo.get_many(keys).await?.iter().all(Option::is_some), "every key kept its own record");
+    let keys = EVIL
+        .iter()
+        .enumerate()
+        .map(|(i, evil)| format!("{evil}{i}"));
+    assert!(
+        repo.get_many(keys).await?.iter().all(Option::is_some),
+        "every key kept its own record"
+    );
     Ok(())
 }

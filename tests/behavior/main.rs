@@ -47,7 +47,9 @@ fn main() {
             let trial = Trial::test(name, move || {
                 probe.map_err(Failed::from)?;
                 let ctx = Ctx::new(&store);
-                handle.block_on((b.run)(ctx)).map_err(|e| Failed::from(e.to_string()))
+                handle
+                    .block_on((b.run)(ctx))
+                    .map_err(|e| Failed::from(e.to_string()))
             });
             trials.push(trial.with_ignored_flag(gate.is_some()));
         }

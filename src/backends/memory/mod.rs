@@ -21,7 +21,7 @@ use serde::Deserialize;
 use crate::config::StoreSpec;
 use crate::query::Filter;
 use crate::store::eval::{compare, matches};
-use crate::store::kv::{check_call, KvStore};
+use crate::store::kv::{KvStore, check_call};
 use crate::store::{EntityInfo, Precondition, StoreQuery, WriteOp, WriteOutcome};
 use crate::{Capabilities, Error, Key, Record, Result, Store};
 
@@ -108,7 +108,13 @@ impl MemoryStore {
             .clone()
     }
 
-    fn conflict(&self, entity: &EntityInfo, key: &Key, expected: Precondition, actual: Option<u64>) -> Error {
+    fn conflict(
+        &self,
+        entity: &EntityInfo,
+        key: &Key,
+        expected: Precondition,
+        actual: Option<u64>,
+    ) -> Error {
         Error::Conflict {
             store: self.name.clone(),
             entity: entity.name().into(),
@@ -120,7 +126,10 @@ impl MemoryStore {
 }
 
 fn expiry(now: Instant, ttl: Option<Duration>) -> Option<Instant> {
-    ttl.map(|d| now.checked_add(d).unwrap_or(now + Duration::from_secs(86_400 * 365 * 100)))
+    ttl.map(|d| {
+        now.checked_add(d)
+            .unwrap_or(now + Duration::from_secs(86_400 * 365 * 100))
+    })
 }
 
 #[async_trait]
@@ -163,7 +172,12 @@ impl Store for MemoryStore {
             .collect())
     }
 
-    async fn write(&self, entity: &EntityInfo, ops: Vec<WriteOp>, _atomic: bool) -> Result<Vec<WriteOutcome>> {
+    async fn write(
+        &self,
+        entity: &EntityInfo,
+        ops: Vec<WriteOp>,
+        _atomic: bool,
+    ) -> Result<Vec<WriteOutcome>> {
         let now = Instant::now();
         let table = self.table(entity);
         let mut t = table.write();
@@ -190,16 +204,29 @@ impl Store for MemoryStore {
                 }
                 WriteOp::Delete { .. } => {
                     staged.insert(key, None);
-                    outcomes.push(WriteOutcome::Deleted { existed: current.is_some() });
+                    outcomes.push(WriteOutcome::Deleted {
+                        existed: current.is_some(),
+                    });
                 }
             }
         }
         for (op, outcome) in ops.into_iter().zip(&outcomes) {
             match (op, outcome) {
-                (WriteOp::Put { mut record, ttl, .. }, WriteOutcome::Written { version }) => {
+                (
+                    WriteOp::Put {
+                        mut record, ttl, ..
+                    },
+                    WriteOutcome::Written { version },
+                ) => {
                     record.version = *version;
                     let key = record.key.clone();
-                    t.insert(key, Row { record, expires: expiry(now, ttl) });
+                    t.insert(
+                        key,
+                        Row {
+                            record,
+                            expires: expiry(now, ttl),
+                        },
+                    );
                 }
                 (WriteOp::Delete { key, .. }, _) => {
                     t.remove(&key);
@@ -251,7 +278,13 @@ impl Store for MemoryStore {
 /// like them; counters are stored as decimal text.
 #[async_trait]
 impl KvStore for MemoryStore {
-    async fn increment(&self, entity: &EntityInfo, key: &Key, delta: i64, ttl: Option<Duration>) -> Result<i64> {
+    async fn increment(
+        &self,
+        entity: &EntityInfo,
+        key: &Key,
+        delta: i64,
+        ttl: Option<Duration>,
+    ) -> Result<i64> {
         check_call(&self.name, entity, key, ttl)?;
         let now = Instant::now();
         let mut values = self.values.lock();
@@ -259,7 +292,9 @@ impl KvStore for MemoryStore {
         let current = values.get(&slot).filter(|v| v.live(now));
         let (old, expires) = match current {
             Some(v) => {
-                let n = std::str::from_utf8(&v.bytes).ok().and_then(|s| s.parse::<i64>().ok());
+                let n = std::str::from_utf8(&v.bytes)
+                    .ok()
+                    .and_then(|s| s.parse::<i64>().ok());
                 let Some(n) = n else {
                     return Err(Error::invalid_input(
                         &self.name,
@@ -278,14 +313,26 @@ impl KvStore for MemoryStore {
                 format!("incrementing the counter at key {key} by {delta} would overflow an i64"),
             ));
         };
-        values.insert(slot, RawValue { bytes: new.to_string().into_bytes(), expires });
+        values.insert(
+            slot,
+            RawValue {
+                bytes: new.to_string().into_bytes(),
+                expires,
+            },
+        );
         if values.len() > 1024 && values.len() % 64 == 0 {
             values.retain(|_, v| v.live(now));
         }
         Ok(new)
     }
 
-    async fn set_if_absent(&self, entity: &EntityInfo, key: &Key, value: &[u8], ttl: Duration) -> Result<bool> {
+    async fn set_if_absent(
+        &self,
+        entity: &EntityInfo,
+        key: &Key,
+        value: &[u8],
+        ttl: Duration,
+    ) -> Result<bool> {
         check_call(&self.name, entity, key, Some(ttl))?;
         let now = Instant::now();
         let mut values = self.values.lock();
@@ -293,7 +340,13 @@ impl KvStore for MemoryStore {
         if values.get(&slot).is_some_and(|v| v.live(now)) {
             return Ok(false);
         }
-        values.insert(slot, RawValue { bytes: value.to_vec(), expires: expiry(now, Some(ttl)) });
+        values.insert(
+            slot,
+            RawValue {
+                bytes: value.to_vec(),
+                expires: expiry(now, Some(ttl)),
+            },
+        );
         Ok(true)
     }
 
@@ -307,7 +360,12 @@ impl KvStore for MemoryStore {
             .map(|v| v.bytes.clone()))
     }
 
-    async fn delete_bytes(&self, entity: &EntityInfo, key: &Key, expected: Option<&[u8]>) -> Result<bool> {
+    async fn delete_bytes(
+        &self,
+        entity: &EntityInfo,
+        key: &Key,
+        expected: Option<&[u8]>,
+    ) -> Result<bool> {
         check_call(&self.name, entity, key, None)?;
         let now = Instant::now();
         let mut values = self.values.lock();

@@ -85,7 +85,7 @@ pub(super) fn encode_field(col: &Column, v: &Value) -> Result<Arg, String> {
             return Err(format!(
                 "field `{}` is not nullable, but the value is null",
                 col.name
-            ))
+            ));
         }
         (FieldKind::Bool, Value::Bool(b)) => Arg::Int(i64::from(*b)),
         (FieldKind::Int, Value::I64(i)) => Arg::Int(*i),
@@ -260,16 +260,20 @@ mod tests {
             encode_field(&col(FieldKind::Int, true), &Value::Null).unwrap(),
             Arg::Null
         );
-        assert!(encode_field(&col(FieldKind::Int, false), &Value::Null)
-            .unwrap_err()
-            .contains("not nullable"));
+        assert!(
+            encode_field(&col(FieldKind::Int, false), &Value::Null)
+                .unwrap_err()
+                .contains("not nullable")
+        );
         assert!(
             encode_field(&col(FieldKind::Float, false), &Value::F64(f64::NAN))
                 .unwrap_err()
                 .contains("NaN")
         );
-        assert!(encode_field(&col(FieldKind::Int, false), &Value::from("x"))
-            .unwrap_err()
-            .contains("is int"));
+        assert!(
+            encode_field(&col(FieldKind::Int, false), &Value::from("x"))
+                .unwrap_err()
+                .contains("is int")
+        );
     }
 }

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use crate::config::{redact_url, ConfigDuration};
+use crate::config::{ConfigDuration, redact_url};
 
 /// Options of a `sqlite` store, as read from `[stores.NAME]`.
 ///

@@ -1,6 +1,6 @@
 //! Checks an existing table against an entity's schema.
 
-use super::sql::{quote, sql_type, TableSql, EXPIRES_COL, RESERVED_PREFIX, VERSION_COL};
+use super::sql::{EXPIRES_COL, RESERVED_PREFIX, TableSql, VERSION_COL, quote, sql_type};
 use crate::entity::FieldKind;
 
 /// One row of `PRAGMA table_info`.
@@ -248,9 +248,11 @@ mod tests {
 
         let mut t = good();
         t[2] = col("score", "REAL", true, 0);
-        assert!(check(t)
-            .unwrap_err()
-            .contains("NOT NULL but field `score` is optional"));
+        assert!(
+            check(t)
+                .unwrap_err()
+                .contains("NOT NULL but field `score` is optional")
+        );
 
         let mut t = good();
         t[0].pk = 0;

@@ -16,13 +16,13 @@ use std::time::{Duration, Instant};
 use async_trait::async_trait;
 use futures::future::BoxFuture;
 use parking_lot::{Mutex, RwLock};
+use sqlx::Row;
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePool, SqlitePoolOptions,
     SqliteRow,
 };
-use sqlx::Row;
 
-use crate::config::{redact_url, StoreSpec};
+use crate::config::{StoreSpec, redact_url};
 use crate::query::Filter;
 use crate::store::{EntityInfo, Precondition, StoreQuery, WriteOp, WriteOutcome};
 use crate::{Capabilities, Error, Key, Record, Result, Store};
@@ -34,8 +34,8 @@ mod sql;
 #[cfg(test)]
 mod tests;
 
-use codec::{bind_all, decode_record, Arg};
-use sql::{Expect, TableSql, WriteStmt, GET_MANY_CHUNK, PURGE_CHUNK};
+use codec::{Arg, bind_all, decode_record};
+use sql::{Expect, GET_MANY_CHUNK, PURGE_CHUNK, TableSql, WriteStmt};
 
 pub use config::SqliteConfig;
 
@@ -294,7 +294,9 @@ impl SqliteStore {
                 }
                 Err(e) => {
                     return Err(unavailable(
-                        format!("cannot open the SQLite database at {location}: {e}; check the path is a writable file"),
+                        format!(
+                            "cannot open the SQLite database at {location}: {e}; check the path is a writable file"
+                        ),
                         Some(Box::new(e)),
                     ));
                 }

@@ -7,7 +7,7 @@
 
 use std::fmt::Write as _;
 
-use super::codec::{encode_field, key_arg, key_field_kind, micros, value_arg, Arg};
+use super::codec::{Arg, encode_field, key_arg, key_field_kind, micros, value_arg};
 use crate::entity::{FieldKind, Schema};
 use crate::query::{CmpOp, Direction, Filter};
 use crate::store::{Precondition, StoreQuery, WriteOp};
@@ -48,7 +48,9 @@ pub(super) fn check_ident(what: &str, ident: &str) -> Result<(), String> {
         return Err(format!("the {what} name is empty"));
     }
     if ident.contains('\0') {
-        return Err(format!("the {what} name {ident:?} contains a NUL character, which SQLite identifiers cannot hold"));
+        return Err(format!(
+            "the {what} name {ident:?} contains a NUL character, which SQLite identifiers cannot hold"
+        ));
     }
     Ok(())
 }
@@ -261,8 +263,9 @@ impl TableSql {
             "{insert}{set_excluded}{V} = 1, {E} = excluded.{E} WHERE {E} <= ? RETURNING {V}"
         );
         let set_params: String = non_key.iter().map(|n| format!("{n} = ?, ")).collect();
-        let update_exists =
-            format!("UPDATE {q} SET {set_params}{V} = {V} + 1, {E} = ? WHERE {qk} = ? AND {LIVE} RETURNING {V}");
+        let update_exists = format!(
+            "UPDATE {q} SET {set_params}{V} = {V} + 1, {E} = ? WHERE {qk} = ? AND {LIVE} RETURNING {V}"
+        );
         let update_version = format!(
             "UPDATE {q} SET {set_params}{V} = {V} + 1, {E} = ? WHERE {qk} = ? AND {LIVE} AND {V} = ? RETURNING {V}"
         );
@@ -565,7 +568,11 @@ impl TableSql {
     fn cmp(&self, field: &str, op: CmpOp, value: &Value, sql: &mut String, args: &mut Vec<Arg>) {
         // A field the table lacks is null in every row.
         let Some(c) = self.column(field) else {
-            let holds = if value.is_null() { op == CmpOp::Eq } else { op == CmpOp::Ne };
+            let holds = if value.is_null() {
+                op == CmpOp::Eq
+            } else {
+                op == CmpOp::Ne
+            };
             sql.push(if holds { '1' } else { '0' });
             return;
         };
@@ -647,7 +654,7 @@ mod tests {
     use std::time::Duration;
 
     use super::*;
-    use crate::query::{field, Order};
+    use crate::query::{Order, field};
     use crate::{FieldDef, FieldType, KeyKind, Record};
 
     static FIELDS: [FieldDef; 4] = [
@@ -771,9 +778,11 @@ mod tests {
             version: None,
             fields: &F2,
         };
-        assert!(TableSql::new(&S2, "a")
-            .unwrap_err()
-            .contains("ignoring case"));
+        assert!(
+            TableSql::new(&S2, "a")
+                .unwrap_err()
+                .contains("ignoring case")
+        );
     }
 
     #[test]
@@ -882,7 +891,10 @@ mod tests {
 
     #[test]
     fn null_operands_and_unknown_fields() {
-        assert_eq!(render(field("n").eq(Value::Null)), ("(\"n\" IS NULL)".into(), vec![]));
+        assert_eq!(
+            render(field("n").eq(Value::Null)),
+            ("(\"n\" IS NULL)".into(), vec![])
+        );
         assert_eq!(render(field("n").lt(Value::Null)), ("0".into(), vec![]));
         assert_eq!(
             render(field("n").ne(Value::Null)),
@@ -1199,9 +1211,10 @@ mod tests {
         );
         assert_eq!(w.expect, Expect::DeleteCond);
         let w = t.write(&del(Precondition::Version(2)), 5).unwrap();
-        assert!(w
-            .sql
-            .ends_with("AND \"_pr_version\" = ? RETURNING \"_pr_version\""));
+        assert!(
+            w.sql
+                .ends_with("AND \"_pr_version\" = ? RETURNING \"_pr_version\"")
+        );
         assert_eq!(w.args, vec![text("k"), Arg::Int(5), Arg::Int(2)]);
         let w = t.write(&del(Precondition::Absent), 5).unwrap();
         assert_eq!(

@@ -10,7 +10,7 @@ use uuid::Uuid;
 use super::*;
 use crate::config::ConfigDuration;
 use crate::entity::{FieldDef, FieldKind, FieldType, Schema};
-use crate::query::{field, CmpOp, Direction, Order};
+use crate::query::{CmpOp, Direction, Order, field};
 use crate::store::eval;
 use crate::{KeyKind, Value};
 
@@ -941,9 +941,10 @@ async fn large_batches_are_one_fast_transaction() {
         .await
         .unwrap();
     let insert = start.elapsed();
-    assert!(out
-        .iter()
-        .all(|o| *o == WriteOutcome::Written { version: 1 }));
+    assert!(
+        out.iter()
+            .all(|o| *o == WriteOutcome::Written { version: 1 })
+    );
     let start = Instant::now();
     let out = store
         .write(
@@ -957,16 +958,18 @@ async fn large_batches_are_one_fast_transaction() {
         .await
         .unwrap();
     let update = start.elapsed();
-    assert!(out
-        .iter()
-        .all(|o| *o == WriteOutcome::Written { version: 2 }));
+    assert!(
+        out.iter()
+            .all(|o| *o == WriteOutcome::Written { version: 2 })
+    );
     let start = Instant::now();
     let keys: Vec<Key> = (0..10_000).map(Key::Int).collect();
     let got = store.get_many(&e, &keys).await.unwrap();
     let read = start.elapsed();
-    assert!(got
-        .iter()
-        .all(|r| r.as_ref().is_some_and(|r| r.version == 2)));
+    assert!(
+        got.iter()
+            .all(|r| r.as_ref().is_some_and(|r| r.version == 2))
+    );
     eprintln!("10 000 rows: insert {insert:?}, conditional update {update:?}, get_many {read:?}");
     assert!(
         insert < Duration::from_secs(30) && update < Duration::from_secs(30),
