@@ -1,0 +1,400 @@
+//! Per-backend figures through `Repo<T>`: point get, point put, a 10 000-row
+//! `put_many` and a 50-row query page, for the memory store, SQLite (a file
+//! in a temp dir) and Redis (`redis://127.0.0.1:6379`, or `POLYROUTER_BENCH_REDIS`).
+//! For Redis, the same get and put also go through the raw `redis` crate in
+//! the same run, so the router / raw ratio can be computed.
+//!
+//! ```text
+//! cargo bench --features redis --bench backends
+//! ```
+//!
+//! Benchmark ids are `<store>/<op>`:
+//!
+//! - `get`, `put`: one row (`user-000042`), replaced in place by every put;
+//! - `query_page_50`: `Query::new().limit(50)`, the first page in key order,
+//!   over the 10 001 rows left by the seeding;
+//! - `put_many_10k`: one `put_many` of 10 000 rows (the same keys every
+//!   iteration, so after the first one every row is replaced), with
+//!   throughput in rows (elements) per second;
+//! - `redis/raw_get`: `HMGET k v d` on a `ConnectionManager` (the command the
+//!   store sends), decoded only into `(Option<u64>, Option<Vec<u8>>)`;
+//! - `redis/raw_put`: `HSET k v 1 d <payload>`, the payload being the JSON the
+//!   router stored for that row (no Lua, no precondition, no `PERSIST`);
+//! - `redis/interleaved_get`, `redis/interleaved_put`: router and raw run in
+//!   alternating chunks of 16 in one loop; criterion reports the router's
+//!   time, and the median router / raw ratio over all chunk pairs (warm-up
+//!   included) is printed at the end, so drift in machine load cancels out;
+//! - `redis/raw_put_many_10k_pipelined`: the same `HSET` for the 10 000 rows,
+//!   in one pipeline (no Lua), for comparison with the router's one-script
+//!   batch.
+//!
+//! The Redis store gets a key prefix unique to the run; every key under it
+//! is deleted (SCAN + DEL) at the end. docs/benchmarks.md keeps the figures.
+
+use std::future::Future;
+use std::hint::black_box;
+use std::sync::Mutex;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use criterion::measurement::WallTime;
+use criterion::{BenchmarkGroup, Criterion, SamplingMode, Throughput};
+use criterion::{criterion_group, criterion_main};
+use polyrouter::{Entity, Query, Repo, Router};
+use redis::aio::ConnectionManager;
+use serde::{Deserialize, Serialize};
+use tokio::runtime::Runtime;
+
+/// The same small row as `benches/router.rs`.
+#[derive(Entity, Serialize, Deserialize, Debug, Clone)]
+#[entity(name = "bench_user", key = "id")]
+struct BenchUser {
+    id: String,
+    email: String,
+    name: String,
+    score: i64,
+    #[entity(version)]
+    version: u64,
+}
+
+const KEY: &str = "user-000042";
+const BULK: usize = 10_000;
+const PAGE: u32 = 50;
+
+fn user(id: String, i: i64) -> BenchUser {
+    BenchUser {
+        id,
+        email: format!("user{i}@example.com"),
+        name: format!("User number {i}"),
+        score: i,
+        version: 0,
+    }
+}
+
+fn sample() -> BenchUser {
+    user(KEY.into(), 42)
+}
+
+fn bulk_rows() -> Vec<BenchUser> {
+    (0..BULK as i64)
+        .map(|i| user(format!("row-{i:05}"), i))
+        .collect()
+}
+
+async fn repo(store_toml: &str) -> Repo<BenchUser> {
+    let toml = format!("[stores.s]\n{store_toml}\n[entities.bench_user]\nstore = \"s\"\n");
+    let router = Router::from_toml_str(&toml).await.expect("router");
+    let repo = router.repo::<BenchUser>().await.expect("repo");
+    repo.put(&sample()).await.expect("seed row");
+    repo.put_many(&bulk_rows()).await.expect("seed rows");
+    repo
+}
+
+fn bench(c: &mut Criterion) {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
+    let rows = bulk_rows();
+    if cfg!(feature = "memory") {
+        let r = rt.block_on(repo("kind = \"memory\"\n"));
+        bench_repo(c, &rt, "memory", &r, &rows, true, &|_| {}, &|_| {});
+    }
+    if cfg!(feature = "sqlite") {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let url = format!("sqlite://{}/bench.db", dir.path().display());
+        let r = rt.block_on(repo(&format!("kind = \"sqlite\"\nurl = \"{url}\"\n")));
+        bench_repo(c, &rt, "sqlite", &r, &rows, true, &|_| {}, &|_| {});
+    }
+    bench_redis(c, &rt, &rows);
+}
+
+type Extra<'x> = &'x dyn Fn(&mut BenchmarkGroup<'_, WallTime>);
+
+/// The group `label`: get, put, (query), then `extra_point`'s benchmarks,
+/// then `put_many_10k` and `extra_bulk`'s at 10 samples with element
+/// throughput.
+#[allow(clippy::too_many_arguments)]
+fn bench_repo(
+    c: &mut Criterion,
+    rt: &Runtime,
+    label: &str,
+    repo: &Repo<BenchUser>,
+    rows: &[BenchUser],
+    query: bool,
+    extra_point: Extra<'_>,
+    extra_bulk: Extra<'_>,
+) {
+    let one = sample();
+    let mut g = c.benchmark_group(label);
+    if label != "memory" {
+        g.sampling_mode(SamplingMode::Flat).sample_size(20);
+    }
+    g.bench_function("get", |b| {
+        b.to_async(rt)
+            .iter(|| async { black_box(repo.get(black_box(KEY)).await.expect("get")) })
+    });
+    g.bench_function("put", |b| {
+        b.to_async(rt)
+            .iter(|| async { black_box(repo.put(black_box(&one)).await.expect("put")) })
+    });
+    if query {
+        let page = rt
+            .block_on(repo.query(Query::new().limit(PAGE)))
+            .expect("query");
+        assert_eq!(page.items.len(), PAGE as usize);
+        g.bench_function("query_page_50", |b| {
+            b.to_async(rt).iter(|| async {
+                black_box(
+                    repo.query(black_box(Query::new().limit(PAGE)))
+                        .await
+                        .expect("query"),
+                )
+            })
+        });
+    }
+    extra_point(&mut g);
+    g.sampling_mode(SamplingMode::Flat)
+        .sample_size(10)
+        .measurement_time(Duration::from_secs(4))
+        .throughput(Throughput::Elements(BULK as u64));
+    g.bench_function("put_many_10k", |b| {
+        b.to_async(rt)
+            .iter(|| async { black_box(repo.put_many(black_box(rows)).await.expect("put_many")) })
+    });
+    extra_bulk(&mut g);
+    g.finish();
+}
+
+fn bench_redis(c: &mut Criterion, rt: &Runtime, rows: &[BenchUser]) {
+    let url =
+        std::env::var("POLYROUTER_BENCH_REDIS").unwrap_or_else(|_| "redis://127.0.0.1:6379".into());
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .expect("clock")
+        .as_nanos();
+    let prefix = format!("prbench-{}-{nanos}", std::process::id());
+    let client = redis::Client::open(url.as_str()).expect("redis url");
+    let conn = rt
+        .block_on(ConnectionManager::new(client))
+        .expect("connect to redis");
+    let repo = rt.block_on(repo(&format!(
+        "kind = \"redis\"\nurl = \"{url}\"\nkey_prefix = \"{prefix}\"\n"
+    )));
+
+    // The raw path reads and writes the very hash the router uses, with the
+    // payload the router encoded for it.
+    let record_key = format!("{prefix}:bench_user:{KEY}");
+    let payload = rt
+        .block_on(hget_d(&conn, &record_key))
+        .expect("the router's record hash");
+    let bulk: Vec<(String, Vec<u8>)> = rt.block_on(async {
+        let mut out = Vec::with_capacity(rows.len());
+        for r in rows {
+            let k = format!("{prefix}:bench_user:{}", r.id);
+            let d = hget_d(&conn, &k).await.expect("a seeded row");
+            out.push((k, d));
+        }
+        out
+    });
+
+    let one = sample();
+    let (ratios_get, ratios_put) = (Mutex::new(Vec::new()), Mutex::new(Vec::new()));
+    let point = |g: &mut BenchmarkGroup<'_, WallTime>| {
+        g.bench_function("raw_get", |b| {
+            b.to_async(rt)
+                .iter(|| async { black_box(raw_get(&conn, black_box(&record_key)).await) })
+        });
+        g.bench_function("raw_put", |b| {
+            b.to_async(rt).iter(|| async {
+                black_box(raw_put(&conn, &record_key, black_box(&payload)).await)
+            })
+        });
+        // Router and raw interleaved in one loop, so machine-load drift
+        // cancels out of their ratio (printed after the group).
+        g.bench_function("interleaved_get", |b| {
+            b.to_async(rt).iter_custom(|iters| {
+                interleaved(
+                    iters,
+                    &ratios_get,
+                    || async {
+                        black_box(repo.get(black_box(KEY)).await.expect("get"));
+                    },
+                    || async {
+                        black_box(raw_get(&conn, &record_key).await);
+                    },
+                )
+            })
+        });
+        g.bench_function("interleaved_put", |b| {
+            b.to_async(rt).iter_custom(|iters| {
+                interleaved(
+                    iters,
+                    &ratios_put,
+                    || async {
+                        black_box(repo.put(black_box(&one)).await.expect("put"));
+                    },
+                    || async {
+                        black_box(raw_put(&conn, &record_key, &payload).await);
+                    },
+                )
+            })
+        });
+    };
+    let bulk_raw = |g: &mut BenchmarkGroup<'_, WallTime>| {
+        g.bench_function("raw_put_many_10k_pipelined", |b| {
+            b.to_async(rt).iter(|| async {
+                let mut p = redis::pipe();
+                for (k, d) in &bulk {
+                    p.cmd("HSET")
+                        .arg(k.as_str())
+                        .arg("v")
+                        .arg(1)
+                        .arg("d")
+                        .arg(d.as_slice())
+                        .ignore();
+                }
+                let () = p.query_async(&mut conn.clone()).await.expect("pipeline");
+            })
+        });
+    };
+    bench_repo(c, rt, "redis", &repo, rows, false, &point, &bulk_raw);
+    for (op, ratios) in [("get", &ratios_get), ("put", &ratios_put)] {
+        let (m, n) = median(ratios);
+        eprintln!("redis: router/raw {op} = {m:.3} (interleaved, median of {n} chunk pairs)");
+    }
+
+    let deleted = rt.block_on(delete_prefix(&conn, &prefix));
+    eprintln!("redis: deleted {deleted} keys under {prefix}:*");
+}
+
+/// `HMGET k v d`, the command `RedisStore::get` sends.
+async fn raw_get(conn: &ConnectionManager, key: &str) -> (Option<u64>, Option<Vec<u8>>) {
+    redis::cmd("HMGET")
+        .arg(key)
+        .arg("v")
+        .arg("d")
+        .query_async(&mut conn.clone())
+        .await
+        .expect("HMGET")
+}
+
+/// `HSET k v 1 d <payload>`: the write of the store's script, without Lua.
+async fn raw_put(conn: &ConnectionManager, key: &str, payload: &[u8]) -> i64 {
+    redis::cmd("HSET")
+        .arg(key)
+        .arg("v")
+        .arg(1)
+        .arg("d")
+        .arg(payload)
+        .query_async(&mut conn.clone())
+        .await
+        .expect("HSET")
+}
+
+/// Runs `iters` of `a` and of `b` in alternating chunks of 16 (alternating
+/// which goes first), pushes time(a) / time(b) of every chunk pair to
+/// `ratios`, and returns the time spent in `a` (so criterion reports `a`'s
+/// per-op time, measured while interleaved with `b`).
+async fn interleaved<A, AF, B, BF>(
+    iters: u64,
+    ratios: &Mutex<Vec<f64>>,
+    mut a: A,
+    mut b: B,
+) -> Duration
+where
+    A: FnMut() -> AF,
+    AF: Future<Output = ()>,
+    B: FnMut() -> BF,
+    BF: Future<Output = ()>,
+{
+    const CHUNK: u64 = 16;
+    let mut in_a = Duration::ZERO;
+    let (mut done, mut a_first) = (0, true);
+    while done < iters {
+        let n = CHUNK.min(iters - done);
+        let (mut took_a, mut took_b) = (Duration::ZERO, Duration::ZERO);
+        for run_a in [a_first, !a_first] {
+            let start = Instant::now();
+            for _ in 0..n {
+                if run_a { a().await } else { b().await }
+            }
+            if run_a {
+                took_a = start.elapsed();
+            } else {
+                took_b = start.elapsed();
+            }
+        }
+        in_a += took_a;
+        let ratio = took_a.as_secs_f64() / took_b.as_secs_f64().max(1e-12);
+        ratios.lock().expect("ratios").push(ratio);
+        a_first = !a_first;
+        done += n;
+    }
+    in_a
+}
+
+/// The median of the collected ratios, and how many there were.
+fn median(ratios: &Mutex<Vec<f64>>) -> (f64, usize) {
+    let mut v = ratios.lock().expect("ratios").clone();
+    if v.is_empty() {
+        return (f64::NAN, 0);
+    }
+    v.sort_by(f64::total_cmp);
+    (v[v.len() / 2], v.len())
+}
+
+async fn hget_d(conn: &ConnectionManager, key: &str) -> Option<Vec<u8>> {
+    redis::cmd("HGET")
+        .arg(key)
+        .arg("d")
+        .query_async(&mut conn.clone())
+        .await
+        .expect("HGET")
+}
+
+/// SCAN + DEL of every key under `{prefix}:` and `{prefix}#`; returns how many.
+async fn delete_prefix(conn: &ConnectionManager, prefix: &str) -> u64 {
+    let mut conn = conn.clone();
+    let mut deleted = 0;
+    for pattern in [format!("{prefix}:*"), format!("{prefix}#*")] {
+        let mut cursor = 0u64;
+        loop {
+            let (next, keys): (u64, Vec<Vec<u8>>) = redis::cmd("SCAN")
+                .arg(cursor)
+                .arg("MATCH")
+                .arg(&pattern)
+                .arg("COUNT")
+                .arg(1000)
+                .query_async(&mut conn)
+                .await
+                .expect("SCAN");
+            if !keys.is_empty() {
+                let n: u64 = redis::cmd("DEL")
+                    .arg(&keys)
+                    .query_async(&mut conn)
+                    .await
+                    .expect("DEL");
+                deleted += n;
+            }
+            if next == 0 {
+                break;
+            }
+            cursor = next;
+        }
+    }
+    deleted
+}
+
+fn config() -> Criterion {
+    Criterion::default()
+        .warm_up_time(Duration::from_millis(500))
+        .measurement_time(Duration::from_secs(2))
+        .sample_size(30)
+}
+
+criterion_group! {
+    name = benches;
+    config = config();
+    targets = bench
+}
+criterion_main!(benches);
