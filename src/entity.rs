@@ -125,6 +125,38 @@ pub struct FieldDef {
     pub ty: FieldType,
 }
 
+impl FieldDef {
+    /// A non-null field.
+    ///
+    /// ```
+    /// use polyrouter::{FieldDef, FieldKind};
+    /// static ID: FieldDef = FieldDef::required("id", FieldKind::String);
+    /// assert!(!ID.ty.nullable);
+    /// ```
+    pub const fn required(name: &'static str, kind: FieldKind) -> Self {
+        FieldDef {
+            name,
+            ty: FieldType::required(kind),
+        }
+    }
+
+    /// A field that may be null.
+    ///
+    /// ```
+    /// use polyrouter::{FieldDef, FieldKind};
+    /// assert!(FieldDef::nullable("age", FieldKind::Int).ty.nullable);
+    /// ```
+    pub const fn nullable(name: &'static str, kind: FieldKind) -> Self {
+        FieldDef {
+            name,
+            ty: FieldType {
+                kind,
+                nullable: true,
+            },
+        }
+    }
+}
+
 /// The static description of an entity type.
 ///
 /// ```

@@ -167,6 +167,30 @@ impl Error {
         }
     }
 
+    /// A [`Error::Conflict`]: `expected` failed for `key`, whose current
+    /// version is `actual` (`None`: absent).
+    ///
+    /// ```
+    /// use polyrouter::{Error, Key, Precondition};
+    /// let e = Error::conflict("db", "user", &Key::from("u1"), Precondition::Version(2), Some(3));
+    /// assert!(e.to_string().contains("the current version is 3"));
+    /// ```
+    pub fn conflict(
+        store: &str,
+        entity: &str,
+        key: &crate::Key,
+        expected: Precondition,
+        actual: Option<u64>,
+    ) -> Self {
+        Error::Conflict {
+            store: store.into(),
+            entity: entity.into(),
+            key: key.to_string(),
+            expected,
+            actual,
+        }
+    }
+
     /// A [`Error::Backend`] wrapping a driver error.
     ///
     /// ```

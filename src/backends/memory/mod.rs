@@ -115,13 +115,7 @@ impl MemoryStore {
         expected: Precondition,
         actual: Option<u64>,
     ) -> Error {
-        Error::Conflict {
-            store: self.name.clone(),
-            entity: entity.name().into(),
-            key: key.to_string(),
-            expected,
-            actual,
-        }
+        Error::conflict(&self.name, entity.name(), key, expected, actual)
     }
 }
 

@@ -357,13 +357,7 @@ impl RedisStore {
         expected: Precondition,
         actual: Option<u64>,
     ) -> Error {
-        Error::Conflict {
-            store: self.name.clone(),
-            entity: entity.name().into(),
-            key: key.to_string(),
-            expected,
-            actual,
-        }
+        Error::conflict(&self.name, entity.name(), key, expected, actual)
     }
 
     /// One write as the script's key and four arguments, checked.

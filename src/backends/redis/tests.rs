@@ -13,47 +13,30 @@ use uuid::Uuid;
 
 use super::*;
 use crate::backends::memory::MemoryStore;
-use crate::entity::{FieldDef, FieldKind, FieldType, Schema};
+use crate::entity::{FieldDef, FieldKind, Schema};
 use crate::{Entity, KeyKind, Router, Value};
 
 const URL: &str = "redis://127.0.0.1:6379";
 
-const fn req(name: &'static str, kind: FieldKind) -> FieldDef {
-    FieldDef {
-        name,
-        ty: FieldType::required(kind),
-    }
-}
-
-const fn opt(name: &'static str, kind: FieldKind) -> FieldDef {
-    FieldDef {
-        name,
-        ty: FieldType {
-            kind,
-            nullable: true,
-        },
-    }
-}
-
 /// Every kind, required and optional, with a UUID key.
 static EVERY_FIELDS: [FieldDef; 17] = [
-    req("id", FieldKind::Uuid),
-    req("b", FieldKind::Bool),
-    req("i", FieldKind::Int),
-    req("f", FieldKind::Float),
-    req("s", FieldKind::String),
-    req("by", FieldKind::Bytes),
-    req("ts", FieldKind::Timestamp),
-    req("u", FieldKind::Uuid),
-    req("j", FieldKind::Json),
-    opt("ob", FieldKind::Bool),
-    opt("oi", FieldKind::Int),
-    opt("of", FieldKind::Float),
-    opt("os", FieldKind::String),
-    opt("oby", FieldKind::Bytes),
-    opt("ots", FieldKind::Timestamp),
-    opt("ou", FieldKind::Uuid),
-    opt("oj", FieldKind::Json),
+    FieldDef::required("id", FieldKind::Uuid),
+    FieldDef::required("b", FieldKind::Bool),
+    FieldDef::required("i", FieldKind::Int),
+    FieldDef::required("f", FieldKind::Float),
+    FieldDef::required("s", FieldKind::String),
+    FieldDef::required("by", FieldKind::Bytes),
+    FieldDef::required("ts", FieldKind::Timestamp),
+    FieldDef::required("u", FieldKind::Uuid),
+    FieldDef::required("j", FieldKind::Json),
+    FieldDef::nullable("ob", FieldKind::Bool),
+    FieldDef::nullable("oi", FieldKind::Int),
+    FieldDef::nullable("of", FieldKind::Float),
+    FieldDef::nullable("os", FieldKind::String),
+    FieldDef::nullable("oby", FieldKind::Bytes),
+    FieldDef::nullable("ots", FieldKind::Timestamp),
+    FieldDef::nullable("ou", FieldKind::Uuid),
+    FieldDef::nullable("oj", FieldKind::Json),
 ];
 static EVERY: Schema = Schema {
     name: "every",
@@ -64,7 +47,10 @@ static EVERY: Schema = Schema {
     fields: &EVERY_FIELDS,
 };
 
-static ITEM_FIELDS: [FieldDef; 2] = [req("id", FieldKind::Int), req("name", FieldKind::String)];
+static ITEM_FIELDS: [FieldDef; 2] = [
+    FieldDef::required("id", FieldKind::Int),
+    FieldDef::required("name", FieldKind::String),
+];
 static ITEM: Schema = Schema {
     name: "item",
     key: "id",
@@ -74,7 +60,10 @@ static ITEM: Schema = Schema {
     fields: &ITEM_FIELDS,
 };
 
-static NOTE_FIELDS: [FieldDef; 2] = [req("id", FieldKind::String), req("body", FieldKind::String)];
+static NOTE_FIELDS: [FieldDef; 2] = [
+    FieldDef::required("id", FieldKind::String),
+    FieldDef::required("body", FieldKind::String),
+];
 static NOTE: Schema = Schema {
     name: "note",
     key: "id",
@@ -92,8 +81,10 @@ struct Session {
     user: String,
 }
 
-static SESSION_FIELDS: [FieldDef; 2] =
-    [req("id", FieldKind::String), req("user", FieldKind::String)];
+static SESSION_FIELDS: [FieldDef; 2] = [
+    FieldDef::required("id", FieldKind::String),
+    FieldDef::required("user", FieldKind::String),
+];
 static SESSION: Schema = Schema {
     name: "session",
     key: "id",

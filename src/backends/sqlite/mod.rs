@@ -387,13 +387,7 @@ impl SqliteStore {
         expected: Precondition,
         actual: Option<u64>,
     ) -> Error {
-        Error::Conflict {
-            store: self.inner.name.clone(),
-            entity: entity.name().into(),
-            key: key.to_string(),
-            expected,
-            actual,
-        }
+        Error::conflict(&self.inner.name, entity.name(), key, expected, actual)
     }
 
     /// The live version of a key, on the connection (inside its transaction).

@@ -9,46 +9,29 @@ use uuid::Uuid;
 
 use super::*;
 use crate::config::ConfigDuration;
-use crate::entity::{FieldDef, FieldKind, FieldType, Schema};
+use crate::entity::{FieldDef, FieldKind, Schema};
 use crate::query::{CmpOp, Direction, Order, field};
 use crate::store::eval;
 use crate::{KeyKind, Value};
 
-const fn req(name: &'static str, kind: FieldKind) -> FieldDef {
-    FieldDef {
-        name,
-        ty: FieldType::required(kind),
-    }
-}
-
-const fn opt(name: &'static str, kind: FieldKind) -> FieldDef {
-    FieldDef {
-        name,
-        ty: FieldType {
-            kind,
-            nullable: true,
-        },
-    }
-}
-
 /// Every kind, required and optional, with a UUID key.
 static EVERY_FIELDS: [FieldDef; 16] = [
-    req("id", FieldKind::Uuid),
-    req("b", FieldKind::Bool),
-    req("i", FieldKind::Int),
-    req("f", FieldKind::Float),
-    req("s", FieldKind::String),
-    req("by", FieldKind::Bytes),
-    req("ts", FieldKind::Timestamp),
-    req("u", FieldKind::Uuid),
-    req("j", FieldKind::Json),
-    opt("ob", FieldKind::Bool),
-    opt("oi", FieldKind::Int),
-    opt("of", FieldKind::Float),
-    opt("os", FieldKind::String),
-    opt("oby", FieldKind::Bytes),
-    opt("ots", FieldKind::Timestamp),
-    opt("oj", FieldKind::Json),
+    FieldDef::required("id", FieldKind::Uuid),
+    FieldDef::required("b", FieldKind::Bool),
+    FieldDef::required("i", FieldKind::Int),
+    FieldDef::required("f", FieldKind::Float),
+    FieldDef::required("s", FieldKind::String),
+    FieldDef::required("by", FieldKind::Bytes),
+    FieldDef::required("ts", FieldKind::Timestamp),
+    FieldDef::required("u", FieldKind::Uuid),
+    FieldDef::required("j", FieldKind::Json),
+    FieldDef::nullable("ob", FieldKind::Bool),
+    FieldDef::nullable("oi", FieldKind::Int),
+    FieldDef::nullable("of", FieldKind::Float),
+    FieldDef::nullable("os", FieldKind::String),
+    FieldDef::nullable("oby", FieldKind::Bytes),
+    FieldDef::nullable("ots", FieldKind::Timestamp),
+    FieldDef::nullable("oj", FieldKind::Json),
 ];
 static EVERY: Schema = Schema {
     name: "every",
@@ -61,15 +44,15 @@ static EVERY: Schema = Schema {
 
 /// Integer keys, every kind nullable: the query comparison table.
 static ROW_FIELDS: [FieldDef; 9] = [
-    req("id", FieldKind::Int),
-    opt("b", FieldKind::Bool),
-    opt("i", FieldKind::Int),
-    opt("f", FieldKind::Float),
-    opt("s", FieldKind::String),
-    opt("by", FieldKind::Bytes),
-    opt("ts", FieldKind::Timestamp),
-    opt("u", FieldKind::Uuid),
-    opt("j", FieldKind::Json),
+    FieldDef::required("id", FieldKind::Int),
+    FieldDef::nullable("b", FieldKind::Bool),
+    FieldDef::nullable("i", FieldKind::Int),
+    FieldDef::nullable("f", FieldKind::Float),
+    FieldDef::nullable("s", FieldKind::String),
+    FieldDef::nullable("by", FieldKind::Bytes),
+    FieldDef::nullable("ts", FieldKind::Timestamp),
+    FieldDef::nullable("u", FieldKind::Uuid),
+    FieldDef::nullable("j", FieldKind::Json),
 ];
 static ROW: Schema = Schema {
     name: "row",
@@ -82,11 +65,11 @@ static ROW: Schema = Schema {
 
 /// String keys and awkward field names.
 static NOTE_FIELDS: [FieldDef; 5] = [
-    req("id", FieldKind::String),
-    req("body", FieldKind::String),
-    opt("group", FieldKind::Int),
-    opt("a\"b", FieldKind::String),
-    opt("'; DROP TABLE x; --", FieldKind::String),
+    FieldDef::required("id", FieldKind::String),
+    FieldDef::required("body", FieldKind::String),
+    FieldDef::nullable("group", FieldKind::Int),
+    FieldDef::nullable("a\"b", FieldKind::String),
+    FieldDef::nullable("'; DROP TABLE x; --", FieldKind::String),
 ];
 static NOTE: Schema = Schema {
     name: "note",
