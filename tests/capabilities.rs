@@ -240,3 +240,23 @@ async fn key_prefix_on_a_table_store_is_refused() {
         "{e}"
     );
 }
+
+#[tokio::test]
+async fn two_types_cannot_share_an_entity_name() {
+    #[derive(Entity, Serialize, Deserialize)]
+    #[entity(name = "thing", key = "id")]
+    struct OtherThing {
+        id: i64,
+    }
+    let router =
+        Router::from_toml_str("[stores.m]\nkind = \"memory\"\n[entities.thing]\nstore = \"m\"\n")
+            .await
+            .unwrap();
+    router.repo::<Thing>().await.unwrap();
+    let e = router.repo::<OtherThing>().await.unwrap_err();
+    assert!(matches!(e, Error::InvalidInput { .. }), "{e}");
+    router
+        .repo::<Thing>()
+        .await
+        .expect("the first type keeps working");
+}

@@ -162,12 +162,12 @@ impl Router {
     }
 
     async fn bind(&self, schema: &'static crate::Schema) -> Result<Arc<Bound>> {
-        if let Some(b) = self.inner.bound.read().get(schema.name) {
-            return Ok(b.clone());
+        if let Some(b) = self.bound(schema)? {
+            return Ok(b);
         }
         let _guard = self.inner.binding.lock().await;
-        if let Some(b) = self.inner.bound.read().get(schema.name) {
-            return Ok(b.clone());
+        if let Some(b) = self.bound(schema)? {
+            return Ok(b);
         }
         let Some(route) = self.inner.routes.get(schema.name) else {
             return Err(self.inner.config.error(
@@ -202,6 +202,20 @@ impl Router {
         });
         self.inner.bound.write().insert(schema.name, bound.clone());
         Ok(bound)
+    }
+
+    /// The entity already bound under this schema's name; an error when a
+    /// different Rust type claimed the name first.
+    fn bound(&self, schema: &'static crate::Schema) -> Result<Option<Arc<Bound>>> {
+        match self.inner.bound.read().get(schema.name) {
+            Some(b) if b.info.schema == schema => Ok(Some(b.clone())),
+            Some(b) => Err(Error::invalid_input(
+                &b.info.store,
+                schema.name,
+                "two Rust types declare this entity name with different schemas; give one of them another `#[entity(name = ...)]`",
+            )),
+            None => Ok(None),
+        }
     }
 
     /// The route of an entity, by name.
