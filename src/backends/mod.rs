@@ -4,6 +4,7 @@
 //! | --- | --- | --- |
 //! | `memory` | `memory` (default) | in-process; supports everything; the reference semantics |
 //! | `sqlite` | `sqlite` (default) | embedded SQLite via sqlx; a typed table per entity |
+//! | `postgres` | `postgres` | a PostgreSQL server via sqlx; a typed table per entity |
 //! | `redis` | `redis` | a Redis server via the `redis` crate; point ops, atomic batches, TTL, counters ([`KvStore`](crate::store::kv::KvStore)); no queries |
 
 use std::sync::Arc;
@@ -15,6 +16,8 @@ use crate::{Result, Store};
 
 #[cfg(feature = "memory")]
 pub mod memory;
+#[cfg(feature = "postgres")]
+pub mod postgres;
 #[cfg(feature = "redis")]
 pub mod redis;
 #[cfg(feature = "sqlite")]
@@ -55,6 +58,14 @@ pub const KINDS: &[KindInfo] = &[
         #[cfg(feature = "sqlite")]
         open: Some(sqlite::open),
         #[cfg(not(feature = "sqlite"))]
+        open: None,
+    },
+    KindInfo {
+        name: "postgres",
+        feature: "postgres",
+        #[cfg(feature = "postgres")]
+        open: Some(postgres::open),
+        #[cfg(not(feature = "postgres"))]
         open: None,
     },
     KindInfo {

@@ -42,7 +42,7 @@ pub fn stores_under_test() -> Vec<String> {
     for s in &stores {
         if store_toml(s).is_none() {
             panic!(
-                "POLYROUTER_TEST_STORES names `{s}`, which the behaviour suite does not know; known: memory, sqlite, redis"
+                "POLYROUTER_TEST_STORES names `{s}`, which the behaviour suite does not know; known: memory, sqlite, postgres, redis"
             );
         }
     }
@@ -62,6 +62,11 @@ pub fn store_toml(store: &str) -> Option<String> {
             "kind = \"sqlite\"\nurl = \"sqlite://{}/behavior.db\"\n",
             tmp().path().display()
         ),
+        // The machine's PostgreSQL; tables in a per-run schema.
+        "postgres" => format!(
+            "kind = \"postgres\"\nurl = \"{PG_URL}\"\nschema = \"pr_test_{}\"\nmax_connections = 2\n",
+            std::process::id()
+        ),
         // The machine's Redis; a per-run prefix keeps runs apart.
         "redis" => format!(
             "kind = \"redis\"\nurl = \"{REDIS_URL}\"\nkey_prefix = \"{}\"\n",
@@ -69,6 +74,14 @@ pub fn store_toml(store: &str) -> Option<String> {
         ),
         _ => return None,
     })
+}
+
+const PG_URL: &str = "postgres://postgres@127.0.0.1:5432/test";
+
+/// Whether the store's text can hold NUL characters (PostgreSQL's cannot:
+/// it refuses such values with `InvalidInput`).
+pub fn text_holds_nul(store: &str) -> bool {
+    store != "postgres"
 }
 
 const REDIS_URL: &str = "redis://127.0.0.1:6379";
@@ -90,7 +103,7 @@ fn redis_prefix() -> &'static str {
 /// Deletes the keys earlier runs left in Redis: those under a prefix whose
 /// process no longer runs (runs going on at the same time keep theirs).
 #[cfg(feature = "redis")]
-fn remove_stale_redis_keys() -> Result<(), String> {
+fn remove_stale_redis_keys(include_own: bool) -> Result<(), String> {
     if !std::path::Path::new("/proc/self").exists() {
         return Ok(()); // cannot tell which runs are over
     }
@@ -115,7 +128,7 @@ fn remove_stale_redis_keys() -> Result<(), String> {
                 .next()
                 .unwrap_or_default();
             let pid = std::str::from_utf8(pid).unwrap_or_default();
-            !pid.is_empty() && !std::path::Path::new("/proc").join(pid).exists()
+            !pid.is_empty() && (ended(pid) || (include_own && own(pid)))
         })
         .collect();
     for chunk in stale.chunks(500) {
@@ -123,6 +136,63 @@ fn remove_stale_redis_keys() -> Result<(), String> {
             .arg(chunk)
             .query::<i64>(&mut conn)
             .map_err(|e| e.to_string())?;
+    }
+    Ok(())
+}
+
+/// Drops the schemas earlier runs left in PostgreSQL: `pr_test_{pid}` of a
+/// process that no longer runs (runs going on at the same time keep theirs).
+#[cfg(feature = "postgres")]
+async fn remove_stale_pg_schemas(include_own: bool) -> Result<(), String> {
+    use sqlx::Connection;
+    if !std::path::Path::new("/proc/self").exists() {
+        return Ok(()); // cannot tell which runs are over
+    }
+    let mut conn = sqlx::PgConnection::connect(PG_URL)
+        .await
+        .map_err(|e| e.to_string())?;
+    let names: Vec<String> = sqlx::query_scalar(
+        "SELECT nspname::text FROM pg_namespace WHERE nspname ~ '^pr_test_[0-9]+$'",
+    )
+    .fetch_all(&mut conn)
+    .await
+    .map_err(|e| e.to_string())?;
+    for name in names {
+        let pid = &name["pr_test_".len()..];
+        if ended(pid) || (include_own && own(pid)) {
+            sqlx::query(&format!("DROP SCHEMA IF EXISTS \"{name}\" CASCADE"))
+                .execute(&mut conn)
+                .await
+                .map_err(|e| e.to_string())?;
+        }
+    }
+    Ok(())
+}
+
+/// Whether the run with this process id has ended.
+#[allow(dead_code)]
+fn ended(pid: &str) -> bool {
+    !std::path::Path::new("/proc").join(pid).exists()
+}
+
+/// Whether this process id is this run's.
+#[allow(dead_code)]
+fn own(pid: &str) -> bool {
+    pid == std::process::id().to_string()
+}
+
+/// Removes what this run (and any ended run) left in the server stores.
+pub async fn clean_up(stores: &[String]) -> Result<(), String> {
+    for store in stores {
+        #[cfg(feature = "redis")]
+        if store == "redis" {
+            remove_stale_redis_keys(true)?;
+        }
+        #[cfg(feature = "postgres")]
+        if store == "postgres" {
+            remove_stale_pg_schemas(true).await?;
+        }
+        let _ = store;
     }
     Ok(())
 }
@@ -146,8 +216,14 @@ pub async fn probe(store: &str) -> Result<Capabilities, String> {
         .map_err(|e| format!("store `{store}` does not answer: {e}"))?;
     #[cfg(feature = "redis")]
     if store == "redis" {
-        remove_stale_redis_keys()
+        remove_stale_redis_keys(false)
             .map_err(|e| format!("cannot remove keys of earlier runs from Redis: {e}"))?;
+    }
+    #[cfg(feature = "postgres")]
+    if store == "postgres" {
+        remove_stale_pg_schemas(false)
+            .await
+            .map_err(|e| format!("cannot drop schemas of earlier runs from PostgreSQL: {e}"))?;
     }
     let caps = s.capabilities().clone();
     probed()

@@ -54,5 +54,11 @@ fn main() {
             trials.push(trial.with_ignored_flag(gate.is_some()));
         }
     }
-    libtest_mimic::run(&args, trials).exit();
+    let conclusion = libtest_mimic::run(&args, trials);
+    // Each run cleans up its own schema / key prefix in the server stores.
+    if let Err(e) = runtime.block_on(harness::clean_up(&stores)) {
+        eprintln!("behaviour suite: clean-up failed: {e}");
+        std::process::exit(1);
+    }
+    conclusion.exit();
 }
