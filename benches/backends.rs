@@ -1,11 +1,12 @@
 //! Per-backend figures through `Repo<T>`: point get, point put, a 10 000-row
 //! `put_many` and a 50-row query page, for the memory store, SQLite (a file
-//! in a temp dir) and Redis (`redis://127.0.0.1:6379`, or `POLYROUTER_BENCH_REDIS`).
+//! in a temp dir), Redis (`redis://127.0.0.1:6379`, or `POLYROUTER_BENCH_REDIS`)
+//! and PostgreSQL (below).
 //! For Redis, the same get and put also go through the raw `redis` crate in
 //! the same run, so the router / raw ratio can be computed.
 //!
 //! ```text
-//! cargo bench --features redis --bench backends
+//! cargo bench --features redis,postgres --bench backends
 //! ```
 //!
 //! Benchmark ids are `<store>/<op>`:
@@ -29,7 +30,28 @@
 //!   batch.
 //!
 //! The Redis store gets a key prefix unique to the run; every key under it
-//! is deleted (SCAN + DEL) at the end. docs/benchmarks.md keeps the figures.
+//! is deleted (SCAN + DEL) at the end.
+//!
+//! PostgreSQL (`postgres://postgres@127.0.0.1:5432/test`, or
+//! `POLYROUTER_BENCH_POSTGRES`) gets the same group, in a schema unique to the
+//! run (`pr_bench_<pid>`, dropped with `CASCADE` at the end), plus raw sqlx on
+//! a separate `PgPool` against the table the router created:
+//!
+//! - `postgres/raw_get`: `SELECT id, email, name, score, _pr_version FROM
+//!   t WHERE id = $1`, decoded into a tuple (no expiry filter, no JSON);
+//! - `postgres/raw_put`: `INSERT … VALUES ($1, $2, $3, $4, 1, NULL) ON
+//!   CONFLICT (id) DO UPDATE SET` the same columns, version + 1 (no expiry
+//!   `CASE`, no `RETURNING`);
+//! - `postgres/raw_query_page_50`: the store's statement for that page
+//!   (expiry filter, `ORDER BY id LIMIT 51`) into tuples;
+//! - `postgres/interleaved_{get,put}`: as for Redis, the ratio is printed;
+//! - `postgres/raw_put_many_10k_tx`: that raw upsert for the 10 000 rows in
+//!   one transaction (the router's `put_many` shape, minus its extras);
+//! - `postgres/raw_put_many_10k_unnest`: the same upsert as one statement
+//!   over `UNNEST` of four array parameters (a multi-row write).
+//!
+//! `cargo bench --features redis,postgres --bench backends -- postgres` runs
+//! only that group. docs/benchmarks.md keeps the figures.
 
 use std::future::Future;
 use std::hint::black_box;
@@ -95,17 +117,39 @@ fn bench(c: &mut Criterion) {
         .build()
         .expect("tokio runtime");
     let rows = bulk_rows();
-    if cfg!(feature = "memory") {
+    if cfg!(feature = "memory") && wanted("memory") {
         let r = rt.block_on(repo("kind = \"memory\"\n"));
         bench_repo(c, &rt, "memory", &r, &rows, true, &|_| {}, &|_| {});
     }
-    if cfg!(feature = "sqlite") {
+    if cfg!(feature = "sqlite") && wanted("sqlite") {
         let dir = tempfile::tempdir().expect("temp dir");
         let url = format!("sqlite://{}/bench.db", dir.path().display());
         let r = rt.block_on(repo(&format!("kind = \"sqlite\"\nurl = \"{url}\"\n")));
         bench_repo(c, &rt, "sqlite", &r, &rows, true, &|_| {}, &|_| {});
     }
-    bench_redis(c, &rt, &rows);
+    if wanted("redis") {
+        bench_redis(c, &rt, &rows);
+    }
+    if wanted("postgres") {
+        bench_postgres(c, &rt, &rows);
+    }
+}
+
+/// Whether criterion's filter (the first free argument) can match the
+/// group `label`, so a server whose group is filtered out is not contacted:
+/// false only when the filter names another group and not this one.
+fn wanted(label: &str) -> bool {
+    const LABELS: [&str; 4] = ["memory", "sqlite", "redis", "postgres"];
+    match std::env::args().skip(1).find(|a| !a.starts_with('-')) {
+        None => true,
+        Some(f) => {
+            f.contains(label)
+                || label.contains(f.as_str())
+                || !LABELS
+                    .iter()
+                    .any(|l| f.contains(l) || l.contains(f.as_str()))
+        }
+    }
 }
 
 type Extra<'x> = &'x dyn Fn(&mut BenchmarkGroup<'_, WallTime>);
@@ -265,6 +309,177 @@ fn bench_redis(c: &mut Criterion, rt: &Runtime, rows: &[BenchUser]) {
 
     let deleted = rt.block_on(delete_prefix(&conn, &prefix));
     eprintln!("redis: deleted {deleted} keys under {prefix}:*");
+}
+
+fn bench_postgres(c: &mut Criterion, rt: &Runtime, rows: &[BenchUser]) {
+    let url = std::env::var("POLYROUTER_BENCH_POSTGRES")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into());
+    let schema = format!("pr_bench_{}", std::process::id());
+    let repo = rt.block_on(repo(&format!(
+        "kind = \"postgres\"\nurl = \"{url}\"\nschema = \"{schema}\"\n"
+    )));
+    let pool = rt
+        .block_on(
+            sqlx::postgres::PgPoolOptions::new()
+                .max_connections(8)
+                .connect(&url),
+        )
+        .expect("connect to postgres");
+    let table = format!("\"{schema}\".\"bench_user\"");
+    let get_sql = format!(
+        "SELECT \"id\", \"email\", \"name\", \"score\", \"_pr_version\" FROM {table} WHERE \"id\" = $1"
+    );
+    let put_sql = format!(
+        "INSERT INTO {table} AS t (\"id\", \"email\", \"name\", \"score\", \"_pr_version\", \"_pr_expires_at\") \
+         VALUES ($1, $2, $3, $4, 1, NULL) ON CONFLICT (\"id\") DO UPDATE SET \
+         \"email\" = excluded.\"email\", \"name\" = excluded.\"name\", \"score\" = excluded.\"score\", \
+         \"_pr_version\" = t.\"_pr_version\" + 1, \"_pr_expires_at\" = excluded.\"_pr_expires_at\""
+    );
+    let page_sql = format!(
+        "SELECT \"id\", \"email\", \"name\", \"score\", \"_pr_version\" FROM {table} \
+         WHERE (\"_pr_expires_at\" IS NULL OR \"_pr_expires_at\" > $1) ORDER BY \"id\" ASC LIMIT $2"
+    );
+    let one = sample();
+    // The raw statements hit the router's row.
+    let (id, ..) = rt
+        .block_on(pg_raw_get(&pool, &get_sql))
+        .expect("the router's row");
+    assert_eq!(id, KEY);
+
+    let (ratios_get, ratios_put) = (Mutex::new(Vec::new()), Mutex::new(Vec::new()));
+    let point = |g: &mut BenchmarkGroup<'_, WallTime>| {
+        g.bench_function("raw_get", |b| {
+            b.to_async(rt)
+                .iter(|| async { black_box(pg_raw_get(&pool, black_box(&get_sql)).await) })
+        });
+        g.bench_function("raw_put", |b| {
+            b.to_async(rt)
+                .iter(|| async { pg_raw_put(&pool, &put_sql, black_box(&one)).await })
+        });
+        // The store's query statement for `limit(50)` (it asks for 51 rows).
+        g.bench_function("raw_query_page_50", |b| {
+            b.to_async(rt).iter(|| async {
+                let now = SystemTime::now()
+                    .duration_since(UNIX_EPOCH)
+                    .expect("clock")
+                    .as_micros() as i64;
+                let rows: Vec<PgRow> = sqlx::query_as(&page_sql)
+                    .bind(now)
+                    .bind(i64::from(PAGE) + 1)
+                    .fetch_all(&pool)
+                    .await
+                    .expect("page");
+                assert_eq!(rows.len(), PAGE as usize + 1);
+                black_box(rows)
+            })
+        });
+        g.bench_function("interleaved_get", |b| {
+            b.to_async(rt).iter_custom(|iters| {
+                interleaved(
+                    iters,
+                    &ratios_get,
+                    || async {
+                        black_box(repo.get(black_box(KEY)).await.expect("get"));
+                    },
+                    || async {
+                        black_box(pg_raw_get(&pool, &get_sql).await);
+                    },
+                )
+            })
+        });
+        g.bench_function("interleaved_put", |b| {
+            b.to_async(rt).iter_custom(|iters| {
+                interleaved(
+                    iters,
+                    &ratios_put,
+                    || async {
+                        black_box(repo.put(black_box(&one)).await.expect("put"));
+                    },
+                    || async {
+                        pg_raw_put(&pool, &put_sql, &one).await;
+                    },
+                )
+            })
+        });
+    };
+    let many_sql = format!(
+        "INSERT INTO {table} AS t (\"id\", \"email\", \"name\", \"score\", \"_pr_version\", \"_pr_expires_at\") \
+         SELECT u.*, 1, NULL FROM UNNEST($1::text[], $2::text[], $3::text[], $4::int8[]) AS u \
+         ON CONFLICT (\"id\") DO UPDATE SET \
+         \"email\" = excluded.\"email\", \"name\" = excluded.\"name\", \"score\" = excluded.\"score\", \
+         \"_pr_version\" = t.\"_pr_version\" + 1, \"_pr_expires_at\" = excluded.\"_pr_expires_at\""
+    );
+    let bulk_raw = |g: &mut BenchmarkGroup<'_, WallTime>| {
+        // The router's shape: one transaction of single-row upserts.
+        g.bench_function("raw_put_many_10k_tx", |b| {
+            b.to_async(rt).iter(|| async {
+                let mut tx = pool.begin().await.expect("BEGIN");
+                for r in rows {
+                    sqlx::query(&put_sql)
+                        .bind(&r.id)
+                        .bind(&r.email)
+                        .bind(&r.name)
+                        .bind(r.score)
+                        .execute(&mut *tx)
+                        .await
+                        .expect("upsert");
+                }
+                tx.commit().await.expect("COMMIT");
+            })
+        });
+        // One multi-row statement: the 10 000 rows as four array parameters.
+        g.bench_function("raw_put_many_10k_unnest", |b| {
+            b.to_async(rt).iter(|| async {
+                sqlx::query(&many_sql)
+                    .bind(rows.iter().map(|r| r.id.as_str()).collect::<Vec<_>>())
+                    .bind(rows.iter().map(|r| r.email.as_str()).collect::<Vec<_>>())
+                    .bind(rows.iter().map(|r| r.name.as_str()).collect::<Vec<_>>())
+                    .bind(rows.iter().map(|r| r.score).collect::<Vec<_>>())
+                    .execute(&pool)
+                    .await
+                    .expect("UNNEST upsert");
+            })
+        });
+    };
+    bench_repo(c, rt, "postgres", &repo, rows, true, &point, &bulk_raw);
+    for (op, ratios) in [("get", &ratios_get), ("put", &ratios_put)] {
+        let (m, n) = median(ratios);
+        eprintln!("postgres: router/raw {op} = {m:.3} (interleaved, median of {n} chunk pairs)");
+    }
+
+    drop(repo);
+    rt.block_on(async {
+        sqlx::query(&format!("DROP SCHEMA \"{schema}\" CASCADE"))
+            .execute(&pool)
+            .await
+            .expect("drop schema");
+        pool.close().await;
+    });
+    eprintln!("postgres: dropped schema {schema}");
+}
+
+type PgRow = (String, String, String, i64, i64);
+
+/// The router's `get`, minus the expiry filter and decoding into the struct.
+async fn pg_raw_get(pool: &sqlx::PgPool, sql: &str) -> Option<PgRow> {
+    sqlx::query_as::<_, PgRow>(sql)
+        .bind(KEY)
+        .fetch_optional(pool)
+        .await
+        .expect("SELECT")
+}
+
+/// The router's unconditional upsert of the same columns, minus the expiry
+/// `CASE` and `RETURNING`.
+async fn pg_raw_put(pool: &sqlx::PgPool, sql: &str, u: &BenchUser) {
+    sqlx::query(sql)
+        .bind(&u.id)
+        .bind(&u.email)
+        .bind(&u.name)
+        .bind(u.score)
+        .execute(pool)
+        .await
+        .expect("INSERT … ON CONFLICT");
 }
 
 /// `HMGET k v d`, the command `RedisStore::get` sends.

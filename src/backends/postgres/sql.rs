@@ -453,21 +453,33 @@ impl TableSql {
             self.filter(f, &mut sql, &mut args);
         }
         sql.push_str(" ORDER BY ");
+        let key = self.key_column().name;
+        let mut keys_done = false;
         for o in &q.order {
             // A field the table lacks is null in every row: it cannot order them.
-            if let Some(c) = self.column(&o.field) {
-                let _ = write!(
-                    sql,
-                    "{} {}, ",
-                    order_expr(c),
-                    match o.direction {
-                        Direction::Asc => "ASC NULLS FIRST",
-                        Direction::Desc => "DESC NULLS LAST",
-                    }
-                );
+            let Some(c) = self.column(&o.field) else {
+                continue;
+            };
+            // NULLS FIRST/LAST only where nulls can occur: on a NOT NULL
+            // column it would stop PostgreSQL from using a plain index.
+            let dir = match (o.direction, c.nullable) {
+                (Direction::Asc, true) => "ASC NULLS FIRST",
+                (Direction::Desc, true) => "DESC NULLS LAST",
+                (Direction::Asc, false) => "ASC",
+                (Direction::Desc, false) => "DESC",
+            };
+            let _ = write!(sql, "{} {dir}, ", order_expr(c));
+            // The key is unique: nothing after it can change the order.
+            if c.name == key {
+                keys_done = true;
+                break;
             }
         }
-        let _ = write!(sql, "{} ASC", quote(self.key_column().name));
+        if keys_done {
+            sql.truncate(sql.len() - 2);
+        } else {
+            let _ = write!(sql, "{} ASC", quote(key));
+        }
         if let Some(limit) = q.limit {
             sql.push_str(" LIMIT ?");
             args.push(Arg::Int(i64::try_from(limit).unwrap_or(i64::MAX)));
