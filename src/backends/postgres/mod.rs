@@ -10,31 +10,34 @@
 use std::collections::HashMap;
 use std::fmt;
 use std::str::FromStr;
-use std::sync::{Arc, Weak};
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
 use futures::future::BoxFuture;
-use parking_lot::{Mutex, RwLock};
+use parking_lot::Mutex;
 use sqlx::Row;
 use sqlx::postgres::{PgConnectOptions, PgConnection, PgPool, PgPoolOptions, PgRow};
 
+use crate::backends::sql::{
+    self, ColumnInfo, Dialect, Message, Param, TableSql, Tables, entity_config_error, now_micros,
+    write::{self, Exec, Target},
+};
 use crate::config::{StoreSpec, redact_url};
 use crate::query::Filter;
-use crate::store::{EntityInfo, Precondition, StoreQuery, WriteOp, WriteOutcome};
+use crate::store::{EntityInfo, StoreQuery, WriteOp, WriteOutcome};
 use crate::{Capabilities, Error, Key, Record, Result, Store};
 
 mod codec;
 mod config;
-mod ddl;
-mod sql;
+mod dialect;
 #[cfg(test)]
 mod tests;
 
-use codec::{Arg, bind_all, decode_record};
-use sql::{Expect, PURGE_CHUNK, TableSql, WriteStmt};
+use codec::{bind_all, column_value};
 
 pub use config::PostgresConfig;
+pub use dialect::PostgresDialect;
 
 pub(crate) fn open(spec: StoreSpec) -> BoxFuture<'static, Result<Arc<dyn Store>>> {
     Box::pin(async move {
@@ -60,15 +63,8 @@ struct Inner {
     location: String,
     caps: Capabilities,
     pool: PgPool,
-    tables: RwLock<HashMap<String, Entry>>,
+    tables: Tables,
     purge_task: Mutex<Option<tokio::task::AbortHandle>>,
-}
-
-/// A table's statements, and whether `ensure_entity` prepared it (only
-/// those are purged).
-struct Entry {
-    sql: Arc<TableSql>,
-    ensured: bool,
 }
 
 impl Drop for Inner {
@@ -86,28 +82,6 @@ impl fmt::Debug for PostgresStore {
             .field("location", &self.inner.location)
             .finish_non_exhaustive()
     }
-}
-
-/// A driver-independent error message, as an error source.
-#[derive(Debug)]
-struct Message(String);
-
-impl fmt::Display for Message {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-impl std::error::Error for Message {}
-
-/// Now, in unix microseconds: the clock expiry is measured against.
-fn now_micros() -> i64 {
-    chrono::Utc::now().timestamp_micros()
-}
-
-/// A string key holding NUL, which no stored key does.
-fn nul_key(key: &Key) -> bool {
-    matches!(key, Key::Str(s) if s.contains('\0'))
 }
 
 /// The SQLSTATE of a database error.
@@ -155,17 +129,6 @@ fn map_err(store: &str, entity: &str, e: sqlx::Error) -> Error {
     }
 }
 
-/// A configuration error about an entity; the router fills in the file.
-fn entity_config_error(entity: &EntityInfo, message: String) -> Error {
-    Error::Config {
-        file: String::new(),
-        line: 0,
-        column: 0,
-        path: format!("entities.{}", entity.name()),
-        message,
-    }
-}
-
 impl PostgresStore {
     /// Connects to the server the configuration names (and creates the
     /// `schema`, if set and missing).
@@ -207,7 +170,7 @@ impl PostgresStore {
             .application_name(&format!("polyrouter:{name}"))
             .statement_cache_capacity(256);
         if let Some(schema) = &config.schema {
-            opts = opts.options([("search_path", sql::quote(schema))]);
+            opts = opts.options([("search_path", PostgresDialect.quote(schema))]);
         }
         let pool = PgPoolOptions::new()
             .max_connections(config.max_connections)
@@ -226,7 +189,10 @@ impl PostgresStore {
                 )
             })?;
         if let Some(schema) = &config.schema {
-            let create = format!("CREATE SCHEMA IF NOT EXISTS {}", sql::quote(schema));
+            let create = format!(
+                "CREATE SCHEMA IF NOT EXISTS {}",
+                PostgresDialect.quote(schema)
+            );
             if let Err(e) = sqlx::query(&create).execute(&pool).await {
                 // Another connection creating it at the same time is fine.
                 if !matches!(sqlstate(&e).as_deref(), Some("23505" | "42P06")) {
@@ -243,11 +209,13 @@ impl PostgresStore {
                 ..Capabilities::all()
             },
             pool,
-            tables: RwLock::new(HashMap::new()),
+            tables: Tables::new(Arc::new(PostgresDialect)),
             purge_task: Mutex::new(None),
         });
         if !config.purge_interval.0.is_zero() {
-            let task = spawn_purge(Arc::downgrade(&inner), config.purge_interval.0);
+            let task = sql::spawn_purge(Arc::downgrade(&inner), config.purge_interval.0, |i| {
+                Box::pin(async move { i.purge_expired().await })
+            });
             *inner.purge_task.lock() = Some(task);
         }
         Ok(PostgresStore { inner })
@@ -266,7 +234,12 @@ impl PostgresStore {
     }
 
     fn decode(&self, entity: &EntityInfo, t: &TableSql, row: &PgRow) -> Result<Record> {
-        decode_record(t, row).map_err(|m| {
+        sql::decode_record(
+            t,
+            |i, col| column_value(row, i, col),
+            |i| row.try_get::<i64, _>(i).map_err(|e| e.to_string()),
+        )
+        .map_err(|m| {
             Error::backend(
                 &self.inner.name,
                 entity.name(),
@@ -277,150 +250,84 @@ impl PostgresStore {
 
     /// The statements of the entity's table, built once per table.
     fn table_sql(&self, entity: &EntityInfo) -> Result<Arc<TableSql>> {
-        if let Some(e) = self.inner.tables.read().get(&entity.table) {
-            if std::ptr::eq(e.sql.schema, entity.schema) {
-                return Ok(e.sql.clone());
-            }
+        self.inner.tables.get(&self.inner.name, entity)
+    }
+
+    fn exec<'c>(&'c self, conn: &'c mut PgConnection, entity: &'c EntityInfo) -> PgExec<'c> {
+        PgExec {
+            conn,
+            store: &self.inner.name,
+            entity: entity.name(),
         }
-        let t = TableSql::new(entity.schema, &entity.table).map_err(|m| {
-            entity_config_error(entity, format!("store `{}`: {m}", self.inner.name))
-        })?;
-        let t = Arc::new(t);
-        let mut tables = self.inner.tables.write();
-        let ensured = tables.get(&entity.table).is_some_and(|e| e.ensured);
-        tables.insert(
-            entity.table.clone(),
-            Entry {
-                sql: t.clone(),
-                ensured,
-            },
-        );
-        Ok(t)
     }
 
-    fn key_arg(&self, entity: &EntityInfo, t: &TableSql, key: &Key) -> Result<Arg> {
-        t.key(key)
-            .map_err(|m| Error::invalid_input(&self.inner.name, entity.name(), m))
-    }
-
-    fn conflict(
-        &self,
-        entity: &EntityInfo,
-        key: &Key,
-        expected: Precondition,
-        actual: Option<u64>,
-    ) -> Error {
-        Error::conflict(&self.inner.name, entity.name(), key, expected, actual)
-    }
-
-    /// The live version of a key, on the connection (inside its transaction).
-    async fn live_version(
-        &self,
-        conn: &mut PgConnection,
-        entity: &EntityInfo,
-        t: &TableSql,
-        key: &Key,
-        now: i64,
-    ) -> Result<Option<u64>> {
-        let key = self.key_arg(entity, t, key)?;
-        let row = bind_all(sqlx::query(&t.live_version), vec![key, Arg::Int(now)])
-            .fetch_optional(&mut *conn)
-            .await
-            .map_err(|e| self.err(entity, e))?;
-        row.map(|r| r.try_get::<i64, _>(0).map(|v| v as u64))
-            .transpose()
-            .map_err(|e| self.err(entity, e))
-    }
-
-    /// Runs one write statement and reads its outcome; a failed
-    /// precondition is a conflict carrying the current live version.
-    async fn apply(
-        &self,
-        conn: &mut PgConnection,
-        entity: &EntityInfo,
-        t: &TableSql,
-        op: &WriteOp,
-        stmt: WriteStmt<'_>,
-        now: i64,
-    ) -> Result<WriteOutcome> {
-        let query = bind_all(sqlx::query(stmt.sql), stmt.args);
-        if stmt.expect == Expect::DeleteAbsent {
-            query
-                .execute(&mut *conn)
-                .await
-                .map_err(|e| self.err(entity, e))?;
-            return match self.live_version(conn, entity, t, op.key(), now).await? {
-                None => Ok(WriteOutcome::Deleted { existed: false }),
-                actual => Err(self.conflict(entity, op.key(), op.precondition(), actual)),
-            };
-        }
-        let row = query
-            .fetch_optional(&mut *conn)
-            .await
-            .map_err(|e| self.err(entity, e))?;
-        let first = |r: &PgRow| r.try_get::<i64, _>(0).map_err(|e| self.err(entity, e));
-        match (stmt.expect, row) {
-            (Expect::Put, Some(r)) => Ok(WriteOutcome::Written {
-                version: first(&r)? as u64,
-            }),
-            (Expect::DeleteAny, r) => Ok(WriteOutcome::Deleted {
-                existed: match r {
-                    Some(r) => r.try_get::<bool, _>(0).map_err(|e| self.err(entity, e))?,
-                    None => false,
-                },
-            }),
-            (Expect::DeleteCond, Some(_)) => Ok(WriteOutcome::Deleted { existed: true }),
-            _ => {
-                let actual = self.live_version(conn, entity, t, op.key(), now).await?;
-                Err(self.conflict(entity, op.key(), op.precondition(), actual))
-            }
+    fn target<'a>(&'a self, entity: &'a EntityInfo) -> Target<'a> {
+        Target {
+            store: &self.inner.name,
+            entity: entity.name(),
         }
     }
 }
 
-fn spawn_purge(inner: Weak<Inner>, every: Duration) -> tokio::task::AbortHandle {
-    tokio::spawn(async move {
-        let mut tick = tokio::time::interval(every);
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        tick.tick().await; // the first tick is immediate
-        loop {
-            tick.tick().await;
-            // Hold the store only while purging: dropping it ends the task.
-            let Some(inner) = inner.upgrade() else { break };
-            if let Err(e) = inner.purge_expired().await {
-                tracing::warn!(store = %inner.name, error = %e, "purging expired rows failed");
-            }
-        }
-    })
-    .abort_handle()
+/// Runs statements on one PostgreSQL connection, errors mapped for a store
+/// and entity.
+struct PgExec<'c> {
+    conn: &'c mut PgConnection,
+    store: &'c str,
+    entity: &'c str,
+}
+
+impl PgExec<'_> {
+    async fn fetch_first(&mut self, sql: &str, params: Vec<Param>) -> Result<Option<PgRow>> {
+        bind_all(sqlx::query(sql), params)
+            .fetch_optional(&mut *self.conn)
+            .await
+            .map_err(|e| map_err(self.store, self.entity, e))
+    }
+}
+
+#[async_trait]
+impl Exec for PgExec<'_> {
+    async fn fetch_int(&mut self, sql: &str, params: Vec<Param>) -> Result<Option<i64>> {
+        let row = self.fetch_first(sql, params).await?;
+        row.map(|r| r.try_get::<i64, _>(0))
+            .transpose()
+            .map_err(|e| map_err(self.store, self.entity, e))
+    }
+
+    async fn fetch_bool(&mut self, sql: &str, params: Vec<Param>) -> Result<Option<bool>> {
+        let row = self.fetch_first(sql, params).await?;
+        row.map(|r| r.try_get::<bool, _>(0))
+            .transpose()
+            .map_err(|e| map_err(self.store, self.entity, e))
+    }
+
+    async fn execute(&mut self, sql: &str, params: Vec<Param>) -> Result<u64> {
+        bind_all(sqlx::query(sql), params)
+            .execute(&mut *self.conn)
+            .await
+            .map(|r| r.rows_affected())
+            .map_err(|e| map_err(self.store, self.entity, e))
+    }
 }
 
 impl Inner {
     async fn purge_expired(&self) -> Result<u64> {
-        let tables: Vec<Arc<TableSql>> = self
-            .tables
-            .read()
-            .values()
-            .filter(|e| e.ensured)
-            .map(|e| e.sql.clone())
-            .collect();
-        let mut total = 0;
-        for t in tables {
-            // Small chunks: each holds its row locks only briefly.
-            loop {
-                let n = sqlx::query(&t.purge)
-                    .bind(now_micros())
-                    .execute(&self.pool)
-                    .await
-                    .map_err(|e| map_err(&self.name, t.schema.name, e))?
-                    .rows_affected();
-                total += n;
-                if n < PURGE_CHUNK {
-                    break;
-                }
-            }
+        let tables = self.tables.ensured();
+        if tables.is_empty() {
+            return Ok(0);
         }
-        Ok(total)
+        let mut conn = self
+            .pool
+            .acquire()
+            .await
+            .map_err(|e| map_err(&self.name, "", e))?;
+        let mut exec = PgExec {
+            conn: &mut conn,
+            store: &self.name,
+            entity: "",
+        };
+        sql::purge(&mut exec, &tables).await
     }
 }
 
@@ -480,8 +387,8 @@ impl Store for PostgresStore {
             .iter()
             .map(|r| {
                 let name: String = r.try_get(0)?;
-                Ok(ddl::ColumnInfo {
-                    pk: pk.contains(&name),
+                Ok(ColumnInfo {
+                    pk: u32::from(pk.contains(&name)),
                     name,
                     data_type: r.try_get(1)?,
                     nullable: r.try_get(2)?,
@@ -490,30 +397,27 @@ impl Store for PostgresStore {
             })
             .collect::<Result<Vec<_>, sqlx::Error>>()
             .map_err(|e| self.err(entity, e))?;
-        ddl::check_table(&self.inner.name, &t, &info)
+        sql::check_table(&self.inner.name, &t, &info)
             .map_err(|m| entity_config_error(entity, m))?;
-        if let Err(e) = sqlx::query(&t.create_index).execute(&mut *conn).await {
-            if !matches!(sqlstate(&e).as_deref(), Some("23505" | "42P07")) {
-                return Err(self.err(entity, e));
+        if let Some(create_index) = &t.create_index {
+            if let Err(e) = sqlx::query(create_index).execute(&mut *conn).await {
+                if !matches!(sqlstate(&e).as_deref(), Some("23505" | "42P07")) {
+                    return Err(self.err(entity, e));
+                }
             }
         }
-        self.inner.tables.write().insert(
-            entity.table.clone(),
-            Entry {
-                sql: t,
-                ensured: true,
-            },
-        );
+        self.inner.tables.mark_ensured(entity, t);
         Ok(())
     }
 
     async fn get(&self, entity: &EntityInfo, key: &Key) -> Result<Option<Record>> {
         let t = self.table_sql(entity)?;
-        if nul_key(key) {
+        let key_param = t.key(key);
+        if key.kind() == t.schema.key_kind && !t.storable(key) {
             return Ok(None); // no stored key holds NUL
         }
-        let key = self.key_arg(entity, &t, key)?;
-        let row = bind_all(sqlx::query(&t.get), vec![key, Arg::Int(now_micros())])
+        let key = key_param.map_err(|m| self.target(entity).invalid(m))?;
+        let row = bind_all(sqlx::query(&t.get), vec![key, Param::Int(now_micros())])
             .fetch_optional(&self.inner.pool)
             .await
             .map_err(|e| self.err(entity, e))?;
@@ -525,18 +429,19 @@ impl Store for PostgresStore {
             return Ok(Vec::new());
         }
         let t = self.table_sql(entity)?;
-        for k in keys.iter().filter(|k| !nul_key(k)) {
-            self.key_arg(entity, &t, k)?;
-        }
-        let s = t.get_many(keys, now_micros());
-        let rows = bind_all(sqlx::query(&s.sql), s.args)
-            .fetch_all(&self.inner.pool)
-            .await
-            .map_err(|e| self.err(entity, e))?;
-        let mut found = HashMap::with_capacity(rows.len());
-        for row in &rows {
-            let r = self.decode(entity, &t, row)?;
-            found.insert(r.key.clone(), r);
+        let selects = t
+            .get_many(keys, now_micros())
+            .map_err(|m| self.target(entity).invalid(m))?;
+        let mut found = HashMap::with_capacity(keys.len());
+        for s in selects {
+            let rows = bind_all(sqlx::query(&s.sql), s.params)
+                .fetch_all(&self.inner.pool)
+                .await
+                .map_err(|e| self.err(entity, e))?;
+            for row in &rows {
+                let r = self.decode(entity, &t, row)?;
+                found.insert(r.key.clone(), r);
+            }
         }
         Ok(keys.iter().map(|k| found.get(k).cloned()).collect())
     }
@@ -551,13 +456,10 @@ impl Store for PostgresStore {
             return Ok(Vec::new());
         }
         let t = self.table_sql(entity)?;
+        let target = self.target(entity);
         let now = now_micros();
         // Every op is checked and encoded before the database is touched.
-        let mut stmts = ops
-            .iter()
-            .map(|op| t.write(op, now))
-            .collect::<Result<Vec<_>, String>>()
-            .map_err(|m| Error::invalid_input(&self.inner.name, entity.name(), m))?;
+        let mut stmts = write::statements(target, &t, &ops, now)?;
         if let [op] = ops.as_slice() {
             // One statement is atomic on its own.
             let stmt = stmts.pop().expect("one statement");
@@ -567,8 +469,9 @@ impl Store for PostgresStore {
                 .acquire()
                 .await
                 .map_err(|e| self.err(entity, e))?;
+            let mut exec = self.exec(&mut conn, entity);
             return Ok(vec![
-                self.apply(&mut conn, entity, &t, op, stmt, now).await?,
+                write::apply(&mut exec, target, &t, op, stmt, now).await?,
             ]);
         }
         // Always all or nothing: one transaction; the first failure rolls
@@ -579,24 +482,31 @@ impl Store for PostgresStore {
             .begin()
             .await
             .map_err(|e| self.err(entity, e))?;
-        let mut outcomes = Vec::with_capacity(ops.len());
-        for (op, stmt) in ops.iter().zip(stmts) {
-            match self.apply(&mut tx, entity, &t, op, stmt, now).await {
-                Ok(o) => outcomes.push(o),
-                Err(e) => {
-                    let _ = tx.rollback().await;
-                    return Err(e);
-                }
+        let res = write::apply_all(
+            &mut self.exec(&mut tx, entity),
+            target,
+            &t,
+            &ops,
+            stmts,
+            now,
+        )
+        .await;
+        match res {
+            Ok(outcomes) => {
+                tx.commit().await.map_err(|e| self.err(entity, e))?;
+                Ok(outcomes)
+            }
+            Err(e) => {
+                let _ = tx.rollback().await;
+                Err(e)
             }
         }
-        tx.commit().await.map_err(|e| self.err(entity, e))?;
-        Ok(outcomes)
     }
 
     async fn query(&self, entity: &EntityInfo, query: &StoreQuery) -> Result<Vec<Record>> {
         let t = self.table_sql(entity)?;
         let s = t.query(query, now_micros());
-        let rows = bind_all(sqlx::query(&s.sql), s.args)
+        let rows = bind_all(sqlx::query(&s.sql), s.params)
             .fetch_all(&self.inner.pool)
             .await
             .map_err(|e| self.err(entity, e))?;
@@ -606,7 +516,7 @@ impl Store for PostgresStore {
     async fn count(&self, entity: &EntityInfo, filter: Option<&Filter>) -> Result<u64> {
         let t = self.table_sql(entity)?;
         let s = t.count(filter, now_micros());
-        let n: i64 = bind_all(sqlx::query(&s.sql), s.args)
+        let n: i64 = bind_all(sqlx::query(&s.sql), s.params)
             .fetch_one(&self.inner.pool)
             .await
             .and_then(|r| r.try_get(0))

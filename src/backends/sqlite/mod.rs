@@ -10,34 +10,37 @@
 use std::collections::HashMap;
 use std::fmt;
 use std::str::FromStr;
-use std::sync::{Arc, Weak};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use futures::future::BoxFuture;
-use parking_lot::{Mutex, RwLock};
+use parking_lot::Mutex;
 use sqlx::Row;
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePool, SqlitePoolOptions,
     SqliteRow,
 };
 
+use crate::backends::sql::{
+    self, ColumnInfo, Message, Param, Select, TableSql, Tables, entity_config_error, now_micros,
+    write::{self, Exec, Target},
+};
 use crate::config::{StoreSpec, redact_url};
 use crate::query::Filter;
-use crate::store::{EntityInfo, Precondition, StoreQuery, WriteOp, WriteOutcome};
+use crate::store::{EntityInfo, StoreQuery, WriteOp, WriteOutcome};
 use crate::{Capabilities, Error, Key, Record, Result, Store};
 
 mod codec;
 mod config;
-mod ddl;
-mod sql;
+mod dialect;
 #[cfg(test)]
 mod tests;
 
-use codec::{Arg, bind_all, decode_record};
-use sql::{Expect, GET_MANY_CHUNK, PURGE_CHUNK, TableSql, WriteStmt};
+use codec::{bind_all, column_value};
 
 pub use config::SqliteConfig;
+pub use dialect::SqliteDialect;
 
 pub(crate) fn open(spec: StoreSpec) -> BoxFuture<'static, Result<Arc<dyn Store>>> {
     Box::pin(async move {
@@ -97,15 +100,8 @@ struct Inner {
     location: String,
     caps: Capabilities,
     pool: SqlitePool,
-    tables: RwLock<HashMap<String, Entry>>,
+    tables: Tables,
     purge_task: Mutex<Option<tokio::task::AbortHandle>>,
-}
-
-/// A table's statements, and whether `ensure_entity` prepared it (only
-/// those are purged).
-struct Entry {
-    sql: Arc<TableSql>,
-    ensured: bool,
 }
 
 impl Drop for Inner {
@@ -123,23 +119,6 @@ impl fmt::Debug for SqliteStore {
             .field("location", &self.inner.location)
             .finish_non_exhaustive()
     }
-}
-
-/// A driver-independent error message, as an error source.
-#[derive(Debug)]
-struct Message(String);
-
-impl fmt::Display for Message {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-impl std::error::Error for Message {}
-
-/// Now, in unix microseconds: the clock expiry is measured against.
-fn now_micros() -> i64 {
-    chrono::Utc::now().timestamp_micros()
 }
 
 /// SQLite's primary result code of a database error.
@@ -195,17 +174,6 @@ fn map_err(store: &str, entity: &str, e: sqlx::Error) -> Error {
             "a value is larger than SQLite's limit (1 000 000 000 bytes); store it elsewhere",
         ),
         _ => Error::backend(store, entity, e),
-    }
-}
-
-/// A configuration error about an entity; the router fills in the file.
-fn entity_config_error(entity: &EntityInfo, message: String) -> Error {
-    Error::Config {
-        file: String::new(),
-        line: 0,
-        column: 0,
-        path: format!("entities.{}", entity.name()),
-        message,
     }
 }
 
@@ -311,11 +279,13 @@ impl SqliteStore {
                 ..Capabilities::all()
             },
             pool,
-            tables: RwLock::new(HashMap::new()),
+            tables: Tables::new(Arc::new(SqliteDialect)),
             purge_task: Mutex::new(None),
         });
         if !config.purge_interval.0.is_zero() {
-            let task = spawn_purge(Arc::downgrade(&inner), config.purge_interval.0);
+            let task = sql::spawn_purge(Arc::downgrade(&inner), config.purge_interval.0, |i| {
+                Box::pin(async move { i.purge_expired().await })
+            });
             *inner.purge_task.lock() = Some(task);
         }
         Ok(SqliteStore { inner })
@@ -343,7 +313,12 @@ impl SqliteStore {
     }
 
     fn decode(&self, entity: &EntityInfo, t: &TableSql, row: &SqliteRow) -> Result<Record> {
-        decode_record(t, row).map_err(|m| {
+        sql::decode_record(
+            t,
+            |i, col| column_value(row, i, col),
+            |i| row.try_get::<i64, _>(i).map_err(|e| e.to_string()),
+        )
+        .map_err(|m| {
             Error::backend(
                 &self.inner.name,
                 entity.name(),
@@ -354,119 +329,39 @@ impl SqliteStore {
 
     /// The statements of the entity's table, built once per table.
     fn table_sql(&self, entity: &EntityInfo) -> Result<Arc<TableSql>> {
-        if let Some(e) = self.inner.tables.read().get(&entity.table) {
-            if std::ptr::eq(e.sql.schema, entity.schema) {
-                return Ok(e.sql.clone());
-            }
-        }
-        let t = TableSql::new(entity.schema, &entity.table).map_err(|m| {
-            entity_config_error(entity, format!("store `{}`: {m}", self.inner.name))
-        })?;
-        let t = Arc::new(t);
-        let mut tables = self.inner.tables.write();
-        let ensured = tables.get(&entity.table).is_some_and(|e| e.ensured);
-        tables.insert(
-            entity.table.clone(),
-            Entry {
-                sql: t.clone(),
-                ensured,
-            },
-        );
-        Ok(t)
+        self.inner.tables.get(&self.inner.name, entity)
     }
 
-    fn key_arg(&self, entity: &EntityInfo, t: &TableSql, key: &Key) -> Result<Arg> {
-        t.key(key)
-            .map_err(|m| Error::invalid_input(&self.inner.name, entity.name(), m))
-    }
-
-    fn conflict(
-        &self,
-        entity: &EntityInfo,
-        key: &Key,
-        expected: Precondition,
-        actual: Option<u64>,
-    ) -> Error {
-        Error::conflict(&self.inner.name, entity.name(), key, expected, actual)
-    }
-
-    /// The live version of a key, on the connection (inside its transaction).
-    async fn live_version(
-        &self,
-        conn: &mut SqliteConnection,
-        entity: &EntityInfo,
-        t: &TableSql,
-        key: &Key,
-        now: i64,
-    ) -> Result<Option<u64>> {
-        let key = self.key_arg(entity, t, key)?;
-        let row = bind_all(sqlx::query(&t.live_version), vec![key, Arg::Int(now)])
-            .fetch_optional(&mut *conn)
-            .await
-            .map_err(|e| self.err(entity, e))?;
-        row.map(|r| r.try_get::<i64, _>(0).map(|v| v as u64))
-            .transpose()
-            .map_err(|e| self.err(entity, e))
-    }
-
-    /// Runs one write statement and reads its outcome; a failed
-    /// precondition is a conflict carrying the current live version.
-    async fn apply(
-        &self,
-        conn: &mut SqliteConnection,
-        entity: &EntityInfo,
-        t: &TableSql,
-        op: &WriteOp,
-        stmt: WriteStmt<'_>,
-        now: i64,
-    ) -> Result<WriteOutcome> {
-        let query = bind_all(sqlx::query(stmt.sql), stmt.args);
-        if stmt.expect == Expect::DeleteAbsent {
-            query
-                .execute(&mut *conn)
-                .await
-                .map_err(|e| self.err(entity, e))?;
-            return match self.live_version(conn, entity, t, op.key(), now).await? {
-                None => Ok(WriteOutcome::Deleted { existed: false }),
-                actual => Err(self.conflict(entity, op.key(), op.precondition(), actual)),
-            };
-        }
-        let row = query
-            .fetch_optional(&mut *conn)
-            .await
-            .map_err(|e| self.err(entity, e))?;
-        let first = |r: &SqliteRow| r.try_get::<i64, _>(0).map_err(|e| self.err(entity, e));
-        match (stmt.expect, row) {
-            (Expect::Put, Some(r)) => Ok(WriteOutcome::Written {
-                version: first(&r)? as u64,
-            }),
-            (Expect::DeleteAny, r) => Ok(WriteOutcome::Deleted {
-                existed: match r {
-                    Some(r) => first(&r)? != 0,
-                    None => false,
-                },
-            }),
-            (Expect::DeleteCond, Some(_)) => Ok(WriteOutcome::Deleted { existed: true }),
-            _ => {
-                let actual = self.live_version(conn, entity, t, op.key(), now).await?;
-                Err(self.conflict(entity, op.key(), op.precondition(), actual))
-            }
+    fn exec<'c>(
+        &'c self,
+        conn: &'c mut SqliteConnection,
+        entity: &'c EntityInfo,
+    ) -> SqliteExec<'c> {
+        SqliteExec {
+            conn,
+            store: &self.inner.name,
+            entity: entity.name(),
         }
     }
 
-    /// Fetches `get_many` chunks on one connection into `found`.
+    fn target<'a>(&'a self, entity: &'a EntityInfo) -> Target<'a> {
+        Target {
+            store: &self.inner.name,
+            entity: entity.name(),
+        }
+    }
+
+    /// Fetches `get_many` statements on one connection into `found`.
     async fn fetch_many(
         &self,
         conn: &mut SqliteConnection,
         entity: &EntityInfo,
         t: &TableSql,
-        keys: &[Arg],
-        now: i64,
+        selects: Vec<Select>,
         found: &mut HashMap<Key, Record>,
     ) -> Result<()> {
-        for chunk in keys.chunks(GET_MANY_CHUNK) {
-            let s = t.get_many(chunk, now);
-            let rows = bind_all(sqlx::query(&s.sql), s.args)
+        for s in selects {
+            let rows = bind_all(sqlx::query(&s.sql), s.params)
                 .fetch_all(&mut *conn)
                 .await
                 .map_err(|e| self.err(entity, e))?;
@@ -479,49 +374,56 @@ impl SqliteStore {
     }
 }
 
-fn spawn_purge(inner: Weak<Inner>, every: Duration) -> tokio::task::AbortHandle {
-    tokio::spawn(async move {
-        let mut tick = tokio::time::interval(every);
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        tick.tick().await; // the first tick is immediate
-        loop {
-            tick.tick().await;
-            // Hold the store only while purging: dropping it ends the task.
-            let Some(inner) = inner.upgrade() else { break };
-            if let Err(e) = inner.purge_expired().await {
-                tracing::warn!(store = %inner.name, error = %e, "purging expired rows failed");
-            }
-        }
-    })
-    .abort_handle()
+/// Runs statements on one SQLite connection, errors mapped for a store and
+/// entity.
+struct SqliteExec<'c> {
+    conn: &'c mut SqliteConnection,
+    store: &'c str,
+    entity: &'c str,
+}
+
+#[async_trait]
+impl Exec for SqliteExec<'_> {
+    async fn fetch_int(&mut self, sql: &str, params: Vec<Param>) -> Result<Option<i64>> {
+        let row = bind_all(sqlx::query(sql), params)
+            .fetch_optional(&mut *self.conn)
+            .await
+            .map_err(|e| map_err(self.store, self.entity, e))?;
+        row.map(|r| r.try_get::<i64, _>(0))
+            .transpose()
+            .map_err(|e| map_err(self.store, self.entity, e))
+    }
+
+    async fn fetch_bool(&mut self, sql: &str, params: Vec<Param>) -> Result<Option<bool>> {
+        Ok(self.fetch_int(sql, params).await?.map(|i| i != 0))
+    }
+
+    async fn execute(&mut self, sql: &str, params: Vec<Param>) -> Result<u64> {
+        bind_all(sqlx::query(sql), params)
+            .execute(&mut *self.conn)
+            .await
+            .map(|r| r.rows_affected())
+            .map_err(|e| map_err(self.store, self.entity, e))
+    }
 }
 
 impl Inner {
     async fn purge_expired(&self) -> Result<u64> {
-        let tables: Vec<Arc<TableSql>> = self
-            .tables
-            .read()
-            .values()
-            .filter(|e| e.ensured)
-            .map(|e| e.sql.clone())
-            .collect();
-        let mut total = 0;
-        for t in tables {
-            // Small chunks: each holds the write lock only briefly.
-            loop {
-                let n = sqlx::query(&t.purge)
-                    .bind(now_micros())
-                    .execute(&self.pool)
-                    .await
-                    .map_err(|e| map_err(&self.name, t.schema.name, e))?
-                    .rows_affected();
-                total += n;
-                if n < PURGE_CHUNK {
-                    break;
-                }
-            }
+        let tables = self.tables.ensured();
+        if tables.is_empty() {
+            return Ok(0);
         }
-        Ok(total)
+        let mut conn = self
+            .pool
+            .acquire()
+            .await
+            .map_err(|e| map_err(&self.name, "", e))?;
+        let mut exec = SqliteExec {
+            conn: &mut conn,
+            store: &self.name,
+            entity: "",
+        };
+        sql::purge(&mut exec, &tables).await
     }
 }
 
@@ -565,36 +467,32 @@ impl Store for SqliteStore {
         let info = rows
             .iter()
             .map(|r| {
-                Ok(ddl::ColumnInfo {
+                Ok(ColumnInfo {
                     name: r.try_get(0)?,
-                    decl_type: r.try_get::<Option<String>, _>(1)?.unwrap_or_default(),
-                    notnull: r.try_get::<i64, _>(2)? != 0,
+                    data_type: r.try_get::<Option<String>, _>(1)?.unwrap_or_default(),
+                    nullable: r.try_get::<i64, _>(2)? == 0,
                     default: r.try_get(3)?,
-                    pk: r.try_get(4)?,
+                    pk: u32::try_from(r.try_get::<i64, _>(4)?).unwrap_or(0),
                 })
             })
             .collect::<Result<Vec<_>, sqlx::Error>>()
             .map_err(|e| self.err(entity, e))?;
-        ddl::check_table(&self.inner.name, &t, &info)
+        sql::check_table(&self.inner.name, &t, &info)
             .map_err(|m| entity_config_error(entity, m))?;
-        sqlx::query(&t.create_index)
-            .execute(&mut *conn)
-            .await
-            .map_err(|e| self.err(entity, e))?;
-        self.inner.tables.write().insert(
-            entity.table.clone(),
-            Entry {
-                sql: t,
-                ensured: true,
-            },
-        );
+        if let Some(create_index) = &t.create_index {
+            sqlx::query(create_index)
+                .execute(&mut *conn)
+                .await
+                .map_err(|e| self.err(entity, e))?;
+        }
+        self.inner.tables.mark_ensured(entity, t);
         Ok(())
     }
 
     async fn get(&self, entity: &EntityInfo, key: &Key) -> Result<Option<Record>> {
         let t = self.table_sql(entity)?;
-        let key = self.key_arg(entity, &t, key)?;
-        let row = bind_all(sqlx::query(&t.get), vec![key, Arg::Int(now_micros())])
+        let key = t.key(key).map_err(|m| self.target(entity).invalid(m))?;
+        let row = bind_all(sqlx::query(&t.get), vec![key, Param::Int(now_micros())])
             .fetch_optional(&self.inner.pool)
             .await
             .map_err(|e| self.err(entity, e))?;
@@ -606,20 +504,18 @@ impl Store for SqliteStore {
             return Ok(Vec::new());
         }
         let t = self.table_sql(entity)?;
-        let args = keys
-            .iter()
-            .map(|k| self.key_arg(entity, &t, k))
-            .collect::<Result<Vec<_>>>()?;
-        let now = now_micros();
+        let selects = t
+            .get_many(keys, now_micros())
+            .map_err(|m| self.target(entity).invalid(m))?;
         let mut found = HashMap::with_capacity(keys.len());
-        if args.len() <= GET_MANY_CHUNK {
+        if selects.len() <= 1 {
             let mut conn = self
                 .inner
                 .pool
                 .acquire()
                 .await
                 .map_err(|e| self.err(entity, e))?;
-            self.fetch_many(&mut conn, entity, &t, &args, now, &mut found)
+            self.fetch_many(&mut conn, entity, &t, selects, &mut found)
                 .await?;
         } else {
             // Several statements: one read transaction, one snapshot.
@@ -629,7 +525,7 @@ impl Store for SqliteStore {
                 .begin()
                 .await
                 .map_err(|e| self.err(entity, e))?;
-            self.fetch_many(&mut tx, entity, &t, &args, now, &mut found)
+            self.fetch_many(&mut tx, entity, &t, selects, &mut found)
                 .await?;
             tx.commit().await.map_err(|e| self.err(entity, e))?;
         }
@@ -646,13 +542,10 @@ impl Store for SqliteStore {
             return Ok(Vec::new());
         }
         let t = self.table_sql(entity)?;
+        let target = self.target(entity);
         let now = now_micros();
         // Every op is checked and encoded before the database is touched.
-        let mut stmts = ops
-            .iter()
-            .map(|op| t.write(op, now))
-            .collect::<Result<Vec<_>, String>>()
-            .map_err(|m| Error::invalid_input(&self.inner.name, entity.name(), m))?;
+        let mut stmts = write::statements(target, &t, &ops, now)?;
         if let [op] = ops.as_slice() {
             // One statement is atomic on its own.
             let stmt = stmts.pop().expect("one statement");
@@ -662,8 +555,9 @@ impl Store for SqliteStore {
                 .acquire()
                 .await
                 .map_err(|e| self.err(entity, e))?;
+            let mut exec = self.exec(&mut conn, entity);
             return Ok(vec![
-                self.apply(&mut conn, entity, &t, op, stmt, now).await?,
+                write::apply(&mut exec, target, &t, op, stmt, now).await?,
             ]);
         }
         // Always all or nothing. IMMEDIATE takes the write lock up front (the
@@ -675,24 +569,31 @@ impl Store for SqliteStore {
             .begin_with("BEGIN IMMEDIATE")
             .await
             .map_err(|e| self.err(entity, e))?;
-        let mut outcomes = Vec::with_capacity(ops.len());
-        for (op, stmt) in ops.iter().zip(stmts) {
-            match self.apply(&mut tx, entity, &t, op, stmt, now).await {
-                Ok(o) => outcomes.push(o),
-                Err(e) => {
-                    let _ = tx.rollback().await;
-                    return Err(e);
-                }
+        let res = write::apply_all(
+            &mut self.exec(&mut tx, entity),
+            target,
+            &t,
+            &ops,
+            stmts,
+            now,
+        )
+        .await;
+        match res {
+            Ok(outcomes) => {
+                tx.commit().await.map_err(|e| self.err(entity, e))?;
+                Ok(outcomes)
+            }
+            Err(e) => {
+                let _ = tx.rollback().await;
+                Err(e)
             }
         }
-        tx.commit().await.map_err(|e| self.err(entity, e))?;
-        Ok(outcomes)
     }
 
     async fn query(&self, entity: &EntityInfo, query: &StoreQuery) -> Result<Vec<Record>> {
         let t = self.table_sql(entity)?;
         let s = t.query(query, now_micros());
-        let rows = bind_all(sqlx::query(&s.sql), s.args)
+        let rows = bind_all(sqlx::query(&s.sql), s.params)
             .fetch_all(&self.inner.pool)
             .await
             .map_err(|e| self.err(entity, e))?;
@@ -702,7 +603,7 @@ impl Store for SqliteStore {
     async fn count(&self, entity: &EntityInfo, filter: Option<&Filter>) -> Result<u64> {
         let t = self.table_sql(entity)?;
         let s = t.count(filter, now_micros());
-        let n: i64 = bind_all(sqlx::query(&s.sql), s.args)
+        let n: i64 = bind_all(sqlx::query(&s.sql), s.params)
             .fetch_one(&self.inner.pool)
             .await
             .and_then(|r| r.try_get(0))

@@ -1,0 +1,67 @@
+//! Rows back into records.
+
+use chrono::DateTime;
+use uuid::Uuid;
+
+use super::table::{Column, TableSql};
+use crate::record::FieldName;
+use crate::{Key, Record, Value};
+
+/// A row selected with [`TableSql::select_list`] as a record: fields in
+/// schema order, the key from the key column, the version from
+/// `_pr_version`. `column(i, col)` reads column `i` as a value of the
+/// column's kind (`Value::Null` for SQL `NULL`); `version(i)` reads the
+/// version at index `i` (after the data columns).
+pub fn decode_record(
+    t: &TableSql,
+    mut column: impl FnMut(usize, &Column) -> Result<Value, String>,
+    version: impl FnOnce(usize) -> Result<i64, String>,
+) -> Result<Record, String> {
+    let mut fields = Vec::with_capacity(t.columns.len());
+    let mut key = None;
+    for (i, col) in t.columns.iter().enumerate() {
+        let v = column(i, col)?;
+        if i == t.key_index {
+            key = Some(
+                Key::from_value(&v).ok_or_else(|| format!("key column `{}` is null", col.name))?,
+            );
+        }
+        if col.is_field {
+            fields.push((FieldName::Borrowed(col.name), v));
+        }
+    }
+    let version = version(t.columns.len()).map_err(|e| format!("column `_pr_version`: {e}"))?;
+    Ok(Record {
+        key: key.ok_or("the row has no key column")?,
+        version: u64::try_from(version).unwrap_or(0),
+        fields,
+    })
+}
+
+/// A timestamp stored as unix microseconds.
+pub fn timestamp_from_micros(column: &str, m: i64) -> Result<Value, String> {
+    DateTime::from_timestamp_micros(m)
+        .map(Value::Timestamp)
+        .ok_or_else(|| {
+            format!("column `{column}` holds {m}, which is not a timestamp in microseconds")
+        })
+}
+
+/// A UUID stored as text.
+pub fn uuid_from_text(column: &str, s: &str) -> Result<Value, String> {
+    Uuid::parse_str(s)
+        .map(Value::Uuid)
+        .map_err(|e| format!("column `{column}` holds a value that is not a UUID: {e}"))
+}
+
+/// JSON stored as text.
+pub fn json_from_text(column: &str, s: &str) -> Result<Value, String> {
+    serde_json::from_str(s)
+        .map(Value::Json)
+        .map_err(|e| format!("column `{column}` holds invalid JSON: {e}"))
+}
+
+/// A UUID as stored in text: lowercase, hyphenated (ordered like the UUID).
+pub fn uuid_text(u: &Uuid) -> String {
+    u.hyphenated().to_string()
+}

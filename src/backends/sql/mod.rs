@@ -1,0 +1,112 @@
+//! The shared SQL layer for backend authors: table layout, statement
+//! building, filter translation, table checks, row decoding and the write
+//! logic every SQL store uses. Not a store itself (like OpenDAL's `raw`):
+//! the `sqlite`, `postgres` and `mysql` backends are thin layers over it —
+//! configuration, pool, parameter binding and their [`Dialect`].
+//!
+//! Compiled when any SQL backend feature (`sqlite`, `postgres`, `mysql`) is
+//! on; a new SQL backend adds its feature to the `cfg(any(…))` on `mod sql`
+//! in `src/backends/mod.rs`.
+//!
+//! # What is shared
+//!
+//! - [`TableSql`]: one entity's table — [`Column`]s (the key first when the
+//!   schema does not list it), the bookkeeping columns `_pr_version` and
+//!   `_pr_expires_at` (unix microseconds, `NULL`: never), `CREATE TABLE`,
+//!   and every statement, built once per table. Statements are text plus
+//!   an ordered `Vec` of driver-neutral [`Param`]s, so any driver can run
+//!   them (sqlx, tiberius, …). Values are always bound, identifiers always
+//!   quoted.
+//! - Filters ([`TableSql::filter`]) render to expressions that are never
+//!   SQL `NULL`, so `NOT`/`OR` follow the two-valued logic of
+//!   [`crate::store::eval`]: comparisons across types follow the
+//!   reference type rank, sub-microsecond timestamps and fractional floats
+//!   against integer columns compare exactly, prefix/contains are literal
+//!   (never `LIKE` on user text).
+//! - Keyset paging order ([`TableSql::query`]): the requested order, nulls
+//!   first ascending and last descending, then the key.
+//! - [`check_table`]: an existing table that cannot hold the entity is a
+//!   config error naming the store, table and column, and what to do.
+//! - [`decode_record`] and storage helpers for rows coming back.
+//! - [`write`]: the outcome of each conditional write (versions, conflicts
+//!   with the current version) over a backend's [`write::Exec`].
+//! - [`Tables`], [`purge`], [`spawn_purge`]: the per-store statement cache
+//!   and TTL purge.
+//!
+//! # Adding a dialect
+//!
+//! 1. Implement [`Dialect`] in the backend's folder (`src/backends/<kind>/dialect.rs`).
+//!    Each dialect must supply:
+//!    - identifier quoting ([`Dialect::quote`]) and name checks
+//!      ([`Dialect::check_ident`], [`Dialect::case_insensitive_idents`]);
+//!    - parameter markers ([`Dialect::placeholder`]: `?`, `$n`, `@Pn`);
+//!      the builder writes `?` and [`number`] rewrites them;
+//!    - column types per logical [`FieldKind`](crate::FieldKind), for data
+//!      and key columns ([`Dialect::column_type`]), the 64-bit integer of
+//!      the bookkeeping columns ([`Dialect::bigint_type`]), and which
+//!      existing column types are compatible ([`Dialect::holds`]); JSON and
+//!      timestamps are stored so that ordering matches the reference
+//!      (JSON by its compact text, timestamps to the microsecond);
+//!    - whether text holds NUL ([`Dialect::text_holds_nul`]) and key
+//!      limits ([`Dialect::key_problem`]);
+//!    - boolean literals ([`Dialect::literal`]), null ordering
+//!      ([`Dialect::order`]), limit syntax ([`Dialect::limit`]);
+//!    - literal, byte-exact [`Dialect::prefix`] and [`Dialect::contains`]
+//!      (`%`, `_` and NUL are data; no `LIKE` on user text unless escaped);
+//!    - how conditional writes learn their outcome ([`Dialect::write_mode`]):
+//!      `RETURNING` (PostgreSQL, SQLite; the upsert is
+//!      `INSERT … ON CONFLICT … DO UPDATE`) or lock-then-write (MySQL/MariaDB:
+//!      `SELECT … FOR UPDATE`, then plain `INSERT`/`UPDATE`/`DELETE`; SQL
+//!      Server can use it with [`Dialect::lock_row`] as
+//!      `WITH (UPDLOCK, HOLDLOCK)`);
+//!    - how `get_many` passes keys ([`Dialect::key_list`]), the expiry index
+//!      ([`Dialect::create_index`], [`Dialect::table_suffix`]) and the purge
+//!      statement ([`Dialect::purge`]).
+//!
+//!    Optional hooks with defaults: [`Dialect::operand`],
+//!    [`Dialect::ordered`], [`Dialect::ordered_operand`] (casts or collations
+//!    around compared values), [`Dialect::upsert_alias`].
+//! 2. Bind [`Param`]s with the driver (one `match` over the enum), and read
+//!    rows with [`decode_record`].
+//! 3. Implement [`write::Exec`] over a connection and run writes with
+//!    [`write::statements`] + [`write::apply`] / [`write::apply_all`] inside
+//!    a transaction for batches (or [`write::apply_locked`] in
+//!    lock-then-write mode).
+//! 4. Read the table's catalog into [`ColumnInfo`]s and call [`check_table`]
+//!    in `ensure_entity`.
+//! 5. Unit-test the generated SQL text, and run
+//!    `reference::compare_with_reference` (test builds) against a live
+//!    server.
+//!
+//! ```
+//! # #[cfg(feature = "sqlite")] {
+//! use std::sync::Arc;
+//! use polyrouter::backends::sql::TableSql;
+//! use polyrouter::{FieldDef, FieldKind, KeyKind, Schema};
+//! static F: [FieldDef; 2] = [FieldDef::required("id", FieldKind::Int), FieldDef::nullable("n", FieldKind::String)];
+//! static S: Schema = Schema { name: "t", key: "id", key_kind: KeyKind::Int, partition_key: None, version: None, fields: &F };
+//! let t = TableSql::new(Arc::new(polyrouter::backends::sqlite::SqliteDialect), &S, "t").unwrap();
+//! assert!(t.create_table.starts_with("CREATE TABLE IF NOT EXISTS \"t\""));
+//! # }
+//! ```
+
+mod ddl;
+mod decode;
+mod dialect;
+mod filter;
+mod param;
+#[cfg(test)]
+pub(crate) mod reference;
+mod support;
+mod table;
+pub mod write;
+
+pub use ddl::{ColumnInfo, check_table};
+pub use decode::{decode_record, json_from_text, timestamp_from_micros, uuid_from_text, uuid_text};
+pub use dialect::{Dialect, KeyList, WriteMode, number};
+pub use param::{Param, encode_field, floor_micros, key_field_kind, key_param, value_param};
+pub use support::{Message, Tables, entity_config_error, now_micros, purge, spawn_purge};
+pub use table::{
+    Column, EXPIRES_COL, Expect, PURGE_CHUNK, RESERVED_PREFIX, Select, TableSql, VERSION_COL,
+    WriteStmt,
+};

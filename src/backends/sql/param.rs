@@ -1,0 +1,146 @@
+//! Driver-neutral parameter values and the checks that turn record values
+//! into them.
+
+use chrono::{DateTime, Utc};
+use uuid::Uuid;
+
+use super::Dialect;
+use super::table::Column;
+use crate::entity::FieldKind;
+use crate::{Key, KeyKind, Value};
+
+/// One bound parameter, as the logical type of the column it goes to. Each
+/// backend binds it in its driver's terms (SQLite binds booleans and
+/// timestamps as integers, UUIDs and JSON as text; PostgreSQL binds them
+/// natively).
+///
+/// ```
+/// use polyrouter::backends::sql::Param;
+/// let p = Param::Int(3);
+/// assert_eq!(p, Param::Int(3));
+/// ```
+#[derive(Debug, Clone, PartialEq)]
+pub enum Param {
+    /// `NULL` typed as a column kind.
+    Null(FieldKind),
+    /// A boolean.
+    Bool(bool),
+    /// A 64-bit integer (also `_pr_version`, `_pr_expires_at` and `now`, in
+    /// unix microseconds).
+    Int(i64),
+    /// A 64-bit float.
+    Float(f64),
+    /// Text.
+    Text(String),
+    /// Bytes (also literal prefix/contains operands matched byte-wise).
+    Bytes(Vec<u8>),
+    /// A timestamp, whole microseconds.
+    Timestamp(DateTime<Utc>),
+    /// A UUID.
+    Uuid(Uuid),
+    /// A JSON value.
+    Json(serde_json::Value),
+    /// An array of values of one kind (PostgreSQL `= ANY(?)`, `UNNEST`);
+    /// the elements are never arrays.
+    Array(FieldKind, Vec<Param>),
+}
+
+/// A timestamp truncated (floor) to whole microseconds, as stored.
+pub fn floor_micros(t: &DateTime<Utc>) -> DateTime<Utc> {
+    DateTime::from_timestamp_micros(t.timestamp_micros()).unwrap_or(*t)
+}
+
+/// A key as bound for the key column.
+pub fn key_param(key: &Key) -> Param {
+    match key {
+        Key::Str(s) => Param::Text(s.clone()),
+        Key::Int(i) => Param::Int(*i),
+        Key::Uuid(u) => Param::Uuid(*u),
+    }
+}
+
+/// A filter operand as bound, by its own type.
+pub fn value_param(v: &Value) -> Param {
+    match v {
+        Value::Null => Param::Null(FieldKind::String),
+        Value::Bool(b) => Param::Bool(*b),
+        Value::I64(i) => Param::Int(*i),
+        Value::F64(f) => Param::Float(*f),
+        Value::String(s) => Param::Text(s.clone()),
+        Value::Bytes(b) => Param::Bytes(b.clone()),
+        Value::Timestamp(t) => Param::Timestamp(floor_micros(t)),
+        Value::Uuid(u) => Param::Uuid(*u),
+        Value::Json(j) => Param::Json(j.clone()),
+    }
+}
+
+/// The kind of the key column for a key kind.
+pub fn key_field_kind(k: KeyKind) -> FieldKind {
+    match k {
+        KeyKind::Str => FieldKind::String,
+        KeyKind::Int => FieldKind::Int,
+        KeyKind::Uuid => FieldKind::Uuid,
+    }
+}
+
+/// Whether a JSON value holds a NUL character in a string or key.
+fn json_has_nul(j: &serde_json::Value) -> bool {
+    match j {
+        serde_json::Value::String(s) => s.contains('\0'),
+        serde_json::Value::Array(a) => a.iter().any(json_has_nul),
+        serde_json::Value::Object(o) => o.iter().any(|(k, v)| k.contains('\0') || json_has_nul(v)),
+        _ => false,
+    }
+}
+
+/// A field value as stored in its column, checked against the field's type
+/// and what the database can hold.
+pub fn encode_field(d: &dyn Dialect, col: &Column, v: &Value) -> Result<Param, String> {
+    let nul = || {
+        Err(format!(
+            "field `{}` contains a NUL character (\\0), which {} text cannot hold",
+            col.name,
+            d.name()
+        ))
+    };
+    let p = match (col.kind, v) {
+        (kind, Value::Null) if col.nullable => Param::Null(kind),
+        (_, Value::Null) => {
+            return Err(format!(
+                "field `{}` is not nullable, but the value is null",
+                col.name
+            ));
+        }
+        (FieldKind::Bool, Value::Bool(b)) => Param::Bool(*b),
+        (FieldKind::Int, Value::I64(i)) => Param::Int(*i),
+        (FieldKind::Float, Value::F64(f)) if f.is_nan() => {
+            return Err(format!(
+                "field `{}` is NaN, which the {} store cannot store",
+                col.name,
+                d.kind()
+            ));
+        }
+        (FieldKind::Float, Value::F64(f)) => Param::Float(*f),
+        (FieldKind::Float, Value::I64(i)) => Param::Float(*i as f64),
+        (FieldKind::String, Value::String(s)) if !d.text_holds_nul() && s.contains('\0') => {
+            return nul();
+        }
+        (FieldKind::String, Value::String(s)) => Param::Text(s.clone()),
+        (FieldKind::Bytes, Value::Bytes(b)) => Param::Bytes(b.clone()),
+        (FieldKind::Timestamp, Value::Timestamp(t)) => Param::Timestamp(floor_micros(t)),
+        (FieldKind::Uuid, Value::Uuid(u)) => Param::Uuid(*u),
+        (FieldKind::Json, Value::Json(j)) if !d.text_holds_nul() && json_has_nul(j) => {
+            return nul();
+        }
+        (FieldKind::Json, Value::Json(j)) => Param::Json(j.clone()),
+        (kind, v) => {
+            return Err(format!(
+                "field `{}` is {}, but the value is {}",
+                col.name,
+                kind.name(),
+                v.type_name()
+            ));
+        }
+    };
+    Ok(p)
+}

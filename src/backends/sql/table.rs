@@ -1,0 +1,582 @@
+//! One entity's table: its columns and every statement run against it.
+
+use std::fmt::Write as _;
+use std::sync::Arc;
+
+use super::dialect::{Dialect, KeyList, number};
+use super::param::{Param, encode_field, key_field_kind, key_param};
+use crate::Key;
+use crate::entity::{FieldKind, Schema};
+use crate::query::Filter;
+use crate::store::{Precondition, StoreQuery, WriteOp};
+
+/// The version column.
+pub const VERSION_COL: &str = "_pr_version";
+/// The expiry column (unix microseconds, 64-bit integer, `NULL`: never).
+pub const EXPIRES_COL: &str = "_pr_expires_at";
+/// The reserved column-name prefix.
+pub const RESERVED_PREFIX: &str = "_pr_";
+/// Rows deleted per purge statement.
+pub const PURGE_CHUNK: u64 = 1000;
+
+/// `get_many` pads each `IN` list to one of these sizes (capped at the
+/// dialect's chunk) so few distinct statements are prepared and cached.
+const GET_MANY_BUCKETS: [usize; 9] = [1, 2, 4, 8, 16, 32, 64, 128, 256];
+
+/// One data column of an entity's table.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Column {
+    /// Column and field name.
+    pub name: &'static str,
+    /// Logical type.
+    pub kind: FieldKind,
+    /// May hold `NULL`.
+    pub nullable: bool,
+    /// Among the schema's fields (false only for a key the schema does not list).
+    pub is_field: bool,
+}
+
+/// How a write statement's result is read ([`WriteMode::Returning`](super::WriteMode::Returning)).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Expect {
+    /// `RETURNING _pr_version`; no row: the precondition failed.
+    Put,
+    /// `RETURNING <was live>`; no row: nothing was there.
+    DeleteAny,
+    /// `RETURNING _pr_version`; no row: the precondition failed.
+    DeleteCond,
+    /// Deletes an expired row; then the key must have no live row.
+    DeleteAbsent,
+}
+
+/// A write statement, ready to run.
+#[derive(Debug, Clone, PartialEq)]
+pub struct WriteStmt<'t> {
+    /// SQL text (shared per statement shape, so the prepared statement is reused).
+    pub sql: &'t str,
+    /// Bound parameters, in order.
+    pub params: Vec<Param>,
+    /// How to read the result.
+    pub expect: Expect,
+}
+
+/// A statement built per call (queries, counts, `get_many` chunks).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Select {
+    /// SQL text, placeholders numbered.
+    pub sql: String,
+    /// Bound parameters, in order.
+    pub params: Vec<Param>,
+}
+
+/// Every fixed statement of one entity's table, built once, in one
+/// dialect. Statements list what they bind, in order.
+#[derive(Debug)]
+pub struct TableSql {
+    /// The dialect the statements are written in.
+    pub dialect: Arc<dyn Dialect>,
+    /// The schema the statements were built from.
+    pub schema: &'static Schema,
+    /// The table name, unquoted.
+    pub table: String,
+    /// The quoted table name.
+    pub qtable: String,
+    /// Data columns: the schema's fields in order (the key first if the
+    /// schema does not list it).
+    pub columns: Vec<Column>,
+    /// Index of the key column in `columns`.
+    pub key_index: usize,
+    /// `"a", "b", ..., "_pr_version"`: what [`decode_record`](super::decode_record) reads.
+    pub select_list: String,
+    /// `CREATE TABLE IF NOT EXISTS`.
+    pub create_table: String,
+    /// `CREATE INDEX IF NOT EXISTS` on the expiry column, if separate.
+    pub create_index: Option<String>,
+    /// One row by key: binds key, now.
+    pub get: String,
+    /// Put with no precondition: binds columns..., expires, now.
+    pub upsert: String,
+    /// Put if absent: binds columns..., expires, now.
+    pub insert_absent: String,
+    /// Put if exists: binds non-key columns..., expires, key, now.
+    pub update_exists: String,
+    /// Put if version: binds non-key columns..., expires, key, now, version.
+    pub update_version: String,
+    /// Delete: binds key, now.
+    pub delete_any: String,
+    /// Delete if exists: binds key, now.
+    pub delete_live: String,
+    /// Delete if version: binds key, now, version.
+    pub delete_version: String,
+    /// Delete an expired row: binds key, now.
+    pub delete_expired: String,
+    /// The live version of a key: binds key, now.
+    pub live_version: String,
+    /// Deletes up to [`PURGE_CHUNK`] expired rows: binds now.
+    pub purge: String,
+    /// Lock-then-write: the row's version and whether it is live (1/0),
+    /// locked: binds now, key.
+    pub lock: String,
+    /// Lock-then-write: inserts a row: binds columns..., version, expires.
+    pub insert: String,
+    /// Lock-then-write: overwrites a row: binds non-key columns...,
+    /// version, expires, key.
+    pub update: String,
+    /// Lock-then-write: deletes a row: binds key.
+    pub delete: String,
+}
+
+impl TableSql {
+    /// Builds every statement for `schema` stored in `table`; an error says
+    /// which name is unusable.
+    pub fn new(
+        dialect: Arc<dyn Dialect>,
+        schema: &'static Schema,
+        table: &str,
+    ) -> Result<TableSql, String> {
+        let d = &*dialect;
+        d.check_ident("table", table)?;
+        let mut columns = Vec::with_capacity(schema.fields.len() + 1);
+        if schema.field(schema.key).is_none() {
+            columns.push(Column {
+                name: schema.key,
+                kind: key_field_kind(schema.key_kind),
+                nullable: false,
+                is_field: false,
+            });
+        }
+        for f in schema.fields {
+            let is_key = f.name == schema.key;
+            columns.push(Column {
+                name: f.name,
+                kind: if is_key {
+                    key_field_kind(schema.key_kind)
+                } else {
+                    f.ty.kind
+                },
+                nullable: f.ty.nullable && !is_key,
+                is_field: true,
+            });
+        }
+        for (i, c) in columns.iter().enumerate() {
+            d.check_ident("field", c.name)?;
+            if c.name.len() >= RESERVED_PREFIX.len()
+                && c.name.as_bytes()[..RESERVED_PREFIX.len()]
+                    .eq_ignore_ascii_case(RESERVED_PREFIX.as_bytes())
+            {
+                return Err(format!(
+                    "field `{}` starts with `{RESERVED_PREFIX}`, which the {} store reserves for its own columns; rename the field",
+                    c.name,
+                    d.kind()
+                ));
+            }
+            if columns[..i]
+                .iter()
+                .any(|o| o.name.eq_ignore_ascii_case(c.name))
+            {
+                return Err(format!(
+                    "two fields are named `{}` ignoring case, which {} column names or polyrouter's column checks cannot tell apart; rename one",
+                    c.name,
+                    d.name()
+                ));
+            }
+        }
+        let key_index = columns
+            .iter()
+            .position(|c| c.name == schema.key)
+            .unwrap_or(0);
+        let q = d.quote(table);
+        let qk = d.quote(schema.key);
+        let v = d.quote(VERSION_COL);
+        let e = d.quote(EXPIRES_COL);
+        let live = format!("({e} IS NULL OR {e} > ?)");
+        let names: Vec<String> = columns.iter().map(|c| d.quote(c.name)).collect();
+        let non_key: Vec<&String> = names
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| *i != key_index)
+            .map(|(_, n)| n)
+            .collect();
+        let select_list = names
+            .iter()
+            .map(String::as_str)
+            .chain([v.as_str()])
+            .collect::<Vec<_>>()
+            .join(", ");
+
+        let mut defs: Vec<String> = columns
+            .iter()
+            .zip(&names)
+            .enumerate()
+            .map(|(i, (c, n))| {
+                if i == key_index {
+                    format!("{n} {} NOT NULL PRIMARY KEY", d.column_type(c.kind, true))
+                } else if c.nullable {
+                    format!("{n} {}", d.column_type(c.kind, false))
+                } else {
+                    format!("{n} {} NOT NULL", d.column_type(c.kind, false))
+                }
+            })
+            .collect();
+        let big = d.bigint_type();
+        defs.push(format!("{v} {big} NOT NULL"));
+        defs.push(format!("{e} {big}"));
+        let index = d.quote(&format!("{table}{RESERVED_PREFIX}expires_at"));
+        let create_table = format!(
+            "CREATE TABLE IF NOT EXISTS {q} ({}){}",
+            defs.join(", "),
+            d.table_suffix(&index, &e)
+        );
+        let create_index = d.create_index(&index, &q, &e);
+
+        let get = format!("SELECT {select_list} FROM {q} WHERE {qk} = ? AND {live}");
+        let placeholders = vec!["?"; names.len()].join(", ");
+        let (alias, t) = match d.upsert_alias() {
+            Some(a) => (format!(" AS {}", d.quote(a)), format!("{}.", d.quote(a))),
+            None => (String::new(), String::new()),
+        };
+        let insert_head = format!(
+            "INSERT INTO {q}{alias} ({}, {v}, {e}) VALUES ({placeholders}, 1, ?) ON CONFLICT ({qk}) DO UPDATE SET ",
+            names.join(", ")
+        );
+        let set_excluded: String = non_key
+            .iter()
+            .map(|n| format!("{n} = excluded.{n}, "))
+            .collect();
+        // In the upsert, `?` numbering follows the text: columns, expires,
+        // then `now` in the CASE. In the if-absent form `now` is in the WHERE.
+        let upsert = format!(
+            "{insert_head}{set_excluded}{v} = CASE WHEN {t}{e} <= ? THEN 1 ELSE {t}{v} + 1 END, {e} = excluded.{e} RETURNING {t}{v}"
+        );
+        let insert_absent = format!(
+            "{insert_head}{set_excluded}{v} = 1, {e} = excluded.{e} WHERE {t}{e} <= ? RETURNING {t}{v}"
+        );
+        let set_params: String = non_key.iter().map(|n| format!("{n} = ?, ")).collect();
+        let update_exists = format!(
+            "UPDATE {q} SET {set_params}{v} = {v} + 1, {e} = ? WHERE {qk} = ? AND {live} RETURNING {v}"
+        );
+        let update_version = format!(
+            "UPDATE {q} SET {set_params}{v} = {v} + 1, {e} = ? WHERE {qk} = ? AND {live} AND {v} = ? RETURNING {v}"
+        );
+        let delete_any = format!("DELETE FROM {q} WHERE {qk} = ? RETURNING {live}");
+        let delete_live = format!("DELETE FROM {q} WHERE {qk} = ? AND {live} RETURNING {v}");
+        let delete_version =
+            format!("DELETE FROM {q} WHERE {qk} = ? AND {live} AND {v} = ? RETURNING {v}");
+        let delete_expired = format!("DELETE FROM {q} WHERE {qk} = ? AND {e} <= ?");
+        let live_version = format!("SELECT {v} FROM {q} WHERE {qk} = ? AND {live}");
+        let purge = d.purge(&q, &qk, &format!("{e} <= ?"), PURGE_CHUNK);
+        let lock = d.lock_row(
+            &format!("{v}, CASE WHEN {live} THEN 1 ELSE 0 END"),
+            &q,
+            &format!("{qk} = ?"),
+        );
+        let insert = format!(
+            "INSERT INTO {q} ({}, {v}, {e}) VALUES ({placeholders}, ?, ?)",
+            names.join(", ")
+        );
+        let update = format!("UPDATE {q} SET {set_params}{v} = ?, {e} = ? WHERE {qk} = ?");
+        let delete = format!("DELETE FROM {q} WHERE {qk} = ?");
+        let n = |s: &str| number(d, s);
+        Ok(TableSql {
+            get: n(&get),
+            upsert: n(&upsert),
+            insert_absent: n(&insert_absent),
+            update_exists: n(&update_exists),
+            update_version: n(&update_version),
+            delete_any: n(&delete_any),
+            delete_live: n(&delete_live),
+            delete_version: n(&delete_version),
+            delete_expired: n(&delete_expired),
+            live_version: n(&live_version),
+            purge: n(&purge),
+            lock: n(&lock),
+            insert: n(&insert),
+            update: n(&update),
+            delete: n(&delete),
+            schema,
+            table: table.to_string(),
+            qtable: q,
+            columns,
+            key_index,
+            select_list,
+            create_table,
+            create_index,
+            dialect,
+        })
+    }
+
+    /// The column for a field name.
+    pub fn column(&self, name: &str) -> Option<&Column> {
+        self.columns.iter().find(|c| c.name == name)
+    }
+
+    /// The key column.
+    pub fn key_column(&self) -> &Column {
+        &self.columns[self.key_index]
+    }
+
+    /// The quoted name of a column.
+    pub fn quote(&self, ident: &str) -> String {
+        self.dialect.quote(ident)
+    }
+
+    /// Whether a key of the right kind can be stored at all (a key that
+    /// cannot is never found).
+    pub fn storable(&self, key: &Key) -> bool {
+        match key {
+            Key::Str(s) => {
+                (self.dialect.text_holds_nul() || !s.contains('\0'))
+                    && self.dialect.key_problem(s).is_none()
+            }
+            _ => true,
+        }
+    }
+
+    /// A key as bound, checked against the entity's key kind and what the
+    /// database can store.
+    pub fn key(&self, key: &Key) -> Result<Param, String> {
+        if key.kind() != self.schema.key_kind {
+            return Err(format!(
+                "key {key} is a {:?} key, but entity `{}` uses {:?} keys",
+                key.kind(),
+                self.schema.name,
+                self.schema.key_kind
+            ));
+        }
+        if let Key::Str(s) = key {
+            if !self.dialect.text_holds_nul() && s.contains('\0') {
+                return Err(format!(
+                    "key {key:?} contains a NUL character (\\0), which {} text cannot hold",
+                    self.dialect.name()
+                ));
+            }
+            if let Some(problem) = self.dialect.key_problem(s) {
+                return Err(format!("key {key:?}: {problem}"));
+            }
+        }
+        Ok(key_param(key))
+    }
+
+    /// The expiry of a write at `now` (unix microseconds) with `ttl`.
+    pub fn expires(now: i64, ttl: Option<std::time::Duration>) -> Param {
+        match ttl {
+            Some(d) => {
+                Param::Int(now.saturating_add(i64::try_from(d.as_micros()).unwrap_or(i64::MAX)))
+            }
+            None => Param::Null(FieldKind::Int),
+        }
+    }
+
+    /// Every column value of a record, in column order, checked and encoded.
+    pub fn row(&self, record: &crate::Record) -> Result<Vec<Param>, String> {
+        let key = self.key(&record.key)?;
+        let mut values = Vec::with_capacity(self.columns.len() + 4);
+        for (i, c) in self.columns.iter().enumerate() {
+            if i == self.key_index {
+                values.push(key.clone());
+            } else {
+                values.push(encode_field(&*self.dialect, c, record.value(c.name))?);
+            }
+        }
+        Ok(values)
+    }
+
+    /// The statement for one write ([`WriteMode::Returning`](super::WriteMode::Returning)).
+    /// `now` is unix microseconds.
+    pub fn write(&self, op: &WriteOp, now: i64) -> Result<WriteStmt<'_>, String> {
+        match op {
+            WriteOp::Put {
+                record,
+                precondition,
+                ttl,
+            } => {
+                let mut values = self.row(record)?;
+                let expires = Self::expires(now, *ttl);
+                let (sql, params) = match precondition {
+                    Precondition::None | Precondition::Absent => {
+                        values.push(expires);
+                        values.push(Param::Int(now));
+                        let sql = if *precondition == Precondition::None {
+                            &self.upsert
+                        } else {
+                            &self.insert_absent
+                        };
+                        (sql, values)
+                    }
+                    Precondition::Exists | Precondition::Version(_) => {
+                        let key = values.remove(self.key_index);
+                        values.push(expires);
+                        values.push(key);
+                        values.push(Param::Int(now));
+                        match precondition {
+                            Precondition::Version(v) => {
+                                values.push(version_param(*v));
+                                (&self.update_version, values)
+                            }
+                            _ => (&self.update_exists, values),
+                        }
+                    }
+                };
+                Ok(WriteStmt {
+                    sql,
+                    params,
+                    expect: Expect::Put,
+                })
+            }
+            WriteOp::Delete { key, precondition } => {
+                let mut params = vec![self.key(key)?, Param::Int(now)];
+                let (sql, expect) = match precondition {
+                    Precondition::None => (&self.delete_any, Expect::DeleteAny),
+                    Precondition::Exists => (&self.delete_live, Expect::DeleteCond),
+                    Precondition::Version(v) => {
+                        params.push(version_param(*v));
+                        (&self.delete_version, Expect::DeleteCond)
+                    }
+                    Precondition::Absent => (&self.delete_expired, Expect::DeleteAbsent),
+                };
+                Ok(WriteStmt {
+                    sql,
+                    params,
+                    expect,
+                })
+            }
+        }
+    }
+
+    /// The statements of `get_many`: one (an array parameter) or one per
+    /// chunk of an `IN` list, each binding keys…, now. Keys that cannot be
+    /// stored are left out (they are never found); a key of the wrong kind
+    /// is an error.
+    pub fn get_many(&self, keys: &[Key], now: i64) -> Result<Vec<Select>, String> {
+        let mut bound = Vec::with_capacity(keys.len());
+        for k in keys {
+            if k.kind() == self.schema.key_kind && !self.storable(k) {
+                continue;
+            }
+            bound.push(self.key(k)?);
+        }
+        if bound.is_empty() {
+            return Ok(Vec::new());
+        }
+        let qk = self.quote(self.key_column().name);
+        let live = self.live();
+        Ok(match self.dialect.key_list() {
+            KeyList::Array => {
+                let sql = format!(
+                    "SELECT {} FROM {} WHERE {qk} = ANY(?) AND {live}",
+                    self.select_list, self.qtable
+                );
+                vec![Select {
+                    sql: number(&*self.dialect, &sql),
+                    params: vec![
+                        Param::Array(key_field_kind(self.schema.key_kind), bound),
+                        Param::Int(now),
+                    ],
+                }]
+            }
+            KeyList::InList { chunk } => bound
+                .chunks(chunk.max(1))
+                .map(|c| {
+                    let chunk = chunk.max(1);
+                    let n = GET_MANY_BUCKETS
+                        .iter()
+                        .copied()
+                        .find(|b| *b >= c.len())
+                        .unwrap_or(chunk)
+                        .min(chunk);
+                    let mut params: Vec<Param> = c.to_vec();
+                    while params.len() < n {
+                        params.push(c[c.len() - 1].clone());
+                    }
+                    params.push(Param::Int(now));
+                    let sql = format!(
+                        "SELECT {} FROM {} WHERE {qk} IN ({}) AND {live}",
+                        self.select_list,
+                        self.qtable,
+                        vec!["?"; n].join(", ")
+                    );
+                    Select {
+                        sql: number(&*self.dialect, &sql),
+                        params,
+                    }
+                })
+                .collect(),
+        })
+    }
+
+    /// `(E IS NULL OR E > ?)`: the row is not expired; binds now.
+    pub(super) fn live(&self) -> String {
+        let e = self.quote(EXPIRES_COL);
+        format!("({e} IS NULL OR {e} > ?)")
+    }
+
+    /// A query: live rows matching the filter, in the order given then by
+    /// key, at most `limit`.
+    pub fn query(&self, q: &StoreQuery, now: i64) -> Select {
+        let d = &*self.dialect;
+        let mut sql = format!(
+            "SELECT {} FROM {} WHERE {}",
+            self.select_list,
+            self.qtable,
+            self.live()
+        );
+        let mut params = vec![Param::Int(now)];
+        if let Some(f) = &q.filter {
+            sql.push_str(" AND ");
+            self.filter(f, &mut sql, &mut params);
+        }
+        sql.push_str(" ORDER BY ");
+        let key = self.key_column().name;
+        let mut keys_done = false;
+        for o in &q.order {
+            // A field the table lacks is null in every row: it cannot order them.
+            let Some(c) = self.column(&o.field) else {
+                continue;
+            };
+            let qc = self.quote(c.name);
+            let _ = write!(
+                sql,
+                "{} {}, ",
+                d.ordered(c, &qc),
+                d.order(o.direction, c.nullable)
+            );
+            // The key is unique: nothing after it can change the order.
+            if c.name == key {
+                keys_done = true;
+                break;
+            }
+        }
+        if keys_done {
+            sql.truncate(sql.len() - 2);
+        } else {
+            let _ = write!(sql, "{} ASC", self.quote(key));
+        }
+        if let Some(limit) = q.limit {
+            d.limit(&mut sql);
+            params.push(Param::Int(i64::try_from(limit).unwrap_or(i64::MAX)));
+        }
+        Select {
+            sql: number(d, &sql),
+            params,
+        }
+    }
+
+    /// `count(*)` of live rows matching the filter.
+    pub fn count(&self, filter: Option<&Filter>, now: i64) -> Select {
+        let mut sql = format!("SELECT count(*) FROM {} WHERE {}", self.qtable, self.live());
+        let mut params = vec![Param::Int(now)];
+        if let Some(f) = filter {
+            sql.push_str(" AND ");
+            self.filter(f, &mut sql, &mut params);
+        }
+        Select {
+            sql: number(&*self.dialect, &sql),
+            params,
+        }
+    }
+}
+
+/// A precondition's version as bound. Versions start at 1: -1 never matches.
+pub(super) fn version_param(v: u64) -> Param {
+    Param::Int(i64::try_from(v).unwrap_or(-1))
+}
