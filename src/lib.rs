@@ -52,6 +52,7 @@ pub mod config;
 pub mod entity;
 mod error;
 mod key;
+pub mod layers;
 pub mod query;
 pub mod record;
 pub mod router;
