@@ -38,9 +38,11 @@ mod duration;
 mod interpolate;
 mod locate;
 mod secret;
+mod view;
 
 pub use duration::ConfigDuration;
 pub use secret::{Secret, is_secret_key, redact_url};
+pub use view::{JoinConfig, ViewBranch, ViewConfig};
 
 /// A whole configuration file, validated.
 ///
@@ -63,6 +65,8 @@ pub struct Config {
     pub stores: BTreeMap<String, StoreSpec>,
     /// Entity routes by entity name.
     pub entities: BTreeMap<String, EntityConfig>,
+    /// Declarative aggregate reads by name (`[views.NAME]`).
+    pub views: BTreeMap<String, ViewConfig>,
     source: Arc<Source>,
 }
 
@@ -330,6 +334,8 @@ struct RawConfig {
     stores: BTreeMap<String, RawStore>,
     #[serde(default)]
     entities: BTreeMap<String, EntityConfig>,
+    #[serde(default)]
+    views: BTreeMap<String, ViewConfig>,
 }
 
 #[derive(Deserialize)]
@@ -434,6 +440,7 @@ impl Config {
             router: raw.router,
             stores,
             entities: raw.entities,
+            views: raw.views,
             source: source.clone(),
         };
         cfg.validate(&source)?;
@@ -451,6 +458,7 @@ impl Config {
             router: RouterSettings::default(),
             stores: BTreeMap::new(),
             entities: BTreeMap::new(),
+            views: BTreeMap::new(),
             source: Arc::new(Source {
                 file: file.into(),
                 text: String::new(),
@@ -579,6 +587,13 @@ impl Config {
                         "the read_from store must differ from the primary store".into(),
                     ));
                 }
+            }
+        }
+        for (name, v) in &self.views {
+            if let Err((keys, msg)) = v.check(&self.entities) {
+                let mut path = vec!["views", name.as_str()];
+                path.extend(keys.iter().map(String::as_str));
+                return Err(err(&path, msg));
             }
         }
         Ok(())

@@ -93,6 +93,9 @@ impl Entry {
 /// The shared outcome of one single-flight primary read.
 type Flight = std::result::Result<Option<Record>, (bool, String)>;
 
+/// A key and the class of entries its callers accept.
+type FlightId = (Key, (u64, u64));
+
 /// One entity's cache route.
 pub(crate) struct CacheRoute {
     pub store: Arc<dyn Store>,
@@ -101,7 +104,7 @@ pub(crate) struct CacheRoute {
     pub negative_ttl: Option<Duration>,
     pub stale_if_error: Option<Duration>,
     pub timeout: Duration,
-    flights: Mutex<HashMap<(Key, (u64, u64)), Arc<OnceCell<Flight>>>>,
+    flights: Mutex<HashMap<FlightId, Arc<OnceCell<Flight>>>>,
     epochs: [AtomicU64; STRIPES],
 }
 

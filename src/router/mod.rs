@@ -86,6 +86,8 @@ struct Inner {
     routes: BTreeMap<String, Route>,
     metrics: BTreeMap<String, Arc<metrics::EntityMetrics>>,
     bound: RwLock<HashMap<&'static str, Arc<Bound>>>,
+    /// Type-erased repositories by entity name, for views.
+    dyn_repos: RwLock<HashMap<&'static str, Arc<dyn crate::aggregate::DynRepo>>>,
     binding: tokio::sync::Mutex<()>,
 }
 
@@ -182,7 +184,20 @@ impl Router {
     /// # });
     /// ```
     pub async fn repo<T: Entity>(&self) -> Result<Repo<T>> {
-        Ok(Repo::new(self.bind(T::schema()).await?))
+        let repo = Repo::new(self.bind(T::schema()).await?);
+        if !self.inner.dyn_repos.read().contains_key(T::schema().name) {
+            self.inner
+                .dyn_repos
+                .write()
+                .entry(T::schema().name)
+                .or_insert_with(|| Arc::new(repo.clone()));
+        }
+        Ok(repo)
+    }
+
+    /// The type-erased repository of an entity a Rust type was bound to.
+    pub(crate) fn dyn_repo(&self, entity: &str) -> Option<Arc<dyn crate::aggregate::DynRepo>> {
+        self.inner.dyn_repos.read().get(entity).cloned()
     }
 
     async fn bind(&self, schema: &'static crate::Schema) -> Result<Arc<Bound>> {
@@ -424,6 +439,19 @@ impl RouterBuilder {
         self
     }
 
+    /// Adds a view, as `[views.NAME]` would (checked by [`build`](Self::build)).
+    ///
+    /// ```
+    /// use polyrouter::config::{ViewBranch, ViewConfig};
+    /// let mut v = ViewConfig { params: vec!["id".into()], ..Default::default() };
+    /// v.branches.insert("user".into(), ViewBranch { entity: "user".into(), get: Some("$id".into()), ..Default::default() });
+    /// let _b = polyrouter::Router::builder().view("profile", v);
+    /// ```
+    pub fn view(mut self, name: &str, view: crate::config::ViewConfig) -> Self {
+        self.config.views.insert(name.into(), view);
+        self
+    }
+
     /// Prepares `T`'s storage during [`build`](Self::build), so a bad table
     /// fails start-up rather than the first request.
     ///
@@ -469,6 +497,12 @@ impl RouterBuilder {
             let route = check_route(&config, &stores, entity, ec)?;
             routes.insert(entity.clone(), route);
         }
+        for (name, v) in &config.views {
+            if let Err((keys, msg)) = v.check(&config.entities) {
+                let path = format!("views.{name}.{}", keys.join("."));
+                return Err(config.error(&path, msg));
+            }
+        }
         let metrics = routes
             .keys()
             .map(|k| (k.clone(), Arc::new(metrics::EntityMetrics::default())))
@@ -480,6 +514,7 @@ impl RouterBuilder {
                 routes,
                 metrics,
                 bound: RwLock::new(HashMap::new()),
+                dyn_repos: RwLock::new(HashMap::new()),
                 binding: tokio::sync::Mutex::new(()),
             }),
         };

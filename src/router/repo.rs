@@ -281,7 +281,7 @@ impl<T: Entity> Repo<T> {
         })
     }
 
-    fn store_name(&self) -> &str {
+    pub(crate) fn store_name(&self) -> &str {
         &self.b.info.store
     }
 
