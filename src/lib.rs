@@ -46,12 +46,14 @@
 #![deny(missing_docs)]
 #![forbid(unsafe_code)]
 
+pub mod aggregate;
 pub mod backends;
 mod capability;
 pub mod config;
 pub mod entity;
 mod error;
 mod key;
+pub mod layers;
 pub mod query;
 pub mod record;
 pub mod router;

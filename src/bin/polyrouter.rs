@@ -107,7 +107,7 @@ async fn check(path: PathBuf) -> polyrouter::Result<()> {
             route.store,
             route.table,
             ttl,
-            consistency(&route.config.consistency)
+            consistency(&route.config.read_consistency())
         );
     }
     println!();

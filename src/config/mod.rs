@@ -38,9 +38,11 @@ mod duration;
 mod interpolate;
 mod locate;
 mod secret;
+mod view;
 
 pub use duration::ConfigDuration;
 pub use secret::{Secret, is_secret_key, redact_url};
+pub use view::{JoinConfig, ViewBranch, ViewConfig};
 
 /// A whole configuration file, validated.
 ///
@@ -63,6 +65,8 @@ pub struct Config {
     pub stores: BTreeMap<String, StoreSpec>,
     /// Entity routes by entity name.
     pub entities: BTreeMap<String, EntityConfig>,
+    /// Declarative aggregate reads by name (`[views.NAME]`).
+    pub views: BTreeMap<String, ViewConfig>,
     source: Arc<Source>,
 }
 
@@ -244,24 +248,57 @@ pub struct EntityConfig {
     pub ttl: Option<ConfigDuration>,
     /// Cache-aside: `{ store = "cache", ttl = "1h" }`.
     pub cache: Option<CacheConfig>,
-    /// Read consistency; default `strong`.
-    #[serde(default)]
-    pub consistency: Consistency,
+    /// Read consistency; default `strong`, or `eventual` when the entity
+    /// has a `cache` or `read_from` (see [`EntityConfig::read_consistency`]).
+    pub consistency: Option<Consistency>,
+    /// A secondary read route (a replica or read model) in another store,
+    /// holding the same table; read under every level but `strong` when no
+    /// fresher copy answers.
+    pub read_from: Option<String>,
 }
 
-/// `cache = { store = "...", ttl = "..." }`.
+impl EntityConfig {
+    /// The entity's default read consistency: the configured one, else
+    /// `eventual` when it has a cache or a `read_from` replica (so
+    /// configuring a cache is enough to use it), else `strong`.
+    ///
+    /// ```
+    /// use polyrouter::config::{Consistency, EntityConfig};
+    /// assert_eq!(EntityConfig::default().read_consistency(), Consistency::Strong);
+    /// let with_replica = EntityConfig { read_from: Some("replica".into()), ..Default::default() };
+    /// assert_eq!(with_replica.read_consistency(), Consistency::Eventual);
+    /// ```
+    pub fn read_consistency(&self) -> Consistency {
+        self.consistency
+            .unwrap_or(if self.cache.is_some() || self.read_from.is_some() {
+                Consistency::Eventual
+            } else {
+                Consistency::Strong
+            })
+    }
+}
+
+/// `cache = { store = "...", ttl = "..." }`: cache-aside in another store.
 ///
 /// ```
-/// let c = polyrouter::config::CacheConfig { store: "redis".into(), ttl: None };
+/// let c = polyrouter::config::CacheConfig { store: "redis".into(), ..Default::default() };
 /// assert_eq!(c.store, "redis");
 /// ```
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Default)]
 #[serde(deny_unknown_fields)]
 pub struct CacheConfig {
-    /// The cache store.
+    /// The cache store (any store with TTL support).
     pub store: String,
-    /// Entry lifetime.
+    /// How long an entry is served after it was filled (required).
     pub ttl: Option<ConfigDuration>,
+    /// Cache "not found" too, for this long (default: never).
+    pub negative_ttl: Option<ConfigDuration>,
+    /// Keep entries this long past `ttl` and serve them, flagged stale,
+    /// when the primary is unavailable (default: never).
+    pub stale_if_error: Option<ConfigDuration>,
+    /// A cache call slower than this counts as a cache failure and the
+    /// read goes to the primary (default `"100ms"`).
+    pub timeout: Option<ConfigDuration>,
 }
 
 /// A read-consistency level.
@@ -297,6 +334,8 @@ struct RawConfig {
     stores: BTreeMap<String, RawStore>,
     #[serde(default)]
     entities: BTreeMap<String, EntityConfig>,
+    #[serde(default)]
+    views: BTreeMap<String, ViewConfig>,
 }
 
 #[derive(Deserialize)]
@@ -401,6 +440,7 @@ impl Config {
             router: raw.router,
             stores,
             entities: raw.entities,
+            views: raw.views,
             source: source.clone(),
         };
         cfg.validate(&source)?;
@@ -418,6 +458,7 @@ impl Config {
             router: RouterSettings::default(),
             stores: BTreeMap::new(),
             entities: BTreeMap::new(),
+            views: BTreeMap::new(),
             source: Arc::new(Source {
                 file: file.into(),
                 text: String::new(),
@@ -512,6 +553,47 @@ impl Config {
                         "the cache store must differ from the primary store".into(),
                     ));
                 }
+                if c.ttl.is_none() {
+                    return Err(err(
+                        &["entities", name, "cache"],
+                        "a cache needs `ttl`, e.g. `cache = { store = \"cache\", ttl = \"1h\" }`"
+                            .into(),
+                    ));
+                }
+                for (what, d) in [
+                    ("ttl", c.ttl),
+                    ("negative_ttl", c.negative_ttl),
+                    ("stale_if_error", c.stale_if_error),
+                    ("timeout", c.timeout),
+                ] {
+                    if d.is_some_and(|d| d.0.is_zero()) {
+                        return Err(err(
+                            &["entities", name, "cache", what],
+                            "must be greater than zero".into(),
+                        ));
+                    }
+                }
+            }
+            if let Some(r) = &e.read_from {
+                if !self.stores.contains_key(r) {
+                    return Err(err(
+                        &["entities", name, "read_from"],
+                        format!("store `{r}` is not defined; add a [stores.{r}] table"),
+                    ));
+                }
+                if *r == e.store {
+                    return Err(err(
+                        &["entities", name, "read_from"],
+                        "the read_from store must differ from the primary store".into(),
+                    ));
+                }
+            }
+        }
+        for (name, v) in &self.views {
+            if let Err((keys, msg)) = v.check(&self.entities) {
+                let mut path = vec!["views", name.as_str()];
+                path.extend(keys.iter().map(String::as_str));
+                return Err(err(&path, msg));
             }
         }
         Ok(())

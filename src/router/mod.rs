@@ -23,13 +23,20 @@ use std::time::Duration;
 use futures::future::BoxFuture;
 use parking_lot::RwLock;
 
-use crate::config::{Config, EntityConfig, StoreSpec};
+use crate::config::{Config, Consistency, EntityConfig, StoreSpec};
 use crate::store::EntityInfo;
 use crate::{Entity, Error, Result, Store};
 
+mod cache;
+mod metrics;
+mod read;
 mod repo;
+mod session;
 
-pub use repo::{Batch, Page, Repo, WriteOptions};
+pub use metrics::{EntityCounters, Metrics, WARN_INTERVAL};
+pub use read::{ReadMeta, ReadSource};
+pub use repo::{Batch, Page, Read, ReadOptions, Repo, WriteOptions};
+pub use session::{DEFAULT_SESSION_KEYS, MAX_SESSION_KEYS, Session};
 
 /// One entity's route, from `[entities.NAME]`.
 #[derive(Debug, Clone)]
@@ -42,6 +49,8 @@ pub struct Route {
     pub table: String,
     /// Default TTL of writes.
     pub ttl: Option<Duration>,
+    /// Default read consistency.
+    pub consistency: Consistency,
     /// The configuration it came from.
     pub config: EntityConfig,
 }
@@ -54,6 +63,20 @@ pub(crate) struct Bound {
     pub ttl: Option<Duration>,
     pub page_size: u32,
     pub max_page_size: u32,
+    /// Cache-aside route, if configured.
+    pub cache: Option<Arc<cache::CacheRoute>>,
+    /// `read_from` replica, if configured.
+    pub replica: Option<Replica>,
+    /// Default read consistency.
+    pub consistency: Consistency,
+    pub metrics: Arc<metrics::EntityMetrics>,
+}
+
+/// A secondary read route.
+#[derive(Debug)]
+pub(crate) struct Replica {
+    pub store: Arc<dyn Store>,
+    pub info: EntityInfo,
 }
 
 #[derive(Debug)]
@@ -61,7 +84,10 @@ struct Inner {
     config: Config,
     stores: BTreeMap<String, Arc<dyn Store>>,
     routes: BTreeMap<String, Route>,
+    metrics: BTreeMap<String, Arc<metrics::EntityMetrics>>,
     bound: RwLock<HashMap<&'static str, Arc<Bound>>>,
+    /// Type-erased repositories by entity name, for views.
+    dyn_repos: RwLock<HashMap<&'static str, Arc<dyn crate::aggregate::DynRepo>>>,
     binding: tokio::sync::Mutex<()>,
 }
 
@@ -158,7 +184,20 @@ impl Router {
     /// # });
     /// ```
     pub async fn repo<T: Entity>(&self) -> Result<Repo<T>> {
-        Ok(Repo::new(self.bind(T::schema()).await?))
+        let repo = Repo::new(self.bind(T::schema()).await?);
+        if !self.inner.dyn_repos.read().contains_key(T::schema().name) {
+            self.inner
+                .dyn_repos
+                .write()
+                .entry(T::schema().name)
+                .or_insert_with(|| Arc::new(repo.clone()));
+        }
+        Ok(repo)
+    }
+
+    /// The type-erased repository of an entity a Rust type was bound to.
+    pub(crate) fn dyn_repo(&self, entity: &str) -> Option<Arc<dyn crate::aggregate::DynRepo>> {
+        self.inner.dyn_repos.read().get(entity).cloned()
     }
 
     async fn bind(&self, schema: &'static crate::Schema) -> Result<Arc<Bound>> {
@@ -193,12 +232,50 @@ impl Router {
             } if file.is_empty() => self.inner.config.error(&path, message),
             e => e.with_entity(schema.name),
         })?;
+        let fix = |e: Error| match e {
+            Error::Config {
+                file,
+                path,
+                message,
+                ..
+            } if file.is_empty() => self.inner.config.error(&path, message),
+            e => e.with_entity(schema.name),
+        };
+        let cache = match &route.config.cache {
+            Some(cc) => {
+                let cstore = self.inner.stores[&cc.store].clone();
+                let cinfo = cache::cache_entity(schema.key_kind, &info.table, &cc.store);
+                cstore.ensure_entity(&cinfo).await.map_err(fix)?;
+                Some(Arc::new(cache::CacheRoute::new(cstore, cinfo, cc)))
+            }
+            None => None,
+        };
+        let replica = match &route.config.read_from {
+            Some(r) => {
+                let rstore = self.inner.stores[r].clone();
+                let rinfo = EntityInfo {
+                    schema,
+                    table: info.table.clone(),
+                    store: r.clone(),
+                };
+                rstore.ensure_entity(&rinfo).await.map_err(fix)?;
+                Some(Replica {
+                    store: rstore,
+                    info: rinfo,
+                })
+            }
+            None => None,
+        };
         let bound = Arc::new(Bound {
             info,
             store,
             ttl: route.ttl,
             page_size: self.inner.config.router.page_size,
             max_page_size: self.inner.config.router.max_page_size,
+            cache,
+            replica,
+            consistency: route.consistency,
+            metrics: self.inner.metrics[schema.name].clone(),
         });
         self.inner.bound.write().insert(schema.name, bound.clone());
         Ok(bound)
@@ -264,6 +341,26 @@ impl Router {
     /// ```
     pub fn store_names(&self) -> Vec<&str> {
         self.inner.stores.keys().map(String::as_str).collect()
+    }
+
+    /// Read-path counters (cache hits, misses, fallbacks, stale answers,
+    /// single-flight joins) of every routed entity.
+    ///
+    /// ```
+    /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+    /// let r = polyrouter::Router::from_toml_str("[stores.m]\nkind = \"memory\"\n[entities.a]\nstore = \"m\"\n").await.unwrap();
+    /// assert_eq!(r.metrics().entity("a").unwrap().primary_reads, 0);
+    /// # });
+    /// ```
+    pub fn metrics(&self) -> Metrics {
+        Metrics {
+            entities: self
+                .inner
+                .metrics
+                .iter()
+                .map(|(k, v)| (k.clone(), v.snapshot()))
+                .collect(),
+        }
     }
 
     /// The configuration the router was built from.
@@ -342,6 +439,19 @@ impl RouterBuilder {
         self
     }
 
+    /// Adds a view, as `[views.NAME]` would (checked by [`build`](Self::build)).
+    ///
+    /// ```
+    /// use polyrouter::config::{ViewBranch, ViewConfig};
+    /// let mut v = ViewConfig { params: vec!["id".into()], ..Default::default() };
+    /// v.branches.insert("user".into(), ViewBranch { entity: "user".into(), get: Some("$id".into()), ..Default::default() });
+    /// let _b = polyrouter::Router::builder().view("profile", v);
+    /// ```
+    pub fn view(mut self, name: &str, view: crate::config::ViewConfig) -> Self {
+        self.config.views.insert(name.into(), view);
+        self
+    }
+
     /// Prepares `T`'s storage during [`build`](Self::build), so a bad table
     /// fails start-up rather than the first request.
     ///
@@ -387,12 +497,24 @@ impl RouterBuilder {
             let route = check_route(&config, &stores, entity, ec)?;
             routes.insert(entity.clone(), route);
         }
+        for (name, v) in &config.views {
+            if let Err((keys, msg)) = v.check(&config.entities) {
+                let path = format!("views.{name}.{}", keys.join("."));
+                return Err(config.error(&path, msg));
+            }
+        }
+        let metrics = routes
+            .keys()
+            .map(|k| (k.clone(), Arc::new(metrics::EntityMetrics::default())))
+            .collect();
         let router = Router {
             inner: Arc::new(Inner {
                 config,
                 stores,
                 routes,
+                metrics,
                 bound: RwLock::new(HashMap::new()),
+                dyn_repos: RwLock::new(HashMap::new()),
                 binding: tokio::sync::Mutex::new(()),
             }),
         };
@@ -440,15 +562,49 @@ fn check_route(
             ),
         ));
     }
-    if ec.cache.is_some() {
-        return Err(Error::unsupported(
-            &ec.store,
-            entity,
-            format!(
-                "cache-aside (`entities.{entity}.cache` in {}, planned for a later release)",
-                config.file
-            ),
-        ));
+    if let Some(cc) = &ec.cache {
+        let Some(cstore) = stores.get(&cc.store) else {
+            return Err(config.error(
+                &format!("entities.{entity}.cache.store"),
+                format!(
+                    "store `{}` is not defined; add a [stores.{}] table",
+                    cc.store, cc.store
+                ),
+            ));
+        };
+        if cc.store == ec.store {
+            return Err(config.error(
+                &format!("entities.{entity}.cache.store"),
+                "the cache store must differ from the primary store",
+            ));
+        }
+        if !cstore.capabilities().ttl {
+            return Err(Error::unsupported(
+                &cc.store,
+                entity,
+                format!(
+                    "ttl, which a cache store needs (`entities.{entity}.cache` in {}); use a store with TTL such as redis or memory",
+                    config.file
+                ),
+            ));
+        }
+        if cc.ttl.is_none() {
+            return Err(config.error(
+                &format!("entities.{entity}.cache"),
+                "a cache needs `ttl`, e.g. `cache = { store = \"cache\", ttl = \"1h\" }`",
+            ));
+        }
+    }
+    if let Some(r) = &ec.read_from {
+        if !stores.contains_key(r) || *r == ec.store {
+            return Err(config.error(
+                &format!("entities.{entity}.read_from"),
+                format!(
+                    "`{r}` must be a defined store other than the primary `{}`",
+                    ec.store
+                ),
+            ));
+        }
     }
     Ok(Route {
         entity: entity.into(),
@@ -461,6 +617,7 @@ fn check_route(
             .or_else(|| ec.table.clone())
             .unwrap_or_else(|| entity.to_string()),
         ttl: ec.ttl.map(|d| d.0),
+        consistency: ec.read_consistency(),
         config: ec.clone(),
     })
 }

@@ -6,7 +6,9 @@ use std::time::Duration;
 
 use futures::stream::{self, BoxStream, StreamExt};
 
-use super::Bound;
+use super::read::{self, ReadMeta};
+use super::{Bound, Session};
+use crate::config::Consistency;
 use crate::query::{Direction, Filter, Order, Query};
 use crate::record::{from_record, to_record};
 use crate::store::{StoreQuery, WriteOp, WriteOutcome};
@@ -107,6 +109,8 @@ impl<T> Page<T> {
 /// ```
 pub struct Repo<T> {
     b: Arc<Bound>,
+    session: Option<Session>,
+    consistency: Option<Consistency>,
     _t: PhantomData<fn() -> T>,
 }
 
@@ -114,9 +118,72 @@ impl<T> Clone for Repo<T> {
     fn clone(&self) -> Self {
         Repo {
             b: self.b.clone(),
+            session: self.session.clone(),
+            consistency: self.consistency,
             _t: PhantomData,
         }
     }
+}
+
+/// Options of one read: a consistency level overriding the entity's, and
+/// a session overriding the repository's.
+///
+/// ```
+/// use polyrouter::{config::Consistency, router::{ReadOptions, Session}};
+/// let o = ReadOptions::new().consistency(Consistency::Strong).session(&Session::new());
+/// assert_eq!(o.consistency, Some(Consistency::Strong));
+/// ```
+#[derive(Debug, Clone, Default)]
+pub struct ReadOptions {
+    /// The level of this read; `None`: the repository's, else the entity's.
+    pub consistency: Option<Consistency>,
+    /// The session of this read; `None`: the repository's, if any.
+    pub session: Option<Session>,
+}
+
+impl ReadOptions {
+    /// The defaults.
+    ///
+    /// ```
+    /// assert!(polyrouter::router::ReadOptions::new().consistency.is_none());
+    /// ```
+    pub fn new() -> Self {
+        Self::default()
+    }
+    /// Sets the consistency level of this read.
+    ///
+    /// ```
+    /// let o = polyrouter::router::ReadOptions::new().consistency(polyrouter::config::Consistency::Eventual);
+    /// assert!(o.consistency.is_some());
+    /// ```
+    pub fn consistency(mut self, level: Consistency) -> Self {
+        self.consistency = Some(level);
+        self
+    }
+    /// Sets the session of this read.
+    ///
+    /// ```
+    /// let o = polyrouter::router::ReadOptions::new().session(&polyrouter::router::Session::new());
+    /// assert!(o.session.is_some());
+    /// ```
+    pub fn session(mut self, session: &Session) -> Self {
+        self.session = Some(session.clone());
+        self
+    }
+}
+
+/// A read's value with how it was answered ([`Repo::get_with`]).
+///
+/// ```
+/// let r: polyrouter::router::Read<u8> = polyrouter::router::Read { value: None, meta: polyrouter::router::ReadMeta::primary(None) };
+/// assert!(!r.meta.stale);
+/// ```
+#[derive(Debug, Clone)]
+pub struct Read<T> {
+    /// The record, if found.
+    pub value: Option<T>,
+    /// Source, stale flag, version and age.
+    pub meta: ReadMeta,
 }
 
 impl<T> std::fmt::Debug for Repo<T> {
@@ -130,10 +197,91 @@ impl<T> std::fmt::Debug for Repo<T> {
 
 impl<T: Entity> Repo<T> {
     pub(crate) fn new(b: Arc<Bound>) -> Self {
-        Repo { b, _t: PhantomData }
+        Repo {
+            b,
+            session: None,
+            consistency: None,
+            _t: PhantomData,
+        }
     }
 
-    fn store_name(&self) -> &str {
+    /// This repository bound to a [`Session`]: its writes record their
+    /// versions there, and its reads honour `read_your_writes` and
+    /// `monotonic` against it.
+    ///
+    /// ```
+    /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+    /// # #[derive(polyrouter::Entity, serde::Serialize, serde::Deserialize)] struct Note { id: i64 }
+    /// # let r = polyrouter::Router::from_toml_str("[stores.m]\nkind = \"memory\"\n[entities.note]\nstore = \"m\"\n").await.unwrap();
+    /// let session = polyrouter::router::Session::new();
+    /// let notes = r.repo::<Note>().await.unwrap().with_session(&session);
+    /// notes.put(&Note { id: 1 }).await.unwrap();
+    /// assert_eq!(session.written("note", &polyrouter::Key::from(1i64)), 1);
+    /// # });
+    /// ```
+    pub fn with_session(&self, session: &Session) -> Repo<T> {
+        let mut r = self.clone();
+        r.session = Some(session.clone());
+        r
+    }
+
+    /// This repository reading at another consistency level than the
+    /// entity's default.
+    ///
+    /// ```
+    /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+    /// # #[derive(polyrouter::Entity, serde::Serialize, serde::Deserialize)] struct Note { id: i64 }
+    /// # let r = polyrouter::Router::from_toml_str("[stores.m]\nkind = \"memory\"\n[entities.note]\nstore = \"m\"\n").await.unwrap();
+    /// let notes = r.repo::<Note>().await.unwrap().with_consistency(polyrouter::config::Consistency::Strong);
+    /// assert!(notes.get(1).await.unwrap().is_none());
+    /// # });
+    /// ```
+    pub fn with_consistency(&self, level: Consistency) -> Repo<T> {
+        let mut r = self.clone();
+        r.consistency = Some(level);
+        r
+    }
+
+    /// The session this repository records into, if any.
+    ///
+    /// ```no_run
+    /// # fn f(users: polyrouter::Repo<MyUser>) { assert!(users.session().is_none()); }
+    /// # #[derive(polyrouter::Entity, serde::Serialize, serde::Deserialize)] struct MyUser { id: String }
+    /// ```
+    pub fn session(&self) -> Option<&Session> {
+        self.session.as_ref()
+    }
+
+    fn level(&self, opts: &ReadOptions) -> Consistency {
+        opts.consistency
+            .or(self.consistency)
+            .unwrap_or(self.b.consistency)
+    }
+
+    /// Reads one record under explicit options, returning how it was
+    /// answered: from the cache, the replica or the primary, and whether
+    /// it is a stale entry served while the primary is down.
+    ///
+    /// ```no_run
+    /// # async fn f(users: polyrouter::Repo<MyUser>) -> polyrouter::Result<()> {
+    /// use polyrouter::{config::Consistency, router::ReadOptions};
+    /// let r = users.get_with("u1", ReadOptions::new().consistency(Consistency::Eventual)).await?;
+    /// if r.meta.stale { /* show a "may be out of date" hint */ }
+    /// # Ok(()) }
+    /// # #[derive(polyrouter::Entity, serde::Serialize, serde::Deserialize)] struct MyUser { id: String }
+    /// ```
+    pub async fn get_with(&self, key: impl Into<Key>, opts: ReadOptions) -> Result<Read<T>> {
+        let key = self.check_key(key.into())?;
+        let level = self.level(&opts);
+        let session = opts.session.as_ref().or(self.session.as_ref());
+        let (rec, meta) = read::read_one(&self.b, &key, level, session).await?;
+        Ok(Read {
+            value: rec.map(|r| self.decode(r)).transpose()?,
+            meta,
+        })
+    }
+
+    pub(crate) fn store_name(&self) -> &str {
         &self.b.info.store
     }
 
@@ -231,11 +379,35 @@ impl<T: Entity> Repo<T> {
         if ops.len() > 1 && atomic && !caps.batch_atomic {
             return Err(self.unsupported("atomic batch"));
         }
-        self.b
+        let keys: Vec<Key> = ops.iter().map(|op| op.key().clone()).collect();
+        if let Some(cache) = &self.b.cache {
+            cache.bump(&keys);
+        }
+        let res = self
+            .b
             .store
             .write(&self.b.info, ops, atomic)
             .await
-            .map_err(|e| e.with_entity(self.entity()))
+            .map_err(|e| e.with_entity(self.entity()));
+        // Primary first, then invalidate — also after an error, which may
+        // have applied part of a non-atomic batch.
+        if let Some(cache) = &self.b.cache {
+            cache
+                .invalidate(&keys, self.entity(), &self.b.metrics)
+                .await;
+            cache.bump(&keys);
+        }
+        if let (Some(s), Ok(out)) = (&self.session, &res) {
+            for (k, o) in keys.iter().zip(out) {
+                match o {
+                    WriteOutcome::Written { version } => s.record_write(self.entity(), k, *version),
+                    WriteOutcome::Deleted { .. } => {
+                        s.record_write(self.entity(), k, super::session::DELETED)
+                    }
+                }
+            }
+        }
+        res
     }
 
     async fn write_one(&self, op: WriteOp) -> Result<WriteOutcome> {
@@ -258,14 +430,7 @@ impl<T: Entity> Repo<T> {
     /// # #[derive(polyrouter::Entity, serde::Serialize, serde::Deserialize)] struct MyUser { id: String }
     /// ```
     pub async fn get(&self, key: impl Into<Key>) -> Result<Option<T>> {
-        let key = self.check_key(key.into())?;
-        let rec = self
-            .b
-            .store
-            .get(&self.b.info, &key)
-            .await
-            .map_err(|e| e.with_entity(self.entity()))?;
-        rec.map(|r| self.decode(r)).transpose()
+        Ok(self.get_with(key, ReadOptions::new()).await?.value)
     }
 
     /// Reads one record by key, or [`Error::NotFound`].
@@ -381,12 +546,8 @@ impl<T: Entity> Repo<T> {
         if keys.is_empty() {
             return Ok(Vec::new());
         }
-        let recs = self
-            .b
-            .store
-            .get_many(&self.b.info, &keys)
-            .await
-            .map_err(|e| e.with_entity(self.entity()))?;
+        let level = self.level(&ReadOptions::new());
+        let recs = read::read_many(&self.b, &keys, level, self.session.as_ref()).await?;
         if recs.len() != keys.len() {
             return Err(Error::backend(
                 self.store_name(),

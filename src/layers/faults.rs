@@ -1,0 +1,148 @@
+//! [`Faults`]: a store that can be made to fail or slow down on demand.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::Duration;
+
+use async_trait::async_trait;
+
+use crate::query::Filter;
+use crate::store::{EntityInfo, StoreQuery, WriteOp, WriteOutcome};
+use crate::{Capabilities, Error, Key, Record, Result, Store};
+
+/// Wraps a store; [`set_down`](Faults::set_down) makes every call fail with
+/// the transient [`Error::Unavailable`], [`set_delay`](Faults::set_delay)
+/// makes every call wait first. For tests and chaos drills.
+///
+/// ```
+/// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+/// use polyrouter::{backends::memory::MemoryStore, layers::Faults, Store};
+/// let store = Faults::new(MemoryStore::new("m"));
+/// store.set_down(true);
+/// assert!(store.ping().await.unwrap_err().is_transient());
+/// store.set_down(false);
+/// store.ping().await.unwrap();
+/// # });
+/// ```
+#[derive(Debug)]
+pub struct Faults<S> {
+    inner: S,
+    down: AtomicBool,
+    delay_us: AtomicU64,
+}
+
+impl<S: Store> Faults<S> {
+    /// Wraps `inner`, healthy and without delay.
+    ///
+    /// ```
+    /// let _f = polyrouter::layers::Faults::new(polyrouter::backends::memory::MemoryStore::new("m"));
+    /// ```
+    pub fn new(inner: S) -> Self {
+        Faults {
+            inner,
+            down: AtomicBool::new(false),
+            delay_us: AtomicU64::new(0),
+        }
+    }
+
+    /// Makes every call fail (`true`) or pass through again (`false`).
+    ///
+    /// ```
+    /// let f = polyrouter::layers::Faults::new(polyrouter::backends::memory::MemoryStore::new("m"));
+    /// f.set_down(true);
+    /// ```
+    pub fn set_down(&self, down: bool) {
+        self.down.store(down, Ordering::SeqCst);
+    }
+
+    /// Makes every call wait `delay` before it runs (zero: no delay).
+    ///
+    /// ```
+    /// let f = polyrouter::layers::Faults::new(polyrouter::backends::memory::MemoryStore::new("m"));
+    /// f.set_delay(std::time::Duration::from_millis(5));
+    /// ```
+    pub fn set_delay(&self, delay: Duration) {
+        self.delay_us
+            .store(delay.as_micros() as u64, Ordering::SeqCst);
+    }
+
+    async fn enter(&self, entity: &str) -> Result<()> {
+        let us = self.delay_us.load(Ordering::SeqCst);
+        if us > 0 {
+            tokio::time::sleep(Duration::from_micros(us)).await;
+        }
+        if self.down.load(Ordering::SeqCst) {
+            return Err(Error::unavailable(
+                self.inner.name(),
+                entity,
+                "the store is down (fault injected by layers::Faults)",
+            ));
+        }
+        Ok(())
+    }
+}
+
+impl<S> Faults<S> {
+    /// The wrapped store.
+    ///
+    /// ```
+    /// # use std::sync::Arc;
+    /// use polyrouter::{backends::memory::MemoryStore, Store};
+    /// # let s: Arc<dyn Store> = Arc::new(MemoryStore::new("m"));
+    /// # let l = polyrouter::layers::Faults::new(MemoryStore::new("m"));
+    /// assert_eq!(l.inner().name(), "m");
+    /// ```
+    pub fn inner(&self) -> &S {
+        &self.inner
+    }
+}
+
+#[async_trait]
+impl<S: Store> Store for Faults<S> {
+    fn name(&self) -> &str {
+        self.inner.name()
+    }
+    fn kind(&self) -> &'static str {
+        self.inner.kind()
+    }
+    fn capabilities(&self) -> &Capabilities {
+        self.inner.capabilities()
+    }
+    fn location(&self) -> String {
+        self.inner.location()
+    }
+    async fn ensure_entity(&self, entity: &EntityInfo) -> Result<()> {
+        self.inner.ensure_entity(entity).await
+    }
+    async fn get(&self, entity: &EntityInfo, key: &Key) -> Result<Option<Record>> {
+        self.enter(entity.name()).await?;
+        self.inner.get(entity, key).await
+    }
+    async fn get_many(&self, entity: &EntityInfo, keys: &[Key]) -> Result<Vec<Option<Record>>> {
+        self.enter(entity.name()).await?;
+        self.inner.get_many(entity, keys).await
+    }
+    async fn write(
+        &self,
+        entity: &EntityInfo,
+        ops: Vec<WriteOp>,
+        atomic: bool,
+    ) -> Result<Vec<WriteOutcome>> {
+        self.enter(entity.name()).await?;
+        self.inner.write(entity, ops, atomic).await
+    }
+    async fn query(&self, entity: &EntityInfo, query: &StoreQuery) -> Result<Vec<Record>> {
+        self.enter(entity.name()).await?;
+        self.inner.query(entity, query).await
+    }
+    async fn count(&self, entity: &EntityInfo, filter: Option<&Filter>) -> Result<u64> {
+        self.enter(entity.name()).await?;
+        self.inner.count(entity, filter).await
+    }
+    async fn ping(&self) -> Result<()> {
+        self.enter("").await?;
+        self.inner.ping().await
+    }
+    fn as_kv(&self) -> Option<&dyn crate::store::kv::KvStore> {
+        self.inner.as_kv()
+    }
+}
