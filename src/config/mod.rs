@@ -63,6 +63,8 @@ pub struct Config {
     pub stores: BTreeMap<String, StoreSpec>,
     /// Entity routes by entity name.
     pub entities: BTreeMap<String, EntityConfig>,
+    /// Graphs by name (`[graphs.NAME]`).
+    pub graphs: BTreeMap<String, GraphConfig>,
     source: Arc<Source>,
 }
 
@@ -297,6 +299,8 @@ struct RawConfig {
     stores: BTreeMap<String, RawStore>,
     #[serde(default)]
     entities: BTreeMap<String, EntityConfig>,
+    #[serde(default)]
+    graphs: BTreeMap<String, GraphConfig>,
 }
 
 #[derive(Deserialize)]
@@ -401,6 +405,7 @@ impl Config {
             router: raw.router,
             stores,
             entities: raw.entities,
+            graphs: raw.graphs,
             source: source.clone(),
         };
         cfg.validate(&source)?;
@@ -418,6 +423,7 @@ impl Config {
             router: RouterSettings::default(),
             stores: BTreeMap::new(),
             entities: BTreeMap::new(),
+            graphs: BTreeMap::new(),
             source: Arc::new(Source {
                 file: file.into(),
                 text: String::new(),
@@ -514,7 +520,79 @@ impl Config {
                 }
             }
         }
+        self.validate_graphs(source)
+    }
+
+    fn validate_graphs(&self, source: &Source) -> Result<()> {
+        for (name, g) in &self.graphs {
+            let err = |key: &str, msg: String| {
+                let path = vec!["graphs".to_string(), name.clone(), key.to_string()];
+                located(&source.file, &source.text, &path, None, msg)
+            };
+            if !self.stores.contains_key(&g.store) {
+                return Err(err(
+                    "store",
+                    format!(
+                        "store `{}` is not defined; add a [stores.{}] table",
+                        g.store, g.store
+                    ),
+                ));
+            }
+            let prefix = g.prefix(name);
+            if !prefix
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_')
+            {
+                let key = if g.table_prefix.is_some() {
+                    "table_prefix"
+                } else {
+                    "store"
+                };
+                return Err(err(
+                    key,
+                    format!(
+                        "table prefix `{prefix}` may hold only ASCII letters, digits and `_`; set `table_prefix`"
+                    ),
+                ));
+            }
+        }
         Ok(())
+    }
+}
+
+/// `[graphs.NAME]`: a graph and the store that holds it.
+///
+/// ```
+/// let cfg = polyrouter::config::Config::parse(r#"
+///     [stores.main]
+///     kind = "memory"
+///     [graphs.social]
+///     store = "main"
+/// "#, "<string>").unwrap();
+/// assert_eq!(cfg.graphs["social"].store, "main");
+/// assert_eq!(cfg.graphs["social"].prefix("social"), "social_");
+/// ```
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct GraphConfig {
+    /// The store's name; it must have the `graph` capability.
+    pub store: String,
+    /// Prefix of the graph's tables (`{prefix}vertices`, `{prefix}edges`);
+    /// default: the graph name and `_`.
+    pub table_prefix: Option<String>,
+}
+
+impl GraphConfig {
+    /// The table prefix of the graph called `name`.
+    ///
+    /// ```
+    /// let g = polyrouter::config::GraphConfig { store: "s".into(), table_prefix: Some("g1_".into()) };
+    /// assert_eq!(g.prefix("social"), "g1_");
+    /// ```
+    pub fn prefix(&self, name: &str) -> String {
+        self.table_prefix
+            .clone()
+            .unwrap_or_else(|| format!("{name}_"))
     }
 }
 

@@ -27,8 +27,10 @@ use crate::config::{Config, EntityConfig, StoreSpec};
 use crate::store::EntityInfo;
 use crate::{Entity, Error, Result, Store};
 
+mod graph;
 mod repo;
 
+pub use graph::Graph;
 pub use repo::{Batch, Page, Repo, WriteOptions};
 
 /// One entity's route, from `[entities.NAME]`.
@@ -61,6 +63,7 @@ struct Inner {
     config: Config,
     stores: BTreeMap<String, Arc<dyn Store>>,
     routes: BTreeMap<String, Route>,
+    graphs: BTreeMap<String, Graph>,
     bound: RwLock<HashMap<&'static str, Arc<Bound>>>,
     binding: tokio::sync::Mutex<()>,
 }
@@ -266,6 +269,29 @@ impl Router {
         self.inner.stores.keys().map(String::as_str).collect()
     }
 
+    /// The graph configured as `[graphs.NAME]`; an error naming the graph
+    /// when there is none.
+    ///
+    /// ```
+    /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+    /// let r = polyrouter::Router::from_toml_str("[stores.m]\nkind = \"memory\"\n[graphs.social]\nstore = \"m\"\n").await.unwrap();
+    /// assert!(r.graph("social").is_ok());
+    /// assert!(r.graph("nope").unwrap_err().to_string().contains("graph `nope`"));
+    /// # });
+    /// ```
+    pub fn graph(&self, name: &str) -> Result<Graph> {
+        self.inner.graphs.get(name).cloned().ok_or_else(|| {
+            let known: Vec<&str> = self.inner.graphs.keys().map(String::as_str).collect();
+            self.inner.config.error(
+                &format!("graphs.{name}"),
+                format!(
+                    "graph `{name}` is not configured; add [graphs.{name}] with `store = \"...\"` (configured graphs: {})",
+                    if known.is_empty() { "none".to_string() } else { known.join(", ") }
+                ),
+            )
+        })
+    }
+
     /// The configuration the router was built from.
     ///
     /// ```
@@ -342,6 +368,18 @@ impl RouterBuilder {
         self
     }
 
+    /// Adds a graph, as `[graphs.NAME]` would.
+    ///
+    /// ```
+    /// use polyrouter::config::GraphConfig;
+    /// let _b = polyrouter::Router::builder()
+    ///     .graph("social", GraphConfig { store: "main".into(), table_prefix: None });
+    /// ```
+    pub fn graph(mut self, name: &str, config: crate::config::GraphConfig) -> Self {
+        self.config.graphs.insert(name.into(), config);
+        self
+    }
+
     /// Prepares `T`'s storage during [`build`](Self::build), so a bad table
     /// fails start-up rather than the first request.
     ///
@@ -387,11 +425,13 @@ impl RouterBuilder {
             let route = check_route(&config, &stores, entity, ec)?;
             routes.insert(entity.clone(), route);
         }
+        let graphs = open_graphs(&config, &stores).await?;
         let router = Router {
             inner: Arc::new(Inner {
                 config,
                 stores,
                 routes,
+                graphs,
                 bound: RwLock::new(HashMap::new()),
                 binding: tokio::sync::Mutex::new(()),
             }),
@@ -463,4 +503,37 @@ fn check_route(
         ttl: ec.ttl.map(|d| d.0),
         config: ec.clone(),
     })
+}
+
+/// Checks every `[graphs.NAME]` against its store and prepares its tables.
+async fn open_graphs(
+    config: &Config,
+    stores: &BTreeMap<String, Arc<dyn Store>>,
+) -> Result<BTreeMap<String, Graph>> {
+    let mut graphs = BTreeMap::new();
+    for (name, gc) in &config.graphs {
+        let Some(store) = stores.get(&gc.store) else {
+            return Err(config.error(
+                &format!("graphs.{name}.store"),
+                format!(
+                    "store `{}` is not defined; add a [stores.{}] table",
+                    gc.store, gc.store
+                ),
+            ));
+        };
+        let Some(api) = store.as_graph().filter(|_| store.capabilities().graph) else {
+            return Err(config.error(
+                &format!("graphs.{name}.store"),
+                format!(
+                    "store `{}` (kind `{}`) cannot hold graphs; use a store with the graph capability (memory, sqlite, postgres, gremlin)",
+                    gc.store,
+                    store.kind()
+                ),
+            ));
+        };
+        let info = crate::store::graph::GraphInfo::with_prefix(name, &gc.store, &gc.prefix(name));
+        api.ensure_graph(&info).await?;
+        graphs.insert(name.clone(), Graph::new(info, store.clone()));
+    }
+    Ok(graphs)
 }

@@ -7,6 +7,7 @@
 
 mod crud;
 mod entities;
+mod graph;
 mod harness;
 mod inject;
 mod query;
@@ -21,6 +22,7 @@ fn behaviours() -> Vec<Behaviour> {
     all.extend(query::behaviours());
     all.extend(ttl::behaviours());
     all.extend(inject::behaviours());
+    all.extend(graph::behaviours());
     all
 }
 

@@ -30,6 +30,7 @@ use crate::{Capabilities, Error, Key, Record, Result, Store};
 mod codec;
 mod config;
 mod ddl;
+mod graph;
 mod sql;
 #[cfg(test)]
 mod tests;
@@ -308,6 +309,7 @@ impl SqliteStore {
             caps: Capabilities {
                 shared: !memory,
                 max_record_bytes: Some(1_000_000_000),
+                graph: true,
                 ..Capabilities::all()
             },
             pool,
@@ -716,5 +718,9 @@ impl Store for SqliteStore {
             .await
             .map(|_| ())
             .map_err(|e| map_err(&self.inner.name, "", e))
+    }
+
+    fn as_graph(&self) -> Option<&dyn crate::store::graph::GraphStore> {
+        Some(self)
     }
 }
