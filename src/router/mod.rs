@@ -531,7 +531,10 @@ async fn open_graphs(
                 ),
             ));
         };
-        let info = crate::store::graph::GraphInfo::with_prefix(name, &gc.store, &gc.prefix(name));
+        let info = match &gc.table_prefix {
+            Some(prefix) => crate::store::graph::GraphInfo::with_prefix(name, &gc.store, prefix),
+            None => crate::store::graph::GraphInfo::new(name, &gc.store),
+        };
         api.ensure_graph(&info).await?;
         graphs.insert(name.clone(), Graph::new(info, store.clone()));
     }

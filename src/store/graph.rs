@@ -93,6 +93,9 @@ pub struct GraphInfo {
     pub vertices: String,
     /// The edge table.
     pub edges: String,
+    /// Prepended to every vertex id on stores that keep several graphs in
+    /// one id space (gremlin): the graph's explicit `table_prefix`, else empty.
+    pub id_prefix: String,
 }
 
 impl GraphInfo {
@@ -102,14 +105,19 @@ impl GraphInfo {
     /// assert_eq!(polyrouter::store::graph::GraphInfo::new("g", "s").store, "s");
     /// ```
     pub fn new(name: &str, store: &str) -> Self {
-        Self::with_prefix(name, store, &format!("{name}_"))
+        GraphInfo {
+            id_prefix: String::new(),
+            ..Self::with_prefix(name, store, &format!("{name}_"))
+        }
     }
 
-    /// A graph whose tables are `{prefix}vertices` and `{prefix}edges`.
+    /// A graph whose tables are `{prefix}vertices` and `{prefix}edges`, and
+    /// whose vertex ids carry `prefix` on gremlin stores.
     ///
     /// ```
     /// let g = polyrouter::store::graph::GraphInfo::with_prefix("g", "s", "app_");
     /// assert_eq!(g.edges, "app_edges");
+    /// assert_eq!(g.id_prefix, "app_");
     /// ```
     pub fn with_prefix(name: &str, store: &str, prefix: &str) -> Self {
         GraphInfo {
@@ -117,6 +125,7 @@ impl GraphInfo {
             store: store.into(),
             vertices: format!("{prefix}vertices"),
             edges: format!("{prefix}edges"),
+            id_prefix: prefix.into(),
         }
     }
 
