@@ -69,11 +69,16 @@ async fn graph_vertices_round_trip(ctx: Ctx) -> Result<()> {
         .property("score", 0.25)
         .property("big", i64::MAX)
         .property("admin", true)
-        .property("avatar", Value::Bytes(vec![0, 1, 254, 255]))
-        .property("born", when)
-        .property("uid", uuid::Uuid::from_u128(42))
-        .property("tags", serde_json::json!({"a": [1, "two", null]}))
         .property("gone", Value::Null);
+    // Gremlin servers store strings, numbers and booleans only (others are refused).
+    let v = if ctx.store == "gremlin" {
+        v
+    } else {
+        v.property("avatar", Value::Bytes(vec![0, 1, 254, 255]))
+            .property("born", when)
+            .property("uid", uuid::Uuid::from_u128(42))
+            .property("tags", serde_json::json!({"a": [1, "two", null]}))
+    };
     g.add_vertex(&v).await?;
     let got = g.vertex("ada").await?.expect("added");
     let mut want = v.clone();
