@@ -5,6 +5,7 @@
 //! | `memory` | `memory` (default) | in-process; supports everything; the reference semantics |
 //! | `sqlite` | `sqlite` (default) | embedded SQLite via sqlx; a typed table per entity |
 //! | `postgres` | `postgres` | a PostgreSQL server via sqlx; a typed table per entity |
+//! | `gremlin` | `gremlin` | a Gremlin server (Cosmos DB Gremlin API, TinkerPop) via `gremlin-client`; graphs only ([`GraphStore`](crate::store::graph::GraphStore)) |
 //! | `redis` | `redis` | a Redis server via the `redis` crate; point ops, atomic batches, TTL, counters ([`KvStore`](crate::store::kv::KvStore)); no queries |
 
 use std::sync::Arc;
@@ -14,6 +15,8 @@ use futures::future::BoxFuture;
 use crate::config::StoreSpec;
 use crate::{Result, Store};
 
+#[cfg(feature = "gremlin")]
+pub mod gremlin;
 #[cfg(feature = "memory")]
 pub mod memory;
 #[cfg(feature = "postgres")]
@@ -76,6 +79,14 @@ pub const KINDS: &[KindInfo] = &[
         #[cfg(feature = "redis")]
         open: Some(redis::open),
         #[cfg(not(feature = "redis"))]
+        open: None,
+    },
+    KindInfo {
+        name: "gremlin",
+        feature: "gremlin",
+        #[cfg(feature = "gremlin")]
+        open: Some(gremlin::open),
+        #[cfg(not(feature = "gremlin"))]
         open: None,
     },
 ];

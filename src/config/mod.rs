@@ -67,6 +67,8 @@ pub struct Config {
     pub entities: BTreeMap<String, EntityConfig>,
     /// Declarative aggregate reads by name (`[views.NAME]`).
     pub views: BTreeMap<String, ViewConfig>,
+    /// Graphs by name (`[graphs.NAME]`).
+    pub graphs: BTreeMap<String, GraphConfig>,
     source: Arc<Source>,
 }
 
@@ -336,6 +338,7 @@ struct RawConfig {
     entities: BTreeMap<String, EntityConfig>,
     #[serde(default)]
     views: BTreeMap<String, ViewConfig>,
+    graphs: BTreeMap<String, GraphConfig>,
 }
 
 #[derive(Deserialize)]
@@ -441,6 +444,7 @@ impl Config {
             stores,
             entities: raw.entities,
             views: raw.views,
+            graphs: raw.graphs,
             source: source.clone(),
         };
         cfg.validate(&source)?;
@@ -459,6 +463,7 @@ impl Config {
             stores: BTreeMap::new(),
             entities: BTreeMap::new(),
             views: BTreeMap::new(),
+            graphs: BTreeMap::new(),
             source: Arc::new(Source {
                 file: file.into(),
                 text: String::new(),
@@ -596,7 +601,79 @@ impl Config {
                 return Err(err(&path, msg));
             }
         }
+        self.validate_graphs(source)
+    }
+
+    fn validate_graphs(&self, source: &Source) -> Result<()> {
+        for (name, g) in &self.graphs {
+            let err = |key: &str, msg: String| {
+                let path = vec!["graphs".to_string(), name.clone(), key.to_string()];
+                located(&source.file, &source.text, &path, None, msg)
+            };
+            if !self.stores.contains_key(&g.store) {
+                return Err(err(
+                    "store",
+                    format!(
+                        "store `{}` is not defined; add a [stores.{}] table",
+                        g.store, g.store
+                    ),
+                ));
+            }
+            let prefix = g.prefix(name);
+            if !prefix
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_')
+            {
+                let key = if g.table_prefix.is_some() {
+                    "table_prefix"
+                } else {
+                    "store"
+                };
+                return Err(err(
+                    key,
+                    format!(
+                        "table prefix `{prefix}` may hold only ASCII letters, digits and `_`; set `table_prefix`"
+                    ),
+                ));
+            }
+        }
         Ok(())
+    }
+}
+
+/// `[graphs.NAME]`: a graph and the store that holds it.
+///
+/// ```
+/// let cfg = polyrouter::config::Config::parse(r#"
+///     [stores.main]
+///     kind = "memory"
+///     [graphs.social]
+///     store = "main"
+/// "#, "<string>").unwrap();
+/// assert_eq!(cfg.graphs["social"].store, "main");
+/// assert_eq!(cfg.graphs["social"].prefix("social"), "social_");
+/// ```
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct GraphConfig {
+    /// The store's name; it must have the `graph` capability.
+    pub store: String,
+    /// Prefix of the graph's tables (`{prefix}vertices`, `{prefix}edges`);
+    /// default: the graph name and `_`.
+    pub table_prefix: Option<String>,
+}
+
+impl GraphConfig {
+    /// The table prefix of the graph called `name`.
+    ///
+    /// ```
+    /// let g = polyrouter::config::GraphConfig { store: "s".into(), table_prefix: Some("g1_".into()) };
+    /// assert_eq!(g.prefix("social"), "g1_");
+    /// ```
+    pub fn prefix(&self, name: &str) -> String {
+        self.table_prefix
+            .clone()
+            .unwrap_or_else(|| format!("{name}_"))
     }
 }
 

@@ -28,11 +28,13 @@ use crate::store::EntityInfo;
 use crate::{Entity, Error, Result, Store};
 
 mod cache;
+mod graph;
 mod metrics;
 mod read;
 mod repo;
 mod session;
 
+pub use graph::Graph;
 pub use metrics::{EntityCounters, Metrics, WARN_INTERVAL};
 pub use read::{ReadMeta, ReadSource};
 pub use repo::{Batch, Page, Read, ReadOptions, Repo, WriteOptions};
@@ -85,6 +87,7 @@ struct Inner {
     stores: BTreeMap<String, Arc<dyn Store>>,
     routes: BTreeMap<String, Route>,
     metrics: BTreeMap<String, Arc<metrics::EntityMetrics>>,
+    graphs: BTreeMap<String, Graph>,
     bound: RwLock<HashMap<&'static str, Arc<Bound>>>,
     /// Type-erased repositories by entity name, for views.
     dyn_repos: RwLock<HashMap<&'static str, Arc<dyn crate::aggregate::DynRepo>>>,
@@ -363,6 +366,29 @@ impl Router {
         }
     }
 
+    /// The graph configured as `[graphs.NAME]`; an error naming the graph
+    /// when there is none.
+    ///
+    /// ```
+    /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+    /// let r = polyrouter::Router::from_toml_str("[stores.m]\nkind = \"memory\"\n[graphs.social]\nstore = \"m\"\n").await.unwrap();
+    /// assert!(r.graph("social").is_ok());
+    /// assert!(r.graph("nope").unwrap_err().to_string().contains("graph `nope`"));
+    /// # });
+    /// ```
+    pub fn graph(&self, name: &str) -> Result<Graph> {
+        self.inner.graphs.get(name).cloned().ok_or_else(|| {
+            let known: Vec<&str> = self.inner.graphs.keys().map(String::as_str).collect();
+            self.inner.config.error(
+                &format!("graphs.{name}"),
+                format!(
+                    "graph `{name}` is not configured; add [graphs.{name}] with `store = \"...\"` (configured graphs: {})",
+                    if known.is_empty() { "none".to_string() } else { known.join(", ") }
+                ),
+            )
+        })
+    }
+
     /// The configuration the router was built from.
     ///
     /// ```
@@ -452,6 +478,18 @@ impl RouterBuilder {
         self
     }
 
+    /// Adds a graph, as `[graphs.NAME]` would.
+    ///
+    /// ```
+    /// use polyrouter::config::GraphConfig;
+    /// let _b = polyrouter::Router::builder()
+    ///     .graph("social", GraphConfig { store: "main".into(), table_prefix: None });
+    /// ```
+    pub fn graph(mut self, name: &str, config: crate::config::GraphConfig) -> Self {
+        self.config.graphs.insert(name.into(), config);
+        self
+    }
+
     /// Prepares `T`'s storage during [`build`](Self::build), so a bad table
     /// fails start-up rather than the first request.
     ///
@@ -507,12 +545,14 @@ impl RouterBuilder {
             .keys()
             .map(|k| (k.clone(), Arc::new(metrics::EntityMetrics::default())))
             .collect();
+        let graphs = open_graphs(&config, &stores).await?;
         let router = Router {
             inner: Arc::new(Inner {
                 config,
                 stores,
                 routes,
                 metrics,
+                graphs,
                 bound: RwLock::new(HashMap::new()),
                 dyn_repos: RwLock::new(HashMap::new()),
                 binding: tokio::sync::Mutex::new(()),
@@ -620,4 +660,40 @@ fn check_route(
         consistency: ec.read_consistency(),
         config: ec.clone(),
     })
+}
+
+/// Checks every `[graphs.NAME]` against its store and prepares its tables.
+async fn open_graphs(
+    config: &Config,
+    stores: &BTreeMap<String, Arc<dyn Store>>,
+) -> Result<BTreeMap<String, Graph>> {
+    let mut graphs = BTreeMap::new();
+    for (name, gc) in &config.graphs {
+        let Some(store) = stores.get(&gc.store) else {
+            return Err(config.error(
+                &format!("graphs.{name}.store"),
+                format!(
+                    "store `{}` is not defined; add a [stores.{}] table",
+                    gc.store, gc.store
+                ),
+            ));
+        };
+        let Some(api) = store.as_graph().filter(|_| store.capabilities().graph) else {
+            return Err(config.error(
+                &format!("graphs.{name}.store"),
+                format!(
+                    "store `{}` (kind `{}`) cannot hold graphs; use a store with the graph capability (memory, sqlite, postgres, gremlin)",
+                    gc.store,
+                    store.kind()
+                ),
+            ));
+        };
+        let info = match &gc.table_prefix {
+            Some(prefix) => crate::store::graph::GraphInfo::with_prefix(name, &gc.store, prefix),
+            None => crate::store::graph::GraphInfo::new(name, &gc.store),
+        };
+        api.ensure_graph(&info).await?;
+        graphs.insert(name.clone(), Graph::new(info, store.clone()));
+    }
+    Ok(graphs)
 }

@@ -14,6 +14,7 @@ use crate::query::{Filter, Order};
 use crate::{Capabilities, Key, Record, Result};
 
 pub mod eval;
+pub mod graph;
 pub mod kv;
 
 /// A condition a write must meet; a failed one is [`Error::Conflict`](crate::Error::Conflict)
@@ -276,6 +277,18 @@ pub trait Store: Send + Sync + fmt::Debug + 'static {
     /// assert!(MemoryStore::new("kv").as_kv().is_some());
     /// ```
     fn as_kv(&self) -> Option<&dyn kv::KvStore> {
+        None
+    }
+
+    /// This store's graph operations ([`graph::GraphStore`]), if it offers
+    /// them (its capabilities then include `graph`); `None` by default.
+    ///
+    /// ```
+    /// use polyrouter::backends::memory::MemoryStore;
+    /// use polyrouter::Store;
+    /// assert!(MemoryStore::new("g").as_graph().is_some());
+    /// ```
+    fn as_graph(&self) -> Option<&dyn graph::GraphStore> {
         None
     }
 }

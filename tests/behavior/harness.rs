@@ -42,7 +42,7 @@ pub fn stores_under_test() -> Vec<String> {
     for s in &stores {
         if store_toml(s).is_none() {
             panic!(
-                "POLYROUTER_TEST_STORES names `{s}`, which the behaviour suite does not know; known: memory, sqlite, postgres, redis"
+                "POLYROUTER_TEST_STORES names `{s}`, which the behaviour suite does not know; known: memory, sqlite, postgres, redis, gremlin"
             );
         }
     }
@@ -72,7 +72,18 @@ pub fn store_toml(store: &str) -> Option<String> {
             "kind = \"redis\"\nurl = \"{REDIS_URL}\"\nkey_prefix = \"{}\"\n",
             redis_prefix()
         ),
+        // A live Gremlin server, only when POLYROUTER_TEST_GREMLIN_URL names one.
+        "gremlin" => format!("kind = \"gremlin\"\nurl = \"{}\"\n", gremlin_url()),
         _ => return None,
+    })
+}
+
+/// `POLYROUTER_TEST_GREMLIN_URL`; naming `gremlin` without it fails the run.
+fn gremlin_url() -> String {
+    std::env::var("POLYROUTER_TEST_GREMLIN_URL").unwrap_or_else(|_| {
+        panic!(
+            "POLYROUTER_TEST_STORES names `gremlin`, but POLYROUTER_TEST_GREMLIN_URL is not set; set it to a live server, e.g. ws://127.0.0.1:8182/gremlin"
+        )
     })
 }
 

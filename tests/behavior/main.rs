@@ -7,6 +7,7 @@
 
 mod crud;
 mod entities;
+mod graph;
 mod harness;
 mod inject;
 mod query;
@@ -21,6 +22,7 @@ fn behaviours() -> Vec<Behaviour> {
     all.extend(query::behaviours());
     all.extend(ttl::behaviours());
     all.extend(inject::behaviours());
+    all.extend(graph::behaviours());
     all
 }
 
@@ -37,6 +39,10 @@ fn main() {
         let probe = runtime.block_on(harness::probe(store));
         for b in behaviours() {
             let gate = probe.as_ref().ok().and_then(|caps| (b.needs)(caps));
+            // A gremlin store holds graphs only.
+            let gate = gate.or_else(|| {
+                (store == "gremlin" && !b.name.starts_with("graph_")).then_some("entities")
+            });
             let name = match gate {
                 Some(need) => format!("{store}::{} (store lacks {need})", b.name),
                 None => format!("{store}::{}", b.name),

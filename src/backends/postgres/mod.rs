@@ -31,6 +31,7 @@ use crate::{Capabilities, Error, Key, Record, Result, Store};
 mod codec;
 mod config;
 mod dialect;
+mod graph;
 #[cfg(test)]
 mod tests;
 
@@ -206,6 +207,7 @@ impl PostgresStore {
             caps: Capabilities {
                 shared: true,
                 max_record_bytes: Some(1_000_000_000),
+                graph: true,
                 ..Capabilities::all()
             },
             pool,
@@ -530,5 +532,9 @@ impl Store for PostgresStore {
             .await
             .map(|_| ())
             .map_err(|e| map_err(&self.inner.name, "", e))
+    }
+
+    fn as_graph(&self) -> Option<&dyn crate::store::graph::GraphStore> {
+        Some(self)
     }
 }

@@ -34,6 +34,7 @@ use crate::{Capabilities, Error, Key, Record, Result, Store};
 mod codec;
 mod config;
 mod dialect;
+mod graph;
 #[cfg(test)]
 mod tests;
 
@@ -276,6 +277,7 @@ impl SqliteStore {
             caps: Capabilities {
                 shared: !memory,
                 max_record_bytes: Some(1_000_000_000),
+                graph: true,
                 ..Capabilities::all()
             },
             pool,
@@ -617,5 +619,9 @@ impl Store for SqliteStore {
             .await
             .map(|_| ())
             .map_err(|e| map_err(&self.inner.name, "", e))
+    }
+
+    fn as_graph(&self) -> Option<&dyn crate::store::graph::GraphStore> {
+        Some(self)
     }
 }
