@@ -38,9 +38,11 @@ mod duration;
 mod interpolate;
 mod locate;
 mod secret;
+mod timeseries;
 
 pub use duration::ConfigDuration;
 pub use secret::{Secret, is_secret_key, redact_url};
+pub use timeseries::TimeSeriesConfig;
 
 /// A whole configuration file, validated.
 ///
@@ -63,6 +65,8 @@ pub struct Config {
     pub stores: BTreeMap<String, StoreSpec>,
     /// Entity routes by entity name.
     pub entities: BTreeMap<String, EntityConfig>,
+    /// Time series tables by name, from `[timeseries.NAME]`.
+    pub timeseries: BTreeMap<String, TimeSeriesConfig>,
     source: Arc<Source>,
 }
 
@@ -297,6 +301,8 @@ struct RawConfig {
     stores: BTreeMap<String, RawStore>,
     #[serde(default)]
     entities: BTreeMap<String, EntityConfig>,
+    #[serde(default)]
+    timeseries: BTreeMap<String, TimeSeriesConfig>,
 }
 
 #[derive(Deserialize)]
@@ -401,6 +407,7 @@ impl Config {
             router: raw.router,
             stores,
             entities: raw.entities,
+            timeseries: raw.timeseries,
             source: source.clone(),
         };
         cfg.validate(&source)?;
@@ -418,6 +425,7 @@ impl Config {
             router: RouterSettings::default(),
             stores: BTreeMap::new(),
             entities: BTreeMap::new(),
+            timeseries: BTreeMap::new(),
             source: Arc::new(Source {
                 file: file.into(),
                 text: String::new(),
@@ -514,6 +522,12 @@ impl Config {
                 }
             }
         }
+        timeseries::validate(&self.timeseries, &self.stores, &self.entities).map_err(
+            |(path, msg)| {
+                let path: Vec<&str> = path.iter().map(String::as_str).collect();
+                err(&path, msg)
+            },
+        )?;
         Ok(())
     }
 }

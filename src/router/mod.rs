@@ -28,8 +28,10 @@ use crate::store::EntityInfo;
 use crate::{Entity, Error, Result, Store};
 
 mod repo;
+mod timeseries;
 
 pub use repo::{Batch, Page, Repo, WriteOptions};
+pub use timeseries::{SeriesPage, TimeSeries};
 
 /// One entity's route, from `[entities.NAME]`.
 #[derive(Debug, Clone)]
@@ -63,6 +65,17 @@ struct Inner {
     routes: BTreeMap<String, Route>,
     bound: RwLock<HashMap<&'static str, Arc<Bound>>>,
     binding: tokio::sync::Mutex<()>,
+    time_series: BTreeMap<String, TimeSeries>,
+    /// Background purges of the time series; stopped with the router.
+    purges: Vec<tokio::task::AbortHandle>,
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        for task in &self.purges {
+            task.abort();
+        }
+    }
 }
 
 /// Routes every entity to its store. Cheap to clone; share one per process.
@@ -266,6 +279,27 @@ impl Router {
         self.inner.stores.keys().map(String::as_str).collect()
     }
 
+    /// The handle on a time series table from `[timeseries.NAME]`.
+    ///
+    /// ```
+    /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+    /// let r = polyrouter::Router::from_toml_str(
+    ///     "[stores.m]\nkind = \"memory\"\n[timeseries.power]\nstore = \"m\"\nfields = [\"watts\"]\n").await.unwrap();
+    /// assert_eq!(r.time_series("power").unwrap().info().table, "power");
+    /// assert!(r.time_series("nope").is_err());
+    /// # });
+    /// ```
+    pub fn time_series(&self, name: &str) -> Result<TimeSeries> {
+        self.inner.time_series.get(name).cloned().ok_or_else(|| {
+            self.inner.config.error(
+                &format!("timeseries.{name}"),
+                format!(
+                    "time series `{name}` is not configured; add [timeseries.{name}] with `store` and `fields`"
+                ),
+            )
+        })
+    }
+
     /// The configuration the router was built from.
     ///
     /// ```
@@ -387,6 +421,21 @@ impl RouterBuilder {
             let route = check_route(&config, &stores, entity, ec)?;
             routes.insert(entity.clone(), route);
         }
+        let mut time_series = BTreeMap::new();
+        let mut purges = Vec::new();
+        for (name, tc) in &config.timeseries {
+            let Some(store) = stores.get(&tc.store) else {
+                return Err(config.error(
+                    &format!("timeseries.{name}.store"),
+                    format!("store `{}` is not defined", tc.store),
+                ));
+            };
+            let handle = TimeSeries::open(&config, name, tc, store.clone()).await?;
+            if handle.retention().is_some() && !tc.purge_interval().is_zero() {
+                purges.push(timeseries::spawn_purge(&handle, tc.purge_interval()));
+            }
+            time_series.insert(name.clone(), handle);
+        }
         let router = Router {
             inner: Arc::new(Inner {
                 config,
@@ -394,6 +443,8 @@ impl RouterBuilder {
                 routes,
                 bound: RwLock::new(HashMap::new()),
                 binding: tokio::sync::Mutex::new(()),
+                time_series,
+                purges,
             }),
         };
         for register in self.registrations {

@@ -30,6 +30,7 @@ mod ddl;
 mod sql;
 #[cfg(test)]
 mod tests;
+mod timeseries;
 
 use codec::{Arg, bind_all, decode_record};
 use sql::{Expect, PURGE_CHUNK, TableSql, WriteStmt};
@@ -240,6 +241,7 @@ impl PostgresStore {
             caps: Capabilities {
                 shared: true,
                 max_record_bytes: Some(1_000_000_000),
+                time_series: true,
                 ..Capabilities::all()
             },
             pool,
@@ -620,5 +622,9 @@ impl Store for PostgresStore {
             .await
             .map(|_| ())
             .map_err(|e| map_err(&self.inner.name, "", e))
+    }
+
+    fn as_time_series(&self) -> Option<&dyn crate::store::timeseries::TimeSeriesStore> {
+        Some(self)
     }
 }

@@ -33,6 +33,7 @@ mod ddl;
 mod sql;
 #[cfg(test)]
 mod tests;
+mod timeseries;
 
 use codec::{Arg, bind_all, decode_record};
 use sql::{Expect, GET_MANY_CHUNK, PURGE_CHUNK, TableSql, WriteStmt};
@@ -308,6 +309,7 @@ impl SqliteStore {
             caps: Capabilities {
                 shared: !memory,
                 max_record_bytes: Some(1_000_000_000),
+                time_series: true,
                 ..Capabilities::all()
             },
             pool,
@@ -716,5 +718,9 @@ impl Store for SqliteStore {
             .await
             .map(|_| ())
             .map_err(|e| map_err(&self.inner.name, "", e))
+    }
+
+    fn as_time_series(&self) -> Option<&dyn crate::store::timeseries::TimeSeriesStore> {
+        Some(self)
     }
 }
