@@ -60,6 +60,42 @@ impl TimeSeriesConfig {
         self.purge_interval
             .map_or(Duration::from_secs(600), |d| d.0)
     }
+
+    /// Checks the table and field names, the retention and the purge
+    /// interval of the time series `name`; on error, the key at fault
+    /// (`None`: the table itself) and what is wrong.
+    pub(crate) fn check(&self, name: &str) -> Result<(), (Option<&'static str>, String)> {
+        let table = self.table.as_deref().unwrap_or(name);
+        check_name(table).map_err(|m| {
+            let key = self.table.as_ref().map(|_| "table");
+            (key, format!("table name: {m}; set `table`"))
+        })?;
+        if self.fields.is_empty() {
+            return Err((
+                Some("fields"),
+                "name at least one numeric field, e.g. fields = [\"temperature\"]".into(),
+            ));
+        }
+        for (i, f) in self.fields.iter().enumerate() {
+            check_name(f).map_err(|m| (Some("fields"), format!("field {i}: {m}")))?;
+            if self.fields[..i].contains(f) {
+                return Err((Some("fields"), format!("field `{f}` is listed twice")));
+            }
+        }
+        if self.retention.is_some_and(|r| r.0.is_zero()) {
+            return Err((
+                Some("retention"),
+                "a retention must be greater than zero; leave it out to keep every point".into(),
+            ));
+        }
+        if self.purge_interval.is_some() && self.retention.is_none() {
+            return Err((
+                Some("purge_interval"),
+                "a purge interval needs a `retention` to purge by".into(),
+            ));
+        }
+        Ok(())
+    }
 }
 
 /// Checks every `[timeseries.NAME]`; on error the key path and message.
@@ -83,14 +119,12 @@ pub(super) fn validate(
                 ),
             ));
         }
-        let table = ts.table.as_deref().unwrap_or(name);
-        check_name(table).map_err(|m| {
-            let path = match ts.table {
-                Some(_) => at(name, "table"),
-                None => vec!["timeseries".into(), name.clone()],
-            };
-            (path, format!("table name: {m}; set `table`"))
+        ts.check(name).map_err(|(key, m)| {
+            let mut path = vec!["timeseries".to_string(), name.clone()];
+            path.extend(key.map(str::to_string));
+            (path, m)
         })?;
+        let table = ts.table.as_deref().unwrap_or(name);
         if let Some(other) = tables.insert((&ts.store, table), name) {
             return Err((
                 vec!["timeseries".into(), name.clone()],
@@ -98,30 +132,6 @@ pub(super) fn validate(
                     "duplicate table `{table}` in store `{}`: `{other}` uses it too; set `table`",
                     ts.store
                 ),
-            ));
-        }
-        if ts.fields.is_empty() {
-            return Err((
-                at(name, "fields"),
-                "name at least one numeric field, e.g. fields = [\"temperature\"]".into(),
-            ));
-        }
-        for (i, f) in ts.fields.iter().enumerate() {
-            check_name(f).map_err(|m| (at(name, "fields"), format!("field {i}: {m}")))?;
-            if ts.fields[..i].contains(f) {
-                return Err((at(name, "fields"), format!("field `{f}` is listed twice")));
-            }
-        }
-        if ts.retention.is_some_and(|r| r.0.is_zero()) {
-            return Err((
-                at(name, "retention"),
-                "a retention must be greater than zero; leave it out to keep every point".into(),
-            ));
-        }
-        if ts.purge_interval.is_some() && ts.retention.is_none() {
-            return Err((
-                at(name, "purge_interval"),
-                "a purge interval needs a `retention` to purge by".into(),
             ));
         }
     }

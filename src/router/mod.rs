@@ -376,6 +376,26 @@ impl RouterBuilder {
         self
     }
 
+    /// Adds a time series table, as `[timeseries.NAME]` would.
+    ///
+    /// ```
+    /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+    /// use std::sync::Arc;
+    /// use polyrouter::config::TimeSeriesConfig;
+    /// let router = polyrouter::Router::builder()
+    ///     .store("m", Arc::new(polyrouter::backends::memory::MemoryStore::new("m")))
+    ///     .time_series("power", TimeSeriesConfig { store: "m".into(), fields: vec!["watts".into()], ..Default::default() })
+    ///     .build()
+    ///     .await
+    ///     .unwrap();
+    /// assert!(router.time_series("power").is_ok());
+    /// # });
+    /// ```
+    pub fn time_series(mut self, name: &str, config: crate::config::TimeSeriesConfig) -> Self {
+        self.config.timeseries.insert(name.into(), config);
+        self
+    }
+
     /// Prepares `T`'s storage during [`build`](Self::build), so a bad table
     /// fails start-up rather than the first request.
     ///

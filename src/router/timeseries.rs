@@ -83,6 +83,13 @@ impl TimeSeries {
         tc: &TimeSeriesConfig,
         store: Arc<dyn Store>,
     ) -> Result<TimeSeries> {
+        tc.check(name).map_err(|(key, m)| {
+            let path = match key {
+                Some(k) => format!("timeseries.{name}.{k}"),
+                None => format!("timeseries.{name}"),
+            };
+            config.error(&path, m)
+        })?;
         let Some(ts) = store.as_time_series() else {
             return Err(config.error(
                 &format!("timeseries.{name}.store"),
