@@ -38,10 +38,12 @@ mod duration;
 mod interpolate;
 mod locate;
 mod secret;
+mod timeseries;
 mod view;
 
 pub use duration::ConfigDuration;
 pub use secret::{Secret, is_secret_key, redact_url};
+pub use timeseries::TimeSeriesConfig;
 pub use view::{JoinConfig, ViewBranch, ViewConfig};
 
 /// A whole configuration file, validated.
@@ -69,6 +71,8 @@ pub struct Config {
     pub views: BTreeMap<String, ViewConfig>,
     /// Graphs by name (`[graphs.NAME]`).
     pub graphs: BTreeMap<String, GraphConfig>,
+    /// Time series tables by name, from `[timeseries.NAME]`.
+    pub timeseries: BTreeMap<String, TimeSeriesConfig>,
     source: Arc<Source>,
 }
 
@@ -338,7 +342,10 @@ struct RawConfig {
     entities: BTreeMap<String, EntityConfig>,
     #[serde(default)]
     views: BTreeMap<String, ViewConfig>,
+    #[serde(default)]
     graphs: BTreeMap<String, GraphConfig>,
+    #[serde(default)]
+    timeseries: BTreeMap<String, TimeSeriesConfig>,
 }
 
 #[derive(Deserialize)]
@@ -445,6 +452,7 @@ impl Config {
             entities: raw.entities,
             views: raw.views,
             graphs: raw.graphs,
+            timeseries: raw.timeseries,
             source: source.clone(),
         };
         cfg.validate(&source)?;
@@ -464,6 +472,7 @@ impl Config {
             entities: BTreeMap::new(),
             views: BTreeMap::new(),
             graphs: BTreeMap::new(),
+            timeseries: BTreeMap::new(),
             source: Arc::new(Source {
                 file: file.into(),
                 text: String::new(),
@@ -601,6 +610,12 @@ impl Config {
                 return Err(err(&path, msg));
             }
         }
+        timeseries::validate(&self.timeseries, &self.stores, &self.entities).map_err(
+            |(path, msg)| {
+                let path: Vec<&str> = path.iter().map(String::as_str).collect();
+                err(&path, msg)
+            },
+        )?;
         self.validate_graphs(source)
     }
 

@@ -33,12 +33,14 @@ mod metrics;
 mod read;
 mod repo;
 mod session;
+mod timeseries;
 
 pub use graph::Graph;
 pub use metrics::{EntityCounters, Metrics, WARN_INTERVAL};
 pub use read::{ReadMeta, ReadSource};
 pub use repo::{Batch, Page, Read, ReadOptions, Repo, WriteOptions};
 pub use session::{DEFAULT_SESSION_KEYS, MAX_SESSION_KEYS, Session};
+pub use timeseries::{SeriesPage, TimeSeries};
 
 /// One entity's route, from `[entities.NAME]`.
 #[derive(Debug, Clone)]
@@ -92,6 +94,17 @@ struct Inner {
     /// Type-erased repositories by entity name, for views.
     dyn_repos: RwLock<HashMap<&'static str, Arc<dyn crate::aggregate::DynRepo>>>,
     binding: tokio::sync::Mutex<()>,
+    time_series: BTreeMap<String, TimeSeries>,
+    /// Background purges of the time series; stopped with the router.
+    purges: Vec<tokio::task::AbortHandle>,
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        for task in &self.purges {
+            task.abort();
+        }
+    }
 }
 
 /// Routes every entity to its store. Cheap to clone; share one per process.
@@ -389,6 +402,27 @@ impl Router {
         })
     }
 
+    /// The handle on a time series table from `[timeseries.NAME]`.
+    ///
+    /// ```
+    /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+    /// let r = polyrouter::Router::from_toml_str(
+    ///     "[stores.m]\nkind = \"memory\"\n[timeseries.power]\nstore = \"m\"\nfields = [\"watts\"]\n").await.unwrap();
+    /// assert_eq!(r.time_series("power").unwrap().info().table, "power");
+    /// assert!(r.time_series("nope").is_err());
+    /// # });
+    /// ```
+    pub fn time_series(&self, name: &str) -> Result<TimeSeries> {
+        self.inner.time_series.get(name).cloned().ok_or_else(|| {
+            self.inner.config.error(
+                &format!("timeseries.{name}"),
+                format!(
+                    "time series `{name}` is not configured; add [timeseries.{name}] with `store` and `fields`"
+                ),
+            )
+        })
+    }
+
     /// The configuration the router was built from.
     ///
     /// ```
@@ -490,6 +524,26 @@ impl RouterBuilder {
         self
     }
 
+    /// Adds a time series table, as `[timeseries.NAME]` would.
+    ///
+    /// ```
+    /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+    /// use std::sync::Arc;
+    /// use polyrouter::config::TimeSeriesConfig;
+    /// let router = polyrouter::Router::builder()
+    ///     .store("m", Arc::new(polyrouter::backends::memory::MemoryStore::new("m")))
+    ///     .time_series("power", TimeSeriesConfig { store: "m".into(), fields: vec!["watts".into()], ..Default::default() })
+    ///     .build()
+    ///     .await
+    ///     .unwrap();
+    /// assert!(router.time_series("power").is_ok());
+    /// # });
+    /// ```
+    pub fn time_series(mut self, name: &str, config: crate::config::TimeSeriesConfig) -> Self {
+        self.config.timeseries.insert(name.into(), config);
+        self
+    }
+
     /// Prepares `T`'s storage during [`build`](Self::build), so a bad table
     /// fails start-up rather than the first request.
     ///
@@ -546,6 +600,21 @@ impl RouterBuilder {
             .map(|k| (k.clone(), Arc::new(metrics::EntityMetrics::default())))
             .collect();
         let graphs = open_graphs(&config, &stores).await?;
+        let mut time_series = BTreeMap::new();
+        let mut purges = Vec::new();
+        for (name, tc) in &config.timeseries {
+            let Some(store) = stores.get(&tc.store) else {
+                return Err(config.error(
+                    &format!("timeseries.{name}.store"),
+                    format!("store `{}` is not defined", tc.store),
+                ));
+            };
+            let handle = TimeSeries::open(&config, name, tc, store.clone()).await?;
+            if handle.retention().is_some() && !tc.purge_interval().is_zero() {
+                purges.push(timeseries::spawn_purge(&handle, tc.purge_interval()));
+            }
+            time_series.insert(name.clone(), handle);
+        }
         let router = Router {
             inner: Arc::new(Inner {
                 config,
@@ -556,6 +625,8 @@ impl RouterBuilder {
                 bound: RwLock::new(HashMap::new()),
                 dyn_repos: RwLock::new(HashMap::new()),
                 binding: tokio::sync::Mutex::new(()),
+                time_series,
+                purges,
             }),
         };
         for register in self.registrations {

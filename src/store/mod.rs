@@ -16,6 +16,7 @@ use crate::{Capabilities, Key, Record, Result};
 pub mod eval;
 pub mod graph;
 pub mod kv;
+pub mod timeseries;
 
 /// A condition a write must meet; a failed one is [`Error::Conflict`](crate::Error::Conflict)
 /// and writes nothing.
@@ -289,6 +290,21 @@ pub trait Store: Send + Sync + fmt::Debug + 'static {
     /// assert!(MemoryStore::new("g").as_graph().is_some());
     /// ```
     fn as_graph(&self) -> Option<&dyn graph::GraphStore> {
+        None
+    }
+
+    /// This store's time series operations (append, range, downsample,
+    /// latest, retention), if it offers them; `None` by default. A store
+    /// that returns `Some` sets the `time_series` capability.
+    ///
+    /// ```
+    /// use polyrouter::backends::memory::MemoryStore;
+    /// use polyrouter::Store;
+    /// let store = MemoryStore::new("tsdb");
+    /// assert!(store.as_time_series().is_some());
+    /// assert!(store.capabilities().time_series);
+    /// ```
+    fn as_time_series(&self) -> Option<&dyn timeseries::TimeSeriesStore> {
         None
     }
 }

@@ -293,6 +293,22 @@ impl Ctx {
             .expect("store probed before its trials")
     }
 
+    /// [`Ctx::config`] plus this trial's time series tables: `telemetry`
+    /// (three fields, no retention) and `recent` (one field, retention 1h,
+    /// purged every 200ms).
+    pub fn ts_config(&self) -> String {
+        format!(
+            "{}[timeseries.telemetry]\nstore = \"s\"\ntable = \"telemetry_{id}\"\nfields = [\"temperature\", \"humidity\", \"battery\"]\n\n[timeseries.recent]\nstore = \"s\"\ntable = \"recent_{id}\"\nfields = [\"v\"]\nretention = \"1h\"\npurge_interval = \"200ms\"\n",
+            self.config(),
+            id = self.id
+        )
+    }
+
+    /// A router with the time series tables of [`Ctx::ts_config`].
+    pub async fn ts_router(&self) -> polyrouter::Result<Router> {
+        Router::from_toml_str(&self.ts_config()).await
+    }
+
     pub async fn router(&self) -> polyrouter::Result<Router> {
         Router::from_toml_str(&self.config()).await
     }

@@ -11,6 +11,7 @@ mod graph;
 mod harness;
 mod inject;
 mod query;
+mod timeseries;
 mod ttl;
 
 use harness::{Behaviour, Ctx};
@@ -23,6 +24,7 @@ fn behaviours() -> Vec<Behaviour> {
     all.extend(ttl::behaviours());
     all.extend(inject::behaviours());
     all.extend(graph::behaviours());
+    all.extend(timeseries::behaviours());
     all
 }
 

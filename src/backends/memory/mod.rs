@@ -26,6 +26,7 @@ use crate::store::{EntityInfo, Precondition, StoreQuery, WriteOp, WriteOutcome};
 use crate::{Capabilities, Error, Key, Record, Result, Store};
 
 mod graph;
+mod timeseries;
 
 /// Options of a `memory` store (none yet; unknown keys are errors).
 #[derive(Debug, Default, Deserialize)]
@@ -71,6 +72,8 @@ pub struct MemoryStore {
     values: parking_lot::Mutex<HashMap<(String, Key), RawValue>>,
     /// [`GraphStore`](crate::store::graph::GraphStore) graphs, by vertex table.
     graphs: graph::Graphs,
+    /// Time series tables ([`crate::store::timeseries`]).
+    series: timeseries::SeriesTables,
 }
 
 #[derive(Debug)]
@@ -97,11 +100,13 @@ impl MemoryStore {
             name: name.into(),
             caps: Capabilities {
                 graph: true,
+                time_series: true,
                 ..Capabilities::all()
             },
             tables: RwLock::new(HashMap::new()),
             values: parking_lot::Mutex::new(HashMap::new()),
             graphs: Default::default(),
+            series: timeseries::SeriesTables::default(),
         }
     }
 
@@ -276,6 +281,10 @@ impl Store for MemoryStore {
     }
 
     fn as_graph(&self) -> Option<&dyn crate::store::graph::GraphStore> {
+        Some(self)
+    }
+
+    fn as_time_series(&self) -> Option<&dyn crate::store::timeseries::TimeSeriesStore> {
         Some(self)
     }
 }

@@ -34,6 +34,7 @@ mod dialect;
 mod graph;
 #[cfg(test)]
 mod tests;
+mod timeseries;
 
 use codec::{bind_all, column_value};
 
@@ -208,6 +209,7 @@ impl PostgresStore {
                 shared: true,
                 max_record_bytes: Some(1_000_000_000),
                 graph: true,
+                time_series: true,
                 ..Capabilities::all()
             },
             pool,
@@ -535,6 +537,10 @@ impl Store for PostgresStore {
     }
 
     fn as_graph(&self) -> Option<&dyn crate::store::graph::GraphStore> {
+        Some(self)
+    }
+
+    fn as_time_series(&self) -> Option<&dyn crate::store::timeseries::TimeSeriesStore> {
         Some(self)
     }
 }

@@ -37,6 +37,7 @@ mod dialect;
 mod graph;
 #[cfg(test)]
 mod tests;
+mod timeseries;
 
 use codec::{bind_all, column_value};
 
@@ -278,6 +279,7 @@ impl SqliteStore {
                 shared: !memory,
                 max_record_bytes: Some(1_000_000_000),
                 graph: true,
+                time_series: true,
                 ..Capabilities::all()
             },
             pool,
@@ -622,6 +624,10 @@ impl Store for SqliteStore {
     }
 
     fn as_graph(&self) -> Option<&dyn crate::store::graph::GraphStore> {
+        Some(self)
+    }
+
+    fn as_time_series(&self) -> Option<&dyn crate::store::timeseries::TimeSeriesStore> {
         Some(self)
     }
 }
