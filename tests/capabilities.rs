@@ -196,13 +196,39 @@ async fn per_call_options_the_store_lacks_are_unsupported() {
 }
 
 #[tokio::test]
-async fn cache_aside_is_refused_until_it_exists() {
-    let e = Router::from_toml_str(
-        "[stores.m]\nkind = \"memory\"\n[stores.c]\nkind = \"memory\"\n[entities.thing]\nstore = \"m\"\ncache = { store = \"c\", ttl = \"1h\" }\n",
-    )
-    .await
-    .unwrap_err();
+async fn a_cache_store_without_ttl_is_refused() {
+    let cache = polyrouter::config::CacheConfig {
+        store: "c".into(),
+        ttl: Some(polyrouter::config::ConfigDuration(
+            std::time::Duration::from_secs(3600),
+        )),
+        ..Default::default()
+    };
+    let e = Router::builder()
+        .store("m", limited(Capabilities::all()))
+        .store(
+            "c",
+            limited(Capabilities {
+                ttl: false,
+                ..Capabilities::all()
+            }),
+        )
+        .route_with(
+            "thing",
+            polyrouter::config::EntityConfig {
+                store: "m".into(),
+                cache: Some(cache),
+                ..Default::default()
+            },
+        )
+        .build()
+        .await
+        .unwrap_err();
     assert!(matches!(e, Error::Unsupported { .. }), "{e}");
+    assert!(
+        e.to_string().contains("ttl, which a cache store needs"),
+        "{e}"
+    );
 }
 
 #[tokio::test]

@@ -127,3 +127,24 @@ impl Metrics {
         self.entities.get(name)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cache_failures_are_logged_once_per_interval() {
+        let m = EntityMetrics::default();
+        for _ in 0..5 {
+            m.warn_cache("cache", "user", "read", &"down");
+        }
+        // The first call logged; the other four were counted, not logged.
+        assert_eq!(m.suppressed.load(Ordering::Relaxed), 4);
+        assert!(m.last_warn_ms.load(Ordering::Relaxed) > 0);
+        // Once the interval has passed, the next failure logs again and
+        // resets the count.
+        m.last_warn_ms.store(0, Ordering::Relaxed);
+        m.warn_cache("cache", "user", "read", &"down");
+        assert_eq!(m.suppressed.load(Ordering::Relaxed), 0);
+    }
+}
