@@ -475,17 +475,16 @@ pub fn check_edge(graph: &GraphInfo, e: &Edge) -> Result<()> {
 pub fn check_properties(graph: &GraphInfo, p: &Properties) -> Result<()> {
     for (k, v) in p {
         check_name(graph, "property name", k)?;
-        if let Value::String(s) = v {
-            if s.contains('\0') {
+        match v {
+            Value::String(s) if s.contains('\0') => {
                 return Err(graph.invalid(format!(
                     "property `{k}`: text must not contain NUL characters"
                 )));
             }
-        }
-        if let Value::F64(f) = v {
-            if f.is_nan() {
+            Value::F64(f) if f.is_nan() => {
                 return Err(graph.invalid(format!("property `{k}`: NaN cannot be stored")));
             }
+            _ => {}
         }
     }
     Ok(())

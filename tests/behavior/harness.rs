@@ -269,12 +269,18 @@ impl Ctx {
             "[stores.s]\n{}\n",
             store_toml(&self.store).expect("known store")
         );
-        for (entity, extra) in [
-            ("everything", ""),
-            ("item", ""),
-            ("note", ""),
-            ("session", "ttl = \"1s\"\n"),
-        ] {
+        // A gremlin store holds graphs only: no entity routes.
+        let entities: &[(&str, &str)] = if self.store == "gremlin" {
+            &[]
+        } else {
+            &[
+                ("everything", ""),
+                ("item", ""),
+                ("note", ""),
+                ("session", "ttl = \"1s\"\n"),
+            ]
+        };
+        for (entity, extra) in entities {
             cfg.push_str(&format!(
                 "[entities.{entity}]\nstore = \"s\"\ntable = \"{entity}_{}\"\n{extra}\n",
                 self.id
