@@ -5,6 +5,8 @@
 //! | `memory` | `memory` (default) | in-process; supports everything; the reference semantics |
 //! | `sqlite` | `sqlite` (default) | embedded SQLite via sqlx; a typed table per entity |
 //! | `postgres` | `postgres` | a PostgreSQL server via sqlx; a typed table per entity |
+//! | `fs` | `fs` (default) | blobs in a local directory ([`BlobStore`](crate::store::blob::BlobStore)); atomic puts; no entity records |
+//! | `azblob` | `azblob` | Azure Blob Storage (and Azurite) via `azure_storage_blobs`; blobs only |
 //! | `redis` | `redis` | a Redis server via the `redis` crate; point ops, atomic batches, TTL, counters ([`KvStore`](crate::store::kv::KvStore)); no queries |
 
 use std::sync::Arc;
@@ -14,6 +16,10 @@ use futures::future::BoxFuture;
 use crate::config::StoreSpec;
 use crate::{Result, Store};
 
+#[cfg(feature = "azblob")]
+pub mod azblob;
+#[cfg(feature = "fs")]
+pub mod fs;
 #[cfg(feature = "memory")]
 pub mod memory;
 #[cfg(feature = "postgres")]
@@ -74,6 +80,22 @@ pub const KINDS: &[KindInfo] = &[
         #[cfg(feature = "redis")]
         open: Some(redis::open),
         #[cfg(not(feature = "redis"))]
+        open: None,
+    },
+    KindInfo {
+        name: "fs",
+        feature: "fs",
+        #[cfg(feature = "fs")]
+        open: Some(fs::open),
+        #[cfg(not(feature = "fs"))]
+        open: None,
+    },
+    KindInfo {
+        name: "azblob",
+        feature: "azblob",
+        #[cfg(feature = "azblob")]
+        open: Some(azblob::open),
+        #[cfg(not(feature = "azblob"))]
         open: None,
     },
 ];

@@ -231,11 +231,15 @@ impl<T: Entity> Repo<T> {
         if ops.len() > 1 && atomic && !caps.batch_atomic {
             return Err(self.unsupported("atomic batch"));
         }
-        self.b
+        let blobs = super::cascade::before(&self.b, &ops).await?;
+        let out = self
+            .b
             .store
             .write(&self.b.info, ops, atomic)
             .await
-            .map_err(|e| e.with_entity(self.entity()))
+            .map_err(|e| e.with_entity(self.entity()))?;
+        super::cascade::after(&self.b, blobs, &out).await?;
+        Ok(out)
     }
 
     async fn write_one(&self, op: WriteOp) -> Result<WriteOutcome> {

@@ -13,6 +13,7 @@ use crate::entity::Schema;
 use crate::query::{Filter, Order};
 use crate::{Capabilities, Key, Record, Result};
 
+pub mod blob;
 pub mod eval;
 pub mod kv;
 
@@ -276,6 +277,17 @@ pub trait Store: Send + Sync + fmt::Debug + 'static {
     /// assert!(MemoryStore::new("kv").as_kv().is_some());
     /// ```
     fn as_kv(&self) -> Option<&dyn kv::KvStore> {
+        None
+    }
+
+    /// This store's blob operations, if it holds blobs; `None` by default.
+    ///
+    /// ```
+    /// use polyrouter::backends::memory::MemoryStore;
+    /// use polyrouter::Store;
+    /// assert!(MemoryStore::new("images").as_blob().is_some());
+    /// ```
+    fn as_blob(&self) -> Option<&dyn blob::BlobStore> {
         None
     }
 }

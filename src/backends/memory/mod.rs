@@ -25,6 +25,8 @@ use crate::store::kv::{KvStore, check_call};
 use crate::store::{EntityInfo, Precondition, StoreQuery, WriteOp, WriteOutcome};
 use crate::{Capabilities, Error, Key, Record, Result, Store};
 
+mod blob;
+
 /// Options of a `memory` store (none yet; unknown keys are errors).
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -67,6 +69,8 @@ pub struct MemoryStore {
     /// [`KvStore`] raw values (counters, locks), by table and key; apart
     /// from the records.
     values: parking_lot::Mutex<HashMap<(String, Key), RawValue>>,
+    /// [`BlobStore`](crate::store::blob::BlobStore) blobs, by key; apart from the records.
+    blobs: blob::Blobs,
 }
 
 #[derive(Debug)]
@@ -91,9 +95,13 @@ impl MemoryStore {
     pub fn new(name: &str) -> Self {
         MemoryStore {
             name: name.into(),
-            caps: Capabilities::all(),
+            caps: Capabilities {
+                blob: true,
+                ..Capabilities::all()
+            },
             tables: RwLock::new(HashMap::new()),
             values: parking_lot::Mutex::new(HashMap::new()),
+            blobs: blob::Blobs::default(),
         }
     }
 
@@ -264,6 +272,10 @@ impl Store for MemoryStore {
     }
 
     fn as_kv(&self) -> Option<&dyn KvStore> {
+        Some(self)
+    }
+
+    fn as_blob(&self) -> Option<&dyn crate::store::blob::BlobStore> {
         Some(self)
     }
 }
