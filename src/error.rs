@@ -40,7 +40,11 @@ pub enum Error {
         key: String,
     },
     /// A precondition failed; nothing was written.
-    #[error("{}: precondition {expected} failed for key {key}: the current version is {}; nothing was written — re-read the record and retry", at(store, entity), current_version(actual, etag))]
+    #[error(
+        "{}: precondition {expected} failed for key {key}: the current version is {}; nothing was written — re-read the record and retry",
+        at(store, entity),
+        current_version(actual, etag)
+    )]
     Conflict {
         /// Store name.
         store: String,
@@ -54,7 +58,7 @@ pub enum Error {
         actual: Option<u64>,
         /// For blobs: the current etag, `None` when the blob does not exist
         /// (blobs have etags, not versions).
-        etag: Option<String>,
+        etag: Option<Box<str>>,
     },
     /// The store cannot do what was asked; polyrouter never silently ignores it.
     #[error(
@@ -119,7 +123,7 @@ pub enum Error {
     },
 }
 
-fn current_version(actual: &Option<u64>, etag: &Option<String>) -> String {
+fn current_version(actual: &Option<u64>, etag: &Option<Box<str>>) -> String {
     match (actual, etag) {
         (Some(v), _) => v.to_string(),
         (None, Some(e)) => format!("etag {e}"),

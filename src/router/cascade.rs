@@ -30,7 +30,10 @@ pub(crate) fn resolve(
         let Some(store) = stores.get(&c.store) else {
             return Err(config.error(
                 &format!("{at}.store"),
-                format!("store `{}` is not defined; add a [stores.{}] table", c.store, c.store),
+                format!(
+                    "store `{}` is not defined; add a [stores.{}] table",
+                    c.store, c.store
+                ),
             ));
         };
         if store.as_blob().is_none() {
@@ -117,7 +120,10 @@ pub(crate) async fn after(
     outcomes: &[WriteOutcome],
 ) -> Result<()> {
     for (i, c, key) in blobs {
-        if !matches!(outcomes.get(i), Some(WriteOutcome::Deleted { existed: true })) {
+        if !matches!(
+            outcomes.get(i),
+            Some(WriteOutcome::Deleted { existed: true })
+        ) {
             continue;
         }
         let cascade = &b.cascade[c];

@@ -110,7 +110,7 @@ impl BlobCondition {
             key: format!("{key} (blob {self})"),
             expected,
             actual: None,
-            etag: current.map(str::to_string),
+            etag: current.map(Box::from),
         }
     }
 }
@@ -435,13 +435,19 @@ pub trait BlobStore: Send + Sync {
     }
 }
 
-/// Checks the rules every backend shares: a key is non-empty, at most 1024
-/// bytes, without NUL; the error names the store and says what to do.
+/// Checks the rules every backend shares, so a key means the same blob on
+/// every store: non-empty, at most 1024 bytes, no NUL, no backslash, no
+/// leading or trailing `/`, and no `.` or `..` segment (URLs and file
+/// systems would resolve those to another name, possibly outside the
+/// container or root). The error names the store and says what to do.
 ///
 /// ```
-/// assert!(polyrouter::store::blob::check_key("s", "a/b.png").is_ok());
-/// assert!(polyrouter::store::blob::check_key("s", "").is_err());
-/// assert!(polyrouter::store::blob::check_key("s", "a\0b").is_err());
+/// use polyrouter::store::blob::check_key;
+/// assert!(check_key("s", "a/b.png").is_ok());
+/// assert!(check_key("s", "..a/b..").is_ok());
+/// for bad in ["", "a\0b", "../x", "a/./b", "/abs", "dir/", "a\\b"] {
+///     assert!(check_key("s", bad).is_err(), "{bad:?}");
+/// }
 /// ```
 pub fn check_key(store: &str, key: &str) -> Result<()> {
     let why = if key.is_empty() {
@@ -450,6 +456,12 @@ pub fn check_key(store: &str, key: &str) -> Result<()> {
         "a blob key must be at most 1024 bytes"
     } else if key.contains('\0') {
         "a blob key must not contain NUL"
+    } else if key.contains('\\') {
+        "a blob key must not contain a backslash"
+    } else if key.starts_with('/') || key.ends_with('/') {
+        "a blob key must not start or end with `/`"
+    } else if key.split('/').any(|s| s == "." || s == "..") {
+        "a blob key must not have a `.` or `..` segment (it could name a blob outside the store)"
     } else {
         return Ok(());
     };

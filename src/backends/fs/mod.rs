@@ -39,15 +39,17 @@ mod tests;
 pub use config::FsConfig;
 use keys::{RESERVED, key_path};
 
+/// A temp file not written to for this long belongs to an interrupted put
+/// and is removed when a store opens the root.
+pub const ABANDONED_AFTER: std::time::Duration = std::time::Duration::from_secs(15 * 60);
+
 pub(crate) fn open(spec: StoreSpec) -> BoxFuture<'static, Result<Arc<dyn Store>>> {
     Box::pin(async move {
         let cfg: FsConfig = spec.parse()?;
-        let store = FsStore::open(&spec.name, cfg)
-            .await
-            .map_err(|e| match e {
-                Error::InvalidInput { message, .. } => spec.error(&["root"], message),
-                other => other,
-            })?;
+        let store = FsStore::open(&spec.name, cfg).await.map_err(|e| match e {
+            Error::InvalidInput { message, .. } => spec.error(&["root"], message),
+            other => other,
+        })?;
         Ok(Arc::new(store) as Arc<dyn Store>)
     })
 }
@@ -145,13 +147,32 @@ impl FsStore {
             lock: RwLock::new(()),
         };
         let tmp = store.tmp_dir();
-        let _ = tokio::fs::remove_dir_all(&tmp).await;
         for dir in [&tmp, &store.meta_root()] {
             tokio::fs::create_dir_all(dir)
                 .await
                 .map_err(|e| store.io(&format!("cannot create {}", dir.display()), e))?;
         }
+        store.remove_abandoned_temp_files().await;
         Ok(store)
+    }
+
+    /// Removes temp files nobody wrote to for [`ABANDONED_AFTER`]: what
+    /// interrupted puts left (a put in progress keeps touching its file).
+    async fn remove_abandoned_temp_files(&self) {
+        let Ok(mut entries) = tokio::fs::read_dir(self.tmp_dir()).await else {
+            return;
+        };
+        while let Ok(Some(entry)) = entries.next_entry().await {
+            let idle = entry
+                .metadata()
+                .await
+                .ok()
+                .and_then(|m| m.modified().ok())
+                .and_then(|t| t.elapsed().ok());
+            if idle.is_some_and(|d| d >= ABANDONED_AFTER) {
+                let _ = tokio::fs::remove_file(entry.path()).await;
+            }
+        }
     }
 
     /// The root directory.
@@ -176,7 +197,11 @@ impl FsStore {
     }
 
     fn io(&self, what: &str, e: std::io::Error) -> Error {
-        Error::backend(&self.name, "", std::io::Error::new(e.kind(), format!("{what}: {e}")))
+        Error::backend(
+            &self.name,
+            "",
+            std::io::Error::new(e.kind(), format!("{what}: {e}")),
+        )
     }
 
     async fn read_sidecar(&self, rel: &Path) -> Result<Option<Sidecar>> {
@@ -272,7 +297,9 @@ impl FsStore {
             last_modified: meta.last_modified,
         };
         let meta_path = self.meta_root().join(rel);
-        let meta_tmp = self.tmp_dir().join(format!("{}.meta", uuid::Uuid::new_v4()));
+        let meta_tmp = self
+            .tmp_dir()
+            .join(format!("{}.meta", uuid::Uuid::new_v4()));
         let text = serde_json::to_vec(&sidecar).map_err(|e| Error::backend(&self.name, "", e))?;
         tokio::fs::write(&meta_tmp, text)
             .await
@@ -302,7 +329,9 @@ impl FsStore {
             Err(Error::invalid_input(
                 &self.name,
                 "",
-                format!("blob key {key:?} clashes with {other}: an `fs` store keeps `/` as directories, so a key cannot be both a blob and a prefix of other blobs; use another key"),
+                format!(
+                    "blob key {key:?} clashes with {other}: an `fs` store keeps `/` as directories, so a key cannot be both a blob and a prefix of other blobs; use another key"
+                ),
             ))
         };
         if tokio::fs::metadata(self.root.join(rel))
@@ -457,13 +486,19 @@ impl BlobStore for FsStore {
                 let mut got = 0;
                 while got < want {
                     let n = file.read(&mut buf[got..]).await.map_err(|e| {
-                        Error::backend(&name, "", std::io::Error::new(e.kind(), format!("cannot read a blob: {e}")))
+                        Error::backend(
+                            &name,
+                            "",
+                            std::io::Error::new(e.kind(), format!("cannot read a blob: {e}")),
+                        )
                     })?;
                     if n == 0 {
                         return Err(Error::backend(
                             &name,
                             "",
-                            std::io::Error::other("the blob file is shorter than its metadata says"),
+                            std::io::Error::other(
+                                "the blob file is shorter than its metadata says",
+                            ),
                         ));
                     }
                     got += n;
@@ -542,10 +577,7 @@ impl BlobStore for FsStore {
             metadata: src.meta.metadata.clone(),
             ..PutOptions::default()
         };
-        let body = src
-            .body
-            .map(|c| c.map_err(std::io::Error::other))
-            .boxed();
+        let body = src.body.map(|c| c.map_err(std::io::Error::other)).boxed();
         self.put(to, body, options).await
     }
 }

@@ -52,7 +52,9 @@ impl BlobStore for MemoryStore {
                 Error::invalid_input(
                     &self.name,
                     "",
-                    format!("the body of blob {key:?} failed while reading it: {e}; nothing was stored"),
+                    format!(
+                        "the body of blob {key:?} failed while reading it: {e}; nothing was stored"
+                    ),
                 )
             })?;
             buf.extend_from_slice(&chunk);
