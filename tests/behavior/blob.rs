@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use bytes::Bytes;
 use futures::StreamExt;
 use polyrouter::store::blob::{
-    BlobCondition, BlobStore, ByteRange, ByteStream, ListOptions, PutOptions, stream_of,
+    BlobCondition, BlobStore, ByteRange, ByteStream, ListOptions, PutOptions,
 };
 use polyrouter::{Capabilities, Error, Result, Router};
 
@@ -81,9 +81,14 @@ async fn blob_round_trip_with_metadata(ctx: Ctx) -> Result<()> {
     metadata.insert("owner".to_string(), "ann".to_string());
     metadata.insert("purpose".to_string(), "test value 1".to_string());
     // Keys with characters URLs and file systems treat specially.
-    for (i, key) in ["plain.bin", "with space/ü ñ 日本.png", "q?x#y%20z&=+.txt", "..dots/x.."]
-        .into_iter()
-        .enumerate()
+    for (i, key) in [
+        "plain.bin",
+        "with space/ü ñ 日本.png",
+        "q?x#y%20z&=+.txt",
+        "..dots/x..",
+    ]
+    .into_iter()
+    .enumerate()
     {
         let key = b.k(key);
         let data: Vec<u8> = (0..=255u8).cycle().take(1000 + i).collect();
@@ -93,21 +98,32 @@ async fn blob_round_trip_with_metadata(ctx: Ctx) -> Result<()> {
             condition: BlobCondition::None,
         };
         let put = b.s().put_bytes(&key, data.clone(), opts).await?;
-        assert_eq!((put.key.as_str(), put.size), (key.as_str(), data.len() as u64));
+        assert_eq!(
+            (put.key.as_str(), put.size),
+            (key.as_str(), data.len() as u64)
+        );
         assert!(!put.etag.is_empty());
         let head = b.s().head(&key).await?.expect("head after put");
         assert_eq!(head.size, data.len() as u64);
         assert_eq!(head.etag, put.etag);
         assert_eq!(head.content_type.as_deref(), Some("image/png"));
         assert_eq!(head.metadata, metadata);
-        assert!((chrono::Utc::now() - head.last_modified).num_minutes().abs() < 10);
+        assert!(
+            (chrono::Utc::now() - head.last_modified)
+                .num_minutes()
+                .abs()
+                < 10
+        );
         let got = b.s().get(&key, None).await?.expect("get after put");
         assert_eq!(got.meta.etag, put.etag);
         assert_eq!(got.bytes().await?, data);
     }
     // An empty blob.
     let empty = b.k("empty");
-    let m = b.s().put_bytes(&empty, Vec::new(), PutOptions::new()).await?;
+    let m = b
+        .s()
+        .put_bytes(&empty, Vec::new(), PutOptions::new())
+        .await?;
     assert_eq!(m.size, 0);
     assert_eq!(b.s().get_bytes(&empty).await?, Some(Vec::new()));
     // Absent.
@@ -119,12 +135,21 @@ async fn blob_round_trip_with_metadata(ctx: Ctx) -> Result<()> {
 async fn blob_overwrite_changes_the_etag(ctx: Ctx) -> Result<()> {
     let b = B::new(&ctx).await?;
     let key = b.k("o");
-    let first = b.s().put_bytes(&key, b"one".to_vec(), PutOptions::new().meta("v", "1")).await?;
-    let second = b.s().put_bytes(&key, b"two!".to_vec(), PutOptions::new()).await?;
+    let first = b
+        .s()
+        .put_bytes(&key, b"one".to_vec(), PutOptions::new().meta("v", "1"))
+        .await?;
+    let second = b
+        .s()
+        .put_bytes(&key, b"two!".to_vec(), PutOptions::new())
+        .await?;
     assert_ne!(first.etag, second.etag);
     let head = b.s().head(&key).await?.unwrap();
     assert_eq!((head.size, head.etag.as_str()), (4, second.etag.as_str()));
-    assert!(head.metadata.is_empty(), "an overwrite replaces the metadata");
+    assert!(
+        head.metadata.is_empty(),
+        "an overwrite replaces the metadata"
+    );
     assert_eq!(b.s().get_bytes(&key).await?.unwrap(), b"two!");
     Ok(())
 }
@@ -133,23 +158,38 @@ async fn blob_ranges(ctx: Ctx) -> Result<()> {
     let b = B::new(&ctx).await?;
     let key = b.k("r");
     let data: Vec<u8> = (0..100u8).collect();
-    b.s().put_bytes(&key, data.clone(), PutOptions::new()).await?;
+    b.s()
+        .put_bytes(&key, data.clone(), PutOptions::new())
+        .await?;
     let read = |start, end| {
         let key = key.clone();
         let s = b.s();
         async move {
-            let blob = s.get(&key, Some(ByteRange::new(start, end))).await?.unwrap();
+            let blob = s
+                .get(&key, Some(ByteRange::new(start, end)))
+                .await?
+                .unwrap();
             assert_eq!(blob.meta.size, 100, "meta.size is the whole blob");
             blob.bytes().await
         }
     };
     assert_eq!(read(10, Some(20)).await?, &data[10..20]);
     assert_eq!(read(90, None).await?, &data[90..]);
-    assert_eq!(read(95, Some(1000)).await?, &data[95..], "the end is clamped");
+    assert_eq!(
+        read(95, Some(1000)).await?,
+        &data[95..],
+        "the end is clamped"
+    );
     assert_eq!(read(0, Some(1)).await?, &data[..1]);
     assert_eq!(read(100, None).await?, Vec::<u8>::new());
-    invalid(b.s().get(&key, Some(ByteRange::new(101, None))).await, "101..");
-    invalid(b.s().get(&key, Some(ByteRange::new(20, Some(10)))).await, "20..10");
+    invalid(
+        b.s().get(&key, Some(ByteRange::new(101, None))).await,
+        "101..",
+    );
+    invalid(
+        b.s().get(&key, Some(ByteRange::new(20, Some(10)))).await,
+        "20..10",
+    );
     Ok(())
 }
 
@@ -158,9 +198,13 @@ async fn blob_list_pages_every_key_once(ctx: Ctx) -> Result<()> {
     let mut want: Vec<String> = (0..7).map(|i| b.k(&format!("p/{i:02}"))).collect();
     want.push(b.k("p/sub/x"));
     for k in &want {
-        b.s().put_bytes(k, k.as_bytes().to_vec(), PutOptions::new()).await?;
+        b.s()
+            .put_bytes(k, k.as_bytes().to_vec(), PutOptions::new())
+            .await?;
     }
-    b.s().put_bytes(&b.k("other"), b"x".to_vec(), PutOptions::new()).await?;
+    b.s()
+        .put_bytes(&b.k("other"), b"x".to_vec(), PutOptions::new())
+        .await?;
     want.sort();
     let mut opts = ListOptions::prefix(b.k("p/")).limit(3);
     let mut seen = Vec::new();
@@ -190,7 +234,9 @@ async fn blob_list_pages_every_key_once(ctx: Ctx) -> Result<()> {
 async fn blob_list_with_delimiter(ctx: Ctx) -> Result<()> {
     let b = B::new(&ctx).await?;
     for k in ["d/a/1", "d/a/2", "d/b", "d/c/x/y", "d/e"] {
-        b.s().put_bytes(&b.k(k), b"x".to_vec(), PutOptions::new()).await?;
+        b.s()
+            .put_bytes(&b.k(k), b"x".to_vec(), PutOptions::new())
+            .await?;
     }
     let page = b
         .s()
@@ -213,7 +259,10 @@ async fn blob_list_with_delimiter(ctx: Ctx) -> Result<()> {
         }
     }
     entries.sort();
-    let want: Vec<String> = ["d/a/", "d/b", "d/c/", "d/e"].iter().map(|k| b.k(k)).collect();
+    let want: Vec<String> = ["d/a/", "d/b", "d/c/", "d/e"]
+        .iter()
+        .map(|k| b.k(k))
+        .collect();
     assert_eq!(entries, want);
     Ok(())
 }
@@ -237,7 +286,11 @@ async fn blob_delete_and_copy(ctx: Ctx) -> Result<()> {
     assert!(b.s().delete(&src).await?);
     assert!(!b.s().delete(&src).await?);
     assert!(b.s().head(&src).await?.is_none());
-    assert_eq!(b.s().get_bytes(&dst).await?.unwrap(), b"payload", "the copy stays");
+    assert_eq!(
+        b.s().get_bytes(&dst).await?.unwrap(),
+        b"payload",
+        "the copy stays"
+    );
     match b.s().copy(&src, &b.k("never")).await {
         Err(Error::NotFound { .. }) => {}
         other => panic!("copying a missing blob: {other:?}"),
@@ -257,7 +310,10 @@ async fn blob_conditional_put_conflicts_and_writes_nothing(ctx: Ctx) -> Result<(
     conflict(b.s().put_bytes(&key, b"v2".to_vec(), stale).await);
     assert_eq!(b.s().head(&key).await?.unwrap().etag, v1.etag);
     let current = PutOptions::new().condition(BlobCondition::IfMatch(v1.etag.clone()));
-    let v2 = b.s().put_bytes(&key, b"v2".to_vec(), current.clone()).await?;
+    let v2 = b
+        .s()
+        .put_bytes(&key, b"v2".to_vec(), current.clone())
+        .await?;
     assert_ne!(v2.etag, v1.etag);
     // The old etag no longer matches.
     conflict(b.s().put_bytes(&key, b"v3".to_vec(), current).await);
@@ -268,10 +324,8 @@ async fn blob_conditional_put_conflicts_and_writes_nothing(ctx: Ctx) -> Result<(
     conflict(b.s().put_bytes(&absent, b"x".to_vec(), m).await);
     assert!(b.s().head(&absent).await?.is_none());
     // A streamed (multi-chunk) conditional put obeys the condition as well.
-    let big: ByteStream = futures::stream::iter(
-        (0..6).map(|_| Ok(Bytes::from(vec![1u8; 1 << 20]))),
-    )
-    .boxed();
+    let big: ByteStream =
+        futures::stream::iter((0..6).map(|_| Ok(Bytes::from(vec![1u8; 1 << 20])))).boxed();
     conflict(b.s().put(&key, big, if_absent()).await);
     assert_eq!(b.s().get_bytes(&key).await?.unwrap(), b"v2");
     Ok(())
@@ -292,14 +346,29 @@ async fn blob_interrupted_put_leaves_nothing_visible(ctx: Ctx) -> Result<()> {
     // Small and block-sized bodies: both must vanish.
     for (i, good) in [10usize, 6 << 20].into_iter().enumerate() {
         let fresh = b.k(&format!("i/fresh{i}"));
-        let e = b.s().put(&fresh, failing_body(good), PutOptions::new()).await.unwrap_err();
-        assert!(e.to_string().contains("connection reset by the client"), "{e}");
+        let e = b
+            .s()
+            .put(&fresh, failing_body(good), PutOptions::new())
+            .await
+            .unwrap_err();
+        assert!(
+            e.to_string().contains("connection reset by the client"),
+            "{e}"
+        );
         assert!(e.to_string().contains("store `s`"), "{e}");
         assert!(b.s().head(&fresh).await?.is_none());
         assert!(b.s().get(&fresh, None).await?.is_none());
         let kept = b.k(&format!("i/kept{i}"));
-        let before = b.s().put_bytes(&kept, b"old".to_vec(), PutOptions::new()).await?;
-        assert!(b.s().put(&kept, failing_body(good), PutOptions::new()).await.is_err());
+        let before = b
+            .s()
+            .put_bytes(&kept, b"old".to_vec(), PutOptions::new())
+            .await?;
+        assert!(
+            b.s()
+                .put(&kept, failing_body(good), PutOptions::new())
+                .await
+                .is_err()
+        );
         let after = b.s().head(&kept).await?.unwrap();
         assert_eq!((after.etag, after.size), (before.etag, 3));
         assert_eq!(b.s().get_bytes(&kept).await?.unwrap(), b"old");
@@ -318,9 +387,22 @@ async fn blob_big_body_streams_in_chunks(ctx: Ctx) -> Result<()> {
     let byte = |i: usize| (i * 7 % 251) as u8;
     let chunks: Vec<std::io::Result<Bytes>> = (0..size)
         .step_by(777_777)
-        .map(|at| Ok(Bytes::from((at..(at + 777_777).min(size)).map(byte).collect::<Vec<u8>>())))
+        .map(|at| {
+            Ok(Bytes::from(
+                (at..(at + 777_777).min(size))
+                    .map(byte)
+                    .collect::<Vec<u8>>(),
+            ))
+        })
         .collect();
-    let meta = b.s().put(&key, futures::stream::iter(chunks).boxed(), PutOptions::new()).await?;
+    let meta = b
+        .s()
+        .put(
+            &key,
+            futures::stream::iter(chunks).boxed(),
+            PutOptions::new(),
+        )
+        .await?;
     assert_eq!(meta.size, size as u64);
     let mut body = b.s().get(&key, None).await?.unwrap().body;
     let (mut at, mut chunks, mut biggest) = (0usize, 0, 0);
@@ -341,7 +423,9 @@ async fn blob_big_body_streams_in_chunks(ctx: Ctx) -> Result<()> {
 
 async fn blob_bad_keys_are_refused(ctx: Ctx) -> Result<()> {
     let b = B::new(&ctx).await?;
-    b.s().put_bytes(&b.k("safe"), b"x".to_vec(), PutOptions::new()).await?;
+    b.s()
+        .put_bytes(&b.k("safe"), b"x".to_vec(), PutOptions::new())
+        .await?;
     let long = "x".repeat(1025);
     for key in [
         "",
@@ -355,7 +439,10 @@ async fn blob_bad_keys_are_refused(ctx: Ctx) -> Result<()> {
         "a\\..\\b",
         &long,
     ] {
-        invalid(b.s().put_bytes(key, b"x".to_vec(), PutOptions::new()).await, key);
+        invalid(
+            b.s().put_bytes(key, b"x".to_vec(), PutOptions::new()).await,
+            key,
+        );
         invalid(b.s().head(key).await, key);
         invalid(b.s().get(key, None).await, key);
         invalid(b.s().delete(key).await, key);
@@ -363,8 +450,14 @@ async fn blob_bad_keys_are_refused(ctx: Ctx) -> Result<()> {
     }
     let mut bad = BTreeMap::new();
     bad.insert("not-an-identifier".to_string(), "v".to_string());
-    let opts = PutOptions { metadata: bad, ..PutOptions::new() };
-    invalid(b.s().put_bytes(&b.k("m"), b"x".to_vec(), opts).await, "metadata");
+    let opts = PutOptions {
+        metadata: bad,
+        ..PutOptions::new()
+    };
+    invalid(
+        b.s().put_bytes(&b.k("m"), b"x".to_vec(), opts).await,
+        "metadata",
+    );
     assert!(b.s().head(&b.k("m")).await?.is_none());
     // Nothing was written outside the trial's prefix.
     let all = b.s().list(&ListOptions::prefix(b.prefix.clone())).await?;
@@ -384,7 +477,9 @@ async fn blob_cascade_deletes_after_the_record(ctx: Ctx) -> Result<()> {
     let repo = router.repo::<Product>().await?;
     let k = |s: &str| format!("{}/{s}", ctx.id);
     for key in ["p1.png", "g1.png", "g2.png", "p2.png", "other.png"] {
-        images.put_bytes(&k(key), b"img".to_vec(), PutOptions::new()).await?;
+        images
+            .put_bytes(&k(key), b"img".to_vec(), PutOptions::new())
+            .await?;
     }
     repo.put(&Product {
         id: "p1".into(),
@@ -400,18 +495,36 @@ async fn blob_cascade_deletes_after_the_record(ctx: Ctx) -> Result<()> {
         gallery: vec![],
     })
     .await?;
-    repo.put(&Product { id: "p3".into(), name: "none".into(), image_key: None, gallery: vec![] })
-        .await?;
+    repo.put(&Product {
+        id: "p3".into(),
+        name: "none".into(),
+        image_key: None,
+        gallery: vec![],
+    })
+    .await?;
     assert!(repo.delete("p1").await?);
     assert!(repo.get("p1").await?.is_none());
     for key in ["p1.png", "g1.png", "g2.png"] {
-        assert!(images.head(&k(key)).await?.is_none(), "{key} deleted with its record");
+        assert!(
+            images.head(&k(key)).await?.is_none(),
+            "{key} deleted with its record"
+        );
     }
-    assert!(images.head(&k("p2.png")).await?.is_some(), "other records' blobs stay");
+    assert!(
+        images.head(&k("p2.png")).await?.is_some(),
+        "other records' blobs stay"
+    );
     assert!(images.head(&k("other.png")).await?.is_some());
-    assert!(repo.delete("p3").await?, "a record without blobs deletes fine");
+    assert!(
+        repo.delete("p3").await?,
+        "a record without blobs deletes fine"
+    );
     // A failed conditional delete keeps both record and blob.
-    assert!(repo.delete_if("p2", polyrouter::Precondition::Version(99)).await.is_err());
+    assert!(
+        repo.delete_if("p2", polyrouter::Precondition::Version(99))
+            .await
+            .is_err()
+    );
     assert!(images.head(&k("p2.png")).await?.is_some());
     // delete_many cascades too.
     assert_eq!(repo.delete_many(["p2", "missing"]).await?, 1);

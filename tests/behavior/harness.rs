@@ -74,10 +74,7 @@ pub fn store_toml(store: &str) -> Option<String> {
             redis_prefix()
         ),
         // Blobs in a per-run directory, removed by `clean_up`.
-        "fs" => format!(
-            "kind = \"fs\"\nroot = \"{}\"\n",
-            fs_root().display()
-        ),
+        "fs" => format!("kind = \"fs\"\nroot = \"{}\"\n", fs_root().display()),
         // Azurite (started by `scripts/emulators/start`), or the account in
         // POLYROUTER_TEST_AZBLOB_CONNECTION_STRING; a per-run container,
         // deleted by `clean_up`.
@@ -265,7 +262,9 @@ async fn delete_azblob_container() -> Result<(), String> {
     use polyrouter::backends::azblob::{AzBlobConfig, AzBlobStore};
     let text = azblob_toml().replacen("kind = \"azblob\"\n", "", 1);
     let cfg: AzBlobConfig = toml::from_str(&text).map_err(|e| e.to_string())?;
-    let store = AzBlobStore::open("s", cfg).await.map_err(|e| e.to_string())?;
+    let store = AzBlobStore::open("s", cfg)
+        .await
+        .map_err(|e| e.to_string())?;
     store.delete_container().await.map_err(|e| e.to_string())
 }
 

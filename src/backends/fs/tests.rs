@@ -41,7 +41,12 @@ async fn temp_files_of_a_crashed_put_are_removed_at_open() {
     let crashed = dir.path().join(".polyrouter/tmp/crashed");
     std::fs::write(&crashed, b"half").unwrap();
     let old = std::time::SystemTime::now() - ABANDONED_AFTER - std::time::Duration::from_secs(1);
-    std::fs::File::options().write(true).open(&crashed).unwrap().set_modified(old).unwrap();
+    std::fs::File::options()
+        .write(true)
+        .open(&crashed)
+        .unwrap()
+        .set_modified(old)
+        .unwrap();
     // A put in progress (recently written) is left alone.
     let active = dir.path().join(".polyrouter/tmp/active");
     std::fs::write(&active, b"busy").unwrap();
