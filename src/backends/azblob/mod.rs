@@ -214,7 +214,10 @@ impl AzBlobStore {
                 crate::config::redact_url(&r.endpoint),
                 cfg.container
             ),
-            caps: Capabilities::blob_only(),
+            caps: Capabilities {
+                shared: true,
+                ..Capabilities::blob_only()
+            },
             container,
             secrets,
         };
