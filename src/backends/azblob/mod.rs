@@ -382,7 +382,7 @@ impl AzBlobStore {
             if let Some(c) = condition {
                 req = req.if_match(c);
             }
-            req.await.map(|r| (r.etag, r.last_modified))
+            req.await.map(|_| ())
         } else {
             let mut ids: Vec<BlobBlockType> = Vec::new();
             let mut in_flight = FuturesUnordered::new();
@@ -419,20 +419,18 @@ impl AzBlobStore {
             if let Some(c) = condition {
                 req = req.if_match(c);
             }
-            req.await.map(|r| (r.etag, r.last_modified))
+            req.await.map(|_| ())
         };
         match result {
-            Ok((etag, _)) => {
-                // The response has no size; head for the exact stored metadata.
-                match self.head_inner(key).await? {
-                    Some(meta) if meta.etag == etag => Ok(meta),
-                    Some(meta) => Ok(meta),
-                    None => Err(Error::backend(
+            Ok(_) => {
+                // The response has no size or metadata: read them back.
+                self.head_inner(key).await?.ok_or_else(|| {
+                    Error::backend(
                         &self.name,
                         "",
                         format!("blob {key:?} was written but is not there"),
-                    )),
-                }
+                    )
+                })
             }
             Err(e) if matches!(status(&e), Some(409) | Some(412)) => {
                 Err(self.conflict(key, &options.condition).await)
