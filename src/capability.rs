@@ -123,6 +123,9 @@ impl FilterCaps {
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Capabilities {
+    /// Holds entity records (the `Store` point operations); `false` for a
+    /// blob-only store, to which the router refuses to route an entity.
+    pub records: bool,
     /// Per-record expiry.
     pub ttl: bool,
     /// `Precondition::Absent`.
@@ -171,6 +174,7 @@ impl Capabilities {
     /// ```
     pub const fn all() -> Self {
         Capabilities {
+            records: true,
             ttl: true,
             if_absent: true,
             if_exists: true,
@@ -189,6 +193,37 @@ impl Capabilities {
             search: false,
             time_series: false,
             blob: false,
+            change_feed: false,
+        }
+    }
+
+    /// A blob-only store: no entity records, only [`BlobStore`](crate::store::blob::BlobStore).
+    ///
+    /// ```
+    /// let c = polyrouter::Capabilities::blob_only();
+    /// assert!(c.blob && !c.records && !c.query);
+    /// ```
+    pub const fn blob_only() -> Self {
+        Capabilities {
+            records: false,
+            ttl: false,
+            if_absent: false,
+            if_exists: false,
+            if_version: false,
+            batch: false,
+            batch_atomic: false,
+            query: false,
+            filters: FilterCaps::none(),
+            sort: false,
+            count: false,
+            max_record_bytes: None,
+            transactions: false,
+            shared: false,
+            key_prefix: false,
+            graph: false,
+            search: false,
+            time_series: false,
+            blob: true,
             change_feed: false,
         }
     }
@@ -218,6 +253,7 @@ impl Capabilities {
     pub fn names(&self) -> Vec<&'static str> {
         let f = &self.filters;
         [
+            (self.records, "records"),
             (self.ttl, "ttl"),
             (self.if_absent, "if-absent"),
             (self.if_exists, "if-exists"),

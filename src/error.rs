@@ -40,7 +40,11 @@ pub enum Error {
         key: String,
     },
     /// A precondition failed; nothing was written.
-    #[error("{}: precondition {expected} failed for key {key}: the current version is {}; nothing was written — re-read the record and retry", at(store, entity), actual.map(|v| v.to_string()).unwrap_or_else(|| "absent".into()))]
+    #[error(
+        "{}: precondition {expected} failed for key {key}: the current version is {}; nothing was written — re-read the record and retry",
+        at(store, entity),
+        current_version(actual, etag)
+    )]
     Conflict {
         /// Store name.
         store: String,
@@ -52,6 +56,9 @@ pub enum Error {
         expected: Precondition,
         /// The actual version of the record, `None` when it does not exist.
         actual: Option<u64>,
+        /// For blobs: the current etag, `None` when the blob does not exist
+        /// (blobs have etags, not versions).
+        etag: Option<Box<str>>,
     },
     /// The store cannot do what was asked; polyrouter never silently ignores it.
     #[error(
@@ -114,6 +121,14 @@ pub enum Error {
         #[source]
         source: BoxError,
     },
+}
+
+fn current_version(actual: &Option<u64>, etag: &Option<Box<str>>) -> String {
+    match (actual, etag) {
+        (Some(v), _) => v.to_string(),
+        (None, Some(e)) => format!("etag {e}"),
+        (None, None) => "absent".into(),
+    }
 }
 
 fn at(store: &str, entity: &str) -> String {
@@ -188,6 +203,7 @@ impl Error {
             key: key.to_string(),
             expected,
             actual,
+            etag: None,
         }
     }
 

@@ -6,6 +6,8 @@
 //! | `sqlite` | `sqlite` (default) | embedded SQLite via sqlx; a typed table per entity |
 //! | `postgres` | `postgres` | a PostgreSQL server via sqlx; a typed table per entity |
 //! | `gremlin` | `gremlin` | a Gremlin server (Cosmos DB Gremlin API, TinkerPop) via `gremlin-client`; graphs only ([`GraphStore`](crate::store::graph::GraphStore)) |
+//! | `fs` | `fs` (default) | blobs in a local directory ([`BlobStore`](crate::store::blob::BlobStore)); atomic puts; no entity records |
+//! | `azblob` | `azblob` | Azure Blob Storage (and Azurite) via `azure_storage_blobs`; blobs only |
 //! | `redis` | `redis` | a Redis server via the `redis` crate; point ops, atomic batches, TTL, counters ([`KvStore`](crate::store::kv::KvStore)); no queries |
 
 use std::sync::Arc;
@@ -15,6 +17,10 @@ use futures::future::BoxFuture;
 use crate::config::StoreSpec;
 use crate::{Result, Store};
 
+#[cfg(feature = "azblob")]
+pub mod azblob;
+#[cfg(feature = "fs")]
+pub mod fs;
 #[cfg(feature = "gremlin")]
 pub mod gremlin;
 #[cfg(feature = "memory")]
@@ -87,6 +93,22 @@ pub const KINDS: &[KindInfo] = &[
         #[cfg(feature = "gremlin")]
         open: Some(gremlin::open),
         #[cfg(not(feature = "gremlin"))]
+        open: None,
+    },
+    KindInfo {
+        name: "fs",
+        feature: "fs",
+        #[cfg(feature = "fs")]
+        open: Some(fs::open),
+        #[cfg(not(feature = "fs"))]
+        open: None,
+    },
+    KindInfo {
+        name: "azblob",
+        feature: "azblob",
+        #[cfg(feature = "azblob")]
+        open: Some(azblob::open),
+        #[cfg(not(feature = "azblob"))]
         open: None,
     },
 ];

@@ -261,6 +261,36 @@ pub struct EntityConfig {
     /// holding the same table; read under every level but `strong` when no
     /// fresher copy answers.
     pub read_from: Option<String>,
+    /// Blobs this entity owns: deleting a record through its repo deletes
+    /// the blobs its fields name, after the record.
+    /// `cascade_blobs = [{ store = "images", field = "image_key" }]`.
+    #[serde(default)]
+    pub cascade_blobs: Vec<CascadeBlobs>,
+}
+
+/// One entry of `cascade_blobs = [{ store = "...", field = "..." }]`: the
+/// field holds a blob key (a string, a list of strings, or null) in the
+/// blob store `store`.
+///
+/// ```
+/// let cfg = polyrouter::config::Config::parse(r#"
+///     [stores.main]
+///     kind = "memory"
+///     [stores.images]
+///     kind = "memory"
+///     [entities.product]
+///     store = "main"
+///     cascade_blobs = [{ store = "images", field = "image_key" }]
+/// "#, "<string>").unwrap();
+/// assert_eq!(cfg.entities["product"].cascade_blobs[0].field, "image_key");
+/// ```
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct CascadeBlobs {
+    /// The blob store.
+    pub store: String,
+    /// The entity field holding the blob key(s).
+    pub field: String,
 }
 
 impl EntityConfig {
@@ -550,6 +580,17 @@ impl Config {
                     &["entities", name, "ttl"],
                     "a TTL must be greater than zero".into(),
                 ));
+            }
+            for (i, c) in e.cascade_blobs.iter().enumerate() {
+                if !self.stores.contains_key(&c.store) {
+                    return Err(err(
+                        &["entities", name, "cascade_blobs", &i.to_string(), "store"],
+                        format!(
+                            "store `{}` is not defined; add a [stores.{}] table",
+                            c.store, c.store
+                        ),
+                    ));
+                }
             }
             if let Some(c) = &e.cache {
                 if !self.stores.contains_key(&c.store) {

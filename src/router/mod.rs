@@ -28,6 +28,7 @@ use crate::store::EntityInfo;
 use crate::{Entity, Error, Result, Store};
 
 mod cache;
+mod cascade;
 mod graph;
 mod metrics;
 mod read;
@@ -74,6 +75,8 @@ pub(crate) struct Bound {
     /// Default read consistency.
     pub consistency: Consistency,
     pub metrics: Arc<metrics::EntityMetrics>,
+    /// `cascade_blobs`: blobs deleted after their record.
+    pub cascade: Vec<cascade::Cascade>,
 }
 
 /// A secondary read route.
@@ -234,6 +237,13 @@ impl Router {
             ));
         };
         let store = self.inner.stores[&route.store].clone();
+        let cascade = cascade::resolve(
+            schema.name,
+            schema,
+            &route.config.cascade_blobs,
+            &self.inner.stores,
+            &self.inner.config,
+        )?;
         let info = EntityInfo {
             schema,
             table: route.table.clone(),
@@ -292,6 +302,7 @@ impl Router {
             replica,
             consistency: route.consistency,
             metrics: self.inner.metrics[schema.name].clone(),
+            cascade,
         });
         self.inner.bound.write().insert(schema.name, bound.clone());
         Ok(bound)
@@ -345,6 +356,36 @@ impl Router {
     /// ```
     pub fn store(&self, name: &str) -> Option<&Arc<dyn Store>> {
         self.inner.stores.get(name)
+    }
+
+    /// The blob store named `store` (`[stores.NAME]` of kind `fs`,
+    /// `azblob` or `memory`); an error when there is no such store or it
+    /// does not hold blobs.
+    ///
+    /// ```
+    /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+    /// use polyrouter::store::blob::PutOptions;
+    /// let r = polyrouter::Router::from_toml_str("[stores.images]\nkind = \"memory\"\n").await.unwrap();
+    /// let images = r.blobs("images").unwrap();
+    /// images.put_bytes("a.png", vec![1, 2], PutOptions::new()).await.unwrap();
+    /// assert_eq!(images.head("a.png").await.unwrap().unwrap().size, 2);
+    /// assert!(r.blobs("nope").is_err());
+    /// # });
+    /// ```
+    pub fn blobs(&self, store: &str) -> Result<&dyn crate::store::blob::BlobStore> {
+        let Some(s) = self.inner.stores.get(store) else {
+            return Err(self.inner.config.error(
+                &format!("stores.{store}"),
+                format!("store `{store}` is not defined; add a [stores.{store}] table with a blob kind (`fs`, `azblob`, `memory`)"),
+            ));
+        };
+        s.as_blob().ok_or_else(|| {
+            Error::unsupported(
+                store,
+                "",
+                format!("blobs (kind `{}` holds records only; use a store of kind `fs`, `azblob` or `memory`)", s.kind()),
+            )
+        })
     }
 
     /// Store names, sorted.
@@ -653,6 +694,16 @@ fn check_route(
         ));
     };
     let caps = store.capabilities();
+    if !caps.records {
+        return Err(config.error(
+            &format!("entities.{entity}.store"),
+            format!(
+                "store `{}` (kind `{}`) holds blobs only, not entity records; route the entity to a record store and keep the blob key in a field (see `cascade_blobs`)",
+                ec.store,
+                store.kind()
+            ),
+        ));
+    }
     if ec.ttl.is_some() && !caps.ttl {
         return Err(Error::unsupported(
             &ec.store,

@@ -379,6 +379,7 @@ impl<T: Entity> Repo<T> {
         if ops.len() > 1 && atomic && !caps.batch_atomic {
             return Err(self.unsupported("atomic batch"));
         }
+        let blobs = super::cascade::before(&self.b, &ops).await?;
         let keys: Vec<Key> = ops.iter().map(|op| op.key().clone()).collect();
         if let Some(cache) = &self.b.cache {
             cache.bump(&keys);
@@ -407,7 +408,10 @@ impl<T: Entity> Repo<T> {
                 }
             }
         }
-        res
+        let out = res?;
+        // Blobs of deleted records go after the records (`cascade_blobs`).
+        super::cascade::after(&self.b, blobs, &out).await?;
+        Ok(out)
     }
 
     async fn write_one(&self, op: WriteOp) -> Result<WriteOutcome> {

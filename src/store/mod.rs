@@ -13,6 +13,7 @@ use crate::entity::Schema;
 use crate::query::{Filter, Order};
 use crate::{Capabilities, Key, Record, Result};
 
+pub mod blob;
 pub mod eval;
 pub mod graph;
 pub mod kv;
@@ -305,6 +306,17 @@ pub trait Store: Send + Sync + fmt::Debug + 'static {
     /// assert!(store.capabilities().time_series);
     /// ```
     fn as_time_series(&self) -> Option<&dyn timeseries::TimeSeriesStore> {
+        None
+    }
+
+    /// This store's blob operations, if it holds blobs; `None` by default.
+    ///
+    /// ```
+    /// use polyrouter::backends::memory::MemoryStore;
+    /// use polyrouter::Store;
+    /// assert!(MemoryStore::new("images").as_blob().is_some());
+    /// ```
+    fn as_blob(&self) -> Option<&dyn blob::BlobStore> {
         None
     }
 }

@@ -24,7 +24,7 @@ pub fn behaviours() -> Vec<Behaviour> {
         }),
         behaviour!(bulk_put_get_delete, always),
         behaviour!(second_router_sees_the_data, |c: &Capabilities| {
-            (!c.shared).then_some("sharing between routers")
+            (!c.shared || !c.records).then_some("sharing records between routers")
         }),
         behaviour!(bad_input_is_rejected_and_writes_nothing, always),
     ]

@@ -85,3 +85,15 @@ pub fn note(id: &str, body: &str) -> Note {
         body: body.into(),
     }
 }
+
+/// A product whose images live in a blob store (`cascade_blobs`).
+#[derive(Entity, Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[entity(name = "product", key = "id")]
+pub struct Product {
+    pub id: String,
+    pub name: String,
+    /// The key of its main image in the blob store.
+    pub image_key: Option<String>,
+    /// More image keys.
+    pub gallery: Vec<String>,
+}

@@ -14,9 +14,10 @@ pub struct Behaviour {
     pub run: fn(Ctx) -> BoxFuture<'static, polyrouter::Result<()>>,
 }
 
-/// A behaviour every store must pass.
-pub fn always(_: &Capabilities) -> Option<&'static str> {
-    None
+/// A behaviour every store that holds entity records must pass (blob-only
+/// stores, `records = false`, run the blob behaviours instead).
+pub fn always(c: &Capabilities) -> Option<&'static str> {
+    (!c.records).then_some("entity records")
 }
 
 /// Declares behaviours: `behaviour!(name, needs, body_fn)`.
@@ -42,7 +43,7 @@ pub fn stores_under_test() -> Vec<String> {
     for s in &stores {
         if store_toml(s).is_none() {
             panic!(
-                "POLYROUTER_TEST_STORES names `{s}`, which the behaviour suite does not know; known: memory, sqlite, postgres, redis, gremlin"
+                "POLYROUTER_TEST_STORES names `{s}`, which the behaviour suite does not know; known: memory, sqlite, postgres, mysql, redis, fs, azblob, gremlin"
             );
         }
     }
@@ -74,6 +75,12 @@ pub fn store_toml(store: &str) -> Option<String> {
         ),
         // A live Gremlin server, only when POLYROUTER_TEST_GREMLIN_URL names one.
         "gremlin" => format!("kind = \"gremlin\"\nurl = \"{}\"\n", gremlin_url()),
+        // Blobs in a per-run directory, removed by `clean_up`.
+        "fs" => format!("kind = \"fs\"\nroot = \"{}\"\n", fs_root().display()),
+        // Azurite (started by `scripts/emulators/start`), or the account in
+        // POLYROUTER_TEST_AZBLOB_CONNECTION_STRING; a per-run container,
+        // deleted by `clean_up`.
+        "azblob" => azblob_toml(),
         _ => return None,
     })
 }
@@ -85,6 +92,47 @@ fn gremlin_url() -> String {
             "POLYROUTER_TEST_STORES names `gremlin`, but POLYROUTER_TEST_GREMLIN_URL is not set; set it to a live server, e.g. ws://127.0.0.1:8182/gremlin"
         )
     })
+}
+
+/// Stores that hold blobs only: no entity routes in their trial config.
+pub fn blob_only(store: &str) -> bool {
+    matches!(store, "fs" | "azblob")
+}
+
+fn fs_root() -> std::path::PathBuf {
+    tmp().path().join(format!("blobs-{}", std::process::id()))
+}
+
+/// Azurite's development account (public, documented by Microsoft).
+const AZURITE_KEY: &str =
+    "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw==";
+
+/// `pr-behavior-{pid}-{start time}`: this run's container.
+fn azblob_container() -> &'static str {
+    static NAME: OnceLock<String> = OnceLock::new();
+    NAME.get_or_init(|| {
+        let started = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_millis())
+            .unwrap_or_default();
+        format!("pr-behavior-{}-{started}", std::process::id())
+    })
+}
+
+fn azblob_toml() -> String {
+    let container = azblob_container();
+    match std::env::var("POLYROUTER_TEST_AZBLOB_CONNECTION_STRING") {
+        Ok(cs) => format!(
+            "kind = \"azblob\"\ncontainer = \"{container}\"\ncreate_if_missing = true\nconnection_string = \"{cs}\"\n"
+        ),
+        Err(_) => {
+            let url = std::env::var("POLYROUTER_TEST_AZBLOB_URL")
+                .unwrap_or_else(|_| "http://127.0.0.1:10000/devstoreaccount1".into());
+            format!(
+                "kind = \"azblob\"\ncontainer = \"{container}\"\ncreate_if_missing = true\naccount = \"devstoreaccount1\"\nkey = \"{AZURITE_KEY}\"\nendpoint = \"{url}\"\n"
+            )
+        }
+    }
 }
 
 const PG_URL: &str = "postgres://postgres@127.0.0.1:5432/test";
@@ -203,9 +251,32 @@ pub async fn clean_up(stores: &[String]) -> Result<(), String> {
         if store == "postgres" {
             remove_stale_pg_schemas(true).await?;
         }
+        if store == "fs" {
+            match std::fs::remove_dir_all(fs_root()) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(format!("cannot remove the fs store's root: {e}")),
+            }
+        }
+        #[cfg(feature = "azblob")]
+        if store == "azblob" {
+            delete_azblob_container().await?;
+        }
         let _ = store;
     }
     Ok(())
+}
+
+/// Deletes this run's container.
+#[cfg(feature = "azblob")]
+async fn delete_azblob_container() -> Result<(), String> {
+    use polyrouter::backends::azblob::{AzBlobConfig, AzBlobStore};
+    let text = azblob_toml().replacen("kind = \"azblob\"\n", "", 1);
+    let cfg: AzBlobConfig = toml::from_str(&text).map_err(|e| e.to_string())?;
+    let store = AzBlobStore::open("s", cfg)
+        .await
+        .map_err(|e| e.to_string())?;
+    store.delete_container().await.map_err(|e| e.to_string())
 }
 
 /// Capabilities of the stores probed so far, by store under test.
@@ -217,8 +288,7 @@ fn probed() -> &'static Mutex<HashMap<String, Capabilities>> {
 /// Opens the store once and returns its capabilities, or why it failed.
 pub async fn probe(store: &str) -> Result<Capabilities, String> {
     let ctx = Ctx::new(store);
-    let router = ctx
-        .router()
+    let router = Router::from_toml_str(&ctx.blob_store_config())
         .await
         .map_err(|e| format!("store `{store}` is not usable: {e}"))?;
     let s = router.store("s").expect("store s");
@@ -265,28 +335,31 @@ impl Ctx {
     /// The config text for this trial: the store as `s`, every test entity
     /// on its own table.
     pub fn config(&self) -> String {
-        let mut cfg = format!(
-            "[stores.s]\n{}\n",
-            store_toml(&self.store).expect("known store")
-        );
-        // A gremlin store holds graphs only: no entity routes.
-        let entities: &[(&str, &str)] = if self.store == "gremlin" {
-            &[]
-        } else {
-            &[
-                ("everything", ""),
-                ("item", ""),
-                ("note", ""),
-                ("session", "ttl = \"1s\"\n"),
-            ]
-        };
-        for (entity, extra) in entities {
+        let mut cfg = self.blob_store_config();
+        // Blob stores and gremlin hold no entity records: no entity routes.
+        if blob_only(&self.store) || self.store == "gremlin" {
+            return cfg;
+        }
+        for (entity, extra) in [
+            ("everything", ""),
+            ("item", ""),
+            ("note", ""),
+            ("session", "ttl = \"1s\"\n"),
+        ] {
             cfg.push_str(&format!(
                 "[entities.{entity}]\nstore = \"s\"\ntable = \"{entity}_{}\"\n{extra}\n",
                 self.id
             ));
         }
         cfg
+    }
+
+    /// Only the store under test, as `[stores.s]`, with no entity routes.
+    pub fn blob_store_config(&self) -> String {
+        format!(
+            "[stores.s]\n{}\n",
+            store_toml(&self.store).expect("known store")
+        )
     }
 
     /// The capabilities of this trial's store (probed at start-up).

@@ -4,7 +4,12 @@
 //! reached fails the run: nothing is skipped silently.
 //!
 //! `POLYROUTER_TEST_STORES=memory,sqlite cargo test --test behavior`
+//!
+//! Blob stores: `fs` (a temp directory) and `azblob` (Azurite on
+//! 127.0.0.1:10000, or `POLYROUTER_TEST_AZBLOB_URL` /
+//! `POLYROUTER_TEST_AZBLOB_CONNECTION_STRING`; needs `--features azblob`).
 
+mod blob;
 mod crud;
 mod entities;
 mod graph;
@@ -25,6 +30,7 @@ fn behaviours() -> Vec<Behaviour> {
     all.extend(inject::behaviours());
     all.extend(graph::behaviours());
     all.extend(timeseries::behaviours());
+    all.extend(blob::behaviours());
     all
 }
 

@@ -25,6 +25,7 @@ use crate::store::kv::{KvStore, check_call};
 use crate::store::{EntityInfo, Precondition, StoreQuery, WriteOp, WriteOutcome};
 use crate::{Capabilities, Error, Key, Record, Result, Store};
 
+mod blob;
 mod graph;
 mod timeseries;
 
@@ -74,6 +75,8 @@ pub struct MemoryStore {
     graphs: graph::Graphs,
     /// Time series tables ([`crate::store::timeseries`]).
     series: timeseries::SeriesTables,
+    /// [`BlobStore`](crate::store::blob::BlobStore) blobs, by key; apart from the records.
+    blobs: blob::Blobs,
 }
 
 #[derive(Debug)]
@@ -101,12 +104,14 @@ impl MemoryStore {
             caps: Capabilities {
                 graph: true,
                 time_series: true,
+                blob: true,
                 ..Capabilities::all()
             },
             tables: RwLock::new(HashMap::new()),
             values: parking_lot::Mutex::new(HashMap::new()),
             graphs: Default::default(),
             series: timeseries::SeriesTables::default(),
+            blobs: blob::Blobs::default(),
         }
     }
 
@@ -285,6 +290,10 @@ impl Store for MemoryStore {
     }
 
     fn as_time_series(&self) -> Option<&dyn crate::store::timeseries::TimeSeriesStore> {
+        Some(self)
+    }
+
+    fn as_blob(&self) -> Option<&dyn crate::store::blob::BlobStore> {
         Some(self)
     }
 }

@@ -263,6 +263,7 @@ impl RedisStore {
             location,
             prefix: config.key_prefix,
             caps: Capabilities {
+                records: true,
                 ttl: true,
                 if_absent: true,
                 if_exists: true,

@@ -361,6 +361,7 @@ async fn versions_preconditions_and_conflicts_that_write_nothing() {
             key,
             store,
             entity,
+            ..
         }) => {
             assert_eq!((store.as_str(), entity.as_str()), ("cache", "item"));
             (expected, actual, key)

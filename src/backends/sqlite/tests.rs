@@ -417,6 +417,7 @@ async fn versions_and_preconditions() {
                 key,
                 entity,
                 store: s,
+                ..
             }) => {
                 assert_eq!((expected, a), (p, actual));
                 assert_eq!(

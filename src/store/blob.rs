@@ -1,0 +1,586 @@
+//! Blob stores: streamed objects addressed by a string key.
+//!
+//! A store that holds blobs implements [`BlobStore`] and returns it from
+//! [`Store::as_blob`](crate::Store::as_blob); the router hands it out with
+//! [`Router::blobs`](crate::Router::blobs). Bodies travel as streams of
+//! [`Bytes`] chunks, so a 1 GiB blob never sits in memory whole.
+//!
+//! ```
+//! # tokio::runtime::Runtime::new().unwrap().block_on(async {
+//! use polyrouter::store::blob::{BlobStore, PutOptions};
+//! let store = polyrouter::backends::memory::MemoryStore::new("images");
+//! let blobs: &dyn BlobStore = &store;
+//! let meta = blobs.put_bytes("cats/1.png", b"png".to_vec(), PutOptions::new().content_type("image/png")).await.unwrap();
+//! assert_eq!(meta.size, 3);
+//! assert_eq!(blobs.get_bytes("cats/1.png").await.unwrap().unwrap(), b"png");
+//! # });
+//! ```
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use chrono::{DateTime, Utc};
+use futures::stream::{BoxStream, StreamExt};
+
+use crate::{Error, Result};
+
+/// A body to upload: chunks of bytes; an `Err` chunk aborts the put and
+/// nothing becomes visible.
+pub type ByteStream = BoxStream<'static, std::io::Result<Bytes>>;
+
+/// A body being downloaded.
+pub type BlobBody = BoxStream<'static, Result<Bytes>>;
+
+/// The chunk size backends read and write in (1 MiB).
+pub const CHUNK_SIZE: usize = 1 << 20;
+
+/// Turns bytes in memory into a [`ByteStream`].
+///
+/// ```
+/// let s = polyrouter::store::blob::stream_of(b"abc".to_vec());
+/// # let _ = s;
+/// ```
+pub fn stream_of(data: impl Into<Bytes>) -> ByteStream {
+    let data: Bytes = data.into();
+    futures::stream::once(async move { Ok(data) }).boxed()
+}
+
+/// A condition on the blob's current state; a failed one is
+/// [`Error::Conflict`] and writes nothing.
+///
+/// ```
+/// use polyrouter::store::blob::BlobCondition;
+/// assert_eq!(BlobCondition::IfMatch("\"e1\"".into()).to_string(), "if-match \"e1\"");
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum BlobCondition {
+    /// Unconditional.
+    #[default]
+    None,
+    /// Only if no blob has the key.
+    IfAbsent,
+    /// Only if the blob exists with this etag.
+    IfMatch(String),
+}
+
+impl fmt::Display for BlobCondition {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            BlobCondition::None => f.write_str("none"),
+            BlobCondition::IfAbsent => f.write_str("if-absent"),
+            BlobCondition::IfMatch(e) => write!(f, "if-match {e}"),
+        }
+    }
+}
+
+impl BlobCondition {
+    /// Whether the condition holds given the current etag (`None`: absent).
+    ///
+    /// ```
+    /// use polyrouter::store::blob::BlobCondition;
+    /// assert!(BlobCondition::IfAbsent.holds(None));
+    /// assert!(!BlobCondition::IfMatch("a".into()).holds(Some("b")));
+    /// ```
+    pub fn holds(&self, current: Option<&str>) -> bool {
+        match self {
+            BlobCondition::None => true,
+            BlobCondition::IfAbsent => current.is_none(),
+            BlobCondition::IfMatch(e) => current == Some(e.as_str()),
+        }
+    }
+
+    /// The [`Error::Conflict`] for this condition failing on `key`, whose
+    /// current etag is `current` (`None`: absent).
+    ///
+    /// ```
+    /// use polyrouter::store::blob::BlobCondition;
+    /// let e = BlobCondition::IfAbsent.conflict("img", "a.png", Some("\"e1\""));
+    /// assert!(e.to_string().contains("the current version is etag \"e1\""), "{e}");
+    /// ```
+    pub fn conflict(&self, store: &str, key: &str, current: Option<&str>) -> Error {
+        let expected = match self {
+            BlobCondition::IfMatch(_) => crate::Precondition::Exists,
+            _ => crate::Precondition::Absent,
+        };
+        Error::Conflict {
+            store: store.into(),
+            entity: String::new(),
+            key: format!("{key} (blob {self})"),
+            expected,
+            actual: None,
+            etag: current.map(Box::from),
+        }
+    }
+}
+
+/// How to store a blob.
+///
+/// ```
+/// use polyrouter::store::blob::{BlobCondition, PutOptions};
+/// let o = PutOptions::new().content_type("text/plain").meta("owner", "ann").condition(BlobCondition::IfAbsent);
+/// assert_eq!(o.metadata["owner"], "ann");
+/// ```
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PutOptions {
+    /// The MIME type, returned by `head` and `get`.
+    pub content_type: Option<String>,
+    /// User metadata (ASCII names of letters, digits and `_`).
+    pub metadata: BTreeMap<String, String>,
+    /// Condition on the current blob.
+    pub condition: BlobCondition,
+}
+
+impl PutOptions {
+    /// Defaults: no content type, no metadata, unconditional.
+    ///
+    /// ```
+    /// assert_eq!(polyrouter::store::blob::PutOptions::new().content_type, None);
+    /// ```
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Sets the content type.
+    ///
+    /// ```
+    /// let o = polyrouter::store::blob::PutOptions::new().content_type("image/png");
+    /// assert_eq!(o.content_type.as_deref(), Some("image/png"));
+    /// ```
+    pub fn content_type(mut self, ct: impl Into<String>) -> Self {
+        self.content_type = Some(ct.into());
+        self
+    }
+
+    /// Adds one metadata entry.
+    ///
+    /// ```
+    /// let o = polyrouter::store::blob::PutOptions::new().meta("a", "1");
+    /// assert_eq!(o.metadata.len(), 1);
+    /// ```
+    pub fn meta(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
+        self.metadata.insert(name.into(), value.into());
+        self
+    }
+
+    /// Sets the condition.
+    ///
+    /// ```
+    /// use polyrouter::store::blob::{BlobCondition, PutOptions};
+    /// assert_eq!(PutOptions::new().condition(BlobCondition::IfAbsent).condition, BlobCondition::IfAbsent);
+    /// ```
+    pub fn condition(mut self, c: BlobCondition) -> Self {
+        self.condition = c;
+        self
+    }
+}
+
+/// What `head` tells about a blob.
+///
+/// ```
+/// let m = polyrouter::store::blob::BlobMeta::new("a", 3, "\"e\"");
+/// assert_eq!(m.size, 3);
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BlobMeta {
+    /// The key.
+    pub key: String,
+    /// Size in bytes.
+    pub size: u64,
+    /// Opaque version tag; changes on every write.
+    pub etag: String,
+    /// The MIME type given at put, if any.
+    pub content_type: Option<String>,
+    /// User metadata.
+    pub metadata: BTreeMap<String, String>,
+    /// Time of the last write.
+    pub last_modified: DateTime<Utc>,
+}
+
+impl BlobMeta {
+    /// Metadata with no content type, no user metadata, modified now.
+    ///
+    /// ```
+    /// assert_eq!(polyrouter::store::blob::BlobMeta::new("k", 0, "e").key, "k");
+    /// ```
+    pub fn new(key: &str, size: u64, etag: &str) -> Self {
+        BlobMeta {
+            key: key.into(),
+            size,
+            etag: etag.into(),
+            content_type: None,
+            metadata: BTreeMap::new(),
+            last_modified: Utc::now(),
+        }
+    }
+}
+
+/// A byte range: from `start`, up to `end` (exclusive) or the end of the blob.
+///
+/// ```
+/// use polyrouter::store::blob::ByteRange;
+/// assert_eq!(ByteRange::new(2, Some(5)).resolve(10).unwrap(), (2, 5));
+/// assert_eq!(ByteRange::new(4, None).resolve(10).unwrap(), (4, 10));
+/// assert!(ByteRange::new(11, None).resolve(10).is_err());
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ByteRange {
+    /// First byte.
+    pub start: u64,
+    /// One past the last byte; `None`: to the end.
+    pub end: Option<u64>,
+}
+
+impl ByteRange {
+    /// A range.
+    ///
+    /// ```
+    /// assert_eq!(polyrouter::store::blob::ByteRange::new(0, Some(1)).end, Some(1));
+    /// ```
+    pub fn new(start: u64, end: Option<u64>) -> Self {
+        ByteRange { start, end }
+    }
+
+    /// The concrete `(start, end)` within a blob of `size` bytes; an end past
+    /// the size is clamped; a start past the size or after the end is an error
+    /// message.
+    ///
+    /// ```
+    /// assert_eq!(polyrouter::store::blob::ByteRange::new(0, Some(99)).resolve(3).unwrap(), (0, 3));
+    /// ```
+    pub fn resolve(&self, size: u64) -> std::result::Result<(u64, u64), String> {
+        let end = self.end.unwrap_or(size).min(size);
+        if self.start > size || self.end.is_some_and(|e| e < self.start) {
+            return Err(format!(
+                "byte range {}..{} is outside the blob of {size} bytes",
+                self.start,
+                self.end.map(|e| e.to_string()).unwrap_or_default()
+            ));
+        }
+        Ok((self.start, end))
+    }
+}
+
+/// A blob being read: its metadata and its body (the range asked for).
+pub struct Blob {
+    /// The blob's metadata (`size` is the whole blob's size).
+    pub meta: BlobMeta,
+    /// The bytes, streamed.
+    pub body: BlobBody,
+}
+
+impl fmt::Debug for Blob {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Blob")
+            .field("meta", &self.meta)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Blob {
+    /// Collects the body into memory.
+    ///
+    /// ```
+    /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+    /// use polyrouter::store::blob::{Blob, BlobMeta};
+    /// let b = Blob { meta: BlobMeta::new("k", 2, "e"), body: Box::pin(futures::stream::iter(vec![Ok(bytes::Bytes::from_static(b"hi"))])) };
+    /// assert_eq!(b.bytes().await.unwrap(), b"hi");
+    /// # });
+    /// ```
+    pub async fn bytes(mut self) -> Result<Vec<u8>> {
+        let mut out = Vec::new();
+        while let Some(chunk) = self.body.next().await {
+            out.extend_from_slice(&chunk?);
+        }
+        Ok(out)
+    }
+}
+
+/// What to list.
+///
+/// ```
+/// let o = polyrouter::store::blob::ListOptions::prefix("cats/").delimiter("/").limit(10);
+/// assert_eq!(o.limit, Some(10));
+/// ```
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ListOptions {
+    /// Only keys starting with this.
+    pub prefix: String,
+    /// Roll keys up at the first delimiter after the prefix into
+    /// [`ListPage::prefixes`], like directories.
+    pub delimiter: Option<String>,
+    /// At most this many entries (blobs plus prefixes) per page; the store's
+    /// default (at most 5000) when `None`.
+    pub limit: Option<usize>,
+    /// The continuation of the previous page.
+    pub continuation: Option<String>,
+}
+
+impl ListOptions {
+    /// Keys under a prefix.
+    ///
+    /// ```
+    /// assert_eq!(polyrouter::store::blob::ListOptions::prefix("a/").prefix, "a/");
+    /// ```
+    pub fn prefix(prefix: impl Into<String>) -> Self {
+        ListOptions {
+            prefix: prefix.into(),
+            ..Default::default()
+        }
+    }
+
+    /// Sets the delimiter.
+    ///
+    /// ```
+    /// assert!(polyrouter::store::blob::ListOptions::prefix("").delimiter("/").delimiter.is_some());
+    /// ```
+    pub fn delimiter(mut self, d: impl Into<String>) -> Self {
+        self.delimiter = Some(d.into());
+        self
+    }
+
+    /// Sets the page size.
+    ///
+    /// ```
+    /// assert_eq!(polyrouter::store::blob::ListOptions::prefix("").limit(2).limit, Some(2));
+    /// ```
+    pub fn limit(mut self, n: usize) -> Self {
+        self.limit = Some(n);
+        self
+    }
+
+    /// The options for the page after `page`, or `None` when it was the last.
+    ///
+    /// ```
+    /// use polyrouter::store::blob::{ListOptions, ListPage};
+    /// let page = ListPage { blobs: vec![], prefixes: vec![], continuation: None };
+    /// assert!(ListOptions::prefix("").next(&page).is_none());
+    /// ```
+    pub fn next(&self, page: &ListPage) -> Option<ListOptions> {
+        page.continuation.as_ref().map(|c| ListOptions {
+            continuation: Some(c.clone()),
+            ..self.clone()
+        })
+    }
+}
+
+/// One page of a listing, in key order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ListPage {
+    /// Blobs on this page.
+    pub blobs: Vec<BlobMeta>,
+    /// Rolled-up prefixes (with a delimiter), each ending in it.
+    pub prefixes: Vec<String>,
+    /// Pass to [`ListOptions::continuation`] for the next page; `None` at the end.
+    pub continuation: Option<String>,
+}
+
+/// A store of blobs: streamed put/get, ranges, metadata, listing, copy and
+/// conditional put.
+///
+/// Keys are non-empty UTF-8 strings of at most 1024 bytes without NUL;
+/// backends may refuse more (the `fs` store refuses keys that would escape
+/// its root). Every error names the store.
+#[async_trait]
+pub trait BlobStore: Send + Sync {
+    /// Stores a blob from a stream. Nothing is visible until the whole body
+    /// arrived; a body that fails half-way leaves the previous blob (or none).
+    async fn put(&self, key: &str, body: ByteStream, options: PutOptions) -> Result<BlobMeta>;
+
+    /// Reads a blob, or the part of it in `range`; `None` when absent.
+    async fn get(&self, key: &str, range: Option<ByteRange>) -> Result<Option<Blob>>;
+
+    /// A blob's metadata; `None` when absent.
+    async fn head(&self, key: &str) -> Result<Option<BlobMeta>>;
+
+    /// One page of the blobs under a prefix, in key order.
+    async fn list(&self, options: &ListOptions) -> Result<ListPage>;
+
+    /// Deletes a blob; whether it existed.
+    async fn delete(&self, key: &str) -> Result<bool>;
+
+    /// Copies a blob with its content type and metadata; `NotFound` when
+    /// `from` is absent.
+    async fn copy(&self, from: &str, to: &str) -> Result<BlobMeta>;
+
+    /// Stores bytes held in memory.
+    ///
+    /// ```
+    /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+    /// use polyrouter::store::blob::{BlobStore, PutOptions};
+    /// let s = polyrouter::backends::memory::MemoryStore::new("b");
+    /// let m = BlobStore::put_bytes(&s, "k", b"x".to_vec(), PutOptions::new()).await.unwrap();
+    /// assert_eq!(m.size, 1);
+    /// # });
+    /// ```
+    async fn put_bytes(&self, key: &str, data: Vec<u8>, options: PutOptions) -> Result<BlobMeta> {
+        self.put(key, stream_of(data), options).await
+    }
+
+    /// Reads a whole blob into memory; `None` when absent.
+    ///
+    /// ```
+    /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+    /// use polyrouter::store::blob::BlobStore;
+    /// let s = polyrouter::backends::memory::MemoryStore::new("b");
+    /// assert!(BlobStore::get_bytes(&s, "missing").await.unwrap().is_none());
+    /// # });
+    /// ```
+    async fn get_bytes(&self, key: &str) -> Result<Option<Vec<u8>>> {
+        match self.get(key, None).await? {
+            Some(b) => Ok(Some(b.bytes().await?)),
+            None => Ok(None),
+        }
+    }
+}
+
+/// Checks the rules every backend shares, so a key means the same blob on
+/// every store: non-empty, at most 1024 bytes, no NUL, no backslash, no
+/// leading or trailing `/`, and no `.` or `..` segment (URLs and file
+/// systems would resolve those to another name, possibly outside the
+/// container or root). The error names the store and says what to do.
+///
+/// ```
+/// use polyrouter::store::blob::check_key;
+/// assert!(check_key("s", "a/b.png").is_ok());
+/// assert!(check_key("s", "..a/b..").is_ok());
+/// for bad in ["", "a\0b", "../x", "a/./b", "/abs", "dir/", "a\\b"] {
+///     assert!(check_key("s", bad).is_err(), "{bad:?}");
+/// }
+/// ```
+pub fn check_key(store: &str, key: &str) -> Result<()> {
+    let why = if key.is_empty() {
+        "a blob key must not be empty"
+    } else if key.len() > 1024 {
+        "a blob key must be at most 1024 bytes"
+    } else if key.contains('\0') {
+        "a blob key must not contain NUL"
+    } else if key.contains('\\') {
+        "a blob key must not contain a backslash"
+    } else if key.starts_with('/') || key.ends_with('/') {
+        "a blob key must not start or end with `/`"
+    } else if key.split('/').any(|s| s == "." || s == "..") {
+        "a blob key must not have a `.` or `..` segment (it could name a blob outside the store)"
+    } else {
+        return Ok(());
+    };
+    Err(Error::invalid_input(
+        store,
+        "",
+        format!("{why} (key {key:?}); use another key"),
+    ))
+}
+
+/// Checks user metadata names: ASCII letters, digits and `_`, not starting
+/// with a digit (what Azure Blob Storage accepts, as C# identifiers), and
+/// values without control characters.
+///
+/// ```
+/// let mut m = std::collections::BTreeMap::new();
+/// m.insert("owner".to_string(), "ann".to_string());
+/// assert!(polyrouter::store::blob::check_metadata("s", &m).is_ok());
+/// m.insert("bad-name".to_string(), "x".to_string());
+/// assert!(polyrouter::store::blob::check_metadata("s", &m).is_err());
+/// ```
+pub fn check_metadata(store: &str, metadata: &BTreeMap<String, String>) -> Result<()> {
+    for (name, value) in metadata {
+        let ok_name = name
+            .chars()
+            .next()
+            .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+            && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+        if !ok_name {
+            return Err(Error::invalid_input(
+                store,
+                "",
+                format!(
+                    "blob metadata name {name:?} is not allowed: use ASCII letters, digits and `_`, not starting with a digit"
+                ),
+            ));
+        }
+        if value.chars().any(|c| c.is_control() || !c.is_ascii()) {
+            return Err(Error::invalid_input(
+                store,
+                "",
+                format!(
+                    "blob metadata value of {name:?} must be printable ASCII; encode it (e.g. percent-encoding) first"
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Applies [`ListOptions`] to keys already sorted: the prefix, the
+/// delimiter roll-up, the continuation and the page size. Used by the
+/// backends that list locally (`memory`, `fs`); returns the entries of the
+/// page (`Ok(key)` a blob, `Err(prefix)` a rolled-up prefix) and the
+/// continuation.
+///
+/// ```
+/// use polyrouter::store::blob::{page_keys, ListOptions};
+/// let keys = ["a/1", "a/2", "b", "c/x/y"];
+/// let (entries, next) = page_keys(keys.iter().copied(), &ListOptions::prefix("").delimiter("/").limit(2));
+/// assert_eq!(entries, vec![Err("a/".to_string()), Ok("b".to_string())]);
+/// assert_eq!(next.as_deref(), Some("b"));
+/// ```
+pub fn page_keys<'a>(
+    sorted: impl Iterator<Item = &'a str>,
+    options: &ListOptions,
+) -> (Vec<std::result::Result<String, String>>, Option<String>) {
+    let limit = options.limit.unwrap_or(5000).clamp(1, 5000);
+    let after = options.continuation.as_deref();
+    let mut out: Vec<std::result::Result<String, String>> = Vec::new();
+    for key in sorted {
+        let Some(rest) = key.strip_prefix(options.prefix.as_str()) else {
+            continue;
+        };
+        let entry = match options.delimiter.as_deref().filter(|d| !d.is_empty()) {
+            Some(d) => match rest.find(d) {
+                Some(i) => Err(format!("{}{}", options.prefix, &rest[..i + d.len()])),
+                None => Ok(key.to_string()),
+            },
+            None => Ok(key.to_string()),
+        };
+        let name = match &entry {
+            Ok(k) | Err(k) => k.as_str(),
+        };
+        if let Some(after) = after {
+            // Past the continuation: after it in order, and not inside a
+            // prefix that was already returned.
+            if name <= after {
+                continue;
+            }
+        }
+        if let (Err(p), Some(Err(last))) = (&entry, out.last()) {
+            if p == last {
+                continue;
+            }
+        }
+        if out.len() == limit {
+            let next = out.last().map(|e| match e {
+                Ok(k) | Err(k) => k.clone(),
+            });
+            return (out, next);
+        }
+        out.push(entry);
+    }
+    (out, None)
+}
+
+/// The error a blob-only store returns from the entity operations of
+/// [`Store`](crate::Store) (the router never routes entities to it: its
+/// capabilities say `records = false`).
+///
+/// ```
+/// let e = polyrouter::store::blob::records_unsupported("images", "user");
+/// assert!(e.to_string().contains("entity records"), "{e}");
+/// ```
+pub fn records_unsupported(store: &str, entity: &str) -> Error {
+    Error::unsupported(
+        store,
+        entity,
+        "entity records (this is a blob-only store; use `router.blobs(..)`)",
+    )
+}
