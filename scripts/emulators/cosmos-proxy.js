@@ -111,16 +111,84 @@ function valueAt(doc, path) {
   return v;
 }
 
+// Correction 7: the emulator never expires items. Containers holding an
+// item with a `ttl` (or created with a default TTL) are swept before each
+// request that touches them: items whose `_ts + ttl` has passed are deleted,
+// as the service does in the background (and the service never returns an
+// expired item either).
+const ttlContainers = new Map(); // collPath -> last sweep (ms)
+// `_ts` has whole seconds; the time each item was last written through this
+// proxy, in ms, makes expiry as precise as the service's.
+const writtenAt = new Map(); // collPath + "\n" + id -> ms
+const SWEEP_EVERY_MS = 100;
+
+async function readAll(collPath, headers) {
+  const docs = [];
+  let continuation;
+  for (let i = 0; i < 1000; i += 1) {
+    const h = { ...headers };
+    if (continuation) h["x-ms-continuation"] = continuation;
+    const r = await forward("GET", `${collPath}/docs`, h);
+    const body = parseJson(r.body) || {};
+    docs.push(...(body.Documents || []));
+    continuation = r.headers["x-ms-continuation"];
+    if (r.status !== 200 || !continuation) break;
+  }
+  return docs;
+}
+
+async function sweep(collPath, headers) {
+  const last = ttlContainers.get(collPath);
+  if (last === undefined || Date.now() - last < SWEEP_EVERY_MS) return;
+  ttlContainers.set(collPath, Date.now());
+  const h = {};
+  for (const k of ["authorization", "x-ms-date", "x-ms-version"]) if (headers[k]) h[k] = headers[k];
+  const collRes = await forward("GET", collPath, h);
+  const coll = parseJson(collRes.body) || {};
+  const defaultTtl = typeof coll.defaultTtl === "number" && coll.defaultTtl > 0 ? coll.defaultTtl : undefined;
+  const paths = await partitionPath(collPath, h);
+  const now = Date.now() / 1000;
+  for (const d of await readAll(collPath, h)) {
+    const ttl = typeof d.ttl === "number" ? d.ttl : defaultTtl;
+    if (ttl === undefined || ttl < 0 || typeof d._ts !== "number") continue;
+    const at = writtenAt.get(`${collPath}\n${d.id}`);
+    if ((at !== undefined ? at / 1000 : d._ts) + ttl > now) continue;
+    const pk = JSON.stringify(paths.map((p) => (valueAt(d, p) === undefined ? null : valueAt(d, p))));
+    await forward("DELETE", `${collPath}/docs/${encodeURIComponent(d.id)}`, {
+      ...h,
+      "x-ms-documentdb-partitionkey": pk,
+    });
+    log("ttl: deleted expired", collPath, d.id);
+  }
+}
+
 async function handle(req, res) {
   const chunks = [];
   for await (const c of req) chunks.push(c);
   const body = Buffer.concat(chunks);
   const url = req.url;
+  if (verbose && req.method === "POST" && /\/docs\/?$/.test(url)) log("<-", req.method, url, body.toString("utf8").slice(0, 400));
   const path = url.split("?")[0];
   const headers = { ...req.headers };
   const fixes = [];
 
   const docsMatch = path.match(/^(\/dbs\/[^/]+\/colls\/[^/]+)\/docs\/?$/);
+  const collMatch = path.match(/^(\/dbs\/[^/]+\/colls\/[^/]+)\/docs(\/|$)/);
+  if (collMatch) {
+    const coll = collMatch[1];
+    if ((req.method === "POST" || req.method === "PUT") && !header(req, "x-ms-documentdb-isquery")) {
+      const doc = parseJson(body);
+      if (doc && typeof doc.ttl === "number" && !ttlContainers.has(coll)) ttlContainers.set(coll, 0);
+    }
+    await sweep(coll, req.headers);
+  }
+  const createColl = req.method === "POST" && path.match(/^\/dbs\/[^/]+\/colls\/?$/);
+  if (createColl) {
+    const c = parseJson(body);
+    if (c && typeof c.defaultTtl === "number" && c.defaultTtl > 0) {
+      ttlContainers.set(`${path.replace(/\/$/, "")}/${c.id}`, 0);
+    }
+  }
   const isQuery =
     req.method === "POST" &&
     docsMatch &&
@@ -144,6 +212,32 @@ async function handle(req, res) {
     }
   }
 
+  if (isQuery && String(header(req, "x-ms-cosmos-is-query-plan-request")).toLowerCase() === "true") {
+    // Correction 6: the emulator has no query-plan endpoint (it runs the
+    // query instead). It keeps every container in one partition key range,
+    // so the plan the service would give for that one range is "run the
+    // query as it is over the full range": an empty queryInfo and the range
+    // ["", "FF").
+    const plan = {
+      partitionedQueryExecutionInfoVersion: 2,
+      queryInfo: {
+        distinctType: "None",
+        orderBy: [],
+        orderByExpressions: [],
+        groupByExpressions: [],
+        groupByAliases: [],
+        aggregates: [],
+        hasSelectValue: false,
+      },
+      queryRanges: [{ min: "", max: "FF", isMinInclusive: true, isMaxInclusive: false }],
+    };
+    const out = Buffer.from(JSON.stringify(plan));
+    res.writeHead(200, { "content-type": "application/json", "content-length": String(out.length) });
+    res.end(out);
+    log(req.method, url, "-> 200", "[query-plan]");
+    return;
+  }
+
   let up;
   try {
     up = await forward(req.method, url, headers, body);
@@ -154,6 +248,10 @@ async function handle(req, res) {
   }
 
   let status = up.status;
+  if (collMatch && (req.method === "POST" || req.method === "PUT") && status >= 200 && status < 300) {
+    const doc = parseJson(up.body);
+    if (doc && doc.id !== undefined) writtenAt.set(`${collMatch[1]}\n${doc.id}`, Date.now());
+  }
   let out = up.body;
   const json = () => parseJson(out);
 
@@ -215,7 +313,7 @@ async function handle(req, res) {
   h["content-length"] = String(out.length);
   res.writeHead(status, h);
   res.end(out);
-  log(req.method, url, "->", status, fixes.length ? `[${fixes.join(", ")}]` : "");
+  log(req.method, url, "->", status, fixes.length ? `[${fixes.join(", ")}]` : "", verbose && isQuery ? body.toString("utf8") : "");
 }
 
 const server = http.createServer((req, res) => {

@@ -5,6 +5,7 @@
 //! | `memory` | `memory` (default) | in-process; supports everything; the reference semantics |
 //! | `sqlite` | `sqlite` (default) | embedded SQLite via sqlx; a typed table per entity |
 //! | `postgres` | `postgres` | a PostgreSQL server via sqlx; a typed table per entity |
+//! | `cosmos` | `cosmos` | Azure Cosmos DB (NoSQL API) via `azure_data_cosmos`; a container per entity, ETag preconditions, Cosmos SQL queries, TTL; no atomic batches |
 //! | `redis` | `redis` | a Redis server via the `redis` crate; point ops, atomic batches, TTL, counters ([`KvStore`](crate::store::kv::KvStore)); no queries |
 
 use std::sync::Arc;
@@ -14,6 +15,8 @@ use futures::future::BoxFuture;
 use crate::config::StoreSpec;
 use crate::{Result, Store};
 
+#[cfg(feature = "cosmos")]
+pub mod cosmos;
 #[cfg(feature = "memory")]
 pub mod memory;
 #[cfg(feature = "postgres")]
@@ -74,6 +77,14 @@ pub const KINDS: &[KindInfo] = &[
         #[cfg(feature = "redis")]
         open: Some(redis::open),
         #[cfg(not(feature = "redis"))]
+        open: None,
+    },
+    KindInfo {
+        name: "cosmos",
+        feature: "cosmos",
+        #[cfg(feature = "cosmos")]
+        open: Some(cosmos::open),
+        #[cfg(not(feature = "cosmos"))]
         open: None,
     },
 ];
