@@ -248,17 +248,15 @@ impl CosmosStore {
             "endpoint"
         };
         let location = location_of(&endpoint, &config.database);
-        let client = build_client(&endpoint, key, &config)
+        let url: azure_data_cosmos::AccountEndpoint = endpoint.parse().map_err(|e| {
+            config_error(
+                key_option,
+                format!("the account endpoint {endpoint:?} is not usable: {e}"),
+            )
+        })?;
+        let client = build_client(url, key, &config)
             .await
-            .map_err(|e| match status(&e) {
-                None if e.to_string().contains("http") || e.to_string().contains("endpoint") => {
-                    config_error(
-                        key_option,
-                        format!("cannot use the account endpoint {endpoint:?}: {e}"),
-                    )
-                }
-                _ => map_err(name, &location, "", e),
-            })?;
+            .map_err(|e| map_err(name, &location, "", e))?;
         let database = client.database_client(config.database.as_str());
         let inner = Inner {
             name: name.to_string(),
@@ -707,7 +705,7 @@ fn capabilities() -> Capabilities {
 }
 
 async fn build_client(
-    endpoint: &str,
+    endpoint: azure_data_cosmos::AccountEndpoint,
     key: String,
     config: &CosmosConfig,
 ) -> std::result::Result<CosmosClient, CosmosError> {
@@ -726,7 +724,6 @@ async fn build_client(
         .with_connection_pool(pool)
         .build()
         .await?;
-    let endpoint: azure_data_cosmos::AccountEndpoint = endpoint.parse()?;
     let account = AccountReference::with_authentication_key(endpoint, key);
     CosmosClient::builder()
         .with_runtime(runtime)
