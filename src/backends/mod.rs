@@ -8,6 +8,7 @@
 //! | `gremlin` | `gremlin` | a Gremlin server (Cosmos DB Gremlin API, TinkerPop) via `gremlin-client`; graphs only ([`GraphStore`](crate::store::graph::GraphStore)) |
 //! | `fs` | `fs` (default) | blobs in a local directory ([`BlobStore`](crate::store::blob::BlobStore)); atomic puts; no entity records |
 //! | `azblob` | `azblob` | Azure Blob Storage (and Azurite) via `azure_storage_blobs`; blobs only |
+//! | `cosmos` | `cosmos` | Azure Cosmos DB (NoSQL API) via `azure_data_cosmos`; a container per entity, ETag preconditions, Cosmos SQL queries, TTL; no atomic batches |
 //! | `redis` | `redis` | a Redis server via the `redis` crate; point ops, atomic batches, TTL, counters ([`KvStore`](crate::store::kv::KvStore)); no queries |
 
 use std::sync::Arc;
@@ -19,6 +20,8 @@ use crate::{Result, Store};
 
 #[cfg(feature = "azblob")]
 pub mod azblob;
+#[cfg(feature = "cosmos")]
+pub mod cosmos;
 #[cfg(feature = "fs")]
 pub mod fs;
 #[cfg(feature = "gremlin")]
@@ -109,6 +112,14 @@ pub const KINDS: &[KindInfo] = &[
         #[cfg(feature = "azblob")]
         open: Some(azblob::open),
         #[cfg(not(feature = "azblob"))]
+        open: None,
+    },
+    KindInfo {
+        name: "cosmos",
+        feature: "cosmos",
+        #[cfg(feature = "cosmos")]
+        open: Some(cosmos::open),
+        #[cfg(not(feature = "cosmos"))]
         open: None,
     },
 ];

@@ -43,7 +43,7 @@ pub fn stores_under_test() -> Vec<String> {
     for s in &stores {
         if store_toml(s).is_none() {
             panic!(
-                "POLYROUTER_TEST_STORES names `{s}`, which the behaviour suite does not know; known: memory, sqlite, postgres, mysql, redis, fs, azblob, gremlin"
+                "POLYROUTER_TEST_STORES names `{s}`, which the behaviour suite does not know; known: memory, sqlite, postgres, mysql, redis, cosmos, fs, azblob, gremlin"
             );
         }
     }
@@ -81,8 +81,43 @@ pub fn store_toml(store: &str) -> Option<String> {
         // POLYROUTER_TEST_AZBLOB_CONNECTION_STRING; a per-run container,
         // deleted by `clean_up`.
         "azblob" => azblob_toml(),
+        // The Cosmos emulator (`scripts/emulators/start`); a per-run database.
+        "cosmos" => format!(
+            "kind = \"cosmos\"\nendpoint = \"{COSMOS_ENDPOINT}\"\nkey = \"{COSMOS_KEY}\"\ndatabase = \"{}\"\ncreate_if_missing = true\n",
+            cosmos_database()
+        ),
         _ => return None,
     })
+}
+
+const COSMOS_ENDPOINT: &str = "http://127.0.0.1:8081/";
+/// The emulators' well-known, public account key.
+const COSMOS_KEY: &str =
+    "C2y6yDjf5/R+ob0N8A7Cgv30VRDJIWEHLM+4QDU5DE2nQ9nDuVTqobD4b8mGGyPMbIZnqyMsEcaGQy67XIw/Jw==";
+
+/// `pr_test_{pid}_{start time}`: this run's Cosmos database.
+fn cosmos_database() -> &'static str {
+    static NAME: OnceLock<String> = OnceLock::new();
+    NAME.get_or_init(|| {
+        let started = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_millis())
+            .unwrap_or_default();
+        format!("pr_test_{}_{started}", std::process::id())
+    })
+}
+
+/// Deletes this run's Cosmos database.
+#[cfg(feature = "cosmos")]
+async fn remove_cosmos_database() -> Result<(), String> {
+    use polyrouter::backends::cosmos::{CosmosConfig, CosmosStore};
+    let cfg = CosmosConfig::new(COSMOS_ENDPOINT, COSMOS_KEY, cosmos_database());
+    match CosmosStore::connect("s", cfg).await {
+        Ok(store) => store.delete_database().await.map_err(|e| e.to_string()),
+        // Never created (or already gone): nothing to remove.
+        Err(polyrouter::Error::Config { .. }) => Ok(()),
+        Err(e) => Err(e.to_string()),
+    }
 }
 
 /// `POLYROUTER_TEST_GREMLIN_URL`; naming `gremlin` without it fails the run.
@@ -250,6 +285,10 @@ pub async fn clean_up(stores: &[String]) -> Result<(), String> {
         #[cfg(feature = "postgres")]
         if store == "postgres" {
             remove_stale_pg_schemas(true).await?;
+        }
+        #[cfg(feature = "cosmos")]
+        if store == "cosmos" {
+            remove_cosmos_database().await?;
         }
         if store == "fs" {
             match std::fs::remove_dir_all(fs_root()) {
