@@ -54,7 +54,11 @@ fn edges() -> Vec<Edge> {
                 picked.insert(t);
             }
         }
-        out.extend(picked.into_iter().map(|t| Edge::new(id(v), "follows", id(t))));
+        out.extend(
+            picked
+                .into_iter()
+                .map(|t| Edge::new(id(v), "follows", id(t))),
+        );
     }
     out
 }
@@ -62,7 +66,9 @@ fn edges() -> Vec<Edge> {
 async fn build(g: &Graph, edges: &[Edge]) {
     let start = Instant::now();
     for i in 0..VERTICES {
-        g.add_vertex(&Vertex::new(id(i), "user")).await.expect("add vertex");
+        g.add_vertex(&Vertex::new(id(i), "user"))
+            .await
+            .expect("add vertex");
     }
     let vertices = start.elapsed();
     let start = Instant::now();
@@ -119,8 +125,14 @@ fn bench(c: &mut Criterion) {
     let rt = Runtime::new().unwrap();
     let edges = edges();
     let wanted = |name: &str| {
-        let args: Vec<String> = std::env::args().skip(1).filter(|a| !a.starts_with('-')).collect();
-        args.is_empty() || args.iter().any(|a| a.contains(name) || name.contains(a.as_str()))
+        let args: Vec<String> = std::env::args()
+            .skip(1)
+            .filter(|a| !a.starts_with('-'))
+            .collect();
+        args.is_empty()
+            || args
+                .iter()
+                .any(|a| a.contains(name) || name.contains(a.as_str()))
     };
 
     if wanted("sqlite") {
@@ -148,10 +160,12 @@ fn bench(c: &mut Criterion) {
         rt.block_on(async {
             use sqlx::Connection;
             let mut conn = sqlx::PgConnection::connect(&url).await.unwrap();
-            sqlx::query(&format!("SET search_path TO \"{schema}\"; ANALYZE social_vertices; ANALYZE social_edges"))
-                .execute(&mut conn)
-                .await
-                .unwrap();
+            sqlx::query(&format!(
+                "SET search_path TO \"{schema}\"; ANALYZE social_vertices; ANALYZE social_edges"
+            ))
+            .execute(&mut conn)
+            .await
+            .unwrap();
         });
         bench_store(c, &rt, "postgres", &g);
         drop(router);
