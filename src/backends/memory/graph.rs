@@ -344,7 +344,7 @@ impl GraphStore for MemoryStore {
             })
             .collect();
         // Stable sort: equal counts keep their ascending id order.
-        ranked.sort_by(|a, b| b.shared.cmp(&a.shared));
+        ranked.sort_by_key(|r| std::cmp::Reverse(r.shared));
         ranked.truncate(limit);
         Ok(ranked)
     }
