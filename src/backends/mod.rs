@@ -5,6 +5,7 @@
 //! | `memory` | `memory` (default) | in-process; supports everything; the reference semantics |
 //! | `sqlite` | `sqlite` (default) | embedded SQLite via sqlx; a typed table per entity |
 //! | `postgres` | `postgres` | a PostgreSQL server via sqlx; a typed table per entity |
+//! | `mysql` | `mysql` | a MySQL 8 or MariaDB 10.5+ server via sqlx; a typed table per entity |
 //! | `redis` | `redis` | a Redis server via the `redis` crate; point ops, atomic batches, TTL, counters ([`KvStore`](crate::store::kv::KvStore)); no queries |
 
 use std::sync::Arc;
@@ -16,6 +17,8 @@ use crate::{Result, Store};
 
 #[cfg(feature = "memory")]
 pub mod memory;
+#[cfg(feature = "mysql")]
+pub mod mysql;
 #[cfg(feature = "postgres")]
 pub mod postgres;
 #[cfg(feature = "redis")]
@@ -68,6 +71,14 @@ pub const KINDS: &[KindInfo] = &[
         #[cfg(feature = "postgres")]
         open: Some(postgres::open),
         #[cfg(not(feature = "postgres"))]
+        open: None,
+    },
+    KindInfo {
+        name: "mysql",
+        feature: "mysql",
+        #[cfg(feature = "mysql")]
+        open: Some(mysql::open),
+        #[cfg(not(feature = "mysql"))]
         open: None,
     },
     KindInfo {
