@@ -298,7 +298,7 @@ async fn concurrent_writers_of_one_key_never_lose_a_write() {
                     )
                     .await
                     .unwrap();
-                versions.push(out[0].clone());
+                versions.push(out[0]);
             }
             versions
         }));
