@@ -52,6 +52,13 @@
 //!
 //! `cargo bench --features redis,postgres --bench backends -- postgres` runs
 //! only that group. docs/benchmarks.md keeps the figures.
+//!
+//! With the `mysql` feature, MariaDB/MySQL (`mysql://root@127.0.0.1:3306/test`,
+//! or `POLYROUTER_BENCH_MYSQL`) gets the same group in a database unique to
+//! the run (`pr_bench_<pid>`, dropped at the end), plus `mysql/raw_get`
+//! (`SELECT … WHERE id = ?`) and `mysql/raw_put` (`INSERT … ON DUPLICATE KEY
+//! UPDATE`, version + 1) on a separate sqlx pool:
+//! `cargo bench --features redis,postgres,mysql --bench backends -- mysql`.
 
 use std::future::Future;
 use std::hint::black_box;
@@ -133,13 +140,17 @@ fn bench(c: &mut Criterion) {
     if wanted("postgres") {
         bench_postgres(c, &rt, &rows);
     }
+    #[cfg(feature = "mysql")]
+    if wanted("mysql") {
+        bench_mysql(c, &rt, &rows);
+    }
 }
 
 /// Whether criterion's filter (the first free argument) can match the
 /// group `label`, so a server whose group is filtered out is not contacted:
 /// false only when the filter names another group and not this one.
 fn wanted(label: &str) -> bool {
-    const LABELS: [&str; 4] = ["memory", "sqlite", "redis", "postgres"];
+    const LABELS: [&str; 5] = ["memory", "sqlite", "redis", "postgres", "mysql"];
     match std::env::args().skip(1).find(|a| !a.starts_with('-')) {
         None => true,
         Some(f) => {
@@ -456,6 +467,74 @@ fn bench_postgres(c: &mut Criterion, rt: &Runtime, rows: &[BenchUser]) {
         pool.close().await;
     });
     eprintln!("postgres: dropped schema {schema}");
+}
+
+#[cfg(feature = "mysql")]
+fn bench_mysql(c: &mut Criterion, rt: &Runtime, rows: &[BenchUser]) {
+    let url = std::env::var("POLYROUTER_BENCH_MYSQL")
+        .unwrap_or_else(|_| "mysql://root@127.0.0.1:3306/test".into());
+    let db = format!("pr_bench_{}", std::process::id());
+    let repo = rt.block_on(repo(&format!(
+        "kind = \"mysql\"\nurl = \"{url}\"\ndatabase = \"{db}\"\n"
+    )));
+    let pool = rt
+        .block_on(
+            sqlx::mysql::MySqlPoolOptions::new()
+                .max_connections(8)
+                .connect(&url),
+        )
+        .expect("connect to mysql");
+    let table = format!("`{db}`.`bench_user`");
+    let get_sql =
+        format!("SELECT `id`, `email`, `name`, `score`, `_pr_version` FROM {table} WHERE `id` = ?");
+    let put_sql = format!(
+        "INSERT INTO {table} (`id`, `email`, `name`, `score`, `_pr_version`, `_pr_expires_at`) \
+         VALUES (?, ?, ?, ?, 1, NULL) ON DUPLICATE KEY UPDATE \
+         `email` = VALUES(`email`), `name` = VALUES(`name`), `score` = VALUES(`score`), \
+         `_pr_version` = `_pr_version` + 1, `_pr_expires_at` = NULL"
+    );
+    let one = sample();
+    let raw_get = |pool: &sqlx::MySqlPool| {
+        let pool = pool.clone();
+        let sql = get_sql.clone();
+        async move {
+            sqlx::query_as::<_, (String, String, String, i64, i64)>(&sql)
+                .bind(KEY)
+                .fetch_optional(&pool)
+                .await
+                .expect("SELECT")
+        }
+    };
+    let (id, ..) = rt.block_on(raw_get(&pool)).expect("the router's row");
+    assert_eq!(id, KEY);
+    let point = |g: &mut BenchmarkGroup<'_, WallTime>| {
+        g.bench_function("raw_get", |b| {
+            b.to_async(rt)
+                .iter(|| async { black_box(raw_get(&pool).await) })
+        });
+        g.bench_function("raw_put", |b| {
+            b.to_async(rt).iter(|| async {
+                sqlx::query(&put_sql)
+                    .bind(&one.id)
+                    .bind(&one.email)
+                    .bind(&one.name)
+                    .bind(one.score)
+                    .execute(&pool)
+                    .await
+                    .expect("upsert")
+            })
+        });
+    };
+    bench_repo(c, rt, "mysql", &repo, rows, true, &point, &|_| {});
+    drop(repo);
+    rt.block_on(async {
+        sqlx::query(&format!("DROP DATABASE `{db}`"))
+            .execute(&pool)
+            .await
+            .expect("drop database");
+        pool.close().await;
+    });
+    eprintln!("mysql: dropped database {db}");
 }
 
 type PgRow = (String, String, String, i64, i64);

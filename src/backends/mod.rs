@@ -9,6 +9,7 @@
 //! | `fs` | `fs` (default) | blobs in a local directory ([`BlobStore`](crate::store::blob::BlobStore)); atomic puts; no entity records |
 //! | `azblob` | `azblob` | Azure Blob Storage (and Azurite) via `azure_storage_blobs`; blobs only |
 //! | `cosmos` | `cosmos` | Azure Cosmos DB (NoSQL API) via `azure_data_cosmos`; a container per entity, ETag preconditions, Cosmos SQL queries, TTL; no atomic batches |
+//! | `mysql` | `mysql` | a MySQL 8 or MariaDB 10.5+ server via sqlx; a typed table per entity |
 //! | `redis` | `redis` | a Redis server via the `redis` crate; point ops, atomic batches, TTL, counters ([`KvStore`](crate::store::kv::KvStore)); no queries |
 
 use std::sync::Arc;
@@ -28,6 +29,8 @@ pub mod fs;
 pub mod gremlin;
 #[cfg(feature = "memory")]
 pub mod memory;
+#[cfg(feature = "mysql")]
+pub mod mysql;
 #[cfg(feature = "postgres")]
 pub mod postgres;
 #[cfg(feature = "redis")]
@@ -80,6 +83,14 @@ pub const KINDS: &[KindInfo] = &[
         #[cfg(feature = "postgres")]
         open: Some(postgres::open),
         #[cfg(not(feature = "postgres"))]
+        open: None,
+    },
+    KindInfo {
+        name: "mysql",
+        feature: "mysql",
+        #[cfg(feature = "mysql")]
+        open: Some(mysql::open),
+        #[cfg(not(feature = "mysql"))]
         open: None,
     },
     KindInfo {

@@ -68,6 +68,11 @@ pub fn store_toml(store: &str) -> Option<String> {
             "kind = \"postgres\"\nurl = \"{PG_URL}\"\nschema = \"pr_test_{}\"\nmax_connections = 2\n",
             std::process::id()
         ),
+        // The machine's MariaDB/MySQL; tables in a per-run database.
+        "mysql" => format!(
+            "kind = \"mysql\"\nurl = \"{MYSQL_URL}\"\ndatabase = \"pr_test_{}\"\nmax_connections = 2\n",
+            std::process::id()
+        ),
         // The machine's Redis; a per-run prefix keeps runs apart.
         "redis" => format!(
             "kind = \"redis\"\nurl = \"{REDIS_URL}\"\nkey_prefix = \"{}\"\n",
@@ -171,6 +176,7 @@ fn azblob_toml() -> String {
 }
 
 const PG_URL: &str = "postgres://postgres@127.0.0.1:5432/test";
+const MYSQL_URL: &str = "mysql://root@127.0.0.1:3306/test";
 
 /// Whether the store's text can hold NUL characters (PostgreSQL's cannot:
 /// it refuses such values with `InvalidInput`).
@@ -263,6 +269,36 @@ async fn remove_stale_pg_schemas(include_own: bool) -> Result<(), String> {
     Ok(())
 }
 
+/// Drops the databases earlier runs left in MariaDB/MySQL: `pr_test_{pid}`
+/// of a process that no longer runs (runs going on at the same time keep
+/// theirs).
+#[cfg(feature = "mysql")]
+async fn remove_stale_mysql_databases(include_own: bool) -> Result<(), String> {
+    use sqlx::Connection;
+    if !std::path::Path::new("/proc/self").exists() {
+        return Ok(()); // cannot tell which runs are over
+    }
+    let mut conn = sqlx::MySqlConnection::connect(MYSQL_URL)
+        .await
+        .map_err(|e| e.to_string())?;
+    let names: Vec<String> = sqlx::query_scalar(
+        "SELECT CAST(SCHEMA_NAME AS CHAR) FROM information_schema.SCHEMATA WHERE SCHEMA_NAME REGEXP '^pr_test_[0-9]+$'",
+    )
+    .fetch_all(&mut conn)
+    .await
+    .map_err(|e| e.to_string())?;
+    for name in names {
+        let pid = &name["pr_test_".len()..];
+        if ended(pid) || (include_own && own(pid)) {
+            sqlx::query(&format!("DROP DATABASE IF EXISTS `{name}`"))
+                .execute(&mut conn)
+                .await
+                .map_err(|e| e.to_string())?;
+        }
+    }
+    Ok(())
+}
+
 /// Whether the run with this process id has ended.
 #[allow(dead_code)]
 fn ended(pid: &str) -> bool {
@@ -300,6 +336,10 @@ pub async fn clean_up(stores: &[String]) -> Result<(), String> {
         #[cfg(feature = "azblob")]
         if store == "azblob" {
             delete_azblob_container().await?;
+        }
+        #[cfg(feature = "mysql")]
+        if store == "mysql" {
+            remove_stale_mysql_databases(true).await?;
         }
         let _ = store;
     }
@@ -344,6 +384,12 @@ pub async fn probe(store: &str) -> Result<Capabilities, String> {
         remove_stale_pg_schemas(false)
             .await
             .map_err(|e| format!("cannot drop schemas of earlier runs from PostgreSQL: {e}"))?;
+    }
+    #[cfg(feature = "mysql")]
+    if store == "mysql" {
+        remove_stale_mysql_databases(false)
+            .await
+            .map_err(|e| format!("cannot drop databases of earlier runs from MySQL: {e}"))?;
     }
     let caps = s.capabilities().clone();
     probed()

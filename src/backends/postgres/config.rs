@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+use crate::backends::sql::{SslMode, check_pool_options};
 use crate::config::{ConfigDuration, redact_url};
 
 /// Options of a `postgres` store, as read from `[stores.NAME]`.
@@ -39,6 +40,29 @@ pub struct PostgresConfig {
     /// `"60s"`; `"0s"` turns the purge off — expired rows stay invisible).
     #[serde(default = "default_purge_interval")]
     pub purge_interval: ConfigDuration,
+    /// Connections the pool keeps open even when idle (default 0).
+    #[serde(default)]
+    pub min_connections: u32,
+    /// How long a call waits for a free pooled connection (default:
+    /// `connect_timeout`).
+    #[serde(default)]
+    pub acquire_timeout: Option<ConfigDuration>,
+    /// How long an idle connection stays open (default `"5m"`; `"0s"`:
+    /// forever).
+    #[serde(default = "default_idle_timeout")]
+    pub idle_timeout: ConfigDuration,
+    /// TLS: `disable`, `prefer`, `require`, `verify-ca`, `verify-full`
+    /// (default: the URL's `sslmode`, else `prefer`).
+    #[serde(default)]
+    pub ssl_mode: Option<SslMode>,
+    /// A PEM file of CA certificates to trust (for `verify-ca` /
+    /// `verify-full`; default: the system roots).
+    #[serde(default)]
+    pub ssl_root_cert: Option<String>,
+}
+
+fn default_idle_timeout() -> ConfigDuration {
+    ConfigDuration(Duration::from_secs(300))
 }
 
 fn default_max_connections() -> u32 {
@@ -67,6 +91,11 @@ impl PostgresConfig {
             connect_timeout: default_connect_timeout(),
             schema: None,
             purge_interval: default_purge_interval(),
+            min_connections: 0,
+            acquire_timeout: None,
+            idle_timeout: default_idle_timeout(),
+            ssl_mode: None,
+            ssl_root_cert: None,
         }
     }
 
@@ -81,9 +110,14 @@ impl PostgresConfig {
                 ),
             ));
         }
-        if self.max_connections == 0 {
-            return Err(("max_connections", "must be at least 1".into()));
-        }
+        check_pool_options(
+            self.max_connections,
+            self.min_connections,
+            self.acquire_timeout.as_ref(),
+            Some(&self.idle_timeout),
+            self.ssl_mode,
+            self.ssl_root_cert.as_deref(),
+        )?;
         if self.connect_timeout.0.is_zero() {
             return Err(("connect_timeout", "must be more than 0s".into()));
         }
@@ -107,6 +141,11 @@ impl fmt::Debug for PostgresConfig {
             .field("connect_timeout", &self.connect_timeout)
             .field("schema", &self.schema)
             .field("purge_interval", &self.purge_interval)
+            .field("min_connections", &self.min_connections)
+            .field("acquire_timeout", &self.acquire_timeout)
+            .field("idle_timeout", &self.idle_timeout)
+            .field("ssl_mode", &self.ssl_mode)
+            .field("ssl_root_cert", &self.ssl_root_cert)
             .finish()
     }
 }
@@ -143,5 +182,26 @@ mod tests {
         assert_eq!(e.0, "url");
         assert!(!e.1.contains("pw@"), "{}", e.1);
         assert!(format!("{:?}", PostgresConfig::new("postgres://u:secret@x/y")).contains("***"));
+        let c: PostgresConfig = spec(
+            "url = \"postgres://h/d\"\nmin_connections = 1\nacquire_timeout = \"2s\"\nidle_timeout = \"0s\"\nssl_mode = \"require\"",
+        )
+        .parse()
+        .unwrap();
+        assert_eq!(c.min_connections, 1);
+        assert_eq!(c.ssl_mode, Some(SslMode::Require));
+        assert!(c.validate().is_ok());
+        let e = spec("url = \"postgres://h/d\"\nssl_mode = \"sometimes\"")
+            .parse::<PostgresConfig>()
+            .unwrap_err();
+        assert!(e.to_string().contains("ssl_mode"), "{e}");
+        let mut c = PostgresConfig::new("postgres://h/d");
+        c.min_connections = 9;
+        assert_eq!(c.validate().unwrap_err().0, "min_connections");
+        let mut c = PostgresConfig::new("postgres://h/d");
+        c.ssl_root_cert = Some("/nonexistent/ca.pem".into());
+        assert_eq!(c.validate().unwrap_err().0, "ssl_root_cert");
+        let mut c = PostgresConfig::new("postgres://h/d");
+        c.acquire_timeout = Some(ConfigDuration(Duration::ZERO));
+        assert_eq!(c.validate().unwrap_err().0, "acquire_timeout");
     }
 }

@@ -1,6 +1,6 @@
 //! PostgreSQL's SQL dialect.
 
-use crate::backends::sql::{Column, Dialect, KeyList, Param, WriteMode};
+use crate::backends::sql::{BulkUpsert, Column, Dialect, KeyList, Param, WriteMode};
 use crate::entity::FieldKind;
 use crate::query::Direction;
 
@@ -149,6 +149,23 @@ impl Dialect for PostgresDialect {
 
     fn key_list(&self) -> KeyList {
         KeyList::Array
+    }
+
+    fn bulk_upsert(&self) -> Option<BulkUpsert> {
+        Some(BulkUpsert::Unnest { rows: 5000 })
+    }
+
+    fn array_type(&self, kind: FieldKind) -> Option<&'static str> {
+        Some(match kind {
+            FieldKind::Int => "BIGINT[]",
+            FieldKind::Bool => "BOOLEAN[]",
+            FieldKind::Timestamp => "TIMESTAMPTZ[]",
+            FieldKind::Float => "DOUBLE PRECISION[]",
+            FieldKind::String => "TEXT[]",
+            FieldKind::Uuid => "UUID[]",
+            FieldKind::Json => "JSONB[]",
+            FieldKind::Bytes => "BYTEA[]",
+        })
     }
 }
 

@@ -11,16 +11,16 @@ use std::collections::HashMap;
 use std::fmt;
 use std::str::FromStr;
 use std::sync::Arc;
-use std::time::Duration;
 
 use async_trait::async_trait;
 use futures::future::BoxFuture;
 use parking_lot::Mutex;
 use sqlx::Row;
-use sqlx::postgres::{PgConnectOptions, PgConnection, PgPool, PgPoolOptions, PgRow};
+use sqlx::postgres::{PgConnectOptions, PgConnection, PgPool, PgPoolOptions, PgRow, PgSslMode};
 
 use crate::backends::sql::{
-    self, ColumnInfo, Dialect, Message, Param, TableSql, Tables, entity_config_error, now_micros,
+    self, BulkPut, ColumnInfo, Dialect, Message, Param, SslMode, TableSql, Tables,
+    entity_config_error, now_micros,
     write::{self, Exec, Target},
 };
 use crate::config::{StoreSpec, redact_url};
@@ -174,10 +174,24 @@ impl PostgresStore {
         if let Some(schema) = &config.schema {
             opts = opts.options([("search_path", PostgresDialect.quote(schema))]);
         }
+        if let Some(mode) = config.ssl_mode {
+            opts = opts.ssl_mode(match mode {
+                SslMode::Disable => PgSslMode::Disable,
+                SslMode::Prefer => PgSslMode::Prefer,
+                SslMode::Require => PgSslMode::Require,
+                SslMode::VerifyCa => PgSslMode::VerifyCa,
+                SslMode::VerifyFull => PgSslMode::VerifyFull,
+            });
+        }
+        if let Some(cert) = &config.ssl_root_cert {
+            opts = opts.ssl_root_cert(cert);
+        }
+        let idle = config.idle_timeout.0;
         let pool = PgPoolOptions::new()
             .max_connections(config.max_connections)
-            .acquire_timeout(config.connect_timeout.0)
-            .idle_timeout(Some(Duration::from_secs(300)))
+            .min_connections(config.min_connections)
+            .acquire_timeout(config.acquire_timeout.as_ref().unwrap_or(&config.connect_timeout).0)
+            .idle_timeout((!idle.is_zero()).then_some(idle))
             .test_before_acquire(true)
             .connect_with(opts)
             .await
@@ -263,6 +277,54 @@ impl PostgresStore {
             store: &self.inner.name,
             entity: entity.name(),
         }
+    }
+
+    /// Unconditional puts as multi-row upserts, in one transaction.
+    async fn put_many(
+        &self,
+        entity: &EntityInfo,
+        t: &TableSql,
+        bulk: Vec<BulkPut>,
+    ) -> Result<Vec<WriteOutcome>> {
+        let mut tx = self
+            .inner
+            .pool
+            .begin()
+            .await
+            .map_err(|e| self.err(entity, e))?;
+        let mut outcomes = Vec::new();
+        for b in &bulk {
+            let rows = bind_all(sqlx::query(&b.select.sql), b.select.params.clone())
+                .fetch_all(&mut *tx)
+                .await
+                .map_err(|e| self.err(entity, e));
+            let returned = rows.and_then(|rows| {
+                rows.iter()
+                    .map(|r| {
+                        let key = column_value(r, 0, t.key_column())
+                            .ok()
+                            .and_then(|v| Key::from_value(&v));
+                        let version = r.try_get::<i64, _>(1).map_err(|e| self.err(entity, e))?;
+                        key.map(|k| (k, version)).ok_or_else(|| {
+                            Error::backend(
+                                &self.inner.name,
+                                entity.name(),
+                                Message("the bulk upsert returned an unreadable key".into()),
+                            )
+                        })
+                    })
+                    .collect::<Result<Vec<_>>>()
+            });
+            match returned.and_then(|r| write::bulk_outcomes(self.target(entity), b, r)) {
+                Ok(o) => outcomes.extend(o),
+                Err(e) => {
+                    let _ = tx.rollback().await;
+                    return Err(e);
+                }
+            }
+        }
+        tx.commit().await.map_err(|e| self.err(entity, e))?;
+        Ok(outcomes)
     }
 
     fn target<'a>(&'a self, entity: &'a EntityInfo) -> Target<'a> {
@@ -462,6 +524,12 @@ impl Store for PostgresStore {
         let t = self.table_sql(entity)?;
         let target = self.target(entity);
         let now = now_micros();
+        if write::is_put_many(&ops) {
+            if let Some(bulk) = t.put_many(&ops, now) {
+                let bulk = bulk.map_err(|m| target.invalid(m))?;
+                return self.put_many(entity, &t, bulk).await;
+            }
+        }
         // Every op is checked and encoded before the database is touched.
         let mut stmts = write::statements(target, &t, &ops, now)?;
         if let [op] = ops.as_slice() {

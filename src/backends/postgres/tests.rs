@@ -456,7 +456,18 @@ async fn queries_and_counts_match_the_reference() {
     for seed in [0x5EED, 0xB0B, 0xC0FFEE] {
         let e = ready(&store, &reference::ROW, &format!("rows{seed}")).await;
         let t = store.table_sql(&e).unwrap();
-        reference::compare_with_reference(&store, &e, seed, false, |q| t.query(q, 0).sql).await;
+        reference::compare_with_reference(&store, &e, seed, &PostgresDialect, |q| {
+            t.query(q, 0).sql
+        })
+        .await;
     }
+    drop_schema(&store, &schema).await;
+}
+
+#[tokio::test]
+async fn put_many_is_bulk_with_per_row_versions() {
+    let (store, schema) = open_fresh().await;
+    let e = ready(&store, &reference::ROW, "bulk").await;
+    reference::check_put_many(&store, &e, &PostgresDialect).await;
     drop_schema(&store, &schema).await;
 }

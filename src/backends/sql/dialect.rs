@@ -22,6 +22,25 @@ pub enum WriteMode {
     LockThenWrite,
 }
 
+/// How a batch of unconditional puts is written in one statement per
+/// chunk ([`TableSql::put_many`](super::TableSql::put_many)).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum BulkUpsert {
+    /// One array parameter per column, `INSERT … SELECT * FROM UNNEST(…)`
+    /// (PostgreSQL); each array is cast to [`Dialect::array_type`].
+    Unnest {
+        /// The most rows per statement.
+        rows: usize,
+    },
+    /// Multi-row `INSERT … VALUES (…), (…)` (SQLite), at most `max_params`
+    /// parameters per statement.
+    Values {
+        /// The database's parameter limit per statement.
+        max_params: usize,
+    },
+}
+
 /// How `get_many` passes its keys.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum KeyList {
@@ -91,6 +110,13 @@ pub trait Dialect: fmt::Debug + Send + Sync + 'static {
     /// are refused with `InvalidInput` and filters treat NUL operands as
     /// matching no stored value.
     fn text_holds_nul(&self) -> bool;
+
+    /// Whether float columns hold `±inf` (MySQL's `DOUBLE` does not: such
+    /// values are refused with `InvalidInput`, and filters treat infinite
+    /// operands as beyond every stored value). Default true.
+    fn infinite_floats(&self) -> bool {
+        true
+    }
 
     /// Why a string key cannot be stored (beyond NUL), e.g. too long for an
     /// indexed column. Default: every key can.
@@ -162,6 +188,14 @@ pub trait Dialect: fmt::Debug + Send + Sync + 'static {
         ))
     }
 
+    /// An index on the expiry column declared inside `CREATE TABLE`
+    /// (`qcolumn` quoted), for databases without `CREATE INDEX IF NOT
+    /// EXISTS`; then [`Dialect::create_index`] returns `None`. Default none.
+    fn inline_index(&self, qcolumn: &str) -> Option<String> {
+        let _ = qcolumn;
+        None
+    }
+
     /// Text after the column definitions of `CREATE TABLE` (e.g. table
     /// options or an inline index). Default none. `qexpires` is the quoted
     /// expiry column, `index` the quoted index name.
@@ -176,6 +210,20 @@ pub trait Dialect: fmt::Debug + Send + Sync + 'static {
         format!(
             "DELETE FROM {qtable} WHERE {qkey} IN (SELECT {qkey} FROM {qtable} WHERE {cond} LIMIT {chunk})"
         )
+    }
+
+    /// How a batch of unconditional puts becomes one `INSERT … ON CONFLICT
+    /// DO UPDATE … RETURNING key, version` per chunk
+    /// ([`WriteMode::Returning`] only). Default `None`: every put runs alone.
+    fn bulk_upsert(&self) -> Option<BulkUpsert> {
+        None
+    }
+
+    /// For [`BulkUpsert::Unnest`]: the SQL array type of a column of `kind`
+    /// (e.g. `TEXT[]`). Default `None` (no arrays).
+    fn array_type(&self, kind: FieldKind) -> Option<&'static str> {
+        let _ = kind;
+        None
     }
 
     /// In [`WriteMode::LockThenWrite`]: `SELECT {columns} FROM {qtable}

@@ -29,6 +29,7 @@ impl TableSql {
                             && v.rank() == kind_rank(c.kind)
                             && !sub_micro(v)
                             && !self.unstorable_text(v)
+                            && !self.unstorable_float(v)
                     })
                     .filter_map(|v| operand(c.kind, v))
                     .collect();
@@ -92,6 +93,11 @@ impl TableSql {
                 sql.push(')');
             }
         }
+    }
+
+    /// An infinite float operand where stored floats cannot be infinite.
+    fn unstorable_float(&self, v: &Value) -> bool {
+        !self.dialect.infinite_floats() && matches!(v, Value::F64(f) if f.is_infinite())
     }
 
     /// A string operand with NUL where stored text cannot hold NUL.
@@ -159,6 +165,15 @@ impl TableSql {
             }
             Value::String(s) if self.unstorable_text(value) => {
                 Some(Param::Text(s[..s.find('\0').unwrap_or(0)].to_string()))
+            }
+            // Beyond every stored float.
+            Value::F64(f) if c.kind == FieldKind::Float && self.unstorable_float(value) => {
+                let every = if *f > 0.0 {
+                    Ordering::Less
+                } else {
+                    Ordering::Greater
+                };
+                return uniform(sql, every);
             }
             Value::F64(f) if c.kind == FieldKind::Int => match int_floor(*f) {
                 Ok(_) => None,

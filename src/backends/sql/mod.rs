@@ -70,8 +70,8 @@
 //!    rows with [`decode_record`].
 //! 3. Implement [`write::Exec`] over a connection and run writes with
 //!    [`write::statements`] + [`write::apply`] / [`write::apply_all`] inside
-//!    a transaction for batches (or [`write::apply_locked`] in
-//!    lock-then-write mode).
+//!    a transaction for batches (or [`write::locked_writes`] +
+//!    [`write::apply_locked`] inside a transaction in lock-then-write mode).
 //! 4. Read the table's catalog into [`ColumnInfo`]s and call [`check_table`]
 //!    in `ensure_entity`.
 //! 5. Unit-test the generated SQL text, and run
@@ -95,6 +95,7 @@ mod decode;
 mod dialect;
 mod filter;
 mod param;
+mod pool;
 #[cfg(test)]
 pub(crate) mod reference;
 mod support;
@@ -103,10 +104,11 @@ pub mod write;
 
 pub use ddl::{ColumnInfo, check_table};
 pub use decode::{decode_record, json_from_text, timestamp_from_micros, uuid_from_text, uuid_text};
-pub use dialect::{Dialect, KeyList, WriteMode, number};
+pub use dialect::{BulkUpsert, Dialect, KeyList, WriteMode, number};
 pub use param::{Param, encode_field, floor_micros, key_field_kind, key_param, value_param};
+pub use pool::{SslMode, check_pool_options};
 pub use support::{Message, Tables, entity_config_error, now_micros, purge, spawn_purge};
 pub use table::{
-    Column, EXPIRES_COL, Expect, PURGE_CHUNK, RESERVED_PREFIX, Select, TableSql, VERSION_COL,
-    WriteStmt,
+    BulkPut, Column, EXPIRES_COL, Expect, LockedWrite, PURGE_CHUNK, RESERVED_PREFIX, Select,
+    TableSql, VERSION_COL, WriteStmt,
 };

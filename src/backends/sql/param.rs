@@ -120,6 +120,13 @@ pub fn encode_field(d: &dyn Dialect, col: &Column, v: &Value) -> Result<Param, S
                 d.kind()
             ));
         }
+        (FieldKind::Float, Value::F64(f)) if f.is_infinite() && !d.infinite_floats() => {
+            return Err(format!(
+                "field `{}` is infinite, which {} cannot store",
+                col.name,
+                d.name()
+            ));
+        }
         (FieldKind::Float, Value::F64(f)) => Param::Float(*f),
         (FieldKind::Float, Value::I64(i)) => Param::Float(*i as f64),
         (FieldKind::String, Value::String(s)) if !d.text_holds_nul() && s.contains('\0') => {

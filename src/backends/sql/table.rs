@@ -3,7 +3,7 @@
 use std::fmt::Write as _;
 use std::sync::Arc;
 
-use super::dialect::{Dialect, KeyList, number};
+use super::dialect::{BulkUpsert, Dialect, KeyList, number};
 use super::param::{Param, encode_field, key_field_kind, key_param};
 use crate::Key;
 use crate::entity::{FieldKind, Schema};
@@ -60,6 +60,28 @@ pub struct WriteStmt<'t> {
     pub expect: Expect,
 }
 
+/// One write of [`WriteMode::LockThenWrite`](super::WriteMode::LockThenWrite),
+/// encoded: run by [`write::apply_locked`](super::write::apply_locked).
+#[derive(Debug, Clone, PartialEq)]
+pub struct LockedWrite {
+    /// The key as bound.
+    pub key: Param,
+    /// A put's column values in column order; `None` for a delete.
+    pub row: Option<Vec<Param>>,
+    /// A put's expiry.
+    pub expires: Param,
+}
+
+/// One multi-row upsert of [`TableSql::put_many`]: returns `(key,
+/// version)` rows, one per key of `keys` (in any order).
+#[derive(Debug, Clone, PartialEq)]
+pub struct BulkPut {
+    /// The statement.
+    pub select: Select,
+    /// The keys it writes, in op order (distinct).
+    pub keys: Vec<Key>,
+}
+
 /// A statement built per call (queries, counts, `get_many` chunks).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Select {
@@ -114,8 +136,8 @@ pub struct TableSql {
     pub live_version: String,
     /// Deletes up to [`PURGE_CHUNK`] expired rows: binds now.
     pub purge: String,
-    /// Lock-then-write: the row's version and whether it is live (1/0),
-    /// locked: binds now, key.
+    /// Lock-then-write: the row's version if live, 0 if expired (no row:
+    /// absent), locked until the transaction ends: binds now, key.
     pub lock: String,
     /// Lock-then-write: inserts a row: binds columns..., version, expires.
     pub insert: String,
@@ -222,6 +244,7 @@ impl TableSql {
         defs.push(format!("{v} {big} NOT NULL"));
         defs.push(format!("{e} {big}"));
         let index = d.quote(&format!("{table}{RESERVED_PREFIX}expires_at"));
+        defs.extend(d.inline_index(&e));
         let create_table = format!(
             "CREATE TABLE IF NOT EXISTS {q} ({}){}",
             defs.join(", "),
@@ -266,7 +289,7 @@ impl TableSql {
         let live_version = format!("SELECT {v} FROM {q} WHERE {qk} = ? AND {live}");
         let purge = d.purge(&q, &qk, &format!("{e} <= ?"), PURGE_CHUNK);
         let lock = d.lock_row(
-            &format!("{v}, CASE WHEN {live} THEN 1 ELSE 0 END"),
+            &format!("CASE WHEN {live} THEN {v} ELSE 0 END"),
             &q,
             &format!("{qk} = ?"),
         );
@@ -443,6 +466,140 @@ impl TableSql {
         }
     }
 
+    /// One write for [`WriteMode::LockThenWrite`](super::WriteMode::LockThenWrite),
+    /// checked and encoded. `now` is unix microseconds.
+    pub fn locked(&self, op: &WriteOp, now: i64) -> Result<LockedWrite, String> {
+        Ok(match op {
+            WriteOp::Put { record, ttl, .. } => LockedWrite {
+                key: self.key(&record.key)?,
+                row: Some(self.row(record)?),
+                expires: Self::expires(now, *ttl),
+            },
+            WriteOp::Delete { key, .. } => LockedWrite {
+                key: self.key(key)?,
+                row: None,
+                expires: Param::Null(FieldKind::Int),
+            },
+        })
+    }
+
+    /// Unconditional puts (`ops` must all be `Put` with
+    /// `Precondition::None`) as few multi-row upserts as the dialect allows,
+    /// each returning `(key, version)` rows, run in order in one
+    /// transaction. A key repeated in the batch starts a new statement, so
+    /// versions equal those of one upsert per op. `None`: the dialect has no
+    /// bulk form.
+    pub fn put_many(&self, ops: &[WriteOp], now: i64) -> Option<Result<Vec<BulkPut>, String>> {
+        let bulk = self.dialect.bulk_upsert()?;
+        Some(self.bulk_statements(bulk, ops, now))
+    }
+
+    fn bulk_statements(
+        &self,
+        bulk: BulkUpsert,
+        ops: &[WriteOp],
+        now: i64,
+    ) -> Result<Vec<BulkPut>, String> {
+        let width = self.columns.len() + 1;
+        let max_rows = match bulk {
+            BulkUpsert::Unnest { rows } => rows.max(1),
+            BulkUpsert::Values { max_params } => ((max_params.saturating_sub(1)) / width).max(1),
+        };
+        // Encode everything first: bad input fails before the database.
+        let mut rows = Vec::with_capacity(ops.len());
+        for op in ops {
+            let WriteOp::Put {
+                record,
+                precondition: Precondition::None,
+                ttl,
+            } = op
+            else {
+                return Err("put_many takes only puts without a precondition".into());
+            };
+            let mut row = self.row(record)?;
+            row.push(Self::expires(now, *ttl));
+            rows.push((record.key.clone(), row));
+        }
+        let mut out = Vec::new();
+        let mut start = 0;
+        let mut seen = std::collections::HashSet::new();
+        for i in 0..=rows.len() {
+            let full = i - start == max_rows;
+            let repeat = i < rows.len() && seen.contains(&rows[i].0);
+            if i == rows.len() || full || repeat {
+                if i > start {
+                    out.push(self.bulk_statement(bulk, &rows[start..i], now));
+                }
+                start = i;
+                seen.clear();
+            }
+            if i < rows.len() {
+                seen.insert(rows[i].0.clone());
+            }
+        }
+        Ok(out)
+    }
+
+    fn bulk_statement(&self, bulk: BulkUpsert, rows: &[(Key, Vec<Param>)], now: i64) -> BulkPut {
+        let d = &*self.dialect;
+        let q = &self.qtable;
+        let qk = self.quote(self.key_column().name);
+        let v = self.quote(VERSION_COL);
+        let e = self.quote(EXPIRES_COL);
+        let names: Vec<String> = self.columns.iter().map(|c| self.quote(c.name)).collect();
+        let (alias, t) = match d.upsert_alias() {
+            Some(a) => (format!(" AS {}", d.quote(a)), format!("{}.", d.quote(a))),
+            None => (String::new(), String::new()),
+        };
+        let set_excluded: String = names
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| *i != self.key_index)
+            .map(|(_, n)| format!("{n} = excluded.{n}, "))
+            .collect();
+        let mut params = Vec::new();
+        let source = match bulk {
+            BulkUpsert::Unnest { .. } => {
+                let kinds: Vec<FieldKind> = self
+                    .columns
+                    .iter()
+                    .map(|c| c.kind)
+                    .chain([FieldKind::Int])
+                    .collect();
+                let casts: Vec<String> = kinds
+                    .iter()
+                    .map(|k| format!("CAST(? AS {})", d.array_type(*k).unwrap_or("TEXT[]")))
+                    .collect();
+                for (i, kind) in kinds.iter().enumerate() {
+                    params.push(Param::Array(
+                        *kind,
+                        rows.iter().map(|(_, r)| r[i].clone()).collect(),
+                    ));
+                }
+                format!("SELECT *, 1 FROM UNNEST({})", casts.join(", "))
+            }
+            BulkUpsert::Values { .. } => {
+                let one = format!("({}, 1)", vec!["?"; names.len() + 1].join(", "));
+                for (_, r) in rows {
+                    params.extend(r.iter().cloned());
+                }
+                format!("VALUES {}", vec![one; rows.len()].join(", "))
+            }
+        };
+        params.push(Param::Int(now));
+        let sql = format!(
+            "INSERT INTO {q}{alias} ({}, {e}, {v}) {source} ON CONFLICT ({qk}) DO UPDATE SET {set_excluded}{v} = CASE WHEN {t}{e} <= ? THEN 1 ELSE {t}{v} + 1 END, {e} = excluded.{e} RETURNING {t}{qk}, {t}{v}",
+            names.join(", ")
+        );
+        BulkPut {
+            select: Select {
+                sql: number(d, &sql),
+                params,
+            },
+            keys: rows.iter().map(|(k, _)| k.clone()).collect(),
+        }
+    }
+
     /// The statements of `get_many`: one (an array parameter) or one per
     /// chunk of an `IN` list, each binding keys…, now. Keys that cannot be
     /// stored are left out (they are never found); a key of the wrong kind
@@ -482,7 +639,7 @@ impl TableSql {
                         .iter()
                         .copied()
                         .find(|b| *b >= c.len())
-                        .unwrap_or(chunk)
+                        .unwrap_or_else(|| chunk.min(c.len().next_multiple_of(256)))
                         .min(chunk);
                     let mut params: Vec<Param> = c.to_vec();
                     while params.len() < n {

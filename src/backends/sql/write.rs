@@ -5,7 +5,7 @@
 use async_trait::async_trait;
 
 use super::param::Param;
-use super::table::{Expect, TableSql, WriteStmt};
+use super::table::{BulkPut, Expect, LockedWrite, TableSql, WriteStmt};
 use crate::store::{Precondition, WriteOp, WriteOutcome};
 use crate::{Error, Key, Result};
 
@@ -131,4 +131,106 @@ pub async fn apply_all(
         outcomes.push(apply(exec, target, t, op, stmt, now).await?);
     }
     Ok(outcomes)
+}
+
+/// Every op checked and encoded for [`apply_locked`], before the database
+/// is touched.
+pub fn locked_writes(
+    target: Target<'_>,
+    t: &TableSql,
+    ops: &[WriteOp],
+    now: i64,
+) -> Result<Vec<LockedWrite>> {
+    ops.iter()
+        .map(|op| t.locked(op, now))
+        .collect::<std::result::Result<Vec<_>, String>>()
+        .map_err(|m| target.invalid(m))
+}
+
+/// Runs one write in [`WriteMode::LockThenWrite`](super::WriteMode::LockThenWrite)
+/// inside the caller's transaction: locks the key's row (or gap) with
+/// [`TableSql::lock`], checks the precondition against the live version,
+/// then inserts, updates or deletes. Concurrent writers of one key wait for
+/// the lock; the outcomes equal [`apply`]'s.
+pub async fn apply_locked(
+    exec: &mut dyn Exec,
+    target: Target<'_>,
+    t: &TableSql,
+    op: &WriteOp,
+    w: LockedWrite,
+    now: i64,
+) -> Result<WriteOutcome> {
+    // None: no row; Some(0): an expired row; Some(v): live at version v.
+    let current = exec
+        .fetch_int(&t.lock, vec![Param::Int(now), w.key.clone()])
+        .await?;
+    let live = current.filter(|v| *v > 0).map(|v| v as u64);
+    let holds = match op.precondition() {
+        Precondition::None => true,
+        Precondition::Absent => live.is_none(),
+        Precondition::Exists => live.is_some(),
+        Precondition::Version(v) => live == Some(v),
+    };
+    if !holds {
+        return Err(target.conflict(op.key(), op.precondition(), live));
+    }
+    match w.row {
+        Some(mut row) => {
+            let version = live.map_or(1, |v| v + 1);
+            let v = Param::Int(i64::try_from(version).unwrap_or(i64::MAX));
+            if current.is_some() {
+                let key = row.remove(t.key_index);
+                row.extend([v, w.expires, key]);
+                exec.execute(&t.update, row).await?;
+            } else {
+                row.extend([v, w.expires]);
+                exec.execute(&t.insert, row).await?;
+            }
+            Ok(WriteOutcome::Written { version })
+        }
+        None => {
+            if current.is_some() {
+                exec.execute(&t.delete, vec![w.key]).await?;
+            }
+            Ok(WriteOutcome::Deleted {
+                existed: live.is_some(),
+            })
+        }
+    }
+}
+
+/// Whether a batch is only unconditional puts (and more than one op), so
+/// [`TableSql::put_many`] can write it.
+pub fn is_put_many(ops: &[WriteOp]) -> bool {
+    ops.len() > 1
+        && ops.iter().all(|op| {
+            matches!(
+                op,
+                WriteOp::Put {
+                    precondition: Precondition::None,
+                    ..
+                }
+            )
+        })
+}
+
+/// The outcomes of one [`BulkPut`] from the `(key, version)` rows it
+/// returned, in op order.
+pub fn bulk_outcomes(
+    target: Target<'_>,
+    bulk: &BulkPut,
+    returned: Vec<(Key, i64)>,
+) -> Result<Vec<WriteOutcome>> {
+    let versions: std::collections::HashMap<Key, i64> = returned.into_iter().collect();
+    bulk.keys
+        .iter()
+        .map(|k| match versions.get(k) {
+            Some(v) => Ok(WriteOutcome::Written { version: *v as u64 }),
+            None => Err(Error::backend(
+                target.store,
+                target.entity,
+                super::Message(format!("the bulk upsert returned no version for key {k}")),
+            )),
+        })
+        .collect()
 }

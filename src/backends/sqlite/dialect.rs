@@ -1,6 +1,6 @@
 //! SQLite's SQL dialect.
 
-use crate::backends::sql::{Dialect, KeyList, Param, WriteMode};
+use crate::backends::sql::{BulkUpsert, Dialect, KeyList, Param, WriteMode};
 use crate::entity::FieldKind;
 use crate::query::Direction;
 
@@ -148,6 +148,11 @@ impl Dialect for SqliteDialect {
 
     fn key_list(&self) -> KeyList {
         KeyList::InList { chunk: 500 }
+    }
+
+    fn bulk_upsert(&self) -> Option<BulkUpsert> {
+        // SQLITE_MAX_VARIABLE_NUMBER is 32766 since 3.32.
+        Some(BulkUpsert::Values { max_params: 32766 })
     }
 }
 

@@ -23,7 +23,8 @@ use sqlx::sqlite::{
 };
 
 use crate::backends::sql::{
-    self, ColumnInfo, Message, Param, Select, TableSql, Tables, entity_config_error, now_micros,
+    self, BulkPut, ColumnInfo, Message, Param, Select, TableSql, Tables, entity_config_error,
+    now_micros,
     write::{self, Exec, Target},
 };
 use crate::config::{StoreSpec, redact_url};
@@ -348,6 +349,54 @@ impl SqliteStore {
         }
     }
 
+    /// Unconditional puts as multi-row upserts, in one transaction.
+    async fn put_many(
+        &self,
+        entity: &EntityInfo,
+        t: &TableSql,
+        bulk: Vec<BulkPut>,
+    ) -> Result<Vec<WriteOutcome>> {
+        let mut tx = self
+            .inner
+            .pool
+            .begin_with("BEGIN IMMEDIATE")
+            .await
+            .map_err(|e| self.err(entity, e))?;
+        let mut outcomes = Vec::new();
+        for b in &bulk {
+            let rows = bind_all(sqlx::query(&b.select.sql), b.select.params.clone())
+                .fetch_all(&mut *tx)
+                .await
+                .map_err(|e| self.err(entity, e));
+            let returned = rows.and_then(|rows| {
+                rows.iter()
+                    .map(|r| {
+                        let key = column_value(r, 0, t.key_column())
+                            .ok()
+                            .and_then(|v| Key::from_value(&v));
+                        let version = r.try_get::<i64, _>(1).map_err(|e| self.err(entity, e))?;
+                        key.map(|k| (k, version)).ok_or_else(|| {
+                            Error::backend(
+                                &self.inner.name,
+                                entity.name(),
+                                Message("the bulk upsert returned an unreadable key".into()),
+                            )
+                        })
+                    })
+                    .collect::<Result<Vec<_>>>()
+            });
+            match returned.and_then(|r| write::bulk_outcomes(self.target(entity), b, r)) {
+                Ok(o) => outcomes.extend(o),
+                Err(e) => {
+                    let _ = tx.rollback().await;
+                    return Err(e);
+                }
+            }
+        }
+        tx.commit().await.map_err(|e| self.err(entity, e))?;
+        Ok(outcomes)
+    }
+
     fn target<'a>(&'a self, entity: &'a EntityInfo) -> Target<'a> {
         Target {
             store: &self.inner.name,
@@ -548,6 +597,12 @@ impl Store for SqliteStore {
         let t = self.table_sql(entity)?;
         let target = self.target(entity);
         let now = now_micros();
+        if write::is_put_many(&ops) {
+            if let Some(bulk) = t.put_many(&ops, now) {
+                let bulk = bulk.map_err(|m| target.invalid(m))?;
+                return self.put_many(entity, &t, bulk).await;
+            }
+        }
         // Every op is checked and encoded before the database is touched.
         let mut stmts = write::statements(target, &t, &ops, now)?;
         if let [op] = ops.as_slice() {

@@ -848,7 +848,7 @@ async fn get_many_keeps_order_and_duplicates() {
     let ops = (0..1200)
         .map(|i| {
             put(
-                reference::row(i, &mut reference::Rng(1), true),
+                reference::row(i, &mut reference::Rng(1), &SqliteDialect),
                 Precondition::None,
             )
         })
@@ -897,7 +897,7 @@ async fn large_batches_are_one_fast_transaction() {
     let e = ready(&store, &reference::ROW, "rows").await;
     let mut rng = reference::Rng(7);
     let rows: Vec<Record> = (0..10_000)
-        .map(|i| reference::row(i, &mut rng, true))
+        .map(|i| reference::row(i, &mut rng, &SqliteDialect))
         .collect();
     let start = Instant::now();
     let out = store
@@ -1113,6 +1113,15 @@ async fn queries_and_counts_match_the_reference() {
     for seed in [0x5EED, 0xB0B, 0xC0FFEE] {
         let e = ready(&store, &reference::ROW, &format!("rows{seed}")).await;
         let t = store.table_sql(&e).unwrap();
-        reference::compare_with_reference(&store, &e, seed, true, |q| t.query(q, 0).sql).await;
+        reference::compare_with_reference(&store, &e, seed, &SqliteDialect, |q| t.query(q, 0).sql)
+            .await;
     }
+}
+
+#[tokio::test]
+async fn put_many_is_bulk_with_per_row_versions() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open_at(&url(&dir)).await;
+    let e = ready(&store, &reference::ROW, "bulk").await;
+    reference::check_put_many(&store, &e, &SqliteDialect).await;
 }
