@@ -5,6 +5,7 @@
 //! | `memory` | `memory` (default) | in-process; supports everything; the reference semantics |
 //! | `sqlite` | `sqlite` (default) | embedded SQLite via sqlx; a typed table per entity |
 //! | `postgres` | `postgres` | a PostgreSQL server via sqlx; a typed table per entity |
+//! | `sqlserver` | `sqlserver` | SQL Server / Azure SQL via tiberius (rustls TLS, bb8 pool); a typed table per entity; T-SQL unit-tested here, live tests only with `POLYROUTER_TEST_SQLSERVER_URL` |
 //! | `redis` | `redis` | a Redis server via the `redis` crate; point ops, atomic batches, TTL, counters ([`KvStore`](crate::store::kv::KvStore)); no queries |
 
 use std::sync::Arc;
@@ -20,10 +21,17 @@ pub mod memory;
 pub mod postgres;
 #[cfg(feature = "redis")]
 pub mod redis;
-#[cfg(any(feature = "sqlite", feature = "postgres", feature = "mysql"))]
+#[cfg(any(
+    feature = "sqlite",
+    feature = "postgres",
+    feature = "mysql",
+    feature = "sqlserver"
+))]
 pub mod sql;
 #[cfg(feature = "sqlite")]
 pub mod sqlite;
+#[cfg(feature = "sqlserver")]
+pub mod sqlserver;
 
 /// Opens a store of one kind from its spec.
 pub type OpenFn = fn(StoreSpec) -> BoxFuture<'static, Result<Arc<dyn Store>>>;
@@ -68,6 +76,14 @@ pub const KINDS: &[KindInfo] = &[
         #[cfg(feature = "postgres")]
         open: Some(postgres::open),
         #[cfg(not(feature = "postgres"))]
+        open: None,
+    },
+    KindInfo {
+        name: "sqlserver",
+        feature: "sqlserver",
+        #[cfg(feature = "sqlserver")]
+        open: Some(sqlserver::open),
+        #[cfg(not(feature = "sqlserver"))]
         open: None,
     },
     KindInfo {

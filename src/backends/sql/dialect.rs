@@ -64,6 +64,13 @@ pub trait Dialect: fmt::Debug + Send + Sync + 'static {
     /// A quoted identifier (`"a""b"`, `` `a``b` ``, `[a]]b]`).
     fn quote(&self, ident: &str) -> String;
 
+    /// The table name as written in statements: default [`Dialect::quote`];
+    /// a dialect that places tables in a configured schema qualifies it
+    /// (`[schema].[table]`).
+    fn quote_table(&self, table: &str) -> String {
+        self.quote(table)
+    }
+
     /// Checks a table or column name can be quoted and used; the error says
     /// what is wrong with it. `what` is `table` or `field`.
     fn check_ident(&self, what: &str, ident: &str) -> Result<(), String>;
@@ -194,14 +201,21 @@ pub trait Dialect: fmt::Debug + Send + Sync + 'static {
 /// use polyrouter::backends::sql::number;
 /// let d = polyrouter::backends::postgres::PostgresDialect;
 /// assert_eq!(number(&d, "a = ? AND \"b?\" = '?' AND c = ?"), "a = $1 AND \"b?\" = '?' AND c = $2");
+/// assert_eq!(number(&d, "[a]]?] = ?"), "[a]]?] = $1");
 /// # }
 /// ```
 pub fn number(dialect: &dyn Dialect, sql: &str) -> String {
     let mut out = String::with_capacity(sql.len() + 16);
     let mut n = 0;
     let mut quote: Option<char> = None;
-    for ch in sql.chars() {
+    let mut chars = sql.chars().peekable();
+    while let Some(ch) = chars.next() {
         match (quote, ch) {
+            // `]]` inside `[…]` is an escaped `]` (T-SQL), not the end.
+            (Some(']'), ']') if chars.peek() == Some(&']') => {
+                out.push(']');
+                out.push(chars.next().unwrap_or(']'));
+            }
             (Some(q), c) if c == q => {
                 quote = None;
                 out.push(c);

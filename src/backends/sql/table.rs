@@ -185,7 +185,7 @@ impl TableSql {
             .iter()
             .position(|c| c.name == schema.key)
             .unwrap_or(0);
-        let q = d.quote(table);
+        let q = d.quote_table(table);
         let qk = d.quote(schema.key);
         let v = d.quote(VERSION_COL);
         let e = d.quote(EXPIRES_COL);
