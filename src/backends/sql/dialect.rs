@@ -4,7 +4,7 @@ use std::fmt;
 
 use super::table::Column;
 use crate::entity::FieldKind;
-use crate::query::Direction;
+use crate::query::{CmpOp, Direction};
 
 /// How a dialect's conditional writes learn their outcome.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -145,6 +145,26 @@ pub trait Dialect: fmt::Debug + Send + Sync + 'static {
     /// (see [`Dialect::ordered`]). Default [`Dialect::operand`].
     fn ordered_operand(&self, kind: FieldKind) -> &'static str {
         self.operand(kind)
+    }
+
+    /// A comparison `column op operand` written out in full where the
+    /// database's own operator is not exact (SQL Server ignores trailing
+    /// spaces and trailing zero bytes when comparing): the expression
+    /// (never NULL, with `?` markers, including the column's `IS [NOT]
+    /// NULL` part) and how many times the operand is bound. `In` lists use
+    /// the `Eq` form per candidate. Default `None`: the shared
+    /// `column op operand` form.
+    fn exact_cmp(&self, c: &Column, qc: &str, op: CmpOp) -> Option<(String, usize)> {
+        let _ = (c, qc, op);
+        None
+    }
+
+    /// A second sort key written after a column in `ORDER BY`, in the same
+    /// direction, where the database's order of the column ties values the
+    /// reference tells apart (SQL Server: `DATALENGTH(col)`). Default none.
+    fn order_tiebreak(&self, c: &Column, qc: &str) -> Option<String> {
+        let _ = (c, qc);
+        None
     }
 
     /// How conditional writes learn their outcome.

@@ -540,6 +540,10 @@ impl TableSql {
                 d.ordered(c, &qc),
                 d.order(o.direction, c.nullable)
             );
+            // The key is unique and exact: it needs no tie-break.
+            if let Some(tie) = d.order_tiebreak(c, &qc).filter(|_| c.name != key) {
+                let _ = write!(sql, "{tie} {}, ", d.order(o.direction, false));
+            }
             // The key is unique: nothing after it can change the order.
             if c.name == key {
                 keys_done = true;

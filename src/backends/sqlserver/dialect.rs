@@ -1,8 +1,8 @@
 //! SQL Server's (T-SQL) dialect.
 
-use crate::backends::sql::{Dialect, KeyList, Param, WriteMode};
+use crate::backends::sql::{Column, Dialect, KeyList, Param, WriteMode};
 use crate::entity::FieldKind;
-use crate::query::Direction;
+use crate::query::{CmpOp, Direction};
 
 /// The binary collation of every text column: ordering and equality by
 /// UTF-16 code unit, case- and accent-sensitive, like the reference (which
@@ -206,6 +206,50 @@ impl Dialect for SqlServerDialect {
             FieldKind::String | FieldKind::Json => TEXT_OPERAND,
             _ => "?",
         }
+    }
+
+    fn exact_cmp(&self, c: &Column, qc: &str, op: CmpOp) -> Option<(String, usize)> {
+        // `=` and `<` pad the shorter value with spaces (text) or zero
+        // bytes (binary): values equal that way differ only in those
+        // trailing characters, and the longer one is the greater.
+        let p = match c.kind {
+            FieldKind::String | FieldKind::Json => TEXT_OPERAND,
+            FieldKind::Bytes => "?",
+            _ => return None,
+        };
+        let len = format!("DATALENGTH({qc})");
+        Some(match op {
+            CmpOp::Eq => (
+                format!("({qc} IS NOT NULL AND {qc} = {p} AND {len} = DATALENGTH(?))"),
+                2,
+            ),
+            CmpOp::Ne => (
+                format!("({qc} IS NULL OR {qc} <> {p} OR {len} <> DATALENGTH(?))"),
+                2,
+            ),
+            CmpOp::Lt | CmpOp::Le | CmpOp::Gt | CmpOp::Ge => {
+                let strict = if matches!(op, CmpOp::Lt | CmpOp::Le) {
+                    "<"
+                } else {
+                    ">"
+                };
+                (
+                    format!(
+                        "({qc} IS NOT NULL AND ({qc} {strict} {p} OR ({qc} = {p} AND {len} {} DATALENGTH(?))))",
+                        op.symbol()
+                    ),
+                    3,
+                )
+            }
+        })
+    }
+
+    fn order_tiebreak(&self, c: &Column, qc: &str) -> Option<String> {
+        matches!(
+            c.kind,
+            FieldKind::String | FieldKind::Json | FieldKind::Bytes
+        )
+        .then(|| format!("DATALENGTH({qc})"))
     }
 
     fn write_mode(&self) -> WriteMode {

@@ -666,7 +666,6 @@ impl Store for SqlServerStore {
                 }
             }
         }
-        drop(exec);
         self.inner.tables.mark_ensured(entity, t);
         Ok(())
     }
@@ -755,6 +754,10 @@ impl Store for SqlServerStore {
 
     async fn query(&self, entity: &EntityInfo, query: &StoreQuery) -> Result<Vec<Record>> {
         let t = self.table_sql(entity)?;
+        if query.limit == Some(0) {
+            // `FETCH NEXT 0 ROWS` is an error in T-SQL; no rows is the answer.
+            return Ok(Vec::new());
+        }
         let s = t.query(query, now_micros());
         let rows = self.select(entity, vec![s]).await?;
         rows.iter().map(|r| self.decode(entity, &t, r)).collect()

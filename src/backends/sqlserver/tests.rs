@@ -155,9 +155,14 @@ fn ddl_creates_table_index_and_schema() {
     let s = tsql::create_schema(&SqlServerDialect::new(None), "run'1");
     assert_eq!(
         s.sql,
-        "IF SCHEMA_ID(@P1) IS NULL EXEC(N'CREATE SCHEMA ' + QUOTENAME(@P2))"
+        "IF SCHEMA_ID(@P1) IS NULL BEGIN DECLARE @pr_sql NVARCHAR(300) = N'CREATE SCHEMA ' + QUOTENAME(@P2); EXEC(@pr_sql); END"
     );
     assert_eq!(s.params, vec![text("run'1"), text("run'1")]);
+    // `EXEC(…)` takes only literals and variables, never a function call.
+    assert!(!tsql::DROP_SCHEMA.contains("EXEC(N'"));
+    assert!(tsql::DROP_SCHEMA.contains(
+        "EXEC(@pr_drop); SET @pr_drop = N'DROP SCHEMA ' + QUOTENAME(@P1); EXEC(@pr_drop);"
+    ));
     // A `'` in a table name is doubled inside the N'…' literal.
     let q = TableSql::new(Arc::new(SqlServerDialect::new(None)), &ITEM, "it's").unwrap();
     assert!(
@@ -214,12 +219,42 @@ fn comparisons_of_every_operator() {
         assert_eq!(sql, want, "{f:?}");
         assert_eq!(params, vec![Param::Int(5)], "{f:?}");
     }
-    // Text compares in the binary collation.
-    let (sql, params) = filter_sql(&field("name").lt("m"));
-    assert_eq!(sql, format!("([name] IS NOT NULL AND [name] < @P2 {COLL})"));
-    assert_eq!(params, vec![text("m")]);
-    let (sql, _) = filter_sql(&field("name").eq("m"));
-    assert_eq!(sql, format!("([name] IS NOT NULL AND [name] = @P2 {COLL})"));
+    // Text compares in the binary collation, exactly: SQL Server's `=`
+    // and `<` ignore trailing spaces, so equal-looking values are told
+    // apart by their length (the longer is the greater).
+    for (f, want) in [
+        (
+            field("name").eq("m "),
+            format!(
+                "([name] IS NOT NULL AND [name] = @P2 {COLL} AND DATALENGTH([name]) = DATALENGTH(@P3))"
+            ),
+        ),
+        (
+            field("name").ne("m "),
+            format!(
+                "([name] IS NULL OR [name] <> @P2 {COLL} OR DATALENGTH([name]) <> DATALENGTH(@P3))"
+            ),
+        ),
+    ] {
+        let (sql, params) = filter_sql(&f);
+        assert_eq!(sql, want);
+        assert_eq!(params, vec![text("m "), text("m ")]);
+    }
+    for (f, strict, op) in [
+        (field("name").lt("m "), "<", "<"),
+        (field("name").le("m "), "<", "<="),
+        (field("name").gt("m "), ">", ">"),
+        (field("name").ge("m "), ">", ">="),
+    ] {
+        let (sql, params) = filter_sql(&f);
+        assert_eq!(
+            sql,
+            format!(
+                "([name] IS NOT NULL AND ([name] {strict} @P2 {COLL} OR ([name] = @P3 {COLL} AND DATALENGTH([name]) {op} DATALENGTH(@P4))))"
+            )
+        );
+        assert_eq!(params, vec![text("m "), text("m "), text("m ")]);
+    }
     // Every other kind binds its own parameter type.
     let ts = DateTime::from_timestamp_micros(1_234_567).unwrap();
     let u = Uuid::from_u128(7);
@@ -244,19 +279,30 @@ fn comparisons_of_every_operator() {
             "([u] IS NOT NULL AND [u] = @P2)",
             Param::Uuid(u),
         ),
-        (
-            field("by").eq(Value::Bytes(vec![0, 1])),
-            "([by] IS NOT NULL AND [by] = @P2)",
-            Param::Bytes(vec![0, 1]),
-        ),
     ] {
         let (sql, params) = filter_sql(&f);
         assert_eq!(sql, want);
         assert_eq!(params, vec![p]);
     }
+    // Bytes: `0x01 = 0x0100` in SQL Server; the length tells them apart.
+    let (sql, params) = filter_sql(&field("by").eq(Value::Bytes(vec![1, 0])));
+    assert_eq!(
+        sql,
+        "([by] IS NOT NULL AND [by] = @P2 AND DATALENGTH([by]) = DATALENGTH(@P3))"
+    );
+    assert_eq!(params, vec![Param::Bytes(vec![1, 0]); 2]);
+    let (sql, params) = filter_sql(&field("by").gt(Value::Bytes(vec![1])));
+    assert_eq!(
+        sql,
+        "([by] IS NOT NULL AND ([by] > @P2 OR ([by] = @P3 AND DATALENGTH([by]) > DATALENGTH(@P4))))"
+    );
+    assert_eq!(params, vec![Param::Bytes(vec![1]); 3]);
     let (sql, params) = filter_sql(&field("j").eq(Value::Json(json!({"a": 1}))));
-    assert_eq!(sql, format!("([j] IS NOT NULL AND [j] = @P2 {COLL})"));
-    assert_eq!(params, vec![Param::Json(json!({"a": 1}))]);
+    assert_eq!(
+        sql,
+        format!("([j] IS NOT NULL AND [j] = @P2 {COLL} AND DATALENGTH([j]) = DATALENGTH(@P3))")
+    );
+    assert_eq!(params, vec![Param::Json(json!({"a": 1})); 2]);
     // A fractional float against an integer column: exact, via the floor.
     let (sql, params) = filter_sql(&field("n").lt(2.5));
     assert_eq!(sql, "([n] IS NOT NULL AND [n] <= @P2)");
@@ -297,9 +343,12 @@ fn in_prefix_contains() {
     let (sql, params) = filter_sql(&field("name").is_in(["a", "b"]));
     assert_eq!(
         sql,
-        format!("([name] IS NOT NULL AND [name] IN (@P2 {COLL}, @P3 {COLL}))")
+        format!(
+            "(([name] IS NOT NULL AND [name] = @P2 {COLL} AND DATALENGTH([name]) = DATALENGTH(@P3)) \
+             OR ([name] IS NOT NULL AND [name] = @P4 {COLL} AND DATALENGTH([name]) = DATALENGTH(@P5)))"
+        )
     );
-    assert_eq!(params, vec![text("a"), text("b")]);
+    assert_eq!(params, vec![text("a"), text("a"), text("b"), text("b")]);
     assert_eq!(
         filter_sql(&field("n").is_in(Vec::<i64>::new())).0,
         "(1 = 0)"
@@ -385,10 +434,21 @@ fn keyset_token_filters() {
     assert_eq!(
         sql,
         format!(
-            "(([n] IS NOT NULL AND [n] > @P2) OR (([n] IS NOT NULL AND [n] = @P3) AND (([name] IS NOT NULL AND [name] < @P4 {COLL}) OR ([name] IS NULL))))"
+            "(([n] IS NOT NULL AND [n] > @P2) OR (([n] IS NOT NULL AND [n] = @P3) AND \
+             (([name] IS NOT NULL AND ([name] < @P4 {COLL} OR ([name] = @P5 {COLL} AND DATALENGTH([name]) < DATALENGTH(@P6)))) \
+             OR ([name] IS NULL))))"
         )
     );
-    assert_eq!(params, vec![Param::Int(3), Param::Int(3), text("k")]);
+    assert_eq!(
+        params,
+        vec![
+            Param::Int(3),
+            Param::Int(3),
+            text("k"),
+            text("k"),
+            text("k")
+        ]
+    );
     // After a null: ascending, the non-nulls follow.
     let f = crate::token::after_filter(&order[..1], &[Value::Null]);
     assert_eq!(filter_sql(&f).0, "(NOT ([n] IS NULL))");
@@ -434,7 +494,9 @@ fn order_and_limit_shapes() {
     );
     assert_eq!(
         s.sql,
-        format!("{head} ORDER BY [name] ASC, [id] DESC OFFSET 0 ROWS FETCH NEXT @P2 ROWS ONLY")
+        format!(
+            "{head} ORDER BY [name] ASC, DATALENGTH([name]) ASC, [id] DESC OFFSET 0 ROWS FETCH NEXT @P2 ROWS ONLY"
+        )
     );
     // A field the table lacks orders nothing.
     let s = q(vec![o("zz", Direction::Asc)], None);
@@ -775,7 +837,7 @@ fn get_many_is_one_in_list_chunked_under_the_parameter_limit() {
         assert!(s.params.len() <= 2100, "{}", s.params.len());
         assert_eq!(s.params.last(), Some(&Param::Int(NOW)));
         let n = s.params.len() - 1;
-        assert!(s.sql.contains(&format!("WHERE [id] IN (@P1, @P2, ")));
+        assert!(s.sql.contains("WHERE [id] IN (@P1, @P2, "));
         assert!(s.sql.contains(&format!(
             "@P{n}) AND ([_pr_expires_at] IS NULL OR [_pr_expires_at] > @P{})",
             n + 1

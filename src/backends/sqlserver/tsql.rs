@@ -29,12 +29,13 @@ pub(super) fn create_table(t: &TableSql) -> Select {
 }
 
 /// Creates a schema when missing (`CREATE SCHEMA` must be alone in its
-/// batch, hence `EXEC`): binds the name twice.
+/// batch, hence `EXEC` of a variable — `EXEC(…)` takes no function calls):
+/// binds the name twice.
 pub(super) fn create_schema(d: &dyn Dialect, schema: &str) -> Select {
     Select {
         sql: number(
             d,
-            "IF SCHEMA_ID(?) IS NULL EXEC(N'CREATE SCHEMA ' + QUOTENAME(?))",
+            "IF SCHEMA_ID(?) IS NULL BEGIN DECLARE @pr_sql NVARCHAR(300) = N'CREATE SCHEMA ' + QUOTENAME(?); EXEC(@pr_sql); END",
         ),
         params: vec![Param::Text(schema.into()), Param::Text(schema.into())],
     }
@@ -46,7 +47,7 @@ pub(super) const DROP_SCHEMA: &str = "IF SCHEMA_ID(@P1) IS NOT NULL BEGIN \
      DECLARE @pr_drop NVARCHAR(MAX) = N''; \
      SELECT @pr_drop += N'DROP TABLE ' + QUOTENAME(SCHEMA_NAME(schema_id)) + N'.' + QUOTENAME(name) + N'; ' \
      FROM sys.tables WHERE schema_id = SCHEMA_ID(@P1); \
-     EXEC(@pr_drop); EXEC(N'DROP SCHEMA ' + QUOTENAME(@P1)); END";
+     EXEC(@pr_drop); SET @pr_drop = N'DROP SCHEMA ' + QUOTENAME(@P1); EXEC(@pr_drop); END";
 
 /// The schema parameter of catalog reads: the configured one, or `NULL`
 /// for the login's default (`SCHEMA_NAME()`).
