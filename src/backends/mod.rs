@@ -10,6 +10,7 @@
 //! | `azblob` | `azblob` | Azure Blob Storage (and Azurite) via `azure_storage_blobs`; blobs only |
 //! | `cosmos` | `cosmos` | Azure Cosmos DB (NoSQL API) via `azure_data_cosmos`; a container per entity, ETag preconditions, Cosmos SQL queries, TTL; no atomic batches |
 //! | `mysql` | `mysql` | a MySQL 8 or MariaDB 10.5+ server via sqlx; a typed table per entity |
+//! | `sqlserver` | `sqlserver` | SQL Server / Azure SQL via tiberius (rustls TLS, bb8 pool); a typed table per entity; T-SQL unit-tested here, live tests only with `POLYROUTER_TEST_SQLSERVER_URL` |
 //! | `redis` | `redis` | a Redis server via the `redis` crate; point ops, atomic batches, TTL, counters ([`KvStore`](crate::store::kv::KvStore)); no queries |
 
 use std::sync::Arc;
@@ -35,10 +36,17 @@ pub mod mysql;
 pub mod postgres;
 #[cfg(feature = "redis")]
 pub mod redis;
-#[cfg(any(feature = "sqlite", feature = "postgres", feature = "mysql"))]
+#[cfg(any(
+    feature = "sqlite",
+    feature = "postgres",
+    feature = "mysql",
+    feature = "sqlserver"
+))]
 pub mod sql;
 #[cfg(feature = "sqlite")]
 pub mod sqlite;
+#[cfg(feature = "sqlserver")]
+pub mod sqlserver;
 
 /// Opens a store of one kind from its spec.
 pub type OpenFn = fn(StoreSpec) -> BoxFuture<'static, Result<Arc<dyn Store>>>;
@@ -91,6 +99,14 @@ pub const KINDS: &[KindInfo] = &[
         #[cfg(feature = "mysql")]
         open: Some(mysql::open),
         #[cfg(not(feature = "mysql"))]
+        open: None,
+    },
+    KindInfo {
+        name: "sqlserver",
+        feature: "sqlserver",
+        #[cfg(feature = "sqlserver")]
+        open: Some(sqlserver::open),
+        #[cfg(not(feature = "sqlserver"))]
         open: None,
     },
     KindInfo {

@@ -43,7 +43,7 @@ pub fn stores_under_test() -> Vec<String> {
     for s in &stores {
         if store_toml(s).is_none() {
             panic!(
-                "POLYROUTER_TEST_STORES names `{s}`, which the behaviour suite does not know; known: memory, sqlite, postgres, mysql, redis, cosmos, fs, azblob, gremlin"
+                "POLYROUTER_TEST_STORES names `{s}`, which the behaviour suite does not know; known: memory, sqlite, postgres, mysql, sqlserver, redis, cosmos, fs, azblob, gremlin"
             );
         }
     }
@@ -91,8 +91,47 @@ pub fn store_toml(store: &str) -> Option<String> {
             "kind = \"cosmos\"\nendpoint = \"{COSMOS_ENDPOINT}\"\nkey = \"{COSMOS_KEY}\"\ndatabase = \"{}\"\ncreate_if_missing = true\n",
             cosmos_database()
         ),
+        // A SQL Server / Azure SQL named by POLYROUTER_TEST_SQLSERVER_URL
+        // (none can run on the development machine); tables in a per-run
+        // schema. Named without the URL, the suite fails loudly.
+        "sqlserver" => format!(
+            "kind = \"sqlserver\"\nurl = \"{}\"\nschema = \"pr_test_{}\"\nmax_connections = 2\ntrust_server_certificate = {}\n",
+            sqlserver_url(),
+            std::process::id(),
+            sqlserver_trust_cert()
+        ),
         _ => return None,
     })
+}
+
+/// `POLYROUTER_TEST_SQLSERVER_URL`; panics when the suite names
+/// `sqlserver` without it.
+fn sqlserver_url() -> String {
+    std::env::var("POLYROUTER_TEST_SQLSERVER_URL").unwrap_or_else(|_| {
+        panic!(
+            "POLYROUTER_TEST_STORES names `sqlserver`, but POLYROUTER_TEST_SQLSERVER_URL is not set; \
+             set it to sqlserver://user:password@host:1433/database"
+        )
+    })
+}
+
+/// `POLYROUTER_TEST_SQLSERVER_TRUST_CERT=1`: accept a self-signed server
+/// certificate (a local container).
+fn sqlserver_trust_cert() -> bool {
+    std::env::var("POLYROUTER_TEST_SQLSERVER_TRUST_CERT").is_ok_and(|v| v == "1")
+}
+
+/// Drops this run's SQL Server schema and its tables.
+#[cfg(feature = "sqlserver")]
+async fn remove_sqlserver_schema() -> Result<(), String> {
+    use polyrouter::backends::sqlserver::{SqlServerConfig, SqlServerStore};
+    let mut cfg = SqlServerConfig::new(sqlserver_url());
+    cfg.schema = Some(format!("pr_test_{}", std::process::id()));
+    cfg.trust_server_certificate = sqlserver_trust_cert();
+    let store = SqlServerStore::connect("s", cfg)
+        .await
+        .map_err(|e| e.to_string())?;
+    store.drop_schema().await.map_err(|e| e.to_string())
 }
 
 const COSMOS_ENDPOINT: &str = "http://127.0.0.1:8081/";
@@ -340,6 +379,10 @@ pub async fn clean_up(stores: &[String]) -> Result<(), String> {
         #[cfg(feature = "mysql")]
         if store == "mysql" {
             remove_stale_mysql_databases(true).await?;
+        }
+        #[cfg(feature = "sqlserver")]
+        if store == "sqlserver" {
+            remove_sqlserver_schema().await?;
         }
         let _ = store;
     }

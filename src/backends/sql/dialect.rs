@@ -4,7 +4,7 @@ use std::fmt;
 
 use super::table::Column;
 use crate::entity::FieldKind;
-use crate::query::Direction;
+use crate::query::{CmpOp, Direction};
 
 /// How a dialect's conditional writes learn their outcome.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -82,6 +82,13 @@ pub trait Dialect: fmt::Debug + Send + Sync + 'static {
 
     /// A quoted identifier (`"a""b"`, `` `a``b` ``, `[a]]b]`).
     fn quote(&self, ident: &str) -> String;
+
+    /// The table name as written in statements: default [`Dialect::quote`];
+    /// a dialect that places tables in a configured schema qualifies it
+    /// (`[schema].[table]`).
+    fn quote_table(&self, table: &str) -> String {
+        self.quote(table)
+    }
 
     /// Checks a table or column name can be quoted and used; the error says
     /// what is wrong with it. `what` is `table` or `field`.
@@ -166,6 +173,26 @@ pub trait Dialect: fmt::Debug + Send + Sync + 'static {
         self.operand(kind)
     }
 
+    /// A comparison `column op operand` written out in full where the
+    /// database's own operator is not exact (SQL Server ignores trailing
+    /// spaces and trailing zero bytes when comparing): the expression
+    /// (never NULL, with `?` markers, including the column's `IS [NOT]
+    /// NULL` part) and how many times the operand is bound. `In` lists use
+    /// the `Eq` form per candidate. Default `None`: the shared
+    /// `column op operand` form.
+    fn exact_cmp(&self, c: &Column, qc: &str, op: CmpOp) -> Option<(String, usize)> {
+        let _ = (c, qc, op);
+        None
+    }
+
+    /// A second sort key written after a column in `ORDER BY`, in the same
+    /// direction, where the database's order of the column ties values the
+    /// reference tells apart (SQL Server: `DATALENGTH(col)`). Default none.
+    fn order_tiebreak(&self, c: &Column, qc: &str) -> Option<String> {
+        let _ = (c, qc);
+        None
+    }
+
     /// How conditional writes learn their outcome.
     fn write_mode(&self) -> WriteMode;
 
@@ -242,14 +269,21 @@ pub trait Dialect: fmt::Debug + Send + Sync + 'static {
 /// use polyrouter::backends::sql::number;
 /// let d = polyrouter::backends::postgres::PostgresDialect;
 /// assert_eq!(number(&d, "a = ? AND \"b?\" = '?' AND c = ?"), "a = $1 AND \"b?\" = '?' AND c = $2");
+/// assert_eq!(number(&d, "[a]]?] = ?"), "[a]]?] = $1");
 /// # }
 /// ```
 pub fn number(dialect: &dyn Dialect, sql: &str) -> String {
     let mut out = String::with_capacity(sql.len() + 16);
     let mut n = 0;
     let mut quote: Option<char> = None;
-    for ch in sql.chars() {
+    let mut chars = sql.chars().peekable();
+    while let Some(ch) = chars.next() {
         match (quote, ch) {
+            // `]]` inside `[…]` is an escaped `]` (T-SQL), not the end.
+            (Some(']'), ']') if chars.peek() == Some(&']') => {
+                out.push(']');
+                out.push(chars.next().unwrap_or(']'));
+            }
             (Some(q), c) if c == q => {
                 quote = None;
                 out.push(c);

@@ -38,6 +38,14 @@ impl TableSql {
                     return;
                 }
                 let qc = self.quote(c.name);
+                if let Some((eq, times)) = d.exact_cmp(c, &qc, CmpOp::Eq) {
+                    let alts: Vec<&str> = vec![eq.as_str(); candidates.len()];
+                    let _ = write!(sql, "({})", alts.join(" OR "));
+                    for p in candidates {
+                        params.extend(std::iter::repeat_n(p, times));
+                    }
+                    return;
+                }
                 let _ = write!(
                     sql,
                     "({qc} IS NOT NULL AND {qc} IN ({}))",
@@ -195,6 +203,11 @@ impl TableSql {
                 None => return lit(sql, false),
             },
         };
+        if let Some((expr, times)) = d.exact_cmp(c, &qc, op) {
+            sql.push_str(&expr);
+            params.extend(std::iter::repeat_n(param, times));
+            return;
+        }
         if op == CmpOp::Ne {
             let _ = write!(sql, "({qc} IS NULL OR {qc} <> {})", d.operand(c.kind));
         } else if op == CmpOp::Eq {

@@ -65,7 +65,11 @@
 //!
 //!    Optional hooks with defaults: [`Dialect::operand`],
 //!    [`Dialect::ordered`], [`Dialect::ordered_operand`] (casts or collations
-//!    around compared values), [`Dialect::upsert_alias`].
+//!    around compared values), [`Dialect::upsert_alias`],
+//!    [`Dialect::quote_table`] (schema-qualified table names),
+//!    [`Dialect::exact_cmp`] and [`Dialect::order_tiebreak`] (comparisons
+//!    and orders made exact where the database pads values, as SQL Server
+//!    does with trailing spaces).
 //! 2. Bind [`Param`]s with the driver (one `match` over the enum), and read
 //!    rows with [`decode_record`].
 //! 3. Implement [`write::Exec`] over a connection and run writes with

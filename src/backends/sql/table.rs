@@ -207,7 +207,7 @@ impl TableSql {
             .iter()
             .position(|c| c.name == schema.key)
             .unwrap_or(0);
-        let q = d.quote(table);
+        let q = d.quote_table(table);
         let qk = d.quote(schema.key);
         let v = d.quote(VERSION_COL);
         let e = d.quote(EXPIRES_COL);
@@ -697,6 +697,10 @@ impl TableSql {
                 d.ordered(c, &qc),
                 d.order(o.direction, c.nullable)
             );
+            // The key is unique and exact: it needs no tie-break.
+            if let Some(tie) = d.order_tiebreak(c, &qc).filter(|_| c.name != key) {
+                let _ = write!(sql, "{tie} {}, ", d.order(o.direction, false));
+            }
             // The key is unique: nothing after it can change the order.
             if c.name == key {
                 keys_done = true;
