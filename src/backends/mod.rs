@@ -5,6 +5,7 @@
 //! | `memory` | `memory` (default) | in-process; supports everything; the reference semantics |
 //! | `sqlite` | `sqlite` (default) | embedded SQLite via sqlx; a typed table per entity |
 //! | `postgres` | `postgres` | a PostgreSQL server via sqlx; a typed table per entity |
+//! | `tantivy` | `tantivy` | an embedded full-text index in a directory; search only ([`SearchStore`](crate::store::search::SearchStore)), no records |
 //! | `redis` | `redis` | a Redis server via the `redis` crate; point ops, atomic batches, TTL, counters ([`KvStore`](crate::store::kv::KvStore)); no queries |
 
 use std::sync::Arc;
@@ -22,6 +23,8 @@ pub mod postgres;
 pub mod redis;
 #[cfg(feature = "sqlite")]
 pub mod sqlite;
+#[cfg(feature = "tantivy")]
+pub mod tantivy;
 
 /// Opens a store of one kind from its spec.
 pub type OpenFn = fn(StoreSpec) -> BoxFuture<'static, Result<Arc<dyn Store>>>;
@@ -74,6 +77,14 @@ pub const KINDS: &[KindInfo] = &[
         #[cfg(feature = "redis")]
         open: Some(redis::open),
         #[cfg(not(feature = "redis"))]
+        open: None,
+    },
+    KindInfo {
+        name: "tantivy",
+        feature: "tantivy",
+        #[cfg(feature = "tantivy")]
+        open: Some(tantivy::open),
+        #[cfg(not(feature = "tantivy"))]
         open: None,
     },
 ];

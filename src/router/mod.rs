@@ -28,8 +28,10 @@ use crate::store::EntityInfo;
 use crate::{Entity, Error, Result, Store};
 
 mod repo;
+mod search;
 
 pub use repo::{Batch, Page, Repo, WriteOptions};
+pub use search::{ReindexProgress, SearchHit, SearchPage, SearchQuery};
 
 /// One entity's route, from `[entities.NAME]`.
 #[derive(Debug, Clone)]
@@ -54,6 +56,8 @@ pub(crate) struct Bound {
     pub ttl: Option<Duration>,
     pub page_size: u32,
     pub max_page_size: u32,
+    /// The entity's search index, when it has one.
+    pub search: Option<Arc<search::SearchRoute>>,
 }
 
 #[derive(Debug)]
@@ -193,12 +197,14 @@ impl Router {
             } if file.is_empty() => self.inner.config.error(&path, message),
             e => e.with_entity(schema.name),
         })?;
+        let search = search::bind(&self.inner.config, &self.inner.stores, route, schema).await?;
         let bound = Arc::new(Bound {
             info,
             store,
             ttl: route.ttl,
             page_size: self.inner.config.router.page_size,
             max_page_size: self.inner.config.router.max_page_size,
+            search,
         });
         self.inner.bound.write().insert(schema.name, bound.clone());
         Ok(bound)
@@ -419,6 +425,7 @@ fn check_route(
             ),
         ));
     };
+    search::check_route(config, stores, entity, ec)?;
     let caps = store.capabilities();
     if ec.ttl.is_some() && !caps.ttl {
         return Err(Error::unsupported(

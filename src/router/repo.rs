@@ -106,7 +106,7 @@ impl<T> Page<T> {
 /// # });
 /// ```
 pub struct Repo<T> {
-    b: Arc<Bound>,
+    pub(super) b: Arc<Bound>,
     _t: PhantomData<fn() -> T>,
 }
 
@@ -231,11 +231,17 @@ impl<T: Entity> Repo<T> {
         if ops.len() > 1 && atomic && !caps.batch_atomic {
             return Err(self.unsupported("atomic batch"));
         }
-        self.b
+        let indexing = super::search::plan(&self.b, &ops);
+        let out = self
+            .b
             .store
             .write(&self.b.info, ops, atomic)
             .await
-            .map_err(|e| e.with_entity(self.entity()))
+            .map_err(|e| e.with_entity(self.entity()))?;
+        if let Some(plan) = indexing {
+            super::search::apply(&self.b, plan, &out).await?;
+        }
+        Ok(out)
     }
 
     async fn write_one(&self, op: WriteOp) -> Result<WriteOutcome> {

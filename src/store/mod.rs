@@ -15,6 +15,7 @@ use crate::{Capabilities, Key, Record, Result};
 
 pub mod eval;
 pub mod kv;
+pub mod search;
 
 /// A condition a write must meet; a failed one is [`Error::Conflict`](crate::Error::Conflict)
 /// and writes nothing.
@@ -276,6 +277,18 @@ pub trait Store: Send + Sync + fmt::Debug + 'static {
     /// assert!(MemoryStore::new("kv").as_kv().is_some());
     /// ```
     fn as_kv(&self) -> Option<&dyn kv::KvStore> {
+        None
+    }
+
+    /// This store's full-text search (indexes, ranked hits, facets), if it
+    /// offers it (capability `search`); `None` by default.
+    ///
+    /// ```
+    /// use polyrouter::backends::memory::MemoryStore;
+    /// use polyrouter::Store;
+    /// assert!(MemoryStore::new("m").as_search().is_none());
+    /// ```
+    fn as_search(&self) -> Option<&dyn search::SearchStore> {
         None
     }
 }

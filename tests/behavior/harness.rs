@@ -14,9 +14,9 @@ pub struct Behaviour {
     pub run: fn(Ctx) -> BoxFuture<'static, polyrouter::Result<()>>,
 }
 
-/// A behaviour every store must pass.
-pub fn always(_: &Capabilities) -> Option<&'static str> {
-    None
+/// A behaviour every store that holds records must pass.
+pub fn always(c: &Capabilities) -> Option<&'static str> {
+    (!c.records).then_some("records")
 }
 
 /// Declares behaviours: `behaviour!(name, needs, body_fn)`.
@@ -42,7 +42,7 @@ pub fn stores_under_test() -> Vec<String> {
     for s in &stores {
         if store_toml(s).is_none() {
             panic!(
-                "POLYROUTER_TEST_STORES names `{s}`, which the behaviour suite does not know; known: memory, sqlite, postgres, redis"
+                "POLYROUTER_TEST_STORES names `{s}`, which the behaviour suite does not know; known: memory, sqlite, postgres, redis, tantivy"
             );
         }
     }
@@ -72,8 +72,19 @@ pub fn store_toml(store: &str) -> Option<String> {
             "kind = \"redis\"\nurl = \"{REDIS_URL}\"\nkey_prefix = \"{}\"\n",
             redis_prefix()
         ),
+        // An embedded search index in the run's temp dir; commits every 200ms.
+        "tantivy" => format!(
+            "kind = \"tantivy\"\npath = \"{}/tantivy\"\ncommit_interval = \"200ms\"\n",
+            tmp().path().display()
+        ),
         _ => return None,
     })
+}
+
+/// Whether the store holds entity records (a search-only store does not:
+/// no entity can be routed to it).
+pub fn holds_records(store: &str) -> bool {
+    store != "tantivy"
 }
 
 const PG_URL: &str = "postgres://postgres@127.0.0.1:5432/test";
@@ -258,6 +269,9 @@ impl Ctx {
             "[stores.s]\n{}\n",
             store_toml(&self.store).expect("known store")
         );
+        if !holds_records(&self.store) {
+            return cfg;
+        }
         for (entity, extra) in [
             ("everything", ""),
             ("item", ""),

@@ -10,6 +10,7 @@ mod entities;
 mod harness;
 mod inject;
 mod query;
+mod search;
 mod ttl;
 
 use harness::{Behaviour, Ctx};
@@ -21,6 +22,7 @@ fn behaviours() -> Vec<Behaviour> {
     all.extend(query::behaviours());
     all.extend(ttl::behaviours());
     all.extend(inject::behaviours());
+    all.extend(search::behaviours());
     all
 }
 

@@ -27,6 +27,7 @@ use crate::{Capabilities, Error, Key, Record, Result, Store};
 mod codec;
 mod config;
 mod ddl;
+mod search;
 mod sql;
 #[cfg(test)]
 mod tests;
@@ -240,6 +241,7 @@ impl PostgresStore {
             caps: Capabilities {
                 shared: true,
                 max_record_bytes: Some(1_000_000_000),
+                search: true,
                 ..Capabilities::all()
             },
             pool,
@@ -620,5 +622,9 @@ impl Store for PostgresStore {
             .await
             .map(|_| ())
             .map_err(|e| map_err(&self.inner.name, "", e))
+    }
+
+    fn as_search(&self) -> Option<&dyn crate::store::search::SearchStore> {
+        Some(self)
     }
 }
