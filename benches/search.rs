@@ -30,7 +30,7 @@ use std::time::Instant;
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use polyrouter::query::field;
-use polyrouter::store::search::{SearchCursor, SearchIndex, SearchRequest, SearchStore};
+use polyrouter::store::search::{SearchCursor, SearchIndex, SearchRequest};
 use polyrouter::{Entity, Key, Record, Router, Store, Value};
 use serde::{Deserialize, Serialize};
 use tokio::runtime::Runtime;
