@@ -179,6 +179,11 @@ async fn reindex_rebuilds_a_dropped_index() -> Result<()> {
     assert!(seen.len() > 2, "progress after every page: {seen:?}");
     assert_eq!(repo.search(SearchQuery::new("even")).await?.total, 617);
     assert_eq!(repo.search(SearchQuery::new("")).await?.total, 1234);
+    // By entity name (no Rust type, as the CLI does), beside the bound repo.
+    let mut calls = 0;
+    assert_eq!(router.reindex("article", &mut |_| calls += 1).await?, 1234);
+    assert!(calls > 2);
+    assert_eq!(repo.search(SearchQuery::new("odd")).await?.total, 617);
     Ok(())
 }
 

@@ -203,6 +203,12 @@ pub async fn clean_up(stores: &[String]) -> Result<(), String> {
         if store == "postgres" {
             remove_stale_pg_schemas(true).await?;
         }
+        if store == "tantivy" {
+            let dir = tmp().path().join("tantivy");
+            if dir.exists() {
+                std::fs::remove_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+            }
+        }
         let _ = store;
     }
     Ok(())

@@ -145,6 +145,21 @@ fn analyzer(language: &str) -> Option<TextAnalyzer> {
     })
 }
 
+/// Whether two layouts build the same index (the schemas may be different
+/// objects: the Rust type's, or one built from the configuration).
+fn same_layout(a: &SearchIndex, b: &SearchIndex) -> bool {
+    let kinds = |l: &SearchIndex| -> Vec<Option<FieldKind>> {
+        l.value_fields().into_iter().map(|f| l.kind_of(f)).collect()
+    };
+    a.name == b.name
+        && a.fields == b.fields
+        && a.filters == b.filters
+        && a.facets == b.facets
+        && a.language == b.language
+        && a.schema.key_kind == b.schema.key_kind
+        && kinds(a) == kinds(b)
+}
+
 /// A safe directory name: letters, digits, `_` and `-`.
 fn check_index_name(name: &str) -> std::result::Result<(), String> {
     if name.is_empty()
@@ -296,7 +311,7 @@ impl TantivyStore {
     /// The open index for a layout, opening or creating it on first use.
     fn idx(&self, layout: &SearchIndex) -> Result<Arc<Idx>> {
         if let Some(i) = self.inner.indexes.read().get(&layout.name) {
-            if i.layout == *layout {
+            if same_layout(&i.layout, layout) {
                 return Ok(i.clone());
             }
             return Err(Error::invalid_input(
