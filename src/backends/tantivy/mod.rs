@@ -518,6 +518,7 @@ fn commit_now(idx: &Idx) -> ::tantivy::Result<()> {
 async fn commit_loop(inner: Weak<Inner>, every: Duration) {
     let mut tick = tokio::time::interval(every);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    tick.tick().await; // the first tick is immediate: nothing is pending yet
     loop {
         tick.tick().await;
         let Some(inner) = inner.upgrade() else { return };
