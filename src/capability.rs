@@ -164,6 +164,10 @@ pub struct Capabilities {
     pub blob: bool,
     /// Implements `ChangeFeed`.
     pub change_feed: bool,
+    /// Holds entity records (the `Store` record operations work); `false`
+    /// for derived-only stores such as a search index, which cannot be an
+    /// entity's primary `store`.
+    pub records: bool,
 }
 
 impl Capabilities {
@@ -194,6 +198,7 @@ impl Capabilities {
             time_series: false,
             blob: false,
             change_feed: false,
+            records: true,
         }
     }
 

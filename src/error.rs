@@ -121,6 +121,26 @@ pub enum Error {
         #[source]
         source: BoxError,
     },
+    /// The write reached the entity's primary store, but its search index
+    /// was not updated: searches may miss the new values (or still find
+    /// deleted records) until the write is repeated or the index rebuilt.
+    #[error(
+        "{}: the write of {keys} was applied to the primary store but search store `{search_store}` was not updated: {source} — repeat the write, or rebuild the index with `polyrouter reindex {entity}`",
+        at(store, entity)
+    )]
+    NotIndexed {
+        /// The primary store's name.
+        store: String,
+        /// Entity name.
+        entity: String,
+        /// The search store's name.
+        search_store: String,
+        /// The keys written but not indexed, rendered for humans.
+        keys: String,
+        /// Why indexing failed.
+        #[source]
+        source: Box<Error>,
+    },
 }
 
 fn current_version(actual: &Option<u64>, etag: &Option<Box<str>>) -> String {
@@ -260,7 +280,8 @@ impl Error {
             | Error::Unsupported { store, .. }
             | Error::Unavailable { store, .. }
             | Error::InvalidInput { store, .. }
-            | Error::Backend { store, .. } => Some(store),
+            | Error::Backend { store, .. }
+            | Error::NotIndexed { store, .. } => Some(store),
             Error::Config { .. } => None,
         }
     }
@@ -278,7 +299,8 @@ impl Error {
             | Error::Unsupported { entity, .. }
             | Error::Unavailable { entity, .. }
             | Error::InvalidInput { entity, .. }
-            | Error::Backend { entity, .. } => {
+            | Error::Backend { entity, .. }
+            | Error::NotIndexed { entity, .. } => {
                 if entity.is_empty() {
                     *entity = name.to_string();
                 }

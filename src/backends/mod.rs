@@ -11,6 +11,7 @@
 //! | `cosmos` | `cosmos` | Azure Cosmos DB (NoSQL API) via `azure_data_cosmos`; a container per entity, ETag preconditions, Cosmos SQL queries, TTL; no atomic batches |
 //! | `mysql` | `mysql` | a MySQL 8 or MariaDB 10.5+ server via sqlx; a typed table per entity |
 //! | `sqlserver` | `sqlserver` | SQL Server / Azure SQL via tiberius (rustls TLS, bb8 pool); a typed table per entity; T-SQL unit-tested here, live tests only with `POLYROUTER_TEST_SQLSERVER_URL` |
+//! | `tantivy` | `tantivy` | an embedded full-text index in a directory; search only ([`SearchStore`](crate::store::search::SearchStore)), no records |
 //! | `redis` | `redis` | a Redis server via the `redis` crate; point ops, atomic batches, TTL, counters ([`KvStore`](crate::store::kv::KvStore)); no queries |
 
 use std::sync::Arc;
@@ -47,6 +48,8 @@ pub mod sql;
 pub mod sqlite;
 #[cfg(feature = "sqlserver")]
 pub mod sqlserver;
+#[cfg(feature = "tantivy")]
+pub mod tantivy;
 
 /// Opens a store of one kind from its spec.
 pub type OpenFn = fn(StoreSpec) -> BoxFuture<'static, Result<Arc<dyn Store>>>;
@@ -147,6 +150,14 @@ pub const KINDS: &[KindInfo] = &[
         #[cfg(feature = "cosmos")]
         open: Some(cosmos::open),
         #[cfg(not(feature = "cosmos"))]
+        open: None,
+    },
+    KindInfo {
+        name: "tantivy",
+        feature: "tantivy",
+        #[cfg(feature = "tantivy")]
+        open: Some(tantivy::open),
+        #[cfg(not(feature = "tantivy"))]
         open: None,
     },
 ];

@@ -266,6 +266,70 @@ pub struct EntityConfig {
     /// `cascade_blobs = [{ store = "images", field = "image_key" }]`.
     #[serde(default)]
     pub cascade_blobs: Vec<CascadeBlobs>,
+    /// Full-text search index kept on write:
+    /// `{ store = "search", fields = ["name", "description"] }`.
+    pub search: Option<SearchConfig>,
+}
+
+/// `search = { store = "...", fields = [...], filters = { f = "kind" }, facets = [...] }`:
+/// a search index the router keeps up to date on every write of the entity.
+///
+/// `filters` maps each filterable field to its kind (`string`, `int`,
+/// `float`, `bool`, `timestamp`, `uuid`) and `key`/`key_kind` name the key,
+/// so tools without the Rust types (`polyrouter reindex`) know the index
+/// layout; the router checks all of it against the entity's Rust schema.
+///
+/// ```
+/// let cfg = polyrouter::config::Config::parse(r#"
+///     [stores.main]
+///     kind = "memory"
+///     [stores.search]
+///     kind = "memory"
+///     [entities.product]
+///     store = "main"
+///     search = { store = "search", fields = ["name"], filters = { category = "string" }, facets = ["category"] }
+/// "#, "<string>").unwrap();
+/// let s = cfg.entities["product"].search.as_ref().unwrap();
+/// assert_eq!(s.fields, vec!["name"]);
+/// assert_eq!(s.key, "id");
+/// assert_eq!(s.language, "english");
+/// ```
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SearchConfig {
+    /// The search store (a store with the `search` capability).
+    pub store: String,
+    /// Full-text fields (string fields of the entity), at least one.
+    pub fields: Vec<String>,
+    /// Filterable fields and their kinds.
+    #[serde(default)]
+    pub filters: BTreeMap<String, String>,
+    /// String fields whose values can be counted; each must be a `string` filter too.
+    #[serde(default)]
+    pub facets: Vec<String>,
+    /// The key field's name (default `id`).
+    #[serde(default = "default_search_key")]
+    pub key: String,
+    /// The key's kind: `string` (default), `int` or `uuid`.
+    #[serde(default = "default_search_key_kind")]
+    pub key_kind: String,
+    /// Index name in the search store; default: the entity's table.
+    pub index: Option<String>,
+    /// Text-search language for stemming (default `english`; `simple` for none).
+    #[serde(default = "default_search_language")]
+    pub language: String,
+}
+
+fn default_search_key() -> String {
+    "id".into()
+}
+
+fn default_search_key_kind() -> String {
+    "string".into()
+}
+
+fn default_search_language() -> String {
+    "english".into()
 }
 
 /// One entry of `cascade_blobs = [{ store = "...", field = "..." }]`: the
@@ -643,6 +707,11 @@ impl Config {
                     ));
                 }
             }
+            if let Some(s) = &e.search {
+                if let Err((key, msg)) = s.validate(&self.stores) {
+                    return Err(err(&["entities", name, "search", key], msg));
+                }
+            }
         }
         for (name, v) in &self.views {
             if let Err((keys, msg)) = v.check(&self.entities) {
@@ -755,5 +824,63 @@ fn located(file: &str, text: &str, path: &[String], span: Option<usize>, message
         column,
         path: keys.join("."),
         message,
+    }
+}
+
+impl SearchConfig {
+    /// Checks what can be checked without the Rust types; on error, the
+    /// key under `search` and what is wrong.
+    fn validate(
+        &self,
+        stores: &BTreeMap<String, StoreSpec>,
+    ) -> std::result::Result<(), (&'static str, String)> {
+        if !stores.contains_key(&self.store) {
+            return Err((
+                "store",
+                format!(
+                    "store `{}` is not defined; add a [stores.{}] table",
+                    self.store, self.store
+                ),
+            ));
+        }
+        if self.fields.is_empty() {
+            return Err(("fields", "name at least one text field".into()));
+        }
+        const KINDS: &[&str] = &["string", "int", "float", "bool", "timestamp", "uuid"];
+        for (f, k) in &self.filters {
+            if !KINDS.contains(&k.as_str()) {
+                return Err((
+                    "filters",
+                    format!(
+                        "filter `{f}` has kind `{k}`; use one of {}",
+                        KINDS.join(", ")
+                    ),
+                ));
+            }
+        }
+        for f in &self.facets {
+            if self.filters.get(f).map(String::as_str) != Some("string") {
+                return Err((
+                    "facets",
+                    format!(
+                        "facet `{f}` must also be a filter of kind `string`: add `{f} = \"string\"` to `filters`"
+                    ),
+                ));
+            }
+        }
+        if !["string", "int", "uuid"].contains(&self.key_kind.as_str()) {
+            return Err(("key_kind", "must be `string`, `int` or `uuid`".into()));
+        }
+        if !crate::store::search::LANGUAGES.contains(&self.language.as_str()) {
+            return Err((
+                "language",
+                format!(
+                    "unknown language `{}`; known: {}",
+                    self.language,
+                    crate::store::search::LANGUAGES.join(", ")
+                ),
+            ));
+        }
+        Ok(())
     }
 }

@@ -33,6 +33,7 @@ mod graph;
 mod metrics;
 mod read;
 mod repo;
+mod search;
 mod session;
 mod timeseries;
 
@@ -42,6 +43,7 @@ pub use read::{ReadMeta, ReadSource};
 pub use repo::{Batch, Page, Read, ReadOptions, Repo, WriteOptions};
 pub use session::{DEFAULT_SESSION_KEYS, MAX_SESSION_KEYS, Session};
 pub use timeseries::{SeriesPage, TimeSeries};
+pub use search::{ReindexProgress, SearchHit, SearchPage, SearchQuery};
 
 /// One entity's route, from `[entities.NAME]`.
 #[derive(Debug, Clone)]
@@ -77,6 +79,8 @@ pub(crate) struct Bound {
     pub metrics: Arc<metrics::EntityMetrics>,
     /// `cascade_blobs`: blobs deleted after their record.
     pub cascade: Vec<cascade::Cascade>,
+    /// The entity's search index, when it has one.
+    pub search: Option<Arc<search::SearchRoute>>,
 }
 
 /// A secondary read route.
@@ -292,6 +296,7 @@ impl Router {
             }
             None => None,
         };
+        let search = search::bind(&self.inner.config, &self.inner.stores, route, schema).await?;
         let bound = Arc::new(Bound {
             info,
             store,
@@ -303,6 +308,7 @@ impl Router {
             consistency: route.consistency,
             metrics: self.inner.metrics[schema.name].clone(),
             cascade,
+            search,
         });
         self.inner.bound.write().insert(schema.name, bound.clone());
         Ok(bound)
@@ -693,6 +699,7 @@ fn check_route(
             ),
         ));
     };
+    search::check_route(config, stores, entity, ec)?;
     let caps = store.capabilities();
     if !caps.records {
         return Err(config.error(

@@ -108,7 +108,7 @@ impl<T> Page<T> {
 /// # });
 /// ```
 pub struct Repo<T> {
-    b: Arc<Bound>,
+    pub(super) b: Arc<Bound>,
     session: Option<Session>,
     consistency: Option<Consistency>,
     _t: PhantomData<fn() -> T>,
@@ -379,6 +379,7 @@ impl<T: Entity> Repo<T> {
         if ops.len() > 1 && atomic && !caps.batch_atomic {
             return Err(self.unsupported("atomic batch"));
         }
+        let indexing = super::search::plan(&self.b, &ops);
         let blobs = super::cascade::before(&self.b, &ops).await?;
         let keys: Vec<Key> = ops.iter().map(|op| op.key().clone()).collect();
         if let Some(cache) = &self.b.cache {
@@ -411,6 +412,9 @@ impl<T: Entity> Repo<T> {
         let out = res?;
         // Blobs of deleted records go after the records (`cascade_blobs`).
         super::cascade::after(&self.b, blobs, &out).await?;
+        if let Some(plan) = indexing {
+            super::search::apply(&self.b, plan, &out).await?;
+        }
         Ok(out)
     }
 

@@ -18,6 +18,7 @@ pub mod eval;
 pub mod graph;
 pub mod kv;
 pub mod timeseries;
+pub mod search;
 
 /// A condition a write must meet; a failed one is [`Error::Conflict`](crate::Error::Conflict)
 /// and writes nothing.
@@ -317,6 +318,18 @@ pub trait Store: Send + Sync + fmt::Debug + 'static {
     /// assert!(MemoryStore::new("images").as_blob().is_some());
     /// ```
     fn as_blob(&self) -> Option<&dyn blob::BlobStore> {
+        None
+    }
+
+    /// This store's full-text search (indexes, ranked hits, facets), if it
+    /// offers it (capability `search`); `None` by default.
+    ///
+    /// ```
+    /// use polyrouter::backends::memory::MemoryStore;
+    /// use polyrouter::Store;
+    /// assert!(MemoryStore::new("m").as_search().is_none());
+    /// ```
+    fn as_search(&self) -> Option<&dyn search::SearchStore> {
         None
     }
 }

@@ -43,7 +43,7 @@ pub fn stores_under_test() -> Vec<String> {
     for s in &stores {
         if store_toml(s).is_none() {
             panic!(
-                "POLYROUTER_TEST_STORES names `{s}`, which the behaviour suite does not know; known: memory, sqlite, postgres, mysql, sqlserver, redis, cosmos, fs, azblob, gremlin"
+                "POLYROUTER_TEST_STORES names `{s}`, which the behaviour suite does not know; known: memory, sqlite, postgres, mysql, sqlserver, redis, cosmos, fs, azblob, gremlin, tantivy"
             );
         }
     }
@@ -99,6 +99,11 @@ pub fn store_toml(store: &str) -> Option<String> {
             sqlserver_url(),
             std::process::id(),
             sqlserver_trust_cert()
+        ),
+        // An embedded search index in the run's temp dir; commits every 200ms.
+        "tantivy" => format!(
+            "kind = \"tantivy\"\npath = \"{}/tantivy\"\ncommit_interval = \"200ms\"\n",
+            tmp().path().display()
         ),
         _ => return None,
     })
@@ -212,6 +217,12 @@ fn azblob_toml() -> String {
             )
         }
     }
+}
+
+/// Whether the store holds entity records (a search-only store does not:
+/// no entity can be routed to it).
+pub fn holds_records(store: &str) -> bool {
+    store != "tantivy"
 }
 
 const PG_URL: &str = "postgres://postgres@127.0.0.1:5432/test";
@@ -384,6 +395,12 @@ pub async fn clean_up(stores: &[String]) -> Result<(), String> {
         if store == "sqlserver" {
             remove_sqlserver_schema().await?;
         }
+        if store == "tantivy" {
+            let dir = tmp().path().join("tantivy");
+            if dir.exists() {
+                std::fs::remove_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+            }
+        }
         let _ = store;
     }
     Ok(())
@@ -465,7 +482,7 @@ impl Ctx {
     pub fn config(&self) -> String {
         let mut cfg = self.blob_store_config();
         // Blob stores and gremlin hold no entity records: no entity routes.
-        if blob_only(&self.store) || self.store == "gremlin" {
+        if blob_only(&self.store) || self.store == "gremlin" || !holds_records(&self.store) {
             return cfg;
         }
         for (entity, extra) in [

@@ -17,6 +17,7 @@ mod harness;
 mod inject;
 mod query;
 mod timeseries;
+mod search;
 mod ttl;
 
 use harness::{Behaviour, Ctx};
@@ -31,6 +32,7 @@ fn behaviours() -> Vec<Behaviour> {
     all.extend(graph::behaviours());
     all.extend(timeseries::behaviours());
     all.extend(blob::behaviours());
+    all.extend(search::behaviours());
     all
 }
 

@@ -32,6 +32,7 @@ mod codec;
 mod config;
 mod dialect;
 mod graph;
+mod search;
 #[cfg(test)]
 mod tests;
 mod timeseries;
@@ -224,6 +225,7 @@ impl PostgresStore {
                 max_record_bytes: Some(1_000_000_000),
                 graph: true,
                 time_series: true,
+                search: true,
                 ..Capabilities::all()
             },
             pool,
@@ -609,6 +611,10 @@ impl Store for PostgresStore {
     }
 
     fn as_time_series(&self) -> Option<&dyn crate::store::timeseries::TimeSeriesStore> {
+        Some(self)
+    }
+
+    fn as_search(&self) -> Option<&dyn crate::store::search::SearchStore> {
         Some(self)
     }
 }

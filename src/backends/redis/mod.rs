@@ -283,6 +283,7 @@ impl RedisStore {
                 time_series: false,
                 blob: false,
                 change_feed: false,
+                records: true,
             },
             conn,
             write_script: Script::new(WRITE_LUA),
