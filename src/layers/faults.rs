@@ -145,4 +145,13 @@ impl<S: Store> Store for Faults<S> {
     fn as_kv(&self) -> Option<&dyn crate::store::kv::KvStore> {
         self.inner.as_kv()
     }
+    fn as_graph(&self) -> Option<&dyn crate::store::graph::GraphStore> {
+        self.inner.as_graph()
+    }
+    fn as_time_series(&self) -> Option<&dyn crate::store::timeseries::TimeSeriesStore> {
+        self.inner.as_time_series()
+    }
+    fn as_blob(&self) -> Option<&dyn crate::store::blob::BlobStore> {
+        self.inner.as_blob()
+    }
 }

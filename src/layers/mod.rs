@@ -94,4 +94,13 @@ impl Store for Arc<dyn Store> {
     fn as_kv(&self) -> Option<&dyn crate::store::kv::KvStore> {
         (**self).as_kv()
     }
+    fn as_graph(&self) -> Option<&dyn crate::store::graph::GraphStore> {
+        (**self).as_graph()
+    }
+    fn as_time_series(&self) -> Option<&dyn crate::store::timeseries::TimeSeriesStore> {
+        (**self).as_time_series()
+    }
+    fn as_blob(&self) -> Option<&dyn crate::store::blob::BlobStore> {
+        (**self).as_blob()
+    }
 }

@@ -234,6 +234,12 @@ pub fn text_holds_nul(store: &str) -> bool {
     store != "postgres"
 }
 
+/// Whether the store's floats can hold ±infinity (MySQL/MariaDB `DOUBLE`
+/// and SQL Server `FLOAT` cannot: such a write is `InvalidInput`).
+pub fn float_holds_infinity(store: &str) -> bool {
+    !matches!(store, "mysql" | "sqlserver")
+}
+
 const REDIS_URL: &str = "redis://127.0.0.1:6379";
 const REDIS_PREFIX: &str = "polyrouter-behavior-";
 

@@ -470,10 +470,14 @@ async fn a_connection_killed_mid_batch_writes_nothing_and_the_next_call_recovers
     let kill = async {
         for _ in 0..200 {
             let waiting: Vec<i64> = sqlx::query_scalar(
-                "SELECT CAST(trx_mysql_thread_id AS SIGNED) FROM information_schema.INNODB_TRX \
-                 WHERE trx_state = 'LOCK WAIT' AND trx_mysql_thread_id <> ?",
+                // Only this test's database: other tests (and other runs) wait
+                // on locks of their own at the same time.
+                "SELECT CAST(t.trx_mysql_thread_id AS SIGNED) FROM information_schema.INNODB_TRX t \
+                 JOIN information_schema.PROCESSLIST p ON p.ID = t.trx_mysql_thread_id \
+                 WHERE t.trx_state = 'LOCK WAIT' AND t.trx_mysql_thread_id <> ? AND p.DB = ?",
             )
             .bind(own)
+            .bind(&db)
             .fetch_all(&killer.inner.pool)
             .await
             .unwrap();
