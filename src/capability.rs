@@ -124,7 +124,8 @@ impl FilterCaps {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Capabilities {
     /// Holds entity records (the `Store` point operations); `false` for a
-    /// blob-only store, to which the router refuses to route an entity.
+    /// blob-only store or a search index, to which the router refuses to
+    /// route an entity.
     pub records: bool,
     /// Per-record expiry.
     pub ttl: bool,
@@ -164,10 +165,6 @@ pub struct Capabilities {
     pub blob: bool,
     /// Implements `ChangeFeed`.
     pub change_feed: bool,
-    /// Holds entity records (the `Store` record operations work); `false`
-    /// for derived-only stores such as a search index, which cannot be an
-    /// entity's primary `store`.
-    pub records: bool,
 }
 
 impl Capabilities {
@@ -198,7 +195,6 @@ impl Capabilities {
             time_series: false,
             blob: false,
             change_feed: false,
-            records: true,
         }
     }
 

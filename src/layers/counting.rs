@@ -190,4 +190,7 @@ impl<S: Store> Store for Counting<S> {
     fn as_blob(&self) -> Option<&dyn crate::store::blob::BlobStore> {
         self.inner.as_blob()
     }
+    fn as_search(&self) -> Option<&dyn crate::store::search::SearchStore> {
+        self.inner.as_search()
+    }
 }

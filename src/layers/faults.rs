@@ -154,4 +154,7 @@ impl<S: Store> Store for Faults<S> {
     fn as_blob(&self) -> Option<&dyn crate::store::blob::BlobStore> {
         self.inner.as_blob()
     }
+    fn as_search(&self) -> Option<&dyn crate::store::search::SearchStore> {
+        self.inner.as_search()
+    }
 }

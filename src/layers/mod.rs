@@ -103,4 +103,7 @@ impl Store for Arc<dyn Store> {
     fn as_blob(&self) -> Option<&dyn crate::store::blob::BlobStore> {
         (**self).as_blob()
     }
+    fn as_search(&self) -> Option<&dyn crate::store::search::SearchStore> {
+        (**self).as_search()
+    }
 }

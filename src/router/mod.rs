@@ -41,9 +41,9 @@ pub use graph::Graph;
 pub use metrics::{EntityCounters, Metrics, WARN_INTERVAL};
 pub use read::{ReadMeta, ReadSource};
 pub use repo::{Batch, Page, Read, ReadOptions, Repo, WriteOptions};
+pub use search::{ReindexProgress, SearchHit, SearchPage, SearchQuery};
 pub use session::{DEFAULT_SESSION_KEYS, MAX_SESSION_KEYS, Session};
 pub use timeseries::{SeriesPage, TimeSeries};
-pub use search::{ReindexProgress, SearchHit, SearchPage, SearchQuery};
 
 /// One entity's route, from `[entities.NAME]`.
 #[derive(Debug, Clone)]

@@ -17,8 +17,8 @@ pub mod blob;
 pub mod eval;
 pub mod graph;
 pub mod kv;
-pub mod timeseries;
 pub mod search;
+pub mod timeseries;
 
 /// A condition a write must meet; a failed one is [`Error::Conflict`](crate::Error::Conflict)
 /// and writes nothing.

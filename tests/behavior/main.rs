@@ -16,8 +16,8 @@ mod graph;
 mod harness;
 mod inject;
 mod query;
-mod timeseries;
 mod search;
+mod timeseries;
 mod ttl;
 
 use harness::{Behaviour, Ctx};

@@ -283,7 +283,6 @@ impl RedisStore {
                 time_series: false,
                 blob: false,
                 change_feed: false,
-                records: true,
             },
             conn,
             write_script: Script::new(WRITE_LUA),
