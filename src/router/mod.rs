@@ -702,13 +702,14 @@ fn check_route(
     search::check_route(config, stores, entity, ec)?;
     let caps = store.capabilities();
     if !caps.records {
+        let what = if caps.blob {
+            "holds blobs only, not entity records; route the entity to a record store and keep the blob key in a field (see `cascade_blobs`)"
+        } else {
+            "cannot hold entity records; make it the entity's `search.store` and route `store` to a record store"
+        };
         return Err(config.error(
             &format!("entities.{entity}.store"),
-            format!(
-                "store `{}` (kind `{}`) holds blobs only, not entity records; route the entity to a record store and keep the blob key in a field (see `cascade_blobs`)",
-                ec.store,
-                store.kind()
-            ),
+            format!("store `{}` (kind `{}`) {what}", ec.store, store.kind()),
         ));
     }
     if ec.ttl.is_some() && !caps.ttl {

@@ -33,26 +33,15 @@ pub(crate) struct SearchRoute {
     pub index: SearchIndex,
 }
 
-/// Start-up checks of a route (no Rust types yet): the primary store holds
-/// records; the search store exists and can search.
+/// Start-up checks of a route's `search` (no Rust types yet): the search
+/// store exists and can search. (The primary's `records` capability is
+/// checked by the router's own route check.)
 pub(super) fn check_route(
     config: &Config,
     stores: &BTreeMap<String, Arc<dyn Store>>,
     entity: &str,
     ec: &EntityConfig,
 ) -> Result<()> {
-    if let Some(primary) = stores.get(&ec.store) {
-        if !primary.capabilities().records {
-            return Err(config.error(
-                &format!("entities.{entity}.store"),
-                format!(
-                    "store `{}` (kind `{}`) cannot hold entity records; make it the entity's `search.store` and route `store` to a record store",
-                    ec.store,
-                    primary.kind()
-                ),
-            ));
-        }
-    }
     let Some(s) = &ec.search else { return Ok(()) };
     let Some(store) = stores.get(&s.store) else {
         return Err(config.error(

@@ -295,7 +295,7 @@ async fn expired_rows_are_absent_and_purged() {
                 WriteOp::Put {
                     record: note("t", "short"),
                     precondition: Precondition::None,
-                    ttl: Some(Duration::from_millis(50)),
+                    ttl: Some(Duration::from_millis(1500)),
                 },
                 put(note("p", "kept"), Precondition::None),
             ],
@@ -304,7 +304,7 @@ async fn expired_rows_are_absent_and_purged() {
         .await
         .unwrap();
     assert!(body(&store, &e, "t").await.is_some());
-    tokio::time::sleep(Duration::from_millis(120)).await;
+    tokio::time::sleep(Duration::from_millis(1600)).await;
     assert_eq!(body(&store, &e, "t").await, None);
     assert_eq!(store.count(&e, None).await.unwrap(), 1);
     let got = store
