@@ -10,7 +10,9 @@
 //!
 //! - each store: name, kind, location (secrets redacted), whether it
 //!   answered, and its capabilities;
-//! - each route: entity → store, table, TTL and read consistency.
+//! - each route: entity → store, table, TTL and read consistency, plus its
+//!   cache, replica (`read_from`) and search index when it has them;
+//! - each graph, time series and view: its store (or its branches).
 //!
 //! It exits with status 0 when everything is fine. On any error it prints
 //! `error: ...` to stderr — configuration errors name the file, line, column
@@ -90,7 +92,10 @@ fn main() -> ExitCode {
 
 async fn check(path: PathBuf) -> polyrouter::Result<()> {
     let config = Config::from_file(&path)?;
-    let router = polyrouter::Router::builder().config(config).build().await?;
+    let router = polyrouter::Router::builder()
+        .config(config.clone())
+        .build()
+        .await?;
 
     println!("config: {}", path.display());
     println!();
@@ -130,12 +135,61 @@ async fn check(path: PathBuf) -> polyrouter::Result<()> {
             ttl,
             consistency(&route.config.read_consistency())
         );
+        let entity = &route.config;
+        if let Some(cache) = &entity.cache {
+            let ttl = cache
+                .ttl
+                .map_or_else(|| "none".to_string(), |d| duration(d.0));
+            println!("    cache: {}, ttl {ttl}", cache.store);
+        }
+        if let Some(replica) = &entity.read_from {
+            println!("    read_from: {replica}");
+        }
+        if let Some(search) = &entity.search {
+            println!(
+                "    search: {}, fields {}",
+                search.store,
+                search.fields.join(", ")
+            );
+        }
+    }
+    if !config.graphs.is_empty() {
+        println!();
+        println!("graphs ({}):", config.graphs.len());
+        for (name, graph) in &config.graphs {
+            println!("  {name} -> {}", graph.store);
+        }
+    }
+    if !config.timeseries.is_empty() {
+        println!();
+        println!("time series ({}):", config.timeseries.len());
+        for (name, ts) in &config.timeseries {
+            let retention = ts
+                .retention
+                .map_or_else(|| "none".to_string(), |d| duration(d.0));
+            println!(
+                "  {name} -> {}: fields {}, retention {retention}",
+                ts.store,
+                ts.fields.join(", ")
+            );
+        }
+    }
+    if !config.views.is_empty() {
+        println!();
+        println!("views ({}):", config.views.len());
+        for (name, view) in &config.views {
+            let branches: Vec<&str> = view.branches.keys().map(String::as_str).collect();
+            println!("  {name}: branches {}", branches.join(", "));
+        }
     }
     println!();
     println!(
-        "ok: {} store(s) answered, {} route(s) checked",
+        "ok: {} store(s) answered; {} route(s), {} graph(s), {} time series and {} view(s) checked",
         names.len(),
-        routes.len()
+        routes.len(),
+        config.graphs.len(),
+        config.timeseries.len(),
+        config.views.len()
     );
     Ok(())
 }

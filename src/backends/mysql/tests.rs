@@ -468,20 +468,27 @@ async fn a_connection_killed_mid_batch_writes_nothing_and_the_next_call_recovers
         async move { store.write(e, ops, true).await }
     };
     let kill = async {
-        for _ in 0..200 {
+        // The batch's statement shows in the process list of this test's
+        // database while it waits on the row lock (its text is the store's
+        // `SELECT … FOR UPDATE`, a prepared statement: command `Execute`);
+        // the lock holder and this query's own
+        // connection are excluded by id. Polled generously: under a loaded
+        // CI machine the batch may take a while to get there.
+        for _ in 0..1200 {
             let waiting: Vec<i64> = sqlx::query_scalar(
-                // Only this test's database: other tests (and other runs) wait
-                // on locks of their own at the same time.
-                "SELECT CAST(t.trx_mysql_thread_id AS SIGNED) FROM information_schema.INNODB_TRX t \
-                 JOIN information_schema.PROCESSLIST p ON p.ID = t.trx_mysql_thread_id \
-                 WHERE t.trx_state = 'LOCK WAIT' AND t.trx_mysql_thread_id <> ? AND p.DB = ?",
+                "SELECT CAST(ID AS SIGNED) FROM information_schema.PROCESSLIST \
+                 WHERE DB = ? AND COMMAND <> 'Sleep' AND ID <> ? AND ID <> CONNECTION_ID() \
+                 AND INFO LIKE CONCAT('%FOR ', 'UPDATE%')",
             )
-            .bind(own)
             .bind(&db)
+            .bind(own)
             .fetch_all(&killer.inner.pool)
             .await
             .unwrap();
             if let Some(id) = waiting.first() {
+                // Give the statement a moment to be parked on the lock
+                // (it is listed from the moment it starts).
+                tokio::time::sleep(Duration::from_millis(100)).await;
                 sqlx::query(&format!("KILL CONNECTION {id}"))
                     .execute(&killer.inner.pool)
                     .await
