@@ -31,6 +31,7 @@ use crate::query::Filter;
 use crate::store::{EntityInfo, StoreQuery, WriteOp, WriteOutcome};
 use crate::{Capabilities, Error, Key, Record, Result, Store};
 
+mod bulk;
 mod codec;
 mod config;
 mod dialect;
@@ -342,16 +343,75 @@ impl MySqlStore {
             entity: entity.name(),
             deadlock: false,
         };
-        let mut outcomes = Vec::with_capacity(ops.len());
-        for (op, w) in ops.iter().zip(writes) {
-            match write::apply_locked(&mut exec, self.target(entity), t, op, w.clone(), now).await {
-                Ok(o) => outcomes.push(o),
+        let target = self.target(entity);
+        match write::apply_all_locked(&mut exec, target, t, ops, writes.to_vec(), now).await {
+            Ok(outcomes) => {
+                tx.commit().await.map_err(fail)?;
+                Ok(outcomes)
+            }
+            Err(e) => {
+                let deadlock = exec.deadlock;
+                let _ = tx.rollback().await;
+                Err((e, deadlock))
+            }
+        }
+    }
+}
+
+impl MySqlStore {
+    /// One attempt at a bulk put: per chunk, lock every key and read its
+    /// version, then one multi-row upsert; one transaction for all chunks.
+    async fn put_many_once(
+        &self,
+        entity: &EntityInfo,
+        t: &TableSql,
+        chunks: &[bulk::Chunk],
+    ) -> std::result::Result<Vec<WriteOutcome>, (Error, bool)> {
+        let fail = |e: sqlx::Error| {
+            let deadlock = is_deadlock(&e);
+            (self.err(entity, e), deadlock)
+        };
+        let mut tx = self.inner.pool.begin().await.map_err(fail)?;
+        let mut outcomes = Vec::new();
+        for c in chunks {
+            let locked = match bind_all(sqlx::query(&c.lock.sql), c.lock.params.clone())
+                .fetch_all(&mut *tx)
+                .await
+            {
+                Ok(rows) => rows,
                 Err(e) => {
-                    let deadlock = exec.deadlock;
                     let _ = tx.rollback().await;
-                    return Err((e, deadlock));
+                    return Err(fail(e));
+                }
+            };
+            let mut versions = HashMap::with_capacity(locked.len());
+            for r in &locked {
+                let key = column_value(r, 0, t.key_column())
+                    .ok()
+                    .and_then(|v| Key::from_value(&v));
+                match (key, r.try_get::<i64, _>(1)) {
+                    (Some(k), Ok(v)) => {
+                        versions.insert(k, v);
+                    }
+                    _ => {
+                        let _ = tx.rollback().await;
+                        let m = Message("the bulk lock returned an unreadable row".into());
+                        return Err((Error::backend(&self.inner.name, entity.name(), m), false));
+                    }
                 }
             }
+            let new = c.versions(&versions);
+            if let Err(e) = bind_all(sqlx::query(&c.insert), c.params(&new))
+                .execute(&mut *tx)
+                .await
+            {
+                let _ = tx.rollback().await;
+                return Err(fail(e));
+            }
+            outcomes.extend(
+                new.into_iter()
+                    .map(|version| WriteOutcome::Written { version }),
+            );
         }
         tx.commit().await.map_err(fail)?;
         Ok(outcomes)
@@ -538,6 +598,17 @@ impl Store for MySqlStore {
         let t = self.table_sql(entity)?;
         let now = now_micros();
         // Every op is checked and encoded before the database is touched.
+        if write::is_put_many(&ops) {
+            let chunks = bulk::chunks(&t, &ops, now).map_err(|m| self.target(entity).invalid(m))?;
+            let mut attempt = 1;
+            loop {
+                match self.put_many_once(entity, &t, &chunks).await {
+                    Ok(outcomes) => return Ok(outcomes),
+                    Err((_, true)) if attempt < DEADLOCK_ATTEMPTS => attempt += 1,
+                    Err((e, _)) => return Err(e),
+                }
+            }
+        }
         let writes = write::locked_writes(self.target(entity), &t, &ops, now)?;
         // Always all or nothing: one transaction, even for one op (the
         // lock and the write go together).

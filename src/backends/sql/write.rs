@@ -199,6 +199,23 @@ pub async fn apply_locked(
     }
 }
 
+/// Runs every write of a batch in order with [`apply_locked`] inside the
+/// caller's transaction; the first failure stops (the caller rolls back).
+pub async fn apply_all_locked(
+    exec: &mut dyn Exec,
+    target: Target<'_>,
+    t: &TableSql,
+    ops: &[WriteOp],
+    writes: Vec<LockedWrite>,
+    now: i64,
+) -> Result<Vec<WriteOutcome>> {
+    let mut out = Vec::with_capacity(ops.len());
+    for (op, w) in ops.iter().zip(writes) {
+        out.push(apply_locked(exec, target, t, op, w, now).await?);
+    }
+    Ok(out)
+}
+
 /// Whether a batch is only unconditional puts (and more than one op), so
 /// [`TableSql::put_many`] can write it.
 pub fn is_put_many(ops: &[WriteOp]) -> bool {

@@ -23,7 +23,7 @@ use tokio_util::compat::{Compat, TokioAsyncWriteCompatExt};
 
 use crate::backends::sql::{
     self, Message, Param, Select, TableSql, Tables, entity_config_error, now_micros,
-    write::{Exec, Target},
+    write::{self, Exec, Target},
 };
 use crate::config::StoreSpec;
 use crate::query::Filter;
@@ -36,7 +36,6 @@ mod dialect;
 #[cfg(test)]
 mod tests;
 mod tsql;
-mod write;
 
 use codec::{column_value, int_of};
 use config::Address;
@@ -728,7 +727,7 @@ impl Store for SqlServerStore {
         let encoded = if bulk {
             Vec::new()
         } else {
-            write::encode(target, &t, &ops, now)?
+            write::locked_writes(target, &t, &ops, now)?
         };
         let mut conn = self.conn(entity.name()).await?;
         let mut exec = self.inner.exec(&mut conn, entity.name());
@@ -737,8 +736,7 @@ impl Store for SqlServerStore {
         let res = if bulk {
             self.run_merges(&mut exec, &t, &ops, merges).await
         } else {
-            let lock = tsql::lock(&t);
-            write::apply_all(&mut exec, target, &t, &lock, &ops, encoded, now).await
+            write::apply_all_locked(&mut exec, target, &t, &ops, encoded, now).await
         };
         match res {
             Ok(outcomes) => {

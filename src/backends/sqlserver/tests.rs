@@ -14,7 +14,8 @@ use uuid::Uuid;
 
 use super::tsql::{self, CatalogColumn};
 use super::*;
-use crate::backends::sql::{Column, ColumnInfo, Dialect, check_table, write::Exec};
+use crate::backends::sql::write::{self, Exec};
+use crate::backends::sql::{Column, ColumnInfo, Dialect, check_table};
 use crate::config::StoreSpec;
 use crate::entity::{FieldDef, FieldKind, Schema};
 use crate::query::{Direction, Order, field};
@@ -187,7 +188,7 @@ fn point_statements() {
         )
     );
     assert_eq!(
-        tsql::lock(&t),
+        t.lock,
         "SELECT CASE WHEN ([_pr_expires_at] IS NULL OR [_pr_expires_at] > @P1) THEN [_pr_version] ELSE 0 END \
          FROM [s].[items] WITH (UPDLOCK, HOLDLOCK) WHERE [id] = @P2"
     );
@@ -552,10 +553,10 @@ fn injection_strings_are_only_ever_parameters() {
         store: "db",
         entity: "item",
     };
-    let enc = write::encode(target, &t, &ops, NOW).unwrap();
+    let enc = write::locked_writes(target, &t, &ops, NOW).unwrap();
     assert_eq!(enc[0].key, text(evil));
     assert!(enc[0].row.as_ref().unwrap().contains(&text(evil)));
-    for s in [&t.insert, &t.update, &t.get, &tsql::lock(&t)] {
+    for s in [&t.insert, &t.update, &t.get, &t.lock] {
         assert!(!s.contains(evil));
     }
     // Identifiers are quoted with `]` doubled: the field name stays one name.
@@ -618,13 +619,12 @@ async fn run_locked(
         store: "db",
         entity: "item",
     };
-    let enc = write::encode(target, &t, &ops, NOW).unwrap();
+    let enc = write::locked_writes(target, &t, &ops, NOW).unwrap();
     let mut r = Recorder {
         locks: locks.into(),
         calls: Vec::new(),
     };
-    let lock = tsql::lock(&t);
-    let out = write::apply_all(&mut r, target, &t, &lock, &ops, enc, NOW).await;
+    let out = write::apply_all_locked(&mut r, target, &t, &ops, enc, NOW).await;
     (out, r.calls)
 }
 
@@ -655,7 +655,7 @@ fn conflict_actual(e: &Error) -> Option<u64> {
 #[tokio::test]
 async fn put_preconditions() {
     let t = table();
-    let lock = tsql::lock(&t);
+    let lock = t.lock.clone();
     let lock_call = |id: &str| (lock.clone(), vec![Param::Int(NOW), text(id)]);
     let no_ttl = Param::Null(FieldKind::Int);
     let insert = |v: i64| {
@@ -725,7 +725,7 @@ async fn put_with_ttl_binds_the_expiry() {
 #[tokio::test]
 async fn delete_preconditions() {
     let t = table();
-    let lock = tsql::lock(&t);
+    let lock = t.lock.clone();
     let lock_call = (lock.clone(), vec![Param::Int(NOW), text("a")]);
     let delete = (t.delete.clone(), vec![text("a")]);
     let gone = |existed| vec![WriteOutcome::Deleted { existed }];
@@ -805,7 +805,7 @@ async fn mixed_batch_runs_in_order_and_stops_at_the_first_conflict() {
     let t = table();
     let mut bad = rec("x", "v");
     bad.set("n", Value::from("not an int"));
-    let e = write::encode(
+    let e = write::locked_writes(
         Target {
             store: "db",
             entity: "item",

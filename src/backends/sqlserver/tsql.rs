@@ -126,24 +126,6 @@ pub(super) fn column_infos(cols: &[CatalogColumn], pk: &[(String, i64)]) -> Vec<
         .collect()
 }
 
-/// Lock-then-write: the key's live version, 0 when its row expired, no row
-/// when absent; the row (or the key's range) stays locked until the
-/// transaction ends. Binds now, key.
-pub(super) fn lock(t: &TableSql) -> String {
-    let d = &*t.dialect;
-    let v = d.quote(VERSION_COL);
-    let e = d.quote(EXPIRES_COL);
-    let qk = d.quote(t.key_column().name);
-    number(
-        d,
-        &d.lock_row(
-            &format!("CASE WHEN ({e} IS NULL OR {e} > ?) THEN {v} ELSE 0 END"),
-            &t.qtable,
-            &format!("{qk} = ?"),
-        ),
-    )
-}
-
 /// Whether a batch can be one multi-row `MERGE` per chunk: more than one
 /// op, every op an unconditional put, no key twice.
 pub(super) fn bulk_puts(ops: &[WriteOp]) -> bool {
