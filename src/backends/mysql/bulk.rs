@@ -8,8 +8,10 @@
 use std::collections::HashMap;
 
 use crate::Key;
-use crate::backends::sql::{EXPIRES_COL, Param, Select, TableSql, VERSION_COL, number};
-use crate::store::{Precondition, WriteOp};
+use crate::backends::sql::{
+    EXPIRES_COL, Param, Select, TableSql, VERSION_COL, distinct_runs, number,
+};
+use crate::store::WriteOp;
 
 /// MySQL's limit of placeholders per prepared statement is 65 535.
 const MAX_PARAMS: usize = 60_000;
@@ -66,38 +68,14 @@ pub(super) fn chunks(t: &TableSql, ops: &[WriteOp], now: i64) -> Result<Vec<Chun
     let width = t.columns.len() + 2;
     let max_rows = (MAX_PARAMS / width).clamp(1, MAX_ROWS);
     let mut rows = Vec::with_capacity(ops.len());
-    for op in ops {
-        let WriteOp::Put {
-            record,
-            precondition: Precondition::None,
-            ttl,
-        } = op
-        else {
-            return Err("put_many takes only puts without a precondition".into());
-        };
-        let key = t.key(&record.key)?;
-        let mut row = t.row(record)?;
-        row.push(TableSql::expires(now, *ttl));
-        rows.push((record.key.clone(), key, row));
+    for (key, row) in t.bulk_rows(ops, now)? {
+        let bound = t.key(&key)?;
+        rows.push((key, bound, row));
     }
-    let mut out = Vec::new();
-    let mut start = 0;
-    let mut seen = std::collections::HashSet::new();
-    for i in 0..=rows.len() {
-        let full = i - start == max_rows;
-        let repeat = i < rows.len() && seen.contains(&rows[i].0);
-        if i == rows.len() || full || repeat {
-            if i > start {
-                out.push(chunk(t, &rows[start..i], now));
-            }
-            start = i;
-            seen.clear();
-        }
-        if i < rows.len() {
-            seen.insert(rows[i].0.clone());
-        }
-    }
-    Ok(out)
+    Ok(distinct_runs(rows.iter().map(|(k, _, _)| k), max_rows)
+        .into_iter()
+        .map(|run| chunk(t, &rows[run], now))
+        .collect())
 }
 
 fn chunk(t: &TableSql, rows: &[(Key, Param, Vec<Param>)], now: i64) -> Chunk {

@@ -114,5 +114,5 @@ pub use pool::{SslMode, check_pool_options};
 pub use support::{Message, Tables, entity_config_error, now_micros, purge, spawn_purge};
 pub use table::{
     BulkPut, Column, EXPIRES_COL, Expect, LockedWrite, PURGE_CHUNK, RESERVED_PREFIX, Select,
-    TableSql, VERSION_COL, WriteStmt,
+    TableSql, VERSION_COL, WriteStmt, distinct_runs,
 };

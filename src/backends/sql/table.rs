@@ -505,7 +505,17 @@ impl TableSql {
             BulkUpsert::Unnest { rows } => rows.max(1),
             BulkUpsert::Values { max_params } => ((max_params.saturating_sub(1)) / width).max(1),
         };
-        // Encode everything first: bad input fails before the database.
+        let rows = self.bulk_rows(ops, now)?;
+        Ok(distinct_runs(rows.iter().map(|(k, _)| k), max_rows)
+            .into_iter()
+            .map(|run| self.bulk_statement(bulk, &rows[run], now))
+            .collect())
+    }
+
+    /// The rows of a batch of unconditional puts, encoded before the
+    /// database is touched: each key with its column values followed by its
+    /// expiry.
+    pub fn bulk_rows(&self, ops: &[WriteOp], now: i64) -> Result<Vec<(Key, Vec<Param>)>, String> {
         let mut rows = Vec::with_capacity(ops.len());
         for op in ops {
             let WriteOp::Put {
@@ -520,24 +530,7 @@ impl TableSql {
             row.push(Self::expires(now, *ttl));
             rows.push((record.key.clone(), row));
         }
-        let mut out = Vec::new();
-        let mut start = 0;
-        let mut seen = std::collections::HashSet::new();
-        for i in 0..=rows.len() {
-            let full = i - start == max_rows;
-            let repeat = i < rows.len() && seen.contains(&rows[i].0);
-            if i == rows.len() || full || repeat {
-                if i > start {
-                    out.push(self.bulk_statement(bulk, &rows[start..i], now));
-                }
-                start = i;
-                seen.clear();
-            }
-            if i < rows.len() {
-                seen.insert(rows[i].0.clone());
-            }
-        }
-        Ok(out)
+        Ok(rows)
     }
 
     fn bulk_statement(&self, bulk: BulkUpsert, rows: &[(Key, Vec<Param>)], now: i64) -> BulkPut {
@@ -740,4 +733,38 @@ impl TableSql {
 /// A precondition's version as bound. Versions start at 1: -1 never matches.
 pub(super) fn version_param(v: u64) -> Param {
     Param::Int(i64::try_from(v).unwrap_or(-1))
+}
+
+/// Splits a sequence of keys into consecutive runs of at most `max` keys in
+/// which no key repeats (a repeated key starts a new run), so each run can
+/// be one multi-row statement.
+///
+/// ```
+/// use polyrouter::Key;
+/// use polyrouter::backends::sql::distinct_runs;
+/// let keys: Vec<Key> = ["a", "b", "a", "c", "d"].into_iter().map(Key::from).collect();
+/// assert_eq!(distinct_runs(keys.iter(), 2), vec![0..2, 2..4, 4..5]);
+/// ```
+pub fn distinct_runs<'k>(
+    keys: impl IntoIterator<Item = &'k Key>,
+    max: usize,
+) -> Vec<std::ops::Range<usize>> {
+    let max = max.max(1);
+    let mut out = Vec::new();
+    let mut start = 0;
+    let mut seen = std::collections::HashSet::new();
+    let mut n = 0;
+    for (i, k) in keys.into_iter().enumerate() {
+        if i - start == max || seen.contains(k) {
+            out.push(start..i);
+            start = i;
+            seen.clear();
+        }
+        seen.insert(k);
+        n = i + 1;
+    }
+    if n > start {
+        out.push(start..n);
+    }
+    out
 }
