@@ -5,7 +5,7 @@ use async_trait::async_trait;
 use serde_json::Value as Json;
 
 use crate::config::Consistency;
-use crate::router::Session;
+use crate::router::{SearchQuery, Session};
 use crate::{Entity, Error, Key, KeyKind, Query, Repo, Result, Schema};
 
 /// Reads of one entity without its Rust type, as JSON.
@@ -16,6 +16,8 @@ pub(crate) trait DynRepo: Send + Sync + std::fmt::Debug + 'static {
     async fn get_json(&self, key: Key, ctx: &ReadCtx) -> Result<Json>;
     async fn get_many_json(&self, keys: Vec<Key>, ctx: &ReadCtx) -> Result<Vec<Json>>;
     async fn query_json(&self, q: Query) -> Result<Json>;
+    /// One page of the entity's search index: ranked keys with scores.
+    async fn search_hits(&self, q: SearchQuery) -> Result<Vec<(Key, f64)>>;
 }
 
 /// Session and level applied to every branch of one aggregate call.
@@ -81,6 +83,14 @@ impl<T: Entity> DynRepo for Repo<T> {
             .map(|v| json(self.store_name(), v))
             .collect::<Result<Vec<_>>>()?;
         Ok(Json::Array(items))
+    }
+    async fn search_hits(&self, q: SearchQuery) -> Result<Vec<(Key, f64)>> {
+        let page = self.search_keys(q).await?;
+        Ok(page
+            .hits
+            .into_iter()
+            .map(|h| (h.key, f64::from(h.score)))
+            .collect())
     }
 }
 

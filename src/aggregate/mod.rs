@@ -3,6 +3,15 @@
 //! whole call, and a result per branch that is a value or the named store
 //! that failed and why.
 //!
+//! Branch kinds ([`Aggregate`]): point reads (`get`, `get_many`), queries
+//! (`query`), joins without N+1 (`join`: one `get_many` per branch),
+//! full-text search hydrated from the primary store (`search`), ranked ids
+//! from any source hydrated the same way (`hydrate`), graph reads —
+//! neighbours, mutual connections, friends of friends, degrees — as ids
+//! (`graph`) or as entity records with one `get_many` (`graph_records`),
+//! and any future (`branch`). `[views.NAME]` declares the same branches in
+//! TOML ([`Router::view`]).
+//!
 //! ```
 //! # tokio::runtime::Runtime::new().unwrap().block_on(async {
 //! use std::time::Duration;
@@ -44,6 +53,7 @@
 //! ```
 
 mod dynrepo;
+mod graph;
 mod hydrate;
 mod view;
 
@@ -59,10 +69,11 @@ use serde_json::Value as Json;
 
 pub(crate) use dynrepo::DynRepo;
 use dynrepo::{ReadCtx, json_key};
+pub use graph::{GraphOp, GraphRead, Recommended};
 pub use hydrate::{Hydrated, Scored, hydrate};
 
 use crate::config::Consistency;
-use crate::router::Session;
+use crate::router::{SearchQuery, Session};
 use crate::{Entity, Error, Key, Query, Result, Router};
 
 /// The default deadline of the whole call when none is set.
@@ -90,6 +101,9 @@ struct Branch {
     needs: Option<String>,
     required: bool,
     deadline: Option<Duration>,
+    /// Branches that read two stores (search then primary, graph then
+    /// primary) report the store their error names, not only `store`.
+    store_from_error: bool,
     run: Run,
 }
 
@@ -165,7 +179,8 @@ impl Aggregated {
 
     /// A branch's value as `V`: an entity for `get` (or `Option<E>`),
     /// `Vec<E>` for `query` and `join`, `Vec<Option<E>>` for `get_many`,
-    /// `Vec<Scored<E>>` for `hydrate`. A failed branch is the error naming
+    /// `Vec<Scored<E>>` for `hydrate` and `search`; for graph branches see
+    /// [`GraphRead`]. A failed branch is the error naming
     /// its store; an unknown branch or a type mismatch is `InvalidInput`.
     ///
     /// ```
@@ -338,10 +353,25 @@ impl Aggregate {
         + Send
         + 'static,
     ) -> Self {
+        let store = self.store_of(T::schema().name);
+        self.typed_at::<T>(name, store, false, needs, run)
+    }
+
+    /// A branch over `T`'s repository that reports `store` when it fails
+    /// (and, with `store_from_error`, the store its error names).
+    fn typed_at<T: Entity>(
+        self,
+        name: &str,
+        store: String,
+        store_from_error: bool,
+        needs: Option<String>,
+        run: impl FnOnce(Arc<dyn DynRepo>, ReadCtx, Inputs) -> BoxFuture<'static, Result<Produced>>
+        + Send
+        + 'static,
+    ) -> Self {
         let router = self.router.clone();
         let ctx = self.ctx.clone();
         let entity = T::schema().name;
-        let store = self.store_of(entity);
         let run: Run = Box::new(move |inputs| {
             Box::pin(async move {
                 let repo: Arc<dyn DynRepo> = Arc::new(router.repo::<T>().await?);
@@ -355,6 +385,7 @@ impl Aggregate {
             needs,
             required: false,
             deadline: None,
+            store_from_error,
             run,
         })
     }
@@ -473,30 +504,47 @@ impl Aggregate {
         name: &str,
         hits: impl IntoIterator<Item = (impl Into<Key>, f64)>,
     ) -> Self {
-        let mut seen = HashSet::new();
-        let hits: Vec<(Key, f64)> = hits
-            .into_iter()
-            .map(|(k, s)| (k.into(), s))
-            .filter(|(k, _)| seen.insert(k.clone()))
-            .collect();
+        let hits: Vec<(Key, f64)> = hits.into_iter().map(|(k, s)| (k.into(), s)).collect();
         self.typed::<T>(name, None, move |repo, ctx, _| {
-            Box::pin(async move {
-                let keys: Vec<Key> = hits.iter().map(|(k, _)| k.clone()).collect();
-                let found = repo.get_many_json(keys, &ctx).await?;
-                let mut dropped = 0;
-                let mut out = Vec::new();
-                for ((k, score), item) in hits.into_iter().zip(found) {
-                    if item.is_null() {
-                        dropped += 1;
-                    } else {
-                        out.push(serde_json::json!({"id": k.to_value_json(), "score": score, "item": item}));
-                    }
+            Box::pin(async move { hydrate_json(&*repo, &ctx, hits).await })
+        })
+    }
+
+    /// Full-text search as a branch: `q` runs on `T`'s search index
+    /// (`search = { store, fields, ... }` on the entity), then the hits are
+    /// read from the primary store with **one** `get_many`, as
+    /// [`hydrate`](Aggregate::hydrate) does: rank order kept, hits whose
+    /// record is gone dropped and counted in [`BranchResult::dropped`].
+    /// The value is `[{id, score, item}]` (read it as `Vec<Scored<T>>`).
+    /// A failure names the store that failed: the search store or the
+    /// primary. An entity without a search index makes
+    /// [`run`](Aggregate::run) fail with [`Error::Unsupported`].
+    ///
+    /// ```no_run
+    /// # async fn f(r: polyrouter::Router) -> polyrouter::Result<()> {
+    /// use polyrouter::{aggregate::Scored, router::SearchQuery};
+    /// let out = r.aggregate()
+    ///     .search::<P>("results", SearchQuery::new("desk lamp").limit(10))
+    ///     .run().await?;
+    /// let hits: Vec<Scored<P>> = out.value("results")?;
+    /// println!("{} shown, {} gone", hits.len(), out.branch("results").unwrap().dropped);
+    /// # Ok(()) }
+    /// # #[derive(polyrouter::Entity, serde::Serialize, serde::Deserialize)] struct P { id: String }
+    /// ```
+    pub fn search<T: Entity>(mut self, name: &str, q: SearchQuery) -> Self {
+        let entity = T::schema().name;
+        let store = match self.router.route(entity) {
+            Some(r) => match &r.config.search {
+                Some(s) => s.store.clone(),
+                None => {
+                    self.error.get_or_insert(no_search_index(&r.store, entity));
+                    r.store.clone()
                 }
-                Ok(Produced {
-                    value: Json::Array(out),
-                    dropped,
-                })
-            })
+            },
+            None => String::new(),
+        };
+        self.typed_at::<T>(name, store, true, None, move |repo, ctx, _| {
+            Box::pin(async move { search_json(&*repo, &ctx, q).await })
         })
     }
 
@@ -533,6 +581,7 @@ impl Aggregate {
             needs: None,
             required: false,
             deadline: None,
+            store_from_error: false,
             run,
         })
     }
@@ -651,6 +700,7 @@ async fn run_branches(branches: Vec<Branch>, timeout: Duration) -> Result<Aggreg
                     timed_out,
                     message,
                 };
+                let store_from_error = b.store_from_error;
                 let outcome = match source {
                     Some(Err(f)) => Err(fail(
                         f.timed_out,
@@ -665,7 +715,16 @@ async fn run_branches(branches: Vec<Branch>, timeout: Duration) -> Result<Aggreg
                         };
                         match tokio::time::timeout(limit, (b.run)(inputs)).await {
                             Ok(Ok(p)) => Ok(p),
-                            Ok(Err(e)) => Err(fail(e.is_transient(), e.to_string())),
+                            Ok(Err(e)) => {
+                                let mut f = fail(e.is_transient(), e.to_string());
+                                match e.store() {
+                                    Some(s) if store_from_error && !s.is_empty() => {
+                                        f.store = s.to_string();
+                                    }
+                                    _ => {}
+                                }
+                                Err(f)
+                            }
                             Err(_) => Err(fail(
                                 true,
                                 format!("no answer within the deadline of {limit:?}"),
@@ -742,6 +801,12 @@ async fn join_values(
             }
         }
     }
+    records_json(repo, ctx, keys).await
+}
+
+/// The records of `keys` with one `get_many`, in the keys' order; keys
+/// whose record is gone are dropped and counted.
+async fn records_json(repo: &dyn DynRepo, ctx: &ReadCtx, keys: Vec<Key>) -> Result<Produced> {
     if keys.is_empty() {
         return Ok(Produced {
             value: Json::Array(Vec::new()),
@@ -754,6 +819,60 @@ async fn join_values(
         value: Json::Array(found.into_iter().filter(|v| !v.is_null()).collect()),
         dropped,
     })
+}
+
+/// Hydration of ranked ids: one `get_many`, `[{id, score, item}]` in the
+/// hits' order, ids whose record is gone dropped and counted. Duplicate
+/// ids keep their first rank.
+async fn hydrate_json(
+    repo: &dyn DynRepo,
+    ctx: &ReadCtx,
+    hits: Vec<(Key, f64)>,
+) -> Result<Produced> {
+    let mut seen = HashSet::new();
+    let hits: Vec<(Key, f64)> = hits
+        .into_iter()
+        .filter(|(k, _)| seen.insert(k.clone()))
+        .collect();
+    if hits.is_empty() {
+        return Ok(Produced {
+            value: Json::Array(Vec::new()),
+            dropped: 0,
+        });
+    }
+    let keys: Vec<Key> = hits.iter().map(|(k, _)| k.clone()).collect();
+    let found = repo.get_many_json(keys, ctx).await?;
+    let mut dropped = 0;
+    let mut out = Vec::new();
+    for ((k, score), item) in hits.into_iter().zip(found) {
+        if item.is_null() {
+            dropped += 1;
+        } else {
+            out.push(serde_json::json!({"id": k.to_value_json(), "score": score, "item": item}));
+        }
+    }
+    Ok(Produced {
+        value: Json::Array(out),
+        dropped,
+    })
+}
+
+/// Search-then-hydrate: the entity's search index ranks, the primary
+/// store supplies the records.
+async fn search_json(repo: &dyn DynRepo, ctx: &ReadCtx, q: SearchQuery) -> Result<Produced> {
+    let hits = repo.search_hits(q).await?;
+    hydrate_json(repo, ctx, hits).await
+}
+
+/// The error for a search branch over an entity without a search index.
+fn no_search_index(store: &str, entity: &str) -> Error {
+    Error::unsupported(
+        store,
+        entity,
+        format!(
+            "search (entity `{entity}` has no search index; add `search = {{ store = \"...\", fields = [...] }}` to [entities.{entity}])"
+        ),
+    )
 }
 
 trait KeyJson {

@@ -7,9 +7,14 @@ use serde::Serialize;
 use serde_json::Value as Json;
 
 use super::dynrepo::json_key;
-use super::{Aggregate, Aggregated, Branch, DynRepo, Inputs, Produced, Run, join_values};
-use crate::config::{ViewBranch, ViewConfig};
-use crate::query::field;
+use super::graph::{GraphOp, GraphRead, graph_run};
+use super::{
+    Aggregate, Aggregated, Branch, DynRepo, Inputs, Produced, Run, join_values, search_json,
+};
+use crate::config::{ViewBranch, ViewConfig, ViewDirection, ViewGraph, ViewGraphOp, ViewSearch};
+use crate::query::{Filter, field};
+use crate::router::SearchQuery;
+use crate::store::graph::EdgeDirection;
 use crate::{Error, FieldKind, Query, Result, Router, Schema, Value};
 
 fn bad(view: &str, msg: impl std::fmt::Display) -> Error {
@@ -46,15 +51,17 @@ fn json_value(kind: FieldKind, j: &Json) -> Option<Value> {
     })
 }
 
-fn query_for(
+/// Equality filters (field → `"$param"` or a literal) as one filter,
+/// each value converted to its field's kind.
+fn eq_filter<'a>(
     view: &str,
     name: &str,
     schema: &Schema,
-    b: &ViewBranch,
+    filter: impl IntoIterator<Item = (&'a String, &'a toml::Value)>,
     params: &serde_json::Map<String, Json>,
-) -> Result<Query> {
-    let mut q = Query::new();
-    for (f, v) in b.filter.iter().flatten() {
+) -> Result<Option<Filter>> {
+    let mut out: Option<Filter> = None;
+    for (f, v) in filter {
         let def = schema.field(f).ok_or_else(|| {
             bad(
                 view,
@@ -75,11 +82,23 @@ fn query_for(
             )
         })?;
         let cond = field(f.clone()).eq(value);
-        q.filter = Some(match q.filter.take() {
+        out = Some(match out.take() {
             Some(prev) => prev.and(cond),
             None => cond,
         });
     }
+    Ok(out)
+}
+
+fn query_for(
+    view: &str,
+    name: &str,
+    schema: &Schema,
+    b: &ViewBranch,
+    params: &serde_json::Map<String, Json>,
+) -> Result<Query> {
+    let mut q = Query::new();
+    q.filter = eq_filter(view, name, schema, b.filter.iter().flatten(), params)?;
     if let Some(o) = &b.order_by {
         q = match o.strip_prefix('-') {
             Some(desc) => q.order_by_desc(desc),
@@ -90,6 +109,66 @@ fn query_for(
         q = q.limit(l);
     }
     Ok(q)
+}
+
+fn search_for(
+    view: &str,
+    name: &str,
+    schema: &Schema,
+    s: &ViewSearch,
+    params: &serde_json::Map<String, Json>,
+) -> Result<SearchQuery> {
+    let text = match &s.text {
+        None => String::new(),
+        Some(t) => match resolve(view, t, params)? {
+            Json::String(t) => t,
+            Json::Null => String::new(),
+            other => {
+                return Err(bad(
+                    view,
+                    format!("branch `{name}`: the search text must be a string, not {other}"),
+                ));
+            }
+        },
+    };
+    let mut q = SearchQuery::new(text);
+    q.filter = eq_filter(view, name, schema, s.filter.iter().flatten(), params)?;
+    q.limit = s.limit;
+    Ok(q)
+}
+
+fn graph_read(
+    view: &str,
+    name: &str,
+    g: &ViewGraph,
+    params: &serde_json::Map<String, Json>,
+) -> Result<GraphRead> {
+    let vertex = match resolve(view, &g.vertex, params)? {
+        Json::String(s) => s,
+        Json::Number(n) if n.is_i64() || n.is_u64() => n.to_string(),
+        other => {
+            return Err(bad(
+                view,
+                format!("branch `{name}`: the graph vertex must be a string id, not {other}"),
+            ));
+        }
+    };
+    let op = match g.op {
+        ViewGraphOp::Out => GraphOp::Neighbours(EdgeDirection::Out),
+        ViewGraphOp::In => GraphOp::Neighbours(EdgeDirection::In),
+        ViewGraphOp::Mutual => GraphOp::Mutual,
+        ViewGraphOp::Recommend => GraphOp::Recommend,
+        ViewGraphOp::Degree => GraphOp::Degree(match g.direction.unwrap_or_default() {
+            ViewDirection::Out => EdgeDirection::Out,
+            ViewDirection::In => EdgeDirection::In,
+        }),
+    };
+    Ok(GraphRead {
+        op,
+        vertex,
+        label: g.label.clone(),
+        limit: g.limit.map(|l| l as usize),
+    })
 }
 
 impl Router {
@@ -182,62 +261,101 @@ impl Router {
         }
         for n in order {
             let b = &def.branches[n];
-            let repo: Arc<dyn DynRepo> = self.dyn_repo(&b.entity).ok_or_else(|| {
-                bad(
-                    view,
-                    format!(
-                        "entity `{}` is not bound to a Rust type yet; call router.repo::<T>() or RouterBuilder::entity::<T>() first",
-                        b.entity
-                    ),
-                )
-            })?;
-            let schema = repo.schema();
-            let ctx = agg.ctx.clone();
-            let run: Run = if let Some(g) = &b.get {
-                let j = resolve(view, g, params)?;
-                let key = json_key(schema.key_kind, &j).ok_or_else(|| {
+            let repo: Option<Arc<dyn DynRepo>> = if b.entity.is_empty() {
+                None
+            } else {
+                Some(self.dyn_repo(&b.entity).ok_or_else(|| {
                     bad(
                         view,
                         format!(
-                            "branch `{n}`: {j} is not a {:?} key of `{}`",
-                            schema.key_kind, schema.name
+                            "entity `{}` is not bound to a Rust type yet; call router.repo::<T>() or RouterBuilder::entity::<T>() first",
+                            b.entity
                         ),
                     )
-                })?;
-                Box::new(move |_: Inputs| {
-                    Box::pin(async move {
-                        Ok(Produced {
-                            value: repo.get_json(key, &ctx).await?,
-                            dropped: 0,
-                        })
-                    })
-                })
-            } else if let Some(j) = &b.join {
-                let (field, from) = (j.field.clone(), j.from.clone());
-                Box::new(move |inputs: Inputs| {
-                    Box::pin(async move {
-                        let source = inputs.source.unwrap_or_default();
-                        join_values(&*repo, &ctx, &source, &field, &from).await
-                    })
-                })
+                })?)
+            };
+            let ctx = agg.ctx.clone();
+            let mut store = repo_store(self, &b.entity);
+            let mut store_from_error = false;
+            let run: Run = if let Some(g) = &b.graph {
+                let graph = self.graph(&g.name)?;
+                let read = graph_read(view, n, g, params)?;
+                if repo.is_some() && matches!(read.op, GraphOp::Degree(_)) {
+                    return Err(bad(
+                        view,
+                        format!("branch `{n}`: a degree cannot be read as records"),
+                    ));
+                }
+                let limit = read
+                    .limit
+                    .unwrap_or(self.config().router.page_size as usize);
+                store = graph.info().store.clone();
+                store_from_error = true;
+                graph_run(graph, read, limit, repo.map(|r| (r, ctx)))
             } else {
-                let q = query_for(view, n, schema, b, params)?;
-                Box::new(move |_: Inputs| {
-                    Box::pin(async move {
-                        Ok(Produced {
-                            value: repo.query_json(q).await?,
-                            dropped: 0,
+                let repo = repo.ok_or_else(|| {
+                    bad(
+                        view,
+                        format!("branch `{n}` needs `entity`, the entity it reads"),
+                    )
+                })?;
+                let schema = repo.schema();
+                if let Some(g) = &b.get {
+                    let j = resolve(view, g, params)?;
+                    let key = json_key(schema.key_kind, &j).ok_or_else(|| {
+                        bad(
+                            view,
+                            format!(
+                                "branch `{n}`: {j} is not a {:?} key of `{}`",
+                                schema.key_kind, schema.name
+                            ),
+                        )
+                    })?;
+                    Box::new(move |_: Inputs| {
+                        Box::pin(async move {
+                            Ok(Produced {
+                                value: repo.get_json(key, &ctx).await?,
+                                dropped: 0,
+                            })
                         })
                     })
-                })
+                } else if let Some(j) = &b.join {
+                    let (field, from) = (j.field.clone(), j.from.clone());
+                    Box::new(move |inputs: Inputs| {
+                        Box::pin(async move {
+                            let source = inputs.source.unwrap_or_default();
+                            join_values(&*repo, &ctx, &source, &field, &from).await
+                        })
+                    })
+                } else if let Some(s) = &b.search {
+                    let q = search_for(view, n, schema, s, params)?;
+                    if let Some(sc) = self.route(&b.entity).and_then(|r| r.config.search.as_ref()) {
+                        store = sc.store.clone();
+                    }
+                    store_from_error = true;
+                    Box::new(move |_: Inputs| {
+                        Box::pin(async move { search_json(&*repo, &ctx, q).await })
+                    })
+                } else {
+                    let q = query_for(view, n, schema, b, params)?;
+                    Box::new(move |_: Inputs| {
+                        Box::pin(async move {
+                            Ok(Produced {
+                                value: repo.query_json(q).await?,
+                                dropped: 0,
+                            })
+                        })
+                    })
+                }
             };
             agg = agg.push(Branch {
                 name: n.clone(),
-                store: repo_store(self, &b.entity),
+                store,
                 entity: b.entity.clone(),
                 needs: b.join.as_ref().map(|j| j.from.clone()),
                 required: b.required,
                 deadline: b.deadline.map(|d| d.0),
+                store_from_error,
                 run,
             });
         }

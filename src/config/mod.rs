@@ -44,7 +44,9 @@ mod view;
 pub use duration::ConfigDuration;
 pub use secret::{Secret, is_secret_key, redact_url};
 pub use timeseries::TimeSeriesConfig;
-pub use view::{JoinConfig, ViewBranch, ViewConfig};
+pub use view::{
+    JoinConfig, ViewBranch, ViewConfig, ViewDirection, ViewGraph, ViewGraphOp, ViewSearch,
+};
 
 /// A whole configuration file, validated.
 ///
@@ -714,7 +716,7 @@ impl Config {
             }
         }
         for (name, v) in &self.views {
-            if let Err((keys, msg)) = v.check(&self.entities) {
+            if let Err((keys, msg)) = v.check(&self.entities, &self.graphs) {
                 let mut path = vec!["views", name.as_str()];
                 path.extend(keys.iter().map(String::as_str));
                 return Err(err(&path, msg));

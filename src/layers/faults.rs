@@ -6,12 +6,16 @@ use std::time::Duration;
 use async_trait::async_trait;
 
 use crate::query::Filter;
+use crate::store::graph::{
+    Edge, EdgeDirection, GraphInfo, GraphStore, NeighbourPage, Properties, Recommendation, Vertex,
+};
 use crate::store::{EntityInfo, StoreQuery, WriteOp, WriteOutcome};
 use crate::{Capabilities, Error, Key, Record, Result, Store};
 
 /// Wraps a store; [`set_down`](Faults::set_down) makes every call fail with
 /// the transient [`Error::Unavailable`], [`set_delay`](Faults::set_delay)
-/// makes every call wait first. For tests and chaos drills.
+/// makes every call wait first — record calls and graph calls
+/// ([`Store::as_graph`] returns the wrapper itself). For tests and chaos drills.
 ///
 /// ```
 /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
@@ -145,8 +149,9 @@ impl<S: Store> Store for Faults<S> {
     fn as_kv(&self) -> Option<&dyn crate::store::kv::KvStore> {
         self.inner.as_kv()
     }
-    fn as_graph(&self) -> Option<&dyn crate::store::graph::GraphStore> {
-        self.inner.as_graph()
+    fn as_graph(&self) -> Option<&dyn GraphStore> {
+        // Graph calls go through the wrapper, so they fail and wait too.
+        self.inner.as_graph().map(|_| self as &dyn GraphStore)
     }
     fn as_time_series(&self) -> Option<&dyn crate::store::timeseries::TimeSeriesStore> {
         self.inner.as_time_series()
@@ -156,5 +161,125 @@ impl<S: Store> Store for Faults<S> {
     }
     fn as_search(&self) -> Option<&dyn crate::store::search::SearchStore> {
         self.inner.as_search()
+    }
+}
+
+impl<S: Store> Faults<S> {
+    fn graph_api(&self) -> &dyn GraphStore {
+        self.inner
+            .as_graph()
+            .expect("Faults::as_graph returns the wrapper only when the inner store has graphs")
+    }
+}
+
+#[async_trait]
+impl<S: Store> GraphStore for Faults<S> {
+    async fn ensure_graph(&self, graph: &GraphInfo) -> Result<()> {
+        self.graph_api().ensure_graph(graph).await
+    }
+    async fn add_vertex(&self, graph: &GraphInfo, vertex: &Vertex) -> Result<()> {
+        self.enter(&graph.entity()).await?;
+        self.graph_api().add_vertex(graph, vertex).await
+    }
+    async fn update_vertex(
+        &self,
+        graph: &GraphInfo,
+        id: &str,
+        properties: &Properties,
+    ) -> Result<()> {
+        self.enter(&graph.entity()).await?;
+        self.graph_api().update_vertex(graph, id, properties).await
+    }
+    async fn get_vertex(&self, graph: &GraphInfo, id: &str) -> Result<Option<Vertex>> {
+        self.enter(&graph.entity()).await?;
+        self.graph_api().get_vertex(graph, id).await
+    }
+    async fn remove_vertex(&self, graph: &GraphInfo, id: &str) -> Result<bool> {
+        self.enter(&graph.entity()).await?;
+        self.graph_api().remove_vertex(graph, id).await
+    }
+    async fn link(&self, graph: &GraphInfo, edge: &Edge) -> Result<bool> {
+        self.enter(&graph.entity()).await?;
+        self.graph_api().link(graph, edge).await
+    }
+    async fn link_many(&self, graph: &GraphInfo, edges: &[Edge]) -> Result<u64> {
+        self.enter(&graph.entity()).await?;
+        self.graph_api().link_many(graph, edges).await
+    }
+    async fn unlink(&self, graph: &GraphInfo, src: &str, label: &str, dst: &str) -> Result<bool> {
+        self.enter(&graph.entity()).await?;
+        self.graph_api().unlink(graph, src, label, dst).await
+    }
+    async fn get_edge(
+        &self,
+        graph: &GraphInfo,
+        src: &str,
+        label: &str,
+        dst: &str,
+    ) -> Result<Option<Edge>> {
+        self.enter(&graph.entity()).await?;
+        self.graph_api().get_edge(graph, src, label, dst).await
+    }
+    async fn neighbours(
+        &self,
+        graph: &GraphInfo,
+        id: &str,
+        label: &str,
+        direction: EdgeDirection,
+        limit: usize,
+        after: Option<&str>,
+    ) -> Result<NeighbourPage> {
+        self.enter(&graph.entity()).await?;
+        self.graph_api()
+            .neighbours(graph, id, label, direction, limit, after)
+            .await
+    }
+    async fn degree(
+        &self,
+        graph: &GraphInfo,
+        id: &str,
+        label: &str,
+        direction: EdgeDirection,
+    ) -> Result<u64> {
+        self.enter(&graph.entity()).await?;
+        self.graph_api().degree(graph, id, label, direction).await
+    }
+    async fn mutual(&self, graph: &GraphInfo, id: &str, label: &str) -> Result<Vec<String>> {
+        self.enter(&graph.entity()).await?;
+        self.graph_api().mutual(graph, id, label).await
+    }
+    async fn common(
+        &self,
+        graph: &GraphInfo,
+        a: &str,
+        b: &str,
+        label: &str,
+        direction: EdgeDirection,
+    ) -> Result<Vec<String>> {
+        self.enter(&graph.entity()).await?;
+        self.graph_api().common(graph, a, b, label, direction).await
+    }
+    async fn recommend(
+        &self,
+        graph: &GraphInfo,
+        id: &str,
+        label: &str,
+        limit: usize,
+    ) -> Result<Vec<Recommendation>> {
+        self.enter(&graph.entity()).await?;
+        self.graph_api().recommend(graph, id, label, limit).await
+    }
+    async fn shortest_path(
+        &self,
+        graph: &GraphInfo,
+        from: &str,
+        to: &str,
+        label: &str,
+        max_depth: usize,
+    ) -> Result<Option<Vec<String>>> {
+        self.enter(&graph.entity()).await?;
+        self.graph_api()
+            .shortest_path(graph, from, to, label, max_depth)
+            .await
     }
 }

@@ -637,7 +637,7 @@ impl RouterBuilder {
             routes.insert(entity.clone(), route);
         }
         for (name, v) in &config.views {
-            if let Err((keys, msg)) = v.check(&config.entities) {
+            if let Err((keys, msg)) = v.check(&config.entities, &config.graphs) {
                 let path = format!("views.{name}.{}", keys.join("."));
                 return Err(config.error(&path, msg));
             }
