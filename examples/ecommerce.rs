@@ -3,9 +3,11 @@
 //! ```text
 //! cargo run --example ecommerce                                   # embedded, zero servers
 //! cargo run --features postgres,redis --example ecommerce -- examples/ecommerce-servers.toml
+//! cargo run --features cosmos,postgres,redis --example ecommerce -- examples/ecommerce-azure.toml   # catalog in Cosmos DB
 //! ```
 //!
-//! - users and orders in SQL; the product catalog in a document store;
+//! - users and orders in SQL; the product catalog in a document store
+//!   (Cosmos DB with `ecommerce-azure.toml`, SQL standing in otherwise);
 //!   sessions in a key-value store with a 30-minute TTL;
 //! - users cached for an hour (cache-aside, invalidated on every write) and
 //!   read at `read_your_writes`: a session token carried like a cookie makes

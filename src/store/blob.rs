@@ -18,6 +18,7 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
+use std::time::Duration;
 
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -404,6 +405,40 @@ pub trait BlobStore: Send + Sync {
     /// `from` is absent.
     async fn copy(&self, from: &str, to: &str) -> Result<BlobMeta>;
 
+    /// A URL that lets whoever holds it read (HTTP `GET`) this one blob —
+    /// and nothing else — until `expires_in` from now: for handing an image
+    /// to a browser or another service without proxying its bytes.
+    ///
+    /// Signing is local: no request is sent and the blob need not exist
+    /// yet (a URL for a missing blob answers `404`). `expires_in` must be
+    /// between 1 second and [`MAX_SIGNED_URL_EXPIRY`] (7 days), else
+    /// [`Error::InvalidInput`]. Stores that cannot sign URLs — `fs` and
+    /// `memory`, which have no HTTP endpoint, and `azblob` configured with
+    /// a SAS token instead of an account key — return
+    /// [`Error::Unsupported`] naming the store. The default implementation
+    /// returns `Unsupported` too, without a store name: implementors
+    /// override it, to sign or to name themselves (as `fs` and `memory` do).
+    /// Anyone with the URL can read the blob until it expires: treat it as
+    /// a bearer credential (do not log it).
+    ///
+    /// ```
+    /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+    /// use std::time::Duration;
+    /// use polyrouter::store::blob::BlobStore;
+    /// let s = polyrouter::backends::memory::MemoryStore::new("images");
+    /// let e = s.signed_url("a.png", Duration::from_secs(600)).await.unwrap_err();
+    /// assert!(matches!(e, polyrouter::Error::Unsupported { .. }), "{e}");
+    /// assert!(e.to_string().contains("store `images`"), "{e}");
+    /// # });
+    /// ```
+    async fn signed_url(&self, key: &str, expires_in: Duration) -> Result<String> {
+        let _ = (key, expires_in);
+        Err(signing_unsupported(
+            "",
+            "this blob store has no signed URLs",
+        ))
+    }
+
     /// Stores bytes held in memory.
     ///
     /// ```
@@ -433,6 +468,60 @@ pub trait BlobStore: Send + Sync {
             None => Ok(None),
         }
     }
+}
+
+/// The longest a [`BlobStore::signed_url`] may live: 7 days. A signed URL
+/// cannot be revoked short of rotating the key that signed it, so its life
+/// is kept short; Azure's user-delegation SAS has the same limit.
+///
+/// ```
+/// assert_eq!(polyrouter::store::blob::MAX_SIGNED_URL_EXPIRY.as_secs(), 7 * 24 * 3600);
+/// ```
+pub const MAX_SIGNED_URL_EXPIRY: Duration = Duration::from_secs(7 * 24 * 3600);
+
+/// Checks the expiry of a [`BlobStore::signed_url`]: at least 1 second
+/// (signatures carry whole seconds) and at most [`MAX_SIGNED_URL_EXPIRY`].
+/// The error is [`Error::InvalidInput`] naming the store and the key.
+///
+/// ```
+/// use std::time::Duration;
+/// use polyrouter::store::blob::check_signed_url_expiry;
+/// assert!(check_signed_url_expiry("s", "a.png", Duration::from_secs(600)).is_ok());
+/// assert!(check_signed_url_expiry("s", "a.png", Duration::ZERO).is_err());
+/// assert!(check_signed_url_expiry("s", "a.png", Duration::from_secs(8 * 24 * 3600)).is_err());
+/// ```
+pub fn check_signed_url_expiry(store: &str, key: &str, expires_in: Duration) -> Result<()> {
+    if expires_in < Duration::from_secs(1) {
+        return Err(Error::invalid_input(
+            store,
+            "",
+            format!(
+                "a signed URL must live at least 1 second (asked {expires_in:?} for key {key:?})"
+            ),
+        ));
+    }
+    if expires_in > MAX_SIGNED_URL_EXPIRY {
+        return Err(Error::invalid_input(
+            store,
+            "",
+            format!(
+                "a signed URL may live at most 7 days (asked {expires_in:?} for key {key:?}); sign a new one when it runs out"
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// The [`Error::Unsupported`] of a blob store that cannot sign URLs, saying
+/// why.
+///
+/// ```
+/// let e = polyrouter::store::blob::signing_unsupported("files", "kind `fs` has no HTTP endpoint");
+/// assert!(e.to_string().contains("signed URLs"), "{e}");
+/// assert!(e.to_string().contains("store `files`"), "{e}");
+/// ```
+pub fn signing_unsupported(store: &str, why: &str) -> Error {
+    Error::unsupported(store, "", format!("signed URLs ({why})"))
 }
 
 /// Checks the rules every backend shares, so a key means the same blob on

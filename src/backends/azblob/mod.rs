@@ -17,7 +17,8 @@ use async_trait::async_trait;
 use azure_core_021::error::ErrorKind;
 use azure_core_021::request_options::{IfMatchCondition, Metadata, NextMarker};
 use azure_core_021::{ExponentialRetryOptions, RetryOptions};
-use azure_storage::{CloudLocation, ConnectionString, StorageCredentials};
+use azure_storage::shared_access_signature::service_sas::BlobSasPermissions;
+use azure_storage::{CloudLocation, ConnectionString, StorageCredentials, StorageCredentialsInner};
 use azure_storage_blobs::blob::{BlobBlockType, BlockList, CopyStatus};
 use azure_storage_blobs::prelude::{BlobClient, ClientBuilder, ContainerClient};
 use bytes::{Bytes, BytesMut};
@@ -29,7 +30,8 @@ use crate::config::StoreSpec;
 use crate::query::Filter;
 use crate::store::blob::{
     Blob, BlobCondition, BlobMeta, BlobStore, ByteRange, ByteStream, ListOptions, ListPage,
-    PutOptions, check_key, check_metadata, records_unsupported,
+    PutOptions, check_key, check_metadata, check_signed_url_expiry, records_unsupported,
+    signing_unsupported,
 };
 use crate::store::{EntityInfo, StoreQuery, WriteOp, WriteOutcome};
 use crate::{Capabilities, Error, Key, Record, Result, Store};
@@ -80,6 +82,8 @@ pub struct AzBlobStore {
     container: ContainerClient,
     /// Strings that must never appear in an error (key, SAS signature).
     secrets: Vec<String>,
+    /// Whether the credentials are an account key, which can sign URLs.
+    signs: bool,
 }
 
 /// The account, endpoint and credentials a config names.
@@ -101,12 +105,19 @@ fn resolve(cfg: &AzBlobConfig) -> std::result::Result<Resolved, String> {
         }
         let parsed = ConnectionString::new(cs.expose())
             .map_err(|_| "`connection_string` is not a storage connection string (`AccountName=…;AccountKey=…;BlobEndpoint=…`)".to_string())?;
-        let credentials = parsed.storage_credentials().map_err(|_| {
-            "`connection_string` has neither `AccountKey` nor `SharedAccessSignature`".to_string()
-        })?;
+        let dev = parsed.use_development_storage == Some(true);
+        // `UseDevelopmentStorage=true` alone means Azurite's well-known key.
+        let dev_key = dev && parsed.account_key.is_none() && parsed.sas.is_none();
+        let credentials = if dev_key {
+            StorageCredentials::access_key(DEV_ACCOUNT, DEV_KEY.to_string())
+        } else {
+            parsed.storage_credentials().map_err(|_| {
+                "`connection_string` has neither `AccountKey` nor `SharedAccessSignature`"
+                    .to_string()
+            })?
+        };
         secrets.extend(parsed.account_key.map(str::to_string));
         secrets.extend(parsed.sas.map(str::to_string));
-        let dev = parsed.use_development_storage == Some(true);
         let account = match (parsed.account_name, dev) {
             (Some(a), _) => a.to_string(),
             (None, true) => DEV_ACCOUNT.to_string(),
@@ -123,11 +134,6 @@ fn resolve(cfg: &AzBlobConfig) -> std::result::Result<Resolved, String> {
                 let suffix = parsed.endpoint_suffix.unwrap_or("core.windows.net");
                 format!("{proto}://{account}.blob.{suffix}")
             }
-        };
-        let credentials = if dev && parsed.account_key.is_none() && parsed.sas.is_none() {
-            StorageCredentials::access_key(DEV_ACCOUNT, DEV_KEY.to_string())
-        } else {
-            credentials
         };
         return Ok(Resolved {
             account,
@@ -188,6 +194,10 @@ impl AzBlobStore {
         let r = resolve(&cfg).map_err(|m| Error::invalid_input(name, "", m))?;
         let mut secrets = r.secrets.clone();
         secrets.extend(r.secrets.iter().filter_map(|s| sig_of(s)));
+        let signs = matches!(
+            &*r.credentials.0.read().await,
+            StorageCredentialsInner::Key(..)
+        );
         let retry = if cfg.max_retries == 0 {
             RetryOptions::none()
         } else {
@@ -220,6 +230,7 @@ impl AzBlobStore {
             },
             container,
             secrets,
+            signs,
         };
         store.ensure_container(&cfg).await?;
         Ok(store)
@@ -249,7 +260,7 @@ impl AzBlobStore {
     }
 
     /// The SDK's container client, for what `BlobStore` does not cover
-    /// (leases, tiers, SAS URLs).
+    /// (leases, tiers, SAS with other permissions).
     ///
     /// ```no_run
     /// # async fn f(s: polyrouter::backends::azblob::AzBlobStore) {
@@ -274,6 +285,33 @@ impl AzBlobStore {
             Err(e) if status(&e) == Some(404) => Ok(()),
             Err(e) => Err(self.err(e, "cannot delete the container")),
         }
+    }
+
+    /// A read-only (`sp=r`) service SAS URL for one blob (`sr=b`), valid
+    /// until `expiry` (whole seconds), signed with the account key. No
+    /// bounds are checked here: [`BlobStore::signed_url`] checks them, and
+    /// tests sign already-expired URLs through this.
+    async fn sign_until(&self, key: &str, expiry: time::OffsetDateTime) -> Result<String> {
+        if !self.signs {
+            return Err(signing_unsupported(
+                &self.name,
+                "this `azblob` store authenticates with a SAS token, and a blob URL can only be signed with the account key; \
+                 configure `key` or a connection string with `AccountKey`, or hand out a SAS you issued yourself",
+            ));
+        }
+        let client = self.blob(key);
+        let permissions = BlobSasPermissions {
+            read: true,
+            ..Default::default()
+        };
+        let sas = client
+            .shared_access_signature(permissions, expiry)
+            .await
+            .map_err(|e| self.err(e, "cannot sign a blob URL"))?;
+        let url = client
+            .generate_signed_blob_url(&sas)
+            .map_err(|e| self.err(e, "cannot build a signed blob URL"))?;
+        Ok(url.to_string())
     }
 
     fn blob(&self, key: &str) -> BlobClient {
@@ -622,6 +660,13 @@ impl BlobStore for AzBlobStore {
         self.head_inner(to).await?.ok_or_else(|| {
             Error::backend(&self.name, "", format!("copied blob {to:?} is not there"))
         })
+    }
+
+    async fn signed_url(&self, key: &str, expires_in: Duration) -> Result<String> {
+        check_key(&self.name, key)?;
+        check_signed_url_expiry(&self.name, key, expires_in)?;
+        self.sign_until(key, time::OffsetDateTime::now_utc() + expires_in)
+            .await
     }
 }
 

@@ -105,6 +105,39 @@ async fn a_connection_string_works_and_is_redacted() {
 }
 
 #[tokio::test]
+async fn use_development_storage_alone_is_azurite_with_its_key() {
+    // By definition this is Azurite on its default address, whatever
+    // POLYROUTER_TEST_AZBLOB_URL says.
+    let toml = format!(
+        "[stores.img]\nkind = \"azblob\"\ncontainer = \"{}\"\ncreate_if_missing = true\nconnection_string = \"UseDevelopmentStorage=true\"\n",
+        container("devcs")
+    );
+    let router = crate::Router::from_toml_str(&toml).await.unwrap();
+    let blobs = router.blobs("img").unwrap();
+    blobs
+        .put_bytes("k", b"v".to_vec(), PutOptions::new())
+        .await
+        .unwrap();
+    let url = blobs
+        .signed_url("k", Duration::from_secs(60))
+        .await
+        .unwrap();
+    assert_eq!(http("GET", &url).await, (200, b"v".to_vec()));
+    AzBlobStore::open(
+        "img",
+        AzBlobConfig::dev(
+            &container("devcs"),
+            &format!("http://127.0.0.1:10000/{DEV_ACCOUNT}"),
+        ),
+    )
+    .await
+    .unwrap()
+    .delete_container()
+    .await
+    .unwrap();
+}
+
+#[tokio::test]
 async fn a_missing_container_without_create_is_a_config_error() {
     let toml = format!(
         "[stores.img]\nkind = \"azblob\"\ncontainer = \"{}\"\naccount = \"{DEV_ACCOUNT}\"\nkey = \"{DEV_KEY}\"\nendpoint = \"{}\"\n",
@@ -169,4 +202,251 @@ async fn a_big_body_goes_up_in_blocks_and_an_interrupted_one_leaves_nothing() {
     assert!(e.to_string().contains("client went away"), "{e}");
     assert!(s.head("half").await.unwrap().is_none());
     s.delete_container().await.unwrap();
+}
+
+/// One plain HTTP/1.0 request (so the answer is never chunked) to an
+/// `http://` URL: the status and the body. Nothing of the SDK is used, as
+/// a browser fetching a signed URL would not use it either.
+async fn http(method: &str, url: &str) -> (u16, Vec<u8>) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let rest = url.strip_prefix("http://").expect("Azurite speaks http");
+    let (host, path) = rest.split_at(rest.find('/').expect("a path"));
+    let mut conn = tokio::net::TcpStream::connect(host).await.unwrap();
+    let request = format!(
+        "{method} {path} HTTP/1.0\r\nHost: {host}\r\nContent-Length: 0\r\nx-ms-blob-type: BlockBlob\r\n\r\n"
+    );
+    conn.write_all(request.as_bytes()).await.unwrap();
+    let mut answer = Vec::new();
+    conn.read_to_end(&mut answer).await.unwrap();
+    let end = answer
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .expect("HTTP headers");
+    let head = String::from_utf8_lossy(&answer[..end]).to_string();
+    let status = head
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .expect("a status line");
+    (status, answer[end + 4..].to_vec())
+}
+
+/// The value of query parameter `name` in `url` (or a bare query string), percent-decoded.
+fn query_param(url: &str, name: &str) -> String {
+    let q = url.split_once('?').map_or(url, |(_, q)| q);
+    let raw = q
+        .split('&')
+        .find_map(|p| p.strip_prefix(&format!("{name}=")))
+        .unwrap_or_else(|| panic!("no `{name}` in {url}"));
+    let mut out = Vec::new();
+    let b = raw.as_bytes();
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'%' {
+            out.push(u8::from_str_radix(&raw[i + 1..i + 3], 16).unwrap());
+            i += 3;
+        } else {
+            out.push(if b[i] == b'+' { b' ' } else { b[i] });
+            i += 1;
+        }
+    }
+    String::from_utf8(out).unwrap()
+}
+
+#[tokio::test]
+async fn a_signed_url_reads_the_blob_over_plain_http_and_nothing_more() {
+    let s = AzBlobStore::open("az", AzBlobConfig::dev(&container("sas"), &endpoint()))
+        .await
+        .unwrap();
+    let key = "products/lamp 1?.png";
+    let data: Vec<u8> = (0..70_000u32).map(|i| (i % 253) as u8).collect();
+    s.put_bytes(
+        key,
+        data.clone(),
+        PutOptions::new().content_type("image/png"),
+    )
+    .await
+    .unwrap();
+
+    let before = time::OffsetDateTime::now_utc().unix_timestamp();
+    let url = s.signed_url(key, Duration::from_secs(600)).await.unwrap();
+    let after = time::OffsetDateTime::now_utc().unix_timestamp();
+    assert!(
+        url.starts_with(&format!("{}/{}/", endpoint(), container("sas"))),
+        "{url}"
+    );
+    // Read-only, one blob, expiring exactly `expires_in` after signing.
+    assert_eq!(query_param(&url, "sp"), "r");
+    assert_eq!(query_param(&url, "sr"), "b");
+    let se = time::OffsetDateTime::parse(
+        &query_param(&url, "se"),
+        &time::format_description::well_known::Rfc3339,
+    )
+    .unwrap()
+    .unix_timestamp();
+    assert!(
+        (before + 600..=after + 600).contains(&se),
+        "se {se}, signed between {before} and {after}"
+    );
+    assert!(!url.contains(DEV_KEY), "the key never leaves the store");
+
+    // A client with no credentials fetches the bytes.
+    let (status, body) = http("GET", &url).await;
+    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
+    assert_eq!(body, data);
+
+    // It cannot write with it, nor read another blob, nor list.
+    s.put_bytes("products/other.png", b"x".to_vec(), PutOptions::new())
+        .await
+        .unwrap();
+    let (status, _) = http("PUT", &url).await;
+    assert_eq!(status, 403, "a read-only SAS must not allow writes");
+    assert_eq!(s.get_bytes(key).await.unwrap().unwrap(), data, "unchanged");
+    let other = url.replace("lamp%201%3F.png", "other.png");
+    assert_ne!(other, url, "the key is percent-encoded in the path: {url}");
+    let (status, _) = http("GET", &other).await;
+    assert_eq!(status, 403, "the signature covers one blob only");
+
+    // A tampered signature or widened permissions are refused.
+    let at = url.find("sig=").unwrap() + 4;
+    let mut tampered = url.clone();
+    let c = if &url[at..at + 1] == "A" { "B" } else { "A" };
+    tampered.replace_range(at..at + 1, c);
+    assert_eq!(http("GET", &tampered).await.0, 403);
+    let widened = url.replace("sp=r&", "sp=rw&");
+    assert_ne!(widened, url);
+    assert_eq!(http("GET", &widened).await.0, 403);
+
+    // An expired URL is refused (signed for a minute ago: no sleeping).
+    let expired = s
+        .sign_until(
+            key,
+            time::OffsetDateTime::now_utc() - Duration::from_secs(60),
+        )
+        .await
+        .unwrap();
+    assert_eq!(http("GET", &expired).await.0, 403);
+
+    // Signing needs no request: a missing blob gets a URL that answers 404.
+    let missing = s
+        .signed_url("products/none.png", Duration::from_secs(60))
+        .await
+        .unwrap();
+    assert_eq!(http("GET", &missing).await.0, 404);
+    s.delete_container().await.unwrap();
+}
+
+#[tokio::test]
+async fn signed_url_bounds_and_bad_keys_are_invalid_input() {
+    let s = AzBlobStore::open("az", AzBlobConfig::dev(&container("sasb"), &endpoint()))
+        .await
+        .unwrap();
+    for (key, expiry) in [
+        ("a.png", Duration::ZERO),
+        ("a.png", Duration::from_millis(999)),
+        (
+            "a.png",
+            crate::store::blob::MAX_SIGNED_URL_EXPIRY + Duration::from_secs(1),
+        ),
+        ("../a.png", Duration::from_secs(60)),
+    ] {
+        let e = s.signed_url(key, expiry).await.unwrap_err();
+        assert!(
+            matches!(e, Error::InvalidInput { .. }),
+            "{key} {expiry:?}: {e:?}"
+        );
+        assert!(e.to_string().contains("store `az`"), "{e}");
+    }
+    let url = s
+        .signed_url("a.png", crate::store::blob::MAX_SIGNED_URL_EXPIRY)
+        .await
+        .unwrap();
+    assert!(url.contains("sig="), "{url}");
+    s.delete_container().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_store_on_a_sas_token_cannot_sign_and_says_so() {
+    // An account SAS made with the account key (container level: enough to
+    // open the store); the second store has only it.
+    let owner = AzBlobStore::open("az", AzBlobConfig::dev(&container("sastok"), &endpoint()))
+        .await
+        .unwrap();
+    let token = {
+        use azure_storage::prelude::{AccountSasPermissions, AccountSasResourceType};
+        use azure_storage::shared_access_signature::SasToken;
+        let read = AccountSasPermissions {
+            read: true,
+            list: true,
+            ..Default::default()
+        };
+        owner
+            .container_client()
+            .service_client()
+            .shared_access_signature(
+                AccountSasResourceType::Container,
+                time::OffsetDateTime::now_utc() + Duration::from_secs(600),
+                read,
+            )
+            .await
+            .unwrap()
+            .token()
+            .unwrap()
+    };
+    let cfg = AzBlobConfig {
+        key: None,
+        sas_token: Some(crate::config::Secret::new(token.as_str())),
+        create_if_missing: false,
+        ..AzBlobConfig::dev(&container("sastok"), &endpoint())
+    };
+    let s = AzBlobStore::open("shared", cfg).await.unwrap();
+    s.ping().await.unwrap();
+    let e = s
+        .signed_url("a.png", Duration::from_secs(60))
+        .await
+        .unwrap_err();
+    assert!(matches!(e, Error::Unsupported { .. }), "{e:?}");
+    let text = e.to_string();
+    assert!(
+        text.contains("store `shared`") && text.contains("account key"),
+        "{text}"
+    );
+    assert!(!text.contains(&query_param(&token, "sig")), "{text}");
+    owner.delete_container().await.unwrap();
+}
+
+#[tokio::test]
+async fn the_router_hands_out_signed_urls() {
+    let toml = format!(
+        "[stores.img]\nkind = \"azblob\"\ncontainer = \"{}\"\ncreate_if_missing = true\naccount = \"{DEV_ACCOUNT}\"\nkey = \"{DEV_KEY}\"\nendpoint = \"{}\"\n\n[stores.mem]\nkind = \"memory\"\n",
+        container("router"),
+        endpoint()
+    );
+    let router = crate::Router::from_toml_str(&toml).await.unwrap();
+    let blobs = router.blobs("img").unwrap();
+    blobs
+        .put_bytes("k.txt", b"hello".to_vec(), PutOptions::new())
+        .await
+        .unwrap();
+    let url = blobs
+        .signed_url("k.txt", Duration::from_secs(30))
+        .await
+        .unwrap();
+    assert_eq!(http("GET", &url).await, (200, b"hello".to_vec()));
+    let e = router
+        .blobs("mem")
+        .unwrap()
+        .signed_url("k.txt", Duration::from_secs(30))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(e, Error::Unsupported { .. }) && e.to_string().contains("store `mem`"),
+        "{e}"
+    );
+    AzBlobStore::open("img", AzBlobConfig::dev(&container("router"), &endpoint()))
+        .await
+        .unwrap()
+        .delete_container()
+        .await
+        .unwrap();
 }

@@ -26,7 +26,7 @@ use crate::config::StoreSpec;
 use crate::query::Filter;
 use crate::store::blob::{
     Blob, BlobMeta, BlobStore, ByteRange, ByteStream, CHUNK_SIZE, ListOptions, ListPage,
-    PutOptions, check_metadata, page_keys, records_unsupported,
+    PutOptions, check_metadata, page_keys, records_unsupported, signing_unsupported,
 };
 use crate::store::{EntityInfo, StoreQuery, WriteOp, WriteOutcome};
 use crate::{Capabilities, Error, Key, Record, Result, Store};
@@ -434,6 +434,13 @@ fn not_found(e: &std::io::Error) -> bool {
 
 #[async_trait]
 impl BlobStore for FsStore {
+    async fn signed_url(&self, _key: &str, _expires_in: std::time::Duration) -> Result<String> {
+        Err(signing_unsupported(
+            &self.name,
+            "kind `fs` is a local directory with no HTTP endpoint; serve the file through your application, or use an `azblob` store",
+        ))
+    }
+
     async fn put(&self, key: &str, body: ByteStream, options: PutOptions) -> Result<BlobMeta> {
         let rel = key_path(&self.name, key)?;
         check_metadata(&self.name, &options.metadata)?;

@@ -126,3 +126,21 @@ async fn a_missing_root_without_create_is_a_config_error() {
     assert!(matches!(e, Error::Config { .. }), "{e}");
     assert!(e.to_string().contains("stores.f.root"), "{e}");
 }
+
+#[tokio::test]
+async fn signed_urls_are_unsupported_and_say_why() {
+    let (_dir, s) = store().await;
+    s.put_bytes("a.png", b"png".to_vec(), PutOptions::new())
+        .await
+        .unwrap();
+    let e = s
+        .signed_url("a.png", std::time::Duration::from_secs(60))
+        .await
+        .unwrap_err();
+    assert!(matches!(e, Error::Unsupported { .. }), "{e:?}");
+    let text = e.to_string();
+    assert!(
+        text.contains("store `files`") && text.contains("signed URLs") && text.contains("`fs`"),
+        "{text}"
+    );
+}

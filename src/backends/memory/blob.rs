@@ -3,6 +3,7 @@
 //! A put collects its body before it swaps it in, so a body that fails
 //! half-way leaves the previous blob untouched. (Bounded memory is the
 //! point of the `fs` and `azblob` stores; here the blob *is* memory.)
+//! There is no URL to sign: `signed_url` is `Error::Unsupported`.
 
 use std::collections::BTreeMap;
 
@@ -15,7 +16,7 @@ use parking_lot::RwLock;
 use super::MemoryStore;
 use crate::store::blob::{
     Blob, BlobMeta, BlobStore, ByteRange, ByteStream, CHUNK_SIZE, ListOptions, ListPage,
-    PutOptions, check_key, check_metadata, page_keys,
+    PutOptions, check_key, check_metadata, page_keys, signing_unsupported,
 };
 use crate::{Error, Result};
 
@@ -43,6 +44,13 @@ impl Blobs {
 
 #[async_trait]
 impl BlobStore for MemoryStore {
+    async fn signed_url(&self, _key: &str, _expires_in: std::time::Duration) -> Result<String> {
+        Err(signing_unsupported(
+            &self.name,
+            "kind `memory` holds blobs in this process and has no URL to sign; use an `azblob` store",
+        ))
+    }
+
     async fn put(&self, key: &str, mut body: ByteStream, options: PutOptions) -> Result<BlobMeta> {
         check_key(&self.name, key)?;
         check_metadata(&self.name, &options.metadata)?;
