@@ -137,8 +137,22 @@ pub struct Capabilities {
     pub if_version: bool,
     /// Batches run as one call.
     pub batch: bool,
-    /// Batches are all-or-nothing.
+    /// Every batch is all-or-nothing, whatever its keys.
     pub batch_atomic: bool,
+    /// All-or-nothing only *within one partition*: a batch of at most this
+    /// many operations whose records all share one partition-key value (the
+    /// entity's `partition_key` field, else its key) — e.g. Cosmos DB's
+    /// transactional batch (100). Such a store refuses an atomic batch
+    /// spanning partitions, or longer than this, with
+    /// [`Error::Unsupported`](crate::Error::Unsupported); `put_many` and
+    /// `delete_many` then run non-atomically. `None`: no partition-scoped
+    /// atomicity (only what `batch_atomic` says).
+    ///
+    /// ```
+    /// let c = polyrouter::Capabilities { batch_atomic: false, batch_atomic_partition: Some(100), ..polyrouter::Capabilities::all() };
+    /// assert!(c.atomic_batch(100, true) && !c.atomic_batch(2, false) && !c.atomic_batch(101, true));
+    /// ```
+    pub batch_atomic_partition: Option<usize>,
     /// Queries over filters (otherwise only point operations).
     pub query: bool,
     /// Which filter operators queries may use.
@@ -182,6 +196,7 @@ impl Capabilities {
             if_version: true,
             batch: true,
             batch_atomic: true,
+            batch_atomic_partition: None,
             query: true,
             filters: FilterCaps::all(),
             sort: true,
@@ -213,6 +228,7 @@ impl Capabilities {
             if_version: false,
             batch: false,
             batch_atomic: false,
+            batch_atomic_partition: None,
             query: false,
             filters: FilterCaps::none(),
             sort: false,
@@ -245,6 +261,34 @@ impl Capabilities {
         }
     }
 
+    /// Whether a batch of `ops` operations can be all-or-nothing here;
+    /// `one_partition`: its records share one partition-key value (the
+    /// entity's partition key field, else its key). A single operation
+    /// always is.
+    ///
+    /// ```
+    /// let c = polyrouter::Capabilities::all();
+    /// assert!(c.atomic_batch(5000, false));
+    /// let c = polyrouter::Capabilities { batch_atomic: false, ..c };
+    /// assert!(c.atomic_batch(1, false) && !c.atomic_batch(2, true));
+    /// ```
+    pub fn atomic_batch(&self, ops: usize, one_partition: bool) -> bool {
+        ops <= 1
+            || self.batch_atomic
+            || (one_partition && self.batch_atomic_partition.is_some_and(|max| ops <= max))
+    }
+
+    /// Whether an atomic batch of more than one operation can be asked of
+    /// this store at all (every batch, or those within one partition).
+    ///
+    /// ```
+    /// let c = polyrouter::Capabilities { batch_atomic: false, batch_atomic_partition: Some(100), ..polyrouter::Capabilities::all() };
+    /// assert!(c.any_atomic_batch());
+    /// ```
+    pub fn any_atomic_batch(&self) -> bool {
+        self.batch_atomic || self.batch_atomic_partition.is_some()
+    }
+
     /// The names of the supported capabilities, for `polyrouter check`.
     ///
     /// ```
@@ -261,6 +305,10 @@ impl Capabilities {
             (self.if_version, "if-version"),
             (self.batch, "batch"),
             (self.batch_atomic, "batch-atomic"),
+            (
+                !self.batch_atomic && self.batch_atomic_partition.is_some(),
+                "batch-atomic-in-one-partition",
+            ),
             (self.query, "query"),
             (f.eq, "eq"),
             (f.ne, "ne"),

@@ -19,6 +19,8 @@ use serde::{Deserialize, Serialize};
 struct Limited {
     inner: MemoryStore,
     caps: Capabilities,
+    /// Every write call: (ops, atomic).
+    writes: std::sync::Mutex<Vec<(usize, bool)>>,
 }
 
 #[async_trait]
@@ -55,6 +57,7 @@ impl Store for Limited {
                 .all(|op| !matches!(op, WriteOp::Put { ttl: Some(_), .. }) || self.caps.ttl),
             "a TTL reached a store that cannot honour it"
         );
+        self.writes.lock().unwrap().push((ops.len(), atomic));
         self.inner.write(e, ops, atomic).await
     }
     async fn query(&self, e: &EntityInfo, q: &StoreQuery) -> polyrouter::Result<Vec<Record>> {
@@ -79,7 +82,80 @@ fn limited(caps: Capabilities) -> Arc<dyn Store> {
     Arc::new(Limited {
         inner: MemoryStore::new("kv"),
         caps,
+        writes: Default::default(),
     })
+}
+
+#[derive(Entity, Serialize, Deserialize, Debug, PartialEq)]
+#[entity(name = "visit", key = "id", partition_key = "site")]
+struct Visit {
+    id: String,
+    site: String,
+}
+
+fn visit(id: &str, site: &str) -> Visit {
+    Visit {
+        id: id.into(),
+        site: site.into(),
+    }
+}
+
+/// A store atomic only within one partition (Cosmos DB's transactional
+/// batch): the router hands it atomic batches and leaves the partition
+/// check to it; `put_many` asks for atomicity only where it can be had.
+#[tokio::test]
+async fn atomic_batches_within_one_partition_reach_the_store() {
+    let caps = Capabilities {
+        batch_atomic: false,
+        batch_atomic_partition: Some(3),
+        ..Capabilities::all()
+    };
+    assert!(caps.names().contains(&"batch-atomic-in-one-partition"));
+    assert!(!caps.names().contains(&"batch-atomic"));
+    let store = Arc::new(Limited {
+        inner: MemoryStore::new("kv"),
+        caps,
+        writes: Default::default(),
+    });
+    let router = Router::builder()
+        .store("kv", store.clone())
+        .route("visit", "kv")
+        .route("thing", "kv")
+        .build()
+        .await
+        .unwrap();
+    let visits = router.repo::<Visit>().await.unwrap();
+    let seen = || std::mem::take(&mut *store.writes.lock().unwrap());
+    // An explicit atomic batch goes to the store as one atomic call,
+    // whichever partitions it spans: the store decides.
+    visits
+        .batch()
+        .put(&visit("a", "s1"))
+        .put(&visit("b", "s1"))
+        .commit()
+        .await
+        .unwrap();
+    assert_eq!(seen(), vec![(2, true)]);
+    // put_many: atomic in one partition within the limit, else not.
+    visits
+        .put_many(&[visit("a", "s1"), visit("c", "s1")])
+        .await
+        .unwrap();
+    visits
+        .put_many(&[visit("a", "s1"), visit("d", "s2")])
+        .await
+        .unwrap();
+    let four: Vec<Visit> = ["a", "b", "c", "e"].map(|k| visit(k, "s1")).into();
+    visits.put_many(&four).await.unwrap();
+    // delete_many names keys only: with a partition key field its
+    // partitions are unknown to the router, so it is not atomic.
+    visits.delete_many(["a", "b"]).await.unwrap();
+    assert_eq!(seen(), vec![(2, true), (2, false), (4, false), (2, false)]);
+    // Partitioned by the key (no partition key field): one key, one partition.
+    let things = router.repo::<Thing>().await.unwrap();
+    things.put_many(&[thing("x"), thing("y")]).await.unwrap();
+    things.delete_many(["x", "x"]).await.unwrap();
+    assert_eq!(seen(), vec![(2, false), (2, true)]);
 }
 
 fn thing(id: &str) -> Thing {

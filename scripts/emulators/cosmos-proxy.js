@@ -162,6 +162,85 @@ async function sweep(collPath, headers) {
   }
 }
 
+// Correction 8: transactional batch. The emulator runs a batch's
+// operations in order and stops at the first failure (the rest answer 424),
+// but (a) reads the partition key of a replace, delete or read operation
+// from the operation only, where clients send it once, in the request's
+// `x-ms-documentdb-partitionkey` header (the emulator then fails with 500),
+// (b) does not undo the operations before the failing one although the
+// request asks for an atomic batch (`x-ms-cosmos-batch-atomic`), and
+// (c) answers 200 where the service answers 207 Multi-Status, with every
+// operation but the failing one 424 Failed Dependency. The proxy gives each
+// operation the header's partition key, reads the items an atomic batch
+// touches before forwarding it, and when an operation failed puts them
+// back (deleting created ones, re-writing replaced or deleted ones) before
+// answering as the service does. Faithful for a single writer: another
+// request may see the batch's effects between its forwarding and the undo,
+// and an item put back gets a new `_etag` (the service would keep it).
+const BATCH_SYSTEM = ["_rid", "_self", "_etag", "_ts", "_attachments"];
+
+function batchOpId(op) {
+  if (!op || typeof op !== "object") return undefined;
+  if (op.resourceBody && op.resourceBody.id !== undefined) return op.resourceBody.id;
+  return op.id;
+}
+
+async function runBatch(req, url, coll, headers, ops, fixes) {
+  const pk = header(req, "x-ms-documentdb-partitionkey");
+  const atomic = String(header(req, "x-ms-cosmos-batch-atomic")).toLowerCase() === "true";
+  if (pk) {
+    for (const op of ops) if (op && typeof op === "object" && op.partitionKey === undefined) op.partitionKey = pk;
+    fixes.push("batch-partition-key");
+  }
+  const h = {};
+  for (const k of ["authorization", "x-ms-date", "x-ms-version"]) if (headers[k]) h[k] = headers[k];
+  if (pk) h["x-ms-documentdb-partitionkey"] = pk;
+  // Items as they were, by id (undefined: absent), for an atomic batch's undo.
+  const before = new Map();
+  if (atomic) {
+    for (const op of ops) {
+      const id = batchOpId(op);
+      if (id === undefined || before.has(id)) continue;
+      const r = await forward("GET", `${coll}/docs/${encodeURIComponent(id)}`, h);
+      before.set(id, r.status === 200 ? parseJson(r.body) : undefined);
+    }
+  }
+  const up = await forward("POST", url, headers, Buffer.from(JSON.stringify(ops)));
+  const results = parseJson(up.body);
+  if (up.status !== 200 || !Array.isArray(results)) return up;
+  const failed = results.findIndex((r) => r && r.statusCode >= 400 && r.statusCode !== 424);
+  if (failed < 0) {
+    for (let i = 0; i < results.length; i += 1) {
+      const body = results[i] && results[i].resourceBody;
+      if (body && body.id !== undefined) writtenAt.set(`${coll}\n${body.id}`, Date.now());
+    }
+    return up;
+  }
+  if (atomic) {
+    const undone = new Set();
+    for (let i = failed - 1; i >= 0; i -= 1) {
+      const id = batchOpId(ops[i]);
+      if (id === undefined || undone.has(id) || !(results[i].statusCode < 300)) continue;
+      if (ops[i].operationType === "Read") continue;
+      undone.add(id);
+      const prior = before.get(id);
+      if (prior === undefined) {
+        await forward("DELETE", `${coll}/docs/${encodeURIComponent(id)}`, h);
+      } else {
+        const doc = { ...prior };
+        for (const k of BATCH_SYSTEM) delete doc[k];
+        await forward("POST", `${coll}/docs`, { ...h, "content-type": "application/json", "x-ms-documentdb-is-upsert": "True" }, Buffer.from(JSON.stringify(doc)));
+      }
+    }
+    for (let i = 0; i < results.length; i += 1) {
+      if (i !== failed) results[i] = { statusCode: 424, requestCharge: 0 };
+    }
+    fixes.push(`atomic-batch-undo(${undone.size})`);
+  }
+  fixes.push("batch-207");
+  return { status: 207, headers: up.headers, body: Buffer.from(JSON.stringify(results)) };
+}
+
 async function handle(req, res) {
   const chunks = [];
   for await (const c of req) chunks.push(c);
@@ -179,6 +258,10 @@ async function handle(req, res) {
     if ((req.method === "POST" || req.method === "PUT") && !header(req, "x-ms-documentdb-isquery")) {
       const doc = parseJson(body);
       if (doc && typeof doc.ttl === "number" && !ttlContainers.has(coll)) ttlContainers.set(coll, 0);
+      // A batch's items (correction 8).
+      if (Array.isArray(doc) && doc.some((op) => op && op.resourceBody && typeof op.resourceBody.ttl === "number")) {
+        if (!ttlContainers.has(coll)) ttlContainers.set(coll, 0);
+      }
     }
     await sweep(coll, req.headers);
   }
@@ -238,9 +321,18 @@ async function handle(req, res) {
     return;
   }
 
+  const isBatch =
+    req.method === "POST" &&
+    docsMatch &&
+    String(header(req, "x-ms-cosmos-is-batch-request")).toLowerCase() === "true";
+  const batchOps = isBatch ? parseJson(body) : undefined;
   let up;
   try {
-    up = await forward(req.method, url, headers, body);
+    if (Array.isArray(batchOps)) {
+      up = await runBatch(req, url, docsMatch[1], headers, batchOps, fixes);
+    } else {
+      up = await forward(req.method, url, headers, body);
+    }
   } catch (e) {
     res.writeHead(502, { "content-type": "application/json" });
     res.end(JSON.stringify({ code: "BadGateway", message: `cosmos emulator: ${e.message}` }));

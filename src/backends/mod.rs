@@ -8,7 +8,7 @@
 //! | `gremlin` | `gremlin` | a Gremlin server (Cosmos DB Gremlin API, TinkerPop) via `gremlin-client`; graphs only ([`GraphStore`](crate::store::graph::GraphStore)) |
 //! | `fs` | `fs` (default) | blobs in a local directory ([`BlobStore`](crate::store::blob::BlobStore)); atomic puts; no entity records |
 //! | `azblob` | `azblob` | Azure Blob Storage (and Azurite) via `azure_storage_blobs`; blobs only |
-//! | `cosmos` | `cosmos` | Azure Cosmos DB (NoSQL API) via `azure_data_cosmos`; a container per entity, ETag preconditions, Cosmos SQL queries, TTL; no atomic batches |
+//! | `cosmos` | `cosmos` | Azure Cosmos DB (NoSQL API) via `azure_data_cosmos`; a container per entity, ETag preconditions, Cosmos SQL queries, TTL; atomic batches within one partition (transactional batch) |
 //! | `mysql` | `mysql` | a MySQL 8 or MariaDB 10.5+ server via sqlx; a typed table per entity |
 //! | `sqlserver` | `sqlserver` | SQL Server / Azure SQL via tiberius (rustls TLS, bb8 pool); a typed table per entity; T-SQL unit-tested here, live tests only with `POLYROUTER_TEST_SQLSERVER_URL` |
 //! | `tantivy` | `tantivy` | an embedded full-text index in a directory; search only ([`SearchStore`](crate::store::search::SearchStore)), no records |

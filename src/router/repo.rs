@@ -371,12 +371,22 @@ impl<T: Entity> Repo<T> {
         })
     }
 
+    /// `put_many` / `delete_many`: all or nothing where the store can make
+    /// this batch so (every batch, or this one because its records share
+    /// one partition).
+    fn atomic_if_possible(&self, ops: &[WriteOp]) -> bool {
+        let caps = self.b.store.capabilities();
+        caps.atomic_batch(ops.len(), one_partition(self.b.info.schema, ops))
+    }
+
     async fn write(&self, ops: Vec<WriteOp>, atomic: bool) -> Result<Vec<WriteOutcome>> {
         if ops.is_empty() {
             return Ok(Vec::new());
         }
         let caps = self.b.store.capabilities();
-        if ops.len() > 1 && atomic && !caps.batch_atomic {
+        // A store atomic only within one partition checks the partitions
+        // (and its size limit) itself, with a message saying which.
+        if ops.len() > 1 && atomic && !caps.any_atomic_batch() {
             return Err(self.unsupported("atomic batch"));
         }
         let indexing = super::search::plan(&self.b, &ops);
@@ -573,7 +583,9 @@ impl<T: Entity> Repo<T> {
     }
 
     /// Inserts or replaces many records in one batch, all or nothing where
-    /// the store supports it; returns the new versions.
+    /// the store supports it (on a store atomic only within one partition,
+    /// when the records share one partition-key value and are few enough);
+    /// returns the new versions.
     ///
     /// ```no_run
     /// # async fn f(users: polyrouter::Repo<MyUser>) -> polyrouter::Result<()> {
@@ -586,7 +598,7 @@ impl<T: Entity> Repo<T> {
             .iter()
             .map(|v| self.put_op(v, WriteOptions::new()))
             .collect::<Result<Vec<_>>>()?;
-        let atomic = self.b.store.capabilities().batch_atomic;
+        let atomic = self.atomic_if_possible(&ops);
         let out = self.write(ops, atomic).await?;
         Ok(out.iter().filter_map(WriteOutcome::version).collect())
     }
@@ -607,7 +619,7 @@ impl<T: Entity> Repo<T> {
             .into_iter()
             .map(|k| self.delete_op(k.into(), Precondition::None))
             .collect::<Result<Vec<_>>>()?;
-        let atomic = self.b.store.capabilities().batch_atomic;
+        let atomic = self.atomic_if_possible(&ops);
         let out = self.write(ops, atomic).await?;
         Ok(out
             .iter()
@@ -801,7 +813,10 @@ impl<T: Entity> Repo<T> {
 }
 
 /// A batch of writes built with [`Repo::batch`]; nothing is sent until
-/// [`commit`](Batch::commit). Atomic by default.
+/// [`commit`](Batch::commit). Atomic by default: on a store without atomic
+/// batches that is `Unsupported`, and on a store atomic only within one
+/// partition (`Capabilities::batch_atomic_partition`, Cosmos DB) a batch
+/// whose records span partitions, or exceed its size limit, is too.
 #[must_use]
 pub struct Batch<T> {
     repo: Repo<T>,
@@ -902,6 +917,27 @@ impl<T: Entity> Batch<T> {
         let ops = self.ops?;
         self.repo.write(ops, self.atomic).await
     }
+}
+
+/// Whether every op's record is in one partition: the same value of the
+/// entity's partition key field, else the same key. A delete names only a
+/// key, so with a partition key field its partition is unknown here: `false`.
+fn one_partition(schema: &crate::entity::Schema, ops: &[WriteOp]) -> bool {
+    let by_key = schema.partition_key.is_none_or(|pk| pk == schema.key);
+    let partition = |op: &WriteOp| -> Option<Value> {
+        match op {
+            _ if by_key => Some(op.key().to_value()),
+            WriteOp::Put { record, .. } => Some(record.value(schema.partition_key?).clone()),
+            WriteOp::Delete { .. } => None,
+        }
+    };
+    let Some((first, rest)) = ops.split_first() else {
+        return true;
+    };
+    let Some(p) = partition(first) else {
+        return false;
+    };
+    rest.iter().all(|op| partition(op).as_ref() == Some(&p))
 }
 
 /// An estimate of a record's encoded size, for the store's size limit.

@@ -20,8 +20,12 @@ pub fn behaviours() -> Vec<Behaviour> {
             }
         ),
         behaviour!(batch_is_all_or_nothing, |c: &Capabilities| {
-            (!c.batch_atomic).then_some("atomic batches")
+            (!c.any_atomic_batch()).then_some("atomic batches")
         }),
+        behaviour!(
+            batch_in_one_partition_is_all_or_nothing,
+            |c: &Capabilities| { (!c.any_atomic_batch()).then_some("atomic batches") }
+        ),
         behaviour!(bulk_put_get_delete, always),
         behaviour!(second_router_sees_the_data, |c: &Capabilities| {
             (!c.shared || !c.records).then_some("sharing records between routers")
@@ -234,6 +238,8 @@ async fn preconditions_conflict_and_write_nothing(ctx: Ctx) -> Result<()> {
     Ok(())
 }
 
+/// `Item` has no partition key field: each key is its own partition. A
+/// store atomic only within one partition refuses the atomic batches here.
 async fn batch_is_all_or_nothing(ctx: Ctx) -> Result<()> {
     let repo = ctx.repo::<Item>().await?;
     repo.put(&item(3, "existing", 0, None, None)).await?;
@@ -245,9 +251,19 @@ async fn batch_is_all_or_nothing(ctx: Ctx) -> Result<()> {
         .put_if(&item(3, "clash", 0, None, None), Precondition::Version(5))
         .commit()
         .await;
+    let partition_scoped = !ctx.caps().batch_atomic;
     match result {
-        Err(Error::Conflict { .. }) => {}
-        other => panic!("expected the batch to conflict, got {other:?}"),
+        Err(Error::Conflict { .. }) if !partition_scoped => {}
+        Err(e @ Error::Unsupported { .. }) if partition_scoped => {
+            assert!(
+                e.to_string()
+                    .contains("ops span 3 partitions; atomic batches need one partition key value"),
+                "{e}"
+            );
+        }
+        other => panic!(
+            "expected the batch to conflict (or, atomic only within a partition, to be unsupported), got {other:?}"
+        ),
     }
     assert_eq!(
         repo.get(1).await?,
@@ -261,6 +277,40 @@ async fn batch_is_all_or_nothing(ctx: Ctx) -> Result<()> {
     );
     let three = repo.get(3).await?.expect("the delete was rolled back");
     assert_eq!((three.name.as_str(), three.version), ("existing", 1));
+    if partition_scoped {
+        // put_many across partitions is not atomic there, but a bad record
+        // is still refused before anything is written.
+        let mut bad = item(11, "bad", 0, None, None);
+        bad.score = Some(f64::NAN);
+        let err = repo.put_many(&[item(10, "ok", 0, None, None), bad]).await;
+        assert!(matches!(err, Err(Error::InvalidInput { .. })), "{err:?}");
+        assert_eq!(repo.get(10).await?, None);
+        let n = ctx.caps().batch_atomic_partition.unwrap_or(0);
+        let out = repo
+            .batch()
+            .put(&item(1, "same key", 0, None, None))
+            .put(&item(1, "same key", 0, None, None))
+            .commit()
+            .await?;
+        let versions: Vec<Option<u64>> = out.iter().map(|o| o.version()).collect();
+        assert_eq!(
+            versions,
+            vec![Some(1), Some(2)],
+            "two writes of one key are one partition"
+        );
+        let over: Vec<Item> = (0..=n as i64)
+            .map(|i| item(1, "k", i, None, None))
+            .collect();
+        let mut b = repo.batch();
+        for i in &over {
+            b = b.put(i);
+        }
+        match b.commit().await {
+            Err(Error::Unsupported { .. }) => {}
+            other => panic!("an atomic batch over the store's limit ({n}): {other:?}"),
+        }
+        return Ok(());
+    }
 
     let out = repo
         .batch()
@@ -295,6 +345,102 @@ async fn batch_is_all_or_nothing(ctx: Ctx) -> Result<()> {
         .await;
     assert!(matches!(err, Err(Error::InvalidInput { .. })), "{err:?}");
     assert_eq!(repo.get(10).await?, None);
+    Ok(())
+}
+
+/// Atomic batches whose records share one partition key value: all or
+/// nothing on every store with atomic batches, Cosmos DB's transactional
+/// batch included; spanning two partitions is `Unsupported` where
+/// atomicity stops at a partition.
+async fn batch_in_one_partition_is_all_or_nothing(ctx: Ctx) -> Result<()> {
+    let repo = ctx.repo::<Purchase>().await?;
+    repo.put(&purchase("p3", "ada", 30)).await?;
+    let result = repo
+        .batch()
+        .put(&purchase("p1", "ada", 10))
+        .put(&purchase("p2", "ada", 20))
+        .delete("p3")
+        .put_if(&purchase("p3", "ada", 31), Precondition::Version(5))
+        .commit()
+        .await;
+    match result {
+        Err(Error::Conflict {
+            actual: None,
+            expected: Precondition::Version(5),
+            ..
+        }) => {}
+        other => panic!("expected the batch to conflict (p3 deleted earlier in it), got {other:?}"),
+    }
+    assert_eq!(repo.get("p1").await?, None, "rolled back");
+    assert_eq!(repo.get("p2").await?, None, "rolled back");
+    let three = repo.get("p3").await?.expect("the delete was rolled back");
+    assert_eq!((three.total, three.version), (30, 1));
+
+    let out = repo
+        .batch()
+        .put(&purchase("p1", "ada", 10))
+        .put_if(&purchase("p3", "ada", 33), Precondition::Version(1))
+        .delete("p2")
+        .put_if(&purchase("p4", "ada", 40), Precondition::Absent)
+        .put_if(&purchase("p4", "ada", 41), Precondition::Version(1))
+        .commit()
+        .await?;
+    let versions: Vec<Option<u64>> = out.iter().map(|o| o.version()).collect();
+    assert_eq!(versions, vec![Some(1), Some(2), None, Some(1), Some(2)]);
+    let got: Vec<Option<(i64, u64)>> = repo
+        .get_many(["p1", "p2", "p3", "p4"])
+        .await?
+        .into_iter()
+        .map(|p| p.map(|p| (p.total, p.version)))
+        .collect();
+    assert_eq!(got, vec![Some((10, 1)), None, Some((33, 2)), Some((41, 2))]);
+
+    // put_many in one partition (atomic where the store can make it so).
+    let versions = repo
+        .put_many(&[purchase("p5", "ada", 50), purchase("p1", "ada", 11)])
+        .await?;
+    assert_eq!(versions, vec![1, 2]);
+
+    // Two partitions.
+    let mixed = repo
+        .batch()
+        .put(&purchase("m1", "ada", 1))
+        .put(&purchase("m2", "bob", 2))
+        .commit()
+        .await;
+    if ctx.caps().batch_atomic {
+        assert_eq!(mixed?.len(), 2);
+    } else {
+        match mixed {
+            Err(e @ Error::Unsupported { .. }) => {
+                let text = e.to_string();
+                assert!(text.contains("entity `purchase`"), "{text}");
+                assert!(
+                    text.contains(
+                        "ops span 2 partitions; atomic batches need one partition key value"
+                    ),
+                    "{text}"
+                );
+            }
+            other => panic!(
+                "expected an atomic batch over two partitions to be unsupported, got {other:?}"
+            ),
+        }
+        assert_eq!(repo.get("m1").await?, None, "nothing written");
+        // Non-atomic, the same batch goes through.
+        let out = repo
+            .batch()
+            .non_atomic()
+            .put(&purchase("m1", "ada", 1))
+            .put(&purchase("m2", "bob", 2))
+            .commit()
+            .await?;
+        assert_eq!(out.len(), 2);
+    }
+    assert_eq!(
+        repo.get("m2").await?.map(|p| p.customer),
+        Some("bob".into())
+    );
     Ok(())
 }
 

@@ -67,6 +67,27 @@ pub struct Session {
     pub user: String,
 }
 
+/// Records with a partition key field: atomic batches within one
+/// partition (`batch_atomic_partition`, Cosmos DB).
+#[derive(Entity, Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[entity(name = "purchase", key = "id", partition_key = "customer")]
+pub struct Purchase {
+    pub id: String,
+    pub customer: String,
+    pub total: i64,
+    #[entity(version)]
+    pub version: u64,
+}
+
+pub fn purchase(id: &str, customer: &str, total: i64) -> Purchase {
+    Purchase {
+        id: id.into(),
+        customer: customer.into(),
+        total,
+        version: 0,
+    }
+}
+
 pub fn item(id: i64, name: &str, group: i64, score: Option<f64>, tag: Option<&str>) -> Item {
     Item {
         id,

@@ -88,7 +88,8 @@ pub fn store_toml(store: &str) -> Option<String> {
         "azblob" => azblob_toml(),
         // The Cosmos emulator (`scripts/emulators/start`); a per-run database.
         "cosmos" => format!(
-            "kind = \"cosmos\"\nendpoint = \"{COSMOS_ENDPOINT}\"\nkey = \"{COSMOS_KEY}\"\ndatabase = \"{}\"\ncreate_if_missing = true\n",
+            "kind = \"cosmos\"\nendpoint = \"{}\"\nkey = \"{COSMOS_KEY}\"\ndatabase = \"{}\"\ncreate_if_missing = true\n",
+            cosmos_endpoint(),
             cosmos_database()
         ),
         // A SQL Server / Azure SQL named by POLYROUTER_TEST_SQLSERVER_URL
@@ -139,7 +140,10 @@ async fn remove_sqlserver_schema() -> Result<(), String> {
     store.drop_schema().await.map_err(|e| e.to_string())
 }
 
-const COSMOS_ENDPOINT: &str = "http://127.0.0.1:8081/";
+/// The emulator (`scripts/emulators/start`), or `POLYROUTER_COSMOS_ENDPOINT`.
+fn cosmos_endpoint() -> String {
+    std::env::var("POLYROUTER_COSMOS_ENDPOINT").unwrap_or_else(|_| "http://127.0.0.1:8081/".into())
+}
 /// The emulators' well-known, public account key.
 const COSMOS_KEY: &str =
     "C2y6yDjf5/R+ob0N8A7Cgv30VRDJIWEHLM+4QDU5DE2nQ9nDuVTqobD4b8mGGyPMbIZnqyMsEcaGQy67XIw/Jw==";
@@ -160,7 +164,7 @@ fn cosmos_database() -> &'static str {
 #[cfg(feature = "cosmos")]
 async fn remove_cosmos_database() -> Result<(), String> {
     use polyrouter::backends::cosmos::{CosmosConfig, CosmosStore};
-    let cfg = CosmosConfig::new(COSMOS_ENDPOINT, COSMOS_KEY, cosmos_database());
+    let cfg = CosmosConfig::new(cosmos_endpoint(), COSMOS_KEY, cosmos_database());
     match CosmosStore::connect("s", cfg).await {
         Ok(store) => store.delete_database().await.map_err(|e| e.to_string()),
         // Never created (or already gone): nothing to remove.
@@ -496,6 +500,7 @@ impl Ctx {
             ("item", ""),
             ("note", ""),
             ("session", "ttl = \"1s\"\n"),
+            ("purchase", ""),
         ] {
             cfg.push_str(&format!(
                 "[entities.{entity}]\nstore = \"s\"\ntable = \"{entity}_{}\"\n{extra}\n",

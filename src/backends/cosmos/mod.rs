@@ -39,6 +39,7 @@ use crate::query::{Filter, Order};
 use crate::store::{EntityInfo, Precondition, StoreQuery, WriteOp, WriteOutcome};
 use crate::{Capabilities, Error, FilterCaps, Key, Record, Result, Store, Value};
 
+mod batch;
 mod codec;
 mod config;
 mod query;
@@ -450,6 +451,33 @@ impl CosmosStore {
         Error::conflict(&self.inner.name, entity.name(), key, expected, actual)
     }
 
+    fn ttl_unsupported(&self, entity: &EntityInfo) -> Error {
+        Error::unsupported(
+            &self.inner.name,
+            entity.name(),
+            format!(
+                "ttl (container `{}` has no default TTL, so Cosmos DB ignores item TTLs; set its default TTL to -1 or more)",
+                entity.table
+            ),
+        )
+    }
+
+    /// The item for a record (version 1, to be set by the writer), refused
+    /// with `InvalidInput` when a value cannot be stored or the item is
+    /// larger than Cosmos DB stores.
+    fn encode_item(&self, entity: &EntityInfo, record: &Record, ttl: Option<u64>) -> Result<Doc> {
+        let doc = codec::encode_record(entity.schema, record, 1, ttl)
+            .map_err(|m| self.invalid(entity, m))?;
+        let size = serde_json::to_vec(&doc).map(|v| v.len()).unwrap_or(0);
+        if size > MAX_ITEM_BYTES {
+            return Err(self.invalid(
+                entity,
+                format!("the record is {size} bytes as a Cosmos DB item; Cosmos DB stores at most {MAX_ITEM_BYTES}"),
+            ));
+        }
+        Ok(doc)
+    }
+
     async fn put(
         &self,
         entity: &EntityInfo,
@@ -459,27 +487,11 @@ impl CosmosStore {
         ttl: Option<Duration>,
     ) -> Result<WriteOutcome> {
         if ttl.is_some() && !c.ttl_enabled {
-            return Err(Error::unsupported(
-                &self.inner.name,
-                entity.name(),
-                format!(
-                    "ttl (container `{}` has no default TTL, so Cosmos DB ignores item TTLs; set its default TTL to -1 or more)",
-                    entity.table
-                ),
-            ));
+            return Err(self.ttl_unsupported(entity));
         }
         let id = self.item_id(entity, &record.key)?;
-        let ttl = ttl.map(ttl_secs);
         // Encode before any request: bad values are refused with nothing sent.
-        let mut doc = codec::encode_record(entity.schema, record, 1, ttl)
-            .map_err(|m| self.invalid(entity, m))?;
-        let size = serde_json::to_vec(&doc).map(|v| v.len()).unwrap_or(0);
-        if size > MAX_ITEM_BYTES {
-            return Err(self.invalid(
-                entity,
-                format!("the record is {size} bytes as a Cosmos DB item; Cosmos DB stores at most {MAX_ITEM_BYTES}"),
-            ));
-        }
+        let mut doc = self.encode_item(entity, record, ttl.map(ttl_secs))?;
         let pk_prop = codec::stored_name(codec::partition_field(entity.schema));
         let pk_json = doc.get(&pk_prop).cloned().unwrap_or(Json::Null);
         let pk = partition_key(&pk_json).map_err(|m| self.invalid(entity, m))?;
@@ -690,12 +702,15 @@ impl CosmosStore {
     }
 }
 
-/// What a cosmos store can do: everything but atomic batches (writes run
-/// one by one) and multi-statement transactions.
+/// What a cosmos store can do: everything but multi-statement
+/// transactions and atomic batches across partitions (an atomic batch is
+/// one transactional batch: one partition key value, at most 100 ops;
+/// non-atomic batches run their writes one by one).
 fn capabilities() -> Capabilities {
     Capabilities {
         batch: false,
         batch_atomic: false,
+        batch_atomic_partition: Some(batch::MAX_BATCH_OPS),
         transactions: false,
         shared: true,
         max_record_bytes: Some(MAX_ITEM_BYTES),
@@ -845,11 +860,9 @@ impl Store for CosmosStore {
         atomic: bool,
     ) -> Result<Vec<WriteOutcome>> {
         if atomic && ops.len() > 1 {
-            return Err(Error::unsupported(
-                &self.inner.name,
-                entity.name(),
-                "atomic batch",
-            ));
+            // One transactional batch: one partition, at most 100 ops.
+            let c = self.container(entity).await?;
+            return self.write_atomic(entity, &c, &ops).await;
         }
         // Check every op before sending anything.
         for op in &ops {

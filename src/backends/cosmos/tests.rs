@@ -643,3 +643,690 @@ fn percent_decode(s: &str) -> String {
     }
     String::from_utf8(out).unwrap()
 }
+
+// ---- atomic batches: transactional batch ----
+
+/// One HTTP/1.1 message: its head (start line and headers) and body.
+struct Message {
+    head: String,
+    body: Vec<u8>,
+}
+
+impl Message {
+    fn header(&self, name: &str) -> Option<String> {
+        self.head.lines().skip(1).find_map(|l| {
+            let (n, v) = l.split_once(':')?;
+            n.trim()
+                .eq_ignore_ascii_case(name)
+                .then(|| v.trim().to_string())
+        })
+    }
+
+    fn start(&self) -> &str {
+        self.head.lines().next().unwrap_or_default()
+    }
+
+    /// The message with `body`, its length set and `connection: close`.
+    fn with_body(&self, body: Vec<u8>) -> Vec<u8> {
+        let mut out = String::new();
+        for (i, l) in self.head.lines().enumerate() {
+            let name = l
+                .split_once(':')
+                .map(|(n, _)| n.trim().to_ascii_lowercase());
+            if i > 0 && matches!(name.as_deref(), Some("content-length" | "connection")) {
+                continue;
+            }
+            out.push_str(l);
+            out.push_str("\r\n");
+        }
+        out.push_str(&format!(
+            "content-length: {}\r\nconnection: close\r\n\r\n",
+            body.len()
+        ));
+        let mut bytes = out.into_bytes();
+        bytes.extend(body);
+        bytes
+    }
+}
+
+/// Reads one message with a `content-length` body (all the client and the
+/// emulator proxy send); `None` at the end of the stream.
+async fn read_message(
+    sock: &mut (impl tokio::io::AsyncRead + Unpin),
+    buf: &mut Vec<u8>,
+) -> Option<Message> {
+    use tokio::io::AsyncReadExt;
+    let mut chunk = [0u8; 16 * 1024];
+    let end = loop {
+        if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+            break i;
+        }
+        let n = sock.read(&mut chunk).await.ok()?;
+        if n == 0 {
+            return None;
+        }
+        buf.extend_from_slice(&chunk[..n]);
+    };
+    let head = String::from_utf8_lossy(&buf[..end]).into_owned();
+    buf.drain(..end + 4);
+    let mut msg = Message {
+        head,
+        body: Vec::new(),
+    };
+    let len: usize = msg
+        .header("content-length")
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
+    while buf.len() < len {
+        let n = sock.read(&mut chunk).await.ok()?;
+        if n == 0 {
+            return None;
+        }
+        buf.extend_from_slice(&chunk[..n]);
+    }
+    msg.body = buf.drain(..len).collect();
+    Some(msg)
+}
+
+/// What the recorder does with the next batch request: wait for `release`
+/// (if any), then answer `answer` (status, JSON body) instead of
+/// forwarding it (if any).
+#[derive(Default)]
+struct Scripted {
+    release: Option<tokio::sync::oneshot::Receiver<()>>,
+    answer: Option<(u16, serde_json::Value)>,
+}
+
+/// A recording HTTP forwarder between a store and the emulator: every
+/// transactional batch request is sent to `batches`; scripted ones are
+/// held and answered by the test.
+struct Recorder {
+    endpoint: String,
+    batches: tokio::sync::mpsc::UnboundedReceiver<Message>,
+    script: Arc<parking_lot::Mutex<std::collections::VecDeque<Scripted>>>,
+    server: tokio::task::JoinHandle<()>,
+}
+
+impl Recorder {
+    async fn start() -> Recorder {
+        let upstream = endpoint();
+        let up_authority = upstream
+            .trim_start_matches("http://")
+            .trim_end_matches('/')
+            .to_string();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let me = format!("127.0.0.1:{}", listener.local_addr().unwrap().port());
+        let (tx, batches) = tokio::sync::mpsc::unbounded_channel();
+        let script: Arc<parking_lot::Mutex<std::collections::VecDeque<Scripted>>> = Arc::default();
+        let script2 = script.clone();
+        let me2 = me.clone();
+        let server = tokio::spawn(async move {
+            loop {
+                let Ok((sock, _)) = listener.accept().await else {
+                    return;
+                };
+                let (tx, script, up, me) = (
+                    tx.clone(),
+                    script2.clone(),
+                    up_authority.clone(),
+                    me2.clone(),
+                );
+                tokio::spawn(async move {
+                    let _ = Recorder::serve(sock, tx, script, up, me).await;
+                });
+            }
+        });
+        Recorder {
+            endpoint: format!("http://{me}/"),
+            batches,
+            script,
+            server,
+        }
+    }
+
+    async fn serve(
+        mut sock: tokio::net::TcpStream,
+        tx: tokio::sync::mpsc::UnboundedSender<Message>,
+        script: Arc<parking_lot::Mutex<std::collections::VecDeque<Scripted>>>,
+        upstream: String,
+        me: String,
+    ) -> Option<()> {
+        use tokio::io::AsyncWriteExt;
+        let mut buf = Vec::new();
+        loop {
+            let req = read_message(&mut sock, &mut buf).await?;
+            let is_batch = req
+                .header("x-ms-cosmos-is-batch-request")
+                .is_some_and(|v| v.eq_ignore_ascii_case("true"));
+            let scripted = if is_batch {
+                let copy = Message {
+                    head: req.head.clone(),
+                    body: req.body.clone(),
+                };
+                let _ = tx.send(copy);
+                script.lock().pop_front()
+            } else {
+                None
+            };
+            let mut answer = None;
+            if let Some(s) = scripted {
+                if let Some(release) = s.release {
+                    let _ = release.await;
+                }
+                answer = s.answer;
+            }
+            let out = match answer {
+                Some((status, body)) => {
+                    let resp = Message {
+                        head: format!(
+                            "HTTP/1.1 {status} Scripted\r\ncontent-type: application/json\r\nx-ms-activity-id: 00000000-0000-0000-0000-000000000000\r\nx-ms-request-charge: 1"
+                        ),
+                        body: Vec::new(),
+                    };
+                    resp.with_body(serde_json::to_vec(&body).unwrap())
+                }
+                None => {
+                    let mut up = tokio::net::TcpStream::connect(&upstream).await.ok()?;
+                    up.write_all(&req.with_body(req.body.clone())).await.ok()?;
+                    let resp = read_message(&mut up, &mut Vec::new()).await?;
+                    let mut body = resp.body.clone();
+                    if req.start().starts_with("GET / ") {
+                        // The account document names the endpoint to use.
+                        body = String::from_utf8_lossy(&body)
+                            .replace(&upstream, &me)
+                            .into_bytes();
+                    }
+                    resp.with_body(body)
+                }
+            };
+            sock.write_all(&out).await.ok()?;
+        }
+    }
+
+    async fn store(&self, database: &str) -> CosmosStore {
+        let cfg = CosmosConfig::new(&self.endpoint, EMULATOR_KEY, database).create_if_missing(true);
+        CosmosStore::connect("catalog", cfg).await.unwrap_or_else(|e| {
+            panic!(
+                "the Cosmos emulator is not running; start it with `scripts/emulators/start`: {e}"
+            )
+        })
+    }
+
+    fn next_batch(&mut self) -> Option<Message> {
+        self.batches.try_recv().ok()
+    }
+}
+
+impl Drop for Recorder {
+    fn drop(&mut self) {
+        self.server.abort();
+    }
+}
+
+fn order(id: uuid::Uuid, customer: &str, total: f64) -> Record {
+    let mut r = Record::new(Key::Uuid(id));
+    r.set("id", Value::Uuid(id));
+    r.set("customer", Value::String(customer.into()));
+    r.set("total", Value::F64(total));
+    r
+}
+
+fn put(record: Record, precondition: Precondition) -> WriteOp {
+    WriteOp::Put {
+        record,
+        precondition,
+        ttl: None,
+    }
+}
+
+async fn raw_item(
+    store: &CosmosStore,
+    e: &EntityInfo,
+    customer: &str,
+    id: uuid::Uuid,
+) -> Option<Doc> {
+    let c = store.container(e).await.unwrap();
+    match c
+        .client
+        .read_item(customer.to_string(), &id.to_string(), None)
+        .await
+    {
+        Ok(r) => Some(r.into_model().unwrap()),
+        Err(e) if status(&e) == Some(404) => None,
+        Err(e) => panic!("{e}"),
+    }
+}
+
+#[tokio::test]
+async fn an_atomic_batch_in_one_partition_is_one_transactional_batch() {
+    let mut rec = Recorder::start().await;
+    let db = database();
+    let store = rec.store(&db).await;
+    let orders = entity(&ORDER);
+    store.ensure_entity(&orders).await.unwrap();
+    let (o1, o2, o3) = (
+        uuid::Uuid::new_v4(),
+        uuid::Uuid::new_v4(),
+        uuid::Uuid::new_v4(),
+    );
+    store
+        .write(
+            &orders,
+            vec![put(order(o1, "c1", 1.0), Precondition::None)],
+            true,
+        )
+        .await
+        .unwrap();
+    assert!(rec.next_batch().is_none(), "a single write is no batch");
+    let etag = codec::etag_of(&raw_item(&store, &orders, "c1", o1).await.unwrap()).unwrap();
+
+    let out = store
+        .write(
+            &orders,
+            vec![
+                put(order(o2, "c1", 2.0), Precondition::Absent),
+                put(order(o1, "c1", 1.5), Precondition::Version(1)),
+                WriteOp::Delete {
+                    key: Key::Uuid(o3),
+                    precondition: Precondition::None,
+                },
+            ],
+            true,
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        out,
+        vec![
+            WriteOutcome::Written { version: 1 },
+            WriteOutcome::Written { version: 2 },
+            WriteOutcome::Deleted { existed: false },
+        ]
+    );
+    let req = rec.next_batch().expect("one batch request");
+    assert!(rec.next_batch().is_none(), "exactly one batch request");
+    assert_eq!(
+        req.start(),
+        format!("POST /dbs/{db}/colls/order/docs HTTP/1.1")
+    );
+    let h = |n: &str| {
+        req.header(n)
+            .unwrap_or_else(|| panic!("no {n} in {}", req.head))
+    };
+    assert!(h("x-ms-cosmos-is-batch-request").eq_ignore_ascii_case("true"));
+    assert!(h("x-ms-cosmos-batch-atomic").eq_ignore_ascii_case("true"));
+    assert_eq!(h("x-ms-documentdb-partitionkey"), r#"["c1"]"#);
+    let body: serde_json::Value = serde_json::from_slice(&req.body).unwrap();
+    let ops = body.as_array().expect("a JSON array of operations");
+    assert_eq!(
+        ops.len(),
+        2,
+        "the delete of an absent item is not sent: {body}"
+    );
+    assert_eq!(ops[0]["operationType"], json!("Create"));
+    assert_eq!(ops[0]["resourceBody"]["id"], json!(o2.to_string()));
+    assert_eq!(ops[0]["resourceBody"]["customer"], json!("c1"));
+    assert_eq!(ops[0]["resourceBody"]["pr_version"], json!(1));
+    assert!(ops[0].get("ifMatch").is_none());
+    assert_eq!(ops[1]["operationType"], json!("Replace"));
+    assert_eq!(ops[1]["id"], json!(o1.to_string()));
+    assert_eq!(ops[1]["resourceBody"]["pr_version"], json!(2));
+    assert_eq!(ops[1]["resourceBody"]["total"], json!(1.5));
+    assert_eq!(ops[1]["ifMatch"], json!(etag), "guarded by the ETag read");
+    let stored = raw_item(&store, &orders, "c1", o1).await.unwrap();
+    assert_eq!(stored["pr_version"], json!(2));
+    assert_eq!(stored["total"].as_f64(), Some(1.5));
+
+    // A precondition that fails is found before anything is sent.
+    let e = store
+        .write(
+            &orders,
+            vec![
+                put(order(o3, "c1", 3.0), Precondition::None),
+                put(order(o2, "c1", 2.5), Precondition::Version(7)),
+            ],
+            true,
+        )
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            e,
+            Error::Conflict {
+                actual: Some(1),
+                expected: Precondition::Version(7),
+                ..
+            }
+        ),
+        "{e}"
+    );
+    assert!(rec.next_batch().is_none(), "nothing sent");
+    assert!(raw_item(&store, &orders, "c1", o3).await.is_none());
+
+    // A delete and a put of the same key: the first write carries the ETag.
+    let out = store
+        .write(
+            &orders,
+            vec![
+                WriteOp::Delete {
+                    key: Key::Uuid(o2),
+                    precondition: Precondition::Version(1),
+                },
+                put(order(o2, "c1", 9.0), Precondition::Absent),
+            ],
+            true,
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        out,
+        vec![
+            WriteOutcome::Deleted { existed: true },
+            WriteOutcome::Written { version: 1 }
+        ]
+    );
+    let req = rec.next_batch().expect("a batch");
+    let body: serde_json::Value = serde_json::from_slice(&req.body).unwrap();
+    assert_eq!(body[0]["operationType"], json!("Delete"));
+    assert!(body[0]["ifMatch"].is_string());
+    assert_eq!(body[1]["operationType"], json!("Create"));
+    store.delete_database().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_failed_transactional_batch_is_a_conflict_with_nothing_written() {
+    let mut rec = Recorder::start().await;
+    let db = database();
+    let store = Arc::new(rec.store(&db).await);
+    let orders = entity(&ORDER);
+    store.ensure_entity(&orders).await.unwrap();
+    let (o1, o2) = (uuid::Uuid::new_v4(), uuid::Uuid::new_v4());
+    store
+        .write(
+            &orders,
+            vec![put(order(o1, "c1", 1.0), Precondition::None)],
+            true,
+        )
+        .await
+        .unwrap();
+
+    // Another writer changes o1 between the batch's read and the batch:
+    // the service answers 207 with the replace 412 and the create 424.
+    let (go, release) = tokio::sync::oneshot::channel();
+    rec.script.lock().push_back(Scripted {
+        release: Some(release),
+        answer: Some((
+            207,
+            json!([
+                {"statusCode": 424, "requestCharge": 0},
+                {"statusCode": 412, "requestCharge": 1, "substatusCode": 0}
+            ]),
+        )),
+    });
+    let batch = {
+        let (store, orders) = (store.clone(), orders.clone());
+        tokio::spawn(async move {
+            store
+                .write(
+                    &orders,
+                    vec![
+                        put(order(o2, "c1", 2.0), Precondition::Absent),
+                        put(order(o1, "c1", 1.5), Precondition::Version(1)),
+                    ],
+                    true,
+                )
+                .await
+        })
+    };
+    let first = loop {
+        if let Some(m) = rec.next_batch() {
+            break m;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    };
+    let body: serde_json::Value = serde_json::from_slice(&first.body).unwrap();
+    assert_eq!(body[1]["operationType"], json!("Replace"));
+    store
+        .write(
+            &orders,
+            vec![put(order(o1, "c1", 7.0), Precondition::None)],
+            false,
+        )
+        .await
+        .unwrap();
+    go.send(()).unwrap();
+    let e = batch.await.unwrap().unwrap_err();
+    assert!(
+        matches!(
+            &e,
+            Error::Conflict {
+                actual: Some(2),
+                expected: Precondition::Version(1),
+                ..
+            }
+        ),
+        "re-read after the 412: the precondition fails with the actual version: {e}"
+    );
+    assert!(e.to_string().contains("store `catalog`"), "{e}");
+    assert!(
+        rec.next_batch().is_none(),
+        "not sent again once the precondition fails"
+    );
+    assert!(
+        raw_item(&store, &orders, "c1", o2).await.is_none(),
+        "nothing written"
+    );
+    let o1_doc = raw_item(&store, &orders, "c1", o1).await.unwrap();
+    assert_eq!(
+        o1_doc["total"].as_f64(),
+        Some(7.0),
+        "the other writer's value stays"
+    );
+
+    // A batch failing for another reason (400) is an error naming the op.
+    rec.script.lock().push_back(Scripted {
+        release: None,
+        answer: Some((
+            207,
+            json!([{"statusCode": 400, "requestCharge": 0}, {"statusCode": 424, "requestCharge": 0}]),
+        )),
+    });
+    let e = store
+        .write(
+            &orders,
+            vec![
+                put(order(o2, "c1", 2.0), Precondition::None),
+                put(order(o1, "c1", 1.5), Precondition::None),
+            ],
+            true,
+        )
+        .await
+        .unwrap_err();
+    assert!(matches!(e, Error::Backend { .. }), "{e}");
+    assert!(
+        e.to_string().contains(&format!("create of item {o2}")),
+        "{e}"
+    );
+    assert!(e.to_string().contains("nothing was written"), "{e}");
+    assert!(raw_item(&store, &orders, "c1", o2).await.is_none());
+    store.delete_database().await.unwrap();
+}
+
+#[tokio::test]
+async fn atomic_batches_across_partitions_or_over_100_ops_are_unsupported() {
+    let mut rec = Recorder::start().await;
+    let store = rec.store(&database()).await;
+    let orders = entity(&ORDER);
+    store.ensure_entity(&orders).await.unwrap();
+    let (o1, o2) = (uuid::Uuid::new_v4(), uuid::Uuid::new_v4());
+    let e = store
+        .write(
+            &orders,
+            vec![
+                put(order(o1, "c1", 1.0), Precondition::None),
+                put(order(o2, "c2", 2.0), Precondition::None),
+            ],
+            true,
+        )
+        .await
+        .unwrap_err();
+    assert!(matches!(e, Error::Unsupported { .. }), "{e}");
+    let text = e.to_string();
+    assert!(
+        text.contains("store `catalog`") && text.contains("entity `order`"),
+        "{text}"
+    );
+    assert!(
+        text.contains("ops span 2 partitions; atomic batches need one partition key value"),
+        "{text}"
+    );
+    // A delete's partition is the stored item's: known after reading it.
+    store
+        .write(
+            &orders,
+            vec![put(order(o2, "c2", 2.0), Precondition::None)],
+            false,
+        )
+        .await
+        .unwrap();
+    let e = store
+        .write(
+            &orders,
+            vec![
+                put(order(o1, "c1", 1.0), Precondition::None),
+                WriteOp::Delete {
+                    key: Key::Uuid(o2),
+                    precondition: Precondition::None,
+                },
+            ],
+            true,
+        )
+        .await
+        .unwrap_err();
+    assert!(e.to_string().contains("ops span 2 partitions"), "{e}");
+    assert!(
+        raw_item(&store, &orders, "c2", o2).await.is_some(),
+        "nothing deleted"
+    );
+    assert!(
+        raw_item(&store, &orders, "c1", o1).await.is_none(),
+        "nothing written"
+    );
+
+    // Partitioned by the key (no partition key field): two keys, two partitions.
+    let notes = entity(&NOTE);
+    store.ensure_entity(&notes).await.unwrap();
+    let e = store
+        .write(
+            &notes,
+            vec![
+                put(note("a"), Precondition::None),
+                put(note("b"), Precondition::None),
+            ],
+            true,
+        )
+        .await
+        .unwrap_err();
+    assert!(e.to_string().contains("ops span 2 partitions"), "{e}");
+    // Two writes of one key are one partition.
+    let out = store
+        .write(
+            &notes,
+            vec![
+                put(note("a"), Precondition::Absent),
+                put(note("a"), Precondition::Version(1)),
+            ],
+            true,
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        out,
+        vec![
+            WriteOutcome::Written { version: 1 },
+            WriteOutcome::Written { version: 2 }
+        ]
+    );
+    assert!(rec.next_batch().is_some());
+
+    let many: Vec<WriteOp> = (0..101)
+        .map(|i| {
+            put(
+                order(uuid::Uuid::new_v4(), "c1", i as f64),
+                Precondition::None,
+            )
+        })
+        .collect();
+    let e = store.write(&orders, many, true).await.unwrap_err();
+    assert!(matches!(e, Error::Unsupported { .. }), "{e}");
+    assert!(e.to_string().contains("at most 100"), "{e}");
+    // Non-atomic, the same 101 writes go through one by one.
+    let many: Vec<WriteOp> = (0..101)
+        .map(|i| {
+            put(
+                order(uuid::Uuid::new_v4(), "c1", i as f64),
+                Precondition::None,
+            )
+        })
+        .collect();
+    assert_eq!(store.write(&orders, many, false).await.unwrap().len(), 101);
+    assert!(
+        rec.next_batch().is_none(),
+        "no batch request for non-atomic writes"
+    );
+    store.delete_database().await.unwrap();
+}
+
+/// Against the emulator through its proxy (which undoes a failed atomic
+/// batch, as the service never applies one): a failing op writes nothing.
+#[tokio::test]
+async fn a_batch_failing_on_the_emulator_writes_nothing() {
+    let store = emulator_store().await;
+    let orders = entity(&ORDER);
+    store.ensure_entity(&orders).await.unwrap();
+    let c = store.container(&orders).await.unwrap();
+    let (o1, o2, o3) = (
+        uuid::Uuid::new_v4(),
+        uuid::Uuid::new_v4(),
+        uuid::Uuid::new_v4(),
+    );
+    store
+        .write(
+            &orders,
+            vec![put(order(o1, "c1", 1.0), Precondition::None)],
+            true,
+        )
+        .await
+        .unwrap();
+    let before = raw_item(&store, &orders, "c1", o1).await.unwrap();
+    // Straight to the client: create o2, replace o1, create o1 again (409).
+    let mut doc1 = before.clone();
+    doc1.insert("total".into(), json!(5.0));
+    let mut doc2 = codec::encode_record(&ORDER, &order(o2, "c1", 2.0), 1, None).unwrap();
+    doc2.insert("pr_version".into(), json!(1));
+    let doc3 = codec::encode_record(&ORDER, &order(o3, "c1", 3.0), 1, None).unwrap();
+    let batch = azure_data_cosmos::TransactionalBatch::new("c1")
+        .create_item(&doc2)
+        .unwrap()
+        .replace_item(o1.to_string(), &doc1, None)
+        .unwrap()
+        .create_item(&doc3)
+        .unwrap()
+        .create_item(&before)
+        .unwrap();
+    let resp = c
+        .client
+        .execute_transactional_batch(batch, None)
+        .await
+        .unwrap();
+    assert_eq!(u16::from(resp.status().status_code()), 207);
+    let results = resp.into_model().unwrap();
+    let codes: Vec<u16> = results.results().iter().map(|r| r.status_code()).collect();
+    assert_eq!(codes, vec![424, 424, 424, 409]);
+    assert!(raw_item(&store, &orders, "c1", o2).await.is_none());
+    assert!(raw_item(&store, &orders, "c1", o3).await.is_none());
+    let after = raw_item(&store, &orders, "c1", o1).await.unwrap();
+    assert_eq!(after["total"].as_f64(), Some(1.0), "the replace was undone");
+    assert_eq!(after["pr_version"], json!(1));
+    store.delete_database().await.unwrap();
+}

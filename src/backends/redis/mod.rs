@@ -270,6 +270,7 @@ impl RedisStore {
                 if_version: true,
                 batch: true,
                 batch_atomic: true,
+                batch_atomic_partition: None,
                 query: false,
                 filters: FilterCaps::none(),
                 sort: false,
