@@ -23,6 +23,9 @@ use std::hint::black_box;
 use std::time::{Duration, Instant};
 
 use criterion::{Criterion, criterion_group, criterion_main};
+
+#[path = "support/args.rs"]
+mod args;
 use polyrouter::Router;
 use polyrouter::router::Graph;
 use polyrouter::store::graph::{Edge, Vertex};
@@ -124,18 +127,7 @@ fn bench_store(c: &mut Criterion, rt: &Runtime, name: &str, g: &Graph) {
 fn bench(c: &mut Criterion) {
     let rt = Runtime::new().unwrap();
     let edges = edges();
-    let wanted = |name: &str| {
-        let args: Vec<String> = std::env::args()
-            .skip(1)
-            .filter(|a| !a.starts_with('-'))
-            .collect();
-        args.is_empty()
-            || args
-                .iter()
-                .any(|a| a.contains(name) || name.contains(a.as_str()))
-    };
-
-    if wanted("sqlite") {
+    if args::wanted("sqlite") {
         let dir = tempfile::tempdir().unwrap();
         let cfg = format!(
             "[stores.db]\nkind = \"sqlite\"\nurl = \"sqlite://{}/graph.db\"\n[graphs.social]\nstore = \"db\"\n",
@@ -147,7 +139,7 @@ fn bench(c: &mut Criterion) {
         bench_store(c, &rt, "sqlite", &g);
     }
 
-    if wanted("postgres") {
+    if args::wanted("postgres") {
         let url = std::env::var("POLYROUTER_BENCH_POSTGRES")
             .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into());
         let schema = format!("pr_bench_graph_{}", std::process::id());
@@ -160,12 +152,12 @@ fn bench(c: &mut Criterion) {
         rt.block_on(async {
             use sqlx::Connection;
             let mut conn = sqlx::PgConnection::connect(&url).await.unwrap();
-            sqlx::query(&format!(
-                "SET search_path TO \"{schema}\"; ANALYZE social_vertices; ANALYZE social_edges"
-            ))
-            .execute(&mut conn)
-            .await
-            .unwrap();
+            for table in ["social_vertices", "social_edges"] {
+                sqlx::query(&format!("ANALYZE \"{schema}\".\"{table}\""))
+                    .execute(&mut conn)
+                    .await
+                    .unwrap();
+            }
         });
         bench_store(c, &rt, "postgres", &g);
         drop(router);

@@ -29,6 +29,9 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+
+#[path = "support/args.rs"]
+mod args;
 use polyrouter::query::field;
 use polyrouter::store::search::{SearchCursor, SearchIndex, SearchRequest};
 use polyrouter::{Entity, Key, Record, Router, Store, Value};
@@ -197,19 +200,7 @@ fn bench_store(
 
 fn benches(c: &mut Criterion) {
     let rt = Runtime::new().unwrap();
-    let args: Vec<String> = std::env::args().collect();
-    let wanted = |name: &str| {
-        let filters: Vec<&String> = args
-            .iter()
-            .skip(1)
-            .filter(|a| !a.starts_with('-'))
-            .collect();
-        filters.is_empty()
-            || filters
-                .iter()
-                .any(|f| name.contains(f.as_str()) || f.contains(name))
-    };
-    if wanted("tantivy") {
+    if args::wanted("tantivy") {
         let dir = tempfile::tempdir().unwrap();
         let router = rt
             .block_on(Router::from_toml_str(&format!(
@@ -220,7 +211,7 @@ fn benches(c: &mut Criterion) {
         let store = router.store("s").unwrap().clone();
         bench_store(c, &rt, "tantivy", store, layout("bench_doc"));
     }
-    if wanted("postgres") {
+    if args::wanted("postgres") {
         let url = std::env::var("POLYROUTER_BENCH_POSTGRES")
             .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into());
         let schema = format!("pr_bench_search_{}", std::process::id());

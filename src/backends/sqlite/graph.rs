@@ -135,9 +135,9 @@ impl GraphSql {
                SELECT e.dst, f.d + 1 FROM fwd f JOIN {e} e ON e.src = f.v AND e.label = ? WHERE f.d < ?), \
              bwd(v, d) AS (SELECT ?, 0 UNION \
                SELECT e.src, b.d + 1 FROM bwd b JOIN {e} e ON e.dst = b.v AND e.label = ? WHERE b.d < ?), \
-             fm AS (SELECT v, min(d) AS d FROM fwd GROUP BY v), \
-             bm AS (SELECT v, min(d) AS d FROM bwd GROUP BY v), \
-             p AS (SELECT fm.v, fm.d FROM fm JOIN bm ON bm.v = fm.v WHERE fm.d + bm.d = ?) \
+             fm AS MATERIALIZED (SELECT v, min(d) AS d FROM fwd GROUP BY v), \
+             bm AS MATERIALIZED (SELECT v, min(d) AS d FROM bwd GROUP BY v), \
+             p AS MATERIALIZED (SELECT fm.v, fm.d FROM fm JOIN bm ON bm.v = fm.v WHERE fm.d + bm.d = ?) \
              SELECT p1.d, e.src, e.dst FROM p p1 JOIN {e} e ON e.src = p1.v AND e.label = ? \
              JOIN p p2 ON p2.v = e.dst AND p2.d = p1.d + 1",
             e = self.e
