@@ -1,4 +1,4 @@
-//! Wrappers any [`Store`](crate::Store) can be put in.
+//! Wrappers any [`Store`] can be put in.
 //!
 //! - [`Counting`]: counts the calls that reach the inner store (how tests
 //!   prove single-flight and N+1-free joins; also handy in production).

@@ -80,7 +80,8 @@ pub trait Dialect: fmt::Debug + Send + Sync + 'static {
     /// The store kind in messages, e.g. `postgres`.
     fn kind(&self) -> &'static str;
 
-    /// A quoted identifier (`"a""b"`, `` `a``b` ``, `[a]]b]`).
+    /// A quoted identifier: `"a""b"` (standard), the same in backquotes
+    /// (MySQL), `[a]]b]` (SQL Server).
     fn quote(&self, ident: &str) -> String;
 
     /// The table name as written in statements: default [`Dialect::quote`];

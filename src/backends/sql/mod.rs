@@ -28,7 +28,7 @@
 //! - [`check_table`]: an existing table that cannot hold the entity is a
 //!   config error naming the store, table and column, and what to do.
 //! - [`decode_record`] and storage helpers for rows coming back.
-//! - [`write`]: the outcome of each conditional write (versions, conflicts
+//! - [`write`](mod@write): the outcome of each conditional write (versions, conflicts
 //!   with the current version) over a backend's [`write::Exec`].
 //! - [`Tables`], [`purge`], [`spawn_purge`]: the per-store statement cache
 //!   and TTL purge.

@@ -123,7 +123,7 @@ impl Dialect for SqlServerDialect {
     /// `data_type` as the backend reads it from `INFORMATION_SCHEMA.COLUMNS`:
     /// `DATA_TYPE(CHARACTER_MAXIMUM_LENGTH) COLLATE COLLATION_NAME`, e.g.
     /// `nvarchar(max) COLLATE Latin1_General_100_BIN2` (see
-    /// [`catalog_type`](super::catalog_type)).
+    /// `tsql::catalog_type`).
     fn holds(&self, data_type: &str, kind: FieldKind) -> bool {
         let t = data_type.to_ascii_lowercase();
         let (ty, collation) = match t.split_once(" collate ") {
