@@ -23,6 +23,7 @@ use sqlx::PgConnection;
 use sqlx::Row;
 
 use super::{PostgresStore, map_err};
+use crate::backends::sql::graph::{GraphFlavor, GraphSql};
 use crate::store::graph::{
     Edge, EdgeDirection, GraphInfo, GraphStore, NeighbourPage, Properties, Recommendation, Vertex,
     check_edge, check_limit, check_name, check_properties, check_vertex, decode_page_token,
@@ -33,128 +34,16 @@ use crate::{Error, Key, Precondition, Result};
 /// Edges per multi-row statement (4 parameters each, well under PostgreSQL's 65 535).
 const CHUNK: usize = 500;
 
-/// `($1, $2, $3), ($4, $5, $6), …`: `rows` tuples of `width` parameters.
-fn placeholders(rows: usize, width: usize) -> String {
-    (0..rows)
-        .map(|r| {
-            let cols: Vec<String> = (1..=width).map(|c| format!("${}", r * width + c)).collect();
-            format!("({})", cols.join(", "))
-        })
-        .collect::<Vec<_>>()
-        .join(", ")
-}
+/// What differs in this database's graph SQL.
+const FLAVOR: GraphFlavor = GraphFlavor {
+    text: "TEXT COLLATE \"C\"",
+    table_options: "",
+    anchor: "?::text COLLATE \"C\", 0::bigint",
+};
 
-fn quote(name: &str) -> String {
-    format!("\"{}\"", name.replace('"', "\"\""))
-}
-
-/// The statements of one graph, built from its table names.
-struct GraphSql {
-    v: String,
-    e: String,
-}
-
-impl GraphSql {
-    fn new(graph: &GraphInfo) -> Self {
-        GraphSql {
-            v: quote(&graph.vertices),
-            e: quote(&graph.edges),
-        }
-    }
-
-    fn create(&self, graph: &GraphInfo) -> [String; 3] {
-        let (v, e) = (&self.v, &self.e);
-        [
-            format!(
-                "CREATE TABLE IF NOT EXISTS {v} (id TEXT COLLATE \"C\" NOT NULL PRIMARY KEY, label TEXT COLLATE \"C\" NOT NULL, properties TEXT NOT NULL)"
-            ),
-            format!(
-                "CREATE TABLE IF NOT EXISTS {e} (src TEXT COLLATE \"C\" NOT NULL, label TEXT COLLATE \"C\" NOT NULL, dst TEXT COLLATE \"C\" NOT NULL, properties TEXT NOT NULL, PRIMARY KEY (src, label, dst))"
-            ),
-            format!(
-                "CREATE INDEX IF NOT EXISTS {} ON {e} (dst, label, src)",
-                quote(&format!("{}_in", graph.edges))
-            ),
-        ]
-    }
-
-    /// `(from column, to column)` of a direction: `Out` follows src → dst.
-    fn cols(direction: EdgeDirection) -> (&'static str, &'static str) {
-        match direction {
-            EdgeDirection::Out => ("src", "dst"),
-            EdgeDirection::In => ("dst", "src"),
-        }
-    }
-
-    fn neighbours(&self, direction: EdgeDirection) -> String {
-        let (a, b) = Self::cols(direction);
-        format!(
-            "SELECT {b} FROM {} WHERE {a} = $1 AND label = $2 AND {b} > $3 ORDER BY {b} LIMIT $4",
-            self.e
-        )
-    }
-
-    fn degree(&self, direction: EdgeDirection) -> String {
-        let (a, _) = Self::cols(direction);
-        format!(
-            "SELECT count(*) FROM {} WHERE {a} = $1 AND label = $2",
-            self.e
-        )
-    }
-
-    fn common(&self, direction: EdgeDirection) -> String {
-        let (a, b) = Self::cols(direction);
-        format!(
-            "SELECT x.{b} FROM {e} x JOIN {e} y ON y.{b} = x.{b} AND y.label = x.label \
-             WHERE x.{a} = $1 AND y.{a} = $2 AND x.label = $3 ORDER BY x.{b}",
-            e = self.e
-        )
-    }
-
-    fn mutual(&self) -> String {
-        format!(
-            "SELECT x.dst FROM {e} x JOIN {e} y ON y.src = x.dst AND y.label = x.label AND y.dst = x.src \
-             WHERE x.src = $1 AND x.label = $2 ORDER BY x.dst",
-            e = self.e
-        )
-    }
-
-    fn recommend(&self) -> String {
-        format!(
-            "SELECT f2.dst, count(*) AS shared FROM {e} f1 \
-             JOIN {e} f2 ON f2.src = f1.dst AND f2.label = f1.label \
-             WHERE f1.src = $1 AND f1.label = $2 AND f2.dst <> f1.src \
-             AND NOT EXISTS (SELECT 1 FROM {e} x WHERE x.src = f1.src AND x.label = f1.label AND x.dst = f2.dst) \
-             GROUP BY f2.dst ORDER BY shared DESC, f2.dst LIMIT $3",
-            e = self.e
-        )
-    }
-
-    /// Binds: from, label, max depth, to.
-    fn distance(&self) -> String {
-        format!(
-            "WITH RECURSIVE fwd(v, d) AS (SELECT $1::text COLLATE \"C\", 0::bigint UNION \
-             SELECT e.dst, f.d + 1 FROM fwd f JOIN {e} e ON e.src = f.v AND e.label = $2 WHERE f.d < $3) \
-             SELECT min(d) FROM fwd WHERE v = $4",
-            e = self.e
-        )
-    }
-
-    /// Binds: from, label, depth, to, label, depth, depth, label.
-    fn layers(&self) -> String {
-        format!(
-            "WITH RECURSIVE fwd(v, d) AS (SELECT $1::text COLLATE \"C\", 0::bigint UNION \
-               SELECT e.dst, f.d + 1 FROM fwd f JOIN {e} e ON e.src = f.v AND e.label = $2 WHERE f.d < $3), \
-             bwd(v, d) AS (SELECT $4::text COLLATE \"C\", 0::bigint UNION \
-               SELECT e.src, b.d + 1 FROM bwd b JOIN {e} e ON e.dst = b.v AND e.label = $5 WHERE b.d < $6), \
-             fm AS (SELECT v, min(d) AS d FROM fwd GROUP BY v), \
-             bm AS (SELECT v, min(d) AS d FROM bwd GROUP BY v), \
-             p AS (SELECT fm.v, fm.d FROM fm JOIN bm ON bm.v = fm.v WHERE fm.d + bm.d = $7) \
-             SELECT p1.d, e.src, e.dst FROM p p1 JOIN {e} e ON e.src = p1.v AND e.label = $8 \
-             JOIN p p2 ON p2.v = e.dst AND p2.d = p1.d + 1",
-            e = self.e
-        )
-    }
+/// The statements of `graph` in this database.
+fn sql(graph: &GraphInfo) -> GraphSql {
+    GraphSql::new(graph, FLAVOR, &super::PostgresDialect)
 }
 
 impl PostgresStore {
@@ -184,7 +73,7 @@ impl PostgresStore {
     ) -> Result<Option<String>> {
         let sql = format!(
             "SELECT id FROM {} WHERE id = ANY($1) {}",
-            quote(&graph.vertices),
+            sql(graph).v,
             if lock { "FOR SHARE" } else { "" }
         );
         let list: Vec<&str> = ids.iter().copied().collect();
@@ -210,10 +99,8 @@ impl PostgresStore {
         graph: &GraphInfo,
         chunk: &[&Edge],
     ) -> Result<u64> {
-        let e = quote(&graph.edges);
-        let tuples = placeholders(chunk.len(), 3);
-        let existing_sql =
-            format!("SELECT count(*) FROM {e} WHERE (src, label, dst) IN (VALUES {tuples})");
+        let s = sql(graph);
+        let existing_sql = s.existing_edges(chunk.len());
         let mut q = sqlx::query_scalar::<_, i64>(&existing_sql);
         for edge in chunk {
             q = q.bind(&edge.src).bind(&edge.label).bind(&edge.dst);
@@ -222,11 +109,7 @@ impl PostgresStore {
             .fetch_one(&mut *conn)
             .await
             .map_err(|er| self.gerr(graph, er))?;
-        let rows = placeholders(chunk.len(), 4);
-        let insert = format!(
-            "INSERT INTO {e} (src, label, dst, properties) VALUES {rows} \
-             ON CONFLICT (src, label, dst) DO UPDATE SET properties = EXCLUDED.properties"
-        );
+        let insert = s.upsert_edges(chunk.len());
         let mut q = sqlx::query(&insert);
         for edge in chunk {
             q = q
@@ -245,14 +128,14 @@ impl PostgresStore {
 #[async_trait]
 impl GraphStore for PostgresStore {
     async fn ensure_graph(&self, graph: &GraphInfo) -> Result<()> {
-        let s = GraphSql::new(graph);
+        let s = sql(graph);
         let mut conn = self
             .inner
             .pool
             .acquire()
             .await
             .map_err(|e| self.gerr(graph, e))?;
-        for stmt in s.create(graph) {
+        for stmt in s.create() {
             sqlx::query(&stmt)
                 .execute(&mut *conn)
                 .await
@@ -265,7 +148,7 @@ impl GraphStore for PostgresStore {
         check_vertex(graph, vertex)?;
         let sql = format!(
             "INSERT INTO {} (id, label, properties) VALUES ($1, $2, $3) ON CONFLICT (id) DO NOTHING",
-            quote(&graph.vertices)
+            sql(graph).v
         );
         let n = sqlx::query(&sql)
             .bind(&vertex.id)
@@ -295,7 +178,7 @@ impl GraphStore for PostgresStore {
     ) -> Result<()> {
         check_name(graph, "vertex id", id)?;
         check_properties(graph, properties)?;
-        let v = quote(&graph.vertices);
+        let v = sql(graph).v;
         let mut tx = self
             .inner
             .pool
@@ -327,7 +210,7 @@ impl GraphStore for PostgresStore {
         check_name(graph, "vertex id", id)?;
         let sql = format!(
             "SELECT label, properties FROM {} WHERE id = $1",
-            quote(&graph.vertices)
+            sql(graph).v
         );
         let row = sqlx::query(&sql)
             .bind(id)
@@ -346,7 +229,8 @@ impl GraphStore for PostgresStore {
 
     async fn remove_vertex(&self, graph: &GraphInfo, id: &str) -> Result<bool> {
         check_name(graph, "vertex id", id)?;
-        let (v, e) = (quote(&graph.vertices), quote(&graph.edges));
+        let s = sql(graph);
+        let (v, e) = (&s.v, &s.e);
         let mut tx = self
             .inner
             .pool
@@ -413,7 +297,7 @@ impl GraphStore for PostgresStore {
         check_edge(graph, &Edge::new(src, label, dst))?;
         let sql = format!(
             "DELETE FROM {} WHERE src = $1 AND label = $2 AND dst = $3",
-            quote(&graph.edges)
+            sql(graph).e
         );
         let n = sqlx::query(&sql)
             .bind(src)
@@ -436,7 +320,7 @@ impl GraphStore for PostgresStore {
         check_edge(graph, &Edge::new(src, label, dst))?;
         let sql = format!(
             "SELECT properties FROM {} WHERE src = $1 AND label = $2 AND dst = $3",
-            quote(&graph.edges)
+            sql(graph).e
         );
         let props: Option<String> = sqlx::query_scalar(&sql)
             .bind(src)
@@ -473,7 +357,7 @@ impl GraphStore for PostgresStore {
             .map(|t| decode_page_token(graph, id, label, direction, t))
             .transpose()?
             .unwrap_or_default();
-        let ids: Vec<String> = sqlx::query_scalar(&GraphSql::new(graph).neighbours(direction))
+        let ids: Vec<String> = sqlx::query_scalar(&sql(graph).neighbours(direction))
             .bind(id)
             .bind(label)
             .bind(after)
@@ -493,7 +377,7 @@ impl GraphStore for PostgresStore {
     ) -> Result<u64> {
         check_name(graph, "vertex id", id)?;
         check_name(graph, "edge label", label)?;
-        let n: i64 = sqlx::query_scalar(&GraphSql::new(graph).degree(direction))
+        let n: i64 = sqlx::query_scalar(&sql(graph).degree(direction))
             .bind(id)
             .bind(label)
             .fetch_one(&self.inner.pool)
@@ -505,7 +389,7 @@ impl GraphStore for PostgresStore {
     async fn mutual(&self, graph: &GraphInfo, id: &str, label: &str) -> Result<Vec<String>> {
         check_name(graph, "vertex id", id)?;
         check_name(graph, "edge label", label)?;
-        sqlx::query_scalar(&GraphSql::new(graph).mutual())
+        sqlx::query_scalar(&sql(graph).mutual())
             .bind(id)
             .bind(label)
             .fetch_all(&self.inner.pool)
@@ -524,7 +408,7 @@ impl GraphStore for PostgresStore {
         check_name(graph, "vertex id", a)?;
         check_name(graph, "vertex id", b)?;
         check_name(graph, "edge label", label)?;
-        sqlx::query_scalar(&GraphSql::new(graph).common(direction))
+        sqlx::query_scalar(&sql(graph).common(direction))
             .bind(a)
             .bind(b)
             .bind(label)
@@ -543,7 +427,7 @@ impl GraphStore for PostgresStore {
         check_name(graph, "vertex id", id)?;
         check_name(graph, "edge label", label)?;
         check_limit(graph, limit)?;
-        let rows = sqlx::query(&GraphSql::new(graph).recommend())
+        let rows = sqlx::query(&sql(graph).recommend())
             .bind(id)
             .bind(label)
             .bind(i64::try_from(limit).unwrap_or(i64::MAX))
@@ -572,7 +456,7 @@ impl GraphStore for PostgresStore {
         check_name(graph, "vertex id", from)?;
         check_name(graph, "vertex id", to)?;
         check_name(graph, "edge label", label)?;
-        let s = GraphSql::new(graph);
+        let s = sql(graph);
         // One read transaction: both statements see one snapshot.
         let mut conn = self
             .inner

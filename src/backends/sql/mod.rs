@@ -98,6 +98,7 @@ mod ddl;
 mod decode;
 mod dialect;
 mod filter;
+pub mod graph;
 mod param;
 mod pool;
 #[cfg(test)]

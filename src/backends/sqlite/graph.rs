@@ -22,6 +22,7 @@ use sqlx::Row;
 use sqlx::sqlite::SqliteConnection;
 
 use super::{SqliteStore, map_err};
+use crate::backends::sql::graph::{GraphFlavor, GraphSql};
 use crate::store::graph::{
     Edge, EdgeDirection, GraphInfo, GraphStore, NeighbourPage, Properties, Recommendation, Vertex,
     check_edge, check_limit, check_name, check_properties, check_vertex, decode_page_token,
@@ -32,117 +33,16 @@ use crate::{Error, Key, Precondition, Result};
 /// Edges per multi-row statement (4 parameters each, well under SQLite's limit).
 const CHUNK: usize = 500;
 
-fn quote(name: &str) -> String {
-    format!("\"{}\"", name.replace('"', "\"\""))
-}
+/// What differs in this database's graph SQL.
+const FLAVOR: GraphFlavor = GraphFlavor {
+    text: "TEXT",
+    table_options: " WITHOUT ROWID",
+    anchor: "?, 0",
+};
 
-/// The statements of one graph, built from its table names.
-struct GraphSql {
-    v: String,
-    e: String,
-}
-
-impl GraphSql {
-    fn new(graph: &GraphInfo) -> Self {
-        GraphSql {
-            v: quote(&graph.vertices),
-            e: quote(&graph.edges),
-        }
-    }
-
-    fn create(&self, graph: &GraphInfo) -> [String; 3] {
-        let (v, e) = (&self.v, &self.e);
-        [
-            format!(
-                "CREATE TABLE IF NOT EXISTS {v} (id TEXT NOT NULL PRIMARY KEY, label TEXT NOT NULL, properties TEXT NOT NULL) WITHOUT ROWID"
-            ),
-            format!(
-                "CREATE TABLE IF NOT EXISTS {e} (src TEXT NOT NULL, label TEXT NOT NULL, dst TEXT NOT NULL, properties TEXT NOT NULL, PRIMARY KEY (src, label, dst)) WITHOUT ROWID"
-            ),
-            format!(
-                "CREATE INDEX IF NOT EXISTS {} ON {e} (dst, label, src)",
-                quote(&format!("{}_in", graph.edges))
-            ),
-        ]
-    }
-
-    /// `(from column, to column)` of a direction: `Out` follows src → dst.
-    fn cols(direction: EdgeDirection) -> (&'static str, &'static str) {
-        match direction {
-            EdgeDirection::Out => ("src", "dst"),
-            EdgeDirection::In => ("dst", "src"),
-        }
-    }
-
-    fn neighbours(&self, direction: EdgeDirection) -> String {
-        let (a, b) = Self::cols(direction);
-        format!(
-            "SELECT {b} FROM {} WHERE {a} = ? AND label = ? AND {b} > ? ORDER BY {b} LIMIT ?",
-            self.e
-        )
-    }
-
-    fn degree(&self, direction: EdgeDirection) -> String {
-        let (a, _) = Self::cols(direction);
-        format!(
-            "SELECT count(*) FROM {} WHERE {a} = ? AND label = ?",
-            self.e
-        )
-    }
-
-    fn common(&self, direction: EdgeDirection) -> String {
-        let (a, b) = Self::cols(direction);
-        format!(
-            "SELECT x.{b} FROM {e} x JOIN {e} y ON y.{b} = x.{b} AND y.label = x.label \
-             WHERE x.{a} = ? AND y.{a} = ? AND x.label = ? ORDER BY x.{b}",
-            e = self.e
-        )
-    }
-
-    fn mutual(&self) -> String {
-        format!(
-            "SELECT x.dst FROM {e} x JOIN {e} y ON y.src = x.dst AND y.label = x.label AND y.dst = x.src \
-             WHERE x.src = ? AND x.label = ? ORDER BY x.dst",
-            e = self.e
-        )
-    }
-
-    fn recommend(&self) -> String {
-        format!(
-            "SELECT f2.dst, count(*) AS shared FROM {e} f1 \
-             JOIN {e} f2 ON f2.src = f1.dst AND f2.label = f1.label \
-             WHERE f1.src = ? AND f1.label = ? AND f2.dst <> f1.src \
-             AND NOT EXISTS (SELECT 1 FROM {e} x WHERE x.src = f1.src AND x.label = f1.label AND x.dst = f2.dst) \
-             GROUP BY f2.dst ORDER BY shared DESC, f2.dst LIMIT ?",
-            e = self.e
-        )
-    }
-
-    /// Binds: from, label, max depth, to.
-    fn distance(&self) -> String {
-        format!(
-            "WITH RECURSIVE fwd(v, d) AS (SELECT ?, 0 UNION \
-             SELECT e.dst, f.d + 1 FROM fwd f JOIN {e} e ON e.src = f.v AND e.label = ? WHERE f.d < ?) \
-             SELECT min(d) FROM fwd WHERE v = ?",
-            e = self.e
-        )
-    }
-
-    /// Binds: from, label, depth, to, label, depth, depth, label.
-    fn layers(&self) -> String {
-        format!(
-            "WITH RECURSIVE fwd(v, d) AS (SELECT ?, 0 UNION \
-               SELECT e.dst, f.d + 1 FROM fwd f JOIN {e} e ON e.src = f.v AND e.label = ? WHERE f.d < ?), \
-             bwd(v, d) AS (SELECT ?, 0 UNION \
-               SELECT e.src, b.d + 1 FROM bwd b JOIN {e} e ON e.dst = b.v AND e.label = ? WHERE b.d < ?), \
-             fm AS MATERIALIZED (SELECT v, min(d) AS d FROM fwd GROUP BY v), \
-             bm AS MATERIALIZED (SELECT v, min(d) AS d FROM bwd GROUP BY v), \
-             p AS MATERIALIZED (SELECT fm.v, fm.d FROM fm JOIN bm ON bm.v = fm.v WHERE fm.d + bm.d = ?) \
-             SELECT p1.d, e.src, e.dst FROM p p1 JOIN {e} e ON e.src = p1.v AND e.label = ? \
-             JOIN p p2 ON p2.v = e.dst AND p2.d = p1.d + 1",
-            e = self.e
-        )
-    }
+/// The statements of `graph` in this database.
+fn sql(graph: &GraphInfo) -> GraphSql {
+    GraphSql::new(graph, FLAVOR, &super::SqliteDialect)
 }
 
 impl SqliteStore {
@@ -171,7 +71,7 @@ impl SqliteStore {
     ) -> Result<Option<String>> {
         let sql = format!(
             "SELECT id FROM {} WHERE id IN (SELECT value FROM json_each(?))",
-            quote(&graph.vertices)
+            sql(graph).v
         );
         let list: Vec<&str> = ids.iter().copied().collect();
         for chunk in list.chunks(CHUNK) {
@@ -196,10 +96,8 @@ impl SqliteStore {
         graph: &GraphInfo,
         chunk: &[&Edge],
     ) -> Result<u64> {
-        let e = quote(&graph.edges);
-        let tuples = vec!["(?, ?, ?)"; chunk.len()].join(", ");
-        let existing_sql =
-            format!("SELECT count(*) FROM {e} WHERE (src, label, dst) IN (VALUES {tuples})");
+        let s = sql(graph);
+        let existing_sql = s.existing_edges(chunk.len());
         let mut q = sqlx::query_scalar::<_, i64>(&existing_sql);
         for edge in chunk {
             q = q.bind(&edge.src).bind(&edge.label).bind(&edge.dst);
@@ -208,11 +106,7 @@ impl SqliteStore {
             .fetch_one(&mut *conn)
             .await
             .map_err(|er| self.gerr(graph, er))?;
-        let rows = vec!["(?, ?, ?, ?)"; chunk.len()].join(", ");
-        let insert = format!(
-            "INSERT INTO {e} (src, label, dst, properties) VALUES {rows} \
-             ON CONFLICT (src, label, dst) DO UPDATE SET properties = excluded.properties"
-        );
+        let insert = s.upsert_edges(chunk.len());
         let mut q = sqlx::query(&insert);
         for edge in chunk {
             q = q
@@ -231,14 +125,14 @@ impl SqliteStore {
 #[async_trait]
 impl GraphStore for SqliteStore {
     async fn ensure_graph(&self, graph: &GraphInfo) -> Result<()> {
-        let s = GraphSql::new(graph);
+        let s = sql(graph);
         let mut conn = self
             .inner
             .pool
             .acquire()
             .await
             .map_err(|e| self.gerr(graph, e))?;
-        for stmt in s.create(graph) {
+        for stmt in s.create() {
             sqlx::query(&stmt)
                 .execute(&mut *conn)
                 .await
@@ -251,7 +145,7 @@ impl GraphStore for SqliteStore {
         check_vertex(graph, vertex)?;
         let sql = format!(
             "INSERT INTO {} (id, label, properties) VALUES (?, ?, ?) ON CONFLICT (id) DO NOTHING",
-            quote(&graph.vertices)
+            sql(graph).v
         );
         let n = sqlx::query(&sql)
             .bind(&vertex.id)
@@ -281,7 +175,7 @@ impl GraphStore for SqliteStore {
     ) -> Result<()> {
         check_name(graph, "vertex id", id)?;
         check_properties(graph, properties)?;
-        let v = quote(&graph.vertices);
+        let v = sql(graph).v;
         let mut tx = self
             .inner
             .pool
@@ -312,7 +206,7 @@ impl GraphStore for SqliteStore {
         check_name(graph, "vertex id", id)?;
         let sql = format!(
             "SELECT label, properties FROM {} WHERE id = ?",
-            quote(&graph.vertices)
+            sql(graph).v
         );
         let row = sqlx::query(&sql)
             .bind(id)
@@ -331,7 +225,8 @@ impl GraphStore for SqliteStore {
 
     async fn remove_vertex(&self, graph: &GraphInfo, id: &str) -> Result<bool> {
         check_name(graph, "vertex id", id)?;
-        let (v, e) = (quote(&graph.vertices), quote(&graph.edges));
+        let s = sql(graph);
+        let (v, e) = (&s.v, &s.e);
         let mut tx = self
             .inner
             .pool
@@ -398,7 +293,7 @@ impl GraphStore for SqliteStore {
         check_edge(graph, &Edge::new(src, label, dst))?;
         let sql = format!(
             "DELETE FROM {} WHERE src = ? AND label = ? AND dst = ?",
-            quote(&graph.edges)
+            sql(graph).e
         );
         let n = sqlx::query(&sql)
             .bind(src)
@@ -421,7 +316,7 @@ impl GraphStore for SqliteStore {
         check_edge(graph, &Edge::new(src, label, dst))?;
         let sql = format!(
             "SELECT properties FROM {} WHERE src = ? AND label = ? AND dst = ?",
-            quote(&graph.edges)
+            sql(graph).e
         );
         let props: Option<String> = sqlx::query_scalar(&sql)
             .bind(src)
@@ -458,7 +353,7 @@ impl GraphStore for SqliteStore {
             .map(|t| decode_page_token(graph, id, label, direction, t))
             .transpose()?
             .unwrap_or_default();
-        let ids: Vec<String> = sqlx::query_scalar(&GraphSql::new(graph).neighbours(direction))
+        let ids: Vec<String> = sqlx::query_scalar(&sql(graph).neighbours(direction))
             .bind(id)
             .bind(label)
             .bind(after)
@@ -478,7 +373,7 @@ impl GraphStore for SqliteStore {
     ) -> Result<u64> {
         check_name(graph, "vertex id", id)?;
         check_name(graph, "edge label", label)?;
-        let n: i64 = sqlx::query_scalar(&GraphSql::new(graph).degree(direction))
+        let n: i64 = sqlx::query_scalar(&sql(graph).degree(direction))
             .bind(id)
             .bind(label)
             .fetch_one(&self.inner.pool)
@@ -490,7 +385,7 @@ impl GraphStore for SqliteStore {
     async fn mutual(&self, graph: &GraphInfo, id: &str, label: &str) -> Result<Vec<String>> {
         check_name(graph, "vertex id", id)?;
         check_name(graph, "edge label", label)?;
-        sqlx::query_scalar(&GraphSql::new(graph).mutual())
+        sqlx::query_scalar(&sql(graph).mutual())
             .bind(id)
             .bind(label)
             .fetch_all(&self.inner.pool)
@@ -509,7 +404,7 @@ impl GraphStore for SqliteStore {
         check_name(graph, "vertex id", a)?;
         check_name(graph, "vertex id", b)?;
         check_name(graph, "edge label", label)?;
-        sqlx::query_scalar(&GraphSql::new(graph).common(direction))
+        sqlx::query_scalar(&sql(graph).common(direction))
             .bind(a)
             .bind(b)
             .bind(label)
@@ -528,7 +423,7 @@ impl GraphStore for SqliteStore {
         check_name(graph, "vertex id", id)?;
         check_name(graph, "edge label", label)?;
         check_limit(graph, limit)?;
-        let rows = sqlx::query(&GraphSql::new(graph).recommend())
+        let rows = sqlx::query(&sql(graph).recommend())
             .bind(id)
             .bind(label)
             .bind(i64::try_from(limit).unwrap_or(i64::MAX))
@@ -557,7 +452,7 @@ impl GraphStore for SqliteStore {
         check_name(graph, "vertex id", from)?;
         check_name(graph, "vertex id", to)?;
         check_name(graph, "edge label", label)?;
-        let s = GraphSql::new(graph);
+        let s = sql(graph);
         // One read transaction: both statements see one snapshot.
         let mut conn = self
             .inner
