@@ -22,12 +22,14 @@ use async_trait::async_trait;
 use sqlx::PgConnection;
 use sqlx::Row;
 
+use super::codec::bind_all;
 use super::{PostgresStore, map_err};
-use crate::backends::sql::graph::{GraphFlavor, GraphSql};
+use crate::backends::sql::Param;
+use crate::backends::sql::graph::{self as reads, GraphDb, GraphFlavor, GraphSql};
 use crate::store::graph::{
     Edge, EdgeDirection, GraphInfo, GraphStore, NeighbourPage, Properties, Recommendation, Vertex,
-    check_edge, check_limit, check_name, check_properties, check_vertex, decode_page_token,
-    decode_properties, encode_properties, merge, page_of, pick_path,
+    check_edge, check_name, check_properties, check_vertex, decode_properties, encode_properties,
+    merge, pick_path,
 };
 use crate::{Error, Key, Precondition, Result};
 
@@ -294,20 +296,7 @@ impl GraphStore for PostgresStore {
     }
 
     async fn unlink(&self, graph: &GraphInfo, src: &str, label: &str, dst: &str) -> Result<bool> {
-        check_edge(graph, &Edge::new(src, label, dst))?;
-        let sql = format!(
-            "DELETE FROM {} WHERE src = $1 AND label = $2 AND dst = $3",
-            sql(graph).e
-        );
-        let n = sqlx::query(&sql)
-            .bind(src)
-            .bind(label)
-            .bind(dst)
-            .execute(&self.inner.pool)
-            .await
-            .map_err(|e| self.gerr(graph, e))?
-            .rows_affected();
-        Ok(n > 0)
+        reads::unlink(self, graph, src, label, dst).await
     }
 
     async fn get_edge(
@@ -317,28 +306,7 @@ impl GraphStore for PostgresStore {
         label: &str,
         dst: &str,
     ) -> Result<Option<Edge>> {
-        check_edge(graph, &Edge::new(src, label, dst))?;
-        let sql = format!(
-            "SELECT properties FROM {} WHERE src = $1 AND label = $2 AND dst = $3",
-            sql(graph).e
-        );
-        let props: Option<String> = sqlx::query_scalar(&sql)
-            .bind(src)
-            .bind(label)
-            .bind(dst)
-            .fetch_optional(&self.inner.pool)
-            .await
-            .map_err(|e| self.gerr(graph, e))?;
-        props
-            .map(|p| {
-                Ok(Edge {
-                    src: src.into(),
-                    label: label.into(),
-                    dst: dst.into(),
-                    properties: self.props(graph, &p)?,
-                })
-            })
-            .transpose()
+        reads::get_edge(self, graph, src, label, dst).await
     }
 
     async fn neighbours(
@@ -350,22 +318,7 @@ impl GraphStore for PostgresStore {
         limit: usize,
         after: Option<&str>,
     ) -> Result<NeighbourPage> {
-        check_name(graph, "vertex id", id)?;
-        check_name(graph, "edge label", label)?;
-        check_limit(graph, limit)?;
-        let after = after
-            .map(|t| decode_page_token(graph, id, label, direction, t))
-            .transpose()?
-            .unwrap_or_default();
-        let ids: Vec<String> = sqlx::query_scalar(&sql(graph).neighbours(direction))
-            .bind(id)
-            .bind(label)
-            .bind(after)
-            .bind(i64::try_from(limit.saturating_add(1)).unwrap_or(i64::MAX))
-            .fetch_all(&self.inner.pool)
-            .await
-            .map_err(|e| self.gerr(graph, e))?;
-        Ok(page_of(graph, id, label, direction, ids, limit))
+        reads::neighbours(self, graph, id, label, direction, limit, after).await
     }
 
     async fn degree(
@@ -375,26 +328,11 @@ impl GraphStore for PostgresStore {
         label: &str,
         direction: EdgeDirection,
     ) -> Result<u64> {
-        check_name(graph, "vertex id", id)?;
-        check_name(graph, "edge label", label)?;
-        let n: i64 = sqlx::query_scalar(&sql(graph).degree(direction))
-            .bind(id)
-            .bind(label)
-            .fetch_one(&self.inner.pool)
-            .await
-            .map_err(|e| self.gerr(graph, e))?;
-        Ok(n as u64)
+        reads::degree(self, graph, id, label, direction).await
     }
 
     async fn mutual(&self, graph: &GraphInfo, id: &str, label: &str) -> Result<Vec<String>> {
-        check_name(graph, "vertex id", id)?;
-        check_name(graph, "edge label", label)?;
-        sqlx::query_scalar(&sql(graph).mutual())
-            .bind(id)
-            .bind(label)
-            .fetch_all(&self.inner.pool)
-            .await
-            .map_err(|e| self.gerr(graph, e))
+        reads::mutual(self, graph, id, label).await
     }
 
     async fn common(
@@ -405,16 +343,7 @@ impl GraphStore for PostgresStore {
         label: &str,
         direction: EdgeDirection,
     ) -> Result<Vec<String>> {
-        check_name(graph, "vertex id", a)?;
-        check_name(graph, "vertex id", b)?;
-        check_name(graph, "edge label", label)?;
-        sqlx::query_scalar(&sql(graph).common(direction))
-            .bind(a)
-            .bind(b)
-            .bind(label)
-            .fetch_all(&self.inner.pool)
-            .await
-            .map_err(|e| self.gerr(graph, e))
+        reads::common(self, graph, a, b, label, direction).await
     }
 
     async fn recommend(
@@ -424,25 +353,7 @@ impl GraphStore for PostgresStore {
         label: &str,
         limit: usize,
     ) -> Result<Vec<Recommendation>> {
-        check_name(graph, "vertex id", id)?;
-        check_name(graph, "edge label", label)?;
-        check_limit(graph, limit)?;
-        let rows = sqlx::query(&sql(graph).recommend())
-            .bind(id)
-            .bind(label)
-            .bind(i64::try_from(limit).unwrap_or(i64::MAX))
-            .fetch_all(&self.inner.pool)
-            .await
-            .map_err(|e| self.gerr(graph, e))?;
-        rows.iter()
-            .map(|r| {
-                Ok(Recommendation {
-                    id: r.try_get(0)?,
-                    shared: r.try_get::<i64, _>(1)? as u64,
-                })
-            })
-            .collect::<Result<_, sqlx::Error>>()
-            .map_err(|e| self.gerr(graph, e))
+        reads::recommend(self, graph, id, label, limit).await
     }
 
     async fn shortest_path(
@@ -518,5 +429,57 @@ impl GraphStore for PostgresStore {
             ));
         }
         Ok(path)
+    }
+}
+
+#[async_trait]
+impl GraphDb for PostgresStore {
+    fn store_name(&self) -> &str {
+        &self.inner.name
+    }
+
+    fn graph_sql(&self, graph: &GraphInfo) -> GraphSql {
+        sql(graph)
+    }
+
+    async fn texts(&self, graph: &GraphInfo, sql: &str, params: Vec<Param>) -> Result<Vec<String>> {
+        bind_all(sqlx::query(sql), params)
+            .fetch_all(&self.inner.pool)
+            .await
+            .and_then(|rows| rows.iter().map(|r| r.try_get(0)).collect())
+            .map_err(|e| self.gerr(graph, e))
+    }
+
+    async fn text_ints(
+        &self,
+        graph: &GraphInfo,
+        sql: &str,
+        params: Vec<Param>,
+    ) -> Result<Vec<(String, i64)>> {
+        bind_all(sqlx::query(sql), params)
+            .fetch_all(&self.inner.pool)
+            .await
+            .and_then(|rows| {
+                rows.iter()
+                    .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
+                    .collect()
+            })
+            .map_err(|e| self.gerr(graph, e))
+    }
+
+    async fn int(&self, graph: &GraphInfo, sql: &str, params: Vec<Param>) -> Result<i64> {
+        bind_all(sqlx::query(sql), params)
+            .fetch_one(&self.inner.pool)
+            .await
+            .and_then(|r| r.try_get(0))
+            .map_err(|e| self.gerr(graph, e))
+    }
+
+    async fn execute(&self, graph: &GraphInfo, sql: &str, params: Vec<Param>) -> Result<u64> {
+        bind_all(sqlx::query(sql), params)
+            .execute(&self.inner.pool)
+            .await
+            .map(|r| r.rows_affected())
+            .map_err(|e| self.gerr(graph, e))
     }
 }

@@ -17,8 +17,14 @@
 //! shortest paths). Every value is a bound parameter; the SQL text holds
 //! only the quoted table names.
 
-use crate::backends::sql::{Dialect, number};
-use crate::store::graph::{EdgeDirection, GraphInfo};
+use async_trait::async_trait;
+
+use crate::backends::sql::{Dialect, Message, Param, number};
+use crate::store::graph::{
+    Edge, EdgeDirection, GraphInfo, NeighbourPage, Recommendation, check_edge, check_limit,
+    check_name, decode_page_token, decode_properties, page_of,
+};
+use crate::{Error, Result};
 
 /// What differs between databases in the graph's SQL.
 ///
@@ -189,6 +195,22 @@ impl GraphSql {
         ))
     }
 
+    /// Deletes one edge. Binds: src, label, dst.
+    pub fn unlink(&self) -> String {
+        self.n(&format!(
+            "DELETE FROM {} WHERE src = ? AND label = ? AND dst = ?",
+            self.e
+        ))
+    }
+
+    /// One edge's properties. Binds: src, label, dst.
+    pub fn edge_properties(&self) -> String {
+        self.n(&format!(
+            "SELECT properties FROM {} WHERE src = ? AND label = ? AND dst = ?",
+            self.e
+        ))
+    }
+
     /// How many of `rows` edges exist. Binds: (src, label, dst) per edge.
     pub fn existing_edges(&self, rows: usize) -> String {
         let tuples = vec!["(?, ?, ?)"; rows].join(", ");
@@ -208,4 +230,181 @@ impl GraphSql {
             self.e
         ))
     }
+}
+
+/// The statements a relational store runs for the graph reads below, one
+/// at a time on its pool, values bound as [`Param`]s; errors name the
+/// store and the graph.
+#[async_trait]
+pub trait GraphDb: Send + Sync {
+    /// The store's name, for errors.
+    fn store_name(&self) -> &str;
+    /// This database's statements for `graph`.
+    fn graph_sql(&self, graph: &GraphInfo) -> GraphSql;
+    /// The first column of every row, as text.
+    async fn texts(&self, graph: &GraphInfo, sql: &str, params: Vec<Param>) -> Result<Vec<String>>;
+    /// Every row as `(text, integer)`.
+    async fn text_ints(
+        &self,
+        graph: &GraphInfo,
+        sql: &str,
+        params: Vec<Param>,
+    ) -> Result<Vec<(String, i64)>>;
+    /// The integer of the first row's first column.
+    async fn int(&self, graph: &GraphInfo, sql: &str, params: Vec<Param>) -> Result<i64>;
+    /// Runs a statement; the rows it affected.
+    async fn execute(&self, graph: &GraphInfo, sql: &str, params: Vec<Param>) -> Result<u64>;
+}
+
+fn text(s: &str) -> Param {
+    Param::Text(s.to_string())
+}
+
+fn int(n: usize) -> Param {
+    Param::Int(i64::try_from(n).unwrap_or(i64::MAX))
+}
+
+/// `GraphStore::unlink` on a relational store.
+pub async fn unlink(
+    db: &dyn GraphDb,
+    graph: &GraphInfo,
+    src: &str,
+    label: &str,
+    dst: &str,
+) -> Result<bool> {
+    check_edge(graph, &Edge::new(src, label, dst))?;
+    let sql = db.graph_sql(graph).unlink();
+    Ok(db
+        .execute(graph, &sql, vec![text(src), text(label), text(dst)])
+        .await?
+        > 0)
+}
+
+/// `GraphStore::get_edge` on a relational store.
+pub async fn get_edge(
+    db: &dyn GraphDb,
+    graph: &GraphInfo,
+    src: &str,
+    label: &str,
+    dst: &str,
+) -> Result<Option<Edge>> {
+    check_edge(graph, &Edge::new(src, label, dst))?;
+    let sql = db.graph_sql(graph).edge_properties();
+    let props = db
+        .texts(graph, &sql, vec![text(src), text(label), text(dst)])
+        .await?;
+    props
+        .first()
+        .map(|p| {
+            let properties = decode_properties(p).map_err(|m| {
+                Error::backend(
+                    db.store_name(),
+                    &graph.entity(),
+                    Message(format!("table `{}`: {m}", graph.edges)),
+                )
+            })?;
+            Ok(Edge {
+                src: src.into(),
+                label: label.into(),
+                dst: dst.into(),
+                properties,
+            })
+        })
+        .transpose()
+}
+
+/// `GraphStore::neighbours` on a relational store.
+pub async fn neighbours(
+    db: &dyn GraphDb,
+    graph: &GraphInfo,
+    id: &str,
+    label: &str,
+    direction: EdgeDirection,
+    limit: usize,
+    after: Option<&str>,
+) -> Result<NeighbourPage> {
+    check_name(graph, "vertex id", id)?;
+    check_name(graph, "edge label", label)?;
+    check_limit(graph, limit)?;
+    let after = after
+        .map(|t| decode_page_token(graph, id, label, direction, t))
+        .transpose()?
+        .unwrap_or_default();
+    let sql = db.graph_sql(graph).neighbours(direction);
+    let params = vec![
+        text(id),
+        text(label),
+        Param::Text(after),
+        int(limit.saturating_add(1)),
+    ];
+    let ids = db.texts(graph, &sql, params).await?;
+    Ok(page_of(graph, id, label, direction, ids, limit))
+}
+
+/// `GraphStore::degree` on a relational store.
+pub async fn degree(
+    db: &dyn GraphDb,
+    graph: &GraphInfo,
+    id: &str,
+    label: &str,
+    direction: EdgeDirection,
+) -> Result<u64> {
+    check_name(graph, "vertex id", id)?;
+    check_name(graph, "edge label", label)?;
+    let sql = db.graph_sql(graph).degree(direction);
+    Ok(db.int(graph, &sql, vec![text(id), text(label)]).await? as u64)
+}
+
+/// `GraphStore::mutual` on a relational store.
+pub async fn mutual(
+    db: &dyn GraphDb,
+    graph: &GraphInfo,
+    id: &str,
+    label: &str,
+) -> Result<Vec<String>> {
+    check_name(graph, "vertex id", id)?;
+    check_name(graph, "edge label", label)?;
+    let sql = db.graph_sql(graph).mutual();
+    db.texts(graph, &sql, vec![text(id), text(label)]).await
+}
+
+/// `GraphStore::common` on a relational store.
+pub async fn common(
+    db: &dyn GraphDb,
+    graph: &GraphInfo,
+    a: &str,
+    b: &str,
+    label: &str,
+    direction: EdgeDirection,
+) -> Result<Vec<String>> {
+    check_name(graph, "vertex id", a)?;
+    check_name(graph, "vertex id", b)?;
+    check_name(graph, "edge label", label)?;
+    let sql = db.graph_sql(graph).common(direction);
+    db.texts(graph, &sql, vec![text(a), text(b), text(label)])
+        .await
+}
+
+/// `GraphStore::recommend` on a relational store.
+pub async fn recommend(
+    db: &dyn GraphDb,
+    graph: &GraphInfo,
+    id: &str,
+    label: &str,
+    limit: usize,
+) -> Result<Vec<Recommendation>> {
+    check_name(graph, "vertex id", id)?;
+    check_name(graph, "edge label", label)?;
+    check_limit(graph, limit)?;
+    let sql = db.graph_sql(graph).recommend();
+    let rows = db
+        .text_ints(graph, &sql, vec![text(id), text(label), int(limit)])
+        .await?;
+    Ok(rows
+        .into_iter()
+        .map(|(id, shared)| Recommendation {
+            id,
+            shared: shared as u64,
+        })
+        .collect())
 }
