@@ -149,6 +149,23 @@ fn map_err(store: &str, entity: &str, e: sqlx::Error) -> Error {
 /// same absent key): every attempt starts from scratch in a new transaction.
 const DEADLOCK_ATTEMPTS: usize = 4;
 
+/// Runs `attempt` until it succeeds, fails with anything but a deadlock
+/// (the `bool`), or has run [`DEADLOCK_ATTEMPTS`] times.
+async fn retry_deadlocks<F, Fut>(mut attempt: F) -> Result<Vec<WriteOutcome>>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = std::result::Result<Vec<WriteOutcome>, (Error, bool)>>,
+{
+    let mut tries = 1;
+    loop {
+        match attempt().await {
+            Ok(outcomes) => return Ok(outcomes),
+            Err((_, true)) if tries < DEADLOCK_ATTEMPTS => tries += 1,
+            Err((e, _)) => return Err(e),
+        }
+    }
+}
+
 impl MySqlStore {
     /// Connects to the server the configuration names (and creates the
     /// `database`, if set and missing).
@@ -598,28 +615,14 @@ impl Store for MySqlStore {
         let t = self.table_sql(entity)?;
         let now = now_micros();
         // Every op is checked and encoded before the database is touched.
+        // Always all or nothing: one transaction, even for one op (the lock
+        // and the write go together).
         if write::is_put_many(&ops) {
             let chunks = bulk::chunks(&t, &ops, now).map_err(|m| self.target(entity).invalid(m))?;
-            let mut attempt = 1;
-            loop {
-                match self.put_many_once(entity, &t, &chunks).await {
-                    Ok(outcomes) => return Ok(outcomes),
-                    Err((_, true)) if attempt < DEADLOCK_ATTEMPTS => attempt += 1,
-                    Err((e, _)) => return Err(e),
-                }
-            }
+            return retry_deadlocks(|| self.put_many_once(entity, &t, &chunks)).await;
         }
         let writes = write::locked_writes(self.target(entity), &t, &ops, now)?;
-        // Always all or nothing: one transaction, even for one op (the
-        // lock and the write go together).
-        let mut attempt = 1;
-        loop {
-            match self.write_once(entity, &t, &ops, &writes, now).await {
-                Ok(outcomes) => return Ok(outcomes),
-                Err((_, true)) if attempt < DEADLOCK_ATTEMPTS => attempt += 1,
-                Err((e, _)) => return Err(e),
-            }
-        }
+        retry_deadlocks(|| self.write_once(entity, &t, &ops, &writes, now)).await
     }
 
     async fn query(&self, entity: &EntityInfo, query: &StoreQuery) -> Result<Vec<Record>> {
