@@ -42,7 +42,7 @@ mod timeseries;
 mod view;
 
 pub use duration::ConfigDuration;
-pub use secret::{Secret, is_secret_key, redact_url};
+pub use secret::{Redactor, Secret, is_secret_key, redact_url};
 pub use timeseries::TimeSeriesConfig;
 pub use view::{
     JoinConfig, ViewBranch, ViewConfig, ViewDirection, ViewGraph, ViewGraphOp, ViewSearch,

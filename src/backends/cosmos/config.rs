@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use crate::config::{ConfigDuration, Secret};
+use crate::config::{ConfigDuration, Secret, redact_url};
 
 /// Options of a `cosmos` store, as read from `[stores.NAME]`.
 ///
@@ -135,11 +135,21 @@ impl CosmosConfig {
         } else {
             "endpoint"
         };
+        if endpoint.contains('@') {
+            return Err((
+                at,
+                format!(
+                    "the account endpoint holds credentials (`user:password@`, not shown); an endpoint carries none: write e.g. `https://ACCOUNT.documents.azure.com:443/` and give the account key in `{}`",
+                    if from_cs { "AccountKey=…" } else { "key" }
+                ),
+            ));
+        }
         if !(endpoint.starts_with("https://") || endpoint.starts_with("http://")) {
             return Err((
                 at,
                 format!(
-                    "the account endpoint {endpoint:?} is not an http(s) URL; write e.g. `https://ACCOUNT.documents.azure.com:443/`"
+                    "the account endpoint {:?} is not an http(s) URL; write e.g. `https://ACCOUNT.documents.azure.com:443/`",
+                    redact_url(&endpoint)
                 ),
             ));
         }
@@ -179,6 +189,16 @@ pub(super) fn check_database_name(name: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// An endpoint as it may be shown: secret query values redacted, and
+/// nothing of one that holds credentials (it is refused anyway).
+pub(super) fn shown_endpoint(endpoint: &str) -> String {
+    if endpoint.contains('@') {
+        "*** (holds credentials)".into()
+    } else {
+        redact_url(endpoint)
+    }
+}
+
 /// `AccountEndpoint=…;AccountKey=…;` → (endpoint, key). Unknown parts are
 /// ignored; error messages never include the text (it holds the key).
 fn parse_connection_string(text: &str) -> Result<(String, &str), (&'static str, String)> {
@@ -210,7 +230,10 @@ fn parse_connection_string(text: &str) -> Result<(String, &str), (&'static str, 
 impl fmt::Debug for CosmosConfig {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("CosmosConfig")
-            .field("endpoint", &self.credentials().map(|(e, _)| e).ok())
+            .field(
+                "endpoint",
+                &self.credentials().map(|(e, _)| shown_endpoint(&e)).ok(),
+            )
             .field("key", &self.key.as_ref().map(|_| "***"))
             .field(
                 "connection_string",
@@ -280,6 +303,29 @@ mod tests {
             msg.contains("AccountEndpoint") && !msg.contains("hunter2"),
             "{msg}"
         );
+        for endpoint in [
+            "https://u:hunter2@a.documents.azure.com:443/",
+            "https://u:hun/ter2@a.documents.azure.com:443/",
+            "https://hunter2@a.documents.azure.com/",
+            "ftp://u:hunter2@h/",
+        ] {
+            let (key, msg) = CosmosConfig::new(endpoint, "k", "d")
+                .validate()
+                .unwrap_err();
+            assert_eq!(key, "endpoint", "{endpoint}");
+            assert!(
+                msg.contains("credentials") && !msg.contains("hunter2"),
+                "{msg}"
+            );
+            let cs = format!("AccountEndpoint={endpoint};AccountKey=k;");
+            let (key, msg) = CosmosConfig::from_connection_string(cs, "d")
+                .validate()
+                .unwrap_err();
+            assert_eq!(key, "connection_string", "{endpoint}");
+            assert!(!msg.contains("hunter2"), "{msg}");
+            let dbg = format!("{:?}", CosmosConfig::new(endpoint, "k", "d"));
+            assert!(!dbg.contains("hunter2"), "{dbg}");
+        }
         let (key, _) = CosmosConfig::new("ftp://h/", "k", "d")
             .validate()
             .unwrap_err();
