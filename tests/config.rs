@@ -251,3 +251,75 @@ fn deep_nesting_is_a_located_error() {
         assert!(e.to_string().contains("nested more than 32"), "{e}");
     }
 }
+
+/// The longest durations every option allows open every store this machine
+/// runs (and fail to connect, without a panic, where no server runs): no
+/// driver's clock arithmetic overflows within the limit.
+#[cfg(all(
+    feature = "postgres",
+    feature = "mysql",
+    feature = "redis",
+    feature = "cosmos",
+    feature = "sqlserver",
+    feature = "gremlin"
+))]
+#[tokio::test]
+async fn the_longest_durations_open_every_store() {
+    let max = "\"36500d\"";
+    let cosmos = std::env::var("POLYROUTER_COSMOS_ENDPOINT")
+        .unwrap_or_else(|_| "http://127.0.0.1:8081/".into());
+    for (kind, options, reachable) in [
+        (
+            "postgres",
+            format!(
+                "url = \"postgres://postgres@127.0.0.1:5432/test\"\nconnect_timeout = {max}\nacquire_timeout = {max}\nidle_timeout = {max}\npurge_interval = {max}"
+            ),
+            true,
+        ),
+        (
+            "mysql",
+            format!(
+                "url = \"mysql://root@127.0.0.1:3306/test\"\nconnect_timeout = {max}\nacquire_timeout = {max}\nidle_timeout = {max}\npurge_interval = {max}"
+            ),
+            true,
+        ),
+        (
+            "redis",
+            format!(
+                "url = \"redis://127.0.0.1:6379\"\nconnect_timeout = {max}\nresponse_timeout = {max}"
+            ),
+            true,
+        ),
+        (
+            "cosmos",
+            format!(
+                "endpoint = \"{cosmos}\"\nkey = \"C2y6yDjf5/R+ob0N8A7Cgv30VRDJIWEHLM+4QDU5DE2nQ9nDuVTqobD4b8mGGyPMbIZnqyMsEcaGQy67XIw/Jw==\"\ndatabase = \"pr_config_limits\"\ncreate_if_missing = true\nconnect_timeout = \"6s\"\nrequest_timeout = {max}"
+            ),
+            true,
+        ),
+        (
+            "sqlserver",
+            format!(
+                "url = \"sqlserver://sa:pw@127.0.0.1:1/app\"\nconnect_timeout = {max}\nacquire_timeout = {max}\npurge_interval = {max}"
+            ),
+            false,
+        ),
+        (
+            "gremlin",
+            format!("url = \"ws://127.0.0.1:1/gremlin\"\nconnect_timeout = {max}"),
+            false,
+        ),
+    ] {
+        let text = format!("[stores.s]\nkind = \"{kind}\"\n{options}\n");
+        match Router::from_toml_str(&text).await {
+            Ok(router) => {
+                assert!(reachable, "{kind}: opened a store that cannot run here");
+                router.store("s").unwrap().ping().await.unwrap();
+            }
+            Err(e) => {
+                assert!(!reachable, "{kind}: {e}");
+                assert!(matches!(e, Error::Unavailable { .. }), "{kind}: {e}");
+            }
+        }
+    }
+}

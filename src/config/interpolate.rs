@@ -114,15 +114,15 @@ pub(crate) fn interpolate(
                     pos.advance("$${");
                     i += 3;
                     continue;
-                } else if rest.starts_with("${") {
+                } else if let Some(after) = rest.strip_prefix("${") {
                     let fail = |problem| Failure {
                         problem,
                         line: pos.line,
                         column: pos.column,
                     };
                     let len =
-                        expression_len(&rest[2..], multi).ok_or_else(|| fail(Problem::Unclosed))?;
-                    let expr = &rest[2..2 + len];
+                        expression_len(after, multi).ok_or_else(|| fail(Problem::Unclosed))?;
+                    let expr = &after[..len];
                     let (var, default) = match expr.find(":-") {
                         Some(p) => (&expr[..p], Some(&expr[p + 2..])),
                         None => (expr, None),

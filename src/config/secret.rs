@@ -294,7 +294,9 @@ pub fn is_secret_key(name: &str) -> bool {
         "key",
         "connection_string",
         "credential",
-        // Query parameters of SAS tokens and connection strings.
+        // URL query parameters: PostgreSQL's TLS key password, SAS tokens
+        // and connection strings.
+        "sslpassword",
         "sig",
         "signature",
         "accountkey",

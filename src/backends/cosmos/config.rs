@@ -41,11 +41,14 @@ pub struct CosmosConfig {
     /// `false`: a missing one is a configuration error naming it).
     #[serde(default)]
     pub create_if_missing: bool,
-    /// How long opening a connection may take (default `"5s"`).
+    /// How long opening a connection may take (default `"5s"`; `"100ms"`
+    /// to `"6s"`, the Cosmos DB client's bounds).
     #[serde(default = "default_connect_timeout")]
     pub connect_timeout: ConfigDuration,
-    /// How long one request may take (default `"30s"`) before failing
-    /// with the transient [`Error::Unavailable`](crate::Error::Unavailable).
+    /// How long one request may take (default `"30s"`, at least `"100ms"`)
+    /// before failing with the transient
+    /// [`Error::Unavailable`](crate::Error::Unavailable); metadata requests
+    /// wait at most 65 s, the client's cap.
     #[serde(default = "default_request_timeout")]
     pub request_timeout: ConfigDuration,
 }
@@ -160,11 +163,26 @@ impl CosmosConfig {
             ));
         }
         check_database_name(&self.database).map_err(|m| ("database", m))?;
-        if self.connect_timeout.0.is_zero() {
-            return Err(("connect_timeout", "must be greater than zero".into()));
+        // The SDK refuses connect timeouts outside 100ms..=6s and request
+        // timeouts under 100ms when the client is built.
+        let (least, most) = (Duration::from_millis(100), Duration::from_secs(6));
+        if !(least..=most).contains(&self.connect_timeout.0) {
+            return Err((
+                "connect_timeout",
+                format!(
+                    "{} is outside what the Cosmos DB client allows: \"100ms\" to \"6s\"",
+                    self.connect_timeout
+                ),
+            ));
         }
-        if self.request_timeout.0.is_zero() {
-            return Err(("request_timeout", "must be greater than zero".into()));
+        if self.request_timeout.0 < least {
+            return Err((
+                "request_timeout",
+                format!(
+                    "{} is shorter than the Cosmos DB client allows: at least \"100ms\"",
+                    self.request_timeout
+                ),
+            ));
         }
         Ok((endpoint, key.to_string()))
     }
@@ -334,6 +352,14 @@ mod tests {
             .validate()
             .unwrap_err();
         assert_eq!(key, "key");
+        let mut c = CosmosConfig::new("http://h/", "k", "d");
+        c.connect_timeout = ConfigDuration(Duration::from_millis(6001));
+        assert_eq!(c.validate().unwrap_err().0, "connect_timeout");
+        c.connect_timeout = ConfigDuration(Duration::from_millis(99));
+        assert_eq!(c.validate().unwrap_err().0, "connect_timeout");
+        c.connect_timeout = ConfigDuration(Duration::from_secs(6));
+        c.request_timeout = ConfigDuration(Duration::from_millis(99));
+        assert_eq!(c.validate().unwrap_err().0, "request_timeout");
         let (key, _) = CosmosConfig::new("http://h/", "k", "a/b")
             .validate()
             .unwrap_err();

@@ -737,7 +737,8 @@ async fn build_client(
         .with_min_connect_timeout(config.connect_timeout.0.min(Duration::from_millis(500)))
         .with_max_connect_timeout(config.connect_timeout.0)
         .with_max_dataplane_request_timeout(config.request_timeout.0)
-        .with_max_metadata_request_timeout(config.request_timeout.0)
+        // The client caps metadata requests at 65 s.
+        .with_max_metadata_request_timeout(config.request_timeout.0.min(Duration::from_secs(65)))
         .build()?;
     let runtime = CosmosRuntime::builder()
         .with_connection_pool(pool)

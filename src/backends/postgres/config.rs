@@ -259,7 +259,7 @@ mod tests {
             .unwrap_err();
         assert_eq!(key, "url");
         assert!(
-            msg.contains("`pasword`") && !msg.contains("s3cret"),
+            msg.contains("does not know") && !msg.contains("s3cret"),
             "{msg}"
         );
         let mut c = PostgresConfig::new("postgres://h/d");
