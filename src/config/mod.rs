@@ -34,6 +34,7 @@ use serde::de::DeserializeOwned;
 
 use crate::{Error, Result};
 
+mod depth;
 mod duration;
 mod interpolate;
 mod locate;
@@ -42,7 +43,7 @@ mod timeseries;
 mod view;
 
 pub use duration::ConfigDuration;
-pub use secret::{Secret, is_secret_key, redact_url};
+pub use secret::{Redactor, Secret, is_secret_key, redact_url};
 pub use timeseries::TimeSeriesConfig;
 pub use view::{
     JoinConfig, ViewBranch, ViewConfig, ViewDirection, ViewGraph, ViewGraphOp, ViewSearch,
@@ -489,16 +490,31 @@ impl Config {
         file: &str,
         env: &dyn Fn(&str) -> Option<String>,
     ) -> Result<Config> {
-        let text = interpolate::interpolate(text, env).map_err(|m| Error::Config {
+        let text = interpolate::interpolate(text, env).map_err(|f| Error::Config {
             file: file.into(),
-            line: m.line,
-            column: m.column,
+            line: f.line,
+            column: f.column,
             path: String::new(),
-            message: format!(
-                "environment variable `{}` is not set; set it or write `${{{}:-default}}`",
-                m.var, m.var
-            ),
+            message: match f.problem {
+                interpolate::Problem::Missing(var) => format!(
+                    "environment variable `{var}` is not set; set it or write `${{{var}:-default}}`"
+                ),
+                interpolate::Problem::Unclosed => "`${` is not closed by `}` on its line of the string; close it, or write `$${` for a literal `${`".into(),
+            },
         })?;
+        if let Some(at) = depth::too_deep(&text) {
+            let (line, column) = locate::line_col(&text, at);
+            return Err(Error::Config {
+                file: file.into(),
+                line,
+                column,
+                path: String::new(),
+                message: format!(
+                    "nested more than {} levels deep (table headers, dotted keys, inline tables and arrays together); no polyrouter option nests that deep",
+                    depth::MAX_DEPTH
+                ),
+            });
+        }
         let de = toml::Deserializer::parse(&text).map_err(|e| {
             let (line, column) = e
                 .span()
