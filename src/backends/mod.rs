@@ -7,7 +7,7 @@
 //! | `postgres` | `postgres` | a PostgreSQL server via sqlx; a typed table per entity |
 //! | `gremlin` | `gremlin` | a Gremlin server (Cosmos DB Gremlin API, TinkerPop) via `gremlin-client`; graphs only ([`GraphStore`](crate::store::graph::GraphStore)) |
 //! | `fs` | `fs` (default) | blobs in a local directory ([`BlobStore`](crate::store::blob::BlobStore)); atomic puts; no entity records |
-//! | `azblob` | `azblob` | Azure Blob Storage (and Azurite) via `azure_storage_blobs`; blobs only |
+//! | `azblob` | `azblob` | Azure Blob Storage (and Azurite) via the official `azure_storage_blob`; blobs only |
 //! | `cosmos` | `cosmos` | Azure Cosmos DB (NoSQL API) via `azure_data_cosmos`; a container per entity, ETag preconditions, Cosmos SQL queries, TTL; atomic batches within one partition (transactional batch) |
 //! | `mysql` | `mysql` | a MySQL 8 or MariaDB 10.5+ server via sqlx; a typed table per entity |
 //! | `sqlserver` | `sqlserver` | SQL Server / Azure SQL via tiberius (rustls TLS, bb8 pool); a typed table per entity; T-SQL unit-tested here, live tests only with `POLYROUTER_TEST_SQLSERVER_URL` |

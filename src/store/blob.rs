@@ -755,9 +755,7 @@ pub fn check_condition(store: &str, key: &str, condition: &BlobCondition) -> Res
         .strip_prefix('"')
         .and_then(|e| e.strip_suffix('"'))
         .filter(|e| {
-            !e.is_empty()
-                && *e != "*"
-                && e.bytes().all(|b| (0x21..=0x7e).contains(&b) && b != b'"')
+            !e.is_empty() && *e != "*" && e.bytes().all(|b| (0x21..=0x7e).contains(&b) && b != b'"')
         });
     if inner.is_some() {
         return Ok(());

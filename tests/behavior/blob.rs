@@ -35,7 +35,10 @@ pub fn behaviours() -> Vec<Behaviour> {
         behaviour!(blob_metadata_a_store_cannot_keep_is_refused_up_front, blob),
         behaviour!(blob_if_match_takes_only_an_etag_a_store_returned, blob),
         behaviour!(blob_key_that_is_only_a_prefix_is_absent, blob),
-        behaviour!(blob_concurrent_unconditional_puts_leave_one_whole_body, blob),
+        behaviour!(
+            blob_concurrent_unconditional_puts_leave_one_whole_body,
+            blob
+        ),
         behaviour!(blob_concurrent_conditional_puts_let_one_win, blob),
         behaviour!(blob_cascade_deletes_after_the_record, blob),
         behaviour!(blob_only_store_refuses_entities, |c: &Capabilities| {
@@ -604,7 +607,10 @@ async fn blob_content_type_as_given_or_octet_stream(ctx: Ctx) -> Result<()> {
     let b = B::new(&ctx).await?;
     let (none, given) = (b.k("ct/none"), b.k("ct/given"));
     let exact = "Text/Plain; Charset=UTF-8; x=\"a b\"";
-    let m = b.s().put_bytes(&none, b"x".to_vec(), PutOptions::new()).await?;
+    let m = b
+        .s()
+        .put_bytes(&none, b"x".to_vec(), PutOptions::new())
+        .await?;
     assert_eq!(m.content_type, DEFAULT_CONTENT_TYPE);
     let m = b
         .s()
@@ -616,13 +622,26 @@ async fn blob_content_type_as_given_or_octet_stream(ctx: Ctx) -> Result<()> {
         assert_eq!(b.s().get(key, None).await?.unwrap().meta.content_type, want);
     }
     let listed = b.s().list(&ListOptions::prefix(b.k("ct/"))).await?;
-    let types: Vec<&str> = listed.blobs.iter().map(|m| m.content_type.as_str()).collect();
+    let types: Vec<&str> = listed
+        .blobs
+        .iter()
+        .map(|m| m.content_type.as_str())
+        .collect();
     assert_eq!(types, vec![exact, DEFAULT_CONTENT_TYPE]);
     let copied = b.s().copy(&given, &b.k("ct/copy")).await?;
     assert_eq!(copied.content_type, exact);
-    assert_eq!(b.s().head(&b.k("ct/copy")).await?.unwrap().content_type, exact);
+    assert_eq!(
+        b.s().head(&b.k("ct/copy")).await?.unwrap().content_type,
+        exact
+    );
     // What a store could not return as given is refused before any write.
-    for bad in ["", " text/plain", "text/plain ", "text/pl\u{e4}in", "text/\nplain"] {
+    for bad in [
+        "",
+        " text/plain",
+        "text/plain ",
+        "text/pl\u{e4}in",
+        "text/\nplain",
+    ] {
         let key = b.k("ct/bad");
         invalid(
             b.s()
@@ -645,7 +664,10 @@ async fn blob_metadata_a_store_cannot_keep_is_refused_up_front(ctx: Ctx) -> Resu
         .meta("z", "x".repeat(1000));
     b.s().put_bytes(&key, b"x".to_vec(), keeps.clone()).await?;
     let head = b.s().head(&key).await?.unwrap();
-    assert_eq!(head.metadata, keeps.metadata, "names and values come back exactly");
+    assert_eq!(
+        head.metadata, keeps.metadata,
+        "names and values come back exactly"
+    );
     let listed = b.s().list(&ListOptions::prefix(b.k("md/"))).await?;
     assert_eq!(listed.blobs[0].metadata, keeps.metadata);
     let before = head.etag;
@@ -699,10 +721,17 @@ async fn blob_if_match_takes_only_an_etag_a_store_returned(ctx: Ctx) -> Result<(
 async fn blob_key_that_is_only_a_prefix_is_absent(ctx: Ctx) -> Result<()> {
     let b = B::new(&ctx).await?;
     let (dir, file) = (b.k("pre/p"), b.k("pre/p/f"));
-    b.s().put_bytes(&file, b"f".to_vec(), PutOptions::new()).await?;
+    b.s()
+        .put_bytes(&file, b"f".to_vec(), PutOptions::new())
+        .await?;
     assert!(b.s().head(&dir).await?.is_none());
     assert!(b.s().get(&dir, None).await?.is_none());
-    assert!(b.s().get(&dir, Some(ByteRange::new(0, Some(1)))).await?.is_none());
+    assert!(
+        b.s()
+            .get(&dir, Some(ByteRange::new(0, Some(1))))
+            .await?
+            .is_none()
+    );
     assert!(b.s().get_bytes(&dir).await?.is_none());
     assert!(!b.s().delete(&dir).await?);
     match b.s().copy(&dir, &b.k("pre/copy")).await {
@@ -801,7 +830,10 @@ async fn one_whole_body(
     let bytes = body.bytes().await?;
     let want = writer_body(round, owner);
     assert_eq!(bytes.len(), want.len(), "round {round}: the owner's size");
-    assert!(bytes == want, "round {round}: the stored bytes are writer {owner}'s whole body");
+    assert!(
+        bytes == want,
+        "round {round}: the stored bytes are writer {owner}'s whole body"
+    );
     assert_eq!(head.size, want.len() as u64);
     assert_eq!(
         head.metadata.get("writer").map(String::as_str),
@@ -815,12 +847,17 @@ async fn blob_concurrent_unconditional_puts_leave_one_whole_body(ctx: Ctx) -> Re
     let b = B::new(&ctx).await?;
     for round in 0..ROUNDS {
         // A fresh key, and one written before (the race overwrites it).
-        for (i, key) in [b.k(&format!("race/new{round}")), b.k(&format!("race/old{round}"))]
-            .iter()
-            .enumerate()
+        for (i, key) in [
+            b.k(&format!("race/new{round}")),
+            b.k(&format!("race/old{round}")),
+        ]
+        .iter()
+        .enumerate()
         {
             if i == 1 {
-                b.s().put_bytes(key, b"old".to_vec(), PutOptions::new()).await?;
+                b.s()
+                    .put_bytes(key, b"old".to_vec(), PutOptions::new())
+                    .await?;
             }
             let results = race(&b, key, round, BlobCondition::None).await;
             for r in &results {
@@ -831,7 +868,10 @@ async fn blob_concurrent_unconditional_puts_leave_one_whole_body(ctx: Ctx) -> Re
                     Err(e) => panic!("round {round}: a racing put failed: {e}"),
                 }
             }
-            assert!(results.iter().any(Result::is_ok), "round {round}: {results:?}");
+            assert!(
+                results.iter().any(Result::is_ok),
+                "round {round}: {results:?}"
+            );
             one_whole_body(&b, key, round, &results).await?;
         }
     }

@@ -24,9 +24,9 @@ use tokio::sync::RwLock;
 use crate::config::StoreSpec;
 use crate::query::Filter;
 use crate::store::blob::{
-    Blob, BlobMeta, BlobStore, ByteRange, ByteStream, CHUNK_SIZE, DEFAULT_CONTENT_TYPE, ListOptions,
-    ListPage,
-    PutOptions, check_put, page_keys, records_unsupported, signing_unsupported,
+    Blob, BlobMeta, BlobStore, ByteRange, ByteStream, CHUNK_SIZE, DEFAULT_CONTENT_TYPE,
+    ListOptions, ListPage, PutOptions, check_put, page_keys, records_unsupported,
+    signing_unsupported,
 };
 use crate::store::{EntityInfo, StoreQuery, WriteOp, WriteOutcome};
 use crate::{Capabilities, Error, Key, Record, Result, Store};
