@@ -187,7 +187,7 @@ pub(super) fn service_sas(
 }
 
 /// `2026-01-02T03:04:05Z`: what the service canonicalizes a SAS time to.
-fn rfc3339_seconds(t: OffsetDateTime) -> String {
+pub(super) fn rfc3339_seconds(t: OffsetDateTime) -> String {
     let t = t.to_offset(time::UtcOffset::UTC);
     format!(
         "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}Z",

@@ -368,16 +368,7 @@ async fn signed_url_bounds_and_bad_keys_are_invalid_input() {
 /// resource type, permissions `sp`, valid ten minutes ("Create an account
 /// SAS", version 2020-12-06 on).
 fn account_sas(sp: &str) -> String {
-    let expiry = time::OffsetDateTime::now_utc() + Duration::from_secs(600);
-    let se = format!(
-        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}Z",
-        expiry.year(),
-        u8::from(expiry.month()),
-        expiry.day(),
-        expiry.hour(),
-        expiry.minute(),
-        expiry.second()
-    );
+    let se = signing::rfc3339_seconds(time::OffsetDateTime::now_utc() + Duration::from_secs(600));
     let version = "2022-11-02";
     let to_sign = format!("{DEV_ACCOUNT}\n{sp}\nb\nsco\n\n{se}\n\n\n{version}\n\n");
     let sig =
@@ -460,11 +451,13 @@ async fn the_router_hands_out_signed_urls() {
         .unwrap();
 }
 
-/// Everything `tracing` and `log` say while `scenario` runs on this thread
-/// (a current-thread runtime, so tasks the SDK spawns run here too), at
-/// TRACE, as text.
+/// Everything `tracing` and `log` say, at TRACE, while `scenario` runs,
+/// as text. The subscriber is the process's global default (installed
+/// once): a scoped one misses events whose callsites other tests' threads
+/// registered first. Lines from tests running at the same time may be in
+/// the text too; none of them may hold a secret either.
 fn captured_logs(scenario: impl std::future::Future<Output = ()>) -> String {
-    use std::sync::{Arc, Mutex};
+    use std::sync::{Arc, Mutex, OnceLock};
     #[derive(Clone, Default)]
     struct Buffer(Arc<Mutex<Vec<u8>>>);
     impl std::io::Write for Buffer {
@@ -476,31 +469,33 @@ fn captured_logs(scenario: impl std::future::Future<Output = ()>) -> String {
             Ok(())
         }
     }
-    // `log` records (reqwest, rustls, …) become `tracing` events. Once per
-    // process; another test may have installed it already.
-    let _ = tracing_log::LogTracer::builder()
-        .with_max_level(tracing_log::log::LevelFilter::Trace)
-        .init();
-    let buffer = Buffer::default();
-    let writer = buffer.clone();
-    let subscriber = tracing_subscriber::fmt()
-        .with_max_level(tracing::Level::TRACE)
-        .with_ansi(false)
-        .with_writer(move || writer.clone())
-        .finish();
-    tracing::subscriber::with_default(subscriber, || {
-        tracing_log::log::trace!("log-sentinel");
-        tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap()
-            .block_on(scenario);
+    static BUFFER: OnceLock<Buffer> = OnceLock::new();
+    let buffer = BUFFER.get_or_init(|| {
+        let buffer = Buffer::default();
+        let writer = buffer.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_max_level(tracing::Level::TRACE)
+            .with_ansi(false)
+            .with_writer(move || writer.clone())
+            .finish();
+        tracing::subscriber::set_global_default(subscriber)
+            .expect("no other global tracing subscriber in the lib tests");
+        // `log` records (reqwest, rustls, …) become `tracing` events.
+        tracing_log::LogTracer::builder()
+            .with_max_level(tracing_log::log::LevelFilter::Trace)
+            .init()
+            .expect("no other `log` logger in the lib tests");
+        buffer
     });
-    let text = String::from_utf8_lossy(&buffer.0.lock().unwrap()).to_string();
-    assert!(
-        text.contains("log-sentinel"),
-        "`log` records are not captured: another logger is installed"
-    );
+    let start = buffer.0.lock().unwrap().len();
+    tracing_log::log::trace!("log-sentinel");
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+        .block_on(scenario);
+    let text = String::from_utf8_lossy(&buffer.0.lock().unwrap()[start..]).to_string();
+    assert!(text.contains("log-sentinel"), "`log` records are captured");
     text
 }
 
