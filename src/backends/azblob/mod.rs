@@ -176,6 +176,12 @@ impl AzBlobStore {
                     crate::config::redact_url(&r.endpoint)
                 ))
             })?;
+        // The SDK logs request URLs with their user-info: refuse it here.
+        if !container_url.username().is_empty() || container_url.password().is_some() {
+            return Err(invalid(
+                "the blob endpoint must not carry credentials (`user:password@`); authenticate with `key`, `sas_token`, or the connection string's `AccountKey` / `SharedAccessSignature`".into(),
+            ));
+        }
         container_url
             .path_segments_mut()
             .map_err(|_| invalid("the endpoint cannot hold a path".into()))?

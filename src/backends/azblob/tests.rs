@@ -159,11 +159,20 @@ async fn bad_options_are_config_errors() {
         ),
         ("container = \"ok-name\"\n", "connection_string"),
         ("container = \"ok-name\"\naccount = \"a\"\n", "needs `key`"),
+        (
+            "container = \"ok-name\"\naccount = \"a\"\nkey = \"a2V5\"\nendpoint = \"http://u:hunter2@127.0.0.1:10000/a\"\n",
+            "must not carry credentials",
+        ),
+        (
+            "container = \"ok-name\"\nconnection_string = \"AccountName=a;AccountKey=a2V5;BlobEndpoint=http://u:hunter2@127.0.0.1:10000/a\"\n",
+            "must not carry credentials",
+        ),
     ] {
         let toml = format!("[stores.img]\nkind = \"azblob\"\n{opts}");
         let e = crate::Router::from_toml_str(&toml).await.unwrap_err();
         assert!(matches!(e, Error::Config { .. }), "{e}");
         assert!(e.to_string().contains(needle), "{e}");
+        assert!(!e.to_string().contains("hunter2"), "{e}");
     }
 }
 
