@@ -4,7 +4,9 @@
 //! - [`ChangeEvent`]: the one envelope every change source emits, as
 //!   CloudEvents JSON (see [`event`]).
 //! - [`Bus`] / [`Subscription`]: a durable at-least-once bus with consumer
-//!   groups and de-duplication by event id; [`MemoryBus`] runs in process.
+//!   groups and de-duplication by event id; [`MemoryBus`] runs in process,
+//!   `nats` (JetStream) and `redis_streams` talk to servers; [`open_bus`]
+//!   opens the kind a `[buses.NAME]` table names.
 //!
 //! The invariant everything here stands on: a key's version strictly
 //! increases over its whole life (deletes leave tombstones), every event
@@ -15,8 +17,14 @@
 
 pub mod bus;
 pub mod event;
+mod kinds;
 mod memory;
+#[cfg(feature = "nats")]
+pub mod nats;
+#[cfg(feature = "redis")]
+pub mod redis_streams;
 
 pub use bus::{Bus, Delivery, DeliveryTag, SubscribeOptions, Subscription};
 pub use event::{ChangeEvent, Operation};
+pub use kinds::{BUS_KINDS, BusKindInfo, OpenBusFn, open_bus};
 pub use memory::MemoryBus;
