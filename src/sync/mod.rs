@@ -17,6 +17,6 @@ pub mod bus;
 pub mod event;
 mod memory;
 
-pub use bus::{Bus, Delivery, DeliveryTag, SubscribeOptions, Subscription};
+pub use bus::{Bus, Delivery, DeliveryTag, StartAt, SubscribeOptions, Subscription};
 pub use event::{ChangeEvent, Operation};
 pub use memory::MemoryBus;
