@@ -26,11 +26,26 @@ use async_trait::async_trait;
 use super::ChangeEvent;
 use crate::Result;
 
+/// Where a consumer group that does not exist yet starts reading.
+///
+/// ```
+/// assert_eq!(polyrouter::sync::StartAt::default(), polyrouter::sync::StartAt::Oldest);
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum StartAt {
+    /// At the oldest event the bus still holds (durable projections).
+    #[default]
+    Oldest,
+    /// At events published from now on (per-process cache invalidation).
+    New,
+}
+
 /// How a consumer group reads.
 ///
 /// ```
 /// let o = polyrouter::sync::SubscribeOptions::default();
 /// assert_eq!(o.ack_wait, std::time::Duration::from_secs(30));
+/// assert!(!o.ephemeral);
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SubscribeOptions {
@@ -40,6 +55,13 @@ pub struct SubscribeOptions {
     /// This member's name within the group (unique per process; buses that
     /// track members, like Redis Streams, use it).
     pub consumer: String,
+    /// Where a new group starts; an existing group always resumes.
+    pub start: StartAt,
+    /// The group lives only as long as its member: removed by
+    /// [`Subscription::close`], and by the bus itself some time after its
+    /// member stopped fetching (a process that died) — for groups of one
+    /// process, like cache invalidation in every process.
+    pub ephemeral: bool,
 }
 
 impl Default for SubscribeOptions {
@@ -47,6 +69,8 @@ impl Default for SubscribeOptions {
         SubscribeOptions {
             ack_wait: Duration::from_secs(30),
             consumer: format!("pid-{}", std::process::id()),
+            start: StartAt::Oldest,
+            ephemeral: false,
         }
     }
 }
@@ -139,4 +163,7 @@ pub trait Subscription: Send + 'static {
 
     /// Asks for a delivery again, not before `delay`.
     async fn nack(&mut self, tag: &DeliveryTag, delay: Duration) -> Result<()>;
+
+    /// Leaves the group; an ephemeral group is removed from the bus.
+    async fn close(self: Box<Self>) -> Result<()>;
 }

@@ -15,7 +15,7 @@ use parking_lot::Mutex;
 use tokio::sync::Notify;
 
 use super::ChangeEvent;
-use super::bus::{Bus, Delivery, DeliveryTag, SubscribeOptions, Subscription};
+use super::bus::{Bus, Delivery, DeliveryTag, StartAt, SubscribeOptions, Subscription};
 use crate::{Error, Result};
 
 /// How long a published event id is remembered for de-duplication.
@@ -152,9 +152,12 @@ impl Bus for MemoryBus {
         }
         {
             let mut st = self.shared.state.lock();
-            let oldest = st.log.front().map_or(st.next_seq + 1, |(s, _)| *s);
+            let cursor = match options.start {
+                StartAt::Oldest => st.log.front().map_or(st.next_seq + 1, |(s, _)| *s),
+                StartAt::New => st.next_seq + 1,
+            };
             st.groups.entry(group.to_string()).or_insert_with(|| Group {
-                cursor: oldest,
+                cursor,
                 pending: BTreeMap::new(),
             });
         }
@@ -163,6 +166,7 @@ impl Bus for MemoryBus {
             group: group.to_string(),
             entities: entities.to_vec(),
             ack_wait: options.ack_wait,
+            ephemeral: options.ephemeral,
         }))
     }
 
@@ -199,6 +203,7 @@ struct MemorySubscription {
     group: String,
     entities: Vec<String>,
     ack_wait: Duration,
+    ephemeral: bool,
 }
 
 impl MemorySubscription {
@@ -351,6 +356,13 @@ impl Subscription for MemorySubscription {
         self.shared.published.notify_waiters();
         Ok(())
     }
+
+    async fn close(self: Box<Self>) -> Result<()> {
+        if self.ephemeral {
+            self.shared.state.lock().groups.remove(&self.group);
+        }
+        Ok(())
+    }
 }
 
 #[cfg(test)]
@@ -465,5 +477,24 @@ mod tests {
                 .await
                 .is_err()
         );
+    }
+
+    #[tokio::test]
+    async fn an_ephemeral_group_starting_at_new_sees_only_later_events_and_goes_on_close() {
+        let bus = MemoryBus::new("b");
+        bus.publish(&[ev("a", "k", 1)]).await.unwrap();
+        let o = SubscribeOptions {
+            start: StartAt::New,
+            ephemeral: true,
+            ..SubscribeOptions::default()
+        };
+        let mut sub = bus.subscribe("cache-1", &["a".into()], &o).await.unwrap();
+        bus.publish(&[ev("a", "k", 2)]).await.unwrap();
+        let got = sub.fetch(10, Duration::ZERO).await.unwrap();
+        assert_eq!(got.iter().map(|d| d.event.version).collect::<Vec<_>>(), [2]);
+        sub.close().await.unwrap();
+        // Gone: the next member of that name starts afresh.
+        let mut again = bus.subscribe("cache-1", &["a".into()], &o).await.unwrap();
+        assert!(again.fetch(10, Duration::ZERO).await.unwrap().is_empty());
     }
 }

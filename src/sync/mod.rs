@@ -24,7 +24,7 @@ pub mod nats;
 #[cfg(feature = "redis")]
 pub mod redis_streams;
 
-pub use bus::{Bus, Delivery, DeliveryTag, SubscribeOptions, Subscription};
+pub use bus::{Bus, Delivery, DeliveryTag, StartAt, SubscribeOptions, Subscription};
 pub use event::{ChangeEvent, Operation};
 pub use kinds::{BUS_KINDS, BusKindInfo, OpenBusFn, open_bus};
 pub use memory::MemoryBus;
