@@ -4,7 +4,7 @@
 use std::collections::{BTreeMap, HashSet};
 use std::time::Duration;
 
-use polyrouter::sync::Bus;
+use polyrouter::sync::{Bus, StartAt, SubscribeOptions};
 
 use crate::harness::{Ctx, Outcome, ack_all, check, ev, expect_nothing, fetch_n, opts, unique_ids};
 
@@ -400,4 +400,109 @@ pub async fn bad_names_and_tags_are_refused(ctx: Ctx) -> Outcome {
         matches!(err, Err(polyrouter::Error::InvalidInput { .. })),
         || format!("ack of a foreign tag: {err:?}"),
     )
+}
+
+/// A new group told to start at new events skips what was published
+/// before; an existing group resumes whatever it is told.
+pub async fn a_group_starting_at_new_sees_only_later_events(ctx: Ctx) -> Outcome {
+    let bus = ctx.bus().await;
+    bus.publish(&[ev("order", "o-1", 1)])
+        .await
+        .map_err(e("publish"))?;
+    let new = SubscribeOptions {
+        start: StartAt::New,
+        ..opts(LONG, "m1")
+    };
+    let mut sub = bus
+        .subscribe("g", &["order".into()], &new)
+        .await
+        .map_err(e("subscribe"))?;
+    bus.publish(&[ev("order", "o-1", 2)])
+        .await
+        .map_err(e("publish"))?;
+    let got = fetch_n(&mut sub, 1, 10, WITHIN).await?;
+    check(got[0].event.version == 2, || {
+        format!("first event of a group at new: v{}", got[0].event.version)
+    })?;
+    expect_nothing(&mut sub, Duration::from_millis(300)).await?;
+    drop(sub);
+    // Joining again (even asking for the oldest) resumes the group.
+    bus.publish(&[ev("order", "o-1", 3)])
+        .await
+        .map_err(e("publish"))?;
+    let mut again = bus
+        .subscribe("g", &["order".into()], &opts(LONG, "m1"))
+        .await
+        .map_err(e("subscribe"))?;
+    let got = fetch_n(&mut again, 1, 10, WITHIN).await?;
+    let versions: Vec<u64> = got.iter().map(|d| d.event.version).collect();
+    check(versions == [3] || versions == [2], || {
+        format!("resumed with {versions:?}")
+    })?;
+    let rest = if versions == [2] {
+        fetch_n(&mut again, 1, 10, WITHIN).await?
+    } else {
+        Vec::new()
+    };
+    ack_all(&mut again, &got).await?;
+    ack_all(&mut again, &rest).await?;
+    check(rest.iter().all(|d| d.event.version == 3), || {
+        "v1 came after the group started at new".into()
+    })?;
+    expect_nothing(&mut again, Duration::from_millis(300)).await
+}
+
+/// Closing the member of an ephemeral group removes the group: its
+/// backlog is then that of a group that does not exist (every event held).
+pub async fn closing_an_ephemeral_group_removes_it(ctx: Ctx) -> Outcome {
+    let bus = ctx.bus().await;
+    // A durable group keeps the events held (the in-process bus drops
+    // what every group acknowledged).
+    let _keep = bus
+        .subscribe("keep", &["order".into()], &opts(LONG, "m1"))
+        .await
+        .map_err(e("subscribe keep"))?;
+    bus.publish(&(1..=3).map(|v| ev("order", "o-1", v)).collect::<Vec<_>>())
+        .await
+        .map_err(e("publish"))?;
+    let eph = SubscribeOptions {
+        ephemeral: true,
+        ..opts(LONG, "m1")
+    };
+    let mut sub = bus
+        .subscribe("tmp", &["order".into()], &eph)
+        .await
+        .map_err(e("subscribe"))?;
+    let got = fetch_n(&mut sub, 3, 10, WITHIN).await?;
+    ack_all(&mut sub, &got).await?;
+    let b = bus
+        .backlog("tmp", &["order".into()])
+        .await
+        .map_err(e("backlog"))?;
+    check(b == Some(0), || {
+        format!("backlog of the ephemeral group after its acks: {b:?}")
+    })?;
+    sub.close().await.map_err(e("close"))?;
+    let b = bus
+        .backlog("tmp", &["order".into()])
+        .await
+        .map_err(e("backlog"))?;
+    check(b == Some(3), || {
+        format!("backlog of the closed ephemeral group: {b:?}, want 3 (no such group)")
+    })?;
+    // Closing a durable group's member leaves the group.
+    let mut keep = bus
+        .subscribe("keep", &["order".into()], &opts(LONG, "m1"))
+        .await
+        .map_err(e("subscribe keep"))?;
+    let got = fetch_n(&mut keep, 3, 10, WITHIN).await?;
+    ack_all(&mut keep, &got).await?;
+    keep.close().await.map_err(e("close keep"))?;
+    let b = bus
+        .backlog("keep", &["order".into()])
+        .await
+        .map_err(e("backlog"))?;
+    check(b == Some(0), || {
+        format!("backlog of a durable group after close: {b:?}")
+    })
 }

@@ -62,6 +62,8 @@ pub struct Ctx {
     pub kind: String,
     /// `{pid}_{n}`: unique per trial of this run.
     pub id: String,
+    /// `ephemeral_idle` of the server buses this context opens.
+    pub ephemeral_idle: Duration,
     memory: MemoryBus,
 }
 
@@ -75,6 +77,7 @@ impl Ctx {
         Ctx {
             kind: kind.into(),
             id,
+            ephemeral_idle: Duration::from_secs(300),
             memory: MemoryBus::new("test"),
         }
     }
@@ -101,6 +104,7 @@ impl Ctx {
         c.max_age = ConfigDuration(Duration::from_secs(3600));
         c.connect_timeout = ConfigDuration(connect_timeout);
         c.request_timeout = ConfigDuration(Duration::from_secs(5));
+        c.ephemeral_idle = ConfigDuration(self.ephemeral_idle);
         Arc::new(NatsBus::open("test", c).await.expect("open the nats bus"))
     }
 
@@ -117,6 +121,7 @@ impl Ctx {
         let mut c = RedisStreamsConfig::new(url).with_prefix(format!("prt:{}", self.id));
         c.connect_timeout = ConfigDuration(connect_timeout);
         c.response_timeout = ConfigDuration(Duration::from_secs(5));
+        c.ephemeral_idle = ConfigDuration(self.ephemeral_idle);
         Arc::new(RedisStreamsBus::open("test", c).expect("open the redis-streams bus"))
     }
 

@@ -56,6 +56,9 @@ fn behaviours() -> Vec<Behaviour> {
         behaviour!(behaviours::backlog_counts),
         behaviour!(behaviours::concurrent_publishers),
         behaviour!(behaviours::bad_names_and_tags_are_refused),
+        behaviour!(behaviours::a_group_starting_at_new_sees_only_later_events),
+        behaviour!(behaviours::closing_an_ephemeral_group_removes_it),
+        behaviour!(outage::an_abandoned_ephemeral_group_is_removed, server_only),
         behaviour!(outage::a_bus_that_is_down_is_unavailable, server_only),
         behaviour!(outage::events_survive_an_outage, server_only),
     ]

@@ -224,7 +224,8 @@ pub async fn events_survive_an_outage(ctx: Ctx) -> Outcome {
     ack_all(&mut sub, &first).await?;
 
     server.kill();
-    let during = bus.publish(&[ev("order", "o-x", 1)]).await;
+    let attempted = ev("order", "o-x", 1);
+    let during = bus.publish(std::slice::from_ref(&attempted)).await;
     check(matches!(during, Err(Error::Unavailable { .. })), || {
         format!("publish while the server is down: {during:?}")
     })?;
@@ -261,4 +262,65 @@ pub async fn events_survive_an_outage(ctx: Ctx) -> Outcome {
     let want: HashSet<String> = [late.id.clone()].into();
     fetch_until(&mut sub, &want).await?;
     Ok(())
+}
+
+/// An ephemeral group whose member stopped fetching (a process that died,
+/// without close) is removed by the bus after `ephemeral_idle`.
+pub async fn an_abandoned_ephemeral_group_is_removed(ctx: Ctx) -> Outcome {
+    let mut ctx = ctx;
+    ctx.ephemeral_idle = Duration::from_secs(2);
+    let bus = ctx.bus().await;
+    let mut keep = bus
+        .subscribe(
+            "keep",
+            &["order".into()],
+            &opts(Duration::from_secs(60), "m1"),
+        )
+        .await
+        .map_err(|e| format!("subscribe keep: {e}"))?;
+    bus.publish(&[ev("order", "o-1", 1)])
+        .await
+        .map_err(|e| format!("publish: {e}"))?;
+    let eph = polyrouter::sync::SubscribeOptions {
+        ephemeral: true,
+        ..opts(Duration::from_secs(60), "m2")
+    };
+    {
+        let mut sub = bus
+            .subscribe("tmp", &["order".into()], &eph)
+            .await
+            .map_err(|e| format!("subscribe: {e}"))?;
+        let got = sub
+            .fetch(1, Duration::from_secs(5))
+            .await
+            .map_err(|e| format!("fetch: {e}"))?;
+        ack_all(&mut sub, &got).await?;
+        // Dropped without close: its member is gone.
+    }
+    let b = bus
+        .backlog("tmp", &["order".into()])
+        .await
+        .map_err(|e| format!("backlog: {e}"))?;
+    check(b == Some(0), || {
+        format!("backlog right after the member left: {b:?}")
+    })?;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        // Other members go on fetching (which is when redis-streams looks).
+        keep.fetch(1, Duration::from_millis(300))
+            .await
+            .map_err(|e| format!("fetch keep: {e}"))?;
+        let b = bus
+            .backlog("tmp", &["order".into()])
+            .await
+            .map_err(|e| format!("backlog: {e}"))?;
+        if b == Some(1) {
+            return Ok(());
+        }
+        if tokio::time::Instant::now() > deadline {
+            return Err(format!(
+                "the abandoned ephemeral group is still there (backlog {b:?})"
+            ));
+        }
+    }
 }

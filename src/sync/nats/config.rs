@@ -59,6 +59,10 @@ pub struct NatsConfig {
     /// consumer calls) may take (default `"10s"`).
     #[serde(default = "default_request_timeout")]
     pub request_timeout: ConfigDuration,
+    /// An ephemeral group whose member has not fetched for this long is
+    /// removed by the server (default `"5m"`).
+    #[serde(default = "default_ephemeral_idle")]
+    pub ephemeral_idle: ConfigDuration,
 }
 
 fn default_stream() -> String {
@@ -89,6 +93,10 @@ fn default_request_timeout() -> ConfigDuration {
     ConfigDuration(Duration::from_secs(10))
 }
 
+fn default_ephemeral_idle() -> ConfigDuration {
+    ConfigDuration(Duration::from_secs(300))
+}
+
 /// A name usable as a NATS subject token and a JetStream stream or
 /// consumer name: ASCII letters, digits, `_` and `-`.
 pub(crate) fn is_token(s: &str) -> bool {
@@ -116,6 +124,7 @@ impl NatsConfig {
             max_bytes: None,
             connect_timeout: default_connect_timeout(),
             request_timeout: default_request_timeout(),
+            ephemeral_idle: default_ephemeral_idle(),
         }
     }
 
@@ -160,6 +169,7 @@ impl NatsConfig {
             ("max_age", self.max_age),
             ("connect_timeout", self.connect_timeout),
             ("request_timeout", self.request_timeout),
+            ("ephemeral_idle", self.ephemeral_idle),
         ] {
             if d.0.is_zero() {
                 return Err((key, "must be greater than zero".into()));
@@ -193,6 +203,7 @@ impl fmt::Debug for NatsConfig {
             .field("max_bytes", &self.max_bytes)
             .field("connect_timeout", &self.connect_timeout)
             .field("request_timeout", &self.request_timeout)
+            .field("ephemeral_idle", &self.ephemeral_idle)
             .finish()
     }
 }

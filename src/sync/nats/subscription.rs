@@ -11,8 +11,11 @@
 
 use std::time::Duration;
 
+use async_nats::jetstream::ErrorCode;
 use async_nats::jetstream::consumer::pull::{Batch, Config};
 use async_nats::jetstream::consumer::{AckPolicy, DeliverPolicy, PullConsumer};
+use async_nats::jetstream::context::ConsumerInfoErrorKind;
+use async_nats::jetstream::stream::ConsumerErrorKind;
 use async_trait::async_trait;
 use futures::{FutureExt, StreamExt};
 use tokio::time::Instant;
@@ -22,7 +25,7 @@ use std::sync::Arc;
 use tokio::sync::Notify;
 
 use super::{NatsBus, wait_connected};
-use crate::sync::{ChangeEvent, Delivery, DeliveryTag, SubscribeOptions, Subscription};
+use crate::sync::{ChangeEvent, Delivery, DeliveryTag, StartAt, SubscribeOptions, Subscription};
 use crate::{Error, Result};
 
 /// The longest a long pull stays open at the server; a fetch that waits
@@ -47,6 +50,9 @@ struct Lane {
 
 pub(super) struct NatsSubscription {
     bus: String,
+    /// An ephemeral group: its consumers are deleted on close.
+    ephemeral: bool,
+    stream: async_nats::jetstream::stream::Stream,
     location: String,
     ack_prefix: String,
     client: async_nats::Client,
@@ -75,33 +81,45 @@ impl NatsSubscription {
         for entity in entities {
             let durable = durable_name(group, entity);
             let filter = bus.subject(entity)?;
+            // An existing group resumes where it is: its start stays.
+            let deliver_policy = match stream.consumer_info(&durable).await {
+                Ok(info) if info.config.filter_subject != filter => {
+                    return Err(Error::invalid_input(
+                        &bus.name,
+                        entity,
+                        format!(
+                            "consumer `{durable}` of stream `{}` reads {:?}, not {filter:?}: it belongs to another group and entity; rename the group",
+                            bus.config.stream, info.config.filter_subject
+                        ),
+                    ));
+                }
+                Ok(info) => info.config.deliver_policy,
+                Err(e) if e.kind() == ConsumerInfoErrorKind::NotFound => match options.start {
+                    StartAt::Oldest => DeliverPolicy::All,
+                    StartAt::New => DeliverPolicy::New,
+                },
+                Err(e) => return Err(bus.driver_error("reading a consumer", e)),
+            };
             let config = Config {
                 durable_name: Some(durable.clone()),
                 description: Some(format!("polyrouter group {group}, entity {entity}")),
-                deliver_policy: DeliverPolicy::All,
+                deliver_policy,
                 ack_policy: AckPolicy::Explicit,
                 ack_wait: options.ack_wait,
                 max_deliver: -1,
                 filter_subject: filter.clone(),
+                inactive_threshold: if options.ephemeral {
+                    bus.config.ephemeral_idle.0
+                } else {
+                    Duration::ZERO
+                },
                 ..Default::default()
             };
-            let consumer: PullConsumer = match stream.create_consumer(config).await {
-                Ok(c) => c,
-                Err(e) => {
-                    let text = e.to_string();
-                    if text.contains("filter") {
-                        return Err(Error::invalid_input(
-                            &bus.name,
-                            entity,
-                            format!(
-                                "consumer `{durable}` of stream `{}` exists with another filter subject than {filter:?}: it belongs to another group and entity; rename the group",
-                                bus.config.stream
-                            ),
-                        ));
-                    }
-                    return Err(bus.driver_error("creating a durable consumer", e));
-                }
-            };
+            // Creates the consumer, or updates its ack_wait / idle limit.
+            let consumer: PullConsumer = stream
+                .create_consumer(config)
+                .await
+                .map_err(|e| bus.driver_error("creating a durable consumer", e))?;
             lanes.push(Lane {
                 consumer,
                 long_pull: None,
@@ -109,6 +127,8 @@ impl NatsSubscription {
         }
         Ok(NatsSubscription {
             bus: bus.name.clone(),
+            ephemeral: options.ephemeral,
+            stream,
             location: bus.location.clone(),
             ack_prefix: format!("$JS.ACK.{}.", bus.config.stream),
             client: bus.client.clone(),
@@ -333,5 +353,28 @@ impl Subscription for NatsSubscription {
             format!("-NAK {{\"delay\":{}}}", delay.as_nanos()).into()
         };
         self.send(&[tag], word).await
+    }
+
+    async fn close(self: Box<Self>) -> Result<()> {
+        if !self.ephemeral {
+            return Ok(());
+        }
+        self.connected().await?;
+        for lane in &self.lanes {
+            let name = lane.consumer.cached_info().name.clone();
+            match self.stream.delete_consumer(&name).await {
+                Ok(_) => {}
+                // Already removed (idle too long, or another member's close).
+                Err(e)
+                    if matches!(e.kind(), ConsumerErrorKind::JetStream(ref j)
+                        if j.error_code() == ErrorCode::CONSUMER_NOT_FOUND) => {}
+                Err(e) => {
+                    return Err(
+                        self.unavailable(format!("deleting consumer `{name}` failed ({e})"))
+                    );
+                }
+            }
+        }
+        Ok(())
     }
 }

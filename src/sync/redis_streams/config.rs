@@ -45,6 +45,11 @@ pub struct RedisStreamsConfig {
     /// How long a command may wait for its reply (default `"10s"`).
     #[serde(default = "default_response_timeout")]
     pub response_timeout: ConfigDuration,
+    /// An ephemeral group whose member has not fetched for this long is
+    /// removed by the next member of any group that subscribes or fetches
+    /// (default `"5m"`).
+    #[serde(default = "default_ephemeral_idle")]
+    pub ephemeral_idle: ConfigDuration,
 }
 
 fn default_prefix() -> String {
@@ -61,6 +66,10 @@ fn default_connect_timeout() -> ConfigDuration {
 
 fn default_response_timeout() -> ConfigDuration {
     ConfigDuration(Duration::from_secs(10))
+}
+
+fn default_ephemeral_idle() -> ConfigDuration {
+    ConfigDuration(Duration::from_secs(300))
 }
 
 /// An entity or group name: ASCII letters, digits, `_` and `-`.
@@ -86,6 +95,7 @@ impl RedisStreamsConfig {
             max_len: None,
             connect_timeout: default_connect_timeout(),
             response_timeout: default_response_timeout(),
+            ephemeral_idle: default_ephemeral_idle(),
         }
     }
 
@@ -130,6 +140,7 @@ impl RedisStreamsConfig {
             ("duplicate_window", self.duplicate_window),
             ("connect_timeout", self.connect_timeout),
             ("response_timeout", self.response_timeout),
+            ("ephemeral_idle", self.ephemeral_idle),
         ] {
             if d.0.is_zero() {
                 return Err((key, "must be greater than zero".into()));
@@ -154,6 +165,7 @@ impl fmt::Debug for RedisStreamsConfig {
             .field("max_len", &self.max_len)
             .field("connect_timeout", &self.connect_timeout)
             .field("response_timeout", &self.response_timeout)
+            .field("ephemeral_idle", &self.ephemeral_idle)
             .finish()
     }
 }

@@ -23,7 +23,7 @@ use futures::future::BoxFuture;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{RedisError, Script};
 
-use super::{Bus, ChangeEvent, SubscribeOptions, Subscription};
+use super::{Bus, ChangeEvent, StartAt, SubscribeOptions, Subscription};
 use crate::config::{BusSpec, redact_bus_url};
 use crate::{Error, Result};
 
@@ -35,6 +35,7 @@ use config::is_name;
 
 const PUBLISH_LUA: &str = include_str!("publish.lua");
 const BACKLOG_LUA: &str = include_str!("backlog.lua");
+pub(crate) const REAP_LUA: &str = include_str!("reap.lua");
 
 /// Events per publish script call: bounds how long Redis is busy with one.
 const CHUNK_EVENTS: usize = 1000;
@@ -88,6 +89,7 @@ pub struct RedisStreamsBus {
     conn: ConnectionManager,
     publish_script: Script,
     backlog_script: Script,
+    reap_script: Script,
 }
 
 impl fmt::Debug for RedisStreamsBus {
@@ -186,6 +188,7 @@ impl RedisStreamsBus {
             conn,
             publish_script: Script::new(PUBLISH_LUA),
             backlog_script: Script::new(BACKLOG_LUA),
+            reap_script: Script::new(REAP_LUA),
         })
     }
 
@@ -236,6 +239,33 @@ impl RedisStreamsBus {
     fn stream_key(&self, entity: &str) -> Result<String> {
         stream_key(&self.name, &self.config.prefix, entity)
     }
+}
+
+/// The hash of ephemeral groups and the entities they read. Entity names
+/// hold no `:`, so no stream key `{prefix}:{entity}` can be this.
+pub(crate) fn registry_key(prefix: &str) -> String {
+    format!("{prefix}::ephemeral")
+}
+
+/// An ephemeral group's liveness key, refreshed by its member's fetches.
+pub(crate) fn alive_key(prefix: &str, group: &str) -> String {
+    format!("{prefix}::alive:{group}")
+}
+
+/// Removes the ephemeral groups whose member stopped fetching, and
+/// `now` (a member's close) when given.
+pub(crate) async fn reap(
+    script: &Script,
+    conn: &mut ConnectionManager,
+    prefix: &str,
+    now: Option<&str>,
+) -> std::result::Result<u64, RedisError> {
+    script
+        .key(registry_key(prefix))
+        .arg(prefix)
+        .arg(now.unwrap_or(""))
+        .invoke_async(conn)
+        .await
 }
 
 /// `{prefix}:{entity}`, after checking the entity name.
@@ -349,20 +379,44 @@ impl Bus for RedisStreamsBus {
             .map(|e| self.stream_key(e))
             .collect::<Result<Vec<_>>>()?;
         let mut conn = self.conn.clone();
+        // Ephemeral groups whose member died go first.
+        reap(&self.reap_script, &mut conn, &self.config.prefix, None)
+            .await
+            .map_err(|e| self.err(e))?;
+        let start = match options.start {
+            StartAt::Oldest => "0",
+            StartAt::New => "$",
+        };
         for stream in &streams {
             let created: std::result::Result<(), RedisError> = redis::cmd("XGROUP")
                 .arg("CREATE")
                 .arg(stream)
                 .arg(group)
-                .arg("0")
+                .arg(start)
                 .arg("MKSTREAM")
                 .query_async(&mut conn)
                 .await;
             match created {
                 Ok(()) => {}
+                // An existing group resumes where it is.
                 Err(e) if e.code() == Some("BUSYGROUP") => {}
                 Err(e) => return Err(self.err(e)),
             }
+        }
+        if options.ephemeral {
+            let idle_ms = self.config.ephemeral_idle.0.as_millis().max(1) as u64;
+            redis::pipe()
+                .hset(registry_key(&self.config.prefix), group, entities.join(","))
+                .ignore()
+                .set_options(
+                    alive_key(&self.config.prefix, group),
+                    1,
+                    redis::SetOptions::default().with_expiration(redis::SetExpiry::PX(idle_ms)),
+                )
+                .ignore()
+                .query_async::<()>(&mut conn)
+                .await
+                .map_err(|e| self.err(e))?;
         }
         let sub = subscription::RedisSubscription::new(self, group, entities, streams, options)
             .map_err(|e| self.err(e))?;

@@ -15,7 +15,7 @@ use redis::streams::StreamReadReply;
 use redis::{RedisError, Script, Value};
 use tokio::time::Instant;
 
-use super::{RedisStreamsBus, connection, map_err};
+use super::{REAP_LUA, RedisStreamsBus, alive_key, connection, map_err, reap};
 use crate::sync::{ChangeEvent, Delivery, DeliveryTag, SubscribeOptions, Subscription};
 use crate::{Error, Result};
 
@@ -34,7 +34,14 @@ const MAX_BLOCK: Duration = Duration::from_secs(1);
 pub(super) struct RedisSubscription {
     bus: String,
     location: String,
+    prefix: String,
     group: String,
+    /// An ephemeral group: kept alive by fetches, removed on close.
+    ephemeral: bool,
+    ephemeral_idle: Duration,
+    /// When this member last looked for dead ephemeral groups.
+    reaped: Instant,
+    reap_script: Script,
     consumer: String,
     entities: Vec<String>,
     streams: Vec<String>,
@@ -63,7 +70,12 @@ impl RedisSubscription {
         Ok(RedisSubscription {
             bus: bus.name.clone(),
             location: bus.location.clone(),
+            prefix: bus.config.prefix.clone(),
             group: group.into(),
+            ephemeral: options.ephemeral,
+            ephemeral_idle: bus.config.ephemeral_idle.0,
+            reaped: Instant::now(),
+            reap_script: Script::new(REAP_LUA),
             consumer: options.consumer.clone(),
             entities: entities.to_vec(),
             delayed: streams
@@ -83,6 +95,30 @@ impl RedisSubscription {
 
     fn err(&self, e: RedisError) -> Error {
         map_err(&self.bus, &self.location, e)
+    }
+
+    /// Keeps an ephemeral group alive, and now and then removes the
+    /// ephemeral groups whose members stopped fetching.
+    async fn housekeeping(&mut self) -> Result<()> {
+        let mut conn = self.conn.clone();
+        if self.ephemeral {
+            let idle_ms = self.ephemeral_idle.as_millis().max(1) as u64;
+            redis::cmd("SET")
+                .arg(alive_key(&self.prefix, &self.group))
+                .arg(1)
+                .arg("PX")
+                .arg(idle_ms)
+                .query_async::<()>(&mut conn)
+                .await
+                .map_err(|e| self.err(e))?;
+        }
+        if self.reaped.elapsed() >= self.ephemeral_idle / 2 {
+            self.reaped = Instant::now();
+            reap(&self.reap_script, &mut conn, &self.prefix, None)
+                .await
+                .map_err(|e| self.err(e))?;
+        }
+        Ok(())
     }
 
     /// A delivery from a stream entry; `None` (logged, acknowledged) for an
@@ -234,6 +270,7 @@ impl Subscription for RedisSubscription {
         let max = max.max(1);
         let until = Instant::now() + wait;
         let mut out = Vec::new();
+        self.housekeeping().await?;
         loop {
             self.claim_due(max, &mut out).await?;
             while out.len() < max {
@@ -263,6 +300,9 @@ impl Subscription for RedisSubscription {
     }
 
     async fn ack(&mut self, tags: &[DeliveryTag]) -> Result<()> {
+        if tags.is_empty() {
+            return Ok(());
+        }
         let mut by_lane: Vec<Vec<&str>> = vec![Vec::new(); self.streams.len()];
         for t in tags {
             let (lane, id) = self.parse_tag(t)?;
@@ -299,5 +339,21 @@ impl Subscription for RedisSubscription {
         let due = Instant::now() + delay;
         self.next_due = Some(self.next_due.map_or(due, |d| d.min(due)));
         Ok(())
+    }
+
+    async fn close(self: Box<Self>) -> Result<()> {
+        if !self.ephemeral {
+            return Ok(());
+        }
+        let mut conn = self.conn.clone();
+        reap(
+            &self.reap_script,
+            &mut conn,
+            &self.prefix,
+            Some(&self.group),
+        )
+        .await
+        .map(|_| ())
+        .map_err(|e| self.err(e))
     }
 }
