@@ -506,3 +506,33 @@ pub async fn closing_an_ephemeral_group_removes_it(ctx: Ctx) -> Outcome {
         format!("backlog of a durable group after close: {b:?}")
     })
 }
+
+/// A nack delay longer than `ack_wait` holds: the event does not come
+/// back when `ack_wait` passes, and its attempt counts one redelivery.
+pub async fn a_nack_delay_longer_than_ack_wait_holds(ctx: Ctx) -> Outcome {
+    let bus = ctx.bus().await;
+    bus.publish(&[ev("order", "o-1", 1)])
+        .await
+        .map_err(e("publish"))?;
+    let mut sub = bus
+        .subscribe(
+            "g",
+            &["order".into()],
+            &opts(Duration::from_millis(300), "m1"),
+        )
+        .await
+        .map_err(e("subscribe"))?;
+    let first = fetch_n(&mut sub, 1, 1, WITHIN).await?;
+    let delay = Duration::from_millis(2500);
+    let nacked = tokio::time::Instant::now();
+    sub.nack(&first[0].tag, delay).await.map_err(e("nack"))?;
+    let again = fetch_n(&mut sub, 1, 1, WITHIN).await?;
+    let after = nacked.elapsed();
+    check(after >= delay, || {
+        format!("redelivered {after:?} after a nack with delay {delay:?} (ack_wait 300ms)")
+    })?;
+    check(again[0].attempt == 2, || {
+        format!("attempt after the nack: {}", again[0].attempt)
+    })?;
+    ack_all(&mut sub, &again).await
+}

@@ -12,6 +12,7 @@
 //! private `nats-server` / `redis-server` on a free port instead.
 
 mod behaviours;
+mod foreign;
 mod harness;
 mod outage;
 
@@ -21,7 +22,8 @@ use libtest_mimic::{Arguments, Failed, Trial};
 
 struct Behaviour {
     name: &'static str,
-    /// About a server going away: not built for the in-process bus.
+    /// About a server (going away, written to directly): not built for the
+    /// in-process bus.
     server_only: bool,
     run: fn(Ctx) -> BoxFuture<'static, Outcome>,
 }
@@ -50,6 +52,7 @@ fn behaviours() -> Vec<Behaviour> {
         behaviour!(behaviours::duplicate_ids_are_stored_once),
         behaviour!(behaviours::redelivery_after_ack_wait),
         behaviour!(behaviours::nack_with_delay),
+        behaviour!(behaviours::a_nack_delay_longer_than_ack_wait_holds),
         behaviour!(behaviours::members_of_a_group_share_events),
         behaviour!(behaviours::a_new_group_sees_retained_events),
         behaviour!(behaviours::groups_resume_after_reconnect),
@@ -59,6 +62,7 @@ fn behaviours() -> Vec<Behaviour> {
         behaviour!(behaviours::a_group_starting_at_new_sees_only_later_events),
         behaviour!(behaviours::closing_an_ephemeral_group_removes_it),
         behaviour!(outage::an_abandoned_ephemeral_group_is_removed, server_only),
+        behaviour!(foreign::foreign_messages_are_skipped, server_only),
         behaviour!(outage::a_bus_that_is_down_is_unavailable, server_only),
         behaviour!(outage::events_survive_an_outage, server_only),
     ]

@@ -37,6 +37,9 @@ const LONG_PULL: Duration = Duration::from_secs(5);
 /// lost (the server's expiry notice never came: a server restarted).
 const LOST_PULL_GRACE: Duration = Duration::from_secs(1);
 
+/// Acknowledgements awaited at once.
+const ACK_WINDOW: usize = 256;
+
 /// The durable consumer of `group` on `entity`.
 pub(super) fn durable_name(group: &str, entity: &str) -> String {
     format!("{group}_{entity}")
@@ -151,31 +154,38 @@ impl NatsSubscription {
             .map_err(|e| self.unavailable(e))
     }
 
-    fn delivery(&self, m: async_nats::jetstream::Message) -> Result<Delivery> {
+    /// A delivery from a stream message; `None` (logged, acknowledged) for
+    /// a message that is not a polyrouter event, so it never blocks the
+    /// group.
+    async fn delivery(&self, m: async_nats::jetstream::Message) -> Result<Option<Delivery>> {
         let info = m
             .info()
             .map_err(|e| self.unavailable(format!("a message without JetStream metadata ({e})")))?;
         let attempt = u32::try_from(info.delivered.max(1)).unwrap_or(u32::MAX);
+        let sequence = info.stream_sequence;
         let tag = m
             .reply
             .as_ref()
             .map(|r| DeliveryTag::new(r.as_str()))
             .ok_or_else(|| self.unavailable("a message without an ack subject"))?;
-        let event = ChangeEvent::from_json(&m.payload).map_err(|e| {
-            Error::invalid_input(
-                &self.bus,
-                "",
-                format!(
-                    "stream message {} on {} is not a polyrouter event: {e}; acknowledge or remove it",
-                    info.stream_sequence, m.subject
-                ),
-            )
-        })?;
-        Ok(Delivery {
-            event,
-            attempt,
-            tag,
-        })
+        match ChangeEvent::from_json(&m.payload) {
+            Ok(event) => Ok(Some(Delivery {
+                event,
+                attempt,
+                tag,
+            })),
+            Err(why) => {
+                tracing::error!(
+                    bus = %self.bus,
+                    subject = %m.subject,
+                    sequence,
+                    "skipping and acknowledging a stream message that is not a polyrouter event: {why}"
+                );
+                self.send(&[&tag], bytes::Bytes::from_static(b"+ACK"))
+                    .await?;
+                Ok(None)
+            }
+        }
     }
 
     /// What an idle lane has now, up to `max`.
@@ -190,7 +200,7 @@ impl NatsSubscription {
                 .map_err(|e| self.unavailable(format!("a pull failed ({e})")))?;
             while let Some(m) = batch.next().await {
                 let m = m.map_err(|e| self.unavailable(format!("a pull failed ({e})")))?;
-                out.push(self.delivery(m)?);
+                out.extend(self.delivery(m).await?);
             }
             Ok::<(), Error>(())
         };
@@ -201,31 +211,22 @@ impl NatsSubscription {
 
     /// Reads a lane's open long pull without waiting: true when the lane is
     /// idle afterwards (no long pull open).
-    fn poll_long_pull(&mut self, lane: usize, out: &mut Vec<Delivery>) -> Result<bool> {
+    async fn poll_long_pull(&mut self, lane: usize, out: &mut Vec<Delivery>) -> Result<bool> {
         let Some((batch, expires)) = self.lanes[lane].long_pull.as_mut() else {
             return Ok(true);
         };
         let lost = Instant::now() > *expires + LOST_PULL_GRACE;
-        match batch.next().now_or_never() {
-            Some(Some(Ok(m))) => {
-                self.lanes[lane].long_pull = None;
-                out.push(self.delivery(m)?);
-                Ok(true)
-            }
-            Some(Some(Err(e))) => {
-                self.lanes[lane].long_pull = None;
-                Err(self.unavailable(format!("a pull failed ({e})")))
-            }
-            Some(None) => {
-                self.lanes[lane].long_pull = None;
-                Ok(true)
-            }
-            None if lost => {
-                self.lanes[lane].long_pull = None;
-                Ok(true)
-            }
-            None => Ok(false),
+        let polled = batch.next().now_or_never();
+        if polled.is_none() && !lost {
+            return Ok(false);
         }
+        self.lanes[lane].long_pull = None;
+        match polled {
+            Some(Some(Ok(m))) => out.extend(self.delivery(m).await?),
+            Some(Some(Err(e))) => return Err(self.unavailable(format!("a pull failed ({e})"))),
+            _ => {}
+        }
+        Ok(true)
     }
 
     /// Everything ready now, lane by lane, up to `max`.
@@ -238,7 +239,7 @@ impl NatsSubscription {
             if out.len() >= max {
                 break;
             }
-            if self.poll_long_pull(lane, out)? && out.len() < max {
+            if self.poll_long_pull(lane, out).await? && out.len() < max {
                 self.pull_now(lane, max - out.len(), out).await?;
             }
         }
@@ -285,7 +286,7 @@ impl NatsSubscription {
         };
         self.lanes[lane].long_pull = None;
         match item {
-            Some(Ok(m)) => out.push(self.delivery(m)?),
+            Some(Ok(m)) => out.extend(self.delivery(m).await?),
             Some(Err(e)) => return Err(self.unavailable(format!("a pull failed ({e})"))),
             None => {}
         }
@@ -304,20 +305,26 @@ impl NatsSubscription {
         Ok(())
     }
 
-    /// Sends one ack-protocol word to each tag and waits until the server
-    /// has read them.
+    /// Sends one ack-protocol word to each tag as a request, and waits until
+    /// JetStream confirmed every one (it answers once the consumer applied
+    /// it), at most `ACK_WINDOW` at a time.
     async fn send(&self, tags: &[&DeliveryTag], word: bytes::Bytes) -> Result<()> {
         self.connected().await?;
-        for tag in tags {
-            self.client
-                .publish(tag.as_str().to_string(), word.clone())
+        for chunk in tags.chunks(ACK_WINDOW) {
+            let confirmations = chunk
+                .iter()
+                .map(|tag| self.client.request(tag.as_str().to_string(), word.clone()));
+            let all = futures::future::join_all(confirmations);
+            let results = tokio::time::timeout(self.request_timeout, all)
                 .await
-                .map_err(|e| self.unavailable(format!("an acknowledgement was not sent ({e})")))?;
+                .map_err(|_| self.unavailable("NATS did not confirm acknowledgements"))?;
+            for r in results {
+                r.map_err(|e| {
+                    self.unavailable(format!("an acknowledgement was not confirmed ({e})"))
+                })?;
+            }
         }
-        tokio::time::timeout(self.request_timeout, self.client.flush())
-            .await
-            .map_err(|_| self.unavailable("NATS did not confirm acknowledgements"))?
-            .map_err(|e| self.unavailable(format!("acknowledgements were not confirmed ({e})")))
+        Ok(())
     }
 }
 

@@ -29,6 +29,8 @@ use crate::{Error, Result};
 
 mod config;
 mod subscription;
+#[cfg(test)]
+mod tests;
 
 pub use config::RedisStreamsConfig;
 use config::is_name;
