@@ -37,6 +37,7 @@ use crate::{Error, Result};
 mod bus;
 mod duration;
 mod interpolate;
+mod kinds;
 mod locate;
 mod secret;
 mod timeseries;
@@ -44,6 +45,8 @@ mod view;
 
 pub use bus::{BusSpec, redact_bus_url};
 pub use duration::ConfigDuration;
+pub use kinds::KindInfo;
+pub(crate) use kinds::opener;
 pub use secret::{Secret, is_secret_key, redact_url};
 pub use timeseries::TimeSeriesConfig;
 pub use view::{

@@ -18,15 +18,7 @@ pub type OpenBusFn = fn(BusSpec) -> BoxFuture<'static, Result<Arc<dyn Bus>>>;
 /// ```
 /// assert!(polyrouter::sync::BUS_KINDS.iter().any(|k| k.name == "nats" && k.feature == "nats"));
 /// ```
-#[derive(Debug, Clone, Copy)]
-pub struct BusKindInfo {
-    /// The `kind` in `[buses.NAME]`.
-    pub name: &'static str,
-    /// The cargo feature that compiles it.
-    pub feature: &'static str,
-    /// Opens a bus from its spec, when the feature is compiled in.
-    pub open: Option<OpenBusFn>,
-}
+pub type BusKindInfo = crate::config::KindInfo<OpenBusFn>;
 
 /// Every bus kind, compiled in or not (so a config naming a kind whose
 /// feature is off gets a precise error).
@@ -68,25 +60,9 @@ pub const BUS_KINDS: &[BusKindInfo] = &[
 /// # });
 /// ```
 pub async fn open_bus(spec: BusSpec) -> Result<Arc<dyn Bus>> {
-    let Some(kind) = BUS_KINDS.iter().find(|k| k.name == spec.kind) else {
-        let known: Vec<&str> = BUS_KINDS.iter().map(|k| k.name).collect();
-        let msg = format!(
-            "unknown bus kind `{}`; known kinds: {}",
-            spec.kind,
-            known.join(", ")
-        );
-        return Err(spec.error(&["kind"], msg));
-    };
-    match kind.open {
-        Some(open) => open(spec).await,
-        None => {
-            let msg = format!(
-                "bus kind `{}` is not compiled in; enable the cargo feature `{}` of polyrouter",
-                kind.name, kind.feature
-            );
-            Err(spec.error(&["kind"], msg))
-        }
-    }
+    let open = crate::config::opener(BUS_KINDS, "bus", &spec.kind)
+        .map_err(|msg| spec.error(&["kind"], msg))?;
+    open(spec).await
 }
 
 /// `kind = "memory"` takes no options.

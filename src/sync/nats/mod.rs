@@ -227,7 +227,7 @@ impl NatsBus {
             Error::backend(
                 &self.name,
                 "",
-                Message(format!("NATS refused {doing} at {}: {text}", self.location)),
+                std::io::Error::other(format!("NATS refused {doing} at {}: {text}", self.location)),
             )
         }
     }
@@ -375,18 +375,6 @@ fn is_code(kind: &GetStreamErrorKind, code: ErrorCode) -> bool {
     matches!(kind, GetStreamErrorKind::JetStream(e) if e.error_code() == code)
 }
 
-/// A driver-independent error message, as an error source.
-#[derive(Debug)]
-struct Message(String);
-
-impl fmt::Display for Message {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-impl std::error::Error for Message {}
-
 #[async_trait]
 impl Bus for NatsBus {
     fn name(&self) -> &str {
@@ -516,7 +504,7 @@ impl Bus for NatsBus {
             Some(err) => Err(Error::backend(
                 &self.name,
                 "",
-                Message(format!(
+                std::io::Error::other(format!(
                     "JetStream at {} refused its account info: {err}",
                     self.location
                 )),
