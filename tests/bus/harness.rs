@@ -238,3 +238,76 @@ pub fn unique_ids(ds: &[Delivery]) -> Result<HashSet<String>, String> {
     }
     Ok(ids)
 }
+
+/// Whether process `pid` (text) has ended; false where that cannot be told.
+fn ended(pid: &str) -> bool {
+    std::path::Path::new("/proc/self").exists()
+        && !pid.is_empty()
+        && pid.bytes().all(|b| b.is_ascii_digit())
+        && !std::path::Path::new("/proc").join(pid).exists()
+}
+
+/// Removes what runs that crashed left on the machine's server: streams
+/// `PRT_{pid}_*` or keys `prt:{pid}:*` of processes that no longer run.
+pub async fn remove_stale(kind: &str) -> Outcome {
+    match kind {
+        #[cfg(feature = "nats")]
+        "nats" => {
+            use futures::TryStreamExt;
+            let client = async_nats::connect(nats_url())
+                .await
+                .map_err(|e| e.to_string())?;
+            let js = async_nats::jetstream::new(client);
+            let names: Vec<String> = js
+                .stream_names()
+                .try_collect()
+                .await
+                .map_err(|e| e.to_string())?;
+            for name in names {
+                let Some(rest) = name.strip_prefix("PRT_") else {
+                    continue;
+                };
+                if ended(rest.split('_').next().unwrap_or_default()) {
+                    js.delete_stream(&name).await.map_err(|e| e.to_string())?;
+                }
+            }
+            Ok(())
+        }
+        #[cfg(feature = "redis")]
+        "redis-streams" => {
+            let client = redis::Client::open(redis_url()).map_err(|e| e.to_string())?;
+            let mut conn = client
+                .get_multiplexed_async_connection()
+                .await
+                .map_err(|e| e.to_string())?;
+            let mut cursor: u64 = 0;
+            loop {
+                let (next, keys): (u64, Vec<String>) = redis::cmd("SCAN")
+                    .arg(cursor)
+                    .arg("MATCH")
+                    .arg("prt:*")
+                    .arg("COUNT")
+                    .arg(1000)
+                    .query_async(&mut conn)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                let stale: Vec<&String> = keys
+                    .iter()
+                    .filter(|k| ended(k.split(':').nth(1).unwrap_or_default()))
+                    .collect();
+                if !stale.is_empty() {
+                    redis::cmd("UNLINK")
+                        .arg(&stale)
+                        .query_async::<()>(&mut conn)
+                        .await
+                        .map_err(|e| e.to_string())?;
+                }
+                if next == 0 {
+                    return Ok(());
+                }
+                cursor = next;
+            }
+        }
+        _ => Ok(()),
+    }
+}

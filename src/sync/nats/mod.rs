@@ -188,7 +188,7 @@ impl NatsBus {
         self.stream_ready.store(false, Ordering::SeqCst);
         match self.js.delete_stream(&self.config.stream).await {
             Ok(_) => Ok(()),
-            Err(e) if e.to_string().contains("not found") => Ok(()),
+            Err(e) if is_code(&e.kind(), ErrorCode::STREAM_NOT_FOUND) => Ok(()),
             Err(e) => Err(self.driver_error("deleting the stream", e)),
         }
     }
