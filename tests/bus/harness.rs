@@ -240,6 +240,7 @@ pub fn unique_ids(ds: &[Delivery]) -> Result<HashSet<String>, String> {
 }
 
 /// Whether process `pid` (text) has ended; false where that cannot be told.
+#[cfg(any(feature = "nats", feature = "redis"))]
 fn ended(pid: &str) -> bool {
     std::path::Path::new("/proc/self").exists()
         && !pid.is_empty()

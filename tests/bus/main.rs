@@ -83,7 +83,10 @@ fn main() {
             let bus = ctx.bus().await;
             bus.ping()
                 .await
-                .map_err(|e| format!("bus `{kind}` does not answer: {e}"))
+                .map_err(|e| format!("bus `{kind}` does not answer: {e}"))?;
+            harness::remove_stale(kind)
+                .await
+                .map_err(|e| format!("removing what crashed runs left on `{kind}`: {e}"))
         });
         // The in-process bus has no server to be down: those behaviours are
         // not built for it.
