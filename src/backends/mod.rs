@@ -59,15 +59,7 @@ pub type OpenFn = fn(StoreSpec) -> BoxFuture<'static, Result<Arc<dyn Store>>>;
 /// ```
 /// assert!(polyrouter::backends::KINDS.iter().any(|k| k.name == "sqlite"));
 /// ```
-#[derive(Debug, Clone, Copy)]
-pub struct KindInfo {
-    /// The `kind` in `[stores.NAME]`.
-    pub name: &'static str,
-    /// The cargo feature that compiles it.
-    pub feature: &'static str,
-    /// Opens a store from its spec, when the feature is compiled in.
-    pub open: Option<OpenFn>,
-}
+pub type KindInfo = crate::config::KindInfo<OpenFn>;
 
 /// Every store kind, compiled in or not (so a config naming a kind whose
 /// feature is off gets a precise error).
@@ -172,23 +164,7 @@ pub const KINDS: &[KindInfo] = &[
 /// # });
 /// ```
 pub async fn open(spec: StoreSpec) -> Result<Arc<dyn Store>> {
-    let Some(kind) = KINDS.iter().find(|k| k.name == spec.kind) else {
-        let known: Vec<&str> = KINDS.iter().map(|k| k.name).collect();
-        let msg = format!(
-            "unknown store kind `{}`; known kinds: {}",
-            spec.kind,
-            known.join(", ")
-        );
-        return Err(spec.error(&["kind"], msg));
-    };
-    match kind.open {
-        Some(open) => open(spec).await,
-        None => {
-            let msg = format!(
-                "store kind `{}` is not compiled in; enable the cargo feature `{}` of polyrouter",
-                kind.name, kind.feature
-            );
-            Err(spec.error(&["kind"], msg))
-        }
-    }
+    let open = crate::config::opener(KINDS, "store", &spec.kind)
+        .map_err(|msg| spec.error(&["kind"], msg))?;
+    open(spec).await
 }

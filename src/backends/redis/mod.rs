@@ -140,7 +140,7 @@ impl std::error::Error for Message {}
 
 /// Whether a driver error means the server could not be reached, dropped
 /// the connection, timed out, or is temporarily unable to answer.
-fn is_transient(e: &RedisError) -> bool {
+pub(crate) fn is_transient(e: &RedisError) -> bool {
     e.is_io_error()
         || e.is_timeout()
         || e.is_connection_dropped()
