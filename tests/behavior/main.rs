@@ -15,6 +15,7 @@ mod entities;
 mod graph;
 mod harness;
 mod inject;
+mod kind;
 mod query;
 mod search;
 mod timeseries;
@@ -33,6 +34,7 @@ fn behaviours() -> Vec<Behaviour> {
     all.extend(timeseries::behaviours());
     all.extend(blob::behaviours());
     all.extend(search::behaviours());
+    all.extend(kind::behaviours());
     all
 }
 

@@ -224,10 +224,7 @@ impl AzBlobStore {
                 crate::config::redact_url(&r.endpoint),
                 cfg.container
             ),
-            caps: Capabilities {
-                shared: true,
-                ..Capabilities::blob_only()
-            },
+            caps: crate::backends::kind_caps::azblob(),
             container,
             secrets,
             signs,

@@ -37,7 +37,7 @@ use crate::config::StoreSpec;
 use crate::entity::Schema;
 use crate::query::{Filter, Order};
 use crate::store::{EntityInfo, Precondition, StoreQuery, WriteOp, WriteOutcome};
-use crate::{Capabilities, Error, FilterCaps, Key, Record, Result, Store, Value};
+use crate::{Capabilities, Error, Key, Record, Result, Store, Value};
 
 mod batch;
 mod codec;
@@ -58,7 +58,7 @@ const WRITE_CONCURRENCY: usize = 16;
 /// Point reads of one `get_many` in flight at once.
 const GET_MANY_CONCURRENCY: usize = 16;
 /// The largest item Cosmos DB stores.
-const MAX_ITEM_BYTES: usize = 2 * 1024 * 1024;
+const MAX_ITEM_BYTES: usize = crate::backends::kind_caps::COSMOS_MAX_ITEM_BYTES;
 
 pub(crate) fn open(spec: StoreSpec) -> BoxFuture<'static, Result<Arc<dyn Store>>> {
     Box::pin(async move {
@@ -702,21 +702,9 @@ impl CosmosStore {
     }
 }
 
-/// What a cosmos store can do: everything but multi-statement
-/// transactions and atomic batches across partitions (an atomic batch is
-/// one transactional batch: one partition key value, at most 100 ops;
-/// non-atomic batches run their writes one by one).
+/// What a cosmos store can do ([`kind_caps::cosmos`](crate::backends::kind_caps::cosmos)).
 fn capabilities() -> Capabilities {
-    Capabilities {
-        batch: false,
-        batch_atomic: false,
-        batch_atomic_partition: Some(batch::MAX_BATCH_OPS),
-        transactions: false,
-        shared: true,
-        max_record_bytes: Some(MAX_ITEM_BYTES),
-        filters: FilterCaps::all(),
-        ..Capabilities::all()
-    }
+    crate::backends::kind_caps::cosmos()
 }
 
 async fn build_client(

@@ -101,12 +101,7 @@ impl MemoryStore {
     pub fn new(name: &str) -> Self {
         MemoryStore {
             name: name.into(),
-            caps: Capabilities {
-                graph: true,
-                time_series: true,
-                blob: true,
-                ..Capabilities::all()
-            },
+            caps: crate::backends::kind_caps::memory(),
             tables: RwLock::new(HashMap::new()),
             values: parking_lot::Mutex::new(HashMap::new()),
             graphs: Default::default(),

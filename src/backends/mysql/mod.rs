@@ -276,12 +276,7 @@ impl MySqlStore {
         let inner = Arc::new(Inner {
             name: name.to_string(),
             location,
-            caps: Capabilities {
-                shared: true,
-                // max_allowed_packet defaults to 16 MiB (MySQL 8: 64 MiB).
-                max_record_bytes: Some(16 * 1024 * 1024),
-                ..Capabilities::all()
-            },
+            caps: crate::backends::kind_caps::mysql(),
             pool,
             dialect,
             tables: Tables::new(Arc::new(dialect)),

@@ -220,14 +220,7 @@ impl PostgresStore {
         let inner = Arc::new(Inner {
             name: name.to_string(),
             location,
-            caps: Capabilities {
-                shared: true,
-                max_record_bytes: Some(1_000_000_000),
-                graph: true,
-                time_series: true,
-                search: true,
-                ..Capabilities::all()
-            },
+            caps: crate::backends::kind_caps::postgres(),
             pool,
             tables: Tables::new(Arc::new(PostgresDialect)),
             purge_task: Mutex::new(None),

@@ -276,13 +276,7 @@ impl SqliteStore {
         let inner = Arc::new(Inner {
             name: name.to_string(),
             location,
-            caps: Capabilities {
-                shared: !memory,
-                max_record_bytes: Some(1_000_000_000),
-                graph: true,
-                time_series: true,
-                ..Capabilities::all()
-            },
+            caps: crate::backends::kind_caps::sqlite(memory),
             pool,
             tables: Tables::new(Arc::new(SqliteDialect)),
             purge_task: Mutex::new(None),

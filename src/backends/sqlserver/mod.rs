@@ -342,11 +342,7 @@ impl SqlServerStore {
             location,
             password,
             schema: config.schema.clone(),
-            caps: Capabilities {
-                shared: true,
-                max_record_bytes: Some(1_000_000_000),
-                ..Capabilities::all()
-            },
+            caps: crate::backends::kind_caps::sqlserver(),
             pool,
             tables: Tables::new(Arc::new(dialect)),
             purge_task: Mutex::new(None),
