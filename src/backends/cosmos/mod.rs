@@ -754,6 +754,22 @@ impl Store for CosmosStore {
         self.inner.location.clone()
     }
 
+    async fn drop_entity(&self, entity: &EntityInfo) -> Result<()> {
+        config::check_database_name(&entity.table)
+            .map_err(|m| self.invalid(entity, format!("table (container name) {m}")))?;
+        let db = &self.inner.database;
+        let result = match db.container_client(entity.table.as_str(), None).await {
+            Ok(c) => c.delete(None).await.map(|_| ()),
+            Err(e) => Err(e),
+        };
+        self.inner.containers.write().remove(&entity.table);
+        match result {
+            Ok(()) => Ok(()),
+            Err(e) if status(&e) == Some(404) => Ok(()),
+            Err(e) => Err(self.err(entity.name(), e)),
+        }
+    }
+
     async fn ensure_entity(&self, entity: &EntityInfo) -> Result<()> {
         let schema = entity.schema;
         let name_error =

@@ -162,6 +162,14 @@ impl Store for MemoryStore {
         Ok(())
     }
 
+    async fn drop_entity(&self, entity: &EntityInfo) -> Result<()> {
+        self.tables.write().remove(&entity.table);
+        self.values
+            .lock()
+            .retain(|(table, _), _| *table != entity.table);
+        Ok(())
+    }
+
     async fn get(&self, entity: &EntityInfo, key: &Key) -> Result<Option<Record>> {
         let now = Instant::now();
         let table = self.table(entity);

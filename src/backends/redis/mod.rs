@@ -521,6 +521,44 @@ impl Store for RedisStore {
             .map_err(|m| entity_config_error(entity, format!("store `{}`: {m}", self.name)))
     }
 
+    async fn drop_entity(&self, entity: &EntityInfo) -> Result<()> {
+        self.check_table(entity)?;
+        // Every record and raw value of the table: `{prefix}:{table}:*`
+        // and `{prefix}#kv:{table}:*`, found with SCAN, removed with UNLINK.
+        let mut conn = self.conn();
+        for space in ["", "#kv"] {
+            let pattern = format!(
+                "{}{space}:{}:*",
+                codec::glob_escape(&self.prefix),
+                codec::glob_escape(&entity.table)
+            );
+            let mut cursor: u64 = 0;
+            loop {
+                let (next, keys): (u64, Vec<Vec<u8>>) = redis::cmd("SCAN")
+                    .arg(cursor)
+                    .arg("MATCH")
+                    .arg(&pattern)
+                    .arg("COUNT")
+                    .arg(1000)
+                    .query_async(&mut conn)
+                    .await
+                    .map_err(|e| self.err(entity, e))?;
+                if !keys.is_empty() {
+                    let _: u64 = redis::cmd("UNLINK")
+                        .arg(&keys)
+                        .query_async(&mut conn)
+                        .await
+                        .map_err(|e| self.err(entity, e))?;
+                }
+                cursor = next;
+                if cursor == 0 {
+                    break;
+                }
+            }
+        }
+        Ok(())
+    }
+
     async fn get(&self, entity: &EntityInfo, key: &Key) -> Result<Option<Record>> {
         self.check_table(entity)?;
         let rkey = self.record_key(entity, key)?;

@@ -494,6 +494,16 @@ impl Store for SqliteStore {
         self.inner.location.clone()
     }
 
+    async fn drop_entity(&self, entity: &EntityInfo) -> Result<()> {
+        let t = self.table_sql(entity)?;
+        sqlx::query(&t.drop_table)
+            .execute(&self.inner.pool)
+            .await
+            .map_err(|e| self.err(entity, e))?;
+        self.inner.tables.forget(entity);
+        Ok(())
+    }
+
     async fn ensure_entity(&self, entity: &EntityInfo) -> Result<()> {
         let t = self.table_sql(entity)?;
         let mut conn = self

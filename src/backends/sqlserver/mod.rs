@@ -612,6 +612,17 @@ impl Store for SqlServerStore {
         self.inner.location.clone()
     }
 
+    async fn drop_entity(&self, entity: &EntityInfo) -> Result<()> {
+        let t = self.table_sql(entity)?;
+        let mut conn = self.conn(entity.name()).await?;
+        let exec = self.inner.exec(&mut conn, entity.name());
+        run(exec.conn, &t.drop_table, Vec::new())
+            .await
+            .map_err(|e| exec.err(e))?;
+        self.inner.tables.forget(entity);
+        Ok(())
+    }
+
     async fn ensure_entity(&self, entity: &EntityInfo) -> Result<()> {
         let t = self.table_sql(entity)?;
         let mut conn = self.conn(entity.name()).await?;
