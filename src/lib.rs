@@ -46,8 +46,10 @@
 #![deny(missing_docs)]
 #![forbid(unsafe_code)]
 
+pub mod advisor;
 pub mod aggregate;
 pub mod backends;
+pub mod bench;
 mod capability;
 pub mod config;
 pub mod entity;
@@ -59,6 +61,7 @@ pub mod record;
 pub mod router;
 pub mod store;
 mod token;
+pub mod topology;
 mod value;
 
 pub use capability::{Capabilities, FilterCaps};
