@@ -15,10 +15,10 @@ mod entities;
 mod graph;
 mod harness;
 mod inject;
-mod kind;
 mod query;
 mod search;
 mod timeseries;
+mod tooling;
 mod ttl;
 
 use harness::{Behaviour, Ctx};
@@ -34,7 +34,7 @@ fn behaviours() -> Vec<Behaviour> {
     all.extend(timeseries::behaviours());
     all.extend(blob::behaviours());
     all.extend(search::behaviours());
-    all.extend(kind::behaviours());
+    all.extend(tooling::behaviours());
     all
 }
 

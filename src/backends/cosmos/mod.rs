@@ -779,16 +779,19 @@ impl Store for CosmosStore {
             .map_err(|m| name_error(format!("table (container name) {m}")))?;
         let path = codec::partition_path(schema);
         let db = &self.inner.database;
+        let create = || async {
+            let props = ContainerProperties::new(entity.table.clone(), path.clone().into())
+                .with_default_ttl(TimeToLive::NoDefault);
+            match db.create_container(props, None).await {
+                Ok(_) => Ok(()),
+                Err(e) if status(&e) == Some(409) => Ok(()), // created meanwhile
+                Err(e) => Err(self.err(entity.name(), e)),
+            }
+        };
         let client = match db.container_client(entity.table.as_str(), None).await {
             Ok(c) => c,
             Err(e) if status(&e) == Some(404) && self.inner.create_if_missing => {
-                let props = ContainerProperties::new(entity.table.clone(), path.clone().into())
-                    .with_default_ttl(TimeToLive::NoDefault);
-                match db.create_container(props, None).await {
-                    Ok(_) => {}
-                    Err(e) if status(&e) == Some(409) => {} // created meanwhile
-                    Err(e) => return Err(self.err(entity.name(), e)),
-                }
+                create().await?;
                 db.container_client(entity.table.as_str(), None)
                     .await
                     .map_err(|e| self.err(entity.name(), e))?
@@ -801,9 +804,16 @@ impl Store for CosmosStore {
             }
             Err(e) => return Err(self.err(entity.name(), e)),
         };
-        let props = client
-            .read(None)
-            .await
+        let read = match client.read(None).await {
+            // The client resolved a container deleted since (`drop_entity`,
+            // or another process): make it again.
+            Err(e) if status(&e) == Some(404) && self.inner.create_if_missing => {
+                create().await?;
+                client.read(None).await
+            }
+            read => read,
+        };
+        let props = read
             .map_err(|e| self.err(entity.name(), e))?
             .into_model()
             .map_err(|e| self.err(entity.name(), e))?;
