@@ -136,26 +136,23 @@ impl fmt::Display for BenchReport {
             let desc = super::Workload::parse(w).map_or("", |w| w.description());
             writeln!(f)?;
             writeln!(f, "workload {}: {desc}", w.to_uppercase())?;
-            let width = runs
-                .iter()
-                .map(|r| r.store.len() + r.kind.len() + 3)
-                .max()
-                .unwrap_or(0)
-                .max(24);
-            let mut line = format!("  {:<26}", "");
-            for r in &runs {
-                line.push_str(&format!("{:>width$}", format!("{} ({})", r.store, r.kind)));
-            }
-            writeln!(f, "{}", line.trim_end())?;
-            let mut line = format!("  {:<26}", "throughput");
-            for r in &runs {
-                let cell = match &r.refused {
-                    Some(_) => "refused".to_string(),
-                    None => format!("{:.0} ops/s", r.throughput),
-                };
-                line.push_str(&format!("{cell:>width$}"));
-            }
-            writeln!(f, "{}", line.trim_end())?;
+            // Rows of (label, one cell per store), then aligned columns.
+            let mut rows: Vec<(String, Vec<String>)> = Vec::new();
+            rows.push((
+                String::new(),
+                runs.iter()
+                    .map(|r| format!("{} ({})", r.store, r.kind))
+                    .collect(),
+            ));
+            rows.push((
+                "throughput".into(),
+                runs.iter()
+                    .map(|r| match &r.refused {
+                        Some(_) => "refused".to_string(),
+                        None => format!("{:.0} ops/s", r.throughput),
+                    })
+                    .collect(),
+            ));
             let mut ops: Vec<&str> = Vec::new();
             for r in &runs {
                 for o in &r.operations {
@@ -165,26 +162,47 @@ impl fmt::Display for BenchReport {
                 }
             }
             for op in ops {
-                let mut line = format!("  {:<26}", format!("{op} p50/p95/p99/max"));
-                for r in &runs {
-                    let cell = r.operations.iter().find(|o| o.operation == op).map_or_else(
-                        || "-".to_string(),
-                        |o| {
-                            let errors = if o.errors > 0 {
-                                format!(" ({} err)", o.errors)
-                            } else {
-                                String::new()
-                            };
-                            format!(
-                                "{}/{}/{}/{}{errors}",
-                                us(o.p50_us),
-                                us(o.p95_us),
-                                us(o.p99_us),
-                                us(o.max_us)
-                            )
-                        },
-                    );
-                    line.push_str(&format!("{cell:>width$}"));
+                let cells = runs
+                    .iter()
+                    .map(|r| {
+                        r.operations.iter().find(|o| o.operation == op).map_or_else(
+                            || "-".to_string(),
+                            |o| {
+                                let errors = if o.errors > 0 {
+                                    format!(" ({} err)", o.errors)
+                                } else {
+                                    String::new()
+                                };
+                                format!(
+                                    "{}/{}/{}/{}{errors}",
+                                    us(o.p50_us),
+                                    us(o.p95_us),
+                                    us(o.p99_us),
+                                    us(o.max_us)
+                                )
+                            },
+                        )
+                    })
+                    .collect();
+                rows.push((format!("{op} p50/p95/p99/max"), cells));
+            }
+            let label = rows
+                .iter()
+                .map(|(l, _)| l.chars().count())
+                .max()
+                .unwrap_or(0);
+            let widths: Vec<usize> = (0..runs.len())
+                .map(|i| {
+                    rows.iter()
+                        .map(|(_, c)| c[i].chars().count())
+                        .max()
+                        .unwrap_or(0)
+                })
+                .collect();
+            for (l, cells) in &rows {
+                let mut line = format!("  {l:<label$}");
+                for (c, width) in cells.iter().zip(&widths) {
+                    line.push_str(&format!("  {c:>width$}"));
                 }
                 writeln!(f, "{}", line.trim_end())?;
             }
