@@ -187,7 +187,7 @@ fn candidate(
         })
         .collect();
     reasons.extend(measured_reasons(rules, role, w, kind, measured));
-    reasons.sort_by(|a, b| b.weight.abs().cmp(&a.weight.abs()));
+    reasons.sort_by_key(|r| std::cmp::Reverse(r.weight.abs()));
     Candidate {
         kind: kind.name.to_string(),
         summary: traits.summary.clone(),

@@ -123,7 +123,7 @@ impl Advisor {
             self.review_workloads(config, w, measured, &mut f);
         }
         let mut out = f.out;
-        out.sort_by(|a, b| a.severity.cmp(&b.severity));
+        out.sort_by_key(|f| f.severity);
         out
     }
 
