@@ -14,7 +14,7 @@
 //! use polyrouter::{config::Config, topology::{Format, Topology}};
 //! let cfg = Config::parse("[stores.m]\nkind = \"memory\"\n[entities.user]\nstore = \"m\"\n", "app.toml").unwrap();
 //! let t = Topology::from_config(&cfg);
-//! assert!(t.render(Format::Mermaid).contains("entity_user -->|records| store_m"));
+//! assert!(t.render(Format::Mermaid).contains("entity_user -->|\"records\"| store_m"));
 //! assert!(t.render(Format::Dot).starts_with("digraph polyrouter {"));
 //! ```
 
@@ -240,7 +240,7 @@ impl Topology {
     /// ```
     /// use polyrouter::topology::{Format, Topology};
     /// let cfg = polyrouter::config::Config::parse("[stores.m]\nkind = \"memory\"\n", "a.toml").unwrap();
-    /// assert!(Topology::from_config(&cfg).render(Format::Text).contains("m (memory)"));
+    /// assert!(Topology::from_config(&cfg).render(Format::Text).contains("m (kind memory)"));
     /// ```
     pub fn render(&self, format: Format) -> String {
         match format {
