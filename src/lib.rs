@@ -46,8 +46,10 @@
 #![deny(missing_docs)]
 #![forbid(unsafe_code)]
 
+pub mod advisor;
 pub mod aggregate;
 pub mod backends;
+pub mod bench;
 mod capability;
 pub mod config;
 pub mod entity;
@@ -60,6 +62,7 @@ pub mod router;
 pub mod store;
 pub mod sync;
 mod token;
+pub mod topology;
 mod value;
 
 pub use capability::{Capabilities, FilterCaps};

@@ -19,7 +19,9 @@ use std::sync::Arc;
 use futures::future::BoxFuture;
 
 use crate::config::StoreSpec;
-use crate::{Result, Store};
+use crate::{Capabilities, Result, Store};
+
+pub use kind_caps::OptionDependency;
 
 #[cfg(feature = "azblob")]
 pub mod azblob;
@@ -29,6 +31,7 @@ pub mod cosmos;
 pub mod fs;
 #[cfg(feature = "gremlin")]
 pub mod gremlin;
+pub mod kind_caps;
 #[cfg(feature = "memory")]
 pub mod memory;
 #[cfg(feature = "mysql")]
@@ -59,7 +62,44 @@ pub type OpenFn = fn(StoreSpec) -> BoxFuture<'static, Result<Arc<dyn Store>>>;
 /// ```
 /// assert!(polyrouter::backends::KINDS.iter().any(|k| k.name == "sqlite"));
 /// ```
-pub type KindInfo = crate::config::KindInfo<OpenFn>;
+#[derive(Debug, Clone)]
+pub struct KindInfo {
+    /// The `kind` in `[stores.NAME]`.
+    pub name: &'static str,
+    /// The cargo feature that compiles it.
+    pub feature: &'static str,
+    /// Opens a store from its spec, when the feature is compiled in.
+    pub open: Option<OpenFn>,
+    /// What a store of this kind can do with default options: the very
+    /// value its backend starts from ([`kind_caps`]), known whether the
+    /// feature is compiled in or not.
+    pub capabilities: Capabilities,
+    /// The capabilities that a store's options (or its server) change.
+    pub depends: &'static [OptionDependency],
+}
+
+/// The kind called `name`, compiled in or not.
+///
+/// ```
+/// let redis = polyrouter::backends::kind("redis").unwrap();
+/// assert!(redis.capabilities.ttl && !redis.capabilities.query);
+/// assert!(polyrouter::backends::kind("oracle").is_none());
+/// ```
+pub fn kind(name: &str) -> Option<&'static KindInfo> {
+    KINDS.iter().find(|k| k.name == name)
+}
+
+impl crate::config::KindEntry<OpenFn> for KindInfo {
+    fn name(&self) -> &'static str {
+        self.name
+    }
+    fn feature(&self) -> &'static str {
+        self.feature
+    }
+    fn opener(&self) -> Option<OpenFn> {
+        self.open
+    }
+}
 
 /// Every store kind, compiled in or not (so a config naming a kind whose
 /// feature is off gets a precise error).
@@ -71,6 +111,8 @@ pub const KINDS: &[KindInfo] = &[
         open: Some(memory::open),
         #[cfg(not(feature = "memory"))]
         open: None,
+        capabilities: kind_caps::memory(),
+        depends: kind_caps::NONE,
     },
     KindInfo {
         name: "sqlite",
@@ -79,6 +121,8 @@ pub const KINDS: &[KindInfo] = &[
         open: Some(sqlite::open),
         #[cfg(not(feature = "sqlite"))]
         open: None,
+        capabilities: kind_caps::sqlite(false),
+        depends: kind_caps::SQLITE_DEPENDS,
     },
     KindInfo {
         name: "postgres",
@@ -87,6 +131,8 @@ pub const KINDS: &[KindInfo] = &[
         open: Some(postgres::open),
         #[cfg(not(feature = "postgres"))]
         open: None,
+        capabilities: kind_caps::postgres(),
+        depends: kind_caps::NONE,
     },
     KindInfo {
         name: "mysql",
@@ -95,6 +141,8 @@ pub const KINDS: &[KindInfo] = &[
         open: Some(mysql::open),
         #[cfg(not(feature = "mysql"))]
         open: None,
+        capabilities: kind_caps::mysql(),
+        depends: kind_caps::MYSQL_DEPENDS,
     },
     KindInfo {
         name: "sqlserver",
@@ -103,6 +151,8 @@ pub const KINDS: &[KindInfo] = &[
         open: Some(sqlserver::open),
         #[cfg(not(feature = "sqlserver"))]
         open: None,
+        capabilities: kind_caps::sqlserver(),
+        depends: kind_caps::NONE,
     },
     KindInfo {
         name: "redis",
@@ -111,6 +161,8 @@ pub const KINDS: &[KindInfo] = &[
         open: Some(redis::open),
         #[cfg(not(feature = "redis"))]
         open: None,
+        capabilities: kind_caps::redis(),
+        depends: kind_caps::REDIS_DEPENDS,
     },
     KindInfo {
         name: "gremlin",
@@ -119,6 +171,8 @@ pub const KINDS: &[KindInfo] = &[
         open: Some(gremlin::open),
         #[cfg(not(feature = "gremlin"))]
         open: None,
+        capabilities: kind_caps::gremlin(),
+        depends: kind_caps::NONE,
     },
     KindInfo {
         name: "fs",
@@ -127,6 +181,8 @@ pub const KINDS: &[KindInfo] = &[
         open: Some(fs::open),
         #[cfg(not(feature = "fs"))]
         open: None,
+        capabilities: kind_caps::fs(),
+        depends: kind_caps::NONE,
     },
     KindInfo {
         name: "azblob",
@@ -135,6 +191,8 @@ pub const KINDS: &[KindInfo] = &[
         open: Some(azblob::open),
         #[cfg(not(feature = "azblob"))]
         open: None,
+        capabilities: kind_caps::azblob(),
+        depends: kind_caps::NONE,
     },
     KindInfo {
         name: "cosmos",
@@ -143,6 +201,8 @@ pub const KINDS: &[KindInfo] = &[
         open: Some(cosmos::open),
         #[cfg(not(feature = "cosmos"))]
         open: None,
+        capabilities: kind_caps::cosmos(),
+        depends: kind_caps::NONE,
     },
     KindInfo {
         name: "tantivy",
@@ -151,6 +211,8 @@ pub const KINDS: &[KindInfo] = &[
         open: Some(tantivy::open),
         #[cfg(not(feature = "tantivy"))]
         open: None,
+        capabilities: kind_caps::tantivy(),
+        depends: kind_caps::NONE,
     },
 ];
 

@@ -41,6 +41,13 @@ use std::time::{Duration, Instant};
 use clap::{Parser, Subcommand};
 use polyrouter::config::{Config, Consistency};
 
+#[path = "polyrouter/advise.rs"]
+mod advise;
+#[path = "polyrouter/bench.rs"]
+mod bench;
+#[path = "polyrouter/topology.rs"]
+mod topology;
+
 /// Polyglot persistence router: inspect and check a configuration.
 #[derive(Debug, Parser)]
 #[command(name = "polyrouter", version)]
@@ -65,6 +72,12 @@ enum Command {
         #[arg(short, long, value_name = "FILE")]
         config: PathBuf,
     },
+    /// Rank store kinds for a workload, with reasons; review a configuration.
+    Advise(advise::AdviseArgs),
+    /// Run the YCSB core workloads (A–F) on the configuration's stores.
+    Bench(bench::BenchArgs),
+    /// Draw the configuration: entities, stores, caches, graphs, views (text, mermaid, dot).
+    Topology(topology::TopologyArgs),
 }
 
 fn main() -> ExitCode {
@@ -82,6 +95,13 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Check { config } => runtime.block_on(check(config)),
         Command::Reindex { entity, config } => runtime.block_on(reindex(entity, config)),
+        Command::Advise(args) => match advise::advise(args) {
+            Ok(true) => Ok(()),
+            Ok(false) => return ExitCode::FAILURE,
+            Err(e) => Err(e),
+        },
+        Command::Bench(args) => runtime.block_on(bench::run(args)),
+        Command::Topology(args) => topology::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -245,16 +265,7 @@ async fn reindex(entity: String, path: PathBuf) -> polyrouter::Result<()> {
 
 /// A duration as it would be written in the config: `30m`, `1h`, `1500ms`.
 fn duration(d: Duration) -> String {
-    let secs = d.as_secs();
-    if d.subsec_nanos() != 0 || secs == 0 {
-        return format!("{}ms", d.as_millis());
-    }
-    for (unit, n) in [("d", 86_400), ("h", 3_600), ("m", 60)] {
-        if secs % n == 0 {
-            return format!("{}{unit}", secs / n);
-        }
-    }
-    format!("{secs}s")
+    polyrouter::config::ConfigDuration(d).to_config_string()
 }
 
 fn elapsed(d: Duration) -> String {

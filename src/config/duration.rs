@@ -96,6 +96,32 @@ impl<'de> Deserialize<'de> for ConfigDuration {
     }
 }
 
+impl ConfigDuration {
+    /// The duration as a configuration file would write it: `30m`, `1h`,
+    /// `1500ms`.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use polyrouter::config::ConfigDuration;
+    /// assert_eq!(ConfigDuration(Duration::from_secs(5400)).to_config_string(), "90m");
+    /// assert_eq!(ConfigDuration(Duration::from_millis(1500)).to_config_string(), "1500ms");
+    /// assert_eq!(ConfigDuration(Duration::from_secs(86_400)).to_config_string(), "1d");
+    /// ```
+    pub fn to_config_string(&self) -> String {
+        let d = self.0;
+        let secs = d.as_secs();
+        if d.subsec_nanos() != 0 || secs == 0 {
+            return format!("{}ms", d.as_millis());
+        }
+        for (unit, n) in [("d", 86_400), ("h", 3_600), ("m", 60)] {
+            if secs % n == 0 {
+                return format!("{}{unit}", secs / n);
+            }
+        }
+        format!("{secs}s")
+    }
+}
+
 impl fmt::Display for ConfigDuration {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{:?}", self.0)

@@ -18,21 +18,44 @@ pub struct KindInfo<O> {
     pub open: Option<O>,
 }
 
+/// An entry of a kinds table: its name, cargo feature and opener. Store
+/// kinds carry more (their capabilities), so the lookup is over this.
+pub(crate) trait KindEntry<O> {
+    /// The `kind` in the configuration.
+    fn name(&self) -> &'static str;
+    /// The cargo feature that compiles it.
+    fn feature(&self) -> &'static str;
+    /// The opener, when the feature is compiled in.
+    fn opener(&self) -> Option<O>;
+}
+
+impl<O: Copy> KindEntry<O> for KindInfo<O> {
+    fn name(&self) -> &'static str {
+        self.name
+    }
+    fn feature(&self) -> &'static str {
+        self.feature
+    }
+    fn opener(&self) -> Option<O> {
+        self.open
+    }
+}
+
 /// The opener of kind `name` in `table`; otherwise what is wrong: an
 /// unknown kind lists the known ones, a kind whose feature is off names
 /// the feature. `what` is `store` or `bus`.
-pub(crate) fn opener<O: Copy>(table: &[KindInfo<O>], what: &str, name: &str) -> Result<O, String> {
-    let Some(kind) = table.iter().find(|k| k.name == name) else {
-        let known: Vec<&str> = table.iter().map(|k| k.name).collect();
+pub(crate) fn opener<O, K: KindEntry<O>>(table: &[K], what: &str, name: &str) -> Result<O, String> {
+    let Some(kind) = table.iter().find(|k| k.name() == name) else {
+        let known: Vec<&str> = table.iter().map(|k| k.name()).collect();
         return Err(format!(
             "unknown {what} kind `{name}`; known kinds: {}",
             known.join(", ")
         ));
     };
-    kind.open.ok_or_else(|| {
+    kind.opener().ok_or_else(|| {
         format!(
             "{what} kind `{name}` is not compiled in; enable the cargo feature `{}` of polyrouter",
-            kind.feature
+            kind.feature()
         )
     })
 }

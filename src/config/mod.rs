@@ -47,7 +47,7 @@ mod view;
 pub use bus::{BusSpec, redact_bus_url};
 pub use duration::ConfigDuration;
 pub use kinds::KindInfo;
-pub(crate) use kinds::opener;
+pub(crate) use kinds::{KindEntry, opener};
 pub use secret::{Redactor, Secret, is_secret_key, redact_url};
 pub use timeseries::TimeSeriesConfig;
 pub use view::{

@@ -117,6 +117,9 @@ impl<S: Store> Store for Faults<S> {
     async fn ensure_entity(&self, entity: &EntityInfo) -> Result<()> {
         self.inner.ensure_entity(entity).await
     }
+    async fn drop_entity(&self, entity: &EntityInfo) -> Result<()> {
+        self.inner.drop_entity(entity).await
+    }
     async fn get(&self, entity: &EntityInfo, key: &Key) -> Result<Option<Record>> {
         self.enter(entity.name()).await?;
         self.inner.get(entity, key).await

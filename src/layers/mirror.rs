@@ -80,6 +80,12 @@ impl<S: Store> Store for Mirror<S> {
         on_replica.store = self.replica.name().to_string();
         self.replica.ensure_entity(&on_replica).await
     }
+    async fn drop_entity(&self, entity: &EntityInfo) -> Result<()> {
+        self.inner.drop_entity(entity).await?;
+        let mut on_replica = entity.clone();
+        on_replica.store = self.replica.name().to_string();
+        self.replica.drop_entity(&on_replica).await
+    }
     async fn get(&self, entity: &EntityInfo, key: &Key) -> Result<Option<Record>> {
         self.inner.get(entity, key).await
     }

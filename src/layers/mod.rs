@@ -68,6 +68,9 @@ impl Store for Arc<dyn Store> {
     async fn ensure_entity(&self, entity: &EntityInfo) -> Result<()> {
         (**self).ensure_entity(entity).await
     }
+    async fn drop_entity(&self, entity: &EntityInfo) -> Result<()> {
+        (**self).drop_entity(entity).await
+    }
     async fn get(&self, entity: &EntityInfo, key: &Key) -> Result<Option<Record>> {
         (**self).get(entity, key).await
     }

@@ -38,6 +38,7 @@ mod search;
 mod session;
 mod timeseries;
 
+pub(crate) use cache::cache_entity;
 pub use graph::Graph;
 pub use metrics::{EntityCounters, Metrics, WARN_INTERVAL};
 pub use read::{ReadMeta, ReadSource};

@@ -271,6 +271,31 @@ pub trait Store: Send + Sync + fmt::Debug + 'static {
     /// Checks the store answers; used by `polyrouter check`.
     async fn ping(&self) -> Result<()>;
 
+    /// Removes the entity's table (collection, container, key namespace)
+    /// with every record in it; dropping a table that is not there is not
+    /// an error. For tools that own their tables, such as `polyrouter
+    /// bench`; `Error::Unsupported` by default.
+    ///
+    /// ```
+    /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+    /// # use polyrouter::{FieldDef, KeyKind, Schema, store::EntityInfo, Store};
+    /// # static F: [FieldDef; 0] = [];
+    /// # static S: Schema = Schema { name: "t", key: "id", key_kind: KeyKind::Str, partition_key: None, version: None, fields: &F };
+    /// let store = polyrouter::backends::memory::MemoryStore::new("m");
+    /// let e = EntityInfo::new(&S);
+    /// store.ensure_entity(&e).await.unwrap();
+    /// store.drop_entity(&e).await.unwrap();
+    /// store.drop_entity(&e).await.unwrap();
+    /// # });
+    /// ```
+    async fn drop_entity(&self, entity: &EntityInfo) -> Result<()> {
+        Err(crate::Error::unsupported(
+            self.name(),
+            entity.name(),
+            "dropping an entity's table",
+        ))
+    }
+
     /// This store's key-value extras (atomic counters, set-if-absent,
     /// expiry changes), if it offers them; `None` by default.
     ///

@@ -18,6 +18,7 @@ mod inject;
 mod query;
 mod search;
 mod timeseries;
+mod tooling;
 mod ttl;
 
 use harness::{Behaviour, Ctx};
@@ -33,6 +34,7 @@ fn behaviours() -> Vec<Behaviour> {
     all.extend(timeseries::behaviours());
     all.extend(blob::behaviours());
     all.extend(search::behaviours());
+    all.extend(tooling::behaviours());
     all
 }
 

@@ -206,10 +206,7 @@ impl AzBlobStore {
                 crate::config::redact_url(&r.endpoint),
                 cfg.container
             ),
-            caps: Capabilities {
-                shared: true,
-                ..Capabilities::blob_only()
-            },
+            caps: crate::backends::kind_caps::azblob(),
             account: r.account,
             container_name: cfg.container.clone(),
             container_url,

@@ -16,7 +16,7 @@ use azure_data_cosmos::options::{BatchDeleteOptions, BatchReplaceOptions};
 use super::*;
 
 /// The most operations one transactional batch takes.
-pub(super) const MAX_BATCH_OPS: usize = 100;
+pub(super) const MAX_BATCH_OPS: usize = crate::backends::kind_caps::COSMOS_MAX_BATCH_OPS;
 /// The largest request body of a transactional batch.
 const MAX_BATCH_BYTES: usize = 2 * 1024 * 1024;
 

@@ -37,7 +37,7 @@ use crate::config::StoreSpec;
 use crate::entity::Schema;
 use crate::query::{Filter, Order};
 use crate::store::{EntityInfo, Precondition, StoreQuery, WriteOp, WriteOutcome};
-use crate::{Capabilities, Error, FilterCaps, Key, Record, Result, Store, Value};
+use crate::{Capabilities, Error, Key, Record, Result, Store, Value};
 
 mod batch;
 mod codec;
@@ -58,7 +58,7 @@ const WRITE_CONCURRENCY: usize = 16;
 /// Point reads of one `get_many` in flight at once.
 const GET_MANY_CONCURRENCY: usize = 16;
 /// The largest item Cosmos DB stores.
-const MAX_ITEM_BYTES: usize = 2 * 1024 * 1024;
+const MAX_ITEM_BYTES: usize = crate::backends::kind_caps::COSMOS_MAX_ITEM_BYTES;
 
 pub(crate) fn open(spec: StoreSpec) -> BoxFuture<'static, Result<Arc<dyn Store>>> {
     Box::pin(async move {
@@ -706,21 +706,9 @@ impl CosmosStore {
     }
 }
 
-/// What a cosmos store can do: everything but multi-statement
-/// transactions and atomic batches across partitions (an atomic batch is
-/// one transactional batch: one partition key value, at most 100 ops;
-/// non-atomic batches run their writes one by one).
+/// What a cosmos store can do ([`kind_caps::cosmos`](crate::backends::kind_caps::cosmos)).
 fn capabilities() -> Capabilities {
-    Capabilities {
-        batch: false,
-        batch_atomic: false,
-        batch_atomic_partition: Some(batch::MAX_BATCH_OPS),
-        transactions: false,
-        shared: true,
-        max_record_bytes: Some(MAX_ITEM_BYTES),
-        filters: FilterCaps::all(),
-        ..Capabilities::all()
-    }
+    crate::backends::kind_caps::cosmos()
 }
 
 async fn build_client(
@@ -771,6 +759,22 @@ impl Store for CosmosStore {
         self.inner.location.clone()
     }
 
+    async fn drop_entity(&self, entity: &EntityInfo) -> Result<()> {
+        config::check_database_name(&entity.table)
+            .map_err(|m| self.invalid(entity, format!("table (container name) {m}")))?;
+        let db = &self.inner.database;
+        let result = match db.container_client(entity.table.as_str(), None).await {
+            Ok(c) => c.delete(None).await.map(|_| ()),
+            Err(e) => Err(e),
+        };
+        self.inner.containers.write().remove(&entity.table);
+        match result {
+            Ok(()) => Ok(()),
+            Err(e) if status(&e) == Some(404) => Ok(()),
+            Err(e) => Err(self.err(entity.name(), e)),
+        }
+    }
+
     async fn ensure_entity(&self, entity: &EntityInfo) -> Result<()> {
         let schema = entity.schema;
         let name_error =
@@ -780,16 +784,19 @@ impl Store for CosmosStore {
             .map_err(|m| name_error(format!("table (container name) {m}")))?;
         let path = codec::partition_path(schema);
         let db = &self.inner.database;
+        let create = || async {
+            let props = ContainerProperties::new(entity.table.clone(), path.clone().into())
+                .with_default_ttl(TimeToLive::NoDefault);
+            match db.create_container(props, None).await {
+                Ok(_) => Ok(()),
+                Err(e) if status(&e) == Some(409) => Ok(()), // created meanwhile
+                Err(e) => Err(self.err(entity.name(), e)),
+            }
+        };
         let client = match db.container_client(entity.table.as_str(), None).await {
             Ok(c) => c,
             Err(e) if status(&e) == Some(404) && self.inner.create_if_missing => {
-                let props = ContainerProperties::new(entity.table.clone(), path.clone().into())
-                    .with_default_ttl(TimeToLive::NoDefault);
-                match db.create_container(props, None).await {
-                    Ok(_) => {}
-                    Err(e) if status(&e) == Some(409) => {} // created meanwhile
-                    Err(e) => return Err(self.err(entity.name(), e)),
-                }
+                create().await?;
                 db.container_client(entity.table.as_str(), None)
                     .await
                     .map_err(|e| self.err(entity.name(), e))?
@@ -802,9 +809,16 @@ impl Store for CosmosStore {
             }
             Err(e) => return Err(self.err(entity.name(), e)),
         };
-        let props = client
-            .read(None)
-            .await
+        let read = match client.read(None).await {
+            // The client resolved a container deleted since (`drop_entity`,
+            // or another process): make it again.
+            Err(e) if status(&e) == Some(404) && self.inner.create_if_missing => {
+                create().await?;
+                client.read(None).await
+            }
+            read => read,
+        };
+        let props = read
             .map_err(|e| self.err(entity.name(), e))?
             .into_model()
             .map_err(|e| self.err(entity.name(), e))?;

@@ -147,7 +147,7 @@ impl FsStore {
         let store = FsStore {
             name: name.into(),
             root,
-            caps: Capabilities::blob_only(),
+            caps: crate::backends::kind_caps::fs(),
             lock: RwLock::new(()),
         };
         let tmp = store.tmp_dir();

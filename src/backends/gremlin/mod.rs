@@ -30,7 +30,7 @@ use crate::store::graph::{
     page_of,
 };
 use crate::store::{EntityInfo, StoreQuery, WriteOp, WriteOutcome};
-use crate::{Capabilities, Error, FilterCaps, Key, Precondition, Record, Result, Store, Value};
+use crate::{Capabilities, Error, Key, Precondition, Record, Result, Store, Value};
 
 mod config;
 mod script;
@@ -176,23 +176,8 @@ impl GremlinStore {
         let store = GremlinStore {
             name: name.into(),
             location,
+            caps: crate::backends::kind_caps::gremlin(),
             secrets,
-            caps: Capabilities {
-                ttl: false,
-                if_absent: false,
-                if_exists: false,
-                if_version: false,
-                batch: false,
-                batch_atomic: false,
-                query: false,
-                filters: FilterCaps::none(),
-                sort: false,
-                count: false,
-                transactions: false,
-                shared: true,
-                graph: true,
-                ..Capabilities::all()
-            },
             client,
             dialect: Dialect {
                 partition_key: config.partition_key.clone(),

@@ -101,12 +101,7 @@ impl MemoryStore {
     pub fn new(name: &str) -> Self {
         MemoryStore {
             name: name.into(),
-            caps: Capabilities {
-                graph: true,
-                time_series: true,
-                blob: true,
-                ..Capabilities::all()
-            },
+            caps: crate::backends::kind_caps::memory(),
             tables: RwLock::new(HashMap::new()),
             values: parking_lot::Mutex::new(HashMap::new()),
             graphs: Default::default(),
@@ -164,6 +159,14 @@ impl Store for MemoryStore {
 
     async fn ensure_entity(&self, entity: &EntityInfo) -> Result<()> {
         self.table(entity);
+        Ok(())
+    }
+
+    async fn drop_entity(&self, entity: &EntityInfo) -> Result<()> {
+        self.tables.write().remove(&entity.table);
+        self.values
+            .lock()
+            .retain(|(table, _), _| *table != entity.table);
         Ok(())
     }
 

@@ -277,12 +277,7 @@ impl MySqlStore {
         let inner = Arc::new(Inner {
             name: name.to_string(),
             location,
-            caps: Capabilities {
-                shared: true,
-                // max_allowed_packet defaults to 16 MiB (MySQL 8: 64 MiB).
-                max_record_bytes: Some(16 * 1024 * 1024),
-                ..Capabilities::all()
-            },
+            caps: crate::backends::kind_caps::mysql(),
             pool,
             dialect,
             tables: Tables::new(Arc::new(dialect)),
@@ -530,6 +525,16 @@ impl Store for MySqlStore {
 
     fn location(&self) -> String {
         self.inner.location.clone()
+    }
+
+    async fn drop_entity(&self, entity: &EntityInfo) -> Result<()> {
+        let t = self.table_sql(entity)?;
+        sqlx::query(&t.drop_table)
+            .execute(&self.inner.pool)
+            .await
+            .map_err(|e| self.err(entity, e))?;
+        self.inner.tables.forget(entity);
+        Ok(())
     }
 
     async fn ensure_entity(&self, entity: &EntityInfo) -> Result<()> {

@@ -221,14 +221,7 @@ impl PostgresStore {
         let inner = Arc::new(Inner {
             name: name.to_string(),
             location,
-            caps: Capabilities {
-                shared: true,
-                max_record_bytes: Some(1_000_000_000),
-                graph: true,
-                time_series: true,
-                search: true,
-                ..Capabilities::all()
-            },
+            caps: crate::backends::kind_caps::postgres(),
             pool,
             tables: Tables::new(Arc::new(PostgresDialect)),
             purge_task: Mutex::new(None),
@@ -425,6 +418,16 @@ impl Store for PostgresStore {
 
     fn location(&self) -> String {
         self.inner.location.clone()
+    }
+
+    async fn drop_entity(&self, entity: &EntityInfo) -> Result<()> {
+        let t = self.table_sql(entity)?;
+        sqlx::query(&t.drop_table)
+            .execute(&self.inner.pool)
+            .await
+            .map_err(|e| self.err(entity, e))?;
+        self.inner.tables.forget(entity);
+        Ok(())
     }
 
     async fn ensure_entity(&self, entity: &EntityInfo) -> Result<()> {

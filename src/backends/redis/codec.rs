@@ -38,6 +38,18 @@ fn namespaced(prefix: &str, space: &str, table: &str, key: &Key) -> Vec<u8> {
     out
 }
 
+/// `s` with the glob characters of `SCAN MATCH` escaped.
+pub(super) fn glob_escape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        if matches!(c, '*' | '?' | '[' | ']' | '\\' | '^' | '-') {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out
+}
+
 /// Why a table name cannot be a Redis namespace, if it cannot.
 pub(super) fn check_table(table: &str) -> Result<(), String> {
     if table.is_empty() {

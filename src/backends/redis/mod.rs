@@ -23,7 +23,7 @@ use crate::config::{Redactor, StoreSpec, redact_url};
 use crate::query::Filter;
 use crate::store::kv::{KvStore, check_call};
 use crate::store::{EntityInfo, Precondition, StoreQuery, WriteOp, WriteOutcome};
-use crate::{Capabilities, Error, FilterCaps, Key, Record, Result, Store};
+use crate::{Capabilities, Error, Key, Record, Result, Store};
 
 mod codec;
 mod config;
@@ -39,9 +39,8 @@ const WRITE_LUA: &str = include_str!("write.lua");
 const DELETE_IF_EQUAL_LUA: &str = "if redis.call('GET', KEYS[1]) == ARGV[1] then \
      return redis.call('DEL', KEYS[1]) else return 0 end";
 
-/// The largest record (encoded) Redis accepts as one argument: its default
-/// `proto-max-bulk-len`.
-const MAX_RECORD_BYTES: usize = 512 * 1024 * 1024;
+/// The largest record (encoded) Redis accepts as one argument.
+const MAX_RECORD_BYTES: usize = crate::backends::kind_caps::REDIS_MAX_RECORD_BYTES;
 
 /// TTLs are capped at 100 years (Redis refuses expiry times that overflow).
 const MAX_TTL_MS: u128 = 100 * 365 * 86_400 * 1000;
@@ -263,29 +262,7 @@ impl RedisStore {
             name: name.to_string(),
             location,
             prefix: config.key_prefix,
-            caps: Capabilities {
-                records: true,
-                ttl: true,
-                if_absent: true,
-                if_exists: true,
-                if_version: true,
-                batch: true,
-                batch_atomic: true,
-                batch_atomic_partition: None,
-                query: false,
-                filters: FilterCaps::none(),
-                sort: false,
-                count: false,
-                max_record_bytes: Some(MAX_RECORD_BYTES),
-                transactions: false,
-                shared: true,
-                key_prefix: true,
-                graph: false,
-                search: false,
-                time_series: false,
-                blob: false,
-                change_feed: false,
-            },
+            caps: crate::backends::kind_caps::redis(),
             conn,
             write_script: Script::new(WRITE_LUA),
             delete_if_equal: Script::new(DELETE_IF_EQUAL_LUA),
@@ -543,6 +520,44 @@ impl Store for RedisStore {
     async fn ensure_entity(&self, entity: &EntityInfo) -> Result<()> {
         codec::check_table(&entity.table)
             .map_err(|m| entity_config_error(entity, format!("store `{}`: {m}", self.name)))
+    }
+
+    async fn drop_entity(&self, entity: &EntityInfo) -> Result<()> {
+        self.check_table(entity)?;
+        // Every record and raw value of the table: `{prefix}:{table}:*`
+        // and `{prefix}#kv:{table}:*`, found with SCAN, removed with UNLINK.
+        let mut conn = self.conn();
+        for space in ["", "#kv"] {
+            let pattern = format!(
+                "{}{space}:{}:*",
+                codec::glob_escape(&self.prefix),
+                codec::glob_escape(&entity.table)
+            );
+            let mut cursor: u64 = 0;
+            loop {
+                let (next, keys): (u64, Vec<Vec<u8>>) = redis::cmd("SCAN")
+                    .arg(cursor)
+                    .arg("MATCH")
+                    .arg(&pattern)
+                    .arg("COUNT")
+                    .arg(1000)
+                    .query_async(&mut conn)
+                    .await
+                    .map_err(|e| self.err(entity, e))?;
+                if !keys.is_empty() {
+                    let _: u64 = redis::cmd("UNLINK")
+                        .arg(&keys)
+                        .query_async(&mut conn)
+                        .await
+                        .map_err(|e| self.err(entity, e))?;
+                }
+                cursor = next;
+                if cursor == 0 {
+                    break;
+                }
+            }
+        }
+        Ok(())
     }
 
     async fn get(&self, entity: &EntityInfo, key: &Key) -> Result<Option<Record>> {

@@ -108,6 +108,11 @@ impl Tables {
         );
     }
 
+    /// Forgets a dropped table: it is no longer purged.
+    pub fn forget(&self, entity: &EntityInfo) {
+        self.map.write().remove(&entity.table);
+    }
+
     /// The tables `ensure_entity` prepared.
     pub fn ensured(&self) -> Vec<Arc<TableSql>> {
         self.map

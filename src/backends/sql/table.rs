@@ -112,6 +112,8 @@ pub struct TableSql {
     pub select_list: String,
     /// `CREATE TABLE IF NOT EXISTS`.
     pub create_table: String,
+    /// `DROP TABLE IF EXISTS`.
+    pub drop_table: String,
     /// `CREATE INDEX IF NOT EXISTS` on the expiry column, if separate.
     pub create_index: Option<String>,
     /// One row by key: binds key, now.
@@ -251,6 +253,7 @@ impl TableSql {
             d.table_suffix(&index, &e)
         );
         let create_index = d.create_index(&index, &q, &e);
+        let drop_table = format!("DROP TABLE IF EXISTS {q}");
 
         let get = format!("SELECT {select_list} FROM {q} WHERE {qk} = ? AND {live}");
         let placeholders = vec!["?"; names.len()].join(", ");
@@ -323,6 +326,7 @@ impl TableSql {
             key_index,
             select_list,
             create_table,
+            drop_table,
             create_index,
             dialect,
         })

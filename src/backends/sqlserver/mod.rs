@@ -335,11 +335,7 @@ impl SqlServerStore {
             location,
             secrets,
             schema: config.schema.clone(),
-            caps: Capabilities {
-                shared: true,
-                max_record_bytes: Some(1_000_000_000),
-                ..Capabilities::all()
-            },
+            caps: crate::backends::kind_caps::sqlserver(),
             pool,
             tables: Tables::new(Arc::new(dialect)),
             purge_task: Mutex::new(None),
@@ -607,6 +603,17 @@ impl Store for SqlServerStore {
 
     fn location(&self) -> String {
         self.inner.location.clone()
+    }
+
+    async fn drop_entity(&self, entity: &EntityInfo) -> Result<()> {
+        let t = self.table_sql(entity)?;
+        let mut conn = self.conn(entity.name()).await?;
+        let exec = self.inner.exec(&mut conn, entity.name());
+        run(exec.conn, &t.drop_table, Vec::new())
+            .await
+            .map_err(|e| exec.err(e))?;
+        self.inner.tables.forget(entity);
+        Ok(())
     }
 
     async fn ensure_entity(&self, entity: &EntityInfo) -> Result<()> {
