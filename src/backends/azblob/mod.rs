@@ -38,6 +38,8 @@ use crate::{Capabilities, Error, Key, Record, Result, Store};
 
 mod config;
 #[cfg(test)]
+mod classify_tests;
+#[cfg(test)]
 mod tests;
 
 pub use config::{AzBlobConfig, DEV_ACCOUNT, DEV_KEY};
@@ -328,9 +330,11 @@ impl AzBlobStore {
         out
     }
 
-    /// Maps an SDK error: connection failures, 5xx and 429 are
-    /// `Unavailable`; 403 names the credentials; the rest `Backend`.
-    /// Secrets are redacted from every message.
+    /// Maps an SDK error (the classification table is in
+    /// docs/resilience.md): 503 `ServerBusy` and 429 are `Rejected`
+    /// (throttled: the request was not processed); connection failures,
+    /// 408 and the other 5xx are `Unavailable`; 403 names the credentials;
+    /// the rest `Backend`. Secrets are redacted from every message.
     fn err(&self, e: azure_core_021::Error, what: &str) -> Error {
         let text = self.redact(&e.to_string());
         match e.kind() {
@@ -342,7 +346,14 @@ impl AzBlobStore {
             ErrorKind::HttpResponse { status, error_code } => {
                 let code = error_code.clone().unwrap_or_default();
                 let s = u16::from(*status);
-                if s >= 500 || s == 429 || s == 408 {
+                if s == 503 || s == 429 {
+                    Error::rejected(
+                        &self.name,
+                        "",
+                        crate::Rejection::Throttled,
+                        format!("{what}: the service is busy (HTTP {s} {code}); nothing was written — retry later"),
+                    )
+                } else if s >= 500 || s == 408 {
                     Error::unavailable(&self.name, "", format!("{what}: HTTP {s} {code}"))
                 } else if s == 403 {
                     Error::backend(
