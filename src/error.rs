@@ -505,9 +505,8 @@ impl Error {
     /// assert_eq!(e.clone_lossy().to_string(), e.to_string());
     /// ```
     pub fn clone_lossy(&self) -> Error {
-        let text = |s: &Option<BoxError>| -> Option<BoxError> {
-            s.as_ref().map(|e| e.to_string().into())
-        };
+        let text =
+            |s: &Option<BoxError>| -> Option<BoxError> { s.as_ref().map(|e| e.to_string().into()) };
         match self {
             Error::NotFound { store, entity, key } => Error::NotFound {
                 store: store.clone(),

@@ -276,7 +276,10 @@ impl ResilienceConfig {
             );
         }
         if l.rate > 0.0 && l.rate < 0.001 {
-            return fail(&["limit", "rate"], "must be at least 0.001 calls per second");
+            return fail(
+                &["limit", "rate"],
+                "must be at least 0.001 calls per second",
+            );
         }
         Ok(())
     }

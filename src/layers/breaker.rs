@@ -244,11 +244,7 @@ impl Breaker {
             Phase::Open { until } => {
                 let now = Instant::now();
                 if now < until {
-                    return Err(Error::circuit_open(
-                        call.store,
-                        &call.entity(),
-                        until - now,
-                    ));
+                    return Err(Error::circuit_open(call.store, &call.entity(), until - now));
                 }
                 s.phase = Phase::HalfOpen {
                     in_flight: 1,
@@ -373,7 +369,8 @@ impl Breaker {
             BreakerState::HalfOpen => "half_open",
         };
         tracing::info!(store, to, "circuit breaker state changed");
-        metrics::gauge!("polyrouter_breaker_state", "store" => store.to_string()).set(state.gauge());
+        metrics::gauge!("polyrouter_breaker_state", "store" => store.to_string())
+            .set(state.gauge());
         metrics::counter!("polyrouter_breaker_transitions_total", "store" => store.to_string(), "to" => to)
             .increment(1);
     }
@@ -405,22 +402,16 @@ impl Drop for Ticket<'_> {
 }
 
 impl Policy for Breaker {
-    fn around<'a, T, F, Fut>(
-        &'a self,
-        call: &'a Call<'a>,
-        run: F,
-    ) -> impl Future<Output = Result<T>> + Send + 'a
+    async fn around<'a, T, F, Fut>(&'a self, call: &'a Call<'a>, run: F) -> Result<T>
     where
         T: Outcome + 'a,
         F: Fn() -> Fut + Send + Sync + 'a,
         Fut: Future<Output = Result<T>> + Send + 'a,
     {
-        async move {
-            let mut ticket = self.admit(call)?;
-            let out = run().await;
-            ticket.done = true;
-            self.record(call.store, ticket.probe, is_failure(&out));
-            out
-        }
+        let mut ticket = self.admit(call)?;
+        let out = run().await;
+        ticket.done = true;
+        self.record(call.store, ticket.probe, is_failure(&out));
+        out
     }
 }

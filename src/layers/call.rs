@@ -2,10 +2,10 @@
 
 use std::borrow::Cow;
 
+use crate::Key;
 use crate::store::graph::GraphInfo;
 use crate::store::search::SearchIndex;
 use crate::store::timeseries::SeriesInfo;
-use crate::Key;
 use crate::store::{EntityInfo, WriteOp};
 
 /// The class of an operation, which picks its timeout

@@ -639,7 +639,11 @@ impl<S: Store, P: Policy> BlobStore for Layered<S, P> {
             })
             .await
     }
-    async fn get(&self, key: &str, range: Option<crate::store::blob::ByteRange>) -> Result<Option<Blob>> {
+    async fn get(
+        &self,
+        key: &str,
+        range: Option<crate::store::blob::ByteRange>,
+    ) -> Result<Option<Blob>> {
         let b = self.blobs()?;
         let call = self.call(Target::Store, Operation::BlobGet);
         self.policy.around(&call, || b.get(key, range)).await
@@ -739,9 +743,7 @@ impl<S: Store, P: Policy> TimeSeriesStore for Layered<S, P> {
         let call = self
             .call(Target::Series(series), Operation::SeriesAppend)
             .items(points.len());
-        self.policy
-            .around(&call, || t.append(series, points))
-            .await
+        self.policy.around(&call, || t.append(series, points)).await
     }
     async fn range(
         &self,

@@ -73,8 +73,8 @@ impl Limit {
     /// assert!(l.is_active());
     /// ```
     pub fn from_config(config: LimitConfig) -> Self {
-        let slots = (config.max_concurrency > 0)
-            .then(|| Semaphore::new(config.max_concurrency as usize));
+        let slots =
+            (config.max_concurrency > 0).then(|| Semaphore::new(config.max_concurrency as usize));
         let rate = (config.rate > 0.0).then(|| {
             let burst = if config.burst > 0 {
                 config.burst
@@ -170,62 +170,58 @@ impl Limit {
 }
 
 impl Policy for Limit {
-    fn around<'a, T, F, Fut>(
-        &'a self,
-        call: &'a Call<'a>,
-        run: F,
-    ) -> impl Future<Output = Result<T>> + Send + 'a
+    async fn around<'a, T, F, Fut>(&'a self, call: &'a Call<'a>, run: F) -> Result<T>
     where
         T: Outcome + 'a,
         F: Fn() -> Fut + Send + Sync + 'a,
         Fut: Future<Output = Result<T>> + Send + 'a,
     {
-        async move {
-            let wait = self.config.queue_timeout.0;
-            let _permit = match &self.slots {
-                None => None,
-                Some(slots) => match slots.try_acquire() {
-                    Ok(p) => Some(p),
-                    Err(_) => {
-                        let queued = self.waiting.fetch_add(1, Ordering::AcqRel);
-                        let got = if queued >= self.config.max_queue {
-                            None
-                        } else {
-                            tokio::time::timeout(wait, slots.acquire())
-                                .await
-                                .ok()
-                                .and_then(|p| p.ok())
-                        };
-                        self.waiting.fetch_sub(1, Ordering::AcqRel);
-                        match got {
-                            Some(p) => Some(p),
-                            None => {
-                                return Err(self.refuse(
-                                    call,
-                                    &format!(
-                                        "all {} call slots are busy and the queue is full or the wait exceeded {wait:?}",
-                                        self.config.max_concurrency
-                                    ),
-                                ));
-                            }
+        let wait = self.config.queue_timeout.0;
+        let _permit = match &self.slots {
+            None => None,
+            Some(slots) => match slots.try_acquire() {
+                Ok(p) => Some(p),
+                Err(_) => {
+                    let queued = self.waiting.fetch_add(1, Ordering::AcqRel);
+                    let got = if queued >= self.config.max_queue {
+                        None
+                    } else {
+                        tokio::time::timeout(wait, slots.acquire())
+                            .await
+                            .ok()
+                            .and_then(|p| p.ok())
+                    };
+                    self.waiting.fetch_sub(1, Ordering::AcqRel);
+                    match got {
+                        Some(p) => Some(p),
+                        None => {
+                            return Err(self.refuse(
+                                call,
+                                &format!(
+                                    "all {} call slots are busy and the queue is full or the wait exceeded {wait:?}",
+                                    self.config.max_concurrency
+                                ),
+                            ));
                         }
                     }
-                },
-            };
-            if let Some(rate) = &self.rate {
-                if rate.check().is_err()
-                    && tokio::time::timeout(wait, rate.until_ready()).await.is_err()
-                {
-                    return Err(self.refuse(
-                        call,
-                        &format!(
-                            "the rate limit of {} calls per second left no turn within {wait:?}",
-                            self.config.rate
-                        ),
-                    ));
                 }
+            },
+        };
+        if let Some(rate) = &self.rate {
+            if rate.check().is_err()
+                && tokio::time::timeout(wait, rate.until_ready())
+                    .await
+                    .is_err()
+            {
+                return Err(self.refuse(
+                    call,
+                    &format!(
+                        "the rate limit of {} calls per second left no turn within {wait:?}",
+                        self.config.rate
+                    ),
+                ));
             }
-            run().await
         }
+        run().await
     }
 }

@@ -267,7 +267,10 @@ mod tests {
             s("mysql://root:***@db.internal:3306/app"),
             (Some("db.internal".into()), Some(3306))
         );
-        assert_eq!(s("http://127.0.0.1:8081/shop"), (Some("127.0.0.1".into()), Some(8081)));
+        assert_eq!(
+            s("http://127.0.0.1:8081/shop"),
+            (Some("127.0.0.1".into()), Some(8081))
+        );
         assert_eq!(s("[::1]:6379"), (Some("::1".into()), Some(6379)));
         assert_eq!(s("localhost"), (Some("localhost".into()), None));
         assert_eq!(s("in-process"), (None, None));

@@ -178,10 +178,7 @@ impl Retry {
     /// ```
     pub fn from_config(config: RetryConfig) -> Self {
         Retry {
-            budget: Arc::new(RetryBudget::new(
-                config.budget_tokens,
-                config.budget_ratio,
-            )),
+            budget: Arc::new(RetryBudget::new(config.budget_tokens, config.budget_ratio)),
             config,
         }
     }
@@ -289,64 +286,58 @@ fn after_attempts(mut error: Error, attempts: u32) -> Error {
 }
 
 impl Policy for Retry {
-    fn around<'a, T, F, Fut>(
-        &'a self,
-        call: &'a Call<'a>,
-        run: F,
-    ) -> impl Future<Output = Result<T>> + Send + 'a
+    async fn around<'a, T, F, Fut>(&'a self, call: &'a Call<'a>, run: F) -> Result<T>
     where
         T: Outcome + 'a,
         F: Fn() -> Fut + Send + Sync + 'a,
         Fut: Future<Output = Result<T>> + Send + 'a,
     {
-        async move {
-            let mut attempt = 1u32;
-            loop {
-                let error = match run().await {
-                    Ok(v) => {
-                        self.budget.succeeded();
-                        return Ok(v);
-                    }
-                    Err(e) => e,
-                };
-                if !error.is_transient() {
-                    return Err(error);
+        let mut attempt = 1u32;
+        loop {
+            let error = match run().await {
+                Ok(v) => {
+                    self.budget.succeeded();
+                    return Ok(v);
                 }
-                self.budget.failed();
-                if attempt >= self.config.max_attempts || !retryable(&error, call.idempotency) {
-                    return Err(after_attempts(error, attempt));
-                }
-                if !self.budget.allows_retry() {
-                    metrics::counter!("polyrouter_store_retries_denied_total", "store" => call.store.to_string())
-                        .increment(1);
-                    return Err(after_attempts(error, attempt));
-                }
-                let mut wait = self.backoff(attempt);
-                if let Some(asked) = error.retry_after() {
-                    if asked > self.config.max_retry_after.0 {
-                        return Err(after_attempts(error, attempt));
-                    }
-                    wait = wait.max(asked);
-                }
-                metrics::counter!(
-                    "polyrouter_store_retries_total",
-                    "store" => call.store.to_string(),
-                    "operation" => call.operation.name(),
-                    "error" => error.kind_name()
-                )
-                .increment(1);
-                tracing::debug!(
-                    store = call.store,
-                    operation = call.operation.name(),
-                    attempt,
-                    wait_ms = wait.as_millis() as u64,
-                    error = %error,
-                    "retrying a store call"
-                );
-                tokio::time::sleep(wait).await;
-                attempt += 1;
-                tracing::Span::current().record("polyrouter.attempts", attempt);
+                Err(e) => e,
+            };
+            if !error.is_transient() {
+                return Err(error);
             }
+            self.budget.failed();
+            if attempt >= self.config.max_attempts || !retryable(&error, call.idempotency) {
+                return Err(after_attempts(error, attempt));
+            }
+            if !self.budget.allows_retry() {
+                metrics::counter!("polyrouter_store_retries_denied_total", "store" => call.store.to_string())
+                    .increment(1);
+                return Err(after_attempts(error, attempt));
+            }
+            let mut wait = self.backoff(attempt);
+            if let Some(asked) = error.retry_after() {
+                if asked > self.config.max_retry_after.0 {
+                    return Err(after_attempts(error, attempt));
+                }
+                wait = wait.max(asked);
+            }
+            metrics::counter!(
+                "polyrouter_store_retries_total",
+                "store" => call.store.to_string(),
+                "operation" => call.operation.name(),
+                "error" => error.kind_name()
+            )
+            .increment(1);
+            tracing::debug!(
+                store = call.store,
+                operation = call.operation.name(),
+                attempt,
+                wait_ms = wait.as_millis() as u64,
+                error = %error,
+                "retrying a store call"
+            );
+            tokio::time::sleep(wait).await;
+            attempt += 1;
+            tracing::Span::current().record("polyrouter.attempts", attempt);
         }
     }
 }

@@ -646,7 +646,10 @@ impl RouterBuilder {
         let metrics = routes
             .iter()
             .map(|(k, r): (&String, &Route)| {
-                (k.clone(), Arc::new(metrics::EntityMetrics::new(&r.store, k)))
+                (
+                    k.clone(),
+                    Arc::new(metrics::EntityMetrics::new(&r.store, k)),
+                )
             })
             .collect();
         let graphs = open_graphs(&config, &stores).await?;

@@ -1,8 +1,8 @@
 //! How Azure Blob Storage's answers are classified (docs/resilience.md),
 //! on the SDK's own error values.
 
-use azure_core_021::error::{Error as AzureError, ErrorKind};
 use azure_core_021::StatusCode;
+use azure_core_021::error::{Error as AzureError, ErrorKind};
 
 use super::*;
 use crate::{Error, Rejection};
@@ -33,7 +33,13 @@ async fn server_busy_is_throttled_and_not_applied() {
     let s = store("busy").await;
     let e = s.err(answered(503, "ServerBusy"), "put `a.png`");
     assert!(
-        matches!(e, Error::Rejected { reason: Rejection::Throttled, .. }),
+        matches!(
+            e,
+            Error::Rejected {
+                reason: Rejection::Throttled,
+                ..
+            }
+        ),
         "{e:?}"
     );
     assert!(e.nothing_applied());
@@ -43,7 +49,11 @@ async fn server_busy_is_throttled_and_not_applied() {
 #[tokio::test]
 async fn internal_errors_and_timeouts_are_unavailable() {
     let s = store("internal").await;
-    for (status, code) in [(500, "InternalError"), (500, "OperationTimedOut"), (408, "")] {
+    for (status, code) in [
+        (500, "InternalError"),
+        (500, "OperationTimedOut"),
+        (408, ""),
+    ] {
         let e = s.err(answered(status, code), "put `a.png`");
         assert!(matches!(e, Error::Unavailable { .. }), "{status}: {e:?}");
         assert!(!e.nothing_applied());

@@ -36,9 +36,9 @@ use crate::store::blob::{
 use crate::store::{EntityInfo, StoreQuery, WriteOp, WriteOutcome};
 use crate::{Capabilities, Error, Key, Record, Result, Store};
 
-mod config;
 #[cfg(test)]
 mod classify_tests;
+mod config;
 #[cfg(test)]
 mod tests;
 
@@ -351,7 +351,9 @@ impl AzBlobStore {
                         &self.name,
                         "",
                         crate::Rejection::Throttled,
-                        format!("{what}: the service is busy (HTTP {s} {code}); nothing was written — retry later"),
+                        format!(
+                            "{what}: the service is busy (HTTP {s} {code}); nothing was written — retry later"
+                        ),
                     )
                 } else if s >= 500 || s == 408 {
                     Error::unavailable(&self.name, "", format!("{what}: HTTP {s} {code}"))

@@ -18,14 +18,27 @@ fn answered(code: u16) -> CosmosError {
 
 fn classify(code: Option<u16>, retry_after: Option<Duration>) -> Error {
     let e = answered(code.unwrap_or(503));
-    map_status("docs", "http://127.0.0.1:8081/shop", "product", code, retry_after, e)
+    map_status(
+        "docs",
+        "http://127.0.0.1:8081/shop",
+        "product",
+        code,
+        retry_after,
+        e,
+    )
 }
 
 #[test]
 fn throttling_is_rejected_with_the_wait_the_service_asked_for() {
     let e = classify(Some(429), Some(Duration::from_millis(1500)));
     assert!(
-        matches!(e, Error::Rejected { reason: Rejection::Throttled, .. }),
+        matches!(
+            e,
+            Error::Rejected {
+                reason: Rejection::Throttled,
+                ..
+            }
+        ),
         "{e:?}"
     );
     assert_eq!(e.retry_after(), Some(Duration::from_millis(1500)));
@@ -37,7 +50,13 @@ fn throttling_is_rejected_with_the_wait_the_service_asked_for() {
 fn retry_with_is_rejected_as_aborted() {
     let e = classify(Some(449), None);
     assert!(
-        matches!(e, Error::Rejected { reason: Rejection::Aborted, .. }),
+        matches!(
+            e,
+            Error::Rejected {
+                reason: Rejection::Aborted,
+                ..
+            }
+        ),
         "{e:?}"
     );
 }

@@ -40,11 +40,11 @@ use crate::store::{EntityInfo, Precondition, StoreQuery, WriteOp, WriteOutcome};
 use crate::{Capabilities, Error, FilterCaps, Key, Record, Result, Store, Value};
 
 mod batch;
+#[cfg(test)]
+mod classify_tests;
 mod codec;
 mod config;
 mod query;
-#[cfg(test)]
-mod classify_tests;
 #[cfg(test)]
 mod tests;
 
@@ -192,7 +192,9 @@ fn map_status(
         ),
         Some(449) => rejected(
             crate::Rejection::Aborted,
-            format!("Cosmos DB at {location} asked to retry the write (449: a concurrent update conflicted); nothing was written"),
+            format!(
+                "Cosmos DB at {location} asked to retry the write (449: a concurrent update conflicted); nothing was written"
+            ),
             e,
         ),
         Some(code @ (408 | 500 | 502 | 503 | 504)) => {

@@ -19,7 +19,10 @@ async fn signalled(number: u16) -> sqlx::Error {
     let sql = format!(
         "SIGNAL SQLSTATE '40001' SET MYSQL_ERRNO = {number}, MESSAGE_TEXT = 'signalled for a test'"
     );
-    sqlx::raw_sql(&sql).execute(&pool().await).await.unwrap_err()
+    sqlx::raw_sql(&sql)
+        .execute(&pool().await)
+        .await
+        .unwrap_err()
 }
 
 #[tokio::test]
@@ -30,7 +33,10 @@ async fn deadlocks_and_lock_wait_timeouts_are_rejected_as_aborted() {
             matches!(&e, Error::Rejected { reason: Rejection::Aborted, store, .. } if store == "main"),
             "{number}: {e:?}"
         );
-        assert!(e.nothing_applied() && e.to_string().contains(&number.to_string()), "{e}");
+        assert!(
+            e.nothing_applied() && e.to_string().contains(&number.to_string()),
+            "{e}"
+        );
     }
 }
 
@@ -38,7 +44,13 @@ async fn deadlocks_and_lock_wait_timeouts_are_rejected_as_aborted() {
 async fn too_many_connections_is_throttled() {
     let e = map_err("main", "", signalled(1040).await);
     assert!(
-        matches!(e, Error::Rejected { reason: Rejection::Throttled, .. }),
+        matches!(
+            e,
+            Error::Rejected {
+                reason: Rejection::Throttled,
+                ..
+            }
+        ),
         "{e:?}"
     );
 }
@@ -55,8 +67,14 @@ async fn a_killed_connection_is_unavailable_with_the_outcome_unknown() {
         .await
         .unwrap();
     let admin = sqlx::MySqlPool::connect(URL).await.unwrap();
-    sqlx::raw_sql(&format!("KILL {id}")).execute(&admin).await.unwrap();
-    let err = sqlx::query("SELECT 1").execute(&mut *victim).await.unwrap_err();
+    sqlx::raw_sql(&format!("KILL {id}"))
+        .execute(&admin)
+        .await
+        .unwrap();
+    let err = sqlx::query("SELECT 1")
+        .execute(&mut *victim)
+        .await
+        .unwrap_err();
     let e = map_err("main", "user", err);
     assert!(matches!(e, Error::Unavailable { .. }), "{e:?}");
     assert!(e.is_transient() && !e.nothing_applied(), "{e}");

@@ -32,11 +32,11 @@ use crate::store::{EntityInfo, StoreQuery, WriteOp, WriteOutcome};
 use crate::{Capabilities, Error, Key, Record, Result, Store};
 
 mod bulk;
+#[cfg(test)]
+mod classify_tests;
 mod codec;
 mod config;
 mod dialect;
-#[cfg(test)]
-mod classify_tests;
 #[cfg(test)]
 mod tests;
 

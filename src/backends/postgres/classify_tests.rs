@@ -16,8 +16,13 @@ async fn pool() -> sqlx::PgPool {
 
 /// The error the server sends for `RAISE ... USING ERRCODE = state`.
 async fn raised(state: &str) -> sqlx::Error {
-    let sql = format!("DO $$ BEGIN RAISE EXCEPTION 'raised for a test' USING ERRCODE = '{state}'; END $$");
-    sqlx::raw_sql(&sql).execute(&pool().await).await.unwrap_err()
+    let sql = format!(
+        "DO $$ BEGIN RAISE EXCEPTION 'raised for a test' USING ERRCODE = '{state}'; END $$"
+    );
+    sqlx::raw_sql(&sql)
+        .execute(&pool().await)
+        .await
+        .unwrap_err()
 }
 
 #[tokio::test]
@@ -38,7 +43,13 @@ async fn a_server_refusing_connections_is_throttled() {
     for state in ["57P03", "53300"] {
         let e = map_err("main", "", raised(state).await);
         assert!(
-            matches!(e, Error::Rejected { reason: Rejection::Throttled, .. }),
+            matches!(
+                e,
+                Error::Rejected {
+                    reason: Rejection::Throttled,
+                    ..
+                }
+            ),
             "{state}: {e:?}"
         );
     }
@@ -59,7 +70,10 @@ async fn a_terminated_backend_is_unavailable_with_the_outcome_unknown() {
         .await
         .unwrap();
     // The next statement meets the server's FATAL 57P01, or the closed socket.
-    let err = sqlx::query("SELECT 1").execute(&mut *victim).await.unwrap_err();
+    let err = sqlx::query("SELECT 1")
+        .execute(&mut *victim)
+        .await
+        .unwrap_err();
     let e = map_err("main", "user", err);
     assert!(matches!(e, Error::Unavailable { .. }), "{e:?}");
     assert!(e.is_transient() && !e.nothing_applied(), "{e}");

@@ -28,13 +28,13 @@ use crate::query::Filter;
 use crate::store::{EntityInfo, StoreQuery, WriteOp, WriteOutcome};
 use crate::{Capabilities, Error, Key, Record, Result, Store};
 
+#[cfg(test)]
+mod classify_tests;
 mod codec;
 mod config;
 mod dialect;
 mod graph;
 mod search;
-#[cfg(test)]
-mod classify_tests;
 #[cfg(test)]
 mod tests;
 mod timeseries;

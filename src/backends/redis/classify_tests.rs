@@ -69,6 +69,11 @@ async fn a_killed_connection_is_unavailable_with_the_outcome_unknown() {
 
 #[tokio::test]
 async fn other_error_replies_are_not_transient() {
-    let e = map_err("cache", "127.0.0.1:6379", "session", replied("ERR something else").await);
+    let e = map_err(
+        "cache",
+        "127.0.0.1:6379",
+        "session",
+        replied("ERR something else").await,
+    );
     assert!(matches!(e, Error::Backend { .. }), "{e:?}");
 }

@@ -25,10 +25,10 @@ use crate::store::kv::{KvStore, check_call};
 use crate::store::{EntityInfo, Precondition, StoreQuery, WriteOp, WriteOutcome};
 use crate::{Capabilities, Error, FilterCaps, Key, Record, Result, Store};
 
-mod codec;
-mod config;
 #[cfg(test)]
 mod classify_tests;
+mod codec;
+mod config;
 #[cfg(test)]
 mod tests;
 

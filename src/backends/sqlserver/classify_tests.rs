@@ -8,7 +8,12 @@ use super::map_server_error;
 use crate::{Error, Rejection};
 
 fn classify(code: u32) -> Error {
-    map_server_error("orders", "order", code, format!("server error {code} for a test"))
+    map_server_error(
+        "orders",
+        "order",
+        code,
+        format!("server error {code} for a test"),
+    )
 }
 
 #[test]
@@ -16,7 +21,13 @@ fn deadlock_victims_and_lock_timeouts_are_rejected_as_aborted() {
     for code in [1205, 1222] {
         let e = classify(code);
         assert!(
-            matches!(e, Error::Rejected { reason: Rejection::Aborted, .. }),
+            matches!(
+                e,
+                Error::Rejected {
+                    reason: Rejection::Aborted,
+                    ..
+                }
+            ),
             "{code}: {e:?}"
         );
     }
@@ -26,12 +37,24 @@ fn deadlock_victims_and_lock_timeouts_are_rejected_as_aborted() {
 fn service_busy_is_throttled_with_azure_sqls_ten_seconds() {
     let e = classify(40501);
     assert!(
-        matches!(e, Error::Rejected { reason: Rejection::Throttled, .. }),
+        matches!(
+            e,
+            Error::Rejected {
+                reason: Rejection::Throttled,
+                ..
+            }
+        ),
         "{e:?}"
     );
     assert_eq!(e.retry_after(), Some(Duration::from_secs(10)));
     for code in [10928, 10929, 49918] {
-        assert!(matches!(classify(code), Error::Rejected { reason: Rejection::Throttled, .. }));
+        assert!(matches!(
+            classify(code),
+            Error::Rejected {
+                reason: Rejection::Throttled,
+                ..
+            }
+        ));
     }
 }
 

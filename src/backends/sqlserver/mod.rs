@@ -30,11 +30,11 @@ use crate::query::Filter;
 use crate::store::{EntityInfo, StoreQuery, WriteOp, WriteOutcome};
 use crate::{Capabilities, Error, Key, Record, Result, Store};
 
+#[cfg(test)]
+mod classify_tests;
 mod codec;
 mod config;
 mod dialect;
-#[cfg(test)]
-mod classify_tests;
 #[cfg(test)]
 mod tests;
 mod tsql;
@@ -236,20 +236,26 @@ fn map_server_error(store: &str, entity: &str, code: u32, text: String) -> Error
     if ABORTED.contains(&code) {
         rejected(
             crate::Rejection::Aborted,
-            format!("the server rolled the transaction back (error {code}); nothing was written — retry: {text}"),
+            format!(
+                "the server rolled the transaction back (error {code}); nothing was written — retry: {text}"
+            ),
             None,
         )
     } else if THROTTLED.contains(&code) {
         rejected(
             crate::Rejection::Throttled,
-            format!("the server is busy or over a resource limit (error {code}); retry later: {text}"),
+            format!(
+                "the server is busy or over a resource limit (error {code}); retry later: {text}"
+            ),
             (code == 40501).then_some(BUSY_WAIT),
         )
     } else if TRANSIENT.contains(&code) {
         Error::Unavailable {
             store: store.into(),
             entity: entity.into(),
-            message: format!("the server refused or ended the operation (error {code}); retry: {text}"),
+            message: format!(
+                "the server refused or ended the operation (error {code}); retry: {text}"
+            ),
             source: Some(Box::new(Message(text.clone()))),
         }
     } else if BAD_VALUE.contains(&code) {

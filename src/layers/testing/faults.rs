@@ -5,7 +5,7 @@ use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::time::Duration;
 
 use crate::layers::{Call, Layered, OpClass, Outcome, Policy};
-use crate::{Error, Result};
+use crate::{Error, Rejection, Result};
 
 /// The [`Policy`] of [`Faults`]: the switches.
 ///
@@ -19,6 +19,8 @@ pub struct FaultSwitch {
     delay_us: AtomicU64,
     fail_next: AtomicU32,
     lose_next: AtomicU32,
+    reject_next: AtomicU32,
+    reject_wait_us: AtomicU64,
 }
 
 impl FaultSwitch {
@@ -62,6 +64,21 @@ impl FaultSwitch {
         self.lose_next.store(calls, Ordering::SeqCst);
     }
 
+    /// Makes the next `calls` calls fail with [`Error::Rejected`]
+    /// (`throttled`, asking to wait `retry_after`) before they reach the
+    /// store, as a throttling server does.
+    ///
+    /// ```
+    /// polyrouter::layers::testing::FaultSwitch::default().reject_next(1, None);
+    /// ```
+    pub fn reject_next(&self, calls: u32, retry_after: Option<Duration>) {
+        self.reject_wait_us.store(
+            retry_after.map_or(u64::MAX, |d| d.as_micros() as u64),
+            Ordering::SeqCst,
+        );
+        self.reject_next.store(calls, Ordering::SeqCst);
+    }
+
     fn take(counter: &AtomicU32) -> bool {
         counter
             .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
@@ -70,43 +87,49 @@ impl FaultSwitch {
 }
 
 impl Policy for FaultSwitch {
-    fn around<'a, T, F, Fut>(
-        &'a self,
-        call: &'a Call<'a>,
-        run: F,
-    ) -> impl Future<Output = Result<T>> + Send + 'a
+    async fn around<'a, T, F, Fut>(&'a self, call: &'a Call<'a>, run: F) -> Result<T>
     where
         T: Outcome + 'a,
         F: Fn() -> Fut + Send + Sync + 'a,
         Fut: Future<Output = Result<T>> + Send + 'a,
     {
-        async move {
-            // Preparing storage is never faulted: tests break a store after start-up.
-            if call.class == OpClass::Admin {
-                return run().await;
-            }
-            let us = self.delay_us.load(Ordering::SeqCst);
-            if us > 0 {
-                tokio::time::sleep(Duration::from_micros(us)).await;
-            }
-            let entity = call.entity();
-            if self.down.load(Ordering::SeqCst) || Self::take(&self.fail_next) {
-                return Err(Error::unavailable(
-                    call.store,
-                    &entity,
-                    "the store is down (fault injected by layers::testing::Faults)",
-                ));
-            }
-            let out = run().await;
-            if Self::take(&self.lose_next) {
-                return Err(Error::unavailable(
-                    call.store,
-                    &entity,
-                    "the connection was lost before the reply arrived (fault injected by layers::testing::Faults)",
-                ));
-            }
-            out
+        // Preparing storage is never faulted: tests break a store after start-up.
+        if call.class == OpClass::Admin {
+            return run().await;
         }
+        let us = self.delay_us.load(Ordering::SeqCst);
+        if us > 0 {
+            tokio::time::sleep(Duration::from_micros(us)).await;
+        }
+        let entity = call.entity();
+        if self.down.load(Ordering::SeqCst) || Self::take(&self.fail_next) {
+            return Err(Error::unavailable(
+                call.store,
+                &entity,
+                "the store is down (fault injected by layers::testing::Faults)",
+            ));
+        }
+        if Self::take(&self.reject_next) {
+            let error = Error::rejected(
+                call.store,
+                &entity,
+                Rejection::Throttled,
+                "the store is throttling (fault injected by layers::testing::Faults)",
+            );
+            return Err(match self.reject_wait_us.load(Ordering::SeqCst) {
+                u64::MAX => error,
+                us => error.with_retry_after(Duration::from_micros(us)),
+            });
+        }
+        let out = run().await;
+        if Self::take(&self.lose_next) {
+            return Err(Error::unavailable(
+                call.store,
+                &entity,
+                "the connection was lost before the reply arrived (fault injected by layers::testing::Faults)",
+            ));
+        }
+        out
     }
 }
 
@@ -164,6 +187,15 @@ impl<S> Layered<S, FaultSwitch> {
     /// ```
     pub fn fail_next(&self, calls: u32) {
         self.policy().fail_next(calls)
+    }
+
+    /// See [`FaultSwitch::reject_next`].
+    ///
+    /// ```
+    /// polyrouter::layers::testing::Faults::new(polyrouter::backends::memory::MemoryStore::new("m")).reject_next(1, None);
+    /// ```
+    pub fn reject_next(&self, calls: u32, retry_after: Option<Duration>) {
+        self.policy().reject_next(calls, retry_after)
     }
 
     /// See [`FaultSwitch::lose_next`].

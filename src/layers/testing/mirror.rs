@@ -45,49 +45,43 @@ impl MirrorTo {
 }
 
 impl Policy for MirrorTo {
-    fn around<'a, T, F, Fut>(
-        &'a self,
-        call: &'a Call<'a>,
-        run: F,
-    ) -> impl Future<Output = Result<T>> + Send + 'a
+    async fn around<'a, T, F, Fut>(&'a self, call: &'a Call<'a>, run: F) -> Result<T>
     where
         T: Outcome + 'a,
         F: Fn() -> Fut + Send + Sync + 'a,
         Fut: Future<Output = Result<T>> + Send + 'a,
     {
-        async move {
-            let out = run().await?;
-            let Target::Entity(entity) = call.target else {
-                return Ok(out);
-            };
-            let mut on_replica = entity.clone();
-            on_replica.store = self.replica.name().to_string();
-            match (call.operation, call.write) {
-                (Operation::EnsureEntity, _) => self.replica.ensure_entity(&on_replica).await?,
-                (Operation::Write, Some((ops, _))) => {
-                    // Without preconditions (they held on the primary), so
-                    // the replica's versions follow the primary's.
-                    let mirrored: Vec<WriteOp> = ops
-                        .iter()
-                        .cloned()
-                        .map(|mut op| {
-                            match &mut op {
-                                WriteOp::Put { precondition, .. }
-                                | WriteOp::Delete { precondition, .. } => {
-                                    *precondition = Precondition::None
-                                }
+        let out = run().await?;
+        let Target::Entity(entity) = call.target else {
+            return Ok(out);
+        };
+        let mut on_replica = entity.clone();
+        on_replica.store = self.replica.name().to_string();
+        match (call.operation, call.write) {
+            (Operation::EnsureEntity, _) => self.replica.ensure_entity(&on_replica).await?,
+            (Operation::Write, Some((ops, _))) => {
+                // Without preconditions (they held on the primary), so
+                // the replica's versions follow the primary's.
+                let mirrored: Vec<WriteOp> = ops
+                    .iter()
+                    .cloned()
+                    .map(|mut op| {
+                        match &mut op {
+                            WriteOp::Put { precondition, .. }
+                            | WriteOp::Delete { precondition, .. } => {
+                                *precondition = Precondition::None
                             }
-                            op
-                        })
-                        .collect();
-                    if let Err(e) = self.replica.write(&on_replica, mirrored, false).await {
-                        tracing::warn!(replica = self.replica.name(), error = %e, "mirroring a write to the replica failed");
-                    }
+                        }
+                        op
+                    })
+                    .collect();
+                if let Err(e) = self.replica.write(&on_replica, mirrored, false).await {
+                    tracing::warn!(replica = self.replica.name(), error = %e, "mirroring a write to the replica failed");
                 }
-                _ => {}
             }
-            Ok(out)
+            _ => {}
         }
+        Ok(out)
     }
 }
 
