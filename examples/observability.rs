@@ -183,11 +183,19 @@ async fn main() -> Result<(), Error> {
     }
     // What the CI run checks: calls, errors, latency and read-path counters.
     let has = |needle: &str| lines.keys().any(|k| k.contains(needle));
-    assert!(has("polyrouter_store_calls_total{store=sql,entity=user,operation=write,outcome=ok}"));
-    assert!(has("polyrouter_store_errors_total{store=sql,entity=user,operation=write,kind=conflict}"));
-    assert!(has("polyrouter_store_call_duration_seconds{store=catalog,entity=product,operation=get_many}"));
-    assert!(lines
-        .get("polyrouter_read_path_total{store=sql,entity=user,event=cache_hits}")
-        .is_some_and(|v| v != "0"));
+    assert!(has(
+        "polyrouter_store_calls_total{store=sql,entity=user,operation=write,outcome=ok}"
+    ));
+    assert!(has(
+        "polyrouter_store_errors_total{store=sql,entity=user,operation=write,kind=conflict}"
+    ));
+    assert!(has(
+        "polyrouter_store_call_duration_seconds{store=catalog,entity=product,operation=get_many}"
+    ));
+    assert!(
+        lines
+            .get("polyrouter_read_path_total{store=sql,entity=user,event=cache_hits}")
+            .is_some_and(|v| v != "0")
+    );
     Ok(())
 }

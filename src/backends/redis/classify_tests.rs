@@ -77,3 +77,13 @@ async fn other_error_replies_are_not_transient() {
     );
     assert!(matches!(e, Error::Backend { .. }), "{e:?}");
 }
+
+/// A connection reset while the server answered leaves a truncated reply,
+/// which the driver reports as a parse error: the outcome is unknown.
+#[test]
+fn a_reply_cut_off_mid_stream_is_unavailable() {
+    let cut = redis::parse_redis_value(b"$10\r\nabc").unwrap_err();
+    let e = map_err("cache", "127.0.0.1:6379", "session", cut);
+    assert!(matches!(e, Error::Unavailable { .. }), "{e:?}");
+    assert!(!e.nothing_applied());
+}

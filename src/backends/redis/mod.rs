@@ -141,9 +141,13 @@ impl fmt::Display for Message {
 impl std::error::Error for Message {}
 
 /// Whether a driver error means the server could not be reached, dropped
-/// the connection, timed out, or is temporarily unable to answer.
+/// the connection (also mid-reply), timed out, or is temporarily unable to
+/// answer.
 fn is_transient(e: &RedisError) -> bool {
-    e.is_io_error()
+    // A reply cut off mid-stream (the connection was reset while the server
+    // answered) is a parse error, after which the driver reconnects.
+    e.kind() == ErrorKind::Parse
+        || e.is_io_error()
         || e.is_timeout()
         || e.is_connection_dropped()
         || e.is_connection_refusal()
