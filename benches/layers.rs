@@ -65,13 +65,6 @@ fn record() -> Record {
     r
 }
 
-fn wants(label: &str) -> bool {
-    let f = args::filters();
-    f.is_empty()
-        || f.iter()
-            .any(|w| label.contains(w.as_str()) || w.contains(label))
-}
-
 /// The full stack: every layer on, a bulkhead large enough never to wait.
 fn full_stack() -> Resilience {
     Resilience::new().limit(Limit::new().max_concurrency(1024))
@@ -82,11 +75,11 @@ fn bench(c: &mut criterion::Criterion) {
         .enable_all()
         .build()
         .expect("tokio runtime");
-    if wants("memory") {
+    if args::wanted("memory") {
         memory(c, &rt);
     }
     #[cfg(feature = "postgres")]
-    if wants("postgres") {
+    if args::wanted("postgres") {
         postgres(c, &rt);
     }
 }

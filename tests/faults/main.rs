@@ -688,72 +688,79 @@ async fn brownout_goodput_with_and_without_retries() {
     cleanup(Server::Postgres, &ns, setup).await;
 }
 
-/// Private Redis, SIGKILLed and restarted three times while writers run:
-/// every acknowledged write is there afterwards, none applied twice.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn redis_restarts_lose_no_acknowledged_write() {
-    let mut redis = PrivateRedis::start();
-    let options: toml::Table = format!("url = \"{}\"\nconnect_timeout = \"1s\"\n", redis.url())
-        .parse()
-        .unwrap();
-    let store = wrap(open("redis", options.clone()).await, &quick());
+/// Runs writers against a private server of `kind` (`options`), calls
+/// `restart` (SIGKILL, then start again) `rounds` times while they run,
+/// then reads every key back: every acknowledged write is there after
+/// recovery, none applied twice.
+async fn restarts_keep_acknowledged_writes(
+    kind: &str,
+    options: toml::Table,
+    per_writer: usize,
+    rounds: usize,
+    pause: Duration,
+    mut restart: impl FnMut(),
+) {
+    let store = wrap(open(kind, options.clone()).await, &quick());
     let (_r, entries) = repo(store).await;
     entries.put(&entry("counter", 0)).await.unwrap();
     let load = {
         let entries = entries.clone();
-        tokio::spawn(async move { write_load(&entries, 4, 400).await })
+        tokio::spawn(async move { write_load(&entries, 4, per_writer).await })
     };
-    for _ in 0..3 {
-        tokio::time::sleep(Duration::from_millis(300)).await;
+    for _ in 0..rounds {
+        tokio::time::sleep(pause).await;
         assert!(!load.is_finished(), "the kill must land while writers run");
-        tokio::task::block_in_place(|| redis.restart());
+        tokio::task::block_in_place(&mut restart);
     }
     let (out, acked) = load.await.unwrap();
     println!(
-        "private redis, 3 SIGKILL restarts: {} ok, {} conflict, {} unknown",
+        "private {kind}, {rounds} SIGKILL restarts: {} ok, {} conflict, {} unknown",
         out.ok.len(),
         out.conflict.len(),
         out.unknown.len()
     );
-    let clean = open("redis", options).await;
+    let clean = open(kind, options).await;
     let (_c, clean_entries) = repo(clean).await;
     verify(&clean_entries, &out, acked).await;
 }
 
+/// Private Redis (append-only file, fsync always), SIGKILLed and restarted
+/// three times while writers run.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_restarts_lose_no_acknowledged_write() {
+    let mut redis = PrivateRedis::start();
+    let options = format!("url = \"{}\"\nconnect_timeout = \"1s\"\n", redis.url());
+    let restart = || redis.restart();
+    restarts_keep_acknowledged_writes(
+        "redis",
+        options.parse().unwrap(),
+        400,
+        3,
+        Duration::from_millis(300),
+        restart,
+    )
+    .await;
+}
+
 /// Private PostgreSQL, its postmaster SIGKILLed and restarted twice while
-/// writers run: every acknowledged write is there after crash recovery,
-/// none applied twice.
+/// writers run (crash recovery each time).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgres_restarts_lose_no_acknowledged_write() {
     let mut pg = tokio::task::block_in_place(PrivatePostgres::start);
-    let options: toml::Table = format!(
+    let options = format!(
         "url = \"{}\"\nmax_connections = 8\nconnect_timeout = \"1s\"\n",
         pg.url()
-    )
-    .parse()
-    .unwrap();
-    let store = wrap(open("postgres", options.clone()).await, &quick());
-    let (_r, entries) = repo(store).await;
-    entries.put(&entry("counter", 0)).await.unwrap();
-    let load = {
-        let entries = entries.clone();
-        tokio::spawn(async move { write_load(&entries, 4, 200).await })
-    };
-    for _ in 0..2 {
-        tokio::time::sleep(Duration::from_millis(500)).await;
-        assert!(!load.is_finished(), "the kill must land while writers run");
-        tokio::task::block_in_place(|| pg.restart());
-    }
-    let (out, acked) = load.await.unwrap();
-    println!(
-        "private postgres, 2 SIGKILL restarts: {} ok, {} conflict, {} unknown",
-        out.ok.len(),
-        out.conflict.len(),
-        out.unknown.len()
     );
-    let clean = open("postgres", options).await;
-    let (_c, clean_entries) = repo(clean).await;
-    verify(&clean_entries, &out, acked).await;
+    let restart = || pg.restart();
+    restarts_keep_acknowledged_writes(
+        "postgres",
+        options.parse().unwrap(),
+        1000,
+        2,
+        Duration::from_millis(400),
+        restart,
+    )
+    .await;
 }
 
 #[test]
