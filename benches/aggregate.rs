@@ -5,7 +5,7 @@
 //! ```
 //!
 //! - `fanout/concurrent` vs `fanout/sequential`: four `get` branches on four
-//!   stores whose calls are delayed 5, 10, 15 and 20 ms (`layers::Faults`),
+//!   stores whose calls are delayed 5, 10, 15 and 20 ms (`layers::testing::Faults`),
 //!   as one `aggregate()` call vs the same four `get`s awaited in turn.
 //!   Target: concurrent ≤ 1.1 × the slowest branch (20 ms).
 //! - `cache/hit`, `cache/miss`, `cache/primary`: a point get on SQLite with a
@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use polyrouter::config::{CacheConfig, ConfigDuration, Consistency, EntityConfig, StoreSpec};
-use polyrouter::layers::{Counting, Faults};
+use polyrouter::layers::testing::{Counting, Faults};
 use polyrouter::router::ReadOptions;
 use polyrouter::{Entity, Repo, Router, Store};
 use serde::{Deserialize, Serialize};

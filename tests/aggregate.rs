@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use polyrouter::aggregate::{Scored, hydrate};
 use polyrouter::config::{Config, EntityConfig, JoinConfig, ViewBranch, ViewConfig};
-use polyrouter::layers::{Counting, Faults};
+use polyrouter::layers::testing::{Counting, Faults};
 use polyrouter::{Entity, Error, Query, Router, Store, field};
 use serde::{Deserialize, Serialize};
 use serde_json::json;

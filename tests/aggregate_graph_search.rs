@@ -17,7 +17,7 @@ use polyrouter::aggregate::{GraphRead, Recommended, Scored};
 use polyrouter::config::{
     Config, EntityConfig, GraphConfig, ViewBranch, ViewConfig, ViewGraph, ViewGraphOp,
 };
-use polyrouter::layers::{Counting, Faults};
+use polyrouter::layers::testing::{Counting, Faults};
 use polyrouter::store::graph::{EdgeDirection, Vertex};
 use polyrouter::{Entity, Error, Router, Store};
 use serde::{Deserialize, Serialize};

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use polyrouter::config::{CacheConfig, ConfigDuration, Consistency, EntityConfig};
-use polyrouter::layers::{Counting, Faults, Lag, Mirror};
+use polyrouter::layers::testing::{Counting, Faults, Lag, Mirror};
 use polyrouter::router::{ReadOptions, ReadSource, Session};
 use polyrouter::{Entity, Repo, Router, Store};
 use serde::{Deserialize, Serialize};

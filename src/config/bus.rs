@@ -78,7 +78,13 @@ impl BusSpec {
     /// assert!(err.contains("buses.events.ulr"), "{err}");
     /// ```
     pub fn parse<T: DeserializeOwned>(&self) -> Result<T> {
-        parse_options("buses", &self.name, &self.options, &self.source)
+        parse_options(
+            "buses",
+            &self.name,
+            &[],
+            toml::Value::Table(self.options.clone()),
+            &self.source,
+        )
     }
 
     /// A config error located at `keys` under `buses.NAME` in this spec's

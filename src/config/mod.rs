@@ -40,6 +40,7 @@ mod duration;
 mod interpolate;
 mod kinds;
 mod locate;
+mod resilience;
 mod secret;
 mod timeseries;
 mod view;
@@ -48,6 +49,7 @@ pub use bus::{BusSpec, redact_bus_url};
 pub use duration::ConfigDuration;
 pub use kinds::KindInfo;
 pub(crate) use kinds::{KindEntry, opener};
+pub use resilience::{BreakerConfig, LimitConfig, ResilienceConfig, RetryConfig, TimeoutConfig};
 pub use secret::{Redactor, Secret, is_secret_key, redact_url};
 pub use timeseries::TimeSeriesConfig;
 pub use view::{
@@ -119,8 +121,10 @@ pub struct StoreSpec {
     pub name: String,
     /// The backend kind, e.g. `sqlite`.
     pub kind: String,
-    /// Every option except `kind`, checked by the backend.
+    /// Every option except `kind` and `resilience`, checked by the backend.
     pub options: toml::Table,
+    /// `[stores.NAME.resilience]`: the layers the router wraps the store in.
+    pub resilience: ResilienceConfig,
     source: Arc<Source>,
 }
 
@@ -156,6 +160,7 @@ impl StoreSpec {
             name: name.into(),
             kind: kind.into(),
             options,
+            resilience: ResilienceConfig::default(),
             source: Arc::new(Source {
                 file: "<code>".into(),
                 text: String::new(),
@@ -178,7 +183,12 @@ impl StoreSpec {
     /// assert!(err.contains("stores.s.paht"), "{err}");
     /// ```
     pub fn parse<T: DeserializeOwned>(&self) -> Result<T> {
-        parse_options("stores", &self.name, &self.options, &self.source)
+        self.parse_at(&[], toml::Value::Table(self.options.clone()))
+    }
+
+    /// Deserializes `value`, found at `keys` under `stores.NAME`.
+    fn parse_at<T: DeserializeOwned>(&self, keys: &[&str], value: toml::Value) -> Result<T> {
+        parse_options("stores", &self.name, keys, value, &self.source)
     }
 
     /// A config error located at `path` (a full key path) in this spec's file.
@@ -537,19 +547,26 @@ impl Config {
             file: file.into(),
             text,
         });
-        let stores = raw
-            .stores
-            .into_iter()
-            .map(|(name, s)| {
-                let spec = StoreSpec {
-                    name: name.clone(),
-                    kind: s.kind,
-                    options: s.options,
-                    source: source.clone(),
-                };
-                (name, spec)
-            })
-            .collect();
+        let mut stores = BTreeMap::new();
+        for (name, mut s) in raw.stores {
+            let resilience = s.options.remove("resilience");
+            let mut spec = StoreSpec {
+                name: name.clone(),
+                kind: s.kind,
+                options: s.options,
+                resilience: ResilienceConfig::default(),
+                source: source.clone(),
+            };
+            if let Some(value) = resilience {
+                spec.resilience = spec.parse_at(&["resilience"], value)?;
+                if let Err((keys, msg)) = spec.resilience.validate() {
+                    let mut path = vec!["resilience"];
+                    path.extend(keys);
+                    return Err(spec.error(&path, msg));
+                }
+            }
+            stores.insert(name, spec);
+        }
         let buses = raw
             .buses
             .into_iter()
@@ -828,12 +845,13 @@ impl GraphConfig {
 fn parse_options<T: DeserializeOwned>(
     section: &str,
     name: &str,
-    options: &toml::Table,
+    keys: &[&str],
+    value: toml::Value,
     source: &Source,
 ) -> Result<T> {
-    let value = toml::Value::Table(options.clone());
     serde_path_to_error::deserialize::<_, T>(value).map_err(|e| {
         let mut path = vec![section.to_string(), name.to_string()];
+        path.extend(keys.iter().map(|k| k.to_string()));
         path.extend(path_segments(e.path()));
         if let Some(field) = unknown_field(e.inner().message()) {
             if path.last().map(String::as_str) != Some(field) {

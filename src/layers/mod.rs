@@ -1,35 +1,56 @@
-//! Wrappers any [`Store`] can be put in.
+//! Layers: wrappers any [`Store`] can be put in.
 //!
-//! - [`Counting`]: counts the calls that reach the inner store (how tests
-//!   prove single-flight and N+1-free joins; also handy in production).
-//! - [`Faults`]: makes the inner store fail ("down") or slow on demand.
-//! - [`Lag`]: holds writes back and applies them later, to inject
-//!   replication or cache-invalidation lag in tests.
-//! - [`Mirror`]: applies every write of a primary to a second store too
-//!   (a replica, as `read_from` reads), through any layer, e.g. [`Lag`].
+//! A layer is a [`Policy`] — one hook, [`Policy::around`], that receives
+//! each [`Call`] (store, entity, operation, class, idempotency) and a
+//! function that runs it — and [`Layered`] wraps a store in it, forwarding
+//! every operation of [`Store`] and of every extra trait (key-value,
+//! graph, blob, search, time series) through that hook. A layer written
+//! once therefore wraps every store kind, and a wrapped store still offers
+//! everything its inner store offers (OpenDAL's `LayeredAccess` is the
+//! model).
 //!
-//! Every layer is itself a `Store`, so they compose and the router never
-//! knows it holds one:
+//! Production layers, stacked by [`Resilience`] (the router wraps every
+//! configured store in one, from `[stores.NAME.resilience]`):
+//!
+//! - [`Observe`]: a `tracing` span per call with OpenTelemetry database
+//!   attribute names, and `metrics` counters and latency histograms;
+//! - [`Retry`]: transient errors, only where safe ([`retryable`]), with
+//!   backoff, jitter and a per-store [`RetryBudget`];
+//! - [`Breaker`]: a circuit breaker per store;
+//! - [`Limit`]: a bulkhead and a rate limit;
+//! - [`Timeout`]: a deadline per attempt by [`OpClass`].
+//!
+//! Test doubles (counting, fault injection, lag, mirroring) are in
+//! [`testing`]. docs/resilience.md explains the behaviour and the choices.
 //!
 //! ```
 //! # tokio::runtime::Runtime::new().unwrap().block_on(async {
 //! use std::sync::Arc;
-//! use polyrouter::{backends::memory::MemoryStore, layers::Counting, Router};
-//! let counted = Arc::new(Counting::new(MemoryStore::new("main")));
-//! let router = Router::builder().store("main", counted.clone()).build().await.unwrap();
-//! assert_eq!(counted.counts().gets, 0);
+//! use polyrouter::{backends::memory::MemoryStore, layers::Resilience, Router};
+//! let store = Arc::new(Resilience::new().layer(MemoryStore::new("main")));
+//! let router = Router::builder().store("main", store).build().await.unwrap();
+//! assert_eq!(router.store_names(), vec!["main"]);
 //! # });
 //! ```
 
-mod counting;
-mod faults;
-mod lag;
-mod mirror;
+mod breaker;
+mod call;
+mod layered;
+mod limit;
+mod observe;
+mod resilience;
+mod retry;
+pub mod testing;
+mod timeout;
 
-pub use counting::{Counting, Counts};
-pub use faults::Faults;
-pub use lag::Lag;
-pub use mirror::Mirror;
+pub use breaker::{Breaker, BreakerState};
+pub use call::{BULK_ITEMS, Call, Idempotency, OpClass, Operation, Target};
+pub use layered::{Layered, Outcome, Policy};
+pub use limit::Limit;
+pub use observe::Observe;
+pub use resilience::Resilience;
+pub use retry::{Retry, RetryBudget, retryable};
+pub use timeout::Timeout;
 
 use std::sync::Arc;
 
@@ -45,7 +66,7 @@ use crate::{Capabilities, Key, Record, Result, Store};
 /// ```
 /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
 /// use std::sync::Arc;
-/// use polyrouter::{backends::memory::MemoryStore, layers::Counting, Store};
+/// use polyrouter::{backends::memory::MemoryStore, layers::testing::Counting, Store};
 /// let opened: Arc<dyn Store> = Arc::new(MemoryStore::new("m"));
 /// let counted = Counting::new(opened);
 /// assert_eq!(counted.kind(), "memory");

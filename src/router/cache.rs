@@ -91,7 +91,7 @@ impl Entry {
 }
 
 /// The shared outcome of one single-flight primary read.
-type Flight = std::result::Result<Option<Record>, (bool, String)>;
+type Flight = std::result::Result<Option<Record>, Arc<Error>>;
 
 /// A key and the class of entries its callers accept.
 type FlightId = (Key, (u64, u64));
@@ -311,7 +311,7 @@ impl CacheRoute {
         let out = cell
             .get_or_init(|| async {
                 led.store(true, Ordering::SeqCst);
-                read().await.map_err(|e| (e.is_transient(), e.to_string()))
+                read().await.map_err(Arc::new)
             })
             .await
             .clone();
@@ -322,13 +322,10 @@ impl CacheRoute {
                 flights.remove(&id);
             }
         }
-        let out = out.map_err(|(transient, msg)| {
-            if transient {
-                Error::unavailable(self.store.name(), "", msg)
-            } else {
-                Error::backend(self.store.name(), "", msg)
-            }
-        });
+        // Every caller gets the leader's error, variant and all (a timeout
+        // or an open circuit stays one: "primary unavailable" to the read
+        // path, as `Error::is_transient` says).
+        let out = out.map_err(|e| e.clone_lossy());
         (out, led)
     }
 }

@@ -1,5 +1,9 @@
 //! Per-entity read-path counters: cache hits and misses, fallbacks when the
-//! cache is down or slow, stale entries served, single-flight joins.
+//! cache is down or slow, stale entries served, single-flight joins. Each
+//! is kept here (for [`Router::metrics`](crate::Router::metrics)) and
+//! exported through the `metrics` facade as `polyrouter_read_path_total`
+//! with labels `store` (the primary), `entity` and `event` (the counter's
+//! name).
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -24,12 +28,21 @@ macro_rules! counters {
 
         #[derive(Debug, Default)]
         pub(crate) struct EntityMetrics {
-            $(pub(crate) $name: AtomicU64,)*
+            $(pub(crate) $name: Tally,)*
             last_warn_ms: AtomicU64,
             suppressed: AtomicU64,
         }
 
         impl EntityMetrics {
+            /// Counters of `entity`, whose primary is `store`, registered
+            /// with the `metrics` recorder installed now.
+            pub(crate) fn new(store: &str, entity: &str) -> Self {
+                EntityMetrics {
+                    $($name: Tally::exported(store, entity, stringify!($name)),)*
+                    ..EntityMetrics::default()
+                }
+            }
+
             pub(crate) fn snapshot(&self) -> EntityCounters {
                 EntityCounters { $($name: self.$name.load(Ordering::Relaxed),)* }
             }
@@ -67,8 +80,47 @@ counters! {
     stale_served,
 }
 
+/// One read-path counter: kept here and exported to the `metrics` recorder.
+#[derive(Debug)]
+pub(crate) struct Tally {
+    local: AtomicU64,
+    exported: metrics::Counter,
+}
+
+impl Default for Tally {
+    fn default() -> Self {
+        Tally {
+            local: AtomicU64::new(0),
+            exported: metrics::Counter::noop(),
+        }
+    }
+}
+
+impl Tally {
+    fn exported(store: &str, entity: &str, event: &'static str) -> Self {
+        Tally {
+            local: AtomicU64::new(0),
+            exported: metrics::counter!(
+                "polyrouter_read_path_total",
+                "store" => store.to_string(),
+                "entity" => entity.to_string(),
+                "event" => event
+            ),
+        }
+    }
+
+    pub(crate) fn fetch_add(&self, n: u64, order: Ordering) -> u64 {
+        self.exported.increment(n);
+        self.local.fetch_add(n, order)
+    }
+
+    pub(crate) fn load(&self, order: Ordering) -> u64 {
+        self.local.load(order)
+    }
+}
+
 impl EntityMetrics {
-    pub(crate) fn add(counter: &AtomicU64) {
+    pub(crate) fn add(counter: &Tally) {
         counter.fetch_add(1, Ordering::Relaxed);
     }
 

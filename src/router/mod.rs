@@ -684,6 +684,7 @@ impl RouterBuilder {
         let mut stores: BTreeMap<String, Arc<dyn Store>> = BTreeMap::new();
         for (name, spec) in &config.stores {
             let store = crate::backends::open(spec.clone()).await?;
+            let store = crate::layers::Resilience::configured(&spec.resilience, store);
             stores.insert(name.clone(), store);
         }
         for (name, store) in self.stores {
@@ -708,8 +709,13 @@ impl RouterBuilder {
             }
         }
         let metrics = routes
-            .keys()
-            .map(|k| (k.clone(), Arc::new(metrics::EntityMetrics::default())))
+            .iter()
+            .map(|(k, r): (&String, &Route)| {
+                (
+                    k.clone(),
+                    Arc::new(metrics::EntityMetrics::new(&r.store, k)),
+                )
+            })
             .collect();
         let graphs = open_graphs(&config, &stores).await?;
         let mut time_series = BTreeMap::new();

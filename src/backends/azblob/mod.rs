@@ -43,6 +43,8 @@ use crate::store::blob::{
 use crate::store::{EntityInfo, StoreQuery, WriteOp, WriteOutcome};
 use crate::{Capabilities, Error, Key, Record, Result, Store};
 
+#[cfg(test)]
+mod classify_tests;
 mod config;
 mod credentials;
 mod list;
@@ -311,9 +313,11 @@ impl AzBlobStore {
         Ok(url.to_string())
     }
 
-    /// Maps an SDK error: connection failures, 5xx, 408 and 429 are
-    /// `Unavailable`; 403 names the credentials; the rest `Backend`.
-    /// Secrets are redacted from every message.
+    /// Maps an SDK error (the classification table is in
+    /// docs/resilience.md): 503 and 429 are `Rejected` (throttled: the
+    /// request was not processed); connection failures, 408 and the other
+    /// 5xx are `Unavailable`; 403 names the credentials; the rest
+    /// `Backend`. Secrets are redacted from every message.
     fn err(&self, e: azure_core::Error, what: &str) -> Error {
         map_err(&self.name, &self.location, &self.secrets, e, what)
     }
@@ -533,7 +537,16 @@ fn map_err(
         } => {
             let code = error_code.clone().unwrap_or_default();
             let s = u16::from(*status);
-            if s >= 500 || s == 429 || s == 408 {
+            if s == 503 || s == 429 {
+                Error::rejected(
+                    store,
+                    "",
+                    crate::Rejection::Throttled,
+                    format!(
+                        "{what}: the service is busy (HTTP {s} {code}); nothing was written — retry later"
+                    ),
+                )
+            } else if s >= 500 || s == 408 {
                 Error::unavailable(store, "", format!("{what}: HTTP {s} {code}"))
             } else if s == 403 {
                 Error::backend(

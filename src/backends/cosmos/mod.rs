@@ -40,6 +40,8 @@ use crate::store::{EntityInfo, Precondition, StoreQuery, WriteOp, WriteOutcome};
 use crate::{Capabilities, Error, Key, Record, Result, Store, Value};
 
 mod batch;
+#[cfg(test)]
+mod classify_tests;
 mod codec;
 mod config;
 mod query;
@@ -134,26 +136,69 @@ fn location_of(endpoint: &str, database: &str) -> String {
     format!("{}/{database}", endpoint.trim_end_matches('/'))
 }
 
-/// Maps a client error: no answer, throttling, timeouts and service
-/// unavailability → transient [`Error::Unavailable`]; a too-large item →
+/// Maps a client error (the classification table is in docs/resilience.md):
+/// throttling (429, after the client's own throttle retries) →
+/// [`Error::Rejected`] `throttled` with the service's `x-ms-retry-after-ms`;
+/// 449 "retry with" (a concurrent write conflicted) → [`Error::Rejected`]
+/// `aborted`; no answer, timeouts and service unavailability (408, 500,
+/// 502, 503, 504) → transient [`Error::Unavailable`]; a too-large item →
 /// [`Error::InvalidInput`]; anything else → [`Error::Backend`]. The client
 /// never puts the account key in its messages (requests carry an HMAC
 /// signature, not the key).
 fn map_err(store: &str, location: &str, entity: &str, e: CosmosError) -> Error {
+    let retry_after = e
+        .response()
+        .and_then(|r| r.headers().retry_after_ms)
+        .map(Duration::from_millis);
+    map_status(store, location, entity, status(&e), retry_after, e)
+}
+
+/// [`map_err`] given the HTTP status (`None`: no answer) and the wait the
+/// service asked for.
+fn map_status(
+    store: &str,
+    location: &str,
+    entity: &str,
+    status: Option<u16>,
+    retry_after: Option<Duration>,
+    e: CosmosError,
+) -> Error {
     let unavailable = |message: String, e: CosmosError| Error::Unavailable {
         store: store.into(),
         entity: entity.into(),
         message,
         source: Some(Box::new(e)),
     };
-    match status(&e) {
+    let rejected = |reason: crate::Rejection, message: String, e: CosmosError| Error::Rejected {
+        store: store.into(),
+        entity: entity.into(),
+        reason,
+        message,
+        retry_after,
+        source: Some(Box::new(e)),
+    };
+    match status {
         None => unavailable(
             format!(
                 "cannot reach Cosmos DB at {location}: {e}; check the endpoint and that the service (or `scripts/emulators/start`) runs"
             ),
             e,
         ),
-        Some(code @ (408 | 429 | 449 | 500 | 502 | 503 | 504)) => {
+        Some(429) => rejected(
+            crate::Rejection::Throttled,
+            format!(
+                "Cosmos DB at {location} is throttling (429: request units exhausted); retry after the wait it asked for, or raise the container's throughput"
+            ),
+            e,
+        ),
+        Some(449) => rejected(
+            crate::Rejection::Aborted,
+            format!(
+                "Cosmos DB at {location} asked to retry the write (449: a concurrent update conflicted); nothing was written"
+            ),
+            e,
+        ),
+        Some(code @ (408 | 500 | 502 | 503 | 504)) => {
             unavailable(format!("Cosmos DB at {location} answered {code}; retry"), e)
         }
         Some(code @ (401 | 403)) => Error::Backend {

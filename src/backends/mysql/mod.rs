@@ -32,6 +32,8 @@ use crate::store::{EntityInfo, StoreQuery, WriteOp, WriteOutcome};
 use crate::{Capabilities, Error, Key, Record, Result, Store};
 
 mod bulk;
+#[cfg(test)]
+mod classify_tests;
 mod codec;
 mod config;
 mod dialect;
@@ -107,15 +109,27 @@ fn is_deadlock(e: &sqlx::Error) -> bool {
     error_number(e) == Some(1213)
 }
 
-/// Maps a driver error: a lost server or connection, a deadlock or lock
-/// timeout → transient [`Error::Unavailable`]; a value the column cannot
-/// hold → [`Error::InvalidInput`]; anything else → [`Error::Backend`]. sqlx
-/// never puts bound values or the URL's password in its messages.
+/// Maps a driver error (the classification table is in docs/resilience.md):
+/// a lost server or connection → transient [`Error::Unavailable`] (a
+/// write's outcome is unknown); a deadlock (1213) or lock wait timeout
+/// (1205), after which the transaction is rolled back → [`Error::Rejected`]
+/// `aborted`; too many connections (1040) → [`Error::Rejected`]
+/// `throttled`; a value the column cannot hold → [`Error::InvalidInput`];
+/// anything else → [`Error::Backend`]. sqlx never puts bound values or the
+/// URL's password in its messages.
 fn map_err(store: &str, entity: &str, e: sqlx::Error) -> Error {
     let unavailable = |message: String, e: sqlx::Error| Error::Unavailable {
         store: store.into(),
         entity: entity.into(),
         message,
+        source: Some(Box::new(e)),
+    };
+    let rejected = |reason: crate::Rejection, message: String, e: sqlx::Error| Error::Rejected {
+        store: store.into(),
+        entity: entity.into(),
+        reason,
+        message,
+        retry_after: None,
         source: Some(Box::new(e)),
     };
     let number = error_number(&e).unwrap_or(0);
@@ -128,10 +142,22 @@ fn map_err(store: &str, entity: &str, e: sqlx::Error) -> Error {
             e,
         ),
         sqlx::Error::PoolClosed => unavailable("the connection pool is closed".into(), e),
-        // 1040 too many connections, 1053 shutdown, 1205 lock wait timeout,
-        // 1213 deadlock, 1927 connection killed (MariaDB), 2006/2013 gone.
-        _ if matches!(number, 1040 | 1053 | 1205 | 1213 | 1927 | 2006 | 2013) => unavailable(
-            format!("the server refused or ended the operation ({number}); retry"),
+        // 1213 deadlock, 1205 lock wait timeout: the write's transaction is
+        // rolled back (the backend never commits after an error).
+        _ if matches!(number, 1205 | 1213) => rejected(
+            crate::Rejection::Aborted,
+            format!("the server gave up on a lock held by another transaction ({number}); nothing was written — retry"),
+            e,
+        ),
+        // 1040 too many connections: refused before any statement ran.
+        _ if number == 1040 => rejected(
+            crate::Rejection::Throttled,
+            "the server has too many connections (1040); retry later".into(),
+            e,
+        ),
+        // 1053 shutdown, 1927 connection killed (MariaDB), 2006/2013 gone.
+        _ if matches!(number, 1053 | 1927 | 2006 | 2013) => unavailable(
+            format!("the server ended the connection ({number}); retry"),
             e,
         ),
         // 1366 incorrect string value, 1406 data too long, 1264 out of range.

@@ -28,6 +28,8 @@ use crate::query::Filter;
 use crate::store::{EntityInfo, StoreQuery, WriteOp, WriteOutcome};
 use crate::{Capabilities, Error, Key, Record, Result, Store};
 
+#[cfg(test)]
+mod classify_tests;
 mod codec;
 mod config;
 mod dialect;
@@ -95,14 +97,28 @@ fn sqlstate(e: &sqlx::Error) -> Option<String> {
     }
 }
 
-/// Maps a driver error: a lost server or connection → transient
-/// [`Error::Unavailable`]; anything else → [`Error::Backend`]. sqlx never
-/// puts bound values or the URL's password in its messages.
+/// Maps a driver error (the classification table is in docs/resilience.md):
+/// a lost server or connection → transient [`Error::Unavailable`] (a write's
+/// outcome is unknown); a serialization failure or deadlock the server
+/// rolled back (40001, 40P01) → [`Error::Rejected`] `aborted`; a server
+/// that refuses new work for now (57P03 starting up, 53300 too many
+/// connections) → [`Error::Rejected`] `throttled`; a value the column
+/// cannot hold → [`Error::InvalidInput`]; anything else →
+/// [`Error::Backend`]. sqlx never puts bound values or the URL's password
+/// in its messages.
 fn map_err(store: &str, entity: &str, e: sqlx::Error) -> Error {
     let unavailable = |message: String, e: sqlx::Error| Error::Unavailable {
         store: store.into(),
         entity: entity.into(),
         message,
+        source: Some(Box::new(e)),
+    };
+    let rejected = |reason: crate::Rejection, message: String, e: sqlx::Error| Error::Rejected {
+        store: store.into(),
+        entity: entity.into(),
+        reason,
+        message,
+        retry_after: None,
         source: Some(Box::new(e)),
     };
     let state = sqlstate(&e);
@@ -116,12 +132,23 @@ fn map_err(store: &str, entity: &str, e: sqlx::Error) -> Error {
             e,
         ),
         sqlx::Error::PoolClosed => unavailable("the connection pool is closed".into(), e),
-        // 08: connection exception; 57P01..03: shutdown, crash, cannot connect now;
-        // 53300: too many connections; 40001/40P01: serialization failure, deadlock.
-        _ if state.starts_with("08")
-            || matches!(state, "57P01" | "57P02" | "57P03" | "53300" | "40001" | "40P01") =>
-        {
-            unavailable(format!("the server refused or ended the operation ({state}); retry"), e)
+        // 40001 serialization failure, 40P01 deadlock: the transaction was
+        // rolled back, nothing of it applied.
+        _ if matches!(state, "40001" | "40P01") => rejected(
+            crate::Rejection::Aborted,
+            format!("the server rolled the transaction back to resolve a conflict with another one ({state}); nothing was written — retry"),
+            e,
+        ),
+        // 57P03 cannot connect now (starting up), 53300 too many connections:
+        // refused before any statement ran.
+        _ if matches!(state, "57P03" | "53300") => rejected(
+            crate::Rejection::Throttled,
+            format!("the server refused a new connection ({state}); retry later"),
+            e,
+        ),
+        // 08: connection exception; 57P01/57P02: administrator or crash shutdown.
+        _ if state.starts_with("08") || matches!(state, "57P01" | "57P02") => {
+            unavailable(format!("the server ended the connection ({state}); retry"), e)
         }
         _ if matches!(state, "54000" | "22021" | "22008" | "22003" | "22P05") => Error::invalid_input(
             store,

@@ -25,6 +25,8 @@ use crate::store::kv::{KvStore, check_call};
 use crate::store::{EntityInfo, Precondition, StoreQuery, WriteOp, WriteOutcome};
 use crate::{Capabilities, Error, Key, Record, Result, Store};
 
+#[cfg(test)]
+mod classify_tests;
 mod codec;
 mod config;
 #[cfg(test)]
@@ -138,9 +140,13 @@ impl fmt::Display for Message {
 impl std::error::Error for Message {}
 
 /// Whether a driver error means the server could not be reached, dropped
-/// the connection, timed out, or is temporarily unable to answer.
+/// the connection (also mid-reply), timed out, or is temporarily unable to
+/// answer.
 pub(crate) fn is_transient(e: &RedisError) -> bool {
-    e.is_io_error()
+    // A reply cut off mid-stream (the connection was reset while the server
+    // answered) is a parse error, after which the driver reconnects.
+    e.kind() == ErrorKind::Parse
+        || e.is_io_error()
         || e.is_timeout()
         || e.is_connection_dropped()
         || e.is_connection_refusal()
@@ -156,12 +162,42 @@ pub(crate) fn is_transient(e: &RedisError) -> bool {
         || e.code() == Some("BUSY")
 }
 
-/// Maps a driver error: lost connection, timeout, server loading → the
-/// transient [`Error::Unavailable`]; anything else → [`Error::Backend`].
-/// Redis' messages never hold the values sent, and the driver's never the
-/// password.
+/// Whether the server refused the command without running it: `BUSY` (a
+/// script is running), `LOADING` (the dataset is loading), `TRYAGAIN`,
+/// `MASTERDOWN`, `CLUSTERDOWN`.
+fn is_refusal(e: &RedisError) -> bool {
+    matches!(
+        e.kind(),
+        ErrorKind::Server(
+            ServerErrorKind::BusyLoading
+                | ServerErrorKind::TryAgain
+                | ServerErrorKind::MasterDown
+                | ServerErrorKind::ClusterDown
+        )
+    ) || e.code() == Some("BUSY")
+}
+
+/// Maps a driver error (the classification table is in docs/resilience.md):
+/// a command the server refused without running it (`BUSY`, `LOADING`,
+/// `TRYAGAIN`, `MASTERDOWN`, `CLUSTERDOWN`) → [`Error::Rejected`]
+/// `throttled`; a lost connection or a timeout → the transient
+/// [`Error::Unavailable`] (a write's outcome is unknown); anything else →
+/// [`Error::Backend`]. Redis' messages never hold the values sent, and the
+/// driver's never the password.
 fn map_err(store: &str, location: &str, entity: &str, e: RedisError) -> Error {
-    if is_transient(&e) {
+    if is_refusal(&e) {
+        Error::Rejected {
+            store: store.into(),
+            entity: entity.into(),
+            reason: crate::Rejection::Throttled,
+            message: format!(
+                "Redis at {location} refused the command for now ({}); nothing was written — retry",
+                e.code().unwrap_or("busy")
+            ),
+            retry_after: None,
+            source: Some(Box::new(e)),
+        }
+    } else if is_transient(&e) {
         let what = if e.is_timeout() {
             "timed out waiting for Redis"
         } else {

@@ -30,6 +30,8 @@ use crate::query::Filter;
 use crate::store::{EntityInfo, StoreQuery, WriteOp, WriteOutcome};
 use crate::{Capabilities, Error, Key, Record, Result, Store};
 
+#[cfg(test)]
+mod classify_tests;
 mod codec;
 mod config;
 mod dialect;
@@ -163,21 +165,33 @@ impl fmt::Debug for SqlServerStore {
     }
 }
 
-/// SQL Server error numbers that mean "try again": deadlock victim, lock
-/// timeout, and Azure SQL's transient errors (database unavailable,
-/// throttled, failover, reconfiguration).
-const TRANSIENT: &[u32] = &[
-    1205, 1222, 4060, 4221, 10928, 10929, 40143, 40197, 40501, 40613, 49918, 49919, 49920,
-];
+/// SQL Server error numbers after which the server rolled the statement's
+/// transaction back: deadlock victim, lock request timeout.
+const ABORTED: &[u32] = &[1205, 1222];
+
+/// Azure SQL error numbers that refuse work for now, before doing any:
+/// resource limits, service busy, too many requests.
+const THROTTLED: &[u32] = &[10928, 10929, 40501, 49918, 49919, 49920];
+
+/// Azure SQL's other transient errors (database unavailable, failover,
+/// reconfiguration, login not yet possible): the connection may have been
+/// lost with a write in flight.
+const TRANSIENT: &[u32] = &[4060, 4221, 40143, 40197, 40613];
+
+/// How long Azure SQL asks to wait after 40501 ("service busy").
+const BUSY_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// SQL Server error numbers that mean the value cannot be stored:
 /// truncation, arithmetic overflow, conversion failure.
 const BAD_VALUE: &[u32] = &[220, 232, 242, 8115, 8152, 2628, 245, 8114];
 
-/// Maps a driver error: a lost server or connection, or a transient
-/// server error → [`Error::Unavailable`]; a value the server refuses →
-/// [`Error::InvalidInput`]; anything else → [`Error::Backend`]. The
-/// password never appears.
+/// Maps a driver error (the classification table is in docs/resilience.md):
+/// a lost server or connection, or a transient server error →
+/// [`Error::Unavailable`] (a write's outcome is unknown); a deadlock victim
+/// or lock timeout ([`ABORTED`]) → [`Error::Rejected`] `aborted`; Azure SQL
+/// throttling ([`THROTTLED`]) → [`Error::Rejected`] `throttled` (40501
+/// asks for 10 s); a value the server refuses → [`Error::InvalidInput`];
+/// anything else → [`Error::Backend`]. The password never appears.
 fn map_err(store: &str, entity: &str, secrets: &Redactor, e: tiberius::error::Error) -> Error {
     use tiberius::error::Error as T;
     let text = secrets.redact(&e.to_string());
@@ -194,19 +208,55 @@ fn map_err(store: &str, entity: &str, secrets: &Redactor, e: tiberius::error::Er
         T::Routing { host, port } => unavailable(format!(
             "the server redirected to {host}:{port} in the middle of a session; retry"
         )),
-        T::Server(t) if TRANSIENT.contains(&t.code()) => unavailable(format!(
-            "the server refused or ended the operation (error {}); retry: {text}",
-            t.code()
-        )),
-        T::Server(t) if BAD_VALUE.contains(&t.code()) => Error::invalid_input(
+        T::Server(t) => map_server_error(store, entity, t.code(), text),
+        _ => Error::backend(store, entity, Message(text)),
+    }
+}
+
+/// [`map_err`] for an error the server sent, by its number; `text` is the
+/// message with the password scrubbed.
+fn map_server_error(store: &str, entity: &str, code: u32, text: String) -> Error {
+    let rejected = |reason, message: String, retry_after| Error::Rejected {
+        store: store.into(),
+        entity: entity.into(),
+        reason,
+        message,
+        retry_after,
+        source: Some(Box::new(Message(text.clone()))),
+    };
+    if ABORTED.contains(&code) {
+        rejected(
+            crate::Rejection::Aborted,
+            format!(
+                "the server rolled the transaction back (error {code}); nothing was written — retry: {text}"
+            ),
+            None,
+        )
+    } else if THROTTLED.contains(&code) {
+        rejected(
+            crate::Rejection::Throttled,
+            format!(
+                "the server is busy or over a resource limit (error {code}); retry later: {text}"
+            ),
+            (code == 40501).then_some(BUSY_WAIT),
+        )
+    } else if TRANSIENT.contains(&code) {
+        Error::Unavailable {
+            store: store.into(),
+            entity: entity.into(),
+            message: format!(
+                "the server refused or ended the operation (error {code}); retry: {text}"
+            ),
+            source: Some(Box::new(Message(text.clone()))),
+        }
+    } else if BAD_VALUE.contains(&code) {
+        Error::invalid_input(
             store,
             entity,
-            format!(
-                "SQL Server cannot store a value (error {}): {text}",
-                t.code()
-            ),
-        ),
-        _ => Error::backend(store, entity, Message(text)),
+            format!("SQL Server cannot store a value (error {code}): {text}"),
+        )
+    } else {
+        Error::backend(store, entity, Message(text))
     }
 }
 

@@ -9,18 +9,22 @@ use crate::query::Filter;
 use crate::store::{EntityInfo, StoreQuery, WriteOp, WriteOutcome};
 use crate::{Capabilities, Key, Record, Result, Store};
 
-/// Wraps a store; while [paused](Lag::pause), writes are queued instead of
+/// Wraps a store; while [paused](Lag::pause), record writes
+/// ([`Store::write`]) are queued instead of
 /// applied (the call answers at once, with a placeholder outcome: version 0
 /// for a put, `existed: true` for a delete), and [`resume`](Lag::resume)
 /// applies them in order. Reads always see the inner store as it is — so a
 /// paused cache keeps serving entries whose invalidation is still queued,
 /// and a paused replica keeps serving old versions.
 ///
-/// A test layer: the placeholder outcomes are not real answers.
+/// A test layer: the placeholder outcomes are not real answers. It is not
+/// built on [`Layered`](crate::layers::Layered) because it answers writes
+/// without running them; every other call, and every extra trait, goes to
+/// the inner store unchanged.
 ///
 /// ```
 /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
-/// use polyrouter::{backends::memory::MemoryStore, layers::Lag};
+/// use polyrouter::{backends::memory::MemoryStore, layers::testing::Lag};
 /// let lag = Lag::new(MemoryStore::new("replica"));
 /// lag.pause();
 /// assert_eq!(lag.queued(), 0);
@@ -38,7 +42,7 @@ impl<S: Store> Lag<S> {
     /// Wraps `inner`, not paused.
     ///
     /// ```
-    /// let _l = polyrouter::layers::Lag::new(polyrouter::backends::memory::MemoryStore::new("m"));
+    /// let _l = polyrouter::layers::testing::Lag::new(polyrouter::backends::memory::MemoryStore::new("m"));
     /// ```
     pub fn new(inner: S) -> Self {
         Lag {
@@ -51,7 +55,7 @@ impl<S: Store> Lag<S> {
     /// Queues writes from now on.
     ///
     /// ```
-    /// polyrouter::layers::Lag::new(polyrouter::backends::memory::MemoryStore::new("m")).pause();
+    /// polyrouter::layers::testing::Lag::new(polyrouter::backends::memory::MemoryStore::new("m")).pause();
     /// ```
     pub fn pause(&self) {
         self.paused.store(true, Ordering::SeqCst);
@@ -60,7 +64,7 @@ impl<S: Store> Lag<S> {
     /// How many write calls wait in the queue.
     ///
     /// ```
-    /// assert_eq!(polyrouter::layers::Lag::new(polyrouter::backends::memory::MemoryStore::new("m")).queued(), 0);
+    /// assert_eq!(polyrouter::layers::testing::Lag::new(polyrouter::backends::memory::MemoryStore::new("m")).queued(), 0);
     /// ```
     pub fn queued(&self) -> usize {
         self.queue.lock().len()
@@ -71,7 +75,7 @@ impl<S: Store> Lag<S> {
     ///
     /// ```
     /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
-    /// polyrouter::layers::Lag::new(polyrouter::backends::memory::MemoryStore::new("m")).resume().await.unwrap();
+    /// polyrouter::layers::testing::Lag::new(polyrouter::backends::memory::MemoryStore::new("m")).resume().await.unwrap();
     /// # });
     /// ```
     pub async fn resume(&self) -> Result<()> {
@@ -94,7 +98,7 @@ impl<S> Lag<S> {
     /// # use std::sync::Arc;
     /// use polyrouter::{backends::memory::MemoryStore, Store};
     /// # let s: Arc<dyn Store> = Arc::new(MemoryStore::new("m"));
-    /// # let l = polyrouter::layers::Lag::new(MemoryStore::new("m"));
+    /// # let l = polyrouter::layers::testing::Lag::new(MemoryStore::new("m"));
     /// assert_eq!(l.inner().name(), "m");
     /// ```
     pub fn inner(&self) -> &S {

@@ -1,0 +1,215 @@
+//! The cost of the full resilience stack — observe (a `tracing` span with no
+//! subscriber, `metrics` with no recorder), retry, breaker, limit (a
+//! bulkhead of 1024 slots), timeout — per store call.
+//!
+//! ```text
+//! cargo bench --features postgres --bench layers                # memory and PostgreSQL
+//! cargo bench --features postgres --bench layers -- memory      # memory only
+//! ```
+//!
+//! `overhead/memory/<op>`: layered minus bare `Store::get` / `Store::write`
+//! on the memory store, interleaved in one loop (the layers' own cost per
+//! call; target ≤ 0.5 µs). `router/postgres/<stack>/get`: `Repo::get`
+//! through the router on the machine's PostgreSQL with the stack (`layers`)
+//! and without (`bare`, `resilience = { enabled = false }`); their ratio is
+//! the figure (target ≤ 1.02). docs/benchmarks.md keeps the figures.
+
+use std::hint::black_box;
+use std::time::Duration;
+
+use criterion::{criterion_group, criterion_main};
+use interleave::interleaved;
+#[cfg(feature = "postgres")]
+use polyrouter::Router;
+use polyrouter::backends::memory::MemoryStore;
+use polyrouter::layers::{Limit, Resilience};
+use polyrouter::store::{EntityInfo, WriteOp};
+use polyrouter::{Entity, Key, Precondition, Record, Store, Value};
+use serde::{Deserialize, Serialize};
+
+#[path = "support/args.rs"]
+mod args;
+#[path = "support/interleave.rs"]
+mod interleave;
+
+#[derive(Entity, Serialize, Deserialize, Debug, Clone)]
+#[entity(name = "bench_user", key = "id")]
+struct BenchUser {
+    id: String,
+    email: String,
+    name: String,
+    score: i64,
+    #[entity(version)]
+    version: u64,
+}
+
+const KEY: &str = "user-000042";
+
+#[cfg(feature = "postgres")]
+fn sample() -> BenchUser {
+    BenchUser {
+        id: KEY.into(),
+        email: "ada@example.com".into(),
+        name: "Ada Lovelace".into(),
+        score: 42,
+        version: 0,
+    }
+}
+
+fn record() -> Record {
+    let mut r = Record::new(Key::from(KEY));
+    r.set("id", Value::from(KEY));
+    r.set("email", Value::from("ada@example.com"));
+    r.set("name", Value::from("Ada Lovelace"));
+    r.set("score", Value::from(42i64));
+    r
+}
+
+/// The full stack: every layer on, a bulkhead large enough never to wait.
+fn full_stack() -> Resilience {
+    Resilience::new().limit(Limit::new().max_concurrency(1024))
+}
+
+fn bench(c: &mut criterion::Criterion) {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
+    if args::wanted("memory") {
+        memory(c, &rt);
+    }
+    #[cfg(feature = "postgres")]
+    if args::wanted("postgres") {
+        postgres(c, &rt);
+    }
+}
+
+fn memory(c: &mut criterion::Criterion, rt: &tokio::runtime::Runtime) {
+    let bare = MemoryStore::new("m");
+    let layered = full_stack().layer(MemoryStore::new("m"));
+    let mut info = EntityInfo::new(BenchUser::schema());
+    info.store = "m".into();
+    let key = Key::from(KEY);
+    let rec = record();
+    rt.block_on(async {
+        for s in [&bare as &dyn Store, &layered] {
+            s.ensure_entity(&info).await.unwrap();
+            let op = WriteOp::Put {
+                record: rec.clone(),
+                precondition: Precondition::None,
+                ttl: None,
+            };
+            s.write(&info, vec![op], true).await.unwrap();
+        }
+    });
+    let (info, key, rec, bare, layered) = (&info, &key, &rec, &bare, &layered);
+    let mut g = c.benchmark_group("overhead/memory");
+    g.warm_up_time(Duration::from_millis(300))
+        .measurement_time(Duration::from_secs(2));
+    g.bench_function("get", |b| {
+        b.to_async(rt).iter_custom(|iters| {
+            interleaved(
+                iters,
+                move || async move {
+                    black_box(layered.get(info, black_box(key)).await.unwrap());
+                },
+                move || async move {
+                    black_box(bare.get(info, black_box(key)).await.unwrap());
+                },
+            )
+        })
+    });
+    g.bench_function("put", |b| {
+        b.to_async(rt).iter_custom(|iters| {
+            interleaved(
+                iters,
+                move || async move {
+                    let op = WriteOp::Put {
+                        record: black_box(rec).clone(),
+                        precondition: Precondition::None,
+                        ttl: None,
+                    };
+                    black_box(layered.write(info, vec![op], true).await.unwrap());
+                },
+                move || async move {
+                    let op = WriteOp::Put {
+                        record: black_box(rec).clone(),
+                        precondition: Precondition::None,
+                        ttl: None,
+                    };
+                    black_box(bare.write(info, vec![op], true).await.unwrap());
+                },
+            )
+        })
+    });
+    g.finish();
+    let mut g = c.benchmark_group("memory");
+    g.bench_function("bare/get", |b| {
+        b.to_async(rt)
+            .iter(|| async { black_box(bare.get(info, black_box(key)).await.unwrap()) })
+    });
+    g.bench_function("layers/get", |b| {
+        b.to_async(rt)
+            .iter(|| async { black_box(layered.get(info, black_box(key)).await.unwrap()) })
+    });
+    g.finish();
+}
+
+#[cfg(feature = "postgres")]
+fn postgres(c: &mut criterion::Criterion, rt: &tokio::runtime::Runtime) {
+    let url = std::env::var("POLYROUTER_PG_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into());
+    let schema = format!("pr_bench_layers_{}", std::process::id());
+    let router = |resilience: &str| {
+        let toml = format!(
+            "[stores.s]\nkind = \"postgres\"\nurl = \"{url}\"\nschema = \"{schema}\"\nmax_connections = 4\n{resilience}\n[entities.bench_user]\nstore = \"s\"\n"
+        );
+        rt.block_on(async move {
+            let r = Router::from_toml_str(&toml)
+                .await
+                .expect("the machine's PostgreSQL");
+            let repo = r.repo::<BenchUser>().await.unwrap();
+            repo.put(&sample()).await.unwrap();
+            (r, repo)
+        })
+    };
+    let (_bare_router, bare) = router("resilience = { enabled = false }");
+    let (_layered_router, layered) = router("resilience = { limit = { max_concurrency = 1024 } }");
+    let mut g = c.benchmark_group("router/postgres");
+    g.sampling_mode(criterion::SamplingMode::Flat)
+        .sample_size(30)
+        .measurement_time(Duration::from_secs(4));
+    // Alternate the two so that drift in the server's load hits both.
+    for round in 0..2 {
+        g.bench_function(format!("bare/get#{round}"), |b| {
+            b.to_async(rt)
+                .iter(|| async { black_box(bare.get(black_box(KEY)).await.unwrap()) })
+        });
+        g.bench_function(format!("layers/get#{round}"), |b| {
+            b.to_async(rt)
+                .iter(|| async { black_box(layered.get(black_box(KEY)).await.unwrap()) })
+        });
+    }
+    g.finish();
+    rt.block_on(async {
+        let pool = sqlx::PgPool::connect(&url).await.unwrap();
+        sqlx::raw_sql(&format!("DROP SCHEMA IF EXISTS {schema} CASCADE"))
+            .execute(&pool)
+            .await
+            .unwrap();
+    });
+}
+
+fn config() -> criterion::Criterion {
+    criterion::Criterion::default()
+        .warm_up_time(Duration::from_millis(500))
+        .measurement_time(Duration::from_secs(2))
+        .sample_size(40)
+}
+
+criterion_group! {
+    name = benches;
+    config = config();
+    targets = bench
+}
+criterion_main!(benches);
