@@ -31,6 +31,7 @@ mod cache;
 mod cascade;
 mod graph;
 mod metrics;
+mod namespace;
 mod read;
 mod repo;
 mod search;
@@ -636,6 +637,7 @@ impl RouterBuilder {
             let route = check_route(&config, &stores, entity, ec)?;
             routes.insert(entity.clone(), route);
         }
+        namespace::check(&config, &stores, &routes)?;
         for (name, v) in &config.views {
             if let Err((keys, msg)) = v.check(&config.entities, &config.graphs) {
                 let path = format!("views.{name}.{}", keys.join("."));

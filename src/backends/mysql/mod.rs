@@ -531,6 +531,10 @@ impl Store for MySqlStore {
         self.inner.location.clone()
     }
 
+    fn namespace(&self) -> crate::store::namespace::Namespace {
+        crate::store::namespace::Namespace::own(self.inner.tables.dialect().table_names())
+    }
+
     async fn ensure_entity(&self, entity: &EntityInfo) -> Result<()> {
         let t = self.table_sql(entity)?;
         let mut conn = self

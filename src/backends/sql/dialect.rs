@@ -98,6 +98,11 @@ pub trait Dialect: fmt::Debug + Send + Sync + 'static {
     /// Whether the database treats `A` and `a` as the same column name.
     fn case_insensitive_idents(&self) -> bool;
 
+    /// How the database compares and limits table names: the router folds
+    /// every table a route uses this way at start-up and refuses two that
+    /// become one ([`Store::namespace`](crate::Store::namespace)).
+    fn table_names(&self) -> crate::store::namespace::TableNames;
+
     /// Writes the `n`th (1-based) parameter marker: `?`, `$n` or `@Pn`.
     fn placeholder(&self, n: usize, out: &mut String);
 

@@ -74,6 +74,11 @@ impl Tables {
         }
     }
 
+    /// The dialect the statements are written in.
+    pub fn dialect(&self) -> &dyn Dialect {
+        &*self.dialect
+    }
+
     /// The statements of the entity's table; an unusable name is a config
     /// error naming the store.
     pub fn get(&self, store: &str, entity: &EntityInfo) -> Result<Arc<TableSql>> {

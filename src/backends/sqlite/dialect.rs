@@ -3,6 +3,7 @@
 use crate::backends::sql::{BulkUpsert, Dialect, KeyList, Param, WriteMode};
 use crate::entity::FieldKind;
 use crate::query::Direction;
+use crate::store::namespace::{NameCase, TableNames};
 
 /// SQLite: `"` quoting, `?` parameters, `ON CONFLICT … RETURNING`, booleans
 /// and timestamps (unix microseconds) as `INTEGER`, UUIDs and JSON (compact
@@ -68,6 +69,14 @@ impl Dialect for SqliteDialect {
 
     fn case_insensitive_idents(&self) -> bool {
         true
+    }
+
+    fn table_names(&self) -> TableNames {
+        TableNames {
+            case: NameCase::AsciiInsensitive,
+            max_bytes: None,
+            rule: "SQLite compares table names ignoring the case of ASCII letters",
+        }
     }
 
     fn placeholder(&self, _n: usize, out: &mut String) {

@@ -3,6 +3,7 @@
 use crate::backends::sql::{Column, Dialect, KeyList, Param, WriteMode};
 use crate::entity::FieldKind;
 use crate::query::{CmpOp, Direction};
+use crate::store::namespace::{NameCase, TableNames};
 
 /// The binary collation of every text column: ordering and equality by
 /// UTF-16 code unit, case- and accent-sensitive, like the reference (which
@@ -97,6 +98,14 @@ impl Dialect for SqlServerDialect {
         // Identifier case-sensitivity follows the database collation; the
         // usual ones (and Azure SQL's default) ignore case.
         true
+    }
+
+    fn table_names(&self) -> TableNames {
+        TableNames {
+            case: NameCase::Insensitive,
+            max_bytes: None,
+            rule: "SQL Server compares names ignoring case under its usual collations (and Azure SQL's default), so polyrouter always ignores case",
+        }
     }
 
     fn placeholder(&self, n: usize, out: &mut String) {

@@ -616,6 +616,10 @@ impl Store for SqlServerStore {
         self.inner.location.clone()
     }
 
+    fn namespace(&self) -> crate::store::namespace::Namespace {
+        crate::store::namespace::Namespace::own(self.inner.tables.dialect().table_names())
+    }
+
     async fn ensure_entity(&self, entity: &EntityInfo) -> Result<()> {
         let t = self.table_sql(entity)?;
         let mut conn = self.conn(entity.name()).await?;
