@@ -82,8 +82,12 @@ pub(super) fn partition_path(schema: &Schema) -> String {
 /// strings as they are unless they hold a character Cosmos ids cannot
 /// (`/`, `\`, `?`, `#`), a control character, a trailing space, or `~`,
 /// in which case each such character becomes `~XX` (its UTF-8 bytes in
-/// upper-case hex); the empty string is `~`. Reversible ([`key_of_id`]);
-/// an id over 255 bytes is refused.
+/// upper-case hex); the empty string is `~`. The ids `.` and `..` are
+/// `~2E` and `~2E~2E`: the id is a segment of the request's URL path, where
+/// they would be dot segments that address the container (a delete of `..`
+/// would delete it). No other id can be a dot segment: `/` is encoded, and
+/// the driver sends `%` as `%25`, so `%2e` stays text. Reversible
+/// ([`key_of_id`]); an id over 255 bytes is refused.
 pub(super) fn item_id(key: &Key) -> Result<String, String> {
     let id = match key {
         Key::Int(i) => i.to_string(),
@@ -105,6 +109,9 @@ pub(super) fn item_id(key: &Key) -> Result<String, String> {
                 } else {
                     out.push(c);
                 }
+            }
+            if out == "." || out == ".." {
+                out = out.replace('.', "~2E");
             }
             out
         }

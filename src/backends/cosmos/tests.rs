@@ -237,6 +237,11 @@ fn ids_are_encoded_reversibly_and_long_ones_refused() {
         ("nul\u{0}byte", "nul~00byte"),
         ("", "~"),
         ("日本", "日本"),
+        // Whole-path dot segments a URL would normalise away.
+        (".", "~2E"),
+        ("..", "~2E~2E"),
+        ("...", "..."),
+        ("a.", "a."),
     ];
     for (key, id) in cases {
         let k = Key::from(key);
@@ -392,6 +397,64 @@ async fn unusable_ids_are_refused_before_any_request() {
         let got = store.get(&notes, &Key::from(key)).await.unwrap().unwrap();
         assert_eq!(got.key, Key::from(key));
     }
+    store.delete_database().await.unwrap();
+}
+
+/// Ids a URL path would normalise (`.`, `..`, and their `%2e` spellings)
+/// are encoded, so they address their own item: a delete of `..` once
+/// deleted the whole container on the emulator.
+#[tokio::test]
+async fn dot_keys_address_their_own_items_and_the_container_survives() {
+    let store = emulator_store().await;
+    let notes = entity(&NOTE);
+    store.ensure_entity(&notes).await.unwrap();
+    let put = |key: &str| WriteOp::Put {
+        record: note(key),
+        precondition: Precondition::Absent,
+        ttl: None,
+    };
+    store.write(&notes, vec![put("canary")], true).await.unwrap();
+    let keys = [
+        ".", "..", "...", "%2e", "%2E%2E", ".%2e", "%2e.", "a.", ".a", "./..", "~2E",
+    ];
+    // One by one, and as one (non-atomic) batch.
+    for key in &keys[..4] {
+        store.write(&notes, vec![put(key)], true).await.unwrap();
+    }
+    let rest = keys[4..].iter().map(|k| put(k)).collect();
+    store.write(&notes, rest, false).await.unwrap();
+    for key in keys {
+        let got = store.get(&notes, &Key::from(key)).await.unwrap();
+        assert_eq!(got.map(|r| r.key), Some(Key::from(key)), "{key:?}");
+    }
+    let many: Vec<Key> = keys.iter().map(|k| Key::from(*k)).collect();
+    let got = store.get_many(&notes, &many).await.unwrap();
+    assert!(got.iter().all(Option::is_some), "{got:?}");
+    assert_eq!(store.count(&notes, None).await.unwrap(), keys.len() as u64 + 1);
+    // Deleting `..` deletes that item only.
+    let del = |key: &str, precondition| WriteOp::Delete {
+        key: Key::from(key),
+        precondition,
+    };
+    let out = store
+        .write(&notes, vec![del("..", Precondition::Exists)], true)
+        .await
+        .unwrap();
+    assert_eq!(out, vec![WriteOutcome::Deleted { existed: true }]);
+    let out = store
+        .write(&notes, vec![del(".", Precondition::None), del("..", Precondition::None)], false)
+        .await
+        .unwrap();
+    assert_eq!(
+        out,
+        vec![
+            WriteOutcome::Deleted { existed: true },
+            WriteOutcome::Deleted { existed: false }
+        ]
+    );
+    assert_eq!(store.count(&notes, None).await.unwrap(), keys.len() as u64 - 1);
+    let canary = store.get(&notes, &Key::from("canary")).await.unwrap();
+    assert!(canary.is_some(), "the container and its items survive");
     store.delete_database().await.unwrap();
 }
 
