@@ -413,7 +413,10 @@ async fn dot_keys_address_their_own_items_and_the_container_survives() {
         precondition: Precondition::Absent,
         ttl: None,
     };
-    store.write(&notes, vec![put("canary")], true).await.unwrap();
+    store
+        .write(&notes, vec![put("canary")], true)
+        .await
+        .unwrap();
     let keys = [
         ".", "..", "...", "%2e", "%2E%2E", ".%2e", "%2e.", "a.", ".a", "./..", "~2E",
     ];
@@ -430,7 +433,10 @@ async fn dot_keys_address_their_own_items_and_the_container_survives() {
     let many: Vec<Key> = keys.iter().map(|k| Key::from(*k)).collect();
     let got = store.get_many(&notes, &many).await.unwrap();
     assert!(got.iter().all(Option::is_some), "{got:?}");
-    assert_eq!(store.count(&notes, None).await.unwrap(), keys.len() as u64 + 1);
+    assert_eq!(
+        store.count(&notes, None).await.unwrap(),
+        keys.len() as u64 + 1
+    );
     // Deleting `..` deletes that item only.
     let del = |key: &str, precondition| WriteOp::Delete {
         key: Key::from(key),
@@ -442,7 +448,11 @@ async fn dot_keys_address_their_own_items_and_the_container_survives() {
         .unwrap();
     assert_eq!(out, vec![WriteOutcome::Deleted { existed: true }]);
     let out = store
-        .write(&notes, vec![del(".", Precondition::None), del("..", Precondition::None)], false)
+        .write(
+            &notes,
+            vec![del(".", Precondition::None), del("..", Precondition::None)],
+            false,
+        )
         .await
         .unwrap();
     assert_eq!(
@@ -452,7 +462,10 @@ async fn dot_keys_address_their_own_items_and_the_container_survives() {
             WriteOutcome::Deleted { existed: false }
         ]
     );
-    assert_eq!(store.count(&notes, None).await.unwrap(), keys.len() as u64 - 1);
+    assert_eq!(
+        store.count(&notes, None).await.unwrap(),
+        keys.len() as u64 - 1
+    );
     let canary = store.get(&notes, &Key::from("canary")).await.unwrap();
     assert!(canary.is_some(), "the container and its items survive");
     store.delete_database().await.unwrap();
