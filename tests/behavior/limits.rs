@@ -14,6 +14,7 @@ use crate::harness::{Behaviour, Ctx, always};
 pub fn behaviours() -> Vec<Behaviour> {
     vec![
         behaviour!(json_nesting_is_limited, always),
+        behaviour!(json_numbers_are_exact_or_refused, always),
         behaviour!(filter_nesting_is_limited, |c: &Capabilities| {
             (!c.query || !c.filters.not || !c.filters.and || !c.filters.or)
                 .then_some("queries with and/or/not")
@@ -193,7 +194,6 @@ fn same_numbers(a: &Json, b: &Json) -> bool {
     }
 }
 
-#[allow(dead_code)] // registered with the number fixes
 async fn json_numbers_are_exact_or_refused(ctx: Ctx) -> Result<()> {
     let repo = ctx.repo::<Doc>().await?;
     let mut refused = Vec::new();

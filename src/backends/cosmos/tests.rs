@@ -298,6 +298,54 @@ fn records_round_trip_through_items() {
 }
 
 #[test]
+fn json_numbers_doubles_would_change_are_kept_as_text() {
+    static DOC_FIELDS: [FieldDef; 2] = [
+        FieldDef::required("id", FieldKind::String),
+        FieldDef::nullable("data", FieldKind::Json),
+    ];
+    static DOC: Schema = Schema {
+        name: "doc",
+        key: "id",
+        key_kind: KeyKind::Str,
+        partition_key: None,
+        version: None,
+        fields: &DOC_FIELDS,
+    };
+    let item = |data: serde_json::Value| {
+        let mut r = Record::new(Key::from("d"));
+        r.set("id", Value::String("d".into()));
+        r.set("data", Value::Json(data));
+        codec::encode_record(&DOC, &r, 1, None).unwrap()
+    };
+    for exact in [
+        json!(u64::MAX),
+        json!({"a": [i64::MIN]}),
+        json!((1u64 << 53) + 1),
+        json!(-(1i64 << 53) - 1),
+        json!([1, -0.0]),
+    ] {
+        let doc = item(exact.clone());
+        assert_eq!(
+            doc[codec::EXACT]["data"],
+            json!(exact.to_string()),
+            "{exact}"
+        );
+        // Decoded from the text even when the service rounded the number.
+        let mut rounded = doc.clone();
+        rounded.insert("data".into(), json!(1.8446744073709552e19));
+        let back = codec::decode_record(&DOC, &rounded).unwrap();
+        assert_eq!(back.get("data"), Some(&Value::Json(exact)));
+    }
+    for plain in [
+        json!(1u64 << 53),
+        json!(-(1i64 << 53)),
+        json!([0.5, 0.0, "x"]),
+    ] {
+        assert!(item(plain.clone()).get(codec::EXACT).is_none(), "{plain}");
+    }
+}
+
+#[test]
 fn reserved_and_unusable_field_names_are_refused() {
     static BAD_FIELDS: [FieldDef; 2] = [
         FieldDef::required("id", FieldKind::String),

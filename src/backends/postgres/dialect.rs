@@ -102,6 +102,10 @@ impl Dialect for PostgresDialect {
         }
     }
 
+    fn json_negative_zero(&self) -> bool {
+        false
+    }
+
     fn text_holds_nul(&self) -> bool {
         false
     }

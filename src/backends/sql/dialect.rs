@@ -124,6 +124,13 @@ pub trait Dialect: fmt::Debug + Send + Sync + 'static {
     /// matching no stored value.
     fn text_holds_nul(&self) -> bool;
 
+    /// Whether JSON columns keep a negative zero (PostgreSQL's `jsonb`
+    /// keeps numbers as `numeric`, which has none: such values are refused
+    /// with `InvalidInput`). Default true.
+    fn json_negative_zero(&self) -> bool {
+        true
+    }
+
     /// Whether float columns hold `±inf` (MySQL's `DOUBLE` does not: such
     /// values are refused with `InvalidInput`, and filters treat infinite
     /// operands as beyond every stored value). Default true.
