@@ -724,6 +724,15 @@ fn check_route(
             ),
         ));
     }
+    let ttls = [
+        ("ttl", ec.ttl),
+        ("cache.ttl", ec.cache.as_ref().and_then(|c| c.ttl)),
+    ];
+    for (key, ttl) in ttls {
+        if let Some(problem) = ttl.and_then(|t| crate::capability::ttl_problem(t.0)) {
+            return Err(config.error(&format!("entities.{entity}.{key}"), problem));
+        }
+    }
     if ec.key_prefix.is_some() && !caps.key_prefix {
         return Err(Error::unsupported(
             &ec.store,

@@ -344,8 +344,8 @@ impl<T: Entity> Repo<T> {
         if ttl.is_some() && !caps.ttl {
             return Err(self.unsupported("ttl"));
         }
-        if ttl.is_some_and(|t| t.is_zero()) {
-            return Err(self.invalid("a TTL must be greater than zero"));
+        if let Some(problem) = ttl.and_then(crate::capability::ttl_problem) {
+            return Err(self.invalid(problem));
         }
         Ok(())
     }

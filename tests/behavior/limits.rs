@@ -4,7 +4,10 @@
 
 use polyrouter::query::{MAX_FILTER_DEPTH, Query, field};
 use polyrouter::record::MAX_JSON_DEPTH;
-use polyrouter::{Capabilities, Error, Filter, Result};
+use std::time::Duration;
+
+use polyrouter::router::WriteOptions;
+use polyrouter::{Capabilities, Error, Filter, Key, Result};
 use serde_json::{Value as Json, json};
 
 use crate::behaviour;
@@ -15,6 +18,8 @@ pub fn behaviours() -> Vec<Behaviour> {
     vec![
         behaviour!(json_nesting_is_limited, always),
         behaviour!(json_numbers_are_exact_or_refused, always),
+        behaviour!(ttls_are_bounded, |c: &Capabilities| (!c.ttl)
+            .then_some("ttl")),
         behaviour!(filter_nesting_is_limited, |c: &Capabilities| {
             (!c.query || !c.filters.not || !c.filters.and || !c.filters.or)
                 .then_some("queries with and/or/not")
@@ -221,5 +226,58 @@ async fn json_numbers_are_exact_or_refused(ctx: Ctx) -> Result<()> {
         &[]
     };
     assert_eq!(refused, expected, "{}", ctx.store);
+    Ok(())
+}
+
+async fn ttls_are_bounded(ctx: Ctx) -> Result<()> {
+    let router = ctx.router().await?;
+    let notes = router.repo::<Note>().await?;
+    let longest = Capabilities::MAX_TTL;
+    notes
+        .put_with(&note("longest", "kept"), WriteOptions::new().ttl(longest))
+        .await?;
+    assert_eq!(
+        notes.get("longest").await?.map(|n| n.body),
+        Some("kept".into())
+    );
+    for ttl in [longest + Duration::from_secs(1), Duration::MAX] {
+        let opts = WriteOptions::new().ttl(ttl);
+        let e = notes
+            .put_with(&note("too_long", "x"), opts)
+            .await
+            .unwrap_err();
+        assert!(
+            is_invalid(&e) && e.to_string().contains("longer than"),
+            "{ttl:?}: {e}"
+        );
+        // In a batch, nothing of it is written.
+        let e = notes
+            .batch()
+            .put(&note("ok", "y"))
+            .put_with(&note("too_long", "x"), opts)
+            .commit()
+            .await
+            .unwrap_err();
+        assert!(is_invalid(&e), "{e}");
+        // The key-value extras refuse it too.
+        if let Some(kv) = router.store("s").and_then(|s| s.as_kv()) {
+            let info = polyrouter::store::EntityInfo {
+                store: "s".into(),
+                ..polyrouter::store::EntityInfo::new(<Note as polyrouter::Entity>::schema())
+            };
+            let key = Key::from("counter");
+            let e = kv.increment(&info, &key, 1, Some(ttl)).await.unwrap_err();
+            assert!(is_invalid(&e), "{e}");
+            let e = kv.set_if_absent(&info, &key, b"x", ttl).await.unwrap_err();
+            assert!(is_invalid(&e), "{e}");
+            let e = kv
+                .expire(&info, &Key::from("longest"), ttl)
+                .await
+                .unwrap_err();
+            assert!(is_invalid(&e), "{e}");
+        }
+    }
+    assert_eq!(notes.get("too_long").await?, None);
+    assert_eq!(notes.get("ok").await?, None);
     Ok(())
 }

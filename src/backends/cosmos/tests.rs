@@ -292,9 +292,13 @@ fn records_round_trip_through_items() {
         Value::Timestamp(Utc.with_ymd_and_hms(10000, 1, 1, 0, 0, 0).unwrap()),
     );
     assert!(codec::encode_record(&ITEM, &far, 1, None).is_err());
-    assert_eq!(ttl_secs(Duration::from_millis(400)), 1);
-    assert_eq!(ttl_secs(Duration::from_millis(1001)), 2);
-    assert_eq!(ttl_secs(Duration::from_secs(60)), 60);
+    assert_eq!(ttl_secs(Duration::from_millis(400)), Ok(1));
+    assert_eq!(ttl_secs(Duration::from_millis(1001)), Ok(2));
+    assert_eq!(ttl_secs(Duration::from_secs(60)), Ok(60));
+    assert_eq!(ttl_secs(crate::Capabilities::MAX_TTL), Ok(i32::MAX as u64));
+    // No overflow and no wrap to a short TTL, whatever the duration.
+    assert!(ttl_secs(Duration::MAX).unwrap_err().contains("longer than"));
+    assert!(ttl_secs(Duration::from_secs(i32::MAX as u64) + Duration::from_millis(1)).is_err());
 }
 
 #[test]

@@ -401,6 +401,9 @@ impl RedisStore {
                         ),
                     ));
                 }
+                if let Some(problem) = ttl.and_then(crate::capability::ttl_problem) {
+                    return Err(self.invalid(entity, format!("record {}: {problem}", record.key)));
+                }
                 EncodedOp {
                     key,
                     kind: "p",
