@@ -20,6 +20,9 @@ pub fn behaviours() -> Vec<Behaviour> {
         behaviour!(json_numbers_are_exact_or_refused, always),
         behaviour!(ttls_are_bounded, |c: &Capabilities| (!c.ttl)
             .then_some("ttl")),
+        behaviour!(long_in_lists_work_or_are_refused, |c: &Capabilities| {
+            (!c.query || !c.filters.is_in || !c.sort).then_some("queries with `in`")
+        }),
         behaviour!(filter_nesting_is_limited, |c: &Capabilities| {
             (!c.query || !c.filters.not || !c.filters.and || !c.filters.or)
                 .then_some("queries with and/or/not")
@@ -279,5 +282,60 @@ async fn ttls_are_bounded(ctx: Ctx) -> Result<()> {
     }
     assert_eq!(notes.get("too_long").await?, None);
     assert_eq!(notes.get("ok").await?, None);
+    Ok(())
+}
+
+async fn long_in_lists_work_or_are_refused(ctx: Ctx) -> Result<()> {
+    let repo = ctx.repo::<Item>().await?;
+    repo.put_many(&[
+        item(5, "a", 1, None, None),
+        item(70_000, "b", 2, None, None),
+        item(-1, "c", 1, None, None),
+    ])
+    .await?;
+    for n in [1_000i64, 40_000, 100_000] {
+        let many = field("id").is_in(0..n);
+        match repo.query(Query::new().filter(many.clone())).await {
+            Ok(page) => {
+                let ids: Vec<i64> = page.items.iter().map(|i| i.id).collect();
+                let want: Vec<i64> = [5, 70_000].into_iter().filter(|id| *id < n).collect();
+                assert_eq!(ids, want, "{n} values");
+                if ctx.caps().count {
+                    assert_eq!(repo.count(many).await?, want.len() as u64, "{n} values");
+                }
+            }
+            Err(e) => {
+                // Refused before anything is sent, as invalid input (never
+                // the transient `Unavailable`, which callers retry).
+                assert!(
+                    is_invalid(&e) && e.to_string().contains("values"),
+                    "{n}: {e}"
+                );
+                assert!(n > 1_000, "{n} values must work: {e}");
+            }
+        }
+        // Strings too, with the keyset of a second page.
+        let names = field("name").is_in(
+            (0..n)
+                .map(|i| format!("n{i}"))
+                .chain(["a".into(), "b".into()]),
+        );
+        match repo
+            .query(Query::new().filter(names).order_by("name").limit(1))
+            .await
+        {
+            Ok(page) => {
+                assert_eq!(page.items.iter().map(|i| i.id).collect::<Vec<_>>(), [5]);
+                let next = repo
+                    .query(page.next_query().expect("a second page"))
+                    .await?;
+                assert_eq!(
+                    next.items.iter().map(|i| i.id).collect::<Vec<_>>(),
+                    [70_000]
+                );
+            }
+            Err(e) => assert!(is_invalid(&e) && n > 1_000, "{n}: {e}"),
+        }
+    }
     Ok(())
 }

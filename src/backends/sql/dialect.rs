@@ -206,6 +206,14 @@ pub trait Dialect: fmt::Debug + Send + Sync + 'static {
         None
     }
 
+    /// The most parameters one statement may bind (PostgreSQL and MySQL
+    /// 65 535, SQLite 32 766, SQL Server 2 100). A query needing more —
+    /// an `in` list binds one per value — is refused with `InvalidInput`
+    /// before it is sent. Default 65 535.
+    fn max_params(&self) -> usize {
+        65_535
+    }
+
     /// How conditional writes learn their outcome.
     fn write_mode(&self) -> WriteMode;
 

@@ -112,6 +112,11 @@ impl Dialect for SqliteDialect {
         }
     }
 
+    fn max_params(&self) -> usize {
+        // SQLITE_MAX_VARIABLE_NUMBER is 32766 since 3.32.
+        32_766
+    }
+
     fn text_holds_nul(&self) -> bool {
         true
     }

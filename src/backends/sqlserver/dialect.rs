@@ -152,6 +152,11 @@ impl Dialect for SqlServerDialect {
         }
     }
 
+    fn max_params(&self) -> usize {
+        // A request carries at most 2100 parameters.
+        2_100
+    }
+
     fn text_holds_nul(&self) -> bool {
         true
     }

@@ -761,6 +761,7 @@ impl Store for SqlServerStore {
             return Ok(Vec::new());
         }
         let s = t.query(query, now_micros());
+        crate::backends::sql::check_params(&self.inner.name, entity, &t, &s)?;
         let rows = self.select(entity, vec![s]).await?;
         rows.iter().map(|r| self.decode(entity, &t, r)).collect()
     }
@@ -768,6 +769,7 @@ impl Store for SqlServerStore {
     async fn count(&self, entity: &EntityInfo, filter: Option<&Filter>) -> Result<u64> {
         let t = self.table_sql(entity)?;
         let s = t.count(filter, now_micros());
+        crate::backends::sql::check_params(&self.inner.name, entity, &t, &s)?;
         let rows = self.select(entity, vec![s]).await?;
         let n = rows
             .first()
