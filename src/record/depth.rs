@@ -30,9 +30,7 @@ pub(crate) fn to_json(value: &(impl Serialize + ?Sized)) -> Result<serde_json::V
 
 /// The nesting of a JSON value (`0` for a scalar, `1` for `[]` or `{}`),
 /// counted without recursion.
-///
-/// Only used by tests and the fuzz targets, which build values deeper than
-/// any recursion could walk.
+/// Only tests use it.
 #[cfg(test)]
 pub(crate) fn depth(value: &serde_json::Value) -> usize {
     let mut deepest = 0;

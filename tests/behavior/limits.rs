@@ -23,6 +23,14 @@ pub fn behaviours() -> Vec<Behaviour> {
         behaviour!(long_in_lists_work_or_are_refused, |c: &Capabilities| {
             (!c.query || !c.filters.is_in || !c.sort).then_some("queries with `in`")
         }),
+        behaviour!(odd_keys_are_their_own_records_or_refused, always),
+        behaviour!(
+            records_over_the_size_limit_are_refused,
+            |c: &Capabilities| {
+                (!c.max_record_bytes.is_some_and(|m| m <= 16 << 20))
+                    .then_some("a record limit of at most 16 MiB")
+            }
+        ),
         behaviour!(filter_nesting_is_limited, |c: &Capabilities| {
             (!c.query || !c.filters.not || !c.filters.and || !c.filters.or)
                 .then_some("queries with and/or/not")
@@ -337,5 +345,70 @@ async fn long_in_lists_work_or_are_refused(ctx: Ctx) -> Result<()> {
             Err(e) => assert!(is_invalid(&e) && n > 1_000, "{n}: {e}"),
         }
     }
+    Ok(())
+}
+
+/// Keys a path, a URL or a key-value namespace could misread: each is
+/// stored as itself or refused with `InvalidInput`, and never reaches
+/// another record (or the table) — `delete("..")` once deleted a whole
+/// Cosmos container.
+async fn odd_keys_are_their_own_records_or_refused(ctx: Ctx) -> Result<()> {
+    let repo = ctx.repo::<Note>().await?;
+    repo.put(&note("canary", "still here")).await?;
+    let long = "k".repeat(10_000);
+    let keys: Vec<String> = [
+        ".", "..", "...", "./", "../", "a/../b", "../../x", "%2e", "%2E%2E", ".%2e", "/", "//",
+        "\\", "?", "#", "*", ":", "::", "~", "~2E", " ", "\u{0}", "\r\n", "\u{FEFF}",
+    ]
+    .into_iter()
+    .map(str::to_string)
+    .chain([long, "é".repeat(300)])
+    .collect();
+    let mut kept = Vec::new();
+    for key in &keys {
+        match repo.put(&note(key, key)).await {
+            Ok(_) => {
+                let got = repo.get(key.clone()).await?;
+                assert_eq!(got.map(|n| n.body), Some(key.clone()), "{key:?}");
+                kept.push(key.clone());
+            }
+            Err(e) if is_invalid(&e) => {
+                assert_eq!(repo.get(key.clone()).await.ok().flatten(), None)
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    // Every kept key is its own record, and deletes only itself.
+    if ctx.caps().count {
+        assert_eq!(repo.count(None).await?, kept.len() as u64 + 1);
+    }
+    for key in &kept {
+        assert!(repo.delete(key.clone()).await?, "{key:?}");
+        assert!(!repo.delete(key.clone()).await?, "{key:?} deleted once");
+    }
+    assert_eq!(
+        repo.get("canary").await?.map(|n| n.body),
+        Some("still here".into())
+    );
+    Ok(())
+}
+
+/// A record past the store's size limit is refused before anything is
+/// sent, and nothing of it is written.
+async fn records_over_the_size_limit_are_refused(ctx: Ctx) -> Result<()> {
+    let max = ctx.caps().max_record_bytes.expect("gated on a limit");
+    let repo = ctx.repo::<Note>().await?;
+    let e = repo
+        .put(&note("big", &"x".repeat(max + 1)))
+        .await
+        .unwrap_err();
+    assert!(is_invalid(&e) && e.to_string().contains("bytes"), "{e}");
+    assert_eq!(repo.get("big").await?, None);
+    let e = repo
+        .put_many(&[note("small", "s"), note("big", &"x".repeat(max + 1))])
+        .await
+        .unwrap_err();
+    assert!(is_invalid(&e), "{e}");
+    assert_eq!(repo.get("small").await?, None);
     Ok(())
 }
