@@ -247,53 +247,56 @@ impl<S: Serializer> Serializer for LimitSer<S> {
     }
 }
 
-impl<C: ser::SerializeSeq> ser::SerializeSeq for Compound<C> {
-    type Ok = C::Ok;
-    type Error = C::Error;
-    fn serialize_element<T: Serialize + ?Sized>(&mut self, v: &T) -> Result<(), C::Error> {
-        let v = self.at(v);
-        self.inner.serialize_element(&v)
-    }
-    fn end(self) -> Result<C::Ok, C::Error> {
-        self.inner.end()
-    }
+/// The element or field methods of a compound: each value limited to the
+/// levels left inside it.
+macro_rules! limited_elements {
+    ($($tr:ident::$m:ident),* $(,)?) => {$(
+        impl<C: ser::$tr> ser::$tr for Compound<C> {
+            type Ok = C::Ok;
+            type Error = C::Error;
+            fn $m<T: Serialize + ?Sized>(&mut self, v: &T) -> Result<(), C::Error> {
+                let v = self.at(v);
+                self.inner.$m(&v)
+            }
+            fn end(self) -> Result<C::Ok, C::Error> {
+                self.inner.end()
+            }
+        }
+    )*};
 }
 
-impl<C: ser::SerializeTuple> ser::SerializeTuple for Compound<C> {
-    type Ok = C::Ok;
-    type Error = C::Error;
-    fn serialize_element<T: Serialize + ?Sized>(&mut self, v: &T) -> Result<(), C::Error> {
-        let v = self.at(v);
-        self.inner.serialize_element(&v)
-    }
-    fn end(self) -> Result<C::Ok, C::Error> {
-        self.inner.end()
-    }
+limited_elements!(
+    SerializeSeq::serialize_element,
+    SerializeTuple::serialize_element,
+    SerializeTupleStruct::serialize_field,
+    SerializeTupleVariant::serialize_field,
+);
+
+/// The named-field methods of a struct or struct variant.
+macro_rules! limited_fields {
+    ($($tr:ident),* $(,)?) => {$(
+        impl<C: ser::$tr> ser::$tr for Compound<C> {
+            type Ok = C::Ok;
+            type Error = C::Error;
+            fn serialize_field<T: Serialize + ?Sized>(
+                &mut self,
+                key: &'static str,
+                v: &T,
+            ) -> Result<(), C::Error> {
+                let v = self.at(v);
+                self.inner.serialize_field(key, &v)
+            }
+            fn skip_field(&mut self, key: &'static str) -> Result<(), C::Error> {
+                self.inner.skip_field(key)
+            }
+            fn end(self) -> Result<C::Ok, C::Error> {
+                self.inner.end()
+            }
+        }
+    )*};
 }
 
-impl<C: ser::SerializeTupleStruct> ser::SerializeTupleStruct for Compound<C> {
-    type Ok = C::Ok;
-    type Error = C::Error;
-    fn serialize_field<T: Serialize + ?Sized>(&mut self, v: &T) -> Result<(), C::Error> {
-        let v = self.at(v);
-        self.inner.serialize_field(&v)
-    }
-    fn end(self) -> Result<C::Ok, C::Error> {
-        self.inner.end()
-    }
-}
-
-impl<C: ser::SerializeTupleVariant> ser::SerializeTupleVariant for Compound<C> {
-    type Ok = C::Ok;
-    type Error = C::Error;
-    fn serialize_field<T: Serialize + ?Sized>(&mut self, v: &T) -> Result<(), C::Error> {
-        let v = self.at(v);
-        self.inner.serialize_field(&v)
-    }
-    fn end(self) -> Result<C::Ok, C::Error> {
-        self.inner.end()
-    }
-}
+limited_fields!(SerializeStruct, SerializeStructVariant);
 
 impl<C: ser::SerializeMap> ser::SerializeMap for Compound<C> {
     type Ok = C::Ok;
@@ -305,44 +308,6 @@ impl<C: ser::SerializeMap> ser::SerializeMap for Compound<C> {
     fn serialize_value<T: Serialize + ?Sized>(&mut self, v: &T) -> Result<(), C::Error> {
         let v = self.at(v);
         self.inner.serialize_value(&v)
-    }
-    fn end(self) -> Result<C::Ok, C::Error> {
-        self.inner.end()
-    }
-}
-
-impl<C: ser::SerializeStruct> ser::SerializeStruct for Compound<C> {
-    type Ok = C::Ok;
-    type Error = C::Error;
-    fn serialize_field<T: Serialize + ?Sized>(
-        &mut self,
-        key: &'static str,
-        v: &T,
-    ) -> Result<(), C::Error> {
-        let v = self.at(v);
-        self.inner.serialize_field(key, &v)
-    }
-    fn skip_field(&mut self, key: &'static str) -> Result<(), C::Error> {
-        self.inner.skip_field(key)
-    }
-    fn end(self) -> Result<C::Ok, C::Error> {
-        self.inner.end()
-    }
-}
-
-impl<C: ser::SerializeStructVariant> ser::SerializeStructVariant for Compound<C> {
-    type Ok = C::Ok;
-    type Error = C::Error;
-    fn serialize_field<T: Serialize + ?Sized>(
-        &mut self,
-        key: &'static str,
-        v: &T,
-    ) -> Result<(), C::Error> {
-        let v = self.at(v);
-        self.inner.serialize_field(key, &v)
-    }
-    fn skip_field(&mut self, key: &'static str) -> Result<(), C::Error> {
-        self.inner.skip_field(key)
     }
     fn end(self) -> Result<C::Ok, C::Error> {
         self.inner.end()

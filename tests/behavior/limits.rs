@@ -27,7 +27,8 @@ pub fn behaviours() -> Vec<Behaviour> {
         behaviour!(
             records_over_the_size_limit_are_refused,
             |c: &Capabilities| {
-                (!c.max_record_bytes.is_some_and(|m| m <= 16 << 20))
+                c.max_record_bytes
+                    .is_none_or(|m| m > 16 << 20)
                     .then_some("a record limit of at most 16 MiB")
             }
         ),

@@ -98,10 +98,10 @@ fn json_has_negative_zero(j: &serde_json::Value) -> bool {
     let mut stack = vec![j];
     while let Some(v) = stack.pop() {
         match v {
-            serde_json::Value::Number(n) => {
-                if n.as_f64().is_some_and(|f| f == 0.0 && f.is_sign_negative()) {
-                    return true;
-                }
+            serde_json::Value::Number(n)
+                if n.as_f64().is_some_and(|f| f == 0.0 && f.is_sign_negative()) =>
+            {
+                return true;
             }
             serde_json::Value::Array(a) => stack.extend(a),
             serde_json::Value::Object(o) => stack.extend(o.values()),
