@@ -3,15 +3,15 @@
 //! `POLYROUTER_BENCH_AZBLOB_URL`), each through `BlobStore` and through the
 //! raw crate in the same run:
 //!
-//! - `fs/{put,get}_{1MiB,64MiB}`: `FsStore` (temp file, SHA-256 etag,
-//!   fsync, sidecar, renames; get streams 1 MiB chunks);
+//! - `fs/{put,get}_{1MiB,64MiB}`: `FsStore` (temp file, fsync, sidecar,
+//!   renames; get streams 1 MiB chunks);
 //! - `fs/raw_{put,get}_…`: `tokio::fs::write` of the bytes / `tokio::fs::read`;
 //! - `azblob/{put,get}_…`: `AzBlobStore` (one Put Blob up to 4 MiB, else
 //!   4 MiB blocks, 4 in flight; get = properties + 4 MiB ranged GETs pinned
-//!   by etag);
-//! - `azblob/raw_{put,get}_…`: `azure_storage_blobs` directly: `put_block_blob`
-//!   (1 MiB) or sequential 4 MiB `put_block` + `put_block_list` (64 MiB);
-//!   `get().chunk_size(4 MiB).into_stream()`.
+//!   by etag, two in flight);
+//! - `azblob/raw_{put,get}_…`: the `azure_storage_blob` SDK directly, on the
+//!   store's own client (same credentials and HTTP client): the SDK's managed
+//!   `upload` of the whole body and `download` collected in memory.
 //!
 //! ```text
 //! cargo bench --features fs,azblob --bench blob -- --warm-up-time 1 --measurement-time 3
@@ -22,13 +22,11 @@
 use std::hint::black_box;
 use std::time::Duration;
 
-use azure_storage::{CloudLocation, StorageCredentials};
-use azure_storage_blobs::blob::{BlobBlockType, BlockList};
-use azure_storage_blobs::prelude::{ClientBuilder, ContainerClient};
+use azure_core::http::{NoFormat, RequestContent};
 use bytes::Bytes;
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use futures::StreamExt;
-use polyrouter::backends::azblob::{AzBlobConfig, AzBlobStore, DEV_ACCOUNT, DEV_KEY};
+use polyrouter::backends::azblob::{AzBlobConfig, AzBlobStore, DEV_ACCOUNT};
 use polyrouter::backends::fs::{FsConfig, FsStore};
 use polyrouter::store::blob::{BlobStore, ByteStream, PutOptions};
 
@@ -61,17 +59,6 @@ fn endpoint() -> String {
         .unwrap_or_else(|_| format!("http://127.0.0.1:10000/{DEV_ACCOUNT}"))
 }
 
-fn raw_container(name: &str) -> ContainerClient {
-    ClientBuilder::with_location(
-        CloudLocation::Custom {
-            account: DEV_ACCOUNT.into(),
-            uri: endpoint(),
-        },
-        StorageCredentials::access_key(DEV_ACCOUNT, DEV_KEY.to_string()),
-    )
-    .container_client(name)
-}
-
 fn benches(c: &mut Criterion) {
     let rt = tokio::runtime::Runtime::new().unwrap();
     let dir = tempfile::tempdir().unwrap();
@@ -85,7 +72,7 @@ fn benches(c: &mut Criterion) {
             AzBlobConfig::dev(&container, &endpoint()),
         ))
         .unwrap_or_else(|e| panic!("azblob bench needs Azurite (scripts/emulators/start): {e}"));
-    let raw = raw_container(&container);
+    let raw = az.container_client();
 
     let mut g = c.benchmark_group("fs");
     g.sample_size(10);
@@ -130,33 +117,20 @@ fn benches(c: &mut Criterion) {
         let raw_key = format!("raw{label}");
         g.bench_function(format!("raw_put_{label}"), |b| {
             b.to_async(&rt).iter(|| async {
-                let blob = raw.blob_client(&raw_key);
-                if d.len() <= 4 << 20 {
-                    blob.put_block_blob(d.clone()).await.unwrap();
-                } else {
-                    let mut ids = Vec::new();
-                    for (n, at) in (0..d.len()).step_by(4 << 20).enumerate() {
-                        let id = format!("{n:032}").into_bytes();
-                        let part = d.slice(at..(at + (4 << 20)).min(d.len()));
-                        blob.put_block(id.clone(), part).await.unwrap();
-                        ids.push(BlobBlockType::new_uncommitted(id));
-                    }
-                    blob.put_block_list(BlockList { blocks: ids })
-                        .await
-                        .unwrap();
-                }
+                let content: RequestContent<Bytes, NoFormat> = d.clone().into();
+                raw.blob_client(&raw_key)
+                    .block_blob_client()
+                    .upload(content, None)
+                    .await
+                    .unwrap();
             })
         });
         g.bench_function(format!("raw_get_{label}"), |b| {
             b.to_async(&rt).iter(|| async {
-                let mut pages = raw
-                    .blob_client(&raw_key)
-                    .get()
-                    .chunk_size(4u64 << 20)
-                    .into_stream();
+                let mut body = raw.blob_client(&raw_key).download(None).await.unwrap().body;
                 let mut n = 0;
-                while let Some(p) = pages.next().await {
-                    n += p.unwrap().data.collect().await.unwrap().len();
+                while let Some(chunk) = body.next().await {
+                    n += chunk.unwrap().len();
                 }
                 black_box(n)
             })

@@ -58,6 +58,7 @@ pub mod query;
 pub mod record;
 pub mod router;
 pub mod store;
+pub mod sync;
 mod token;
 mod value;
 

@@ -144,3 +144,182 @@ async fn from_file_names_the_file() {
     );
     assert!(text.contains("entities.u.store"), "{text}");
 }
+
+#[test]
+fn an_interpolation_never_crosses_its_line_or_string() {
+    // The invalid basic string `"${NOPE:-a⏎}"` is refused, not repaired.
+    let e = parse_err("[stores.m]\nkind = \"memory\"\nx = \"${NOPE:-a\n}\"\n");
+    assert_eq!(place(&e).0, 3, "{e}");
+    assert!(e.to_string().contains("not closed"), "{e}");
+    // A default spanning two lines of a multi-line string is refused at its line.
+    let e = parse_err("[stores.m]\nkind = \"memory\"\nx = \"\"\"\n${NOPE:-a\nb}\"\"\"\n");
+    assert_eq!(place(&e).0, 4, "{e}");
+    // Values with newlines keep later lines where they were.
+    let e = Config::parse_with_env(
+        "[stores.m]\nkind = \"memory\"\n[entities.x]\nstore = \"\"\"${MANY}\"\"\"\nttl = \"soon\"\n",
+        "app.toml",
+        &|_| Some("a\nb\nc\nd".into()),
+    )
+    .unwrap_err();
+    assert_eq!(place(&e), (5, 7, "entities.x.ttl".into()), "{e}");
+}
+
+#[test]
+fn durations_longer_than_100_years_are_located_errors() {
+    for (text, line, path) in [
+        (
+            "[stores.m]\nkind = \"memory\"\n[entities.s]\nstore = \"m\"\nttl = \"18446744073709551615s\"\n",
+            5,
+            "entities.s.ttl",
+        ),
+        (
+            "[stores.m]\nkind = \"memory\"\n[stores.c]\nkind = \"memory\"\n[entities.s]\nstore = \"m\"\ncache = { store = \"c\", ttl = \"36501d\" }\n",
+            7,
+            "entities.s.cache.ttl",
+        ),
+        (
+            "[stores.m]\nkind = \"memory\"\n[entities.s]\nstore = \"m\"\nconsistency = { bounded_staleness = \"99999999999999999999h\" }\n",
+            5,
+            "entities.s.consistency.bounded_staleness",
+        ),
+    ] {
+        let e = parse_err(text);
+        let (l, _, p) = place(&e);
+        assert_eq!((l, p.as_str()), (line, path), "{e}");
+        assert!(e.to_string().contains("36500d"), "{e}");
+    }
+    assert!(
+        Config::parse(
+            "[stores.m]\nkind = \"memory\"\n[entities.s]\nstore = \"m\"\nttl = \"36500d\"\n",
+            "a.toml"
+        )
+        .is_ok()
+    );
+}
+
+#[tokio::test]
+async fn store_durations_past_their_limit_are_located_not_panics() {
+    for (option, value) in [
+        ("busy_timeout", "18446744073709551615s"),
+        ("busy_timeout", "25d"),
+        ("purge_interval", "36501d"),
+    ] {
+        let text = format!(
+            "[stores.m]\nkind = \"sqlite\"\nurl = \"sqlite::memory:\"\n{option} = \"{value}\"\n"
+        );
+        let e = Router::from_toml_str(&text).await.unwrap_err();
+        assert_eq!(place(&e), (4, 1, format!("stores.m.{option}")), "{e}");
+    }
+    // The longest allowed ones open the store.
+    Router::from_toml_str(
+        "[stores.m]\nkind = \"sqlite\"\nurl = \"sqlite::memory:\"\nbusy_timeout = \"24d\"\npurge_interval = \"36500d\"\n",
+    )
+    .await
+    .unwrap();
+}
+
+#[test]
+fn deep_nesting_is_a_located_error() {
+    let key = vec!["a"; 1000].join(".");
+    for (text, line) in [
+        (
+            format!("[stores.m]\nkind = \"memory\"\n\n[{key}]\nx = 1\n"),
+            4,
+        ),
+        (format!("[stores.m]\nkind = \"memory\"\n{key} = 1\n"), 3),
+        (
+            format!(
+                "[stores.m]\nkind = \"memory\"\nx = {}1{}\n",
+                "{a = ".repeat(2000),
+                "}".repeat(2000)
+            ),
+            3,
+        ),
+        (
+            format!(
+                "[stores.m]\nkind = \"memory\"\nx = {}1{}\n",
+                "[".repeat(100_000),
+                "]".repeat(100_000)
+            ),
+            3,
+        ),
+    ] {
+        let e = parse_err(&text);
+        let (l, column, _) = place(&e);
+        assert_eq!(l, line, "{e}");
+        assert!(column > 0, "{e}");
+        assert!(e.to_string().contains("nested more than 32"), "{e}");
+    }
+}
+
+/// The longest durations every option allows open every store this machine
+/// runs (and fail to connect, without a panic, where no server runs): no
+/// driver's clock arithmetic overflows within the limit.
+#[cfg(all(
+    feature = "postgres",
+    feature = "mysql",
+    feature = "redis",
+    feature = "cosmos",
+    feature = "sqlserver",
+    feature = "gremlin"
+))]
+#[tokio::test]
+async fn the_longest_durations_open_every_store() {
+    let max = "\"36500d\"";
+    let cosmos = std::env::var("POLYROUTER_COSMOS_ENDPOINT")
+        .unwrap_or_else(|_| "http://127.0.0.1:8081/".into());
+    for (kind, options, reachable) in [
+        (
+            "postgres",
+            format!(
+                "url = \"postgres://postgres@127.0.0.1:5432/test\"\nconnect_timeout = {max}\nacquire_timeout = {max}\nidle_timeout = {max}\npurge_interval = {max}"
+            ),
+            true,
+        ),
+        (
+            "mysql",
+            format!(
+                "url = \"mysql://root@127.0.0.1:3306/test\"\nconnect_timeout = {max}\nacquire_timeout = {max}\nidle_timeout = {max}\npurge_interval = {max}"
+            ),
+            true,
+        ),
+        (
+            "redis",
+            format!(
+                "url = \"redis://127.0.0.1:6379\"\nconnect_timeout = {max}\nresponse_timeout = {max}"
+            ),
+            true,
+        ),
+        (
+            "cosmos",
+            format!(
+                "endpoint = \"{cosmos}\"\nkey = \"C2y6yDjf5/R+ob0N8A7Cgv30VRDJIWEHLM+4QDU5DE2nQ9nDuVTqobD4b8mGGyPMbIZnqyMsEcaGQy67XIw/Jw==\"\ndatabase = \"pr_config_limits\"\ncreate_if_missing = true\nconnect_timeout = \"6s\"\nrequest_timeout = {max}"
+            ),
+            true,
+        ),
+        (
+            "sqlserver",
+            format!(
+                "url = \"sqlserver://sa:pw@127.0.0.1:1/app\"\nconnect_timeout = {max}\nacquire_timeout = {max}\npurge_interval = {max}"
+            ),
+            false,
+        ),
+        (
+            "gremlin",
+            format!("url = \"ws://127.0.0.1:1/gremlin\"\nconnect_timeout = {max}"),
+            false,
+        ),
+    ] {
+        let text = format!("[stores.s]\nkind = \"{kind}\"\n{options}\n");
+        match Router::from_toml_str(&text).await {
+            Ok(router) => {
+                assert!(reachable, "{kind}: opened a store that cannot run here");
+                router.store("s").unwrap().ping().await.unwrap();
+            }
+            Err(e) => {
+                assert!(!reachable, "{kind}: {e}");
+                assert!(matches!(e, Error::Unavailable { .. }), "{kind}: {e}");
+            }
+        }
+    }
+}

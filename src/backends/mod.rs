@@ -7,7 +7,7 @@
 //! | `postgres` | `postgres` | a PostgreSQL server via sqlx; a typed table per entity |
 //! | `gremlin` | `gremlin` | a Gremlin server (Cosmos DB Gremlin API, TinkerPop) via `gremlin-client`; graphs only ([`GraphStore`](crate::store::graph::GraphStore)) |
 //! | `fs` | `fs` (default) | blobs in a local directory ([`BlobStore`](crate::store::blob::BlobStore)); atomic puts; no entity records |
-//! | `azblob` | `azblob` | Azure Blob Storage (and Azurite) via `azure_storage_blobs`; blobs only |
+//! | `azblob` | `azblob` | Azure Blob Storage (and Azurite) via the official `azure_storage_blob`; blobs only |
 //! | `cosmos` | `cosmos` | Azure Cosmos DB (NoSQL API) via `azure_data_cosmos`; a container per entity, ETag preconditions, Cosmos SQL queries, TTL; atomic batches within one partition (transactional batch) |
 //! | `mysql` | `mysql` | a MySQL 8 or MariaDB 10.5+ server via sqlx; a typed table per entity |
 //! | `sqlserver` | `sqlserver` | SQL Server / Azure SQL via tiberius (rustls TLS, bb8 pool); a typed table per entity; T-SQL unit-tested here, live tests only with `POLYROUTER_TEST_SQLSERVER_URL` |
@@ -59,15 +59,7 @@ pub type OpenFn = fn(StoreSpec) -> BoxFuture<'static, Result<Arc<dyn Store>>>;
 /// ```
 /// assert!(polyrouter::backends::KINDS.iter().any(|k| k.name == "sqlite"));
 /// ```
-#[derive(Debug, Clone, Copy)]
-pub struct KindInfo {
-    /// The `kind` in `[stores.NAME]`.
-    pub name: &'static str,
-    /// The cargo feature that compiles it.
-    pub feature: &'static str,
-    /// Opens a store from its spec, when the feature is compiled in.
-    pub open: Option<OpenFn>,
-}
+pub type KindInfo = crate::config::KindInfo<OpenFn>;
 
 /// Every store kind, compiled in or not (so a config naming a kind whose
 /// feature is off gets a precise error).
@@ -172,23 +164,7 @@ pub const KINDS: &[KindInfo] = &[
 /// # });
 /// ```
 pub async fn open(spec: StoreSpec) -> Result<Arc<dyn Store>> {
-    let Some(kind) = KINDS.iter().find(|k| k.name == spec.kind) else {
-        let known: Vec<&str> = KINDS.iter().map(|k| k.name).collect();
-        let msg = format!(
-            "unknown store kind `{}`; known kinds: {}",
-            spec.kind,
-            known.join(", ")
-        );
-        return Err(spec.error(&["kind"], msg));
-    };
-    match kind.open {
-        Some(open) => open(spec).await,
-        None => {
-            let msg = format!(
-                "store kind `{}` is not compiled in; enable the cargo feature `{}` of polyrouter",
-                kind.name, kind.feature
-            );
-            Err(spec.error(&["kind"], msg))
-        }
-    }
+    let open = crate::config::opener(KINDS, "store", &spec.kind)
+        .map_err(|msg| spec.error(&["kind"], msg))?;
+    open(spec).await
 }

@@ -10,6 +10,8 @@
 //!
 //! - each store: name, kind, location (secrets redacted), whether it
 //!   answered, and its capabilities;
+//! - each event bus (`[buses.NAME]`): name, kind, location (secrets
+//!   redacted) and whether it answered;
 //! - each route: entity → store, table, TTL and read consistency, plus its
 //!   cache, replica (`read_from`) and search index when it has them;
 //! - each graph, time series and view: its store (or its branches).
@@ -49,7 +51,7 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Parse a configuration, open and ping every store, check every route.
+    /// Parse a configuration, open and ping every store and bus, check every route.
     Check {
         /// The TOML configuration file.
         #[arg(short, long, value_name = "FILE")]
@@ -123,6 +125,23 @@ async fn check(path: PathBuf) -> polyrouter::Result<()> {
     }
     println!();
 
+    let buses = router.bus_names();
+    if !buses.is_empty() {
+        println!("buses ({}):", buses.len());
+        for name in &buses {
+            let bus = router.bus(name)?;
+            let started = Instant::now();
+            bus.ping().await?;
+            println!(
+                "  {name}: kind {}, at {}, ping ok ({})",
+                bus.kind(),
+                bus.location(),
+                elapsed(started.elapsed())
+            );
+        }
+        println!();
+    }
+
     let routes: Vec<_> = router.routes().collect();
     println!("routes ({}):", routes.len());
     for route in &routes {
@@ -184,8 +203,9 @@ async fn check(path: PathBuf) -> polyrouter::Result<()> {
     }
     println!();
     println!(
-        "ok: {} store(s) answered; {} route(s), {} graph(s), {} time series and {} view(s) checked",
+        "ok: {} store(s) and {} bus(es) answered; {} route(s), {} graph(s), {} time series and {} view(s) checked",
         names.len(),
+        buses.len(),
         routes.len(),
         config.graphs.len(),
         config.timeseries.len(),

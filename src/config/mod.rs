@@ -34,15 +34,21 @@ use serde::de::DeserializeOwned;
 
 use crate::{Error, Result};
 
+mod bus;
+mod depth;
 mod duration;
 mod interpolate;
+mod kinds;
 mod locate;
 mod secret;
 mod timeseries;
 mod view;
 
+pub use bus::{BusSpec, redact_bus_url};
 pub use duration::ConfigDuration;
-pub use secret::{Secret, is_secret_key, redact_url};
+pub use kinds::KindInfo;
+pub(crate) use kinds::opener;
+pub use secret::{Redactor, Secret, is_secret_key, redact_url};
 pub use timeseries::TimeSeriesConfig;
 pub use view::{
     JoinConfig, ViewBranch, ViewConfig, ViewDirection, ViewGraph, ViewGraphOp, ViewSearch,
@@ -75,6 +81,8 @@ pub struct Config {
     pub graphs: BTreeMap<String, GraphConfig>,
     /// Time series tables by name, from `[timeseries.NAME]`.
     pub timeseries: BTreeMap<String, TimeSeriesConfig>,
+    /// Event buses by name, from `[buses.NAME]`.
+    pub buses: BTreeMap<String, BusSpec>,
     source: Arc<Source>,
 }
 
@@ -170,23 +178,7 @@ impl StoreSpec {
     /// assert!(err.contains("stores.s.paht"), "{err}");
     /// ```
     pub fn parse<T: DeserializeOwned>(&self) -> Result<T> {
-        let value = toml::Value::Table(self.options.clone());
-        serde_path_to_error::deserialize::<_, T>(value).map_err(|e| {
-            let mut path = vec!["stores".to_string(), self.name.clone()];
-            path.extend(path_segments(e.path()));
-            if let Some(field) = unknown_field(e.inner().message()) {
-                if path.last().map(String::as_str) != Some(field) {
-                    path.push(field.to_string());
-                }
-            }
-            let secret = path.last().map(|k| is_secret_key(k)).unwrap_or(false);
-            let msg = if secret {
-                "invalid value (hidden: it is a secret)".to_string()
-            } else {
-                e.inner().message().to_string()
-            };
-            self.error_at(&path, msg)
-        })
+        parse_options("stores", &self.name, &self.options, &self.source)
     }
 
     /// A config error located at `path` (a full key path) in this spec's file.
@@ -442,6 +434,8 @@ struct RawConfig {
     graphs: BTreeMap<String, GraphConfig>,
     #[serde(default)]
     timeseries: BTreeMap<String, TimeSeriesConfig>,
+    #[serde(default)]
+    buses: BTreeMap<String, RawStore>,
 }
 
 #[derive(Deserialize)]
@@ -489,16 +483,31 @@ impl Config {
         file: &str,
         env: &dyn Fn(&str) -> Option<String>,
     ) -> Result<Config> {
-        let text = interpolate::interpolate(text, env).map_err(|m| Error::Config {
+        let text = interpolate::interpolate(text, env).map_err(|f| Error::Config {
             file: file.into(),
-            line: m.line,
-            column: m.column,
+            line: f.line,
+            column: f.column,
             path: String::new(),
-            message: format!(
-                "environment variable `{}` is not set; set it or write `${{{}:-default}}`",
-                m.var, m.var
-            ),
+            message: match f.problem {
+                interpolate::Problem::Missing(var) => format!(
+                    "environment variable `{var}` is not set; set it or write `${{{var}:-default}}`"
+                ),
+                interpolate::Problem::Unclosed => "`${` is not closed by `}` on its line of the string; close it, or write `$${` for a literal `${`".into(),
+            },
         })?;
+        if let Some(at) = depth::too_deep(&text) {
+            let (line, column) = locate::line_col(&text, at);
+            return Err(Error::Config {
+                file: file.into(),
+                line,
+                column,
+                path: String::new(),
+                message: format!(
+                    "nested more than {} levels deep (table headers, dotted keys, inline tables and arrays together); no polyrouter option nests that deep",
+                    depth::MAX_DEPTH
+                ),
+            });
+        }
         let de = toml::Deserializer::parse(&text).map_err(|e| {
             let (line, column) = e
                 .span()
@@ -541,6 +550,14 @@ impl Config {
                 (name, spec)
             })
             .collect();
+        let buses = raw
+            .buses
+            .into_iter()
+            .map(|(name, b)| {
+                let spec = BusSpec::located(&name, b.kind, b.options, source.clone());
+                (name, spec)
+            })
+            .collect();
         let cfg = Config {
             file: file.into(),
             router: raw.router,
@@ -549,6 +566,7 @@ impl Config {
             views: raw.views,
             graphs: raw.graphs,
             timeseries: raw.timeseries,
+            buses,
             source: source.clone(),
         };
         cfg.validate(&source)?;
@@ -569,6 +587,7 @@ impl Config {
             views: BTreeMap::new(),
             graphs: BTreeMap::new(),
             timeseries: BTreeMap::new(),
+            buses: BTreeMap::new(),
             source: Arc::new(Source {
                 file: file.into(),
                 text: String::new(),
@@ -802,6 +821,33 @@ impl GraphConfig {
             .clone()
             .unwrap_or_else(|| format!("{name}_"))
     }
+}
+
+/// Deserializes the options of `[{section}.{name}]`; an error names file,
+/// line, column and the key path, and hides secret values.
+fn parse_options<T: DeserializeOwned>(
+    section: &str,
+    name: &str,
+    options: &toml::Table,
+    source: &Source,
+) -> Result<T> {
+    let value = toml::Value::Table(options.clone());
+    serde_path_to_error::deserialize::<_, T>(value).map_err(|e| {
+        let mut path = vec![section.to_string(), name.to_string()];
+        path.extend(path_segments(e.path()));
+        if let Some(field) = unknown_field(e.inner().message()) {
+            if path.last().map(String::as_str) != Some(field) {
+                path.push(field.to_string());
+            }
+        }
+        let secret = path.last().map(|k| is_secret_key(k)).unwrap_or(false);
+        let msg = if secret {
+            "invalid value (hidden: it is a secret)".to_string()
+        } else {
+            e.inner().message().to_string()
+        };
+        located(&source.file, &source.text, &path, None, msg)
+    })
 }
 
 fn path_segments(path: &serde_path_to_error::Path) -> Vec<String> {

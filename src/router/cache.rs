@@ -230,7 +230,9 @@ impl CacheRoute {
                 continue;
             }
             let ttl = match rec {
-                Some(_) => self.ttl + self.stale_if_error.unwrap_or_default(),
+                Some(_) => self
+                    .ttl
+                    .saturating_add(self.stale_if_error.unwrap_or_default()),
                 None => match self.negative_ttl {
                     Some(t) => t,
                     None => continue,

@@ -23,8 +23,9 @@ use std::time::Duration;
 use futures::future::BoxFuture;
 use parking_lot::RwLock;
 
-use crate::config::{Config, Consistency, EntityConfig, StoreSpec};
+use crate::config::{BusSpec, Config, Consistency, EntityConfig, StoreSpec};
 use crate::store::EntityInfo;
+use crate::sync::Bus;
 use crate::{Entity, Error, Result, Store};
 
 mod cache;
@@ -103,6 +104,8 @@ struct Inner {
     dyn_repos: RwLock<HashMap<&'static str, Arc<dyn crate::aggregate::DynRepo>>>,
     binding: tokio::sync::Mutex<()>,
     time_series: BTreeMap<String, TimeSeries>,
+    /// Event buses from `[buses.NAME]` and added in code.
+    buses: BTreeMap<String, Arc<dyn Bus>>,
     /// Background purges of the time series; stopped with the router.
     purges: Vec<tokio::task::AbortHandle>,
 }
@@ -146,6 +149,7 @@ type Registration = Box<dyn FnOnce(Router) -> BoxFuture<'static, Result<()>> + S
 pub struct RouterBuilder {
     config: Config,
     stores: Vec<(String, Arc<dyn Store>)>,
+    buses: Vec<(String, Arc<dyn Bus>)>,
     registrations: Vec<Registration>,
 }
 
@@ -159,6 +163,7 @@ impl Router {
         RouterBuilder {
             config: Config::empty("<code>"),
             stores: Vec::new(),
+            buses: Vec::new(),
             registrations: Vec::new(),
         }
     }
@@ -471,6 +476,41 @@ impl Router {
         })
     }
 
+    /// The event bus configured as `[buses.NAME]` (or added in code); an
+    /// error naming the bus when there is none.
+    ///
+    /// ```
+    /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+    /// let r = polyrouter::Router::from_toml_str("[buses.events]\nkind = \"memory\"\n").await.unwrap();
+    /// assert_eq!(r.bus("events").unwrap().kind(), "memory");
+    /// assert!(r.bus("nope").unwrap_err().to_string().contains("bus `nope`"));
+    /// # });
+    /// ```
+    pub fn bus(&self, name: &str) -> Result<Arc<dyn Bus>> {
+        self.inner.buses.get(name).cloned().ok_or_else(|| {
+            let known: Vec<&str> = self.inner.buses.keys().map(String::as_str).collect();
+            self.inner.config.error(
+                &format!("buses.{name}"),
+                format!(
+                    "bus `{name}` is not configured; add [buses.{name}] with `kind = \"memory\"`, `\"nats\"` or `\"redis-streams\"` (configured buses: {})",
+                    if known.is_empty() { "none".to_string() } else { known.join(", ") }
+                ),
+            )
+        })
+    }
+
+    /// Bus names, sorted.
+    ///
+    /// ```
+    /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+    /// let r = polyrouter::Router::from_toml_str("[buses.b]\nkind = \"memory\"\n[buses.a]\nkind = \"memory\"\n").await.unwrap();
+    /// assert_eq!(r.bus_names(), vec!["a", "b"]);
+    /// # });
+    /// ```
+    pub fn bus_names(&self) -> Vec<&str> {
+        self.inner.buses.keys().map(String::as_str).collect()
+    }
+
     /// The configuration the router was built from.
     ///
     /// ```
@@ -514,6 +554,29 @@ impl RouterBuilder {
     /// ```
     pub fn store_spec(mut self, spec: StoreSpec) -> Self {
         self.config.stores.insert(spec.name.clone(), spec);
+        self
+    }
+
+    /// Adds an event bus made in code.
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// let _b = polyrouter::Router::builder()
+    ///     .bus("events", Arc::new(polyrouter::sync::MemoryBus::new("events")));
+    /// ```
+    pub fn bus(mut self, name: &str, bus: Arc<dyn Bus>) -> Self {
+        self.buses.push((name.into(), bus));
+        self
+    }
+
+    /// Adds an event bus from a kind and options, as `[buses.NAME]` would.
+    ///
+    /// ```
+    /// let _b = polyrouter::Router::builder().bus_spec(
+    ///     polyrouter::config::BusSpec::new("events", "memory", toml::Table::new()));
+    /// ```
+    pub fn bus_spec(mut self, spec: BusSpec) -> Self {
+        self.config.buses.insert(spec.name.clone(), spec);
         self
     }
 
@@ -632,6 +695,7 @@ impl RouterBuilder {
             }
             stores.insert(name, store);
         }
+        let buses = open_buses(&config, self.buses).await?;
         let mut routes = BTreeMap::new();
         for (entity, ec) in &config.entities {
             let route = check_route(&config, &stores, entity, ec)?;
@@ -675,6 +739,7 @@ impl RouterBuilder {
                 dyn_repos: RwLock::new(HashMap::new()),
                 binding: tokio::sync::Mutex::new(()),
                 time_series,
+                buses,
                 purges,
             }),
         };
@@ -683,6 +748,31 @@ impl RouterBuilder {
         }
         Ok(router)
     }
+}
+
+/// Opens the configured buses (which checks their options, not their
+/// servers: a bus that is down reports it on use) and adds those made in
+/// code.
+async fn open_buses(
+    config: &Config,
+    in_code: Vec<(String, Arc<dyn Bus>)>,
+) -> Result<BTreeMap<String, Arc<dyn Bus>>> {
+    let mut buses = BTreeMap::new();
+    for (name, spec) in &config.buses {
+        buses.insert(name.clone(), crate::sync::open_bus(spec.clone()).await?);
+    }
+    for (name, bus) in in_code {
+        if buses.contains_key(&name) {
+            return Err(config.error(
+                &format!("buses.{name}"),
+                format!(
+                    "duplicate bus name `{name}`: it is both in the configuration and added in code"
+                ),
+            ));
+        }
+        buses.insert(name, bus);
+    }
+    Ok(buses)
 }
 
 /// Checks one route against the stores' capabilities.

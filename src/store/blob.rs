@@ -5,6 +5,38 @@
 //! [`Router::blobs`](crate::Router::blobs). Bodies travel as streams of
 //! [`Bytes`] chunks, so a 1 GiB blob never sits in memory whole.
 //!
+//! ## One contract for every blob store
+//!
+//! Every store (`memory`, `fs`, `azblob`) keeps these rules, and refuses
+//! with [`Error::InvalidInput`] — before any I/O — what it could not keep:
+//!
+//! - **Etags** are quoted strings (`"…"`), the same in what `put`, `head`,
+//!   `get`, `list` and `copy` return, and **new on every write**, even one
+//!   that stores the same bytes (so a stale [`BlobCondition::IfMatch`] fails
+//!   after any change, metadata included). `IfMatch` takes an etag exactly
+//!   as a store returned it; anything else (`*` included: there is no
+//!   wildcard) is `InvalidInput` ([`check_condition`]).
+//! - **Content type** comes back exactly as given; a put without one stores
+//!   [`DEFAULT_CONTENT_TYPE`] (`application/octet-stream`), so
+//!   [`BlobMeta::content_type`] is always set. A given one must be
+//!   printable ASCII without leading or trailing spaces
+//!   ([`check_content_type`]).
+//! - **Metadata names** are lowercase ASCII identifiers (`[a-z_][a-z0-9_]*`:
+//!   HTTP stores lowercase header names); **values** are non-empty
+//!   printable ASCII without leading or trailing spaces (HTTP trims them);
+//!   names and values together are at most [`MAX_METADATA_BYTES`]
+//!   ([`check_metadata`]).
+//! - **Concurrent writers** to one key: the stored blob is always exactly
+//!   one writer's whole body, and it is the body of the writer whose `put`
+//!   returned the etag `head` shows. Of racing `IfMatch`/`IfAbsent` puts at
+//!   most one succeeds; the others get [`Error::Conflict`]. A store that
+//!   stages a big body in parts (`azblob`) may also answer an
+//!   *unconditional* put with `Conflict` when another put to the key
+//!   committed while it staged (nothing of it is stored; put again).
+//! - **A key that is only a prefix** of other keys (`a` when only `a/b`
+//!   exists) is absent: `get`/`head` give `None`, `delete` gives
+//!   `Ok(false)`, `copy` from it is `NotFound`.
+//!
 //! ```
 //! # tokio::runtime::Runtime::new().unwrap().block_on(async {
 //! use polyrouter::store::blob::{BlobStore, PutOptions};
@@ -36,6 +68,27 @@ pub type BlobBody = BoxStream<'static, Result<Bytes>>;
 
 /// The chunk size backends read and write in (1 MiB).
 pub const CHUNK_SIZE: usize = 1 << 20;
+
+/// The content type of a blob put without one, on every store (what HTTP
+/// object stores answer for bytes of unknown type).
+///
+/// ```
+/// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+/// use polyrouter::store::blob::{BlobStore, PutOptions, DEFAULT_CONTENT_TYPE};
+/// let s = polyrouter::backends::memory::MemoryStore::new("b");
+/// let m = BlobStore::put_bytes(&s, "k", b"x".to_vec(), PutOptions::new()).await.unwrap();
+/// assert_eq!(m.content_type, DEFAULT_CONTENT_TYPE);
+/// # });
+/// ```
+pub const DEFAULT_CONTENT_TYPE: &str = "application/octet-stream";
+
+/// The most bytes of user metadata (names plus values) one blob may carry:
+/// 8 KiB, Azure Blob Storage's limit, kept by every store.
+///
+/// ```
+/// assert_eq!(polyrouter::store::blob::MAX_METADATA_BYTES, 8192);
+/// ```
+pub const MAX_METADATA_BYTES: usize = 8 * 1024;
 
 /// Turns bytes in memory into a [`ByteStream`].
 ///
@@ -102,8 +155,9 @@ impl BlobCondition {
     /// ```
     pub fn conflict(&self, store: &str, key: &str, current: Option<&str>) -> Error {
         let expected = match self {
+            BlobCondition::None => crate::Precondition::None,
+            BlobCondition::IfAbsent => crate::Precondition::Absent,
             BlobCondition::IfMatch(_) => crate::Precondition::Exists,
-            _ => crate::Precondition::Absent,
         };
         Error::Conflict {
             store: store.into(),
@@ -125,9 +179,11 @@ impl BlobCondition {
 /// ```
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct PutOptions {
-    /// The MIME type, returned by `head` and `get`.
+    /// The MIME type, returned by `head` and `get` exactly as given;
+    /// `None` stores [`DEFAULT_CONTENT_TYPE`].
     pub content_type: Option<String>,
-    /// User metadata (ASCII names of letters, digits and `_`).
+    /// User metadata: lowercase ASCII identifiers as names, non-empty
+    /// printable ASCII values (see [`check_metadata`]).
     pub metadata: BTreeMap<String, String>,
     /// Condition on the current blob.
     pub condition: BlobCondition,
@@ -175,6 +231,18 @@ impl PutOptions {
         self.condition = c;
         self
     }
+
+    /// The content type the blob is stored with: the one given, else
+    /// [`DEFAULT_CONTENT_TYPE`].
+    ///
+    /// ```
+    /// use polyrouter::store::blob::PutOptions;
+    /// assert_eq!(PutOptions::new().stored_content_type(), "application/octet-stream");
+    /// assert_eq!(PutOptions::new().content_type("text/csv").stored_content_type(), "text/csv");
+    /// ```
+    pub fn stored_content_type(&self) -> &str {
+        self.content_type.as_deref().unwrap_or(DEFAULT_CONTENT_TYPE)
+    }
 }
 
 /// What `head` tells about a blob.
@@ -189,10 +257,10 @@ pub struct BlobMeta {
     pub key: String,
     /// Size in bytes.
     pub size: u64,
-    /// Opaque version tag; changes on every write.
+    /// Opaque version tag in quotes (`"…"`); new on every write.
     pub etag: String,
-    /// The MIME type given at put, if any.
-    pub content_type: Option<String>,
+    /// The MIME type given at put, or [`DEFAULT_CONTENT_TYPE`].
+    pub content_type: String,
     /// User metadata.
     pub metadata: BTreeMap<String, String>,
     /// Time of the last write.
@@ -200,17 +268,18 @@ pub struct BlobMeta {
 }
 
 impl BlobMeta {
-    /// Metadata with no content type, no user metadata, modified now.
+    /// Metadata with the default content type, no user metadata, modified now.
     ///
     /// ```
-    /// assert_eq!(polyrouter::store::blob::BlobMeta::new("k", 0, "e").key, "k");
+    /// let m = polyrouter::store::blob::BlobMeta::new("k", 0, "\"e\"");
+    /// assert_eq!((m.key.as_str(), m.content_type.as_str()), ("k", "application/octet-stream"));
     /// ```
     pub fn new(key: &str, size: u64, etag: &str) -> Self {
         BlobMeta {
             key: key.into(),
             size,
             etag: etag.into(),
-            content_type: None,
+            content_type: DEFAULT_CONTENT_TYPE.into(),
             metadata: BTreeMap::new(),
             last_modified: Utc::now(),
         }
@@ -382,11 +451,17 @@ pub struct ListPage {
 ///
 /// Keys are non-empty UTF-8 strings of at most 1024 bytes without NUL;
 /// backends may refuse more (the `fs` store refuses keys that would escape
-/// its root). Every error names the store.
+/// its root). Every error names the store. Every implementation keeps the
+/// contract in the [module docs](self): quoted etags new on every write,
+/// content types as given (default [`DEFAULT_CONTENT_TYPE`]), lowercase
+/// metadata names, no `IfMatch` wildcard, one writer's whole body under
+/// concurrent puts, and a key that is only a prefix is absent.
 #[async_trait]
 pub trait BlobStore: Send + Sync {
     /// Stores a blob from a stream. Nothing is visible until the whole body
     /// arrived; a body that fails half-way leaves the previous blob (or none).
+    /// The options are checked with [`check_put`] before anything is read
+    /// or sent.
     async fn put(&self, key: &str, body: ByteStream, options: PutOptions) -> Result<BlobMeta>;
 
     /// Reads a blob, or the part of it in `range`; `None` when absent.
@@ -401,8 +476,8 @@ pub trait BlobStore: Send + Sync {
     /// Deletes a blob; whether it existed.
     async fn delete(&self, key: &str) -> Result<bool>;
 
-    /// Copies a blob with its content type and metadata; `NotFound` when
-    /// `from` is absent.
+    /// Copies a blob with its content type and metadata (under a new etag);
+    /// `NotFound` when `from` is absent.
     async fn copy(&self, from: &str, to: &str) -> Result<BlobMeta>;
 
     /// A URL that lets whoever holds it read (HTTP `GET`) this one blob —
@@ -561,44 +636,153 @@ pub fn check_key(store: &str, key: &str) -> Result<()> {
     ))
 }
 
-/// Checks user metadata names: ASCII letters, digits and `_`, not starting
-/// with a digit (what Azure Blob Storage accepts, as C# identifiers), and
-/// values without control characters.
+/// Checks everything about a put that can be checked without I/O: the key
+/// ([`check_key`]), the content type ([`check_content_type`]), the metadata
+/// ([`check_metadata`]) and the condition ([`check_condition`]). Every
+/// blob store calls it first, so a put one store refuses is refused by all.
+///
+/// ```
+/// use polyrouter::store::blob::{check_put, BlobCondition, PutOptions};
+/// assert!(check_put("s", "a.png", &PutOptions::new().content_type("image/png").meta("owner", "ann")).is_ok());
+/// assert!(check_put("s", "a.png", &PutOptions::new().meta("Owner", "ann")).is_err());
+/// assert!(check_put("s", "a.png", &PutOptions::new().condition(BlobCondition::IfMatch("*".into()))).is_err());
+/// ```
+pub fn check_put(store: &str, key: &str, options: &PutOptions) -> Result<()> {
+    check_key(store, key)?;
+    if let Some(ct) = &options.content_type {
+        check_content_type(store, key, ct)?;
+    }
+    check_metadata(store, &options.metadata)?;
+    check_condition(store, key, &options.condition)
+}
+
+/// Whether `s` is non-empty printable ASCII (space to `~`) without a space
+/// at either end: what an HTTP header value keeps exactly.
+fn header_safe(s: &str) -> bool {
+    !s.is_empty()
+        && s.bytes().all(|b| (0x20..=0x7e).contains(&b))
+        && !s.starts_with(' ')
+        && !s.ends_with(' ')
+}
+
+/// Checks a content type: non-empty printable ASCII without leading or
+/// trailing spaces, at most 1024 bytes — what every store returns exactly
+/// as given (HTTP would trim the spaces and cannot carry the rest). Omit
+/// the content type for [`DEFAULT_CONTENT_TYPE`].
+///
+/// ```
+/// use polyrouter::store::blob::check_content_type;
+/// assert!(check_content_type("s", "k", "text/plain; charset=UTF-8").is_ok());
+/// for bad in ["", " text/plain", "text/plain ", "text/\u{e9}", "a\nb"] {
+///     assert!(check_content_type("s", "k", bad).is_err(), "{bad:?}");
+/// }
+/// ```
+pub fn check_content_type(store: &str, key: &str, content_type: &str) -> Result<()> {
+    if header_safe(content_type) && content_type.len() <= 1024 {
+        return Ok(());
+    }
+    Err(Error::invalid_input(
+        store,
+        "",
+        format!(
+            "content type {content_type:?} of blob {key:?} is not allowed: use up to 1024 bytes of printable ASCII without leading or trailing spaces, or give none for {DEFAULT_CONTENT_TYPE}"
+        ),
+    ))
+}
+
+/// Checks user metadata: names are lowercase ASCII identifiers
+/// (`[a-z_][a-z0-9_]*`: HTTP stores lowercase header names, so `Owner`
+/// would come back as `owner`); values are non-empty printable ASCII
+/// without leading or trailing spaces (HTTP trims them; encode other text,
+/// e.g. percent-encoding, first); names and values together are at most
+/// [`MAX_METADATA_BYTES`].
 ///
 /// ```
 /// let mut m = std::collections::BTreeMap::new();
 /// m.insert("owner".to_string(), "ann".to_string());
 /// assert!(polyrouter::store::blob::check_metadata("s", &m).is_ok());
-/// m.insert("bad-name".to_string(), "x".to_string());
+/// m.insert("Owner".to_string(), "ann".to_string());
 /// assert!(polyrouter::store::blob::check_metadata("s", &m).is_err());
 /// ```
 pub fn check_metadata(store: &str, metadata: &BTreeMap<String, String>) -> Result<()> {
+    let refuse = |m: String| Err(Error::invalid_input(store, "", m));
+    let mut total = 0;
     for (name, value) in metadata {
         let ok_name = name
-            .chars()
+            .bytes()
             .next()
-            .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
-            && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+            .is_some_and(|c| c.is_ascii_lowercase() || c == b'_')
+            && name
+                .bytes()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == b'_');
         if !ok_name {
-            return Err(Error::invalid_input(
-                store,
-                "",
-                format!(
-                    "blob metadata name {name:?} is not allowed: use ASCII letters, digits and `_`, not starting with a digit"
-                ),
+            return refuse(format!(
+                "blob metadata name {name:?} is not allowed: use lowercase ASCII letters, digits and `_`, not starting with a digit"
             ));
         }
-        if value.chars().any(|c| c.is_control() || !c.is_ascii()) {
-            return Err(Error::invalid_input(
-                store,
-                "",
-                format!(
-                    "blob metadata value of {name:?} must be printable ASCII; encode it (e.g. percent-encoding) first"
-                ),
+        if !header_safe(value) {
+            return refuse(format!(
+                "blob metadata value of {name:?} is not allowed: use non-empty printable ASCII without leading or trailing spaces; encode other text (e.g. percent-encoding) first"
             ));
         }
+        total += name.len() + value.len();
+    }
+    if total > MAX_METADATA_BYTES {
+        return refuse(format!(
+            "blob metadata is {total} bytes (names and values); at most {MAX_METADATA_BYTES} are allowed: keep big values in the blob or in a record"
+        ));
     }
     Ok(())
+}
+
+/// Checks a put's condition: an `IfMatch` etag must be one a store
+/// returned — a quoted string (`"…"`) of printable ASCII with no quote
+/// inside. `*` is refused: there is no wildcard (read the blob's etag
+/// first, or put without a condition).
+///
+/// ```
+/// use polyrouter::store::blob::{check_condition, BlobCondition};
+/// assert!(check_condition("s", "k", &BlobCondition::IfMatch("\"0x8DC1\"".into())).is_ok());
+/// for bad in ["*", "\"*\"", "0x8DC1", "\"\"", "\"a\"b\""] {
+///     assert!(check_condition("s", "k", &BlobCondition::IfMatch(bad.into())).is_err(), "{bad}");
+/// }
+/// ```
+pub fn check_condition(store: &str, key: &str, condition: &BlobCondition) -> Result<()> {
+    let BlobCondition::IfMatch(etag) = condition else {
+        return Ok(());
+    };
+    let inner = etag
+        .strip_prefix('"')
+        .and_then(|e| e.strip_suffix('"'))
+        .filter(|e| {
+            !e.is_empty() && *e != "*" && e.bytes().all(|b| (0x21..=0x7e).contains(&b) && b != b'"')
+        });
+    if inner.is_some() {
+        return Ok(());
+    }
+    Err(Error::invalid_input(
+        store,
+        "",
+        format!(
+            "if-match {etag:?} for blob {key:?} is not an etag: pass the etag exactly as put, head or list returned it (a quoted string like \"0x8DC…\"); `*` is no wildcard here"
+        ),
+    ))
+}
+
+/// The quoted form (`"…"`) of an etag a service returned bare (Azure's
+/// listings do; its headers quote).
+///
+/// ```
+/// use polyrouter::store::blob::quoted_etag;
+/// assert_eq!(quoted_etag("0x8D"), "\"0x8D\"");
+/// assert_eq!(quoted_etag("\"0x8D\""), "\"0x8D\"");
+/// ```
+pub fn quoted_etag(etag: &str) -> String {
+    if etag.len() >= 2 && etag.starts_with('"') && etag.ends_with('"') {
+        etag.to_string()
+    } else {
+        format!("\"{etag}\"")
+    }
 }
 
 /// Applies [`ListOptions`] to keys already sorted: the prefix, the

@@ -30,6 +30,16 @@ pub fn behaviours() -> Vec<Behaviour> {
         behaviour!(blob_interrupted_put_leaves_nothing_visible, blob),
         behaviour!(blob_big_body_streams_in_chunks, blob),
         behaviour!(blob_bad_keys_are_refused, blob),
+        behaviour!(blob_etags_are_quoted_alike_and_new_on_every_write, blob),
+        behaviour!(blob_content_type_as_given_or_octet_stream, blob),
+        behaviour!(blob_metadata_a_store_cannot_keep_is_refused_up_front, blob),
+        behaviour!(blob_if_match_takes_only_an_etag_a_store_returned, blob),
+        behaviour!(blob_key_that_is_only_a_prefix_is_absent, blob),
+        behaviour!(
+            blob_concurrent_unconditional_puts_leave_one_whole_body,
+            blob
+        ),
+        behaviour!(blob_concurrent_conditional_puts_let_one_win, blob),
         behaviour!(blob_cascade_deletes_after_the_record, blob),
         behaviour!(blob_only_store_refuses_entities, |c: &Capabilities| {
             (!c.blob || c.records).then_some("a blob-only store")
@@ -106,7 +116,7 @@ async fn blob_round_trip_with_metadata(ctx: Ctx) -> Result<()> {
         let head = b.s().head(&key).await?.expect("head after put");
         assert_eq!(head.size, data.len() as u64);
         assert_eq!(head.etag, put.etag);
-        assert_eq!(head.content_type.as_deref(), Some("image/png"));
+        assert_eq!(head.content_type, "image/png");
         assert_eq!(head.metadata, metadata);
         assert!(
             (chrono::Utc::now() - head.last_modified)
@@ -280,7 +290,7 @@ async fn blob_delete_and_copy(ctx: Ctx) -> Result<()> {
     let copied = b.s().copy(&src, &dst).await?;
     assert_eq!(copied.size, 7);
     let head = b.s().head(&dst).await?.unwrap();
-    assert_eq!(head.content_type.as_deref(), Some("text/plain"));
+    assert_eq!(head.content_type, "text/plain");
     assert_eq!(head.metadata.get("m").map(String::as_str), Some("1"));
     assert_eq!(b.s().get_bytes(&dst).await?.unwrap(), b"payload");
     assert!(b.s().delete(&src).await?);
@@ -450,6 +460,7 @@ async fn blob_bad_keys_are_refused(ctx: Ctx) -> Result<()> {
     }
     let mut bad = BTreeMap::new();
     bad.insert("not-an-identifier".to_string(), "v".to_string());
+    bad.insert("Upper".to_string(), "v".to_string());
     let opts = PutOptions {
         metadata: bad,
         ..PutOptions::new()
@@ -546,4 +557,360 @@ async fn blob_only_store_refuses_entities(ctx: Ctx) -> Result<()> {
         other => panic!("routing an entity to a blob-only store: {other:?}"),
     }
     Ok(())
+}
+
+async fn blob_etags_are_quoted_alike_and_new_on_every_write(ctx: Ctx) -> Result<()> {
+    let b = B::new(&ctx).await?;
+    let key = b.k("e/x");
+    let quoted = |e: &str| e.len() > 2 && e.starts_with('"') && e.ends_with('"');
+    let first = b
+        .s()
+        .put_bytes(&key, b"same".to_vec(), PutOptions::new().meta("v", "1"))
+        .await?;
+    assert!(quoted(&first.etag), "{}", first.etag);
+    // One etag, one form, from every operation.
+    let head = b.s().head(&key).await?.unwrap();
+    let got = b.s().get(&key, None).await?.unwrap();
+    let listed = b.s().list(&ListOptions::prefix(b.k("e/"))).await?;
+    let copied = b.s().copy(&key, &b.k("e/y")).await?;
+    assert!(quoted(&copied.etag), "{}", copied.etag);
+    assert_eq!(head.etag, first.etag);
+    assert_eq!(got.meta.etag, first.etag);
+    let in_list: Vec<&str> = listed.blobs.iter().map(|m| m.etag.as_str()).collect();
+    assert_eq!(in_list, vec![first.etag.as_str()], "list before the copy");
+    let listed = b.s().list(&ListOptions::prefix(b.k("e/"))).await?;
+    assert_eq!(listed.blobs[0], head, "list and head say the same");
+    assert_eq!(listed.blobs[1].etag, copied.etag);
+    assert_ne!(copied.etag, first.etag, "a copy is a write: a new etag");
+    // The same bytes again, other metadata: a new etag, and the old one is stale.
+    let second = b
+        .s()
+        .put_bytes(&key, b"same".to_vec(), PutOptions::new().meta("v", "2"))
+        .await?;
+    assert_ne!(second.etag, first.etag, "every write gets a new etag");
+    let stale = PutOptions::new().condition(BlobCondition::IfMatch(first.etag.clone()));
+    conflict(b.s().put_bytes(&key, b"same".to_vec(), stale).await);
+    let head = b.s().head(&key).await?.unwrap();
+    assert_eq!(head.etag, second.etag);
+    assert_eq!(head.metadata.get("v").map(String::as_str), Some("2"));
+    // Even the same bytes with the same metadata.
+    let third = b
+        .s()
+        .put_bytes(&key, b"same".to_vec(), PutOptions::new().meta("v", "2"))
+        .await?;
+    assert_ne!(third.etag, second.etag);
+    Ok(())
+}
+
+async fn blob_content_type_as_given_or_octet_stream(ctx: Ctx) -> Result<()> {
+    use polyrouter::store::blob::DEFAULT_CONTENT_TYPE;
+    let b = B::new(&ctx).await?;
+    let (none, given) = (b.k("ct/none"), b.k("ct/given"));
+    let exact = "Text/Plain; Charset=UTF-8; x=\"a b\"";
+    let m = b
+        .s()
+        .put_bytes(&none, b"x".to_vec(), PutOptions::new())
+        .await?;
+    assert_eq!(m.content_type, DEFAULT_CONTENT_TYPE);
+    let m = b
+        .s()
+        .put_bytes(&given, b"x".to_vec(), PutOptions::new().content_type(exact))
+        .await?;
+    assert_eq!(m.content_type, exact);
+    for (key, want) in [(&none, DEFAULT_CONTENT_TYPE), (&given, exact)] {
+        assert_eq!(b.s().head(key).await?.unwrap().content_type, want);
+        assert_eq!(b.s().get(key, None).await?.unwrap().meta.content_type, want);
+    }
+    let listed = b.s().list(&ListOptions::prefix(b.k("ct/"))).await?;
+    let types: Vec<&str> = listed
+        .blobs
+        .iter()
+        .map(|m| m.content_type.as_str())
+        .collect();
+    assert_eq!(types, vec![exact, DEFAULT_CONTENT_TYPE]);
+    let copied = b.s().copy(&given, &b.k("ct/copy")).await?;
+    assert_eq!(copied.content_type, exact);
+    assert_eq!(
+        b.s().head(&b.k("ct/copy")).await?.unwrap().content_type,
+        exact
+    );
+    // What a store could not return as given is refused before any write.
+    for bad in [
+        "",
+        " text/plain",
+        "text/plain ",
+        "text/pl\u{e4}in",
+        "text/\nplain",
+    ] {
+        let key = b.k("ct/bad");
+        invalid(
+            b.s()
+                .put_bytes(&key, b"x".to_vec(), PutOptions::new().content_type(bad))
+                .await,
+            bad,
+        );
+        assert!(b.s().head(&key).await?.is_none());
+    }
+    Ok(())
+}
+
+async fn blob_metadata_a_store_cannot_keep_is_refused_up_front(ctx: Ctx) -> Result<()> {
+    use polyrouter::store::blob::MAX_METADATA_BYTES;
+    let b = B::new(&ctx).await?;
+    let key = b.k("md/x");
+    let keeps = PutOptions::new()
+        .meta("lower_case_1", "  inner  spaces stay  ".trim())
+        .meta("_under", "a=b; c,d \"q\" ~!")
+        .meta("z", "x".repeat(1000));
+    b.s().put_bytes(&key, b"x".to_vec(), keeps.clone()).await?;
+    let head = b.s().head(&key).await?.unwrap();
+    assert_eq!(
+        head.metadata, keeps.metadata,
+        "names and values come back exactly"
+    );
+    let listed = b.s().list(&ListOptions::prefix(b.k("md/"))).await?;
+    assert_eq!(listed.blobs[0].metadata, keeps.metadata);
+    let before = head.etag;
+    let big = "v".repeat(MAX_METADATA_BYTES);
+    for (name, value) in [
+        ("Owner", "upper-case name"),
+        ("owner-name", "hyphen"),
+        ("1st", "leading digit"),
+        ("caf\u{e9}", "non-ASCII name"),
+        ("", "empty name"),
+        ("lead", " leading space"),
+        ("trail", "trailing space "),
+        ("tab", "a\tb"),
+        ("newline", "a\nb"),
+        ("umlaut", "\u{fc}ber"),
+        ("empty", ""),
+        ("big", big.as_str()),
+    ] {
+        invalid(
+            b.s()
+                .put_bytes(&key, b"y".to_vec(), PutOptions::new().meta(name, value))
+                .await,
+            name,
+        );
+    }
+    let after = b.s().head(&key).await?.unwrap();
+    assert_eq!(after.etag, before, "a refused put writes nothing");
+    assert_eq!(b.s().get_bytes(&key).await?.unwrap(), b"x");
+    Ok(())
+}
+
+async fn blob_if_match_takes_only_an_etag_a_store_returned(ctx: Ctx) -> Result<()> {
+    let b = B::new(&ctx).await?;
+    let (present, absent) = (b.k("w/present"), b.k("w/absent"));
+    let m = b
+        .s()
+        .put_bytes(&present, b"v1".to_vec(), PutOptions::new())
+        .await?;
+    let bare = m.etag.trim_matches('"').to_string();
+    for etag in ["*", "\"*\"", bare.as_str(), "", "\"\"", "\"a\"b\""] {
+        for key in [&present, &absent] {
+            let opts = PutOptions::new().condition(BlobCondition::IfMatch(etag.into()));
+            invalid(b.s().put_bytes(key, b"v2".to_vec(), opts).await, etag);
+        }
+    }
+    assert_eq!(b.s().get_bytes(&present).await?.unwrap(), b"v1");
+    assert!(b.s().head(&absent).await?.is_none());
+    Ok(())
+}
+
+async fn blob_key_that_is_only_a_prefix_is_absent(ctx: Ctx) -> Result<()> {
+    let b = B::new(&ctx).await?;
+    let (dir, file) = (b.k("pre/p"), b.k("pre/p/f"));
+    b.s()
+        .put_bytes(&file, b"f".to_vec(), PutOptions::new())
+        .await?;
+    assert!(b.s().head(&dir).await?.is_none());
+    assert!(b.s().get(&dir, None).await?.is_none());
+    assert!(
+        b.s()
+            .get(&dir, Some(ByteRange::new(0, Some(1))))
+            .await?
+            .is_none()
+    );
+    assert!(b.s().get_bytes(&dir).await?.is_none());
+    assert!(!b.s().delete(&dir).await?);
+    match b.s().copy(&dir, &b.k("pre/copy")).await {
+        Err(Error::NotFound { .. }) => {}
+        other => panic!("copying from a key that is only a prefix: {other:?}"),
+    }
+    assert!(b.s().head(&b.k("pre/copy")).await?.is_none());
+    assert_eq!(b.s().get_bytes(&file).await?.unwrap(), b"f", "untouched");
+    Ok(())
+}
+
+/// Writer `w`'s body in round `round`: a little over 3 MiB (several blocks
+/// of the suite's 1 MiB azblob block size), a length and bytes of its own,
+/// so a stored mix of two bodies cannot pass for either.
+fn writer_body(round: usize, w: usize) -> Vec<u8> {
+    let len = (3 << 20) + 4099 * w + 17 * round + 1;
+    (0..len)
+        .map(|i| ((i / 7 + 13 * w + 5 * round) % 251) as u8 ^ (w as u8))
+        .collect()
+}
+
+/// The body as a stream of 256 KiB chunks, yielding between chunks so
+/// concurrent writers interleave.
+fn chunked(data: Vec<u8>) -> ByteStream {
+    let data = Bytes::from(data);
+    let chunks: Vec<Bytes> = (0..data.len())
+        .step_by(256 << 10)
+        .map(|i| data.slice(i..(i + (256 << 10)).min(data.len())))
+        .collect();
+    futures::stream::iter(chunks)
+        .then(|c| async move {
+            tokio::task::yield_now().await;
+            Ok(c)
+        })
+        .boxed()
+}
+
+const WRITERS: usize = 3;
+const ROUNDS: usize = 6;
+
+/// Runs `WRITERS` puts of [`writer_body`] to `key` at once, each on its own
+/// task, with `condition`; their results in writer order.
+async fn race(
+    b: &B,
+    key: &str,
+    round: usize,
+    condition: BlobCondition,
+) -> Vec<Result<polyrouter::store::blob::BlobMeta>> {
+    let tasks: Vec<_> = (0..WRITERS)
+        .map(|w| {
+            let router = b.router.clone();
+            let (key, condition) = (key.to_string(), condition.clone());
+            tokio::spawn(async move {
+                let opts = PutOptions::new()
+                    .meta("writer", w.to_string())
+                    .condition(condition);
+                router
+                    .blobs("s")?
+                    .put(&key, chunked(writer_body(round, w)), opts)
+                    .await
+            })
+        })
+        .collect();
+    let mut out = Vec::new();
+    for t in tasks {
+        out.push(t.await.expect("writer task"));
+    }
+    out
+}
+
+/// The stored blob is exactly one writer's whole body, with that writer's
+/// metadata, and that writer's put returned the etag the blob has now.
+/// Returns the owner.
+async fn one_whole_body(
+    b: &B,
+    key: &str,
+    round: usize,
+    results: &[Result<polyrouter::store::blob::BlobMeta>],
+) -> Result<usize> {
+    let head = b.s().head(key).await?.expect("a blob after the race");
+    let owners: Vec<usize> = results
+        .iter()
+        .enumerate()
+        .filter(|(_, r)| r.as_ref().is_ok_and(|m| m.etag == head.etag))
+        .map(|(w, _)| w)
+        .collect();
+    assert_eq!(
+        owners.len(),
+        1,
+        "round {round}: the stored etag {} is the etag one writer was told; results {results:?}",
+        head.etag
+    );
+    let owner = owners[0];
+    let body = b.s().get(key, None).await?.expect("a blob after the race");
+    assert_eq!(body.meta.etag, head.etag);
+    let bytes = body.bytes().await?;
+    let want = writer_body(round, owner);
+    assert_eq!(bytes.len(), want.len(), "round {round}: the owner's size");
+    assert!(
+        bytes == want,
+        "round {round}: the stored bytes are writer {owner}'s whole body"
+    );
+    assert_eq!(head.size, want.len() as u64);
+    assert_eq!(
+        head.metadata.get("writer").map(String::as_str),
+        Some(owner.to_string().as_str()),
+        "round {round}: the owner's metadata"
+    );
+    Ok(owner)
+}
+
+async fn blob_concurrent_unconditional_puts_leave_one_whole_body(ctx: Ctx) -> Result<()> {
+    let b = B::new(&ctx).await?;
+    for round in 0..ROUNDS {
+        // A fresh key, and one written before (the race overwrites it).
+        for (i, key) in [
+            b.k(&format!("race/new{round}")),
+            b.k(&format!("race/old{round}")),
+        ]
+        .iter()
+        .enumerate()
+        {
+            if i == 1 {
+                b.s()
+                    .put_bytes(key, b"old".to_vec(), PutOptions::new())
+                    .await?;
+            }
+            let results = race(&b, key, round, BlobCondition::None).await;
+            for r in &results {
+                // A store that stages blocks may refuse a put whose blocks a
+                // concurrent commit discarded: a conflict, nothing written.
+                match r {
+                    Ok(_) | Err(Error::Conflict { .. }) => {}
+                    Err(e) => panic!("round {round}: a racing put failed: {e}"),
+                }
+            }
+            assert!(
+                results.iter().any(Result::is_ok),
+                "round {round}: {results:?}"
+            );
+            one_whole_body(&b, key, round, &results).await?;
+        }
+    }
+    Ok(())
+}
+
+async fn blob_concurrent_conditional_puts_let_one_win(ctx: Ctx) -> Result<()> {
+    let b = B::new(&ctx).await?;
+    for round in 0..ROUNDS {
+        // IfMatch on the etag every writer read: one wins, the rest conflict.
+        let key = b.k(&format!("cas/m{round}"));
+        let base = b
+            .s()
+            .put_bytes(&key, b"base".to_vec(), PutOptions::new())
+            .await?;
+        let results = race(&b, &key, round, BlobCondition::IfMatch(base.etag)).await;
+        let winner = one_whole_body(&b, &key, round, &results).await?;
+        losers_conflict(round, winner, &results);
+        // IfAbsent on a fresh key: likewise.
+        let key = b.k(&format!("cas/a{round}"));
+        let results = race(&b, &key, round, BlobCondition::IfAbsent).await;
+        let winner = one_whole_body(&b, &key, round, &results).await?;
+        losers_conflict(round, winner, &results);
+    }
+    Ok(())
+}
+
+/// Every writer but the winner got `Conflict`.
+fn losers_conflict(
+    round: usize,
+    winner: usize,
+    results: &[Result<polyrouter::store::blob::BlobMeta>],
+) {
+    for (w, r) in results.iter().enumerate() {
+        if w != winner {
+            assert!(
+                matches!(r, Err(Error::Conflict { .. })),
+                "round {round}: writer {w} lost the race to writer {winner}: {r:?}"
+            );
+        }
+    }
 }

@@ -207,17 +207,19 @@ fn azblob_container() -> &'static str {
     })
 }
 
+/// The suite's azblob stores stage blocks of 1 MiB (the smallest the
+/// behaviours' multi-block bodies need to span several blocks quickly).
 fn azblob_toml() -> String {
     let container = azblob_container();
     match std::env::var("POLYROUTER_TEST_AZBLOB_CONNECTION_STRING") {
         Ok(cs) => format!(
-            "kind = \"azblob\"\ncontainer = \"{container}\"\ncreate_if_missing = true\nconnection_string = \"{cs}\"\n"
+            "kind = \"azblob\"\ncontainer = \"{container}\"\ncreate_if_missing = true\nblock_size = 1048576\nconnection_string = \"{cs}\"\n"
         ),
         Err(_) => {
             let url = std::env::var("POLYROUTER_TEST_AZBLOB_URL")
                 .unwrap_or_else(|_| "http://127.0.0.1:10000/devstoreaccount1".into());
             format!(
-                "kind = \"azblob\"\ncontainer = \"{container}\"\ncreate_if_missing = true\naccount = \"devstoreaccount1\"\nkey = \"{AZURITE_KEY}\"\nendpoint = \"{url}\"\n"
+                "kind = \"azblob\"\ncontainer = \"{container}\"\ncreate_if_missing = true\nblock_size = 1048576\naccount = \"devstoreaccount1\"\nkey = \"{AZURITE_KEY}\"\nendpoint = \"{url}\"\n"
             )
         }
     }

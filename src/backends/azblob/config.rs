@@ -49,11 +49,26 @@ pub struct AzBlobConfig {
     /// the call fails with `Unavailable` (default 3).
     #[serde(default = "default_retries")]
     pub max_retries: u32,
+    /// Bytes per staged block of a streamed put, from 64 KiB to 256 MiB
+    /// (default 4 MiB). A body up to one block goes up in one request;
+    /// a put buffers at most [`PARALLEL_BLOCKS`](super::PARALLEL_BLOCKS)
+    /// blocks.
+    #[serde(default = "default_block_size")]
+    pub block_size: u64,
 }
 
 fn default_retries() -> u32 {
     3
 }
+
+fn default_block_size() -> u64 {
+    4 << 20
+}
+
+/// The smallest `block_size` (64 KiB).
+pub const MIN_BLOCK_SIZE: u64 = 64 << 10;
+/// The largest `block_size` (256 MiB).
+pub const MAX_BLOCK_SIZE: u64 = 256 << 20;
 
 impl AzBlobConfig {
     /// Azurite's development account on `endpoint`, for `container`
@@ -73,7 +88,26 @@ impl AzBlobConfig {
             sas_token: None,
             endpoint: Some(endpoint.into()),
             max_retries: default_retries(),
+            block_size: default_block_size(),
         }
+    }
+
+    /// Checks `block_size` is within [`MIN_BLOCK_SIZE`]..=[`MAX_BLOCK_SIZE`].
+    ///
+    /// ```
+    /// let mut c = polyrouter::backends::azblob::AzBlobConfig::dev("c", "http://127.0.0.1:10000/devstoreaccount1");
+    /// assert!(c.check_block_size().is_ok());
+    /// c.block_size = 1;
+    /// assert!(c.check_block_size().unwrap_err().contains("block_size"));
+    /// ```
+    pub fn check_block_size(&self) -> Result<(), String> {
+        if (MIN_BLOCK_SIZE..=MAX_BLOCK_SIZE).contains(&self.block_size) {
+            return Ok(());
+        }
+        Err(format!(
+            "`block_size` = {} is out of range: use {MIN_BLOCK_SIZE} (64 KiB) to {MAX_BLOCK_SIZE} (256 MiB) bytes",
+            self.block_size
+        ))
     }
 }
 
@@ -89,6 +123,7 @@ impl fmt::Debug for AzBlobConfig {
             .field("sas_token", &hidden(&self.sas_token))
             .field("endpoint", &self.endpoint)
             .field("max_retries", &self.max_retries)
+            .field("block_size", &self.block_size)
             .finish()
     }
 }

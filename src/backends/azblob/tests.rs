@@ -33,7 +33,7 @@ async fn round_trip_and_clean_up() {
         .await
         .unwrap();
     assert_eq!(m.size, 5);
-    assert_eq!(m.content_type.as_deref(), Some("text/plain"));
+    assert_eq!(m.content_type, "text/plain");
     assert_eq!(s.get_bytes("a/b c?.txt").await.unwrap().unwrap(), b"hello");
     s.delete_container().await.unwrap();
     assert!(s.ping().await.is_err(), "the container is gone");
@@ -159,11 +159,20 @@ async fn bad_options_are_config_errors() {
         ),
         ("container = \"ok-name\"\n", "connection_string"),
         ("container = \"ok-name\"\naccount = \"a\"\n", "needs `key`"),
+        (
+            "container = \"ok-name\"\naccount = \"a\"\nkey = \"a2V5\"\nendpoint = \"http://u:hunter2@127.0.0.1:10000/a\"\n",
+            "must not carry credentials",
+        ),
+        (
+            "container = \"ok-name\"\nconnection_string = \"AccountName=a;AccountKey=a2V5;BlobEndpoint=http://u:hunter2@127.0.0.1:10000/a\"\n",
+            "must not carry credentials",
+        ),
     ] {
         let toml = format!("[stores.img]\nkind = \"azblob\"\n{opts}");
         let e = crate::Router::from_toml_str(&toml).await.unwrap_err();
         assert!(matches!(e, Error::Config { .. }), "{e}");
         assert!(e.to_string().contains(needle), "{e}");
+        assert!(!e.to_string().contains("hunter2"), "{e}");
     }
 }
 
@@ -323,7 +332,6 @@ async fn a_signed_url_reads_the_blob_over_plain_http_and_nothing_more() {
             key,
             time::OffsetDateTime::now_utc() - Duration::from_secs(60),
         )
-        .await
         .unwrap();
     assert_eq!(http("GET", &expired).await.0, 403);
 
@@ -365,6 +373,27 @@ async fn signed_url_bounds_and_bad_keys_are_invalid_input() {
     s.delete_container().await.unwrap();
 }
 
+/// An account SAS on Azurite's development account: blob service, every
+/// resource type, permissions `sp`, valid ten minutes ("Create an account
+/// SAS", version 2020-12-06 on).
+fn account_sas(sp: &str) -> String {
+    let se = signing::rfc3339_seconds(time::OffsetDateTime::now_utc() + Duration::from_secs(600));
+    let version = "2022-11-02";
+    let to_sign = format!("{DEV_ACCOUNT}\n{sp}\nb\nsco\n\n{se}\n\n\n{version}\n\n");
+    let sig =
+        azure_core::hmac::hmac_sha256(&to_sign, &azure_core::credentials::Secret::new(DEV_KEY))
+            .unwrap();
+    let mut url = Url::parse("http://sas.invalid/").unwrap();
+    url.query_pairs_mut()
+        .append_pair("sv", version)
+        .append_pair("ss", "b")
+        .append_pair("srt", "sco")
+        .append_pair("sp", sp)
+        .append_pair("se", &se)
+        .append_pair("sig", &sig);
+    url.query().unwrap().to_string()
+}
+
 #[tokio::test]
 async fn a_store_on_a_sas_token_cannot_sign_and_says_so() {
     // An account SAS made with the account key (container level: enough to
@@ -372,27 +401,7 @@ async fn a_store_on_a_sas_token_cannot_sign_and_says_so() {
     let owner = AzBlobStore::open("az", AzBlobConfig::dev(&container("sastok"), &endpoint()))
         .await
         .unwrap();
-    let token = {
-        use azure_storage::prelude::{AccountSasPermissions, AccountSasResourceType};
-        use azure_storage::shared_access_signature::SasToken;
-        let read = AccountSasPermissions {
-            read: true,
-            list: true,
-            ..Default::default()
-        };
-        owner
-            .container_client()
-            .service_client()
-            .shared_access_signature(
-                AccountSasResourceType::Container,
-                time::OffsetDateTime::now_utc() + Duration::from_secs(600),
-                read,
-            )
-            .await
-            .unwrap()
-            .token()
-            .unwrap()
-    };
+    let token = account_sas("rl");
     let cfg = AzBlobConfig {
         key: None,
         sas_token: Some(crate::config::Secret::new(token.as_str())),
@@ -449,4 +458,152 @@ async fn the_router_hands_out_signed_urls() {
         .delete_container()
         .await
         .unwrap();
+}
+
+/// Everything `tracing` and `log` say, at TRACE, while `scenario` runs,
+/// as text. The subscriber is the process's global default (installed
+/// once): a scoped one misses events whose callsites other tests' threads
+/// registered first. Lines from tests running at the same time may be in
+/// the text too; none of them may hold a secret either.
+fn captured_logs(scenario: impl std::future::Future<Output = ()>) -> String {
+    use std::sync::{Arc, Mutex, OnceLock};
+    #[derive(Clone, Default)]
+    struct Buffer(Arc<Mutex<Vec<u8>>>);
+    impl std::io::Write for Buffer {
+        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(b);
+            Ok(b.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    static BUFFER: OnceLock<Buffer> = OnceLock::new();
+    let buffer = BUFFER.get_or_init(|| {
+        let buffer = Buffer::default();
+        let writer = buffer.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_max_level(tracing::Level::TRACE)
+            .with_ansi(false)
+            .with_writer(move || writer.clone())
+            .finish();
+        tracing::subscriber::set_global_default(subscriber)
+            .expect("no other global tracing subscriber in the lib tests");
+        // `log` records (reqwest, rustls, …) become `tracing` events.
+        tracing_log::LogTracer::builder()
+            .with_max_level(tracing_log::log::LevelFilter::Trace)
+            .init()
+            .expect("no other `log` logger in the lib tests");
+        buffer
+    });
+    let start = buffer.0.lock().unwrap().len();
+    tracing_log::log::trace!("log-sentinel");
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+        .block_on(scenario);
+    let text = String::from_utf8_lossy(&buffer.0.lock().unwrap()[start..]).to_string();
+    assert!(text.contains("log-sentinel"), "`log` records are captured");
+    text
+}
+
+/// Every operation of a key-signed and of a SAS store, and failures, at
+/// TRACE: the logs show the SDK's requests, but never the account key, the
+/// SAS, a signature (`sig=` is always `REDACTED`) nor an `Authorization`
+/// value.
+#[test]
+fn no_secret_reaches_the_logs_at_trace() {
+    let sas = account_sas("rwdlc");
+    let sas_sig = query_param(&sas, "sig");
+    let signed = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+    let signed_in = signed.clone();
+    let sas_in = sas.clone();
+    let logs = captured_logs(async move {
+        let cfg = AzBlobConfig {
+            block_size: MIN_BLOCK_SIZE,
+            ..AzBlobConfig::dev(&container("logs"), &endpoint())
+        };
+        let keyed = AzBlobStore::open("keyed", cfg).await.unwrap();
+        let sas_cfg = AzBlobConfig {
+            key: None,
+            sas_token: Some(crate::config::Secret::new(sas_in.as_str())),
+            create_if_missing: false,
+            block_size: MIN_BLOCK_SIZE,
+            ..AzBlobConfig::dev(&container("logs"), &endpoint())
+        };
+        let shared = AzBlobStore::open("shared", sas_cfg).await.unwrap();
+        let big: Vec<u8> = (0..200_000u32).map(|i| (i % 251) as u8).collect();
+        for s in [&keyed, &shared] {
+            let opts = PutOptions::new().content_type("text/plain").meta("m", "v");
+            s.put_bytes("d/small", b"hello".to_vec(), opts)
+                .await
+                .unwrap();
+            BlobStore::put(s, "d/big", stream_of(big.clone()), PutOptions::new())
+                .await
+                .unwrap();
+            assert_eq!(s.get_bytes("d/big").await.unwrap().unwrap(), big);
+            let part = BlobStore::get(s, "d/small", Some(ByteRange::new(1, Some(3))))
+                .await
+                .unwrap()
+                .unwrap();
+            assert_eq!(part.bytes().await.unwrap(), b"el");
+            assert!(s.head("d/small").await.unwrap().is_some());
+            let page = s
+                .list(&ListOptions::prefix("").delimiter("/"))
+                .await
+                .unwrap();
+            assert_eq!(page.prefixes, vec!["d/".to_string()]);
+            s.copy("d/small", "d/copy").await.unwrap();
+            assert!(s.delete("d/copy").await.unwrap());
+            let stale = PutOptions::new().condition(BlobCondition::IfMatch("\"0x1\"".into()));
+            assert!(s.put_bytes("d/small", b"x".to_vec(), stale).await.is_err());
+        }
+        *signed_in.lock().unwrap() = keyed
+            .signed_url("d/small", Duration::from_secs(60))
+            .await
+            .unwrap();
+        assert!(
+            shared
+                .signed_url("d/small", Duration::from_secs(60))
+                .await
+                .is_err()
+        );
+        // A wrong key (403) and a stopped service (connection refused).
+        let wrong = AzBlobConfig {
+            key: Some(crate::config::Secret::new(WRONG_KEY)),
+            create_if_missing: false,
+            ..AzBlobConfig::dev(&container("logs"), &endpoint())
+        };
+        assert!(AzBlobStore::open("wrong", wrong).await.is_err());
+        let stopped = AzBlobConfig {
+            max_retries: 0,
+            ..AzBlobConfig::dev("stopped", &format!("http://127.0.0.1:9/{DEV_ACCOUNT}"))
+        };
+        assert!(AzBlobStore::open("stopped", stopped).await.is_err());
+        keyed.delete_container().await.unwrap();
+    });
+    let url_sig = query_param(&signed.lock().unwrap(), "sig");
+    assert!(
+        logs.contains("==> Request"),
+        "the SDK's request logs are captured"
+    );
+    assert!(logs.contains("keyed") || logs.contains("devstoreaccount1"));
+    for (what, secret) in [
+        ("account key", DEV_KEY),
+        ("wrong key", WRONG_KEY),
+        ("SAS token", sas.as_str()),
+        ("SAS signature", sas_sig.as_str()),
+        ("signed URL signature", url_sig.as_str()),
+        ("shared-key authorization", "SharedKey devstoreaccount1:"),
+    ] {
+        assert!(!logs.contains(secret), "the {what} is in the logs");
+    }
+    for (at, _) in logs.match_indices("sig=") {
+        assert!(
+            logs[at + 4..].starts_with("REDACTED"),
+            "a signature in the logs: {}",
+            &logs[at.saturating_sub(80)..(at + 40).min(logs.len())]
+        );
+    }
 }

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use crate::config::{ConfigDuration, Secret};
+use crate::config::{ConfigDuration, Secret, redact_url};
 
 /// Options of a `cosmos` store, as read from `[stores.NAME]`.
 ///
@@ -41,11 +41,14 @@ pub struct CosmosConfig {
     /// `false`: a missing one is a configuration error naming it).
     #[serde(default)]
     pub create_if_missing: bool,
-    /// How long opening a connection may take (default `"5s"`).
+    /// How long opening a connection may take (default `"5s"`; `"100ms"`
+    /// to `"6s"`, the Cosmos DB client's bounds).
     #[serde(default = "default_connect_timeout")]
     pub connect_timeout: ConfigDuration,
-    /// How long one request may take (default `"30s"`) before failing
-    /// with the transient [`Error::Unavailable`](crate::Error::Unavailable).
+    /// How long one request may take (default `"30s"`, at least `"100ms"`)
+    /// before failing with the transient
+    /// [`Error::Unavailable`](crate::Error::Unavailable); metadata requests
+    /// wait at most 65 s, the client's cap.
     #[serde(default = "default_request_timeout")]
     pub request_timeout: ConfigDuration,
 }
@@ -135,11 +138,21 @@ impl CosmosConfig {
         } else {
             "endpoint"
         };
+        if endpoint.contains('@') {
+            return Err((
+                at,
+                format!(
+                    "the account endpoint holds credentials (`user:password@`, not shown); an endpoint carries none: write e.g. `https://ACCOUNT.documents.azure.com:443/` and give the account key in `{}`",
+                    if from_cs { "AccountKey=…" } else { "key" }
+                ),
+            ));
+        }
         if !(endpoint.starts_with("https://") || endpoint.starts_with("http://")) {
             return Err((
                 at,
                 format!(
-                    "the account endpoint {endpoint:?} is not an http(s) URL; write e.g. `https://ACCOUNT.documents.azure.com:443/`"
+                    "the account endpoint {:?} is not an http(s) URL; write e.g. `https://ACCOUNT.documents.azure.com:443/`",
+                    redact_url(&endpoint)
                 ),
             ));
         }
@@ -150,11 +163,26 @@ impl CosmosConfig {
             ));
         }
         check_database_name(&self.database).map_err(|m| ("database", m))?;
-        if self.connect_timeout.0.is_zero() {
-            return Err(("connect_timeout", "must be greater than zero".into()));
+        // The SDK refuses connect timeouts outside 100ms..=6s and request
+        // timeouts under 100ms when the client is built.
+        let (least, most) = (Duration::from_millis(100), Duration::from_secs(6));
+        if !(least..=most).contains(&self.connect_timeout.0) {
+            return Err((
+                "connect_timeout",
+                format!(
+                    "{} is outside what the Cosmos DB client allows: \"100ms\" to \"6s\"",
+                    self.connect_timeout
+                ),
+            ));
         }
-        if self.request_timeout.0.is_zero() {
-            return Err(("request_timeout", "must be greater than zero".into()));
+        if self.request_timeout.0 < least {
+            return Err((
+                "request_timeout",
+                format!(
+                    "{} is shorter than the Cosmos DB client allows: at least \"100ms\"",
+                    self.request_timeout
+                ),
+            ));
         }
         Ok((endpoint, key.to_string()))
     }
@@ -177,6 +205,16 @@ pub(super) fn check_database_name(name: &str) -> Result<(), String> {
         ));
     }
     Ok(())
+}
+
+/// An endpoint as it may be shown: secret query values redacted, and
+/// nothing of one that holds credentials (it is refused anyway).
+pub(super) fn shown_endpoint(endpoint: &str) -> String {
+    if endpoint.contains('@') {
+        "*** (holds credentials)".into()
+    } else {
+        redact_url(endpoint)
+    }
 }
 
 /// `AccountEndpoint=…;AccountKey=…;` → (endpoint, key). Unknown parts are
@@ -210,7 +248,10 @@ fn parse_connection_string(text: &str) -> Result<(String, &str), (&'static str, 
 impl fmt::Debug for CosmosConfig {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("CosmosConfig")
-            .field("endpoint", &self.credentials().map(|(e, _)| e).ok())
+            .field(
+                "endpoint",
+                &self.credentials().map(|(e, _)| shown_endpoint(&e)).ok(),
+            )
             .field("key", &self.key.as_ref().map(|_| "***"))
             .field(
                 "connection_string",
@@ -280,6 +321,29 @@ mod tests {
             msg.contains("AccountEndpoint") && !msg.contains("hunter2"),
             "{msg}"
         );
+        for endpoint in [
+            "https://u:hunter2@a.documents.azure.com:443/",
+            "https://u:hun/ter2@a.documents.azure.com:443/",
+            "https://hunter2@a.documents.azure.com/",
+            "ftp://u:hunter2@h/",
+        ] {
+            let (key, msg) = CosmosConfig::new(endpoint, "k", "d")
+                .validate()
+                .unwrap_err();
+            assert_eq!(key, "endpoint", "{endpoint}");
+            assert!(
+                msg.contains("credentials") && !msg.contains("hunter2"),
+                "{msg}"
+            );
+            let cs = format!("AccountEndpoint={endpoint};AccountKey=k;");
+            let (key, msg) = CosmosConfig::from_connection_string(cs, "d")
+                .validate()
+                .unwrap_err();
+            assert_eq!(key, "connection_string", "{endpoint}");
+            assert!(!msg.contains("hunter2"), "{msg}");
+            let dbg = format!("{:?}", CosmosConfig::new(endpoint, "k", "d"));
+            assert!(!dbg.contains("hunter2"), "{dbg}");
+        }
         let (key, _) = CosmosConfig::new("ftp://h/", "k", "d")
             .validate()
             .unwrap_err();
@@ -288,6 +352,14 @@ mod tests {
             .validate()
             .unwrap_err();
         assert_eq!(key, "key");
+        let mut c = CosmosConfig::new("http://h/", "k", "d");
+        c.connect_timeout = ConfigDuration(Duration::from_millis(6001));
+        assert_eq!(c.validate().unwrap_err().0, "connect_timeout");
+        c.connect_timeout = ConfigDuration(Duration::from_millis(99));
+        assert_eq!(c.validate().unwrap_err().0, "connect_timeout");
+        c.connect_timeout = ConfigDuration(Duration::from_secs(6));
+        c.request_timeout = ConfigDuration(Duration::from_millis(99));
+        assert_eq!(c.validate().unwrap_err().0, "request_timeout");
         let (key, _) = CosmosConfig::new("http://h/", "k", "a/b")
             .validate()
             .unwrap_err();

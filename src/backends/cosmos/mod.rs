@@ -130,6 +130,7 @@ fn status(e: &CosmosError) -> Option<u16> {
 
 /// `endpoint/database`, without any secret.
 fn location_of(endpoint: &str, database: &str) -> String {
+    let endpoint = config::shown_endpoint(endpoint);
     format!("{}/{database}", endpoint.trim_end_matches('/'))
 }
 
@@ -262,7 +263,10 @@ impl CosmosStore {
         let url: azure_data_cosmos::AccountEndpoint = endpoint.parse().map_err(|e| {
             config_error(
                 key_option,
-                format!("the account endpoint {endpoint:?} is not usable: {e}"),
+                format!(
+                    "the account endpoint {:?} is not usable: {e}",
+                    config::shown_endpoint(&endpoint)
+                ),
             )
         })?;
         let client = build_client(url, key, &config)
@@ -752,7 +756,8 @@ async fn build_client(
         .with_min_connect_timeout(config.connect_timeout.0.min(Duration::from_millis(500)))
         .with_max_connect_timeout(config.connect_timeout.0)
         .with_max_dataplane_request_timeout(config.request_timeout.0)
-        .with_max_metadata_request_timeout(config.request_timeout.0)
+        // The client caps metadata requests at 65 s.
+        .with_max_metadata_request_timeout(config.request_timeout.0.min(Duration::from_secs(65)))
         .build()?;
     let runtime = CosmosRuntime::builder()
         .with_connection_pool(pool)

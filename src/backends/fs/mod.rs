@@ -18,15 +18,15 @@ use chrono::{DateTime, Utc};
 use futures::StreamExt;
 use futures::future::BoxFuture;
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
 use tokio::io::{AsyncReadExt, AsyncSeekExt, AsyncWriteExt};
 use tokio::sync::RwLock;
 
 use crate::config::StoreSpec;
 use crate::query::Filter;
 use crate::store::blob::{
-    Blob, BlobMeta, BlobStore, ByteRange, ByteStream, CHUNK_SIZE, ListOptions, ListPage,
-    PutOptions, check_metadata, page_keys, records_unsupported, signing_unsupported,
+    Blob, BlobMeta, BlobStore, ByteRange, ByteStream, CHUNK_SIZE, DEFAULT_CONTENT_TYPE,
+    ListOptions, ListPage, PutOptions, check_put, page_keys, records_unsupported,
+    signing_unsupported,
 };
 use crate::store::{EntityInfo, StoreQuery, WriteOp, WriteOutcome};
 use crate::{Capabilities, Error, Key, Record, Result, Store};
@@ -87,6 +87,8 @@ pub struct FsStore {
 struct Sidecar {
     size: u64,
     etag: String,
+    /// Always written; `None` only in sidecars of older versions, which
+    /// stored no content type when none was given.
     content_type: Option<String>,
     #[serde(default)]
     metadata: BTreeMap<String, String>,
@@ -99,7 +101,9 @@ impl Sidecar {
             key: key.into(),
             size: self.size,
             etag: self.etag,
-            content_type: self.content_type,
+            content_type: self
+                .content_type
+                .unwrap_or_else(|| DEFAULT_CONTENT_TYPE.to_string()),
             metadata: self.metadata,
             last_modified: self.last_modified,
         }
@@ -225,13 +229,12 @@ impl FsStore {
         Ok(self.read_sidecar(rel).await?.map(|s| s.meta(key)))
     }
 
-    /// Writes the body to a temp file; returns its path, size and content hash.
-    async fn spool(&self, key: &str, mut body: ByteStream) -> Result<(PathBuf, u64, String)> {
+    /// Writes the body to a temp file; returns its path and size.
+    async fn spool(&self, key: &str, mut body: ByteStream) -> Result<(PathBuf, u64)> {
         let tmp = self.tmp_dir().join(uuid::Uuid::new_v4().to_string());
         let mut file = tokio::fs::File::create(&tmp)
             .await
             .map_err(|e| self.io("cannot create a temp file", e))?;
-        let mut hash = Sha256::new();
         let mut size = 0u64;
         let result: Result<()> = async {
             while let Some(chunk) = body.next().await {
@@ -242,7 +245,6 @@ impl FsStore {
                         format!("the body of blob {key:?} failed while reading it: {e}; nothing was stored"),
                     )
                 })?;
-                hash.update(&chunk);
                 size += chunk.len() as u64;
                 file.write_all(&chunk)
                     .await
@@ -258,9 +260,7 @@ impl FsStore {
             let _ = tokio::fs::remove_file(&tmp).await;
             return Err(e);
         }
-        let digest = hash.finalize();
-        let etag = format!("\"{}\"", hex16(&digest));
-        Ok((tmp, size, etag))
+        Ok((tmp, size))
     }
 
     /// Moves a spooled file into place with its sidecar, if `options.condition` holds.
@@ -270,7 +270,6 @@ impl FsStore {
         rel: &Path,
         tmp: &Path,
         size: u64,
-        etag: String,
         options: PutOptions,
     ) -> Result<BlobMeta> {
         let _guard = self.lock.write().await;
@@ -281,18 +280,20 @@ impl FsStore {
         }
         let data_path = self.root.join(rel);
         self.check_no_clash(key, rel).await?;
+        // A fresh etag per write, never derived from the content: the same
+        // bytes under other metadata must not match a stale `IfMatch`.
         let meta = BlobMeta {
             key: key.into(),
             size,
-            etag,
-            content_type: options.content_type,
+            etag: format!("\"{}\"", uuid::Uuid::new_v4().simple()),
+            content_type: options.stored_content_type().to_string(),
             metadata: options.metadata,
             last_modified: Utc::now(),
         };
         let sidecar = Sidecar {
             size,
             etag: meta.etag.clone(),
-            content_type: meta.content_type.clone(),
+            content_type: Some(meta.content_type.clone()),
             metadata: meta.metadata.clone(),
             last_modified: meta.last_modified,
         };
@@ -420,15 +421,14 @@ impl FsStore {
     }
 }
 
-fn hex16(digest: &[u8]) -> String {
-    digest[..16].iter().map(|b| format!("{b:02x}")).collect()
-}
-
-/// Not there: missing, or a path through a file.
+/// Not a blob there: missing, a path through a file, or a directory (a
+/// key that is only a prefix of other keys).
 fn not_found(e: &std::io::Error) -> bool {
     matches!(
         e.kind(),
-        std::io::ErrorKind::NotFound | std::io::ErrorKind::NotADirectory
+        std::io::ErrorKind::NotFound
+            | std::io::ErrorKind::NotADirectory
+            | std::io::ErrorKind::IsADirectory
     )
 }
 
@@ -443,9 +443,9 @@ impl BlobStore for FsStore {
 
     async fn put(&self, key: &str, body: ByteStream, options: PutOptions) -> Result<BlobMeta> {
         let rel = key_path(&self.name, key)?;
-        check_metadata(&self.name, &options.metadata)?;
-        let (tmp, size, etag) = self.spool(key, body).await?;
-        let result = self.commit(key, &rel, &tmp, size, etag, options).await;
+        check_put(&self.name, key, &options)?;
+        let (tmp, size) = self.spool(key, body).await?;
+        let result = self.commit(key, &rel, &tmp, size, options).await;
         if result.is_err() {
             let _ = tokio::fs::remove_file(&tmp).await;
         }
@@ -555,7 +555,6 @@ impl BlobStore for FsStore {
         let existed = match tokio::fs::remove_file(self.root.join(&rel)).await {
             Ok(()) => true,
             Err(e) if not_found(&e) => false,
-            Err(e) if e.kind() == std::io::ErrorKind::IsADirectory => false,
             Err(e) => return Err(self.io("cannot delete a blob", e)),
         };
         match tokio::fs::remove_file(self.meta_root().join(&rel)).await {
@@ -580,7 +579,7 @@ impl BlobStore for FsStore {
             });
         };
         let options = PutOptions {
-            content_type: src.meta.content_type.clone(),
+            content_type: Some(src.meta.content_type.clone()),
             metadata: src.meta.metadata.clone(),
             ..PutOptions::default()
         };

@@ -126,6 +126,15 @@ impl GremlinConfig {
         } else {
             return Err(bad());
         };
+        if rest.contains('@') {
+            return Err((
+                "url",
+                format!(
+                    "{:?} holds credentials; a Gremlin URL carries none: set `username` and `password` instead",
+                    redact_url(&self.url)
+                ),
+            ));
+        }
         let authority = rest.split('/').next().unwrap_or_default();
         let path = &rest[authority.len()..];
         if authority.contains('@') || !matches!(path, "" | "/" | "/gremlin" | "/gremlin/") {
@@ -220,11 +229,17 @@ mod tests {
             "ws://:8182",
             "ws://h:port",
             "ws://u:pw@h:1/",
+            "ws://u:p/w@h:1/gremlin",
+            "wss://u:p#w@h/",
             "ws://h/other",
         ] {
             let e = GremlinConfig::new(bad).endpoint().unwrap_err();
             assert_eq!(e.0, "url", "{bad}");
-            assert!(!e.1.contains("pw@"), "{}", e.1);
+            assert!(
+                !e.1.contains("pw@") && !e.1.contains("p/w") && !e.1.contains("p#w"),
+                "{}",
+                e.1
+            );
         }
         let mut c = GremlinConfig::new("ws://h");
         c.username = Some("u".into());

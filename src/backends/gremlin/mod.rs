@@ -22,7 +22,7 @@ use gremlin_client::{
     ConnectionOptions, GKey, GValue, GraphSON, GremlinError, TlsOptions, ToGValue,
 };
 
-use crate::config::{StoreSpec, redact_url};
+use crate::config::{Redactor, StoreSpec, redact_url};
 use crate::query::Filter;
 use crate::store::graph::{
     Edge, EdgeDirection, GraphInfo, GraphStore, NeighbourPage, Properties, Recommendation, Vertex,
@@ -66,6 +66,8 @@ pub(crate) fn open(spec: StoreSpec) -> BoxFuture<'static, Result<Arc<dyn Store>>
 pub struct GremlinStore {
     name: String,
     location: String,
+    /// The password, removed from every message.
+    secrets: Redactor,
     caps: Capabilities,
     client: GremlinClient,
     dialect: Dialect,
@@ -90,13 +92,20 @@ impl ToGValue for Bound<'_> {
 }
 
 /// The error of a driver error: connection trouble is transient.
-fn map_err(store: &str, location: &str, entity: &str, e: GremlinError) -> Error {
+fn map_err(
+    store: &str,
+    location: &str,
+    secrets: &Redactor,
+    entity: &str,
+    e: GremlinError,
+) -> Error {
     match e {
         GremlinError::Request((code, message)) => Error::backend(
             store,
             entity,
             std::io::Error::other(format!(
-                "the server refused the request ({code}): {message}"
+                "the server refused the request ({code}): {}",
+                secrets.redact(&message)
             )),
         ),
         GremlinError::Cast(_) | GremlinError::WrongType(_) | GremlinError::Json(_) => {
@@ -105,8 +114,11 @@ fn map_err(store: &str, location: &str, entity: &str, e: GremlinError) -> Error 
         other => Error::Unavailable {
             store: store.into(),
             entity: entity.into(),
-            message: format!("cannot talk to the Gremlin server at {location}: {other}"),
-            source: Some(Box::new(other)),
+            message: format!(
+                "cannot talk to the Gremlin server at {location}: {}",
+                secrets.redact(&other.to_string())
+            ),
+            source: None,
         },
     }
 }
@@ -130,6 +142,10 @@ impl GremlinStore {
             .endpoint()
             .map_err(|(key, msg)| config_error(key, msg))?;
         let location = redact_url(&config.url);
+        let mut secrets = Redactor::new().with_url(&config.url);
+        if let Some(p) = &config.password {
+            secrets = secrets.with_secret(p.expose());
+        }
         let graphson = match config.serializer {
             GraphsonVersion::V2 => GraphSON::V2,
             GraphsonVersion::V3 => GraphSON::V3,
@@ -151,12 +167,16 @@ impl GremlinStore {
             opts = opts.credentials(u, p.expose());
         }
         let unavailable = |message: String| Error::unavailable(name, "", message);
-        let client = GremlinClient::connect(opts.build())
-            .await
-            .map_err(|e| unavailable(format!("cannot connect to {location}: {e}")))?;
+        let client = GremlinClient::connect(opts.build()).await.map_err(|e| {
+            unavailable(format!(
+                "cannot connect to {location}: {}",
+                secrets.redact(&e.to_string())
+            ))
+        })?;
         let store = GremlinStore {
             name: name.into(),
             location,
+            secrets,
             caps: Capabilities {
                 ttl: false,
                 if_absent: false,
@@ -201,7 +221,7 @@ impl GremlinStore {
             .iter()
             .map(|(k, v)| (*k, v as &dyn ToGValue))
             .collect();
-        let err = |e| map_err(&self.name, &self.location, entity, e);
+        let err = |e| map_err(&self.name, &self.location, &self.secrets, entity, e);
         let mut results = self
             .client
             .execute(s.text.clone(), &params)

@@ -16,7 +16,7 @@ use parking_lot::RwLock;
 use super::MemoryStore;
 use crate::store::blob::{
     Blob, BlobMeta, BlobStore, ByteRange, ByteStream, CHUNK_SIZE, ListOptions, ListPage,
-    PutOptions, check_key, check_metadata, page_keys, signing_unsupported,
+    PutOptions, check_key, check_put, page_keys, signing_unsupported,
 };
 use crate::{Error, Result};
 
@@ -52,8 +52,7 @@ impl BlobStore for MemoryStore {
     }
 
     async fn put(&self, key: &str, mut body: ByteStream, options: PutOptions) -> Result<BlobMeta> {
-        check_key(&self.name, key)?;
-        check_metadata(&self.name, &options.metadata)?;
+        check_put(&self.name, key, &options)?;
         let mut buf = BytesMut::new();
         while let Some(chunk) = body.next().await {
             let chunk = chunk.map_err(|e| {
@@ -76,7 +75,7 @@ impl BlobStore for MemoryStore {
             key: key.into(),
             size: buf.len() as u64,
             etag: self.blobs.etag(),
-            content_type: options.content_type,
+            content_type: options.stored_content_type().to_string(),
             metadata: options.metadata,
             last_modified: Utc::now(),
         };

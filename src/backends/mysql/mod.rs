@@ -26,7 +26,7 @@ use crate::backends::sql::{
     now_micros,
     write::{self, Exec, Target},
 };
-use crate::config::{StoreSpec, redact_url};
+use crate::config::{Redactor, StoreSpec, redact_url};
 use crate::query::Filter;
 use crate::store::{EntityInfo, StoreQuery, WriteOp, WriteOutcome};
 use crate::{Capabilities, Error, Key, Record, Result, Store};
@@ -198,8 +198,9 @@ impl MySqlStore {
             return Err(config_error(key, msg));
         }
         let location = redact_url(&config.url);
+        let secrets = Redactor::new().with_url(&config.url);
         let cannot_connect = |e: sqlx::Error| {
-            let shown = redact_url(&e.to_string());
+            let shown = secrets.redact(&e.to_string());
             Error::Unavailable {
                 store: name.into(),
                 entity: String::new(),
@@ -214,8 +215,8 @@ impl MySqlStore {
                 config_error(
                     "url",
                     format!(
-                        "{location:?} is not a valid MySQL URL: {}",
-                        redact_url(&e.to_string())
+                        "{location:?} is not a valid MySQL URL: {}; a password holding `/`, `?`, `#`, `@`, `:`, `%` or a space must be percent-encoded (`%2F`, `%3F`, `%23`, `%40`, `%3A`, `%25`, `%20`)",
+                        secrets.redact(&e.to_string())
                     ),
                 )
             })?

@@ -110,6 +110,17 @@ impl PostgresConfig {
                 ),
             ));
         }
+        if unknown_query_parameter(&self.url).is_some() {
+            // The parameter is not named: in a malformed URL it may be part
+            // of the password.
+            return Err((
+                "url",
+                format!(
+                    "the URL has a query parameter the PostgreSQL driver does not know (it knows {}); the driver would ignore it and log it with its value, so it is refused",
+                    QUERY_PARAMETERS.join(", ")
+                ),
+            ));
+        }
         check_pool_options(
             self.max_connections,
             self.min_connections,
@@ -131,6 +142,49 @@ impl PostgresConfig {
         }
         Ok(())
     }
+}
+
+/// The URL query parameters sqlx reads; it logs any other with its value
+/// (a misspelt `pasword=` would put the password in the log).
+const QUERY_PARAMETERS: &[&str] = &[
+    "sslmode",
+    "ssl-mode",
+    "sslrootcert",
+    "ssl-root-cert",
+    "ssl-ca",
+    "sslcert",
+    "ssl-cert",
+    "sslkey",
+    "ssl-key",
+    "statement-cache-capacity",
+    "host",
+    "hostaddr",
+    "port",
+    "dbname",
+    "user",
+    "password",
+    "application_name",
+    "options",
+    "options[NAME]",
+];
+
+/// The first query parameter of `url` sqlx does not know, if any.
+fn unknown_query_parameter(url: &str) -> Option<String> {
+    let after_user_info = url.rfind('@').map_or(0, |at| at + 1);
+    let (_, query) = url[after_user_info..].split_once('?')?;
+    query
+        .split('&')
+        .filter(|pair| !pair.is_empty())
+        .map(|pair| {
+            let key = pair.split_once('=').map_or(pair, |(k, _)| k);
+            percent_encoding::percent_decode_str(&key.replace('+', " "))
+                .decode_utf8_lossy()
+                .into_owned()
+        })
+        .find(|key| {
+            !(QUERY_PARAMETERS.contains(&key.as_str())
+                || key.starts_with("options[") && key.ends_with(']'))
+        })
 }
 
 impl fmt::Debug for PostgresConfig {
@@ -194,6 +248,20 @@ mod tests {
             .parse::<PostgresConfig>()
             .unwrap_err();
         assert!(e.to_string().contains("ssl_mode"), "{e}");
+        for ok in [
+            "postgres://h/d?sslmode=disable&application_name=x&options[search_path]=a",
+            "postgres://u:p?w@h/d?password=x",
+        ] {
+            assert!(PostgresConfig::new(ok).validate().is_ok(), "{ok}");
+        }
+        let (key, msg) = PostgresConfig::new("postgres://h/d?sslmode=require&pasword=s3cret")
+            .validate()
+            .unwrap_err();
+        assert_eq!(key, "url");
+        assert!(
+            msg.contains("does not know") && !msg.contains("s3cret"),
+            "{msg}"
+        );
         let mut c = PostgresConfig::new("postgres://h/d");
         c.min_connections = 9;
         assert_eq!(c.validate().unwrap_err().0, "min_connections");

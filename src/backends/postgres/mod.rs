@@ -23,7 +23,7 @@ use crate::backends::sql::{
     entity_config_error, now_micros,
     write::{self, Exec, Target},
 };
-use crate::config::{StoreSpec, redact_url};
+use crate::config::{Redactor, StoreSpec, redact_url};
 use crate::query::Filter;
 use crate::store::{EntityInfo, StoreQuery, WriteOp, WriteOutcome};
 use crate::{Capabilities, Error, Key, Record, Result, Store};
@@ -154,6 +154,7 @@ impl PostgresStore {
             return Err(config_error(key, msg));
         }
         let location = redact_url(&config.url);
+        let secrets = Redactor::new().with_url(&config.url);
         let unavailable = |message: String, source: Option<crate::BoxError>| Error::Unavailable {
             store: name.into(),
             entity: String::new(),
@@ -165,8 +166,8 @@ impl PostgresStore {
                 config_error(
                     "url",
                     format!(
-                        "{location:?} is not a valid PostgreSQL URL: {}",
-                        redact_url(&e.to_string())
+                        "{location:?} is not a valid PostgreSQL URL: {}; a password holding `/`, `?`, `#`, `@`, `:`, `%` or a space must be percent-encoded (`%2F`, `%3F`, `%23`, `%40`, `%3A`, `%25`, `%20`)",
+                        secrets.redact(&e.to_string())
                     ),
                 )
             })?
@@ -200,9 +201,9 @@ impl PostgresStore {
                 unavailable(
                     format!(
                         "cannot connect to the PostgreSQL server at {location}: {}; check the server runs and the URL",
-                        redact_url(&e.to_string())
+                        secrets.redact(&e.to_string())
                     ),
-                    Some(Box::new(Message(redact_url(&e.to_string())))),
+                    Some(Box::new(Message(secrets.redact(&e.to_string())))),
                 )
             })?;
         if let Some(schema) = &config.schema {

@@ -19,7 +19,7 @@ use futures::future::BoxFuture;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{ErrorKind, RedisError, Script, ServerErrorKind};
 
-use crate::config::{StoreSpec, redact_url};
+use crate::config::{Redactor, StoreSpec, redact_url};
 use crate::query::Filter;
 use crate::store::kv::{KvStore, check_call};
 use crate::store::namespace::{Namespace, TableNames};
@@ -143,7 +143,7 @@ impl std::error::Error for Message {}
 
 /// Whether a driver error means the server could not be reached, dropped
 /// the connection, timed out, or is temporarily unable to answer.
-fn is_transient(e: &RedisError) -> bool {
+pub(crate) fn is_transient(e: &RedisError) -> bool {
     e.is_io_error()
         || e.is_timeout()
         || e.is_connection_dropped()
@@ -249,7 +249,7 @@ impl RedisStore {
             config_error(
                 "url",
                 format!(
-                    "{location:?} is not a valid Redis URL; write `redis://[user:password@]host[:port][/db]` or `redis+unix:///path/to/redis.sock`"
+                    "{location:?} is not a valid Redis URL; write `redis://[user:password@]host[:port][/db]` or `redis+unix:///path/to/redis.sock`; a password holding `/`, `?`, `#`, `@`, `:`, `%` or a space must be percent-encoded (`%2F`, `%3F`, `%23`, `%40`, `%3A`, `%25`, `%20`)"
                 ),
             )
         })?;
@@ -263,14 +263,15 @@ impl RedisStore {
         let conn = ConnectionManager::new_with_config(client, manager_config)
             .await
             .map_err(|e| {
+                let shown = Redactor::new().with_url(&config.url).redact(&e.to_string());
                 let message = format!(
-                    "cannot connect to Redis at {location}: {e}; check that the server runs and the URL, user and password are right"
+                    "cannot connect to Redis at {location}: {shown}; check that the server runs and the URL, user and password are right"
                 );
                 Error::Unavailable {
                     store: name.into(),
                     entity: String::new(),
                     message,
-                    source: Some(Box::new(e)),
+                    source: Some(Box::new(Message(shown))),
                 }
             })?;
         Ok(RedisStore {

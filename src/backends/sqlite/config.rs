@@ -41,6 +41,10 @@ fn default_max_connections() -> u32 {
     4
 }
 
+/// The longest `busy_timeout`: SQLite takes it as 32-bit milliseconds
+/// (24 days fit, 25 do not).
+pub(super) const MAX_BUSY_TIMEOUT: Duration = Duration::from_secs(24 * 86_400);
+
 fn default_busy_timeout() -> ConfigDuration {
     ConfigDuration(Duration::from_secs(5))
 }
@@ -85,6 +89,15 @@ impl SqliteConfig {
         }
         if self.max_connections == 0 {
             return Err(("max_connections", "must be at least 1".into()));
+        }
+        if self.busy_timeout.0 > MAX_BUSY_TIMEOUT {
+            return Err((
+                "busy_timeout",
+                format!(
+                    "{} is longer than SQLite can wait: at most \"24d\" (it counts in 32-bit milliseconds)",
+                    self.busy_timeout
+                ),
+            ));
         }
         Ok(())
     }
@@ -167,6 +180,11 @@ mod tests {
         assert!(!c.in_memory());
         c.max_connections = 0;
         assert_eq!(c.validate().unwrap_err().0, "max_connections");
+        let mut c = SqliteConfig::new("sqlite::memory:");
+        c.busy_timeout = ConfigDuration(MAX_BUSY_TIMEOUT);
+        assert!(c.validate().is_ok());
+        c.busy_timeout = ConfigDuration(MAX_BUSY_TIMEOUT + Duration::from_millis(1));
+        assert_eq!(c.validate().unwrap_err().0, "busy_timeout");
         assert!(SqliteConfig::new("sqlite://?mode=memory").in_memory());
         assert!(format!("{:?}", SqliteConfig::new("sqlite://u:secret@x/y.db")).contains("***"));
     }

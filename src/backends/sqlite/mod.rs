@@ -256,11 +256,11 @@ impl SqliteStore {
         }
         // Switching a new file to WAL takes a lock the busy handler does not
         // wait for: retry while another process does the same.
-        let deadline = Instant::now() + config.busy_timeout.0;
+        let deadline = Instant::now().checked_add(config.busy_timeout.0);
         let pool = loop {
             match pool_opts.clone().connect_with(opts.clone()).await {
                 Ok(pool) => break pool,
-                Err(e) if is_busy(&e) && Instant::now() < deadline => {
+                Err(e) if is_busy(&e) && deadline.is_none_or(|d| Instant::now() < d) => {
                     tokio::time::sleep(Duration::from_millis(25)).await;
                 }
                 Err(e) => {

@@ -178,15 +178,17 @@ impl SqlServerConfig {
             .url
             .strip_prefix("sqlserver://")
             .ok_or_else(|| bad("it must start with `sqlserver://`"))?;
-        if rest.contains(['?', '#']) {
+        // The user-info runs to the last `@`, so a password may hold `/`,
+        // `?`, `#`, `@` or `:` as written (or percent-encoded).
+        let (userinfo, after) = rest
+            .rsplit_once('@')
+            .ok_or_else(|| bad("no `user:password@`"))?;
+        if after.contains(['?', '#']) {
             return Err(bad(
                 "options go in the store's TOML keys (`encrypt`, `trust_server_certificate`, …), not in the URL",
             ));
         }
-        let (authority, path) = rest.split_once('/').unwrap_or((rest, ""));
-        let (userinfo, hostport) = authority
-            .rsplit_once('@')
-            .ok_or_else(|| bad("no `user:password@`"))?;
+        let (hostport, path) = after.split_once('/').unwrap_or((after, ""));
         let (user, password) = userinfo.split_once(':').unwrap_or((userinfo, ""));
         let user = percent_decode(user).map_err(|e| bad(&e))?;
         let password = percent_decode(password).map_err(|e| bad(&format!("password: {e}")))?;

@@ -25,7 +25,7 @@ use crate::backends::sql::{
     self, Message, Param, Select, TableSql, Tables, entity_config_error, now_micros,
     write::{self, Exec, Target},
 };
-use crate::config::StoreSpec;
+use crate::config::{Redactor, StoreSpec};
 use crate::query::Filter;
 use crate::store::{EntityInfo, StoreQuery, WriteOp, WriteOutcome};
 use crate::{Capabilities, Error, Key, Record, Result, Store};
@@ -136,8 +136,8 @@ pub struct SqlServerStore {
 struct Inner {
     name: String,
     location: String,
-    /// The URL's password, removed from every message.
-    password: String,
+    /// The URL's secrets, removed from every message.
+    secrets: Redactor,
     /// The schema tables live in, when configured.
     schema: Option<String>,
     caps: Capabilities,
@@ -163,15 +163,6 @@ impl fmt::Debug for SqlServerStore {
     }
 }
 
-/// A message with the password (if any) replaced by `***`.
-fn scrub(message: String, password: &str) -> String {
-    if password.is_empty() {
-        message
-    } else {
-        message.replace(password, "***")
-    }
-}
-
 /// SQL Server error numbers that mean "try again": deadlock victim, lock
 /// timeout, and Azure SQL's transient errors (database unavailable,
 /// throttled, failover, reconfiguration).
@@ -187,9 +178,9 @@ const BAD_VALUE: &[u32] = &[220, 232, 242, 8115, 8152, 2628, 245, 8114];
 /// server error → [`Error::Unavailable`]; a value the server refuses →
 /// [`Error::InvalidInput`]; anything else → [`Error::Backend`]. The
 /// password never appears.
-fn map_err(store: &str, entity: &str, password: &str, e: tiberius::error::Error) -> Error {
+fn map_err(store: &str, entity: &str, secrets: &Redactor, e: tiberius::error::Error) -> Error {
     use tiberius::error::Error as T;
-    let text = scrub(e.to_string(), password);
+    let text = secrets.redact(&e.to_string());
     let unavailable = |message: String| Error::Unavailable {
         store: store.into(),
         entity: entity.into(),
@@ -223,11 +214,11 @@ fn map_err(store: &str, entity: &str, password: &str, e: tiberius::error::Error)
 fn pool_err(
     store: &str,
     entity: &str,
-    password: &str,
+    secrets: &Redactor,
     e: bb8::RunError<tiberius::error::Error>,
 ) -> Error {
     match e {
-        bb8::RunError::User(e) => map_err(store, entity, password, e),
+        bb8::RunError::User(e) => map_err(store, entity, secrets, e),
         bb8::RunError::TimedOut => Error::Unavailable {
             store: store.into(),
             entity: entity.into(),
@@ -298,7 +289,9 @@ impl SqlServerStore {
             }
         }
         let location = config.location();
-        let password = address.password.clone();
+        let secrets = Redactor::new()
+            .with_url(&config.url)
+            .with_secret(&address.password);
         let manager = Manager {
             config: tiberius_config(name, &address, &config),
             timeout: config.connect_timeout.0,
@@ -313,9 +306,9 @@ impl SqlServerStore {
                 message: format!(
                     "cannot connect to the SQL Server at {} ({location}): {}; check the server runs, the URL and the TLS options",
                     address.host_port(),
-                    scrub(e.to_string(), &password)
+                    secrets.redact(&e.to_string())
                 ),
-                source: Some(Box::new(Message(scrub(e.to_string(), &password)))),
+                source: Some(Box::new(Message(secrets.redact(&e.to_string())))),
             })?;
         let dialect = SqlServerDialect::new(config.schema.clone());
         if let Some(schema) = &config.schema {
@@ -323,7 +316,7 @@ impl SqlServerStore {
             if let Err(e) = run(&mut first, &s.sql, s.params).await {
                 // Another connection creating it at the same time is fine.
                 if server_code(&e) != Some(2714) {
-                    return Err(map_err(name, "", &password, e));
+                    return Err(map_err(name, "", &secrets, e));
                 }
             }
         }
@@ -340,7 +333,7 @@ impl SqlServerStore {
         let inner = Arc::new(Inner {
             name: name.to_string(),
             location,
-            password,
+            secrets,
             schema: config.schema.clone(),
             caps: Capabilities {
                 shared: true,
@@ -413,7 +406,7 @@ impl SqlServerStore {
             .pool
             .get()
             .await
-            .map_err(|e| pool_err(&self.inner.name, entity, &self.inner.password, e))
+            .map_err(|e| pool_err(&self.inner.name, entity, &self.inner.secrets, e))
     }
 
     fn decode(&self, entity: &EntityInfo, t: &TableSql, row: &Row) -> Result<Record> {
@@ -489,12 +482,12 @@ struct MsExec<'c> {
     conn: &'c mut Conn,
     store: &'c str,
     entity: &'c str,
-    password: &'c str,
+    secrets: &'c Redactor,
 }
 
 impl MsExec<'_> {
     fn err(&self, e: tiberius::error::Error) -> Error {
-        map_err(self.store, self.entity, self.password, e)
+        map_err(self.store, self.entity, self.secrets, e)
     }
 
     async fn rows(&mut self, sql: &str, params: Vec<Param>) -> Result<Vec<Row>> {
@@ -574,7 +567,7 @@ impl Inner {
             conn,
             store: &self.name,
             entity,
-            password: &self.password,
+            secrets: &self.secrets,
         }
     }
 
@@ -587,7 +580,7 @@ impl Inner {
             .pool
             .get()
             .await
-            .map_err(|e| pool_err(&self.name, "", &self.password, e))?;
+            .map_err(|e| pool_err(&self.name, "", &self.secrets, e))?;
         let mut exec = self.exec(&mut conn, "");
         sql::purge(&mut exec, &tables).await
     }
