@@ -182,6 +182,18 @@ pub struct Capabilities {
 }
 
 impl Capabilities {
+    /// The longest TTL polyrouter asks any store to keep: 2^31 − 1 seconds
+    /// (about 68 years), Cosmos DB's limit and the smallest of the stores'.
+    /// A longer (or zero) TTL is refused with
+    /// [`Error::InvalidInput`](crate::Error::InvalidInput) before any I/O —
+    /// and an entity's or cache's configured `ttl` at start-up — so no
+    /// store ever clamps, wraps or overflows one.
+    ///
+    /// ```
+    /// assert_eq!(polyrouter::Capabilities::MAX_TTL.as_secs(), i32::MAX as u64);
+    /// ```
+    pub const MAX_TTL: std::time::Duration = std::time::Duration::from_secs(i32::MAX as u64);
+
     /// Everything the `Store` trait offers; the specialised traits off.
     ///
     /// ```
@@ -339,5 +351,21 @@ impl Capabilities {
 impl fmt::Display for Capabilities {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.names().join(", "))
+    }
+}
+
+/// Why a TTL cannot be kept, if it cannot: zero, or longer than
+/// [`Capabilities::MAX_TTL`].
+pub(crate) fn ttl_problem(ttl: std::time::Duration) -> Option<String> {
+    if ttl.is_zero() {
+        Some("a TTL must be greater than zero".into())
+    } else if ttl > Capabilities::MAX_TTL {
+        Some(format!(
+            "a TTL of {} s is longer than the longest polyrouter keeps ({} s, about 68 years); leave the TTL out to keep the record until it is deleted",
+            ttl.as_secs(),
+            Capabilities::MAX_TTL.as_secs()
+        ))
+    } else {
+        None
     }
 }

@@ -5,9 +5,11 @@ use std::borrow::Cow;
 use crate::{Key, Value};
 
 mod de;
+mod depth;
 mod ser;
 
 pub(crate) use de::from_record;
+pub use depth::MAX_JSON_DEPTH;
 pub(crate) use ser::to_record;
 
 /// A field name: borrowed from the static schema on the hot path.

@@ -311,6 +311,9 @@ impl<S: Store, P: Policy> Store for Layered<S, P> {
     fn location(&self) -> String {
         self.inner.location()
     }
+    fn namespace(&self) -> crate::store::namespace::Namespace {
+        self.inner.namespace()
+    }
     async fn ensure_entity(&self, entity: &EntityInfo) -> Result<()> {
         let call = self.call(Target::Entity(entity), Operation::EnsureEntity);
         self.policy

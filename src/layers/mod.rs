@@ -86,6 +86,9 @@ impl Store for Arc<dyn Store> {
     fn location(&self) -> String {
         (**self).location()
     }
+    fn namespace(&self) -> crate::store::namespace::Namespace {
+        (**self).namespace()
+    }
     async fn ensure_entity(&self, entity: &EntityInfo) -> Result<()> {
         (**self).ensure_entity(entity).await
     }

@@ -1,13 +1,52 @@
 //! Validates a filter against an entity schema and coerces operand types.
 
-use super::{CmpOp, Filter};
+use super::{CmpOp, Filter, MAX_FILTER_DEPTH};
 use crate::Value;
 use crate::entity::{FieldDef, FieldKind, Schema};
 
-/// Checks every field exists and every operand fits the field's type,
-/// returning the filter with operands converted (e.g. an RFC 3339 string
-/// compared with a timestamp field becomes a timestamp).
+/// Checks the filter nests at most [`MAX_FILTER_DEPTH`] levels, every
+/// field exists and every operand fits the field's type, returning the
+/// filter with operands converted (e.g. an RFC 3339 string compared with a
+/// timestamp field becomes a timestamp).
 pub(crate) fn normalize(filter: &Filter, schema: &Schema) -> Result<Filter, String> {
+    check_depth(filter)?;
+    normalize_node(filter, schema)
+}
+
+/// Refuses a filter nested deeper than [`MAX_FILTER_DEPTH`], walking it
+/// without recursion.
+fn check_depth(filter: &Filter) -> Result<(), String> {
+    let mut stack = vec![(filter, 1usize)];
+    while let Some((f, depth)) = stack.pop() {
+        if depth > MAX_FILTER_DEPTH {
+            return Err(format!(
+                "the filter nests deeper than {MAX_FILTER_DEPTH} levels of and/or/not; flatten it (e.g. `and` over a list, `in` for many values of one field)"
+            ));
+        }
+        match f {
+            Filter::And(v) | Filter::Or(v) => stack.extend(v.iter().map(|c| (c, depth + 1))),
+            Filter::Not(c) => stack.push((c, depth + 1)),
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+/// Frees a filter without recursion: a filter nested deeper than any
+/// stack can hold (dropping one recurses once per level) is taken apart
+/// node by node.
+pub(crate) fn dismantle(filter: Filter) {
+    let mut stack = vec![filter];
+    while let Some(f) = stack.pop() {
+        match f {
+            Filter::And(v) | Filter::Or(v) => stack.extend(v),
+            Filter::Not(c) => stack.push(*c),
+            _ => {}
+        }
+    }
+}
+
+fn normalize_node(filter: &Filter, schema: &Schema) -> Result<Filter, String> {
     Ok(match filter {
         Filter::Cmp { field, op, value } => {
             let def = lookup(schema, field)?;
@@ -73,15 +112,15 @@ pub(crate) fn normalize(filter: &Filter, schema: &Schema) -> Result<Filter, Stri
         }
         Filter::And(v) => Filter::And(
             v.iter()
-                .map(|f| normalize(f, schema))
+                .map(|f| normalize_node(f, schema))
                 .collect::<Result<_, _>>()?,
         ),
         Filter::Or(v) => Filter::Or(
             v.iter()
-                .map(|f| normalize(f, schema))
+                .map(|f| normalize_node(f, schema))
                 .collect::<Result<_, _>>()?,
         ),
-        Filter::Not(f) => Filter::Not(Box::new(normalize(f, schema)?)),
+        Filter::Not(f) => Filter::Not(Box::new(normalize_node(f, schema)?)),
     })
 }
 

@@ -474,4 +474,20 @@ impl Query {
 }
 
 pub(crate) mod check;
-pub(crate) use check::normalize;
+pub(crate) use check::{dismantle, normalize};
+
+/// The deepest a filter may nest: a leaf (`eq`, `in`, `prefix`, …) is one
+/// level, and each `and`, `or` and `not` around it one more. A deeper
+/// filter is refused with [`Error::InvalidInput`](crate::Error::InvalidInput)
+/// before any I/O (and before any recursion over it), so no filter built
+/// through the public API can overflow the stack while it is checked or
+/// translated.
+///
+/// ```
+/// use polyrouter::query::{field, MAX_FILTER_DEPTH};
+/// let mut f = field("a").eq(1);
+/// for _ in 1..MAX_FILTER_DEPTH {
+///     f = f.not(); // 64 levels: accepted
+/// }
+/// ```
+pub const MAX_FILTER_DEPTH: usize = 64;

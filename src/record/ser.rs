@@ -73,7 +73,7 @@ impl RecordSer<'_> {
             },
         };
         let v = if def.ty.kind == FieldKind::Json {
-            match serde_json::to_value(value) {
+            match super::depth::to_json(value) {
                 Ok(serde_json::Value::Null) => Value::Null,
                 Ok(j) => Value::Json(j),
                 Err(e) => return err(format!("field `{name}`: {e}")),

@@ -32,6 +32,7 @@ mod cache;
 mod cascade;
 mod graph;
 mod metrics;
+mod namespace;
 mod read;
 mod repo;
 mod search;
@@ -702,6 +703,7 @@ impl RouterBuilder {
             let route = check_route(&config, &stores, entity, ec)?;
             routes.insert(entity.clone(), route);
         }
+        namespace::check(&config, &stores, &routes)?;
         for (name, v) in &config.views {
             if let Err((keys, msg)) = v.check(&config.entities, &config.graphs) {
                 let path = format!("views.{name}.{}", keys.join("."));
@@ -818,6 +820,15 @@ fn check_route(
                 config.file
             ),
         ));
+    }
+    let ttls = [
+        ("ttl", ec.ttl),
+        ("cache.ttl", ec.cache.as_ref().and_then(|c| c.ttl)),
+    ];
+    for (key, ttl) in ttls {
+        if let Some(problem) = ttl.and_then(|t| crate::capability::ttl_problem(t.0)) {
+            return Err(config.error(&format!("entities.{entity}.{key}"), problem));
+        }
     }
     if ec.key_prefix.is_some() && !caps.key_prefix {
         return Err(Error::unsupported(

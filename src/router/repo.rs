@@ -344,8 +344,8 @@ impl<T: Entity> Repo<T> {
         if ttl.is_some() && !caps.ttl {
             return Err(self.unsupported("ttl"));
         }
-        if ttl.is_some_and(|t| t.is_zero()) {
-            return Err(self.invalid("a TTL must be greater than zero"));
+        if let Some(problem) = ttl.and_then(crate::capability::ttl_problem) {
+            return Err(self.invalid(problem));
         }
         Ok(())
     }
@@ -725,7 +725,16 @@ impl<T: Entity> Repo<T> {
     /// # #[derive(polyrouter::Entity, serde::Serialize, serde::Deserialize)] struct MyUser { id: String }
     /// ```
     pub async fn query(&self, q: Query) -> Result<Page<T>> {
-        let (sq, limit, fp) = self.plan(&q)?;
+        let (sq, limit, fp) = match self.plan(&q) {
+            Ok(planned) => planned,
+            Err(e) => {
+                // It may be too deep to drop recursively.
+                if let Some(f) = q.filter {
+                    crate::query::dismantle(f);
+                }
+                return Err(e);
+            }
+        };
         let mut rows = self
             .b
             .store
@@ -794,9 +803,11 @@ impl<T: Entity> Repo<T> {
             return Err(self.unsupported("count"));
         }
         let filter = match filter.into() {
-            Some(f) => {
-                let f =
-                    crate::query::normalize(&f, self.b.info.schema).map_err(|e| self.invalid(e))?;
+            Some(given) => {
+                let normalized = crate::query::normalize(&given, self.b.info.schema);
+                // It may be too deep to drop recursively.
+                crate::query::dismantle(given);
+                let f = normalized.map_err(|e| self.invalid(e))?;
                 if let Some(missing) = caps.filters.first_unsupported(&f) {
                     return Err(self.unsupported(missing));
                 }

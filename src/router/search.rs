@@ -530,7 +530,16 @@ impl<T: Entity> Repo<T> {
         let invalid = |m: String| Error::invalid_input(&idx.store, entity, m);
         let filter = match &q.filter {
             Some(f) => {
-                let f = crate::query::normalize(f, self.b.info.schema).map_err(invalid)?;
+                let f = match crate::query::normalize(f, self.b.info.schema) {
+                    Ok(f) => f,
+                    Err(e) => {
+                        // It may be too deep to drop recursively.
+                        if let Some(f) = q.filter {
+                            crate::query::dismantle(f);
+                        }
+                        return Err(invalid(e));
+                    }
+                };
                 let mut unknown = None;
                 f.visit(&mut |node| {
                     let name = match node {

@@ -259,12 +259,8 @@ pub fn check_call(
             ),
         ));
     }
-    if ttl.is_some_and(|t| t.is_zero()) {
-        return Err(Error::invalid_input(
-            store,
-            entity.name(),
-            "a TTL must be greater than zero",
-        ));
+    if let Some(problem) = ttl.and_then(crate::capability::ttl_problem) {
+        return Err(Error::invalid_input(store, entity.name(), problem));
     }
     Ok(())
 }

@@ -17,6 +17,7 @@ pub mod blob;
 pub mod eval;
 pub mod graph;
 pub mod kv;
+pub mod namespace;
 pub mod search;
 pub mod timeseries;
 
@@ -294,6 +295,20 @@ pub trait Store: Send + Sync + fmt::Debug + 'static {
             entity.name(),
             "dropping an entity's table",
         ))
+    }
+
+    /// Where this store keeps its tables and how it compares their names
+    /// ([`namespace::Namespace`]), for the router's start-up check that no
+    /// two routes or stores share storage. Default: names compared byte for
+    /// byte, in storage no other store reaches.
+    ///
+    /// ```
+    /// use polyrouter::backends::memory::MemoryStore;
+    /// use polyrouter::Store;
+    /// assert!(MemoryStore::new("m").namespace().server.is_none());
+    /// ```
+    fn namespace(&self) -> namespace::Namespace {
+        namespace::Namespace::own(namespace::TableNames::EXACT)
     }
 
     /// This store's key-value extras (atomic counters, set-if-absent,

@@ -118,3 +118,18 @@ pub struct Product {
     /// More image keys.
     pub gallery: Vec<String>,
 }
+
+/// A free-form JSON document, for the depth and number limits.
+#[derive(Entity, Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[entity(name = "doc", key = "id")]
+pub struct Doc {
+    pub id: String,
+    pub data: serde_json::Value,
+}
+
+pub fn doc(id: &str, data: serde_json::Value) -> Doc {
+    Doc {
+        id: id.into(),
+        data,
+    }
+}

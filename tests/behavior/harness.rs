@@ -503,6 +503,7 @@ impl Ctx {
             ("note", ""),
             ("session", "ttl = \"1s\"\n"),
             ("purchase", ""),
+            ("doc", ""),
         ] {
             cfg.push_str(&format!(
                 "[entities.{entity}]\nstore = \"s\"\ntable = \"{entity}_{}\"\n{extra}\n",

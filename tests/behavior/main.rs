@@ -15,6 +15,7 @@ mod entities;
 mod graph;
 mod harness;
 mod inject;
+mod limits;
 mod query;
 mod search;
 mod timeseries;
@@ -30,6 +31,7 @@ fn behaviours() -> Vec<Behaviour> {
     all.extend(query::behaviours());
     all.extend(ttl::behaviours());
     all.extend(inject::behaviours());
+    all.extend(limits::behaviours());
     all.extend(graph::behaviours());
     all.extend(timeseries::behaviours());
     all.extend(blob::behaviours());

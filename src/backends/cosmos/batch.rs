@@ -227,7 +227,7 @@ impl CosmosStore {
                     if ttl.is_some() && !c.ttl_enabled {
                         return Err(self.ttl_unsupported(entity));
                     }
-                    let doc = self.encode_item(entity, record, ttl.map(ttl_secs))?;
+                    let doc = self.encode_item(entity, record, *ttl)?;
                     bytes += serde_json::to_vec(&doc).map(|v| v.len()).unwrap_or(0);
                     Some(doc)
                 }

@@ -8,7 +8,7 @@
 //! | `id` | the key, as an id Cosmos accepts ([`item_id`]) |
 //! | each field | the field's value, typed ([`encode_value`]) |
 //! | `pr_version` | the record's version |
-//! | `pr_exact` | exact text of values JSON numbers cannot hold (optional) |
+//! | `pr_exact` | exact text of values JSON numbers cannot hold (optional): integers beyond ±2^53, infinities, JSON fields holding such numbers or `-0.0` |
 //! | `ttl` | seconds to live, when the write had a TTL |
 //!
 //! A field whose name Cosmos reserves (`id`, `ttl`, or starting with `_`)
@@ -82,8 +82,12 @@ pub(super) fn partition_path(schema: &Schema) -> String {
 /// strings as they are unless they hold a character Cosmos ids cannot
 /// (`/`, `\`, `?`, `#`), a control character, a trailing space, or `~`,
 /// in which case each such character becomes `~XX` (its UTF-8 bytes in
-/// upper-case hex); the empty string is `~`. Reversible ([`key_of_id`]);
-/// an id over 255 bytes is refused.
+/// upper-case hex); the empty string is `~`. The ids `.` and `..` are
+/// `~2E` and `~2E~2E`: the id is a segment of the request's URL path, where
+/// they would be dot segments that address the container (a delete of `..`
+/// would delete it). No other id can be a dot segment: `/` is encoded, and
+/// the driver sends `%` as `%25`, so `%2e` stays text. Reversible
+/// ([`key_of_id`]); an id over 255 bytes is refused.
 pub(super) fn item_id(key: &Key) -> Result<String, String> {
     let id = match key {
         Key::Int(i) => i.to_string(),
@@ -105,6 +109,9 @@ pub(super) fn item_id(key: &Key) -> Result<String, String> {
                 } else {
                     out.push(c);
                 }
+            }
+            if out == "." || out == ".." {
+                out = out.replace('.', "~2E");
             }
             out
         }
@@ -193,8 +200,36 @@ pub(super) fn encode_value(v: &Value) -> Result<(Json, Option<String>), String> 
         Value::Bytes(b) => (Json::String(hex(b)), None),
         Value::Timestamp(t) => (Json::String(timestamp_text(t)?), None),
         Value::Uuid(u) => (Json::String(u.hyphenated().to_string()), None),
+        // The item keeps the value (for `is_null`); numbers the service's
+        // doubles would change are kept exactly as JSON text too.
+        Value::Json(j) if json_needs_text(j) => (j.clone(), Some(j.to_string())),
         Value::Json(j) => (j.clone(), None),
     })
+}
+
+/// Whether a JSON value holds a number Cosmos DB (which keeps numbers as
+/// IEEE doubles) would change: an integer beyond ±2^53, or `-0.0`.
+fn json_needs_text(j: &Json) -> bool {
+    let mut stack = vec![j];
+    while let Some(v) = stack.pop() {
+        match v {
+            Json::Number(n) => {
+                let changed = match (n.as_i64(), n.as_u64(), n.as_f64()) {
+                    (Some(i), ..) => !(-EXACT_INT..=EXACT_INT).contains(&i),
+                    (None, Some(u), _) => u > EXACT_INT as u64,
+                    (None, None, Some(f)) => f == 0.0 && f.is_sign_negative(),
+                    _ => false,
+                };
+                if changed {
+                    return true;
+                }
+            }
+            Json::Array(a) => stack.extend(a),
+            Json::Object(o) => stack.extend(o.values()),
+            _ => {}
+        }
+    }
+    false
 }
 
 fn hex(b: &[u8]) -> String {
@@ -380,6 +415,9 @@ fn decode_value(kind: FieldKind, j: &Json, exact: Option<&str>) -> Result<Value,
                 .and_then(|s| uuid::Uuid::parse_str(s).ok())
                 .ok_or_else(bad)?,
         ),
-        FieldKind::Json => Value::Json(j.clone()),
+        FieldKind::Json => match exact {
+            Some(t) => Value::Json(serde_json::from_str(t).map_err(|_| bad())?),
+            None => Value::Json(j.clone()),
+        },
     })
 }

@@ -245,10 +245,20 @@ fn partition_key(v: &Json) -> std::result::Result<PartitionKey, String> {
 }
 
 /// Seconds to live for a TTL: whole seconds, rounded up (Cosmos' unit),
-/// so a record never expires before it was asked to.
-fn ttl_secs(ttl: Duration) -> u64 {
-    let s = ttl.as_secs() + u64::from(ttl.subsec_nanos() > 0);
-    s.max(1)
+/// so a record never expires before it was asked to; at most
+/// `i32::MAX`, the most an item's `ttl` holds.
+fn ttl_secs(ttl: Duration) -> std::result::Result<u64, String> {
+    let s = ttl
+        .as_secs()
+        .saturating_add(u64::from(ttl.subsec_nanos() > 0))
+        .max(1);
+    if s > i32::MAX as u64 {
+        return Err(format!(
+            "a TTL of {s} s is longer than Cosmos DB keeps ({} s)",
+            i32::MAX
+        ));
+    }
+    Ok(s)
 }
 
 /// The current state of an item: its document (version, etag, partition).
@@ -514,7 +524,16 @@ impl CosmosStore {
     /// The item for a record (version 1, to be set by the writer), refused
     /// with `InvalidInput` when a value cannot be stored or the item is
     /// larger than Cosmos DB stores.
-    fn encode_item(&self, entity: &EntityInfo, record: &Record, ttl: Option<u64>) -> Result<Doc> {
+    fn encode_item(
+        &self,
+        entity: &EntityInfo,
+        record: &Record,
+        ttl: Option<Duration>,
+    ) -> Result<Doc> {
+        let ttl = ttl
+            .map(ttl_secs)
+            .transpose()
+            .map_err(|m| self.invalid(entity, m))?;
         let doc = codec::encode_record(entity.schema, record, 1, ttl)
             .map_err(|m| self.invalid(entity, m))?;
         let size = serde_json::to_vec(&doc).map(|v| v.len()).unwrap_or(0);
@@ -540,7 +559,7 @@ impl CosmosStore {
         }
         let id = self.item_id(entity, &record.key)?;
         // Encode before any request: bad values are refused with nothing sent.
-        let mut doc = self.encode_item(entity, record, ttl.map(ttl_secs))?;
+        let mut doc = self.encode_item(entity, record, ttl)?;
         let pk_prop = codec::stored_name(codec::partition_field(entity.schema));
         let pk_json = doc.get(&pk_prop).cloned().unwrap_or(Json::Null);
         let pk = partition_key(&pk_json).map_err(|m| self.invalid(entity, m))?;

@@ -237,6 +237,11 @@ fn ids_are_encoded_reversibly_and_long_ones_refused() {
         ("nul\u{0}byte", "nul~00byte"),
         ("", "~"),
         ("日本", "日本"),
+        // Whole-path dot segments a URL would normalise away.
+        (".", "~2E"),
+        ("..", "~2E~2E"),
+        ("...", "..."),
+        ("a.", "a."),
     ];
     for (key, id) in cases {
         let k = Key::from(key);
@@ -287,9 +292,61 @@ fn records_round_trip_through_items() {
         Value::Timestamp(Utc.with_ymd_and_hms(10000, 1, 1, 0, 0, 0).unwrap()),
     );
     assert!(codec::encode_record(&ITEM, &far, 1, None).is_err());
-    assert_eq!(ttl_secs(Duration::from_millis(400)), 1);
-    assert_eq!(ttl_secs(Duration::from_millis(1001)), 2);
-    assert_eq!(ttl_secs(Duration::from_secs(60)), 60);
+    assert_eq!(ttl_secs(Duration::from_millis(400)), Ok(1));
+    assert_eq!(ttl_secs(Duration::from_millis(1001)), Ok(2));
+    assert_eq!(ttl_secs(Duration::from_secs(60)), Ok(60));
+    assert_eq!(ttl_secs(crate::Capabilities::MAX_TTL), Ok(i32::MAX as u64));
+    // No overflow and no wrap to a short TTL, whatever the duration.
+    assert!(ttl_secs(Duration::MAX).unwrap_err().contains("longer than"));
+    assert!(ttl_secs(Duration::from_secs(i32::MAX as u64) + Duration::from_millis(1)).is_err());
+}
+
+#[test]
+fn json_numbers_doubles_would_change_are_kept_as_text() {
+    static DOC_FIELDS: [FieldDef; 2] = [
+        FieldDef::required("id", FieldKind::String),
+        FieldDef::nullable("data", FieldKind::Json),
+    ];
+    static DOC: Schema = Schema {
+        name: "doc",
+        key: "id",
+        key_kind: KeyKind::Str,
+        partition_key: None,
+        version: None,
+        fields: &DOC_FIELDS,
+    };
+    let item = |data: serde_json::Value| {
+        let mut r = Record::new(Key::from("d"));
+        r.set("id", Value::String("d".into()));
+        r.set("data", Value::Json(data));
+        codec::encode_record(&DOC, &r, 1, None).unwrap()
+    };
+    for exact in [
+        json!(u64::MAX),
+        json!({"a": [i64::MIN]}),
+        json!((1u64 << 53) + 1),
+        json!(-(1i64 << 53) - 1),
+        json!([1, -0.0]),
+    ] {
+        let doc = item(exact.clone());
+        assert_eq!(
+            doc[codec::EXACT]["data"],
+            json!(exact.to_string()),
+            "{exact}"
+        );
+        // Decoded from the text even when the service rounded the number.
+        let mut rounded = doc.clone();
+        rounded.insert("data".into(), json!(1.8446744073709552e19));
+        let back = codec::decode_record(&DOC, &rounded).unwrap();
+        assert_eq!(back.get("data"), Some(&Value::Json(exact)));
+    }
+    for plain in [
+        json!(1u64 << 53),
+        json!(-(1i64 << 53)),
+        json!([0.5, 0.0, "x"]),
+    ] {
+        assert!(item(plain.clone()).get(codec::EXACT).is_none(), "{plain}");
+    }
 }
 
 #[test]
@@ -392,6 +449,77 @@ async fn unusable_ids_are_refused_before_any_request() {
         let got = store.get(&notes, &Key::from(key)).await.unwrap().unwrap();
         assert_eq!(got.key, Key::from(key));
     }
+    store.delete_database().await.unwrap();
+}
+
+/// Ids a URL path would normalise (`.`, `..`, and their `%2e` spellings)
+/// are encoded, so they address their own item: a delete of `..` once
+/// deleted the whole container on the emulator.
+#[tokio::test]
+async fn dot_keys_address_their_own_items_and_the_container_survives() {
+    let store = emulator_store().await;
+    let notes = entity(&NOTE);
+    store.ensure_entity(&notes).await.unwrap();
+    let put = |key: &str| WriteOp::Put {
+        record: note(key),
+        precondition: Precondition::Absent,
+        ttl: None,
+    };
+    store
+        .write(&notes, vec![put("canary")], true)
+        .await
+        .unwrap();
+    let keys = [
+        ".", "..", "...", "%2e", "%2E%2E", ".%2e", "%2e.", "a.", ".a", "./..", "~2E",
+    ];
+    // One by one, and as one (non-atomic) batch.
+    for key in &keys[..4] {
+        store.write(&notes, vec![put(key)], true).await.unwrap();
+    }
+    let rest = keys[4..].iter().map(|k| put(k)).collect();
+    store.write(&notes, rest, false).await.unwrap();
+    for key in keys {
+        let got = store.get(&notes, &Key::from(key)).await.unwrap();
+        assert_eq!(got.map(|r| r.key), Some(Key::from(key)), "{key:?}");
+    }
+    let many: Vec<Key> = keys.iter().map(|k| Key::from(*k)).collect();
+    let got = store.get_many(&notes, &many).await.unwrap();
+    assert!(got.iter().all(Option::is_some), "{got:?}");
+    assert_eq!(
+        store.count(&notes, None).await.unwrap(),
+        keys.len() as u64 + 1
+    );
+    // Deleting `..` deletes that item only.
+    let del = |key: &str, precondition| WriteOp::Delete {
+        key: Key::from(key),
+        precondition,
+    };
+    let out = store
+        .write(&notes, vec![del("..", Precondition::Exists)], true)
+        .await
+        .unwrap();
+    assert_eq!(out, vec![WriteOutcome::Deleted { existed: true }]);
+    let out = store
+        .write(
+            &notes,
+            vec![del(".", Precondition::None), del("..", Precondition::None)],
+            false,
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        out,
+        vec![
+            WriteOutcome::Deleted { existed: true },
+            WriteOutcome::Deleted { existed: false }
+        ]
+    );
+    assert_eq!(
+        store.count(&notes, None).await.unwrap(),
+        keys.len() as u64 - 1
+    );
+    let canary = store.get(&notes, &Key::from("canary")).await.unwrap();
+    assert!(canary.is_some(), "the container and its items survive");
     store.delete_database().await.unwrap();
 }
 

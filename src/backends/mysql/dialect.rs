@@ -3,6 +3,7 @@
 use crate::backends::sql::{Dialect, KeyList, Param, WriteMode};
 use crate::entity::FieldKind;
 use crate::query::Direction;
+use crate::store::namespace::{NameCase, TableNames};
 
 /// The longest string key: the key column is `VARCHAR(255)` (an index
 /// cannot cover unbounded text).
@@ -102,6 +103,14 @@ impl Dialect for MySqlDialect {
     fn case_insensitive_idents(&self) -> bool {
         // Column names are case-insensitive in MySQL.
         true
+    }
+
+    fn table_names(&self) -> TableNames {
+        TableNames {
+            case: NameCase::Insensitive,
+            max_bytes: None,
+            rule: "MySQL and MariaDB compare table names ignoring case on servers with `lower_case_table_names` 1 or 2 (Windows, macOS) and in their catalog everywhere, so polyrouter always ignores case",
+        }
     }
 
     fn placeholder(&self, _n: usize, out: &mut String) {

@@ -3,6 +3,11 @@
 use crate::backends::sql::{BulkUpsert, Column, Dialect, KeyList, Param, WriteMode};
 use crate::entity::FieldKind;
 use crate::query::Direction;
+use crate::store::namespace::{NameCase, TableNames};
+
+/// The longest identifier PostgreSQL keeps whole (`NAMEDATALEN - 1`);
+/// longer ones it silently cuts short.
+const MAX_IDENT_BYTES: usize = 63;
 
 /// PostgreSQL: `"` quoting, `$n` parameters, `ON CONFLICT … RETURNING`,
 /// native types (`TIMESTAMPTZ`, `UUID`, `JSONB`, `BYTEA`), text in the
@@ -39,11 +44,25 @@ impl Dialect for PostgresDialect {
                 "the {what} name {ident:?} contains a NUL character, which PostgreSQL identifiers cannot hold"
             ));
         }
+        if ident.len() > MAX_IDENT_BYTES {
+            return Err(format!(
+                "the {what} name {ident:?} is {} bytes long; PostgreSQL keeps only the first {MAX_IDENT_BYTES} bytes of a name, so it would not find the {what} under its full name; choose a name of at most {MAX_IDENT_BYTES} bytes",
+                ident.len()
+            ));
+        }
         Ok(())
     }
 
     fn case_insensitive_idents(&self) -> bool {
         false
+    }
+
+    fn table_names(&self) -> TableNames {
+        TableNames {
+            case: NameCase::Exact,
+            max_bytes: Some(MAX_IDENT_BYTES),
+            rule: "PostgreSQL keeps only the first 63 bytes of a name",
+        }
     }
 
     fn placeholder(&self, n: usize, out: &mut String) {
@@ -81,6 +100,10 @@ impl Dialect for PostgresDialect {
             FieldKind::Uuid => t == "uuid",
             FieldKind::Json => t == "jsonb",
         }
+    }
+
+    fn json_negative_zero(&self) -> bool {
+        false
     }
 
     fn text_holds_nul(&self) -> bool {

@@ -22,6 +22,7 @@ use redis::{ErrorKind, RedisError, Script, ServerErrorKind};
 use crate::config::{Redactor, StoreSpec, redact_url};
 use crate::query::Filter;
 use crate::store::kv::{KvStore, check_call};
+use crate::store::namespace::{Namespace, TableNames};
 use crate::store::{EntityInfo, Precondition, StoreQuery, WriteOp, WriteOutcome};
 use crate::{Capabilities, Error, Key, Record, Result, Store};
 
@@ -110,6 +111,8 @@ pub(crate) fn open(spec: StoreSpec) -> BoxFuture<'static, Result<Arc<dyn Store>>
 pub struct RedisStore {
     name: String,
     location: String,
+    /// `redis {host:port or socket}/{db}`: which stores share a key space.
+    server: String,
     prefix: String,
     caps: Capabilities,
     conn: ConnectionManager,
@@ -216,6 +219,17 @@ fn map_err(store: &str, location: &str, entity: &str, e: RedisError) -> Error {
     }
 }
 
+/// Which server and database a connection reaches, as stores sharing one
+/// key space are told apart: `redis 127.0.0.1:6379/0` (host names as
+/// written, in lower case).
+fn server_id(info: &redis::ConnectionInfo) -> String {
+    let addr = match info.addr() {
+        redis::ConnectionAddr::Unix(path) => path.display().to_string(),
+        other => other.to_string().to_ascii_lowercase(),
+    };
+    format!("redis {addr}/{}", info.redis_settings().db())
+}
+
 /// A TTL as Redis milliseconds: rounded up, at least 1, at most 100 years.
 fn ttl_ms(ttl: Duration) -> u64 {
     let ms = ttl.as_nanos().div_ceil(1_000_000).clamp(1, MAX_TTL_MS);
@@ -274,6 +288,7 @@ impl RedisStore {
                 ),
             )
         })?;
+        let server = server_id(client.get_connection_info());
         let manager_config = ConnectionManagerConfig::new()
             .set_connection_timeout(Some(config.connect_timeout.0))
             .set_response_timeout(Some(config.response_timeout.0))
@@ -297,6 +312,7 @@ impl RedisStore {
         Ok(RedisStore {
             name: name.to_string(),
             location,
+            server,
             prefix: config.key_prefix,
             caps: crate::backends::kind_caps::redis(),
             conn,
@@ -398,6 +414,9 @@ impl RedisStore {
                             data.len()
                         ),
                     ));
+                }
+                if let Some(problem) = ttl.and_then(crate::capability::ttl_problem) {
+                    return Err(self.invalid(entity, format!("record {}: {problem}", record.key)));
                 }
                 EncodedOp {
                     key,
@@ -549,6 +568,16 @@ impl Store for RedisStore {
 
     fn location(&self) -> String {
         self.location.clone()
+    }
+
+    /// Every key begins `{key_prefix}:` (records) or `{key_prefix}#kv:`
+    /// (raw values), on the server and database of the URL.
+    fn namespace(&self) -> Namespace {
+        Namespace::shared(
+            self.server.clone(),
+            vec![format!("{}:", self.prefix), format!("{}#kv:", self.prefix)],
+            TableNames::EXACT,
+        )
     }
 
     /// Nothing to create: checks only that the table name can be a Redis

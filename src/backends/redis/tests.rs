@@ -704,12 +704,23 @@ async fn records_expire_natively() {
         .await
         .unwrap();
     assert_eq!(pttl, -1);
-    // A sub-millisecond TTL is rounded up, a huge one capped.
+    // A sub-millisecond TTL is rounded up; one longer than the longest
+    // polyrouter keeps is refused, with nothing written.
     assert_eq!(ttl_ms(Duration::from_micros(1)), 1);
     assert_eq!(ttl_ms(Duration::from_secs(u64::MAX)) as u128, MAX_TTL_MS);
+    let err = s
+        .write(
+            &e,
+            vec![put_ttl(note("huge", "x"), Duration::from_secs(u64::MAX))],
+            true,
+        )
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::InvalidInput { .. }), "{err}");
+    assert!(s.get(&e, &Key::from("huge")).await.unwrap().is_none());
     s.write(
         &e,
-        vec![put_ttl(note("huge", "x"), Duration::from_secs(u64::MAX))],
+        vec![put_ttl(note("huge", "x"), crate::Capabilities::MAX_TTL)],
         true,
     )
     .await

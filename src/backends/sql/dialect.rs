@@ -98,6 +98,11 @@ pub trait Dialect: fmt::Debug + Send + Sync + 'static {
     /// Whether the database treats `A` and `a` as the same column name.
     fn case_insensitive_idents(&self) -> bool;
 
+    /// How the database compares and limits table names: the router folds
+    /// every table a route uses this way at start-up and refuses two that
+    /// become one ([`Store::namespace`](crate::Store::namespace)).
+    fn table_names(&self) -> crate::store::namespace::TableNames;
+
     /// Writes the `n`th (1-based) parameter marker: `?`, `$n` or `@Pn`.
     fn placeholder(&self, n: usize, out: &mut String);
 
@@ -118,6 +123,13 @@ pub trait Dialect: fmt::Debug + Send + Sync + 'static {
     /// are refused with `InvalidInput` and filters treat NUL operands as
     /// matching no stored value.
     fn text_holds_nul(&self) -> bool;
+
+    /// Whether JSON columns keep a negative zero (PostgreSQL's `jsonb`
+    /// keeps numbers as `numeric`, which has none: such values are refused
+    /// with `InvalidInput`). Default true.
+    fn json_negative_zero(&self) -> bool {
+        true
+    }
 
     /// Whether float columns hold `±inf` (MySQL's `DOUBLE` does not: such
     /// values are refused with `InvalidInput`, and filters treat infinite
@@ -192,6 +204,14 @@ pub trait Dialect: fmt::Debug + Send + Sync + 'static {
     fn order_tiebreak(&self, c: &Column, qc: &str) -> Option<String> {
         let _ = (c, qc);
         None
+    }
+
+    /// The most parameters one statement may bind (PostgreSQL and MySQL
+    /// 65 535, SQLite 32 766, SQL Server 2 100). A query needing more —
+    /// an `in` list binds one per value — is refused with `InvalidInput`
+    /// before it is sent. Default 65 535.
+    fn max_params(&self) -> usize {
+        65_535
     }
 
     /// How conditional writes learn their outcome.

@@ -4,6 +4,7 @@
 use std::cmp::Ordering;
 use std::fmt::Write as _;
 
+use super::dialect::KeyList;
 use super::param::{Param, value_param};
 use super::table::TableSql;
 use crate::Value;
@@ -44,6 +45,13 @@ impl TableSql {
                     for p in candidates {
                         params.extend(std::iter::repeat_n(p, times));
                     }
+                    return;
+                }
+                if d.key_list() == KeyList::Array {
+                    // A dialect that binds key lists as one array binds `in`
+                    // lists so too: one parameter, however long the list.
+                    let _ = write!(sql, "({qc} IS NOT NULL AND {qc} = ANY(?))");
+                    params.push(Param::Array(c.kind, candidates));
                     return;
                 }
                 let _ = write!(

@@ -112,7 +112,9 @@ pub use decode::{decode_record, json_from_text, timestamp_from_micros, uuid_from
 pub use dialect::{BulkUpsert, Dialect, KeyList, WriteMode, number};
 pub use param::{Param, encode_field, floor_micros, key_field_kind, key_param, value_param};
 pub use pool::{SslMode, check_pool_options};
-pub use support::{Message, Tables, entity_config_error, now_micros, purge, spawn_purge};
+pub use support::{
+    Message, Tables, check_params, entity_config_error, now_micros, purge, spawn_purge,
+};
 pub use table::{
     BulkPut, Column, EXPIRES_COL, Expect, LockedWrite, PURGE_CHUNK, RESERVED_PREFIX, Select,
     TableSql, VERSION_COL, WriteStmt, distinct_runs,

@@ -93,6 +93,24 @@ fn json_has_nul(j: &serde_json::Value) -> bool {
     }
 }
 
+/// Whether a JSON value holds the number `-0.0` anywhere.
+fn json_has_negative_zero(j: &serde_json::Value) -> bool {
+    let mut stack = vec![j];
+    while let Some(v) = stack.pop() {
+        match v {
+            serde_json::Value::Number(n)
+                if n.as_f64().is_some_and(|f| f == 0.0 && f.is_sign_negative()) =>
+            {
+                return true;
+            }
+            serde_json::Value::Array(a) => stack.extend(a),
+            serde_json::Value::Object(o) => stack.extend(o.values()),
+            _ => {}
+        }
+    }
+    false
+}
+
 /// A field value as stored in its column, checked against the field's type
 /// and what the database can hold.
 pub fn encode_field(d: &dyn Dialect, col: &Column, v: &Value) -> Result<Param, String> {
@@ -138,6 +156,15 @@ pub fn encode_field(d: &dyn Dialect, col: &Column, v: &Value) -> Result<Param, S
         (FieldKind::Uuid, Value::Uuid(u)) => Param::Uuid(*u),
         (FieldKind::Json, Value::Json(j)) if !d.text_holds_nul() && json_has_nul(j) => {
             return nul();
+        }
+        (FieldKind::Json, Value::Json(j))
+            if !d.json_negative_zero() && json_has_negative_zero(j) =>
+        {
+            return Err(format!(
+                "field `{}` holds the number -0.0, which {} JSON turns into 0; store it as a float field or as text",
+                col.name,
+                d.name()
+            ));
         }
         (FieldKind::Json, Value::Json(j)) => Param::Json(j.clone()),
         (kind, v) => {

@@ -51,6 +51,30 @@ struct Entry {
     ensured: bool,
 }
 
+/// Refuses a statement binding more parameters than the database takes
+/// (an `in` list binds one per value), as invalid input naming the limit —
+/// before it is sent, so it is never a driver error a caller might retry.
+pub fn check_params(
+    store: &str,
+    entity: &EntityInfo,
+    t: &TableSql,
+    s: &super::Select,
+) -> Result<()> {
+    let max = t.dialect.max_params();
+    if s.params.len() > max {
+        return Err(Error::invalid_input(
+            store,
+            entity.name(),
+            format!(
+                "the query binds {} values, more than the {max} {} takes in one statement (each value of an `in` list is one); split the `in` list over several queries",
+                s.params.len(),
+                t.dialect.name()
+            ),
+        ));
+    }
+    Ok(())
+}
+
 /// The statements of every table a store has seen, built once per table.
 pub struct Tables {
     dialect: Arc<dyn Dialect>,
@@ -72,6 +96,11 @@ impl Tables {
             dialect,
             map: RwLock::new(HashMap::new()),
         }
+    }
+
+    /// The dialect the statements are written in.
+    pub fn dialect(&self) -> &dyn Dialect {
+        &*self.dialect
     }
 
     /// The statements of the entity's table; an unusable name is a config

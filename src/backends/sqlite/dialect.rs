@@ -3,6 +3,7 @@
 use crate::backends::sql::{BulkUpsert, Dialect, KeyList, Param, WriteMode};
 use crate::entity::FieldKind;
 use crate::query::Direction;
+use crate::store::namespace::{NameCase, TableNames};
 
 /// SQLite: `"` quoting, `?` parameters, `ON CONFLICT … RETURNING`, booleans
 /// and timestamps (unix microseconds) as `INTEGER`, UUIDs and JSON (compact
@@ -70,6 +71,14 @@ impl Dialect for SqliteDialect {
         true
     }
 
+    fn table_names(&self) -> TableNames {
+        TableNames {
+            case: NameCase::AsciiInsensitive,
+            max_bytes: None,
+            rule: "SQLite compares table names ignoring the case of ASCII letters",
+        }
+    }
+
     fn placeholder(&self, _n: usize, out: &mut String) {
         out.push('?');
     }
@@ -101,6 +110,11 @@ impl Dialect for SqliteDialect {
             FieldKind::String | FieldKind::Uuid | FieldKind::Json => matches!(a, Text | Blob),
             FieldKind::Bytes => matches!(a, Blob | Text),
         }
+    }
+
+    fn max_params(&self) -> usize {
+        // SQLITE_MAX_VARIABLE_NUMBER is 32766 since 3.32.
+        32_766
     }
 
     fn text_holds_nul(&self) -> bool {

@@ -504,6 +504,10 @@ impl Store for SqliteStore {
         Ok(())
     }
 
+    fn namespace(&self) -> crate::store::namespace::Namespace {
+        crate::store::namespace::Namespace::own(self.inner.tables.dialect().table_names())
+    }
+
     async fn ensure_entity(&self, entity: &EntityInfo) -> Result<()> {
         let t = self.table_sql(entity)?;
         let mut conn = self
@@ -656,6 +660,7 @@ impl Store for SqliteStore {
     async fn query(&self, entity: &EntityInfo, query: &StoreQuery) -> Result<Vec<Record>> {
         let t = self.table_sql(entity)?;
         let s = t.query(query, now_micros());
+        crate::backends::sql::check_params(&self.inner.name, entity, &t, &s)?;
         let rows = bind_all(sqlx::query(&s.sql), s.params)
             .fetch_all(&self.inner.pool)
             .await
@@ -666,6 +671,7 @@ impl Store for SqliteStore {
     async fn count(&self, entity: &EntityInfo, filter: Option<&Filter>) -> Result<u64> {
         let t = self.table_sql(entity)?;
         let s = t.count(filter, now_micros());
+        crate::backends::sql::check_params(&self.inner.name, entity, &t, &s)?;
         let n: i64 = bind_all(sqlx::query(&s.sql), s.params)
             .fetch_one(&self.inner.pool)
             .await

@@ -3,6 +3,7 @@
 use crate::backends::sql::{Column, Dialect, KeyList, Param, WriteMode};
 use crate::entity::FieldKind;
 use crate::query::{CmpOp, Direction};
+use crate::store::namespace::{NameCase, TableNames};
 
 /// The binary collation of every text column: ordering and equality by
 /// UTF-16 code unit, case- and accent-sensitive, like the reference (which
@@ -99,6 +100,14 @@ impl Dialect for SqlServerDialect {
         true
     }
 
+    fn table_names(&self) -> TableNames {
+        TableNames {
+            case: NameCase::Insensitive,
+            max_bytes: None,
+            rule: "SQL Server compares names ignoring case under its usual collations (and Azure SQL's default), so polyrouter always ignores case",
+        }
+    }
+
     fn placeholder(&self, n: usize, out: &mut String) {
         out.push_str("@P");
         out.push_str(&n.to_string());
@@ -141,6 +150,11 @@ impl Dialect for SqlServerDialect {
             FieldKind::Uuid => ty == "binary(16)",
             FieldKind::Bytes => ty == "varbinary(max)",
         }
+    }
+
+    fn max_params(&self) -> usize {
+        // A request carries at most 2100 parameters.
+        2_100
     }
 
     fn text_holds_nul(&self) -> bool {

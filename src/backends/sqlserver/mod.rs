@@ -666,6 +666,10 @@ impl Store for SqlServerStore {
         Ok(())
     }
 
+    fn namespace(&self) -> crate::store::namespace::Namespace {
+        crate::store::namespace::Namespace::own(self.inner.tables.dialect().table_names())
+    }
+
     async fn ensure_entity(&self, entity: &EntityInfo) -> Result<()> {
         let t = self.table_sql(entity)?;
         let mut conn = self.conn(entity.name()).await?;
@@ -807,6 +811,7 @@ impl Store for SqlServerStore {
             return Ok(Vec::new());
         }
         let s = t.query(query, now_micros());
+        crate::backends::sql::check_params(&self.inner.name, entity, &t, &s)?;
         let rows = self.select(entity, vec![s]).await?;
         rows.iter().map(|r| self.decode(entity, &t, r)).collect()
     }
@@ -814,6 +819,7 @@ impl Store for SqlServerStore {
     async fn count(&self, entity: &EntityInfo, filter: Option<&Filter>) -> Result<u64> {
         let t = self.table_sql(entity)?;
         let s = t.count(filter, now_micros());
+        crate::backends::sql::check_params(&self.inner.name, entity, &t, &s)?;
         let rows = self.select(entity, vec![s]).await?;
         let n = rows
             .first()

@@ -96,6 +96,16 @@ fn quoting_placeholders_and_numbering() {
 use crate::backends::sql::number;
 
 #[test]
+fn table_names_compare_ignoring_case() {
+    let names = SqlServerDialect::new(None).table_names();
+    assert_eq!(
+        names.identity("Probe_Case").unwrap(),
+        names.identity("PROBE_CASE").unwrap()
+    );
+    assert_eq!(names.identity("Ärger").unwrap(), "ärger");
+}
+
+#[test]
 fn column_types_keep_reference_order() {
     let d = SqlServerDialect::new(None);
     assert_eq!(

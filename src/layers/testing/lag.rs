@@ -120,6 +120,9 @@ impl<S: Store> Store for Lag<S> {
     fn location(&self) -> String {
         self.inner.location()
     }
+    fn namespace(&self) -> crate::store::namespace::Namespace {
+        self.inner.namespace()
+    }
     async fn ensure_entity(&self, entity: &EntityInfo) -> Result<()> {
         self.inner.ensure_entity(entity).await
     }
