@@ -21,7 +21,7 @@ mod servers;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use polyrouter::config::{ResilienceConfig, StoreSpec};
@@ -166,18 +166,52 @@ struct Outcomes {
     unknown: Vec<String>,
 }
 
-/// `writers` tasks insert `per_writer` new keys each (`put_if(Absent)`),
-/// and increment one shared counter by read-modify-write under a version
-/// precondition.
-async fn write_load(entries: &Repo<Entry>, writers: usize, per_writer: usize) -> (Outcomes, u64) {
+/// How long a [`write_load`] runs, and how far it got.
+#[derive(Clone, Default)]
+struct Load {
+    /// Set to end the load after each writer's current step.
+    stop: Arc<AtomicBool>,
+    /// Steps (an insert and an increment) finished, whatever their outcome.
+    steps: Arc<AtomicU64>,
+}
+
+impl Load {
+    /// Waits until `more` further steps have finished; panics after a minute
+    /// without them (the writers never recovered).
+    async fn advance(&self, more: u64) {
+        let target = self.steps.load(Ordering::SeqCst) + more;
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        while self.steps.load(Ordering::SeqCst) < target {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "writers made no progress for a minute"
+            );
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+}
+
+/// `writers` tasks insert up to `per_writer` new keys each
+/// (`put_if(Absent)`), and increment one shared counter by read-modify-write
+/// under a version precondition, until `load.stop` is set.
+async fn write_load(
+    entries: &Repo<Entry>,
+    writers: usize,
+    per_writer: usize,
+    load: &Load,
+) -> (Outcomes, u64) {
     let acked_increments = Arc::new(AtomicU64::new(0));
     let mut tasks = Vec::new();
     for w in 0..writers {
         let entries = entries.clone();
         let acked = acked_increments.clone();
+        let load = load.clone();
         tasks.push(tokio::spawn(async move {
             let mut out = Outcomes::default();
             for i in 0..per_writer {
+                if load.stop.load(Ordering::SeqCst) {
+                    break;
+                }
                 let id = format!("w{w}-{i}");
                 match entries
                     .put_if(&entry(&id, i as i64), Precondition::Absent)
@@ -202,6 +236,7 @@ async fn write_load(entries: &Repo<Entry>, writers: usize, per_writer: usize) ->
                         acked.fetch_add(1, Ordering::SeqCst);
                     }
                 }
+                load.steps.fetch_add(1, Ordering::SeqCst);
             }
             out
         }));
@@ -269,7 +304,7 @@ async fn brownout_keeps_acknowledged_writes(server: Server) {
     let (_r, entries) = repo(through.clone()).await;
     entries.put(&entry("counter", 0)).await.unwrap();
     proxy.set(Mode::Resets(0.3));
-    let (out, acked) = write_load(&entries, 4, 25).await;
+    let (out, acked) = write_load(&entries, 4, 25, &Load::default()).await;
     proxy.set(Mode::Pass);
     println!(
         "{server:?}, 30% of answers reset: {} ok, {} conflict after a retry, {} unknown; {acked} increments acknowledged; {} resets",
@@ -689,29 +724,34 @@ async fn brownout_goodput_with_and_without_retries() {
 }
 
 /// Runs writers against a private server of `kind` (`options`), calls
-/// `restart` (SIGKILL, then start again) `rounds` times while they run,
-/// then reads every key back: every acknowledged write is there after
-/// recovery, none applied twice.
+/// `restart` (SIGKILL, then start again) `rounds` times while they run —
+/// each kill once the writers have made `steps` further steps, so every kill
+/// lands mid-load however fast the machine — then, once they have made
+/// progress after the last restart, stops them and reads every key back:
+/// every acknowledged write is there after recovery, none applied twice.
 async fn restarts_keep_acknowledged_writes(
     kind: &str,
     options: toml::Table,
-    per_writer: usize,
+    steps: u64,
     rounds: usize,
-    pause: Duration,
     mut restart: impl FnMut(),
 ) {
     let store = wrap(open(kind, options.clone()).await, &quick());
     let (_r, entries) = repo(store).await;
     entries.put(&entry("counter", 0)).await.unwrap();
+    let progress = Load::default();
     let load = {
         let entries = entries.clone();
-        tokio::spawn(async move { write_load(&entries, 4, per_writer).await })
+        let progress = progress.clone();
+        tokio::spawn(async move { write_load(&entries, 4, usize::MAX, &progress).await })
     };
     for _ in 0..rounds {
-        tokio::time::sleep(pause).await;
+        progress.advance(steps).await;
         assert!(!load.is_finished(), "the kill must land while writers run");
         tokio::task::block_in_place(&mut restart);
     }
+    progress.advance(steps).await;
+    progress.stop.store(true, Ordering::SeqCst);
     let (out, acked) = load.await.unwrap();
     println!(
         "private {kind}, {rounds} SIGKILL restarts: {} ok, {} conflict, {} unknown",
@@ -734,9 +774,8 @@ async fn redis_restarts_lose_no_acknowledged_write() {
     restarts_keep_acknowledged_writes(
         "redis",
         options.parse().unwrap(),
-        400,
+        100,
         3,
-        Duration::from_millis(300),
         restart,
     )
     .await;
@@ -755,9 +794,8 @@ async fn postgres_restarts_lose_no_acknowledged_write() {
     restarts_keep_acknowledged_writes(
         "postgres",
         options.parse().unwrap(),
-        1000,
+        100,
         2,
-        Duration::from_millis(400),
         restart,
     )
     .await;
