@@ -286,6 +286,8 @@ async fn targets(opts: &BenchOptions) -> Result<Vec<Target>> {
                 read_from: None,
                 cascade_blobs: Vec::new(),
                 search: None,
+                coalesce_reads: e.coalesce_reads,
+                coalesce_max_batch: e.coalesce_max_batch,
             };
             out.push(Target {
                 kind: store.kind().to_string(),

@@ -273,6 +273,12 @@ pub struct EntityConfig {
     /// Full-text search index kept on write:
     /// `{ store = "search", fields = ["name", "description"] }`.
     pub search: Option<SearchConfig>,
+    /// Coalesce concurrent point reads of the entity on its primary store
+    /// into one `get_many` per round trip (default `false`).
+    #[serde(default)]
+    pub coalesce_reads: bool,
+    /// The most keys one coalesced read sends (default 128).
+    pub coalesce_max_batch: Option<usize>,
 }
 
 /// `search = { store = "...", fields = [...], filters = { f = "kind" }, facets = [...] }`:
@@ -744,6 +750,22 @@ impl Config {
                         "the read_from store must differ from the primary store".into(),
                     ));
                 }
+            }
+            match e.coalesce_max_batch {
+                Some(0) => {
+                    return Err(err(
+                        &["entities", name, "coalesce_max_batch"],
+                        "must be greater than zero".into(),
+                    ));
+                }
+                Some(_) if !e.coalesce_reads => {
+                    return Err(err(
+                        &["entities", name, "coalesce_max_batch"],
+                        "has no effect without `coalesce_reads = true`; set both or remove it"
+                            .into(),
+                    ));
+                }
+                _ => {}
             }
             if let Some(s) = &e.search {
                 if let Err((key, msg)) = s.validate(&self.stores) {

@@ -30,6 +30,7 @@ use crate::{Entity, Error, Result, Store};
 
 mod cache;
 mod cascade;
+mod coalesce;
 mod graph;
 mod metrics;
 mod namespace;
@@ -84,6 +85,8 @@ pub(crate) struct Bound {
     pub cascade: Vec<cascade::Cascade>,
     /// The entity's search index, when it has one.
     pub search: Option<Arc<search::SearchRoute>>,
+    /// `coalesce_reads`: concurrent primary point reads share round trips.
+    pub coalesce: Option<Arc<coalesce::Coalescer>>,
 }
 
 /// A secondary read route.
@@ -304,6 +307,13 @@ impl Router {
             None => None,
         };
         let search = search::bind(&self.inner.config, &self.inner.stores, route, schema).await?;
+        let coalesce = route.config.coalesce_reads.then(|| {
+            coalesce::Coalescer::new(
+                store.clone(),
+                info.clone(),
+                route.config.coalesce_max_batch.unwrap_or(128),
+            )
+        });
         let bound = Arc::new(Bound {
             info,
             store,
@@ -316,6 +326,7 @@ impl Router {
             metrics: self.inner.metrics[schema.name].clone(),
             cascade,
             search,
+            coalesce,
         });
         self.inner.bound.write().insert(schema.name, bound.clone());
         Ok(bound)

@@ -89,10 +89,11 @@ fn note_seen(b: &Bound, session: Option<&Session>, key: &Key, rec: &Option<Recor
 
 async fn primary_get(b: &Bound, key: &Key) -> Result<Option<Record>> {
     EntityMetrics::add(&b.metrics.primary_reads);
-    b.store
-        .get(&b.info, key)
-        .await
-        .map_err(|e| e.with_entity(b.info.name()))
+    let got = match &b.coalesce {
+        Some(c) => c.get(key).await,
+        None => b.store.get(&b.info, key).await,
+    };
+    got.map_err(|e| e.with_entity(b.info.name()))
 }
 
 /// One key under `level`.

@@ -771,14 +771,7 @@ async fn redis_restarts_lose_no_acknowledged_write() {
     let mut redis = PrivateRedis::start();
     let options = format!("url = \"{}\"\nconnect_timeout = \"1s\"\n", redis.url());
     let restart = || redis.restart();
-    restarts_keep_acknowledged_writes(
-        "redis",
-        options.parse().unwrap(),
-        100,
-        3,
-        restart,
-    )
-    .await;
+    restarts_keep_acknowledged_writes("redis", options.parse().unwrap(), 100, 3, restart).await;
 }
 
 /// Private PostgreSQL, its postmaster SIGKILLed and restarted twice while
@@ -791,14 +784,7 @@ async fn postgres_restarts_lose_no_acknowledged_write() {
         pg.url()
     );
     let restart = || pg.restart();
-    restarts_keep_acknowledged_writes(
-        "postgres",
-        options.parse().unwrap(),
-        100,
-        2,
-        restart,
-    )
-    .await;
+    restarts_keep_acknowledged_writes("postgres", options.parse().unwrap(), 100, 2, restart).await;
 }
 
 #[test]
