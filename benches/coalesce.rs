@@ -190,13 +190,7 @@ fn bench(c: &mut Criterion) {
         .enable_all()
         .build()
         .expect("tokio runtime");
-    let filters = args::filters();
-    let wanted = |label: &str| {
-        filters.is_empty()
-            || filters
-                .iter()
-                .any(|f| label.contains(f.as_str()) || f.contains(label))
-    };
+    let wanted = args::wanted;
     let run = std::process::id();
     if wanted("redis") {
         let url = std::env::var("POLYROUTER_BENCH_REDIS")
