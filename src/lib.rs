@@ -41,8 +41,8 @@
 //! # }
 //! ```
 //!
-//! See the README for the configuration reference and `docs/` for the
-//! architecture.
+//! The README has a short configuration example; every option is in
+//! `docs/configuration.md`, the architecture in `docs/architecture.md`.
 #![deny(missing_docs)]
 #![forbid(unsafe_code)]
 
@@ -89,3 +89,15 @@ pub mod prelude {
     pub use crate::query::{Filter, Query, field};
     pub use crate::{Entity, Error, Key, Page, Precondition, Repo, Result, Router, Value};
 }
+
+/// The README's Rust example, compiled as a doc test so it cannot drift
+/// from the API.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;
+
+/// docs/configuration.md's Rust example ("Building the same thing in
+/// code"), compiled and run as a doc test.
+#[cfg(doctest)]
+#[doc = include_str!("../docs/configuration.md")]
+pub struct ConfigurationDoctests;

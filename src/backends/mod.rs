@@ -2,7 +2,7 @@
 //!
 //! | kind | feature | what |
 //! | --- | --- | --- |
-//! | `memory` | `memory` (default) | in-process; supports everything; the reference semantics |
+//! | `memory` | `memory` (default) | in-process; every `Store` capability, key-value extras, graphs, time series and blobs (no search); the reference semantics |
 //! | `sqlite` | `sqlite` (default) | embedded SQLite via sqlx; a typed table per entity |
 //! | `postgres` | `postgres` | a PostgreSQL server via sqlx; a typed table per entity |
 //! | `gremlin` | `gremlin` | a Gremlin server (Cosmos DB Gremlin API, TinkerPop) via `gremlin-client`; graphs only ([`GraphStore`](crate::store::graph::GraphStore)) |

@@ -1,4 +1,6 @@
-//! `memory`: an in-process store that supports every capability.
+//! `memory`: an in-process store with every capability of the `Store` trait,
+//! the key-value extras, graphs, time series and blobs — but no full-text
+//! search, no `key_prefix` namespaces, and nothing shared between processes.
 //!
 //! Its query evaluator ([`crate::store::eval`]) is the reference semantics
 //! the other stores are tested against. Data lives as long as the store.

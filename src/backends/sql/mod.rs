@@ -1,12 +1,13 @@
 //! The shared SQL layer for backend authors: table layout, statement
 //! building, filter translation, table checks, row decoding and the write
 //! logic every SQL store uses. Not a store itself (like OpenDAL's `raw`):
-//! the `sqlite`, `postgres` and `mysql` backends are thin layers over it —
-//! configuration, pool, parameter binding and their [`Dialect`].
+//! the `sqlite`, `postgres`, `mysql` and `sqlserver` backends are thin
+//! layers over it — configuration, pool, parameter binding and their
+//! [`Dialect`].
 //!
-//! Compiled when any SQL backend feature (`sqlite`, `postgres`, `mysql`) is
-//! on; a new SQL backend adds its feature to the `cfg(any(…))` on `mod sql`
-//! in `src/backends/mod.rs`.
+//! Compiled when any SQL backend feature (`sqlite`, `postgres`, `mysql`,
+//! `sqlserver`) is on; a new SQL backend adds its feature to the
+//! `cfg(any(…))` on `mod sql` in `src/backends/mod.rs`.
 //!
 //! # What is shared
 //!
