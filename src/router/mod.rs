@@ -34,6 +34,7 @@ mod graph;
 mod metrics;
 mod namespace;
 mod read;
+mod replica;
 mod repo;
 mod search;
 mod session;
@@ -76,7 +77,7 @@ pub(crate) struct Bound {
     /// Cache-aside route, if configured.
     pub cache: Option<Arc<cache::CacheRoute>>,
     /// `read_from` replica, if configured.
-    pub replica: Option<Replica>,
+    pub replica: Option<replica::Replica>,
     /// Default read consistency.
     pub consistency: Consistency,
     pub metrics: Arc<metrics::EntityMetrics>,
@@ -84,13 +85,6 @@ pub(crate) struct Bound {
     pub cascade: Vec<cascade::Cascade>,
     /// The entity's search index, when it has one.
     pub search: Option<Arc<search::SearchRoute>>,
-}
-
-/// A secondary read route.
-#[derive(Debug)]
-pub(crate) struct Replica {
-    pub store: Arc<dyn Store>,
-    pub info: EntityInfo,
 }
 
 #[derive(Debug)]
@@ -296,10 +290,7 @@ impl Router {
                     store: r.clone(),
                 };
                 rstore.ensure_entity(&rinfo).await.map_err(fix)?;
-                Some(Replica {
-                    store: rstore,
-                    info: rinfo,
-                })
+                Some(replica::Replica::new(rstore, rinfo))
             }
             None => None,
         };
