@@ -434,14 +434,32 @@ async fn replica_levels_under_lag(env: Env) {
         .await
         .unwrap();
     assert_eq!(r.value.unwrap().name, "v2");
-    // bounded staleness: a replica cannot prove its age, so the primary answers.
-    let bound = Consistency::BoundedStaleness(ConfigDuration(Duration::from_secs(5)));
+    // bounded staleness: the replica measures its lag (the `Lag` layer: the
+    // time since its oldest held-back write). Within a loose bound it
+    // answers, with the most its copy can be behind …
+    let loose = Consistency::BoundedStaleness(ConfigDuration(Duration::from_secs(3600)));
     let r = s
         .users
-        .get_with("u1", ReadOptions::new().consistency(bound))
+        .get_with("u1", ReadOptions::new().consistency(loose))
         .await
         .unwrap();
-    assert_eq!(r.value.unwrap().name, "v2");
+    assert_eq!(r.meta.source, ReadSource::Replica);
+    assert!(r.meta.age.is_some_and(|a| a <= Duration::from_secs(3600)));
+    assert_eq!(r.value.unwrap().name, "v1");
+    // … and once it is further behind than the bound, the primary answers.
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let lagging = s.counters().replica_lagging;
+    let tight = Consistency::BoundedStaleness(ConfigDuration(Duration::from_millis(10)));
+    let r = s
+        .users
+        .get_with("u1", ReadOptions::new().consistency(tight))
+        .await
+        .unwrap();
+    assert_eq!(
+        (r.meta.source, r.value.unwrap().name.as_str()),
+        (ReadSource::Primary, "v2")
+    );
+    assert_eq!(s.counters().replica_lagging, lagging + 1);
     // read-your-writes: the writer's session refuses the replica's v1.
     let session = Session::new();
     let mine = s.users.with_session(&session);

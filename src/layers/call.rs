@@ -145,6 +145,8 @@ operations! {
     Count => "count", Query, Idempotent;
     /// [`Store::ping`](crate::Store::ping).
     Ping => "ping", Read, Idempotent;
+    /// [`Store::replica_lag`](crate::Store::replica_lag).
+    ReplicaLag => "replica_lag", Read, Idempotent;
     /// [`KvStore::increment`](crate::store::kv::KvStore::increment): never idempotent.
     KvIncrement => "kv.increment", Write, NotIdempotent;
     /// [`KvStore::set_if_absent`](crate::store::kv::KvStore::set_if_absent):

@@ -58,7 +58,7 @@ impl Outcome for u64 {
 macro_rules! no_rows {
     ($($t:ty),*) => { $(impl Outcome for $t { fn rows(&self) -> Option<u64> { None } })* };
 }
-no_rows!((), bool, i64, String);
+no_rows!((), bool, i64, String, Duration);
 
 impl Outcome for NeighbourPage {
     fn rows(&self) -> Option<u64> {
@@ -377,6 +377,10 @@ impl<S: Store, P: Policy> Store for Layered<S, P> {
     async fn ping(&self) -> Result<()> {
         let call = self.call(Target::Store, Operation::Ping);
         self.policy.around(&call, || self.inner.ping()).await
+    }
+    async fn replica_lag(&self) -> Result<Duration> {
+        let call = self.call(Target::Store, Operation::ReplicaLag);
+        self.policy.around(&call, || self.inner.replica_lag()).await
     }
     fn as_kv(&self) -> Option<&dyn KvStore> {
         self.inner.as_kv().map(|_| self as &dyn KvStore)

@@ -118,6 +118,9 @@ impl Store for Arc<dyn Store> {
     async fn ping(&self) -> Result<()> {
         (**self).ping().await
     }
+    async fn replica_lag(&self) -> Result<std::time::Duration> {
+        (**self).replica_lag().await
+    }
     fn as_kv(&self) -> Option<&dyn crate::store::kv::KvStore> {
         (**self).as_kv()
     }

@@ -70,8 +70,13 @@ counters! {
     invalidation_errors,
     /// Reads answered by the `read_from` replica.
     replica_reads,
-    /// Replica calls that failed; the read went on to the primary.
+    /// Replica calls that failed (reads, lag measurements); the read went
+    /// on to the primary.
     replica_errors,
+    /// Reads under `bounded_staleness` the primary answered because the
+    /// replica's measured lag was over the bound, or it could not measure
+    /// it ([`Store::replica_lag`](crate::Store::replica_lag)).
+    replica_lagging,
     /// Reads sent to the primary store.
     primary_reads,
     /// Reads that waited for another caller's primary read of the same key.

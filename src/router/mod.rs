@@ -35,6 +35,7 @@ mod graph;
 mod metrics;
 mod namespace;
 mod read;
+mod replica;
 mod repo;
 mod search;
 mod session;
@@ -77,7 +78,7 @@ pub(crate) struct Bound {
     /// Cache-aside route, if configured.
     pub cache: Option<Arc<cache::CacheRoute>>,
     /// `read_from` replica, if configured.
-    pub replica: Option<Replica>,
+    pub replica: Option<replica::Replica>,
     /// Default read consistency.
     pub consistency: Consistency,
     pub metrics: Arc<metrics::EntityMetrics>,
@@ -87,13 +88,6 @@ pub(crate) struct Bound {
     pub search: Option<Arc<search::SearchRoute>>,
     /// `coalesce_reads`: concurrent primary point reads share round trips.
     pub coalesce: Option<Arc<coalesce::Coalescer>>,
-}
-
-/// A secondary read route.
-#[derive(Debug)]
-pub(crate) struct Replica {
-    pub store: Arc<dyn Store>,
-    pub info: EntityInfo,
 }
 
 #[derive(Debug)]
@@ -299,10 +293,7 @@ impl Router {
                     store: r.clone(),
                 };
                 rstore.ensure_entity(&rinfo).await.map_err(fix)?;
-                Some(Replica {
-                    store: rstore,
-                    info: rinfo,
-                })
+                Some(replica::Replica::new(rstore, rinfo))
             }
             None => None,
         };

@@ -5,6 +5,7 @@ use std::time::Duration;
 use super::Bound;
 use super::cache::{Entry, now_us};
 use super::metrics::EntityMetrics;
+use super::replica::Replica;
 use super::session::{DELETED, Session};
 use crate::config::Consistency;
 use crate::{Key, Record, Result};
@@ -39,7 +40,9 @@ pub struct ReadMeta {
     pub stale: bool,
     /// The record's version (`None` when not found).
     pub version: Option<u64>,
-    /// For cache answers, how long ago the entry was filled.
+    /// For cache answers, how long ago the entry was filled; for replica
+    /// answers under `bounded_staleness`, the most the replica's copy can
+    /// be behind (its measured lag plus the time since it was measured).
     pub age: Option<Duration>,
 }
 
@@ -94,6 +97,23 @@ async fn primary_get(b: &Bound, key: &Key) -> Result<Option<Record>> {
         None => b.store.get(&b.info, key).await,
     };
     got.map_err(|e| e.with_entity(b.info.name()))
+}
+
+/// The replica, when this read may use it: always without a bound; under
+/// `bounded_staleness` only while its measured lag proves it within the
+/// bound (then with that staleness).
+async fn readable_replica(
+    b: &Bound,
+    bound: Option<Duration>,
+) -> Option<(&Replica, Option<Duration>)> {
+    let replica = b.replica.as_ref()?;
+    match bound {
+        None => Some((replica, None)),
+        Some(bound) => replica
+            .within(bound, &b.metrics)
+            .await
+            .map(|staleness| (replica, Some(staleness))),
+    }
 }
 
 /// One key under `level`.
@@ -153,7 +173,7 @@ pub(crate) async fn read_one(
             None => EntityMetrics::add(&m.cache_misses),
         }
     }
-    if let (Some(replica), None) = (&b.replica, bound) {
+    if let Some((replica, age)) = readable_replica(b, bound).await {
         match replica.store.get(&replica.info, key).await {
             Ok(Some(r)) if need != DELETED && r.version >= need => {
                 EntityMetrics::add(&m.replica_reads);
@@ -162,6 +182,7 @@ pub(crate) async fn read_one(
                 let v = rec.as_ref().map(|r| r.version);
                 let meta = ReadMeta {
                     source: ReadSource::Replica,
+                    age,
                     ..ReadMeta::primary(v)
                 };
                 return Ok((rec, meta));
@@ -287,26 +308,27 @@ pub(crate) async fn read_many(
                 }
             }
         }
-        if let (Some(replica), None) = (&b.replica, bound) {
-            let missing: Vec<usize> = (0..keys.len()).filter(|i| out[*i].is_none()).collect();
-            if !missing.is_empty() {
-                let ks: Vec<Key> = missing.iter().map(|i| keys[*i].clone()).collect();
-                match replica.store.get_many(&replica.info, &ks).await {
-                    Ok(recs) if recs.len() == ks.len() => {
-                        for (i, r) in missing.into_iter().zip(recs) {
-                            if let Some(r) =
-                                r.filter(|r| needs[i] != DELETED && r.version >= needs[i])
-                            {
-                                EntityMetrics::add(&m.replica_reads);
-                                out[i] = Some(Some(r));
-                            }
+        let missing: Vec<usize> = (0..keys.len()).filter(|i| out[*i].is_none()).collect();
+        let replica = match missing.is_empty() {
+            true => None,
+            false => readable_replica(b, bound).await,
+        };
+        if let Some((replica, _)) = replica {
+            let ks: Vec<Key> = missing.iter().map(|i| keys[*i].clone()).collect();
+            match replica.store.get_many(&replica.info, &ks).await {
+                Ok(recs) if recs.len() == ks.len() => {
+                    for (i, r) in missing.into_iter().zip(recs) {
+                        if let Some(r) = r.filter(|r| needs[i] != DELETED && r.version >= needs[i])
+                        {
+                            EntityMetrics::add(&m.replica_reads);
+                            out[i] = Some(Some(r));
                         }
                     }
-                    Ok(_) => {}
-                    Err(e) => {
-                        EntityMetrics::add(&m.replica_errors);
-                        m.warn_cache(replica.store.name(), entity, "replica read", &e);
-                    }
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    EntityMetrics::add(&m.replica_errors);
+                    m.warn_cache(replica.store.name(), entity, "replica read", &e);
                 }
             }
         }

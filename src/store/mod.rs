@@ -272,6 +272,35 @@ pub trait Store: Send + Sync + fmt::Debug + 'static {
     /// Checks the store answers; used by `polyrouter check`.
     async fn ping(&self) -> Result<()>;
 
+    /// How stale this store's copy may be when it is a read replica that
+    /// can measure it: an upper bound, measured by the server now, on the
+    /// age of the oldest write its primary committed that this copy does
+    /// not show yet (zero: it shows everything its primary had sent it).
+    ///
+    /// The router reads a `read_from` replica under `bounded_staleness`
+    /// only while this bound, plus the time since it was measured, is
+    /// within the read's bound; otherwise the primary answers. A store that
+    /// is not a replica, or cannot tell, answers
+    /// [`Error::Unsupported`](crate::Error::Unsupported) (the default), and
+    /// a replica that cannot tell right now (e.g. it lost its primary)
+    /// [`Error::Unavailable`](crate::Error::Unavailable): either way the
+    /// primary answers bounded reads.
+    ///
+    /// ```
+    /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+    /// use polyrouter::{backends::memory::MemoryStore, Error, Store};
+    /// let store = MemoryStore::new("m");
+    /// assert!(matches!(store.replica_lag().await, Err(Error::Unsupported { .. })));
+    /// # });
+    /// ```
+    async fn replica_lag(&self) -> Result<Duration> {
+        Err(crate::Error::unsupported(
+            self.name(),
+            "",
+            "measuring replica lag (the store is not a read replica that reports it)",
+        ))
+    }
+
     /// Removes the entity's table (collection, container, key namespace)
     /// with every record in it; dropping a table that is not there is not
     /// an error. For tools that own their tables, such as `polyrouter

@@ -11,6 +11,8 @@ use std::collections::HashMap;
 use std::fmt;
 use std::str::FromStr;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use futures::future::BoxFuture;
@@ -70,6 +72,9 @@ struct Inner {
     pool: PgPool,
     tables: Tables,
     purge_task: Mutex<Option<tokio::task::AbortHandle>>,
+    /// The server refused DDL as read-only (SQLSTATE 25006): a hot
+    /// standby, whose tables come from its primary.
+    standby: AtomicBool,
 }
 
 impl Drop for Inner {
@@ -239,8 +244,9 @@ impl PostgresStore {
                 PostgresDialect.quote(schema)
             );
             if let Err(e) = sqlx::query(&create).execute(&pool).await {
-                // Another connection creating it at the same time is fine.
-                if !matches!(sqlstate(&e).as_deref(), Some("23505" | "42P06")) {
+                // Another connection creating it at the same time is fine;
+                // a hot standby gets it from its primary.
+                if !matches!(sqlstate(&e).as_deref(), Some("23505" | "42P06" | READ_ONLY)) {
                     return Err(map_err(name, "", e));
                 }
             }
@@ -252,6 +258,7 @@ impl PostgresStore {
             pool,
             tables: Tables::new(Arc::new(PostgresDialect)),
             purge_task: Mutex::new(None),
+            standby: AtomicBool::new(false),
         });
         if !config.purge_interval.0.is_zero() {
             let task = sql::spawn_purge(Arc::downgrade(&inner), config.purge_interval.0, |i| {
@@ -292,6 +299,37 @@ impl PostgresStore {
     /// The statements of the entity's table, built once per table.
     fn table_sql(&self, entity: &EntityInfo) -> Result<Arc<TableSql>> {
         self.inner.tables.get(&self.inner.name, entity)
+    }
+
+    /// On a hot standby, waits for the table the primary creates to be
+    /// replayed here; a configuration error if it does not come.
+    async fn await_replicated_table(
+        &self,
+        entity: &EntityInfo,
+        t: &TableSql,
+        conn: &mut PgConnection,
+    ) -> Result<()> {
+        let deadline = Instant::now() + REPLICATED_TABLE_WAIT;
+        loop {
+            let found: bool = sqlx::query_scalar("SELECT to_regclass($1) IS NOT NULL")
+                .bind(&t.qtable)
+                .fetch_one(&mut *conn)
+                .await
+                .map_err(|e| self.err(entity, e))?;
+            if found {
+                return Ok(());
+            }
+            if Instant::now() >= deadline {
+                return Err(entity_config_error(
+                    entity,
+                    format!(
+                        "table {} does not exist on store `{}`, a read-only hot standby, {REPLICATED_TABLE_WAIT:?} after start-up; tables are created on the primary: route an entity to the primary first, and check this standby replicates from it",
+                        t.qtable, self.inner.name
+                    ),
+                ));
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
     }
 
     fn exec<'c>(&'c self, conn: &'c mut PgConnection, entity: &'c EntityInfo) -> PgExec<'c> {
@@ -406,6 +444,18 @@ impl Inner {
         if tables.is_empty() {
             return Ok(0);
         }
+        if self.standby.load(Ordering::Relaxed) {
+            // A standby's rows are its primary's to purge; once promoted,
+            // it purges its own.
+            let recovering: bool = sqlx::query_scalar("SELECT pg_is_in_recovery()")
+                .fetch_one(&self.pool)
+                .await
+                .map_err(|e| map_err(&self.name, "", e))?;
+            if recovering {
+                return Ok(0);
+            }
+            self.standby.store(false, Ordering::Relaxed);
+        }
         let mut conn = self
             .pool
             .acquire()
@@ -419,6 +469,26 @@ impl Inner {
         sql::purge(&mut exec, &tables).await
     }
 }
+
+/// SQLSTATE `read_only_sql_transaction`: DDL or a write on a hot standby.
+const READ_ONLY: &str = "25006";
+
+/// How long `ensure_entity` on a hot standby waits for the primary's
+/// `CREATE TABLE` to be replayed.
+const REPLICATED_TABLE_WAIT: Duration = Duration::from_secs(10);
+
+/// The lag of a hot standby, as it measures it (see
+/// [`PostgresStore::replica_lag`](crate::Store::replica_lag)):
+/// whether it is a standby, whether its WAL receiver runs (and, for a role
+/// allowed to see it, streams), seconds since the last replayed commit's
+/// primary timestamp, and — when it has replayed all the WAL its primary
+/// last reported having — seconds since the primary sent that report.
+const REPLICA_LAG: &str = "SELECT pg_is_in_recovery(), r.pid IS NOT NULL, \
+       COALESCE(r.status, 'streaming') = 'streaming', \
+       EXTRACT(EPOCH FROM clock_timestamp() - pg_last_xact_replay_timestamp())::float8, \
+       CASE WHEN pg_last_wal_replay_lsn() >= r.latest_end_lsn \
+            THEN EXTRACT(EPOCH FROM clock_timestamp() - r.last_msg_send_time)::float8 END \
+     FROM (SELECT 1) AS one LEFT JOIN pg_stat_wal_receiver AS r ON true";
 
 /// The columns of a table in the current schema.
 const COLUMNS: &str = "SELECT column_name::text, data_type::text, is_nullable::text = 'YES', column_default::text \
@@ -470,10 +540,17 @@ impl Store for PostgresStore {
             .await
             .map_err(|e| self.err(entity, e))?;
         if let Err(e) = sqlx::query(&t.create_table).execute(&mut *conn).await {
-            // Two stores creating the same table at once: the loser sees a
-            // duplicate type or relation; the table is there either way.
-            if !matches!(sqlstate(&e).as_deref(), Some("23505" | "42P07")) {
-                return Err(self.err(entity, e));
+            match sqlstate(&e).as_deref() {
+                // Two stores creating the same table at once: the loser sees
+                // a duplicate type or relation; the table is there either way.
+                Some("23505" | "42P07") => {}
+                // A hot standby (a `read_from` replica): the table is made
+                // on the primary and arrives by replication.
+                Some(READ_ONLY) => {
+                    self.inner.standby.store(true, Ordering::Relaxed);
+                    self.await_replicated_table(entity, &t, &mut conn).await?;
+                }
+                _ => return Err(self.err(entity, e)),
             }
         }
         let rows = sqlx::query(COLUMNS)
@@ -504,7 +581,7 @@ impl Store for PostgresStore {
             .map_err(|m| entity_config_error(entity, m))?;
         if let Some(create_index) = &t.create_index {
             if let Err(e) = sqlx::query(create_index).execute(&mut *conn).await {
-                if !matches!(sqlstate(&e).as_deref(), Some("23505" | "42P07")) {
+                if !matches!(sqlstate(&e).as_deref(), Some("23505" | "42P07" | READ_ONLY)) {
                     return Err(self.err(entity, e));
                 }
             }
@@ -633,6 +710,66 @@ impl Store for PostgresStore {
             .and_then(|r| r.try_get(0))
             .map_err(|e| self.err(entity, e))?;
         Ok(n as u64)
+    }
+
+    /// On a hot standby: the smaller of two upper bounds on how stale its
+    /// copy is, both from the server's clock and the primary's timestamps
+    /// (PostgreSQL's own lag views assume the two clocks agree too):
+    /// the time since the last replayed commit was made on the primary
+    /// (every commit missing here came later), and, when the standby has
+    /// replayed all the WAL its primary reported having in its last
+    /// message, the time since that message was sent. A standby whose WAL
+    /// receiver is not streaming answers [`Error::Unavailable`] (its lag is
+    /// unknown: it may have lost its primary); a server that is not a
+    /// standby, [`Error::Unsupported`]. The role needs `pg_monitor` (or
+    /// `pg_read_all_stats`) for the receiver's status; without it a running
+    /// receiver counts as streaming.
+    async fn replica_lag(&self) -> Result<Duration> {
+        let row = sqlx::query(REPLICA_LAG)
+            .fetch_one(&self.inner.pool)
+            .await
+            .map_err(|e| map_err(&self.inner.name, "", e))?;
+        let get = |row: &PgRow| -> std::result::Result<_, sqlx::Error> {
+            Ok((
+                row.try_get::<bool, _>(0)?,
+                row.try_get::<bool, _>(1)?,
+                row.try_get::<bool, _>(2)?,
+                row.try_get::<Option<f64>, _>(3)?,
+                row.try_get::<Option<f64>, _>(4)?,
+            ))
+        };
+        let (standby, receiving, streaming, since_commit, since_sync) =
+            get(&row).map_err(|e| map_err(&self.inner.name, "", e))?;
+        if !standby {
+            return Err(Error::unsupported(
+                &self.inner.name,
+                "",
+                "measuring replica lag: the server is not a hot standby (pg_is_in_recovery() is false); point `read_from` at a standby",
+            ));
+        }
+        if !(receiving && streaming) {
+            return Err(Error::Unavailable {
+                store: self.inner.name.clone(),
+                entity: String::new(),
+                message: "the hot standby is not streaming from its primary, so its lag is unknown; check `pg_stat_wal_receiver` and the standby's `primary_conninfo`".into(),
+                source: None,
+            });
+        }
+        let secs = [since_commit, since_sync]
+            .into_iter()
+            .flatten()
+            .fold(f64::INFINITY, f64::min);
+        if !secs.is_finite() {
+            // Nothing replayed since the standby started and no report
+            // from the primary yet.
+            return Err(Error::Unavailable {
+                store: self.inner.name.clone(),
+                entity: String::new(),
+                message: "the hot standby has not replayed a commit or heard from its primary since it started, so its lag is unknown yet".into(),
+                source: None,
+            });
+        }
+        Ok(Duration::from_secs_f64(secs.max(0.0)))
     }
 
     async fn ping(&self) -> Result<()> {

@@ -1,6 +1,7 @@
 //! [`Lag`]: holds writes back to inject replication or invalidation lag.
 
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use parking_lot::Mutex;
@@ -16,6 +17,9 @@ use crate::{Capabilities, Key, Record, Result, Store};
 /// applies them in order. Reads always see the inner store as it is — so a
 /// paused cache keeps serving entries whose invalidation is still queued,
 /// and a paused replica keeps serving old versions.
+///
+/// As a replica it reports its lag ([`Store::replica_lag`]) truthfully:
+/// the time since the oldest write still queued, zero when none is.
 ///
 /// A test layer: the placeholder outcomes are not real answers. It is not
 /// built on [`Layered`](crate::layers::Layered) because it answers writes
@@ -35,7 +39,16 @@ use crate::{Capabilities, Key, Record, Result, Store};
 pub struct Lag<S> {
     inner: S,
     paused: AtomicBool,
-    queue: Mutex<Vec<(EntityInfo, Vec<WriteOp>, bool)>>,
+    queue: Mutex<Vec<Queued>>,
+}
+
+/// A write held back, and since when.
+#[derive(Debug)]
+struct Queued {
+    since: Instant,
+    entity: EntityInfo,
+    ops: Vec<WriteOp>,
+    atomic: bool,
 }
 
 impl<S: Store> Lag<S> {
@@ -82,7 +95,13 @@ impl<S: Store> Lag<S> {
         self.paused.store(false, Ordering::SeqCst);
         let queued = std::mem::take(&mut *self.queue.lock());
         let mut first = None;
-        for (entity, ops, atomic) in queued {
+        for Queued {
+            entity,
+            ops,
+            atomic,
+            ..
+        } in queued
+        {
             if let Err(e) = self.inner.write(&entity, ops, atomic).await {
                 first.get_or_insert(e);
             }
@@ -149,7 +168,12 @@ impl<S: Store> Store for Lag<S> {
                     WriteOp::Delete { .. } => WriteOutcome::Deleted { existed: true },
                 })
                 .collect();
-            self.queue.lock().push((entity.clone(), ops, atomic));
+            self.queue.lock().push(Queued {
+                since: Instant::now(),
+                entity: entity.clone(),
+                ops,
+                atomic,
+            });
             return Ok(outcomes);
         }
         self.inner.write(entity, ops, atomic).await
@@ -162,6 +186,10 @@ impl<S: Store> Store for Lag<S> {
     }
     async fn ping(&self) -> Result<()> {
         self.inner.ping().await
+    }
+    async fn replica_lag(&self) -> Result<Duration> {
+        let oldest = self.queue.lock().first().map(|q| q.since);
+        Ok(oldest.map_or(Duration::ZERO, |t| t.elapsed()))
     }
     fn as_kv(&self) -> Option<&dyn crate::store::kv::KvStore> {
         self.inner.as_kv()
