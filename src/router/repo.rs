@@ -495,6 +495,43 @@ impl<T: Entity> Repo<T> {
             .await
     }
 
+    /// Writes `value` only if the stored record is still at the version
+    /// `value` carries in its `#[entity(version)]` field: optimistic
+    /// concurrency without spelling the precondition
+    /// (`put_if(value, Precondition::Version(value.version))`). A value
+    /// whose version field is 0 was never read from the store, so it is
+    /// written only if the key is absent. Returns the new version; another
+    /// writer in between is [`Error::Conflict`] with the current version.
+    /// An entity without a version field is [`Error::InvalidInput`].
+    ///
+    /// ```
+    /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+    /// use polyrouter::prelude::*;
+    /// #[derive(Entity, serde::Serialize, serde::Deserialize)]
+    /// struct Doc { id: String, text: String, #[entity(version)] version: u64 }
+    /// let router = Router::from_toml_str("[stores.m]\nkind = \"memory\"\n[entities.doc]\nstore = \"m\"\n").await.unwrap();
+    /// let docs = router.repo::<Doc>().await.unwrap();
+    /// let mut d = Doc { id: "d1".into(), text: "a".into(), version: 0 };
+    /// d.version = docs.update(&d).await.unwrap(); // created: version 1
+    /// let stale = Doc { id: "d1".into(), text: "old".into(), version: 0 };
+    /// d.text = "b".into();
+    /// assert_eq!(docs.update(&d).await.unwrap(), 2);
+    /// assert!(matches!(docs.update(&stale).await, Err(Error::Conflict { .. })));
+    /// # });
+    /// ```
+    pub async fn update(&self, value: &T) -> Result<u64> {
+        if self.b.info.schema.version.is_none() {
+            return Err(self.invalid(
+                "`update` needs the entity's version field (`#[entity(version)]`) as its precondition; add one, or use `put_if` with an explicit precondition",
+            ));
+        }
+        let precondition = match self.to_record(value)?.version {
+            0 => Precondition::Absent,
+            v => Precondition::Version(v),
+        };
+        self.put_if(value, precondition).await
+    }
+
     /// Writes with explicit options (precondition, per-call TTL).
     ///
     /// ```no_run

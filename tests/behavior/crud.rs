@@ -26,6 +26,9 @@ pub fn behaviours() -> Vec<Behaviour> {
             batch_in_one_partition_is_all_or_nothing,
             |c: &Capabilities| { (!c.any_atomic_batch()).then_some("atomic batches") }
         ),
+        behaviour!(update_uses_the_version_field, |c: &Capabilities| {
+            (!(c.if_absent && c.if_version)).then_some("preconditions")
+        }),
         behaviour!(bulk_put_get_delete, always),
         behaviour!(second_router_sees_the_data, |c: &Capabilities| {
             (!c.shared || !c.records).then_some("sharing records between routers")
@@ -235,6 +238,37 @@ async fn preconditions_conflict_and_write_nothing(ctx: Ctx) -> Result<()> {
     }
     assert!(repo.delete_if(1, Precondition::Version(3)).await?);
     assert_eq!(repo.get(1).await?, None);
+    Ok(())
+}
+
+/// `Repo::update` writes only over the version the value carries; a
+/// value at version 0 (never stored) only creates.
+async fn update_uses_the_version_field(ctx: Ctx) -> Result<()> {
+    let repo = ctx.repo::<Item>().await?;
+    let mut it = item(21, "new", 0, None, None);
+    it.version = repo.update(&it).await?;
+    assert_eq!(it.version, 1);
+    match repo.update(&item(21, "blind", 0, None, None)).await {
+        Err(Error::Conflict {
+            actual: Some(1),
+            expected: Precondition::Absent,
+            ..
+        }) => {}
+        other => panic!("a version-0 update of an existing key must conflict, got {other:?}"),
+    }
+    let stale = it.clone();
+    it.name = "second".into();
+    assert_eq!(repo.update(&it).await?, 2);
+    match repo.update(&stale).await {
+        Err(Error::Conflict {
+            actual: Some(2),
+            expected: Precondition::Version(1),
+            ..
+        }) => {}
+        other => panic!("a stale update must conflict, got {other:?}"),
+    }
+    let got = repo.get(21).await?.expect("stored");
+    assert_eq!((got.name.as_str(), got.version), ("second", 2));
     Ok(())
 }
 
