@@ -87,7 +87,21 @@ pub struct EntityInfo {
     pub table: String,
     /// The store's name, for error messages.
     pub store: String,
+    /// How long a deleted record's tombstone (which keeps its last
+    /// version, so a re-created record continues from it) is kept before
+    /// it may be purged; `Duration::ZERO`: no tombstones, a delete removes
+    /// the record at once and a re-created record starts again at 1.
+    /// Default [`DEFAULT_TOMBSTONE_RETENTION`] (route option
+    /// `tombstone_retention`).
+    pub tombstone_retention: Duration,
 }
+
+/// How long tombstones are kept by default: 7 days.
+///
+/// ```
+/// assert_eq!(polyrouter::store::DEFAULT_TOMBSTONE_RETENTION.as_secs(), 7 * 86_400);
+/// ```
+pub const DEFAULT_TOMBSTONE_RETENTION: Duration = Duration::from_secs(7 * 86_400);
 
 impl EntityInfo {
     /// An entity stored under its own name.
@@ -103,6 +117,7 @@ impl EntityInfo {
             schema,
             table: schema.name.to_string(),
             store: String::new(),
+            tombstone_retention: DEFAULT_TOMBSTONE_RETENTION,
         }
     }
 
@@ -234,6 +249,13 @@ pub struct StoreQuery {
 ///
 /// Versions: the store keeps a version per record, 1 on insert and +1 on
 /// every write. Expired records (TTL) behave as absent everywhere.
+///
+/// A key's versions never repeat while its tombstone lives: a delete
+/// leaves a tombstone holding the key's last version + 1 (for
+/// [`EntityInfo::tombstone_retention`]), invisible to every read, query
+/// and count, and absent to preconditions; the next put of the key
+/// continues from it. A record that expires by TTL is gone with its
+/// version.
 #[async_trait]
 pub trait Store: Send + Sync + fmt::Debug + 'static {
     /// The store's name from the configuration.

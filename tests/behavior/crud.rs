@@ -29,6 +29,14 @@ pub fn behaviours() -> Vec<Behaviour> {
         behaviour!(update_uses_the_version_field, |c: &Capabilities| {
             (!(c.if_absent && c.if_version)).then_some("preconditions")
         }),
+        behaviour!(versions_continue_across_delete, |c: &Capabilities| {
+            (!(c.if_absent && c.if_exists && c.if_version)).then_some("preconditions")
+        }),
+        behaviour!(tombstones_are_invisible, always),
+        behaviour!(
+            concurrent_recreate_never_repeats_a_version,
+            |c: &Capabilities| { (!c.if_absent).then_some("if-absent") }
+        ),
         behaviour!(bulk_put_get_delete, always),
         behaviour!(second_router_sees_the_data, |c: &Capabilities| {
             (!c.shared || !c.records).then_some("sharing records between routers")
@@ -174,9 +182,131 @@ async fn versions_count_writes(ctx: Ctx) -> Result<()> {
     assert!(!repo.delete(1).await?);
     assert_eq!(
         repo.put(&it).await?,
-        1,
-        "a re-created record starts again at 1"
+        5,
+        "a re-created record continues after its tombstone (the delete was version 4)"
     );
+    Ok(())
+}
+
+/// Delete leaves a tombstone holding the key's last version: a re-created
+/// record continues from it, so a writer holding a version from before the
+/// delete gets `Conflict` (no ABA).
+async fn versions_continue_across_delete(ctx: Ctx) -> Result<()> {
+    let repo = ctx.repo::<Item>().await?;
+    let mut it = item(7, "a", 0, None, None);
+    assert_eq!(repo.put(&it).await?, 1);
+    let held = repo.get(7).await?.expect("stored");
+    assert!(repo.delete(7).await?);
+    assert_eq!(repo.get(7).await?, None);
+    // Absent to preconditions: if-absent creates, continuing the versions.
+    it.name = "again".into();
+    assert_eq!(repo.put_if(&it, Precondition::Absent).await?, 3);
+    match repo.put_if(&held, Precondition::Version(1)).await {
+        Err(Error::Conflict {
+            actual: Some(3),
+            expected: Precondition::Version(1),
+            ..
+        }) => {}
+        other => {
+            panic!("a writer holding version 1 from before the delete must conflict, got {other:?}")
+        }
+    }
+    let got = repo.get(7).await?.expect("re-created");
+    assert_eq!((got.name.as_str(), got.version), ("again", 3));
+    assert!(repo.delete_if(7, Precondition::Version(3)).await?);
+    match repo.delete_if(7, Precondition::Version(4)).await {
+        Err(Error::Conflict { actual: None, .. }) => {}
+        other => panic!("a tombstone is absent to a version precondition, got {other:?}"),
+    }
+    match repo.put_if(&it, Precondition::Exists).await {
+        Err(Error::Conflict { actual: None, .. }) => {}
+        other => panic!("a tombstone is absent to if-exists, got {other:?}"),
+    }
+    assert_eq!(repo.put(&it).await?, 5);
+    // In a batch too: delete then put of one key.
+    if ctx.caps().batch_atomic {
+        let out = repo.batch().delete(7).put(&it).commit().await?;
+        assert_eq!(out[1].version(), Some(7), "{out:?}");
+    }
+    Ok(())
+}
+
+/// Tombstones are never seen: not by get, get_many, query or count.
+async fn tombstones_are_invisible(ctx: Ctx) -> Result<()> {
+    let repo = ctx.repo::<Item>().await?;
+    for i in 1..=6 {
+        repo.put(&item(i, "x", 1, None, None)).await?;
+    }
+    assert_eq!(repo.delete_many([2i64, 4, 6]).await?, 3);
+    assert!(
+        !repo.delete(4).await?,
+        "deleting a tombstone deletes nothing"
+    );
+    assert_eq!(repo.get(2).await?, None);
+    let found: Vec<bool> = repo
+        .get_many([1i64, 2, 3, 4, 5, 6])
+        .await?
+        .iter()
+        .map(Option::is_some)
+        .collect();
+    assert_eq!(found, vec![true, false, true, false, true, false]);
+    if ctx.caps().count {
+        assert_eq!(repo.count(None).await?, 3);
+        assert_eq!(repo.count(Some(polyrouter::field("group").eq(1))).await?, 3);
+    }
+    if ctx.caps().query {
+        let page = repo
+            .query(polyrouter::Query::new().order_by("id").limit(100))
+            .await?;
+        let ids: Vec<i64> = page.items.iter().map(|i| i.id).collect();
+        assert_eq!(ids, vec![1, 3, 5]);
+        let page = repo
+            .query(
+                polyrouter::Query::new()
+                    .filter(polyrouter::field("name").eq("x"))
+                    .order_by("name")
+                    .limit(2),
+            )
+            .await?;
+        assert!(page.items.iter().all(|i| i.id % 2 == 1), "{:?}", page.items);
+    }
+    Ok(())
+}
+
+/// Concurrent writers of one key, deleting and re-creating it: every
+/// version a put returns is new.
+async fn concurrent_recreate_never_repeats_a_version(ctx: Ctx) -> Result<()> {
+    let repo = ctx.repo::<Item>().await?;
+    let mut tasks = Vec::new();
+    for w in 0..4i64 {
+        let repo = repo.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut versions = Vec::new();
+            for i in 0..12i64 {
+                let it = item(9, &format!("w{w}-{i}"), w, None, None);
+                match (w + i) % 3 {
+                    0 => {
+                        repo.delete(9).await?;
+                    }
+                    1 => match repo.put_if(&it, Precondition::Absent).await {
+                        Ok(v) => versions.push(v),
+                        Err(Error::Conflict { .. }) => {}
+                        Err(e) => return Err(e),
+                    },
+                    _ => versions.push(repo.put(&it).await?),
+                }
+            }
+            Ok::<_, Error>(versions)
+        }));
+    }
+    let mut all = Vec::new();
+    for t in tasks {
+        all.extend(t.await.expect("writer task")?);
+    }
+    let n = all.len();
+    all.sort_unstable();
+    all.dedup();
+    assert_eq!(all.len(), n, "a version was handed out twice: {all:?}");
     Ok(())
 }
 

@@ -231,6 +231,12 @@ fn server_id(info: &redis::ConnectionInfo) -> String {
 }
 
 /// A TTL as Redis milliseconds: rounded up, at least 1, at most 100 years.
+/// `PEXPIRE` on a record, not on a tombstone (a hash without `d`).
+const EXPIRE_RECORD_LUA: &str = "if redis.call('HEXISTS', KEYS[1], 'd') == 1 then return redis.call('PEXPIRE', KEYS[1], ARGV[1]) else return 0 end";
+
+/// `PERSIST` on a record, not on a tombstone; 1 when the record exists.
+const PERSIST_RECORD_LUA: &str = "if redis.call('HEXISTS', KEYS[1], 'd') == 1 then redis.call('PERSIST', KEYS[1]); return 1 else return 0 end";
+
 fn ttl_ms(ttl: Duration) -> u64 {
     let ms = ttl.as_nanos().div_ceil(1_000_000).clamp(1, MAX_TTL_MS);
     ms as u64
@@ -454,6 +460,8 @@ impl RedisStore {
                 .arg(&e.data)
                 .arg(&e.ttl);
         }
+        let keep = entity.tombstone_retention;
+        invocation.arg(if keep.is_zero() { 0 } else { ttl_ms(keep) });
         let reply: Vec<i64> = invocation
             .invoke_async(&mut self.conn())
             .await
@@ -850,10 +858,11 @@ impl KvStore for RedisStore {
 
     async fn expire(&self, entity: &EntityInfo, key: &Key, ttl: Duration) -> Result<bool> {
         let rkey = self.kv_record_key(entity, key, Some(ttl))?;
-        let n: i64 = redis::cmd("PEXPIRE")
-            .arg(rkey)
+        // A tombstone (a hash without `d`) is no record: left alone.
+        let n: i64 = redis::Script::new(EXPIRE_RECORD_LUA)
+            .key(rkey)
             .arg(ttl_ms(ttl))
-            .query_async(&mut self.conn())
+            .invoke_async(&mut self.conn())
             .await
             .map_err(|e| self.err(entity, e))?;
         Ok(n == 1)
@@ -861,13 +870,9 @@ impl KvStore for RedisStore {
 
     async fn persist(&self, entity: &EntityInfo, key: &Key) -> Result<bool> {
         let rkey = self.kv_record_key(entity, key, None)?;
-        let (exists, _): (i64, i64) = redis::pipe()
-            .atomic()
-            .cmd("EXISTS")
-            .arg(&rkey)
-            .cmd("PERSIST")
-            .arg(&rkey)
-            .query_async(&mut self.conn())
+        let exists: i64 = redis::Script::new(PERSIST_RECORD_LUA)
+            .key(rkey)
+            .invoke_async(&mut self.conn())
             .await
             .map_err(|e| self.err(entity, e))?;
         Ok(exists == 1)
