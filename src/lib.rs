@@ -67,7 +67,7 @@ mod value;
 
 pub use capability::{Capabilities, FilterCaps};
 pub use entity::{Entity, FieldDef, FieldKind, FieldType, Schema};
-pub use error::{BoxError, Error, Rejection, Result};
+pub use error::{BoxError, Error, FailedWrite, Rejection, Result};
 pub use key::{Key, KeyKind};
 pub use query::{Filter, Query, field};
 pub use record::Record;

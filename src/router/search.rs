@@ -248,7 +248,7 @@ pub(super) fn plan(b: &Bound, ops: &[WriteOp]) -> Option<Plan> {
 }
 
 /// Applies a plan after the primary write returned `out`.
-pub(super) async fn apply(b: &Bound, plan: Plan, out: &[WriteOutcome]) -> Result<()> {
+pub(super) async fn apply(b: &Bound, plan: Plan, out: &[Option<WriteOutcome>]) -> Result<()> {
     let Some(route) = &b.search else {
         return Ok(());
     };
@@ -259,7 +259,7 @@ pub(super) async fn apply(b: &Bound, plan: Plan, out: &[WriteOutcome]) -> Result
     let mut docs = Vec::new();
     let mut gone = Vec::new();
     for (i, p) in plan.ops {
-        match (p, out.get(i)) {
+        match (p, out.get(i).and_then(Option::as_ref)) {
             (Pending::Put(r), Some(WriteOutcome::Written { .. })) => docs.push(r),
             (Pending::Delete(k), Some(WriteOutcome::Deleted { .. })) => gone.push(k),
             _ => {}

@@ -285,6 +285,54 @@ pub trait Store: Send + Sync + fmt::Debug + 'static {
         atomic: bool,
     ) -> Result<Vec<WriteOutcome>>;
 
+    /// Applies writes one by one, not atomically, with an outcome per
+    /// write in op order: its [`WriteOutcome`], or the error that write
+    /// met ([`Error::Conflict`](crate::Error::Conflict) with the current
+    /// version, …), the others applied regardless. The outer error means
+    /// nothing is known to be applied (input refused up front, or the
+    /// store unreachable before anything was sent). By default each op is
+    /// one [`Store::write`] of its own, in order; a store that can do
+    /// better (concurrent requests, one round trip) overrides it.
+    ///
+    /// ```
+    /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+    /// # use polyrouter::{FieldDef, KeyKind, Key, Precondition, Record, Schema, Store};
+    /// # use polyrouter::store::{EntityInfo, WriteOp, WriteOutcome};
+    /// # static F: [FieldDef; 0] = [];
+    /// # static S: Schema = Schema { name: "t", key: "id", key_kind: KeyKind::Str, partition_key: None, version: None, fields: &F };
+    /// let store = polyrouter::backends::memory::MemoryStore::new("m");
+    /// let e = EntityInfo::new(&S);
+    /// let put = |k: &str, p| WriteOp::Put { record: Record::new(Key::from(k)), precondition: p, ttl: None };
+    /// let out = store
+    ///     .write_each(&e, vec![put("a", Precondition::None), put("b", Precondition::Version(3)), put("c", Precondition::None)])
+    ///     .await
+    ///     .unwrap();
+    /// assert_eq!(out[0].as_ref().unwrap(), &WriteOutcome::Written { version: 1 });
+    /// assert!(matches!(out[1], Err(polyrouter::Error::Conflict { actual: None, .. })));
+    /// assert_eq!(out[2].as_ref().unwrap(), &WriteOutcome::Written { version: 1 });
+    /// # });
+    /// ```
+    async fn write_each(
+        &self,
+        entity: &EntityInfo,
+        ops: Vec<WriteOp>,
+    ) -> Result<Vec<Result<WriteOutcome>>> {
+        let mut out = Vec::with_capacity(ops.len());
+        for op in ops {
+            let one = self.write(entity, vec![op], true).await.and_then(|mut o| {
+                o.pop().ok_or_else(|| {
+                    crate::Error::backend(
+                        self.name(),
+                        entity.name(),
+                        "the store returned no outcome for a write",
+                    )
+                })
+            });
+            out.push(one);
+        }
+        Ok(out)
+    }
+
     /// Rows matching the query, in its order, at most `limit`.
     async fn query(&self, entity: &EntityInfo, query: &StoreQuery) -> Result<Vec<Record>>;
 

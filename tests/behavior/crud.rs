@@ -37,6 +37,9 @@ pub fn behaviours() -> Vec<Behaviour> {
             concurrent_recreate_never_repeats_a_version,
             |c: &Capabilities| { (!c.if_absent).then_some("if-absent") }
         ),
+        behaviour!(non_atomic_batch_reports_each_write, |c: &Capabilities| {
+            (!c.if_version).then_some("preconditions")
+        }),
         behaviour!(bulk_put_get_delete, always),
         behaviour!(second_router_sees_the_data, |c: &Capabilities| {
             (!c.shared || !c.records).then_some("sharing records between routers")
@@ -399,6 +402,85 @@ async fn update_uses_the_version_field(ctx: Ctx) -> Result<()> {
     }
     let got = repo.get(21).await?.expect("stored");
     assert_eq!((got.name.as_str(), got.version), ("second", 2));
+    Ok(())
+}
+
+/// A non-atomic batch with one conflicting write applies the others and
+/// reports exactly that one, with the current version.
+async fn non_atomic_batch_reports_each_write(ctx: Ctx) -> Result<()> {
+    let repo = ctx.repo::<Item>().await?;
+    repo.put(&item(1, "one", 0, None, None)).await?;
+    let res = repo
+        .batch()
+        .put(&item(2, "two", 0, None, None))
+        .put_if(&item(1, "clash", 0, None, None), Precondition::Version(9))
+        .delete(3)
+        .put(&item(4, "four", 0, None, None))
+        .non_atomic()
+        .commit()
+        .await;
+    match res {
+        Err(Error::Partial {
+            outcomes, failed, ..
+        }) => {
+            assert_eq!(
+                outcomes,
+                vec![
+                    Some(polyrouter::store::WriteOutcome::Written { version: 1 }),
+                    None,
+                    Some(polyrouter::store::WriteOutcome::Deleted { existed: false }),
+                    Some(polyrouter::store::WriteOutcome::Written { version: 1 }),
+                ]
+            );
+            assert_eq!(failed.len(), 1, "{failed:?}");
+            assert_eq!(
+                (failed[0].index, &failed[0].key),
+                (1, &polyrouter::Key::from(1i64))
+            );
+            assert!(
+                matches!(
+                    failed[0].error,
+                    Error::Conflict {
+                        actual: Some(1),
+                        expected: Precondition::Version(9),
+                        ..
+                    }
+                ),
+                "{}",
+                failed[0].error
+            );
+        }
+        other => panic!("expected a partial failure naming write 1, got {other:?}"),
+    }
+    let got: Vec<Option<(String, u64)>> = repo
+        .get_many([1i64, 2, 4])
+        .await?
+        .into_iter()
+        .map(|i| i.map(|i| (i.name, i.version)))
+        .collect();
+    assert_eq!(
+        got,
+        vec![
+            Some(("one".into(), 1)),
+            Some(("two".into(), 1)),
+            Some(("four".into(), 1))
+        ]
+    );
+    // Retrying exactly the failed write, with the version it reported.
+    assert_eq!(
+        repo.put_if(&item(1, "clash", 0, None, None), Precondition::Version(1))
+            .await?,
+        2
+    );
+    // All applied: the outcomes, as before.
+    let out = repo
+        .batch()
+        .put(&item(5, "five", 0, None, None))
+        .delete(2)
+        .non_atomic()
+        .commit()
+        .await?;
+    assert_eq!(out.len(), 2);
     Ok(())
 }
 

@@ -586,28 +586,28 @@ impl CosmosStore {
             if !precondition.holds(version) {
                 return Err(self.conflict(entity, &record.key, precondition, version));
             }
-            if let Some(cur) = current.as_ref().filter(|c| c.live().is_none()) {
-                if cur.doc.get(&pk_prop).unwrap_or(&Json::Null) != &pk_json {
-                    // A tombstone in another partition: the new item goes
-                    // to its own partition; the tombstone makes way first.
-                    let next = cur.version() + 1;
-                    let old = partition_key(cur.doc.get(&pk_prop).unwrap_or(&Json::Null))
-                        .map_err(|m| self.corrupt(entity, m))?;
-                    let opts = codec::etag_of(&cur.doc).map(|etag| {
-                        ItemWriteOptions::default()
-                            .with_precondition(CosmosPrecondition::if_match(etag))
-                    });
-                    match c.client.delete_item(old, &id, opts).await {
-                        Ok(_) => {}
-                        Err(e) if matches!(status(&e), Some(412 | 404)) => continue,
-                        Err(e) => return Err(self.err(entity.name(), e)),
-                    }
-                    doc.insert(codec::VERSION.into(), Json::from(next));
-                    match c.client.create_item(pk.clone(), &id, &doc, None).await {
-                        Ok(_) => return Ok(WriteOutcome::Written { version: next }),
-                        Err(e) if status(&e) == Some(409) => continue,
-                        Err(e) => return Err(self.err(entity.name(), e)),
-                    }
+            if let Some(cur) = current.as_ref().filter(|c| c.live().is_none())
+                && cur.doc.get(&pk_prop).unwrap_or(&Json::Null) != &pk_json
+            {
+                // A tombstone in another partition: the new item goes
+                // to its own partition; the tombstone makes way first.
+                let next = cur.version() + 1;
+                let old = partition_key(cur.doc.get(&pk_prop).unwrap_or(&Json::Null))
+                    .map_err(|m| self.corrupt(entity, m))?;
+                let opts = codec::etag_of(&cur.doc).map(|etag| {
+                    ItemWriteOptions::default()
+                        .with_precondition(CosmosPrecondition::if_match(etag))
+                });
+                match c.client.delete_item(old, &id, opts).await {
+                    Ok(_) => {}
+                    Err(e) if matches!(status(&e), Some(412 | 404)) => continue,
+                    Err(e) => return Err(self.err(entity.name(), e)),
+                }
+                doc.insert(codec::VERSION.into(), Json::from(next));
+                match c.client.create_item(pk.clone(), &id, &doc, None).await {
+                    Ok(_) => return Ok(WriteOutcome::Written { version: next }),
+                    Err(e) if status(&e) == Some(409) => continue,
+                    Err(e) => return Err(self.err(entity.name(), e)),
                 }
             }
             match current {
@@ -1019,6 +1019,17 @@ impl Store for CosmosStore {
             let c = self.container(entity).await?;
             return self.write_atomic(entity, &c, &ops).await;
         }
+        self.write_each(entity, ops).await?.into_iter().collect()
+    }
+
+    /// Every op is checked before anything is sent (a bad one fails the
+    /// call, nothing applied); then writes to distinct keys run
+    /// concurrently, each with its own outcome.
+    async fn write_each(
+        &self,
+        entity: &EntityInfo,
+        ops: Vec<WriteOp>,
+    ) -> Result<Vec<Result<WriteOutcome>>> {
         // Check every op before sending anything.
         for op in &ops {
             self.item_id(entity, op.key())?;
@@ -1040,12 +1051,10 @@ impl Store for CosmosStore {
             writes.push(self.write_one(entity, &c, op));
         }
         use futures::StreamExt;
-        futures::stream::iter(writes)
+        Ok(futures::stream::iter(writes)
             .buffered(width)
             .collect::<Vec<_>>()
-            .await
-            .into_iter()
-            .collect()
+            .await)
     }
 
     async fn query(&self, entity: &EntityInfo, q: &StoreQuery) -> Result<Vec<Record>> {

@@ -289,12 +289,13 @@ impl Store for MemoryStore {
                         },
                     );
                 }
-                (WriteOp::Delete { key, .. }, Apply::Tombstone(0)) => {
-                    // An expired record goes; a tombstone stays.
-                    if t.get(&key).is_some_and(|r| r.tombstone.is_none()) {
-                        t.remove(&key);
-                    }
+                // An expired record goes; a tombstone stays.
+                (WriteOp::Delete { key, .. }, Apply::Tombstone(0))
+                    if t.get(&key).is_some_and(|r| r.tombstone.is_none()) =>
+                {
+                    t.remove(&key);
                 }
+                (WriteOp::Delete { .. }, Apply::Tombstone(0)) => {}
                 (WriteOp::Delete { key, .. }, Apply::Tombstone(version)) => {
                     // The deleted values go; the key's last version stays.
                     let record = Record {
@@ -316,7 +317,7 @@ impl Store for MemoryStore {
                 _ => {}
             }
         }
-        if t.len() > 1024 && t.len() % 64 == 0 {
+        if t.len() > 1024 && t.len().is_multiple_of(64) {
             t.retain(|_, r| r.kept(now));
         }
         Ok(outcomes)
