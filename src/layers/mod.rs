@@ -117,6 +117,7 @@ impl Store for Arc<dyn Store> {
     ) -> Result<Vec<Result<WriteOutcome>>> {
         (**self).write_each(entity, ops).await
     }
+
     async fn query(&self, entity: &EntityInfo, query: &StoreQuery) -> Result<Vec<Record>> {
         (**self).query(entity, query).await
     }

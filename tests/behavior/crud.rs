@@ -40,6 +40,7 @@ pub fn behaviours() -> Vec<Behaviour> {
         behaviour!(non_atomic_batch_reports_each_write, |c: &Capabilities| {
             (!c.if_version).then_some("preconditions")
         }),
+        behaviour!(concurrent_non_atomic_batches_on_one_key, always),
         behaviour!(bulk_put_get_delete, always),
         behaviour!(second_router_sees_the_data, |c: &Capabilities| {
             (!c.shared || !c.records).then_some("sharing records between routers")
@@ -481,6 +482,43 @@ async fn non_atomic_batch_reports_each_write(ctx: Ctx) -> Result<()> {
         .commit()
         .await?;
     assert_eq!(out.len(), 2);
+    Ok(())
+}
+
+/// Non-atomic batches from concurrent writers, all writing one key (puts
+/// and deletes): every version a put reports is new, and the record ends
+/// at the highest one.
+async fn concurrent_non_atomic_batches_on_one_key(ctx: Ctx) -> Result<()> {
+    let repo = ctx.repo::<Item>().await?;
+    let mut tasks = Vec::new();
+    for w in 0..4i64 {
+        let repo = repo.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut versions = Vec::new();
+            for i in 0..6i64 {
+                let out = repo
+                    .batch()
+                    .put(&item(8, &format!("w{w}-{i}"), w, None, None))
+                    .delete(8)
+                    .put(&item(8, &format!("w{w}-{i}b"), w, None, None))
+                    .non_atomic()
+                    .commit()
+                    .await?;
+                versions.extend(out.iter().filter_map(|o| o.version()));
+            }
+            Ok::<_, Error>(versions)
+        }));
+    }
+    let mut all = Vec::new();
+    for t in tasks {
+        all.extend(t.await.expect("writer task")?);
+    }
+    let n = all.len();
+    all.sort_unstable();
+    all.dedup();
+    assert_eq!(all.len(), n, "a version was handed out twice: {all:?}");
+    let last = repo.get(8).await?.expect("the last write is a put");
+    assert_eq!(Some(&last.version), all.last());
     Ok(())
 }
 
