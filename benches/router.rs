@@ -82,9 +82,9 @@ async fn target(label: &'static str, store_toml: &str) -> Target {
     let repo = router.repo::<BenchUser>().await.expect("repo");
     let route = router.route("bench_user").expect("route");
     let info = EntityInfo {
-        schema: BenchUser::schema(),
         table: route.table.clone(),
         store: route.store.clone(),
+        ..EntityInfo::new(BenchUser::schema())
     };
     let store = router.store("s").expect("store").clone();
     repo.put(&sample()).await.expect("seed row");

@@ -6,7 +6,8 @@
 use std::fmt;
 use std::time::Duration;
 
-use crate::store::Precondition;
+use crate::Key;
+use crate::store::{Precondition, WriteOutcome};
 
 /// A boxed error from a driver or another library.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
@@ -198,6 +199,55 @@ pub enum Error {
         #[source]
         source: Box<Error>,
     },
+    /// Some writes of a non-atomic batch (`Batch::non_atomic`, or
+    /// `put_many` / `delete_many` on a store that cannot make the batch
+    /// atomic) failed and the others were applied: `outcomes` has one slot
+    /// per write in batch order (`None` where it failed), `failed` says
+    /// which failed and why ([`Error::Conflict`] with the current version,
+    /// …), so exactly those can be retried.
+    #[error(
+        "{}: {} of {} writes of a non-atomic batch failed and the others were applied (first: write {} of key {}: {}) — retry only the failed ones",
+        at(store, entity),
+        failed.len(),
+        outcomes.len(),
+        failed.first().map_or(0, |f| f.index),
+        failed.first().map_or(String::new(), |f| f.key.to_string()),
+        failed.first().map_or(String::new(), |f| f.error.to_string())
+    )]
+    Partial {
+        /// Store name.
+        store: String,
+        /// Entity name.
+        entity: String,
+        /// One slot per write of the batch, in order: its outcome when it
+        /// was applied, `None` when it failed.
+        outcomes: Vec<Option<WriteOutcome>>,
+        /// The writes that failed, in batch order.
+        failed: Vec<FailedWrite>,
+    },
+}
+
+/// One write of a non-atomic batch that failed ([`Error::Partial`]).
+///
+/// ```
+/// use polyrouter::{Error, FailedWrite, Key, Precondition};
+/// let f = FailedWrite {
+///     index: 1,
+///     key: Key::from("a"),
+///     error: Error::conflict("db", "user", &Key::from("a"), Precondition::Version(2), Some(3)),
+/// };
+/// assert!(matches!(f.error, Error::Conflict { actual: Some(3), .. }));
+/// ```
+#[derive(Debug)]
+pub struct FailedWrite {
+    /// Its position in the batch.
+    pub index: usize,
+    /// The key it wrote.
+    pub key: Key,
+    /// Why it failed; nothing of this write was applied when this is an
+    /// [`Error::Conflict`], [`Error::InvalidInput`] or
+    /// [`nothing_applied`](Error::nothing_applied).
+    pub error: Error,
 }
 
 /// Why a store refused a call ([`Error::Rejected`]); in every case nothing
@@ -473,7 +523,7 @@ impl Error {
     /// A short, stable name of the variant, for metrics labels and logs:
     /// `not_found`, `conflict`, `unsupported`, `unavailable`, `timeout`,
     /// `circuit_open`, `rejected`, `invalid_input`, `config`, `backend`,
-    /// `not_indexed`.
+    /// `not_indexed`, `partial`.
     ///
     /// ```
     /// assert_eq!(polyrouter::Error::unavailable("s", "", "x").kind_name(), "unavailable");
@@ -491,6 +541,7 @@ impl Error {
             Error::Config { .. } => "config",
             Error::Backend { .. } => "backend",
             Error::NotIndexed { .. } => "not_indexed",
+            Error::Partial { .. } => "partial",
         }
     }
 
@@ -606,6 +657,24 @@ impl Error {
                 keys: keys.clone(),
                 source: Box::new(source.clone_lossy()),
             },
+            Error::Partial {
+                store,
+                entity,
+                outcomes,
+                failed,
+            } => Error::Partial {
+                store: store.clone(),
+                entity: entity.clone(),
+                outcomes: outcomes.clone(),
+                failed: failed
+                    .iter()
+                    .map(|f| FailedWrite {
+                        index: f.index,
+                        key: f.key.clone(),
+                        error: f.error.clone_lossy(),
+                    })
+                    .collect(),
+            },
         }
     }
 
@@ -625,7 +694,8 @@ impl Error {
             | Error::Rejected { store, .. }
             | Error::InvalidInput { store, .. }
             | Error::Backend { store, .. }
-            | Error::NotIndexed { store, .. } => Some(store),
+            | Error::NotIndexed { store, .. }
+            | Error::Partial { store, .. } => Some(store),
             Error::Config { .. } => None,
         }
     }
@@ -647,7 +717,8 @@ impl Error {
             | Error::Rejected { entity, .. }
             | Error::InvalidInput { entity, .. }
             | Error::Backend { entity, .. }
-            | Error::NotIndexed { entity, .. } => {
+            | Error::NotIndexed { entity, .. }
+            | Error::Partial { entity, .. } => {
                 if entity.is_empty() {
                     *entity = name.to_string();
                 }

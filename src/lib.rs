@@ -67,7 +67,7 @@ mod value;
 
 pub use capability::{Capabilities, FilterCaps};
 pub use entity::{Entity, FieldDef, FieldKind, FieldType, Schema};
-pub use error::{BoxError, Error, Rejection, Result};
+pub use error::{BoxError, Error, FailedWrite, Rejection, Result};
 pub use key::{Key, KeyKind};
 pub use query::{Filter, Query, field};
 pub use record::Record;
@@ -84,9 +84,14 @@ pub use polyrouter_derive::Entity;
 /// use polyrouter::prelude::*;
 /// let q = Query::new().filter(field("a").eq(1));
 /// assert!(q.filter.is_some());
+/// let _read = ReadOptions::new().consistency(Consistency::Strong);
+/// let _write = WriteOptions::new().precondition(Precondition::Absent);
+/// let _session = Session::new();
 /// ```
 pub mod prelude {
+    pub use crate::config::Consistency;
     pub use crate::query::{Filter, Query, field};
+    pub use crate::router::{ReadOptions, Session, WriteOptions};
     pub use crate::{Entity, Error, Key, Page, Precondition, Repo, Result, Router, Value};
 }
 

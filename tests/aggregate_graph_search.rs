@@ -678,9 +678,9 @@ join = { from = "posts", field = "author" }
         // index still has it, so hydration must drop and count it.
         let main = router.store("main").unwrap();
         let info = EntityInfo {
-            schema: Post::schema(),
             table: "post".into(),
             store: "main".into(),
+            ..EntityInfo::new(Post::schema())
         };
         main.write(
             &info,

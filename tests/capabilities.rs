@@ -60,6 +60,15 @@ impl Store for Limited {
         self.writes.lock().unwrap().push((ops.len(), atomic));
         self.inner.write(e, ops, atomic).await
     }
+    async fn write_each(
+        &self,
+        e: &EntityInfo,
+        ops: Vec<WriteOp>,
+    ) -> polyrouter::Result<Vec<polyrouter::Result<WriteOutcome>>> {
+        // A non-atomic batch: recorded as `(n, false)`.
+        self.writes.lock().unwrap().push((ops.len(), false));
+        self.inner.write_each(e, ops).await
+    }
     async fn query(&self, e: &EntityInfo, q: &StoreQuery) -> polyrouter::Result<Vec<Record>> {
         self.inner.query(e, q).await
     }

@@ -117,9 +117,9 @@ async fn an_index_that_lags_the_primary_store_drops_missing_records() -> Result<
     // Delete in the primary store behind the router's back.
     let main = router.store("main").unwrap();
     let info = EntityInfo {
-        schema: Article::schema(),
         table: "article".into(),
         store: "main".into(),
+        ..EntityInfo::new(Article::schema())
     };
     main.write(
         &info,

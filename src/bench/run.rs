@@ -281,6 +281,7 @@ async fn targets(opts: &BenchOptions) -> Result<Vec<Target>> {
                 table: Some(BENCH_TABLE.into()),
                 key_prefix: None,
                 ttl: e.ttl,
+                tombstone_retention: e.tombstone_retention,
                 cache: e.cache.clone(),
                 consistency: e.consistency,
                 read_from: None,
@@ -353,9 +354,9 @@ fn refusal(w: Workload, caps: &crate::Capabilities) -> Option<String> {
 async fn drop_tables(t: &Target) -> Result<()> {
     let primary = &t.stores[0].1;
     let info = EntityInfo {
-        schema: &USER_SCHEMA,
         table: BENCH_TABLE.into(),
         store: t.store.clone(),
+        ..EntityInfo::new(&USER_SCHEMA)
     };
     primary.drop_entity(&info).await?;
     if let (Some(c), Some((cname, cstore))) = (&t.route.cache, t.stores.get(1)) {

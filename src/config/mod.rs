@@ -256,6 +256,11 @@ pub struct EntityConfig {
     pub key_prefix: Option<String>,
     /// Default TTL of every write.
     pub ttl: Option<ConfigDuration>,
+    /// How long a deleted record's tombstone keeps the key's last version,
+    /// so a re-created record continues from it (default `"7d"`; `"0s"`:
+    /// no tombstones, versions restart at 1 after a delete). See
+    /// [`EntityConfig::tombstone_retention`].
+    pub tombstone_retention: Option<ConfigDuration>,
     /// Cache-aside: `{ store = "cache", ttl = "1h" }`.
     pub cache: Option<CacheConfig>,
     /// Read consistency; default `strong`, or `eventual` when the entity
@@ -368,6 +373,25 @@ pub struct CascadeBlobs {
 }
 
 impl EntityConfig {
+    /// The tombstone retention of the entity's records: the option, or
+    /// [`DEFAULT_TOMBSTONE_RETENTION`](crate::store::DEFAULT_TOMBSTONE_RETENTION)
+    /// (7 days). Within it a key's versions never repeat, across deletes
+    /// too; after it a purged tombstone lets the key restart at 1.
+    ///
+    /// ```
+    /// let cfg = polyrouter::config::Config::parse(r#"
+    ///     [stores.m]
+    ///     kind = "memory"
+    ///     [entities.user]
+    ///     store = "m"
+    ///     tombstone_retention = "30d"
+    /// "#, "<string>").unwrap();
+    /// assert_eq!(cfg.entities["user"].tombstone_retention().as_secs(), 30 * 86_400);
+    /// ```
+    pub fn tombstone_retention(&self) -> std::time::Duration {
+        self.tombstone_retention
+            .map_or(crate::store::DEFAULT_TOMBSTONE_RETENTION, |d| d.0)
+    }
     /// The entity's default read consistency: the configured one, else
     /// `eventual` when it has a cache or a `read_from` replica (so
     /// configuring a cache is enough to use it), else `strong`.

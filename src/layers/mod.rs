@@ -109,6 +109,15 @@ impl Store for Arc<dyn Store> {
     ) -> Result<Vec<WriteOutcome>> {
         (**self).write(entity, ops, atomic).await
     }
+
+    async fn write_each(
+        &self,
+        entity: &EntityInfo,
+        ops: Vec<WriteOp>,
+    ) -> Result<Vec<Result<WriteOutcome>>> {
+        (**self).write_each(entity, ops).await
+    }
+
     async fn query(&self, entity: &EntityInfo, query: &StoreQuery) -> Result<Vec<Record>> {
         (**self).query(entity, query).await
     }

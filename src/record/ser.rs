@@ -62,6 +62,13 @@ struct RecordSer<'a> {
 impl RecordSer<'_> {
     fn field<T: Serialize + ?Sized>(&mut self, name: &str, value: &T) -> Result<(), SerError> {
         if Some(name) == self.schema.version {
+            // Not a stored field: kept as the record's version, which
+            // `Repo::update` uses as its precondition.
+            if let Ok(Value::I64(v)) = value.serialize(ValueSer {
+                kind: FieldKind::Int,
+            }) {
+                self.record.version = u64::try_from(v).unwrap_or(0);
+            }
             return Ok(());
         }
         let hint = self.record.fields.len();

@@ -63,9 +63,11 @@ pub(crate) fn cache_entity(key_kind: KeyKind, table: &str, store: &str) -> Entit
         KeyKind::Uuid => &UUID_SCHEMA,
     };
     EntityInfo {
-        schema,
         table: format!("{table}__cache"),
         store: store.to_string(),
+        // A cache entry's version is the primary's: no tombstones needed.
+        tombstone_retention: std::time::Duration::ZERO,
+        ..EntityInfo::new(schema)
     }
 }
 

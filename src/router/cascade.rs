@@ -117,12 +117,12 @@ pub(crate) async fn before(b: &Bound, ops: &[WriteOp]) -> Result<Vec<(usize, usi
 pub(crate) async fn after(
     b: &Bound,
     blobs: Vec<(usize, usize, String)>,
-    outcomes: &[WriteOutcome],
+    outcomes: &[Option<WriteOutcome>],
 ) -> Result<()> {
     for (i, c, key) in blobs {
         if !matches!(
             outcomes.get(i),
-            Some(WriteOutcome::Deleted { existed: true })
+            Some(Some(WriteOutcome::Deleted { existed: true }))
         ) {
             continue;
         }

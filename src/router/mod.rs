@@ -253,9 +253,10 @@ impl Router {
             &self.inner.config,
         )?;
         let info = EntityInfo {
-            schema,
             table: route.table.clone(),
             store: route.store.clone(),
+            tombstone_retention: route.config.tombstone_retention(),
+            ..EntityInfo::new(schema)
         };
         store.ensure_entity(&info).await.map_err(|e| match e {
             Error::Config {
@@ -288,9 +289,10 @@ impl Router {
             Some(r) => {
                 let rstore = self.inner.stores[r].clone();
                 let rinfo = EntityInfo {
-                    schema,
                     table: info.table.clone(),
                     store: r.clone(),
+                    tombstone_retention: info.tombstone_retention,
+                    ..EntityInfo::new(schema)
                 };
                 rstore.ensure_entity(&rinfo).await.map_err(fix)?;
                 Some(replica::Replica::new(rstore, rinfo))

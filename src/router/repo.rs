@@ -395,12 +395,18 @@ impl<T: Entity> Repo<T> {
         if let Some(cache) = &self.b.cache {
             cache.bump(&keys);
         }
-        let res = self
-            .b
-            .store
-            .write(&self.b.info, ops, atomic)
-            .await
-            .map_err(|e| e.with_entity(self.entity()));
+        // A non-atomic batch has an outcome per write: applied, or failed
+        // (the others applied regardless).
+        let res: Result<Vec<Result<WriteOutcome>>> = if atomic || ops.len() == 1 {
+            self.b
+                .store
+                .write(&self.b.info, ops, atomic)
+                .await
+                .map(|out| out.into_iter().map(Ok).collect())
+        } else {
+            self.b.store.write_each(&self.b.info, ops).await
+        }
+        .map_err(|e| e.with_entity(self.entity()));
         // Primary first, then invalidate — also after an error, which may
         // have applied part of a non-atomic batch.
         if let Some(cache) = &self.b.cache {
@@ -409,23 +415,50 @@ impl<T: Entity> Repo<T> {
                 .await;
             cache.bump(&keys);
         }
-        if let (Some(s), Ok(out)) = (&self.session, &res) {
-            for (k, o) in keys.iter().zip(out) {
-                match o {
-                    WriteOutcome::Written { version } => s.record_write(self.entity(), k, *version),
-                    WriteOutcome::Deleted { .. } => {
-                        s.record_write(self.entity(), k, super::session::DELETED)
-                    }
+        let session_keys = keys.clone();
+        let mut applied = Vec::new();
+        let mut failed = Vec::new();
+        for (index, (o, key)) in res?.into_iter().zip(keys).enumerate() {
+            match o {
+                Ok(o) => applied.push(Some(o)),
+                Err(e) => {
+                    applied.push(None);
+                    failed.push(crate::FailedWrite {
+                        index,
+                        key,
+                        error: e.with_entity(self.entity()),
+                    });
                 }
             }
         }
-        let out = res?;
-        // Blobs of deleted records go after the records (`cascade_blobs`).
-        super::cascade::after(&self.b, blobs, &out).await?;
-        if let Some(plan) = indexing {
-            super::search::apply(&self.b, plan, &out).await?;
+        if let Some(s) = &self.session {
+            for (o, op_key) in applied.iter().zip(&session_keys) {
+                match o {
+                    Some(WriteOutcome::Written { version }) => {
+                        s.record_write(self.entity(), op_key, *version)
+                    }
+                    Some(WriteOutcome::Deleted { .. }) => {
+                        s.record_write(self.entity(), op_key, super::session::DELETED)
+                    }
+                    None => {}
+                }
+            }
         }
-        Ok(out)
+        // Blobs of deleted records go after the records (`cascade_blobs`);
+        // the search index follows the writes that were applied.
+        super::cascade::after(&self.b, blobs, &applied).await?;
+        if let Some(plan) = indexing {
+            super::search::apply(&self.b, plan, &applied).await?;
+        }
+        if !failed.is_empty() {
+            return Err(Error::Partial {
+                store: self.store_name().into(),
+                entity: self.entity().into(),
+                outcomes: applied,
+                failed,
+            });
+        }
+        Ok(applied.into_iter().flatten().collect())
     }
 
     async fn write_one(&self, op: WriteOp) -> Result<WriteOutcome> {
@@ -493,6 +526,43 @@ impl<T: Entity> Repo<T> {
     pub async fn put_if(&self, value: &T, precondition: Precondition) -> Result<u64> {
         self.put_with(value, WriteOptions::new().precondition(precondition))
             .await
+    }
+
+    /// Writes `value` only if the stored record is still at the version
+    /// `value` carries in its `#[entity(version)]` field: optimistic
+    /// concurrency without spelling the precondition
+    /// (`put_if(value, Precondition::Version(value.version))`). A value
+    /// whose version field is 0 was never read from the store, so it is
+    /// written only if the key is absent. Returns the new version; another
+    /// writer in between is [`Error::Conflict`] with the current version.
+    /// An entity without a version field is [`Error::InvalidInput`].
+    ///
+    /// ```
+    /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+    /// use polyrouter::prelude::*;
+    /// #[derive(Entity, serde::Serialize, serde::Deserialize)]
+    /// struct Doc { id: String, text: String, #[entity(version)] version: u64 }
+    /// let router = Router::from_toml_str("[stores.m]\nkind = \"memory\"\n[entities.doc]\nstore = \"m\"\n").await.unwrap();
+    /// let docs = router.repo::<Doc>().await.unwrap();
+    /// let mut d = Doc { id: "d1".into(), text: "a".into(), version: 0 };
+    /// d.version = docs.update(&d).await.unwrap(); // created: version 1
+    /// let stale = Doc { id: "d1".into(), text: "old".into(), version: 0 };
+    /// d.text = "b".into();
+    /// assert_eq!(docs.update(&d).await.unwrap(), 2);
+    /// assert!(matches!(docs.update(&stale).await, Err(Error::Conflict { .. })));
+    /// # });
+    /// ```
+    pub async fn update(&self, value: &T) -> Result<u64> {
+        if self.b.info.schema.version.is_none() {
+            return Err(self.invalid(
+                "`update` needs the entity's version field (`#[entity(version)]`) as its precondition; add one, or use `put_if` with an explicit precondition",
+            ));
+        }
+        let precondition = match self.to_record(value)?.version {
+            0 => Precondition::Absent,
+            v => Precondition::Version(v),
+        };
+        self.put_if(value, precondition).await
     }
 
     /// Writes with explicit options (precondition, per-call TTL).
@@ -585,7 +655,9 @@ impl<T: Entity> Repo<T> {
     /// Inserts or replaces many records in one batch, all or nothing where
     /// the store supports it (on a store atomic only within one partition,
     /// when the records share one partition-key value and are few enough);
-    /// returns the new versions.
+    /// returns the new versions. Where the batch cannot be atomic, each put
+    /// is applied on its own and a failure of some is [`Error::Partial`]
+    /// naming them (the others were applied).
     ///
     /// ```no_run
     /// # async fn f(users: polyrouter::Repo<MyUser>) -> polyrouter::Result<()> {
@@ -603,7 +675,9 @@ impl<T: Entity> Repo<T> {
         Ok(out.iter().filter_map(WriteOutcome::version).collect())
     }
 
-    /// Deletes many records; returns how many existed.
+    /// Deletes many records; returns how many existed. Where the batch
+    /// cannot be atomic, a failure of some deletes is [`Error::Partial`]
+    /// naming them (the others were applied).
     ///
     /// ```no_run
     /// # async fn f(users: polyrouter::Repo<MyUser>) -> polyrouter::Result<()> {
@@ -903,8 +977,11 @@ impl<T: Entity> Batch<T> {
         self.push(op)
     }
 
-    /// Allows the store to apply the writes one by one (needed on stores
-    /// without atomic batches); a failure may then leave earlier writes applied.
+    /// Applies the writes one by one (needed on stores without atomic
+    /// batches), each on its own: when some fail, the others are still
+    /// applied and `commit` answers [`Error::Partial`] with each write's
+    /// outcome and the failed ones (index, key, error — a conflict carries
+    /// the current version), so exactly those can be retried.
     ///
     /// ```no_run
     /// # fn f(r: polyrouter::Repo<U>) { let _ = r.batch().non_atomic(); }

@@ -248,7 +248,7 @@ pub(super) fn plan(b: &Bound, ops: &[WriteOp]) -> Option<Plan> {
 }
 
 /// Applies a plan after the primary write returned `out`.
-pub(super) async fn apply(b: &Bound, plan: Plan, out: &[WriteOutcome]) -> Result<()> {
+pub(super) async fn apply(b: &Bound, plan: Plan, out: &[Option<WriteOutcome>]) -> Result<()> {
     let Some(route) = &b.search else {
         return Ok(());
     };
@@ -259,7 +259,7 @@ pub(super) async fn apply(b: &Bound, plan: Plan, out: &[WriteOutcome]) -> Result
     let mut docs = Vec::new();
     let mut gone = Vec::new();
     for (i, p) in plan.ops {
-        match (p, out.get(i)) {
+        match (p, out.get(i).and_then(Option::as_ref)) {
             (Pending::Put(r), Some(WriteOutcome::Written { .. })) => docs.push(r),
             (Pending::Delete(k), Some(WriteOutcome::Deleted { .. })) => gone.push(k),
             _ => {}
@@ -726,9 +726,10 @@ impl Router {
         let schema = config_schema(entity, s);
         let primary = self.inner.stores[&route.store].clone();
         let info = EntityInfo {
-            schema,
             table: route.table.clone(),
             store: route.store.clone(),
+            tombstone_retention: route.config.tombstone_retention(),
+            ..EntityInfo::new(schema)
         };
         let search_route = match bind(&self.inner.config, &self.inner.stores, route, schema).await?
         {

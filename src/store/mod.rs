@@ -87,7 +87,21 @@ pub struct EntityInfo {
     pub table: String,
     /// The store's name, for error messages.
     pub store: String,
+    /// How long a deleted record's tombstone (which keeps its last
+    /// version, so a re-created record continues from it) is kept before
+    /// it may be purged; `Duration::ZERO`: no tombstones, a delete removes
+    /// the record at once and a re-created record starts again at 1.
+    /// Default [`DEFAULT_TOMBSTONE_RETENTION`] (route option
+    /// `tombstone_retention`).
+    pub tombstone_retention: Duration,
 }
+
+/// How long tombstones are kept by default: 7 days.
+///
+/// ```
+/// assert_eq!(polyrouter::store::DEFAULT_TOMBSTONE_RETENTION.as_secs(), 7 * 86_400);
+/// ```
+pub const DEFAULT_TOMBSTONE_RETENTION: Duration = Duration::from_secs(7 * 86_400);
 
 impl EntityInfo {
     /// An entity stored under its own name.
@@ -103,6 +117,7 @@ impl EntityInfo {
             schema,
             table: schema.name.to_string(),
             store: String::new(),
+            tombstone_retention: DEFAULT_TOMBSTONE_RETENTION,
         }
     }
 
@@ -234,6 +249,13 @@ pub struct StoreQuery {
 ///
 /// Versions: the store keeps a version per record, 1 on insert and +1 on
 /// every write. Expired records (TTL) behave as absent everywhere.
+///
+/// A key's versions never repeat while its tombstone lives: a delete
+/// leaves a tombstone holding the key's last version + 1 (for
+/// [`EntityInfo::tombstone_retention`]), invisible to every read, query
+/// and count, and absent to preconditions; the next put of the key
+/// continues from it. A record that expires by TTL is gone with its
+/// version.
 #[async_trait]
 pub trait Store: Send + Sync + fmt::Debug + 'static {
     /// The store's name from the configuration.
@@ -262,6 +284,54 @@ pub trait Store: Send + Sync + fmt::Debug + 'static {
         ops: Vec<WriteOp>,
         atomic: bool,
     ) -> Result<Vec<WriteOutcome>>;
+
+    /// Applies writes one by one, not atomically, with an outcome per
+    /// write in op order: its [`WriteOutcome`], or the error that write
+    /// met ([`Error::Conflict`](crate::Error::Conflict) with the current
+    /// version, …), the others applied regardless. The outer error means
+    /// nothing is known to be applied (input refused up front, or the
+    /// store unreachable before anything was sent). By default each op is
+    /// one [`Store::write`] of its own, in order; a store that can do
+    /// better (concurrent requests, one round trip) overrides it.
+    ///
+    /// ```
+    /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+    /// # use polyrouter::{FieldDef, KeyKind, Key, Precondition, Record, Schema, Store};
+    /// # use polyrouter::store::{EntityInfo, WriteOp, WriteOutcome};
+    /// # static F: [FieldDef; 0] = [];
+    /// # static S: Schema = Schema { name: "t", key: "id", key_kind: KeyKind::Str, partition_key: None, version: None, fields: &F };
+    /// let store = polyrouter::backends::memory::MemoryStore::new("m");
+    /// let e = EntityInfo::new(&S);
+    /// let put = |k: &str, p| WriteOp::Put { record: Record::new(Key::from(k)), precondition: p, ttl: None };
+    /// let out = store
+    ///     .write_each(&e, vec![put("a", Precondition::None), put("b", Precondition::Version(3)), put("c", Precondition::None)])
+    ///     .await
+    ///     .unwrap();
+    /// assert_eq!(out[0].as_ref().unwrap(), &WriteOutcome::Written { version: 1 });
+    /// assert!(matches!(out[1], Err(polyrouter::Error::Conflict { actual: None, .. })));
+    /// assert_eq!(out[2].as_ref().unwrap(), &WriteOutcome::Written { version: 1 });
+    /// # });
+    /// ```
+    async fn write_each(
+        &self,
+        entity: &EntityInfo,
+        ops: Vec<WriteOp>,
+    ) -> Result<Vec<Result<WriteOutcome>>> {
+        let mut out = Vec::with_capacity(ops.len());
+        for op in ops {
+            let one = self.write(entity, vec![op], true).await.and_then(|mut o| {
+                o.pop().ok_or_else(|| {
+                    crate::Error::backend(
+                        self.name(),
+                        entity.name(),
+                        "the store returned no outcome for a write",
+                    )
+                })
+            });
+            out.push(one);
+        }
+        Ok(out)
+    }
 
     /// Rows matching the query, in its order, at most `limit`.
     async fn query(&self, entity: &EntityInfo, query: &StoreQuery) -> Result<Vec<Record>>;

@@ -26,6 +26,21 @@ pub fn behaviours() -> Vec<Behaviour> {
             batch_in_one_partition_is_all_or_nothing,
             |c: &Capabilities| { (!c.any_atomic_batch()).then_some("atomic batches") }
         ),
+        behaviour!(update_uses_the_version_field, |c: &Capabilities| {
+            (!(c.if_absent && c.if_version)).then_some("preconditions")
+        }),
+        behaviour!(versions_continue_across_delete, |c: &Capabilities| {
+            (!(c.if_absent && c.if_exists && c.if_version)).then_some("preconditions")
+        }),
+        behaviour!(tombstones_are_invisible, always),
+        behaviour!(
+            concurrent_recreate_never_repeats_a_version,
+            |c: &Capabilities| { (!c.if_absent).then_some("if-absent") }
+        ),
+        behaviour!(non_atomic_batch_reports_each_write, |c: &Capabilities| {
+            (!c.if_version).then_some("preconditions")
+        }),
+        behaviour!(concurrent_non_atomic_batches_on_one_key, always),
         behaviour!(bulk_put_get_delete, always),
         behaviour!(second_router_sees_the_data, |c: &Capabilities| {
             (!c.shared || !c.records).then_some("sharing records between routers")
@@ -171,9 +186,131 @@ async fn versions_count_writes(ctx: Ctx) -> Result<()> {
     assert!(!repo.delete(1).await?);
     assert_eq!(
         repo.put(&it).await?,
-        1,
-        "a re-created record starts again at 1"
+        5,
+        "a re-created record continues after its tombstone (the delete was version 4)"
     );
+    Ok(())
+}
+
+/// Delete leaves a tombstone holding the key's last version: a re-created
+/// record continues from it, so a writer holding a version from before the
+/// delete gets `Conflict` (no ABA).
+async fn versions_continue_across_delete(ctx: Ctx) -> Result<()> {
+    let repo = ctx.repo::<Item>().await?;
+    let mut it = item(7, "a", 0, None, None);
+    assert_eq!(repo.put(&it).await?, 1);
+    let held = repo.get(7).await?.expect("stored");
+    assert!(repo.delete(7).await?);
+    assert_eq!(repo.get(7).await?, None);
+    // Absent to preconditions: if-absent creates, continuing the versions.
+    it.name = "again".into();
+    assert_eq!(repo.put_if(&it, Precondition::Absent).await?, 3);
+    match repo.put_if(&held, Precondition::Version(1)).await {
+        Err(Error::Conflict {
+            actual: Some(3),
+            expected: Precondition::Version(1),
+            ..
+        }) => {}
+        other => {
+            panic!("a writer holding version 1 from before the delete must conflict, got {other:?}")
+        }
+    }
+    let got = repo.get(7).await?.expect("re-created");
+    assert_eq!((got.name.as_str(), got.version), ("again", 3));
+    assert!(repo.delete_if(7, Precondition::Version(3)).await?);
+    match repo.delete_if(7, Precondition::Version(4)).await {
+        Err(Error::Conflict { actual: None, .. }) => {}
+        other => panic!("a tombstone is absent to a version precondition, got {other:?}"),
+    }
+    match repo.put_if(&it, Precondition::Exists).await {
+        Err(Error::Conflict { actual: None, .. }) => {}
+        other => panic!("a tombstone is absent to if-exists, got {other:?}"),
+    }
+    assert_eq!(repo.put(&it).await?, 5);
+    // In a batch too: delete then put of one key.
+    if ctx.caps().batch_atomic {
+        let out = repo.batch().delete(7).put(&it).commit().await?;
+        assert_eq!(out[1].version(), Some(7), "{out:?}");
+    }
+    Ok(())
+}
+
+/// Tombstones are never seen: not by get, get_many, query or count.
+async fn tombstones_are_invisible(ctx: Ctx) -> Result<()> {
+    let repo = ctx.repo::<Item>().await?;
+    for i in 1..=6 {
+        repo.put(&item(i, "x", 1, None, None)).await?;
+    }
+    assert_eq!(repo.delete_many([2i64, 4, 6]).await?, 3);
+    assert!(
+        !repo.delete(4).await?,
+        "deleting a tombstone deletes nothing"
+    );
+    assert_eq!(repo.get(2).await?, None);
+    let found: Vec<bool> = repo
+        .get_many([1i64, 2, 3, 4, 5, 6])
+        .await?
+        .iter()
+        .map(Option::is_some)
+        .collect();
+    assert_eq!(found, vec![true, false, true, false, true, false]);
+    if ctx.caps().count {
+        assert_eq!(repo.count(None).await?, 3);
+        assert_eq!(repo.count(Some(polyrouter::field("group").eq(1))).await?, 3);
+    }
+    if ctx.caps().query {
+        let page = repo
+            .query(polyrouter::Query::new().order_by("id").limit(100))
+            .await?;
+        let ids: Vec<i64> = page.items.iter().map(|i| i.id).collect();
+        assert_eq!(ids, vec![1, 3, 5]);
+        let page = repo
+            .query(
+                polyrouter::Query::new()
+                    .filter(polyrouter::field("name").eq("x"))
+                    .order_by("name")
+                    .limit(2),
+            )
+            .await?;
+        assert!(page.items.iter().all(|i| i.id % 2 == 1), "{:?}", page.items);
+    }
+    Ok(())
+}
+
+/// Concurrent writers of one key, deleting and re-creating it: every
+/// version a put returns is new.
+async fn concurrent_recreate_never_repeats_a_version(ctx: Ctx) -> Result<()> {
+    let repo = ctx.repo::<Item>().await?;
+    let mut tasks = Vec::new();
+    for w in 0..4i64 {
+        let repo = repo.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut versions = Vec::new();
+            for i in 0..12i64 {
+                let it = item(9, &format!("w{w}-{i}"), w, None, None);
+                match (w + i) % 3 {
+                    0 => {
+                        repo.delete(9).await?;
+                    }
+                    1 => match repo.put_if(&it, Precondition::Absent).await {
+                        Ok(v) => versions.push(v),
+                        Err(Error::Conflict { .. }) => {}
+                        Err(e) => return Err(e),
+                    },
+                    _ => versions.push(repo.put(&it).await?),
+                }
+            }
+            Ok::<_, Error>(versions)
+        }));
+    }
+    let mut all = Vec::new();
+    for t in tasks {
+        all.extend(t.await.expect("writer task")?);
+    }
+    let n = all.len();
+    all.sort_unstable();
+    all.dedup();
+    assert_eq!(all.len(), n, "a version was handed out twice: {all:?}");
     Ok(())
 }
 
@@ -235,6 +372,153 @@ async fn preconditions_conflict_and_write_nothing(ctx: Ctx) -> Result<()> {
     }
     assert!(repo.delete_if(1, Precondition::Version(3)).await?);
     assert_eq!(repo.get(1).await?, None);
+    Ok(())
+}
+
+/// `Repo::update` writes only over the version the value carries; a
+/// value at version 0 (never stored) only creates.
+async fn update_uses_the_version_field(ctx: Ctx) -> Result<()> {
+    let repo = ctx.repo::<Item>().await?;
+    let mut it = item(21, "new", 0, None, None);
+    it.version = repo.update(&it).await?;
+    assert_eq!(it.version, 1);
+    match repo.update(&item(21, "blind", 0, None, None)).await {
+        Err(Error::Conflict {
+            actual: Some(1),
+            expected: Precondition::Absent,
+            ..
+        }) => {}
+        other => panic!("a version-0 update of an existing key must conflict, got {other:?}"),
+    }
+    let stale = it.clone();
+    it.name = "second".into();
+    assert_eq!(repo.update(&it).await?, 2);
+    match repo.update(&stale).await {
+        Err(Error::Conflict {
+            actual: Some(2),
+            expected: Precondition::Version(1),
+            ..
+        }) => {}
+        other => panic!("a stale update must conflict, got {other:?}"),
+    }
+    let got = repo.get(21).await?.expect("stored");
+    assert_eq!((got.name.as_str(), got.version), ("second", 2));
+    Ok(())
+}
+
+/// A non-atomic batch with one conflicting write applies the others and
+/// reports exactly that one, with the current version.
+async fn non_atomic_batch_reports_each_write(ctx: Ctx) -> Result<()> {
+    let repo = ctx.repo::<Item>().await?;
+    repo.put(&item(1, "one", 0, None, None)).await?;
+    let res = repo
+        .batch()
+        .put(&item(2, "two", 0, None, None))
+        .put_if(&item(1, "clash", 0, None, None), Precondition::Version(9))
+        .delete(3)
+        .put(&item(4, "four", 0, None, None))
+        .non_atomic()
+        .commit()
+        .await;
+    match res {
+        Err(Error::Partial {
+            outcomes, failed, ..
+        }) => {
+            assert_eq!(
+                outcomes,
+                vec![
+                    Some(polyrouter::store::WriteOutcome::Written { version: 1 }),
+                    None,
+                    Some(polyrouter::store::WriteOutcome::Deleted { existed: false }),
+                    Some(polyrouter::store::WriteOutcome::Written { version: 1 }),
+                ]
+            );
+            assert_eq!(failed.len(), 1, "{failed:?}");
+            assert_eq!(
+                (failed[0].index, &failed[0].key),
+                (1, &polyrouter::Key::from(1i64))
+            );
+            assert!(
+                matches!(
+                    failed[0].error,
+                    Error::Conflict {
+                        actual: Some(1),
+                        expected: Precondition::Version(9),
+                        ..
+                    }
+                ),
+                "{}",
+                failed[0].error
+            );
+        }
+        other => panic!("expected a partial failure naming write 1, got {other:?}"),
+    }
+    let got: Vec<Option<(String, u64)>> = repo
+        .get_many([1i64, 2, 4])
+        .await?
+        .into_iter()
+        .map(|i| i.map(|i| (i.name, i.version)))
+        .collect();
+    assert_eq!(
+        got,
+        vec![
+            Some(("one".into(), 1)),
+            Some(("two".into(), 1)),
+            Some(("four".into(), 1))
+        ]
+    );
+    // Retrying exactly the failed write, with the version it reported.
+    assert_eq!(
+        repo.put_if(&item(1, "clash", 0, None, None), Precondition::Version(1))
+            .await?,
+        2
+    );
+    // All applied: the outcomes, as before.
+    let out = repo
+        .batch()
+        .put(&item(5, "five", 0, None, None))
+        .delete(2)
+        .non_atomic()
+        .commit()
+        .await?;
+    assert_eq!(out.len(), 2);
+    Ok(())
+}
+
+/// Non-atomic batches from concurrent writers, all writing one key (puts
+/// and deletes): every version a put reports is new, and the record ends
+/// at the highest one.
+async fn concurrent_non_atomic_batches_on_one_key(ctx: Ctx) -> Result<()> {
+    let repo = ctx.repo::<Item>().await?;
+    let mut tasks = Vec::new();
+    for w in 0..4i64 {
+        let repo = repo.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut versions = Vec::new();
+            for i in 0..6i64 {
+                let out = repo
+                    .batch()
+                    .put(&item(8, &format!("w{w}-{i}"), w, None, None))
+                    .delete(8)
+                    .put(&item(8, &format!("w{w}-{i}b"), w, None, None))
+                    .non_atomic()
+                    .commit()
+                    .await?;
+                versions.extend(out.iter().filter_map(|o| o.version()));
+            }
+            Ok::<_, Error>(versions)
+        }));
+    }
+    let mut all = Vec::new();
+    for t in tasks {
+        all.extend(t.await.expect("writer task")?);
+    }
+    let n = all.len();
+    all.sort_unstable();
+    all.dedup();
+    assert_eq!(all.len(), n, "a version was handed out twice: {all:?}");
+    let last = repo.get(8).await?.expect("the last write is a put");
+    assert_eq!(Some(&last.version), all.last());
     Ok(())
 }
 

@@ -50,9 +50,9 @@ async fn drop_entity_removes_the_table_and_its_records(ctx: Ctx) -> Result<()> {
         .await?;
     let store = router.store("s").expect("store s").clone();
     let info = polyrouter::store::EntityInfo {
-        schema: <Note as polyrouter::Entity>::schema(),
         table: router.route("note").expect("note route").table.clone(),
         store: "s".into(),
+        ..polyrouter::store::EntityInfo::new(<Note as polyrouter::Entity>::schema())
     };
     store.drop_entity(&info).await?;
     store.drop_entity(&info).await?;

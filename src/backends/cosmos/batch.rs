@@ -43,6 +43,10 @@ pub(super) enum BatchOp {
 struct Slot {
     /// The version; `None`: absent.
     version: Option<u64>,
+    /// The version a put continues from (the record's or its tombstone's).
+    base: u64,
+    /// An item (a record or a tombstone) holds the id.
+    exists: bool,
     /// The ETag as read; taken by the key's first write in the batch.
     etag: Option<String>,
     /// The partition key value of the item.
@@ -88,7 +92,9 @@ impl CosmosStore {
         ops: &[WriteOp],
         prepared: &[Prepared],
         current: &HashMap<String, Option<Doc>>,
+        c: &Container,
     ) -> Result<Plan> {
+        let tombstones = !entity.tombstone_retention.is_zero();
         let pk_prop = codec::stored_name(codec::partition_field(entity.schema));
         let mut slots: HashMap<&str, Slot> = HashMap::new();
         let mut plan = Plan {
@@ -101,7 +107,9 @@ impl CosmosStore {
             let slot = slots.entry(prep.id.as_str()).or_insert_with(|| {
                 match current.get(&prep.id).and_then(Option::as_ref) {
                     Some(doc) => Slot {
-                        version: Some(codec::version_of(doc)),
+                        version: (!codec::is_tombstone(doc)).then(|| codec::version_of(doc)),
+                        base: codec::version_of(doc),
+                        exists: true,
                         etag: codec::etag_of(doc),
                         partition: Some(doc.get(&pk_prop).cloned().unwrap_or(Json::Null)),
                         touched: false,
@@ -125,7 +133,7 @@ impl CosmosStore {
             let guard = |slot: &mut Slot| -> Result<Option<String>> {
                 let touched = std::mem::replace(&mut slot.touched, true);
                 match slot.etag.take() {
-                    None if !touched && slot.version.is_some() => {
+                    None if !touched && slot.exists => {
                         Err(self.corrupt(entity, "the item has no `_etag`".into()))
                     }
                     etag => Ok(etag),
@@ -138,18 +146,18 @@ impl CosmosStore {
                         .clone()
                         .ok_or_else(|| self.corrupt(entity, "a put without its item".into()))?;
                     let pk = doc.get(&pk_prop).cloned().unwrap_or(Json::Null);
-                    if slot.version.is_some() && slot.partition.as_ref() != Some(&pk) {
+                    if slot.exists && slot.partition.as_ref() != Some(&pk) {
                         return Err(self.invalid(
                             entity,
                             format!(
-                                "the partition key `{}` of a stored record cannot change in Cosmos DB; delete the record and insert it again",
+                                "the partition key `{}` of a stored record cannot change in Cosmos DB; delete the record and insert it again (outside an atomic batch: a deleted record's tombstone keeps its partition for the entity's `tombstone_retention`)",
                                 codec::partition_field(entity.schema)
                             ),
                         ));
                     }
-                    let next = slot.version.map_or(1, |v| v + 1);
+                    let next = slot.base + 1;
                     doc.insert(codec::VERSION.into(), Json::from(next));
-                    if slot.version.is_none() {
+                    if !slot.exists {
                         // An absent item is guarded by the create itself.
                         slot.touched = true;
                         plan.ops.push(BatchOp::Create(doc));
@@ -162,6 +170,8 @@ impl CosmosStore {
                         });
                     }
                     slot.version = Some(next);
+                    slot.base = next;
+                    slot.exists = true;
                     slot.partition = Some(pk.clone());
                     plan.outcomes.push(WriteOutcome::Written { version: next });
                     Some(pk)
@@ -171,6 +181,21 @@ impl CosmosStore {
                         plan.outcomes.push(WriteOutcome::Deleted { existed: false });
                         None
                     }
+                    Some(v) if tombstones => {
+                        // The item becomes the record's tombstone.
+                        let if_match = guard(slot)?;
+                        let pk = slot.partition.clone().unwrap_or(Json::Null);
+                        let doc = self.tombstone(entity, c, &prep.id, &pk_prop, pk.clone(), v + 1);
+                        plan.ops.push(BatchOp::Replace {
+                            id: prep.id.clone(),
+                            doc,
+                            if_match,
+                        });
+                        slot.version = None;
+                        slot.base = v + 1;
+                        plan.outcomes.push(WriteOutcome::Deleted { existed: true });
+                        Some(pk)
+                    }
                     Some(_) => {
                         let if_match = guard(slot)?;
                         plan.ops.push(BatchOp::Delete {
@@ -179,6 +204,8 @@ impl CosmosStore {
                         });
                         let pk = slot.partition.take();
                         slot.version = None;
+                        slot.base = 0;
+                        slot.exists = false;
                         plan.outcomes.push(WriteOutcome::Deleted { existed: true });
                         pk
                     }
@@ -260,7 +287,7 @@ impl CosmosStore {
         }
         for _ in 0..WRITE_ATTEMPTS {
             let current = self.read_current(entity, c, ops, &prepared).await?;
-            let plan = self.plan_batch(entity, ops, &prepared, &current)?;
+            let plan = self.plan_batch(entity, ops, &prepared, &current, c)?;
             let Some(partition) = plan.partition.clone() else {
                 return Ok(plan.outcomes); // nothing to write
             };

@@ -22,6 +22,10 @@ use crate::{Key, KeyKind, Record, Value};
 
 /// The version property.
 pub(super) const VERSION: &str = "pr_version";
+/// Marks a tombstone: the item of a deleted record, holding only its id,
+/// partition key and last version, so a re-created record continues from
+/// it; absent to reads, queries and preconditions.
+pub(super) const DELETED: &str = "pr_deleted";
 /// Exact values JSON numbers cannot hold: `{field: text}`.
 pub(super) const EXACT: &str = "pr_exact";
 /// The longest item id Cosmos accepts, in bytes.
@@ -331,6 +335,11 @@ fn kind_of(v: &Value) -> Option<FieldKind> {
 /// The version stored in an item.
 pub(super) fn version_of(doc: &Map<String, Json>) -> u64 {
     doc.get(VERSION).and_then(Json::as_u64).unwrap_or(0)
+}
+
+/// Whether an item is a tombstone ([`DELETED`]).
+pub(super) fn is_tombstone(doc: &Map<String, Json>) -> bool {
+    doc.contains_key(DELETED)
 }
 
 /// The `_etag` of an item as the service returned it.

@@ -267,8 +267,14 @@ struct Current {
 }
 
 impl Current {
+    /// The version a put continues from: the record's, or its tombstone's.
     fn version(&self) -> u64 {
         codec::version_of(&self.doc)
+    }
+
+    /// The record's version; `None` for a tombstone (absent).
+    fn live(&self) -> Option<u64> {
+        (!codec::is_tombstone(&self.doc)).then(|| self.version())
     }
 }
 
@@ -491,8 +497,8 @@ impl CosmosStore {
         id: &str,
     ) -> Result<Option<Record>> {
         match self.current(entity, c, key, id).await? {
-            Some(cur) => self.decode(entity, &cur.doc).map(Some),
-            None => Ok(None),
+            Some(cur) if cur.live().is_some() => self.decode(entity, &cur.doc).map(Some),
+            _ => Ok(None),
         }
     }
 
@@ -576,9 +582,33 @@ impl CosmosStore {
         }
         for _ in 0..WRITE_ATTEMPTS {
             let current = self.current(entity, c, &record.key, &id).await?;
-            let version = current.as_ref().map(Current::version);
+            let version = current.as_ref().and_then(Current::live);
             if !precondition.holds(version) {
                 return Err(self.conflict(entity, &record.key, precondition, version));
+            }
+            if let Some(cur) = current.as_ref().filter(|c| c.live().is_none())
+                && cur.doc.get(&pk_prop).unwrap_or(&Json::Null) != &pk_json
+            {
+                // A tombstone in another partition: the new item goes
+                // to its own partition; the tombstone makes way first.
+                let next = cur.version() + 1;
+                let old = partition_key(cur.doc.get(&pk_prop).unwrap_or(&Json::Null))
+                    .map_err(|m| self.corrupt(entity, m))?;
+                let opts = codec::etag_of(&cur.doc).map(|etag| {
+                    ItemWriteOptions::default()
+                        .with_precondition(CosmosPrecondition::if_match(etag))
+                });
+                match c.client.delete_item(old, &id, opts).await {
+                    Ok(_) => {}
+                    Err(e) if matches!(status(&e), Some(412 | 404)) => continue,
+                    Err(e) => return Err(self.err(entity.name(), e)),
+                }
+                doc.insert(codec::VERSION.into(), Json::from(next));
+                match c.client.create_item(pk.clone(), &id, &doc, None).await {
+                    Ok(_) => return Ok(WriteOutcome::Written { version: next }),
+                    Err(e) if status(&e) == Some(409) => continue,
+                    Err(e) => return Err(self.err(entity.name(), e)),
+                }
             }
             match current {
                 None => {
@@ -638,7 +668,11 @@ impl CosmosStore {
         precondition: Precondition,
     ) -> Result<WriteOutcome> {
         let id = self.item_id(entity, key)?;
-        if precondition == Precondition::None && Self::partitioned_by_key(entity.schema) {
+        let tombstones = !entity.tombstone_retention.is_zero();
+        if precondition == Precondition::None
+            && Self::partitioned_by_key(entity.schema)
+            && !tombstones
+        {
             let pk = partition_key(&codec::key_json(key)).map_err(|m| self.invalid(entity, m))?;
             return match c.client.delete_item(pk, &id, None).await {
                 Ok(_) => Ok(WriteOutcome::Deleted { existed: true }),
@@ -649,19 +683,29 @@ impl CosmosStore {
         let pk_prop = codec::stored_name(codec::partition_field(entity.schema));
         for _ in 0..WRITE_ATTEMPTS {
             let current = self.current(entity, c, key, &id).await?;
-            let version = current.as_ref().map(Current::version);
+            let version = current.as_ref().and_then(Current::live);
             if !precondition.holds(version) {
                 return Err(self.conflict(entity, key, precondition, version));
             }
-            let Some(cur) = current else {
+            let (Some(cur), Some(v)) = (current, version) else {
+                // Absent, or already a tombstone: nothing to delete.
                 return Ok(WriteOutcome::Deleted { existed: false });
             };
-            let pk = partition_key(cur.doc.get(&pk_prop).unwrap_or(&Json::Null))
-                .map_err(|m| self.corrupt(entity, m))?;
+            let pk_json = cur.doc.get(&pk_prop).cloned().unwrap_or(Json::Null);
+            let pk = partition_key(&pk_json).map_err(|m| self.corrupt(entity, m))?;
             let opts = codec::etag_of(&cur.doc).map(|etag| {
                 ItemWriteOptions::default().with_precondition(CosmosPrecondition::if_match(etag))
             });
-            match c.client.delete_item(pk, &id, opts).await {
+            let res = if tombstones {
+                let tomb = self.tombstone(entity, c, &id, &pk_prop, pk_json, v + 1);
+                c.client
+                    .replace_item(pk, &id, &tomb, opts)
+                    .await
+                    .map(|_| ())
+            } else {
+                c.client.delete_item(pk, &id, opts).await.map(|_| ())
+            };
+            match res {
                 Ok(_) => return Ok(WriteOutcome::Deleted { existed: true }),
                 Err(e) if matches!(status(&e), Some(412 | 404)) => continue,
                 Err(e) => return Err(self.err(entity.name(), e)),
@@ -672,6 +716,34 @@ impl CosmosStore {
             entity.name(),
             format!("key {key}: other writers kept changing the item; retry"),
         ))
+    }
+
+    /// The tombstone of a deleted record: its id, partition key and
+    /// version (its last + 1), expiring after the entity's tombstone
+    /// retention where the container honours item TTLs (capped at
+    /// `i32::MAX` seconds; without a container default TTL it stays).
+    fn tombstone(
+        &self,
+        entity: &EntityInfo,
+        c: &Container,
+        id: &str,
+        pk_prop: &str,
+        pk: Json,
+        version: u64,
+    ) -> Doc {
+        let mut doc = Doc::new();
+        doc.insert("id".into(), Json::from(id));
+        doc.insert(pk_prop.into(), pk);
+        doc.insert(codec::VERSION.into(), Json::from(version));
+        doc.insert(codec::DELETED.into(), Json::Bool(true));
+        if c.ttl_enabled {
+            let secs = entity
+                .tombstone_retention
+                .as_secs()
+                .clamp(1, i32::MAX as u64);
+            doc.insert("ttl".into(), Json::from(secs));
+        }
+        doc
     }
 
     /// Runs an ordered query and decodes its rows: at most `limit`, plus
@@ -947,6 +1019,17 @@ impl Store for CosmosStore {
             let c = self.container(entity).await?;
             return self.write_atomic(entity, &c, &ops).await;
         }
+        self.write_each(entity, ops).await?.into_iter().collect()
+    }
+
+    /// Every op is checked before anything is sent (a bad one fails the
+    /// call, nothing applied); then writes to distinct keys run
+    /// concurrently, each with its own outcome.
+    async fn write_each(
+        &self,
+        entity: &EntityInfo,
+        ops: Vec<WriteOp>,
+    ) -> Result<Vec<Result<WriteOutcome>>> {
         // Check every op before sending anything.
         for op in &ops {
             self.item_id(entity, op.key())?;
@@ -968,12 +1051,10 @@ impl Store for CosmosStore {
             writes.push(self.write_one(entity, &c, op));
         }
         use futures::StreamExt;
-        futures::stream::iter(writes)
+        Ok(futures::stream::iter(writes)
             .buffered(width)
             .collect::<Vec<_>>()
-            .await
-            .into_iter()
-            .collect()
+            .await)
     }
 
     async fn query(&self, entity: &EntityInfo, q: &StoreQuery) -> Result<Vec<Record>> {

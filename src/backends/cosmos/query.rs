@@ -130,9 +130,13 @@ impl Builder<'_> {
         Ok(parts.join(sep))
     }
 
-    /// The whole condition of a `WHERE`.
-    fn condition(&mut self, f: &Filter) -> Result<String, String> {
-        Ok(self.filter(f)?.0)
+    /// The whole condition of a `WHERE`: no tombstone, and the filter.
+    fn live(&mut self, f: Option<&Filter>) -> Result<String, String> {
+        let live = format!("NOT IS_DEFINED(c[\"{}\"])", super::codec::DELETED);
+        Ok(match f {
+            Some(f) => format!("{live} AND {}", wrap(self.filter(f)?, Prec::And)),
+            None => live,
+        })
     }
 }
 
@@ -163,7 +167,7 @@ fn is_null(p: &str) -> String {
     format!("NOT IS_DEFINED({p}) OR IS_NULL({p})")
 }
 
-/// `SELECT [TOP @p] * FROM c [WHERE …] [ORDER BY c["f"] ASC|DESC]`.
+/// `SELECT [TOP @p] * FROM c WHERE <no tombstone> [AND …] [ORDER BY c["f"] ASC|DESC]`.
 ///
 /// Cosmos DB needs a composite index for an `ORDER BY` over two or more
 /// properties, so the store orders on the server by the first sort key
@@ -185,11 +189,8 @@ pub(super) fn select(
         let n = b.param(&Value::I64(i64::try_from(limit).unwrap_or(i64::MAX)))?;
         text.push_str(&format!("TOP {n} "));
     }
-    text.push_str("* FROM c");
-    if let Some(f) = filter {
-        text.push_str(" WHERE ");
-        text.push_str(&b.condition(f)?);
-    }
+    text.push_str("* FROM c WHERE ");
+    text.push_str(&b.live(filter)?);
     if let Some(o) = order {
         let dir = match o.direction {
             Direction::Asc => "ASC",
@@ -203,17 +204,28 @@ pub(super) fn select(
     })
 }
 
-/// `SELECT VALUE COUNT(1) FROM c [WHERE …]`.
+/// The condition a filter becomes, alone (for tests).
+#[cfg(test)]
+pub(super) fn condition(schema: &Schema, filter: &Filter) -> Result<CosmosSql, String> {
+    let mut b = Builder {
+        schema,
+        params: Vec::new(),
+    };
+    let text = b.filter(filter)?.0;
+    Ok(CosmosSql {
+        text,
+        params: b.params,
+    })
+}
+
+/// `SELECT VALUE COUNT(1) FROM c WHERE <no tombstone> [AND …]`.
 pub(super) fn count(schema: &Schema, filter: Option<&Filter>) -> Result<CosmosSql, String> {
     let mut b = Builder {
         schema,
         params: Vec::new(),
     };
-    let mut text = String::from("SELECT VALUE COUNT(1) FROM c");
-    if let Some(f) = filter {
-        text.push_str(" WHERE ");
-        text.push_str(&b.condition(f)?);
-    }
+    let mut text = String::from("SELECT VALUE COUNT(1) FROM c WHERE ");
+    text.push_str(&b.live(filter)?);
     Ok(CosmosSql {
         text,
         params: b.params,

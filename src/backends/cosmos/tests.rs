@@ -62,13 +62,13 @@ static ORDER: Schema = Schema {
 
 fn where_of(f: crate::Filter) -> CosmosSql {
     let sql = select(&ITEM, Some(&f), None, None).unwrap();
-    CosmosSql {
-        text: sql
-            .text
-            .trim_start_matches("SELECT * FROM c WHERE ")
-            .to_string(),
-        params: sql.params,
-    }
+    assert!(
+        sql.text
+            .starts_with(r#"SELECT * FROM c WHERE NOT IS_DEFINED(c["pr_deleted"]) AND "#),
+        "tombstones are left out: {}",
+        sql.text
+    );
+    super::query::condition(&ITEM, &f).unwrap()
 }
 
 fn params(p: &[(&str, serde_json::Value)]) -> Vec<(String, serde_json::Value)> {
@@ -185,7 +185,10 @@ fn select_orders_by_the_first_sort_key_and_tops_only_the_key_order() {
         direction: Direction::Desc,
     };
     let sql = select(&ITEM, None, Some(&by_name), None).unwrap();
-    assert_eq!(sql.text, r#"SELECT * FROM c ORDER BY c["name"] DESC"#);
+    assert_eq!(
+        sql.text,
+        r#"SELECT * FROM c WHERE NOT IS_DEFINED(c["pr_deleted"]) ORDER BY c["name"] DESC"#
+    );
     let by_key = Order {
         field: "id".into(),
         direction: Direction::Asc,
@@ -193,13 +196,13 @@ fn select_orders_by_the_first_sort_key_and_tops_only_the_key_order() {
     let sql = select(&ITEM, Some(&field("group").eq(3)), Some(&by_key), Some(50)).unwrap();
     assert_eq!(
         sql.text,
-        r#"SELECT TOP @p0 * FROM c WHERE IS_DEFINED(c["group"]) AND NOT IS_NULL(c["group"]) AND c["group"] = @p1 ORDER BY c["pr_id"] ASC"#
+        r#"SELECT TOP @p0 * FROM c WHERE NOT IS_DEFINED(c["pr_deleted"]) AND IS_DEFINED(c["group"]) AND NOT IS_NULL(c["group"]) AND c["group"] = @p1 ORDER BY c["pr_id"] ASC"#
     );
     assert_eq!(sql.params, params(&[("@p0", json!(50)), ("@p1", json!(3))]));
     let sql = count(&ITEM, Some(&field("name").prefix("a"))).unwrap();
     assert_eq!(
         sql.text,
-        r#"SELECT VALUE COUNT(1) FROM c WHERE IS_STRING(c["name"]) AND STARTSWITH(c["name"], @p0)"#
+        r#"SELECT VALUE COUNT(1) FROM c WHERE NOT IS_DEFINED(c["pr_deleted"]) AND IS_STRING(c["name"]) AND STARTSWITH(c["name"], @p0)"#
     );
     assert!(select(&ITEM, Some(&field("nope").eq(1)), None, None).is_err());
 }
@@ -1150,14 +1153,16 @@ async fn an_atomic_batch_in_one_partition_is_one_transactional_batch() {
         out,
         vec![
             WriteOutcome::Deleted { existed: true },
-            WriteOutcome::Written { version: 1 }
+            WriteOutcome::Written { version: 3 }
         ]
     );
     let req = rec.next_batch().expect("a batch");
     let body: serde_json::Value = serde_json::from_slice(&req.body).unwrap();
-    assert_eq!(body[0]["operationType"], json!("Delete"));
+    // The delete turns the item into its tombstone; the insert replaces it.
+    assert_eq!(body[0]["operationType"], json!("Replace"));
     assert!(body[0]["ifMatch"].is_string());
-    assert_eq!(body[1]["operationType"], json!("Create"));
+    assert_eq!(body[0]["resourceBody"]["pr_deleted"], json!(true));
+    assert_eq!(body[1]["operationType"], json!("Replace"));
     store.delete_database().await.unwrap();
 }
 

@@ -47,12 +47,37 @@ pub(crate) fn open(spec: StoreSpec) -> BoxFuture<'static, Result<Arc<dyn Store>>
 struct Row {
     record: Record,
     expires: Option<Instant>,
+    /// A tombstone: a deleted record's last version, kept until this
+    /// instant so a re-created record continues from it. Never live.
+    tombstone: Option<Instant>,
 }
 
 impl Row {
     fn live(&self, now: Instant) -> bool {
-        self.expires.is_none_or(|t| t > now)
+        self.tombstone.is_none() && self.expires.is_none_or(|t| t > now)
     }
+
+    /// The version a put continues from: the live record's or the
+    /// tombstone's; 0 (start at 1) for an absent or expired record.
+    fn base(&self, now: Instant) -> u64 {
+        if self.tombstone.is_some() || self.live(now) {
+            self.record.version
+        } else {
+            0
+        }
+    }
+
+    /// Kept by the sweep: live, or a tombstone within its retention.
+    fn kept(&self, now: Instant) -> bool {
+        self.live(now) || self.tombstone.is_some_and(|t| t > now)
+    }
+}
+
+/// What a batch does to one key, decided before the table is touched.
+enum Apply {
+    Put(u64),
+    Tombstone(u64),
+    Remove,
 }
 
 type Table = Arc<RwLock<BTreeMap<Key, Row>>>;
@@ -199,14 +224,19 @@ impl Store for MemoryStore {
         let table = self.table(entity);
         let mut t = table.write();
         // Check every precondition against the state as the batch evolves,
-        // before touching the table: all or nothing.
-        let mut staged: HashMap<&Key, Option<u64>> = HashMap::new();
+        // before touching the table: all or nothing. The state of a key is
+        // (live version, version a put continues from).
+        let mut staged: HashMap<&Key, (Option<u64>, u64)> = HashMap::new();
         let mut outcomes = Vec::with_capacity(ops.len());
+        let mut applies = Vec::with_capacity(ops.len());
+        let tombstones = !entity.tombstone_retention.is_zero();
         for op in &ops {
             let key = op.key();
-            let current = match staged.get(key) {
-                Some(v) => *v,
-                None => t.get(key).filter(|r| r.live(now)).map(|r| r.record.version),
+            let (current, base) = match staged.get(key) {
+                Some(s) => *s,
+                None => t.get(key).map_or((None, 0), |r| {
+                    (r.live(now).then_some(r.record.version), r.base(now))
+                }),
             };
             let p = op.precondition();
             if !p.holds(current) {
@@ -215,33 +245,71 @@ impl Store for MemoryStore {
             }
             match op {
                 WriteOp::Put { .. } => {
-                    let v = current.map_or(1, |v| v + 1);
-                    staged.insert(key, Some(v));
+                    let v = base + 1;
+                    staged.insert(key, (Some(v), v));
                     outcomes.push(WriteOutcome::Written { version: v });
+                    applies.push(Apply::Put(v));
                 }
                 WriteOp::Delete { .. } => {
-                    staged.insert(key, None);
+                    match current {
+                        Some(v) if tombstones => {
+                            staged.insert(key, (None, v + 1));
+                            applies.push(Apply::Tombstone(v + 1));
+                        }
+                        Some(_) => {
+                            staged.insert(key, (None, 0));
+                            applies.push(Apply::Remove);
+                        }
+                        // Nothing live: a tombstone stays as it is.
+                        None => applies.push(Apply::Tombstone(0)),
+                    }
                     outcomes.push(WriteOutcome::Deleted {
                         existed: current.is_some(),
                     });
                 }
             }
         }
-        for (op, outcome) in ops.into_iter().zip(&outcomes) {
-            match (op, outcome) {
+        let purge_at = now
+            .checked_add(entity.tombstone_retention)
+            .unwrap_or(now + Duration::from_secs(86_400 * 365 * 100));
+        for (op, apply) in ops.into_iter().zip(applies) {
+            match (op, apply) {
                 (
                     WriteOp::Put {
                         mut record, ttl, ..
                     },
-                    WriteOutcome::Written { version },
+                    Apply::Put(version),
                 ) => {
-                    record.version = *version;
+                    record.version = version;
                     let key = record.key.clone();
                     t.insert(
                         key,
                         Row {
                             record,
                             expires: expiry(now, ttl),
+                            tombstone: None,
+                        },
+                    );
+                }
+                // An expired record goes; a tombstone stays.
+                (WriteOp::Delete { key, .. }, Apply::Tombstone(0))
+                    if t.get(&key).is_some_and(|r| r.tombstone.is_none()) =>
+                {
+                    t.remove(&key);
+                }
+                (WriteOp::Delete { .. }, Apply::Tombstone(0)) => {}
+                (WriteOp::Delete { key, .. }, Apply::Tombstone(version)) => {
+                    // The deleted values go; the key's last version stays.
+                    let record = Record {
+                        version,
+                        ..Record::new(key.clone())
+                    };
+                    t.insert(
+                        key,
+                        Row {
+                            record,
+                            expires: None,
+                            tombstone: Some(purge_at),
                         },
                     );
                 }
@@ -251,8 +319,8 @@ impl Store for MemoryStore {
                 _ => {}
             }
         }
-        if t.len() > 1024 && t.len() % 64 == 0 {
-            t.retain(|_, r| r.live(now));
+        if t.len() > 1024 && t.len().is_multiple_of(64) {
+            t.retain(|_, r| r.kept(now));
         }
         Ok(outcomes)
     }

@@ -22,7 +22,8 @@ const MAX_ROWS: usize = 2_000;
 #[derive(Debug, Clone, PartialEq)]
 pub(super) struct Chunk {
     /// Locks the chunk's keys: binds now, keys…; returns `(key, live
-    /// version or 0 when expired)` for the rows that exist.
+    /// version, minus a tombstone's version, or 0 when expired)` for the
+    /// rows that exist.
     pub lock: Select,
     /// The upsert, with a `?` per value; bind [`Chunk::params`].
     pub insert: String,
@@ -48,12 +49,13 @@ impl Chunk {
     }
 
     /// The new version of every row from the locked rows' versions: the
-    /// next one for a live row, 1 for an absent or expired one.
+    /// next one for a live row or a tombstone, 1 for an absent or expired one.
     pub fn versions(&self, locked: &HashMap<Key, i64>) -> Vec<u64> {
         self.keys
             .iter()
             .map(|k| match locked.get(k) {
-                Some(v) if *v > 0 => *v as u64 + 1,
+                // Live, or a tombstone (minus its version): continue.
+                Some(v) if *v != 0 => v.unsigned_abs() + 1,
                 _ => 1,
             })
             .collect()
@@ -86,7 +88,9 @@ fn chunk(t: &TableSql, rows: &[(Key, Param, Vec<Param>)], now: i64) -> Chunk {
     let e = t.quote(EXPIRES_COL);
     let keys = vec!["?"; rows.len()].join(", ");
     let lock = d.lock_row(
-        &format!("{qk}, CASE WHEN ({e} IS NULL OR {e} > ?) THEN {v} ELSE 0 END"),
+        &format!(
+            "{qk}, CASE WHEN ({e} IS NULL OR {e} > ?) THEN {v} WHEN {e} < 0 THEN 0 - {v} ELSE 0 END"
+        ),
         q,
         &format!("{qk} IN ({keys})"),
     );

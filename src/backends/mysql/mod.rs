@@ -105,8 +105,13 @@ fn error_number(e: &sqlx::Error) -> Option<u16> {
 
 /// A deadlock: the server rolled the whole transaction back, so it can run
 /// again.
+///
+/// A duplicate key (1062) in a write transaction counts too: two writers
+/// that both found a key absent (or a tombstone) raced to insert it; the
+/// loser runs again, sees the winner's row and answers by its
+/// precondition (`Conflict` for an insert), never with a driver error.
 fn is_deadlock(e: &sqlx::Error) -> bool {
-    error_number(e) == Some(1213)
+    matches!(error_number(e), Some(1213 | 1062))
 }
 
 /// Maps a driver error (the classification table is in docs/resilience.md):

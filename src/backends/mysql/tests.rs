@@ -63,9 +63,9 @@ static NOTE: Schema = Schema {
 
 fn info(schema: &'static Schema, table: &str) -> EntityInfo {
     EntityInfo {
-        schema,
         table: table.into(),
         store: "db".into(),
+        ..EntityInfo::new(schema)
     }
 }
 
@@ -248,7 +248,7 @@ async fn preconditions_and_a_conflicting_batch_writes_nothing() {
             WriteOutcome::Written { version: 1 },
             WriteOutcome::Written { version: 2 },
             WriteOutcome::Deleted { existed: true },
-            WriteOutcome::Written { version: 1 },
+            WriteOutcome::Written { version: 4 },
             WriteOutcome::Deleted { existed: true },
             WriteOutcome::Deleted { existed: false },
             WriteOutcome::Written { version: 2 },

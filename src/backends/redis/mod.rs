@@ -231,6 +231,12 @@ fn server_id(info: &redis::ConnectionInfo) -> String {
 }
 
 /// A TTL as Redis milliseconds: rounded up, at least 1, at most 100 years.
+/// `PEXPIRE` on a record, not on a tombstone (a hash without `d`).
+const EXPIRE_RECORD_LUA: &str = "if redis.call('HEXISTS', KEYS[1], 'd') == 1 then return redis.call('PEXPIRE', KEYS[1], ARGV[1]) else return 0 end";
+
+/// `PERSIST` on a record, not on a tombstone; 1 when the record exists.
+const PERSIST_RECORD_LUA: &str = "if redis.call('HEXISTS', KEYS[1], 'd') == 1 then redis.call('PERSIST', KEYS[1]); return 1 else return 0 end";
+
 fn ttl_ms(ttl: Duration) -> u64 {
     let ms = ttl.as_nanos().div_ceil(1_000_000).clamp(1, MAX_TTL_MS);
     ms as u64
@@ -445,6 +451,35 @@ impl RedisStore {
         encoded: &[EncodedOp],
         outcomes: &mut Vec<WriteOutcome>,
     ) -> Result<()> {
+        match self.run_chunk(entity, encoded).await? {
+            ScriptReply::Conflict { index, actual } => {
+                let op = &ops[index];
+                Err(self.conflict(entity, op.key(), op.precondition(), actual))
+            }
+            ScriptReply::Done(values) => {
+                outcomes.extend(outcomes_of(ops, values));
+                Ok(())
+            }
+        }
+    }
+
+    /// The end of the chunk of a non-atomic batch starting at `start`:
+    /// at most [`CHUNK_OPS`] writes and [`CHUNK_BYTES`] (at least one).
+    fn chunk_end(encoded: &[EncodedOp], start: usize) -> usize {
+        let mut end = start;
+        let mut bytes = 0;
+        while end < encoded.len()
+            && end - start < CHUNK_OPS
+            && (end == start || bytes + encoded[end].size() <= CHUNK_BYTES)
+        {
+            bytes += encoded[end].size();
+            end += 1;
+        }
+        end
+    }
+
+    /// Runs the write script over one chunk (all or nothing).
+    async fn run_chunk(&self, entity: &EntityInfo, encoded: &[EncodedOp]) -> Result<ScriptReply> {
         let mut invocation = self.write_script.prepare_invoke();
         for e in encoded {
             invocation
@@ -454,25 +489,14 @@ impl RedisStore {
                 .arg(&e.data)
                 .arg(&e.ttl);
         }
+        let keep = entity.tombstone_retention;
+        invocation.arg(if keep.is_zero() { 0 } else { ttl_ms(keep) });
         let reply: Vec<i64> = invocation
             .invoke_async(&mut self.conn())
             .await
             .map_err(|e| self.err(entity, e))?;
-        match parse_reply(reply, ops.len())
-            .map_err(|m| Error::backend(&self.name, entity.name(), Message(m)))?
-        {
-            ScriptReply::Conflict { index, actual } => {
-                let op = &ops[index];
-                Err(self.conflict(entity, op.key(), op.precondition(), actual))
-            }
-            ScriptReply::Done(values) => {
-                outcomes.extend(ops.iter().zip(values).map(|(op, v)| match op {
-                    WriteOp::Put { .. } => WriteOutcome::Written { version: v as u64 },
-                    WriteOp::Delete { .. } => WriteOutcome::Deleted { existed: v != 0 },
-                }));
-                Ok(())
-            }
-        }
+        parse_reply(reply, encoded.len())
+            .map_err(|m| Error::backend(&self.name, entity.name(), Message(m)))
     }
 
     /// Checks a [`KvStore`] call and returns the Redis key of its raw value.
@@ -534,6 +558,13 @@ enum ScriptReply {
     Done(Vec<i64>),
     /// `{0, i, actual}`: op `i` (1-based) failed its precondition.
     Conflict { index: usize, actual: Option<u64> },
+}
+
+fn outcomes_of(ops: &[WriteOp], values: Vec<i64>) -> impl Iterator<Item = WriteOutcome> + '_ {
+    ops.iter().zip(values).map(|(op, v)| match op {
+        WriteOp::Put { .. } => WriteOutcome::Written { version: v as u64 },
+        WriteOp::Delete { .. } => WriteOutcome::Deleted { existed: v != 0 },
+    })
 }
 
 fn parse_reply(reply: Vec<i64>, ops: usize) -> std::result::Result<ScriptReply, String> {
@@ -707,16 +738,7 @@ impl Store for RedisStore {
             let end = if atomic {
                 ops.len()
             } else {
-                let mut end = start;
-                let mut bytes = 0;
-                while end < ops.len()
-                    && end - start < CHUNK_OPS
-                    && (end == start || bytes + encoded[end].size() <= CHUNK_BYTES)
-                {
-                    bytes += encoded[end].size();
-                    end += 1;
-                }
-                end
+                Self::chunk_end(&encoded, start)
             };
             self.run_script(
                 entity,
@@ -728,6 +750,61 @@ impl Store for RedisStore {
             start = end;
         }
         Ok(outcomes)
+    }
+
+    /// The script over chunks, as a non-atomic [`Store::write`]; a chunk
+    /// that fails a precondition at write `i` wrote nothing, so the writes
+    /// before `i` run again as a chunk of their own, write `i` gets its
+    /// `Conflict`, and the batch goes on after it. A lost connection
+    /// fails the chunk it was sending and every write after it.
+    async fn write_each(
+        &self,
+        entity: &EntityInfo,
+        ops: Vec<WriteOp>,
+    ) -> Result<Vec<Result<WriteOutcome>>> {
+        if ops.is_empty() {
+            return Ok(Vec::new());
+        }
+        self.check_table(entity)?;
+        let encoded = ops
+            .iter()
+            .map(|op| self.encode_op(entity, op))
+            .collect::<Result<Vec<_>>>()?;
+        let mut out: Vec<Result<WriteOutcome>> = Vec::with_capacity(ops.len());
+        let mut start = 0;
+        let mut cap = ops.len();
+        while start < ops.len() {
+            let end = Self::chunk_end(&encoded, start).min(cap.max(start + 1));
+            match self.run_chunk(entity, &encoded[start..end]).await {
+                Ok(ScriptReply::Done(values)) => {
+                    out.extend(outcomes_of(&ops[start..end], values).map(Ok));
+                    start = end;
+                    cap = ops.len();
+                }
+                Ok(ScriptReply::Conflict { index: 0, actual }) => {
+                    let op = &ops[start];
+                    out.push(Err(self.conflict(
+                        entity,
+                        op.key(),
+                        op.precondition(),
+                        actual,
+                    )));
+                    start += 1;
+                    cap = ops.len();
+                }
+                // Nothing of the chunk was written: run the writes before
+                // the conflicting one alone, then decide that one again.
+                Ok(ScriptReply::Conflict { index, .. }) => cap = start + index,
+                Err(e) if out.is_empty() => return Err(e),
+                Err(e) => {
+                    while out.len() < ops.len() {
+                        out.push(Err(e.clone_lossy()));
+                    }
+                    break;
+                }
+            }
+        }
+        Ok(out)
     }
 
     async fn query(&self, entity: &EntityInfo, _query: &StoreQuery) -> Result<Vec<Record>> {
@@ -850,10 +927,11 @@ impl KvStore for RedisStore {
 
     async fn expire(&self, entity: &EntityInfo, key: &Key, ttl: Duration) -> Result<bool> {
         let rkey = self.kv_record_key(entity, key, Some(ttl))?;
-        let n: i64 = redis::cmd("PEXPIRE")
-            .arg(rkey)
+        // A tombstone (a hash without `d`) is no record: left alone.
+        let n: i64 = redis::Script::new(EXPIRE_RECORD_LUA)
+            .key(rkey)
             .arg(ttl_ms(ttl))
-            .query_async(&mut self.conn())
+            .invoke_async(&mut self.conn())
             .await
             .map_err(|e| self.err(entity, e))?;
         Ok(n == 1)
@@ -861,13 +939,9 @@ impl KvStore for RedisStore {
 
     async fn persist(&self, entity: &EntityInfo, key: &Key) -> Result<bool> {
         let rkey = self.kv_record_key(entity, key, None)?;
-        let (exists, _): (i64, i64) = redis::pipe()
-            .atomic()
-            .cmd("EXISTS")
-            .arg(&rkey)
-            .cmd("PERSIST")
-            .arg(&rkey)
-            .query_async(&mut self.conn())
+        let exists: i64 = redis::Script::new(PERSIST_RECORD_LUA)
+            .key(rkey)
+            .invoke_async(&mut self.conn())
             .await
             .map_err(|e| self.err(entity, e))?;
         Ok(exists == 1)

@@ -448,8 +448,8 @@ async fn versions_preconditions_and_conflicts_that_write_nothing() {
     assert_eq!(out, vec![WriteOutcome::Deleted { existed: false }]);
     assert_eq!(
         v(s.write(&e, vec![put(one("again"))], true).await),
-        Some(1),
-        "re-created: version 1"
+        Some(6),
+        "re-created: continues after the tombstone (the delete was version 5)"
     );
 
     // Wrong key kinds and bad records are invalid input.
@@ -538,14 +538,14 @@ async fn batches_are_all_or_nothing_against_their_own_evolving_state() {
             WriteOutcome::Written { version: 2 },
             WriteOutcome::Written { version: 2 },
             WriteOutcome::Deleted { existed: true },
-            WriteOutcome::Written { version: 1 },
+            WriteOutcome::Written { version: 4 },
             WriteOutcome::Deleted { existed: false },
         ]
     );
     let five = s.get(&e, &Key::Int(5)).await.unwrap().unwrap();
     assert_eq!(
         (five.get("name"), five.version),
-        (Some(&Value::from("c")), 1)
+        (Some(&Value::from("c")), 4)
     );
 
     // Another program's key of another type: the script fails in its check

@@ -6,24 +6,36 @@
 --                   or the expected version in decimal
 -- ARGV[4(i-1) + 3]  put: the encoded record (compact JSON); delete: ''
 -- ARGV[4(i-1) + 4]  put: the TTL in milliseconds, '' for none; delete: ''
+-- ARGV[4n + 1]      how long a tombstone is kept, in milliseconds ('0': none)
+--
+-- A record is a hash: v = version, d = data. A deleted record leaves a
+-- tombstone: the hash with only v (its last version + 1), expiring after
+-- the retention; it is absent to reads and preconditions, and the next
+-- put of the key continues from its version.
 --
 -- Every precondition is checked first, against the state as the batch
 -- evolves (a put then a put_if on the same key sees the first put); the
 -- first that fails returns {0, i, actual version or -1} with nothing
 -- written. Then every write is applied and {1, outcome_1, ..., outcome_n}
 -- is returned: the new version for a put, 1/0 (existed) for a delete.
--- A record is a hash: v = version, d = data. A key of another type makes
--- HGET fail in the check phase, before anything is written.
+-- A key of another type makes HMGET fail in the check phase, before
+-- anything is written.
 local n = #KEYS
+local keep = tonumber(ARGV[4 * n + 1]) or 0
+-- state[k] = {live version or false, version a put continues from}
 local state = {}
 local out = {1}
+local tomb = {}
 for i = 1, n do
   local k = KEYS[i]
-  local cur = state[k]
-  if cur == nil then
-    local v = redis.call('HGET', k, 'v')
-    if v then cur = tonumber(v) else cur = false end
+  local st = state[k]
+  if st == nil then
+    local h = redis.call('HMGET', k, 'v', 'd')
+    local v = 0
+    if h[1] then v = tonumber(h[1]) end
+    if h[2] then st = {v, v} else st = {false, v} end
   end
+  local cur = st[1]
   local b = 4 * (i - 1)
   local p = ARGV[b + 2]
   local ok
@@ -41,12 +53,17 @@ for i = 1, n do
     return {0, i, cur}
   end
   if ARGV[b + 1] == 'p' then
-    if cur == false then cur = 0 end
-    state[k] = cur + 1
-    out[i + 1] = cur + 1
+    local nv = st[2] + 1
+    state[k] = {nv, nv}
+    out[i + 1] = nv
+  elseif cur == false then
+    out[i + 1] = 0
+    tomb[i] = false
+    state[k] = st
   else
-    if cur == false then out[i + 1] = 0 else out[i + 1] = 1 end
-    state[k] = false
+    out[i + 1] = 1
+    tomb[i] = cur + 1
+    if keep > 0 then state[k] = {false, cur + 1} else state[k] = {false, 0} end
   end
 end
 for i = 1, n do
@@ -60,8 +77,14 @@ for i = 1, n do
     else
       redis.call('PEXPIRE', k, ttl)
     end
-  else
-    redis.call('DEL', k)
+  elseif tomb[i] then
+    if keep > 0 then
+      redis.call('HDEL', k, 'd')
+      redis.call('HSET', k, 'v', string.format('%d', tomb[i]))
+      redis.call('PEXPIRE', k, keep)
+    else
+      redis.call('DEL', k)
+    end
   end
 end
 return out

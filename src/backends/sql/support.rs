@@ -10,7 +10,6 @@ use futures::future::BoxFuture;
 use parking_lot::RwLock;
 
 use super::dialect::Dialect;
-use super::param::Param;
 use super::table::{PURGE_CHUNK, TableSql};
 use super::write::Exec;
 use crate::store::EntityInfo;
@@ -111,8 +110,9 @@ impl Tables {
                 return Ok(e.sql.clone());
             }
         }
-        let t = TableSql::new(self.dialect.clone(), entity.schema, &entity.table)
+        let mut t = TableSql::new(self.dialect.clone(), entity.schema, &entity.table)
             .map_err(|m| entity_config_error(entity, format!("store `{store}`: {m}")))?;
+        t.tombstone_retention = entity.tombstone_retention;
         let t = Arc::new(t);
         let mut map = self.map.write();
         let ensured = map.get(&entity.table).is_some_and(|e| e.ensured);
@@ -153,15 +153,13 @@ impl Tables {
     }
 }
 
-/// Deletes expired rows of `tables`, [`PURGE_CHUNK`] at a time (each
+/// Deletes expired rows and tombstones past their retention of `tables`, [`PURGE_CHUNK`] at a time (each
 /// statement holds its locks only briefly); how many were deleted.
 pub async fn purge(exec: &mut dyn Exec, tables: &[Arc<TableSql>]) -> Result<u64> {
     let mut total = 0;
     for t in tables {
         loop {
-            let n = exec
-                .execute(&t.purge, vec![Param::Int(now_micros())])
-                .await?;
+            let n = exec.execute(&t.purge, t.purge_params(now_micros())).await?;
             total += n;
             if n < PURGE_CHUNK {
                 break;

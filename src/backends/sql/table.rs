@@ -13,6 +13,9 @@ use crate::store::{Precondition, StoreQuery, WriteOp};
 /// The version column.
 pub const VERSION_COL: &str = "_pr_version";
 /// The expiry column (unix microseconds, 64-bit integer, `NULL`: never).
+/// A negative value marks a tombstone: the row of a deleted record,
+/// deleted at minus that many microseconds, keeping the key's last
+/// version (never live; purged after the entity's tombstone retention).
 pub const EXPIRES_COL: &str = "_pr_expires_at";
 /// The reserved column-name prefix.
 pub const RESERVED_PREFIX: &str = "_pr_";
@@ -126,20 +129,22 @@ pub struct TableSql {
     pub update_exists: String,
     /// Put if version: binds non-key columns..., expires, key, now, version.
     pub update_version: String,
-    /// Delete: binds key, now.
+    /// Delete (writes a tombstone): binds -now, key, now.
     pub delete_any: String,
-    /// Delete if exists: binds key, now.
+    /// Delete if exists (writes a tombstone): binds -now, key, now.
     pub delete_live: String,
-    /// Delete if version: binds key, now, version.
+    /// Delete if version (writes a tombstone): binds -now, key, now, version.
     pub delete_version: String,
     /// Delete an expired row: binds key, now.
     pub delete_expired: String,
     /// The live version of a key: binds key, now.
     pub live_version: String,
-    /// Deletes up to [`PURGE_CHUNK`] expired rows: binds now.
+    /// Deletes up to [`PURGE_CHUNK`] expired rows and tombstones past
+    /// their retention: binds now, -(now - retention).
     pub purge: String,
-    /// Lock-then-write: the row's version if live, 0 if expired (no row:
-    /// absent), locked until the transaction ends: binds now, key.
+    /// Lock-then-write: the row's version if live, minus the version of a
+    /// tombstone, 0 if expired (no row: absent), locked until the
+    /// transaction ends: binds now, key.
     pub lock: String,
     /// Lock-then-write: inserts a row: binds columns..., version, expires.
     pub insert: String,
@@ -148,6 +153,11 @@ pub struct TableSql {
     pub update: String,
     /// Lock-then-write: deletes a row: binds key.
     pub delete: String,
+    /// Lock-then-write: turns a row into a tombstone: binds version, -now, key.
+    pub tombstone: String,
+    /// How long tombstones are kept before [`TableSql::purge`] removes
+    /// them ([`EntityInfo::tombstone_retention`](crate::store::EntityInfo::tombstone_retention)).
+    pub tombstone_retention: std::time::Duration,
 }
 
 impl TableSql {
@@ -271,11 +281,13 @@ impl TableSql {
             .collect();
         // In the upsert, `?` numbering follows the text: columns, expires,
         // then `now` in the CASE. In the if-absent form `now` is in the WHERE.
+        // An expired row restarts at 1; a live row or a tombstone (negative
+        // expiry) continues from its version.
         let upsert = format!(
-            "{insert_head}{set_excluded}{v} = CASE WHEN {t}{e} <= ? THEN 1 ELSE {t}{v} + 1 END, {e} = excluded.{e} RETURNING {t}{v}"
+            "{insert_head}{set_excluded}{v} = CASE WHEN {t}{e} >= 0 AND {t}{e} <= ? THEN 1 ELSE {t}{v} + 1 END, {e} = excluded.{e} RETURNING {t}{v}"
         );
         let insert_absent = format!(
-            "{insert_head}{set_excluded}{v} = 1, {e} = excluded.{e} WHERE {t}{e} <= ? RETURNING {t}{v}"
+            "{insert_head}{set_excluded}{v} = CASE WHEN {t}{e} < 0 THEN {t}{v} + 1 ELSE 1 END, {e} = excluded.{e} WHERE {t}{e} <= ? RETURNING {t}{v}"
         );
         let set_params: String = non_key.iter().map(|n| format!("{n} = ?, ")).collect();
         let update_exists = format!(
@@ -284,15 +296,31 @@ impl TableSql {
         let update_version = format!(
             "UPDATE {q} SET {set_params}{v} = {v} + 1, {e} = ? WHERE {qk} = ? AND {live} AND {v} = ? RETURNING {v}"
         );
-        let delete_any = format!("DELETE FROM {q} WHERE {qk} = ? RETURNING {live}");
-        let delete_live = format!("DELETE FROM {q} WHERE {qk} = ? AND {live} RETURNING {v}");
-        let delete_version =
-            format!("DELETE FROM {q} WHERE {qk} = ? AND {live} AND {v} = ? RETURNING {v}");
-        let delete_expired = format!("DELETE FROM {q} WHERE {qk} = ? AND {e} <= ?");
+        // A delete keeps the row as a tombstone: its version + 1 and a
+        // negative expiry (minus the time of the delete); nullable values
+        // are cleared.
+        let clear: String = columns
+            .iter()
+            .zip(&names)
+            .enumerate()
+            .filter(|(i, (c, _))| *i != key_index && c.nullable)
+            .map(|(_, (_, n))| format!("{n} = NULL, "))
+            .collect();
+        let bury =
+            format!("UPDATE {q} SET {clear}{v} = {v} + 1, {e} = ? WHERE {qk} = ? AND {live}");
+        let delete_any = format!("{bury} RETURNING {v}");
+        let delete_live = format!("{bury} RETURNING {v}");
+        let delete_version = format!("{bury} AND {v} = ? RETURNING {v}");
+        let delete_expired = format!("DELETE FROM {q} WHERE {qk} = ? AND {e} >= 0 AND {e} <= ?");
         let live_version = format!("SELECT {v} FROM {q} WHERE {qk} = ? AND {live}");
-        let purge = d.purge(&q, &qk, &format!("{e} <= ?"), PURGE_CHUNK);
+        let purge = d.purge(
+            &q,
+            &qk,
+            &format!("{e} <= ? AND ({e} >= 0 OR {e} >= ?)"),
+            PURGE_CHUNK,
+        );
         let lock = d.lock_row(
-            &format!("CASE WHEN {live} THEN {v} ELSE 0 END"),
+            &format!("CASE WHEN {live} THEN {v} WHEN {e} < 0 THEN 0 - {v} ELSE 0 END"),
             &q,
             &format!("{qk} = ?"),
         );
@@ -302,6 +330,7 @@ impl TableSql {
         );
         let update = format!("UPDATE {q} SET {set_params}{v} = ?, {e} = ? WHERE {qk} = ?");
         let delete = format!("DELETE FROM {q} WHERE {qk} = ?");
+        let tombstone = format!("UPDATE {q} SET {clear}{v} = ?, {e} = ? WHERE {qk} = ?");
         let n = |s: &str| number(d, s);
         Ok(TableSql {
             get: n(&get),
@@ -319,6 +348,8 @@ impl TableSql {
             insert: n(&insert),
             update: n(&update),
             delete: n(&delete),
+            tombstone: n(&tombstone),
+            tombstone_retention: crate::store::DEFAULT_TOMBSTONE_RETENTION,
             schema,
             table: table.to_string(),
             qtable: q,
@@ -330,6 +361,15 @@ impl TableSql {
             create_index,
             dialect,
         })
+    }
+
+    /// The parameters of [`TableSql::purge`] at `now` (unix microseconds).
+    pub fn purge_params(&self, now: i64) -> Vec<Param> {
+        let keep = i64::try_from(self.tombstone_retention.as_micros()).unwrap_or(i64::MAX);
+        vec![
+            Param::Int(now),
+            Param::Int(now.saturating_sub(keep).saturating_neg()),
+        ]
     }
 
     /// The column for a field name.
@@ -451,7 +491,10 @@ impl TableSql {
                 })
             }
             WriteOp::Delete { key, precondition } => {
-                let mut params = vec![self.key(key)?, Param::Int(now)];
+                let mut params = match precondition {
+                    Precondition::Absent => vec![self.key(key)?, Param::Int(now)],
+                    _ => vec![Param::Int(-now), self.key(key)?, Param::Int(now)],
+                };
                 let (sql, expect) = match precondition {
                     Precondition::None => (&self.delete_any, Expect::DeleteAny),
                     Precondition::Exists => (&self.delete_live, Expect::DeleteCond),
@@ -585,7 +628,7 @@ impl TableSql {
         };
         params.push(Param::Int(now));
         let sql = format!(
-            "INSERT INTO {q}{alias} ({}, {e}, {v}) {source} ON CONFLICT ({qk}) DO UPDATE SET {set_excluded}{v} = CASE WHEN {t}{e} <= ? THEN 1 ELSE {t}{v} + 1 END, {e} = excluded.{e} RETURNING {t}{qk}, {t}{v}",
+            "INSERT INTO {q}{alias} ({}, {e}, {v}) {source} ON CONFLICT ({qk}) DO UPDATE SET {set_excluded}{v} = CASE WHEN {t}{e} >= 0 AND {t}{e} <= ? THEN 1 ELSE {t}{v} + 1 END, {e} = excluded.{e} RETURNING {t}{qk}, {t}{v}",
             names.join(", ")
         );
         BulkPut {

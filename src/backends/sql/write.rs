@@ -79,9 +79,9 @@ pub async fn apply(
             }
         }
         Expect::DeleteAny => {
-            let existed = exec.fetch_bool(stmt.sql, stmt.params).await?;
+            let existed = exec.fetch_int(stmt.sql, stmt.params).await?;
             return Ok(WriteOutcome::Deleted {
-                existed: existed.unwrap_or(false),
+                existed: existed.is_some(),
             });
         }
         Expect::Put => exec
@@ -160,11 +160,13 @@ pub async fn apply_locked(
     w: LockedWrite,
     now: i64,
 ) -> Result<WriteOutcome> {
-    // None: no row; Some(0): an expired row; Some(v): live at version v.
+    // None: no row; Some(0): an expired row; Some(v): live at version v;
+    // Some(-v): a tombstone at version v.
     let current = exec
         .fetch_int(&t.lock, vec![Param::Int(now), w.key.clone()])
         .await?;
     let live = current.filter(|v| *v > 0).map(|v| v as u64);
+    let buried = current.filter(|v| *v < 0).map(|v| v.unsigned_abs());
     let holds = match op.precondition() {
         Precondition::None => true,
         Precondition::Absent => live.is_none(),
@@ -176,7 +178,7 @@ pub async fn apply_locked(
     }
     match w.row {
         Some(mut row) => {
-            let version = live.map_or(1, |v| v + 1);
+            let version = live.or(buried).map_or(1, |v| v + 1);
             let v = Param::Int(i64::try_from(version).unwrap_or(i64::MAX));
             if current.is_some() {
                 let key = row.remove(t.key_index);
@@ -189,8 +191,17 @@ pub async fn apply_locked(
             Ok(WriteOutcome::Written { version })
         }
         None => {
-            if current.is_some() {
-                exec.execute(&t.delete, vec![w.key]).await?;
+            match live {
+                Some(v) => {
+                    let v = Param::Int(i64::try_from(v + 1).unwrap_or(i64::MAX));
+                    exec.execute(&t.tombstone, vec![v, Param::Int(-now), w.key])
+                        .await?;
+                }
+                // An expired row goes; a tombstone stays.
+                None if current == Some(0) => {
+                    exec.execute(&t.delete, vec![w.key]).await?;
+                }
+                None => {}
             }
             Ok(WriteOutcome::Deleted {
                 existed: live.is_some(),

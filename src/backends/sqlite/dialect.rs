@@ -653,7 +653,7 @@ mod tests {
             w.sql,
             "INSERT INTO \"things\" (\"id\", \"n\", \"s\", \"at\", \"_pr_version\", \"_pr_expires_at\") VALUES (?, ?, ?, ?, 1, ?) \
              ON CONFLICT (\"id\") DO UPDATE SET \"n\" = excluded.\"n\", \"s\" = excluded.\"s\", \"at\" = excluded.\"at\", \
-             \"_pr_version\" = CASE WHEN \"_pr_expires_at\" <= ? THEN 1 ELSE \"_pr_version\" + 1 END, \
+             \"_pr_version\" = CASE WHEN \"_pr_expires_at\" >= 0 AND \"_pr_expires_at\" <= ? THEN 1 ELSE \"_pr_version\" + 1 END, \
              \"_pr_expires_at\" = excluded.\"_pr_expires_at\" RETURNING \"_pr_version\""
         );
         assert_eq!(
@@ -676,7 +676,7 @@ mod tests {
             )
             .unwrap();
         assert!(w.sql.ends_with(
-            "\"_pr_version\" = 1, \"_pr_expires_at\" = excluded.\"_pr_expires_at\" WHERE \"_pr_expires_at\" <= ? RETURNING \"_pr_version\""
+            "\"_pr_version\" = CASE WHEN \"_pr_expires_at\" < 0 THEN \"_pr_version\" + 1 ELSE 1 END, \"_pr_expires_at\" = excluded.\"_pr_expires_at\" WHERE \"_pr_expires_at\" <= ? RETURNING \"_pr_version\""
         ), "{}", w.sql);
         assert_eq!(
             w.params,
@@ -740,19 +740,26 @@ mod tests {
             key: Key::from("k"),
             precondition: p,
         };
+        // A delete leaves a tombstone: version + 1, expiry minus the time
+        // of the delete, nullable values cleared.
         let w = t.write(&del(Precondition::None), 5).unwrap();
         assert_eq!(
             w.sql,
-            "DELETE FROM \"things\" WHERE \"id\" = ? RETURNING (\"_pr_expires_at\" IS NULL OR \"_pr_expires_at\" > ?)"
+            "UPDATE \"things\" SET \"n\" = NULL, \"at\" = NULL, \"_pr_version\" = \"_pr_version\" + 1, \"_pr_expires_at\" = ? \
+             WHERE \"id\" = ? AND (\"_pr_expires_at\" IS NULL OR \"_pr_expires_at\" > ?) RETURNING \"_pr_version\""
         );
         assert_eq!(
             (w.params, w.expect),
-            (vec![text("k"), Param::Int(5)], Expect::DeleteAny)
+            (
+                vec![Param::Int(-5), text("k"), Param::Int(5)],
+                Expect::DeleteAny
+            )
         );
         let w = t.write(&del(Precondition::Exists), 5).unwrap();
         assert_eq!(
             w.sql,
-            "DELETE FROM \"things\" WHERE \"id\" = ? AND (\"_pr_expires_at\" IS NULL OR \"_pr_expires_at\" > ?) RETURNING \"_pr_version\""
+            "UPDATE \"things\" SET \"n\" = NULL, \"at\" = NULL, \"_pr_version\" = \"_pr_version\" + 1, \"_pr_expires_at\" = ? \
+             WHERE \"id\" = ? AND (\"_pr_expires_at\" IS NULL OR \"_pr_expires_at\" > ?) RETURNING \"_pr_version\""
         );
         assert_eq!(w.expect, Expect::DeleteCond);
         let w = t.write(&del(Precondition::Version(2)), 5).unwrap();
@@ -760,11 +767,14 @@ mod tests {
             w.sql
                 .ends_with("AND \"_pr_version\" = ? RETURNING \"_pr_version\"")
         );
-        assert_eq!(w.params, vec![text("k"), Param::Int(5), Param::Int(2)]);
+        assert_eq!(
+            w.params,
+            vec![Param::Int(-5), text("k"), Param::Int(5), Param::Int(2)]
+        );
         let w = t.write(&del(Precondition::Absent), 5).unwrap();
         assert_eq!(
             w.sql,
-            "DELETE FROM \"things\" WHERE \"id\" = ? AND \"_pr_expires_at\" <= ?"
+            "DELETE FROM \"things\" WHERE \"id\" = ? AND \"_pr_expires_at\" >= 0 AND \"_pr_expires_at\" <= ?"
         );
         assert_eq!(w.expect, Expect::DeleteAbsent);
     }

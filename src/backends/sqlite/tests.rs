@@ -62,9 +62,9 @@ static NOTE: Schema = Schema {
 
 fn info(schema: &'static Schema, table: &str) -> EntityInfo {
     EntityInfo {
-        schema,
         table: table.into(),
         store: "db".into(),
+        ..EntityInfo::new(schema)
     }
 }
 
@@ -467,7 +467,7 @@ async fn versions_and_preconditions() {
             .await
             .unwrap()[0]
             .version(),
-        Some(1)
+        Some(6)
     );
     assert_eq!(
         w(vec![del("a", Precondition::Exists)]).await.unwrap(),
@@ -559,12 +559,47 @@ async fn a_conflicting_batch_writes_nothing() {
             WriteOutcome::Written { version: 1 },
             WriteOutcome::Written { version: 2 },
             WriteOutcome::Deleted { existed: true },
-            WriteOutcome::Written { version: 1 },
+            WriteOutcome::Written { version: 4 },
             WriteOutcome::Deleted { existed: true },
             WriteOutcome::Deleted { existed: false },
         ]
     );
     assert_eq!(store.count(&e, None).await.unwrap(), 2);
+}
+
+/// A delete leaves a tombstone row that keeps the version; the purge
+/// removes it only after the entity's tombstone retention.
+#[tokio::test]
+async fn tombstones_keep_versions_until_their_retention_ends() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open_at(&url(&dir)).await;
+    let e = ready(&store, &NOTE, "notes").await;
+    let w = |e: EntityInfo, ops: Vec<WriteOp>| {
+        let store = &store;
+        async move { store.write(&e, ops, true).await.unwrap() }
+    };
+    w(e.clone(), vec![put(note("a", "1"), Precondition::None)]).await;
+    w(e.clone(), vec![del("a", Precondition::None)]).await;
+    assert_eq!(raw_count(&store, "notes").await, 1, "the tombstone row");
+    assert_eq!(store.count(&e, None).await.unwrap(), 0);
+    assert_eq!(store.purge_expired().await.unwrap(), 0, "within retention");
+    let out = w(e.clone(), vec![put(note("a", "2"), Precondition::Absent)]).await;
+    assert_eq!(out, vec![WriteOutcome::Written { version: 3 }]);
+
+    // Retention zero: the next purge removes the tombstone, and the key
+    // starts again at 1.
+    let brief = EntityInfo {
+        tombstone_retention: std::time::Duration::ZERO,
+        ..info(&NOTE, "brief")
+    };
+    store.ensure_entity(&brief).await.unwrap();
+    w(brief.clone(), vec![put(note("b", "1"), Precondition::None)]).await;
+    w(brief.clone(), vec![del("b", Precondition::None)]).await;
+    assert_eq!(raw_count(&store, "brief").await, 1);
+    assert_eq!(store.purge_expired().await.unwrap(), 1);
+    assert_eq!(raw_count(&store, "brief").await, 0);
+    let out = w(brief.clone(), vec![put(note("b", "2"), Precondition::None)]).await;
+    assert_eq!(out, vec![WriteOutcome::Written { version: 1 }]);
 }
 
 #[tokio::test]
@@ -678,9 +713,10 @@ async fn expired_rows_are_absent_everywhere() {
         ]
     );
     assert_eq!(body(&store, &e, "t1").await, Some(("back".into(), 1)));
-    // Only t5 is still stored, expired: the purge removes it.
-    assert_eq!(raw_count(&store, "notes").await, 4);
-    assert_eq!(store.purge_expired().await.unwrap(), 1);
+    // t3 and t5 are still stored, expired (a delete leaves an expired
+    // row to the purge): the purge removes them.
+    assert_eq!(raw_count(&store, "notes").await, 5);
+    assert_eq!(store.purge_expired().await.unwrap(), 2);
     assert_eq!(raw_count(&store, "notes").await, 3);
 }
 

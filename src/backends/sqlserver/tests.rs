@@ -182,7 +182,13 @@ fn ddl_creates_table_index_and_schema() {
     );
     assert_eq!(
         t.purge,
-        "DELETE TOP (1000) FROM [s].[items] WHERE [_pr_expires_at] <= @P1"
+        "DELETE TOP (1000) FROM [s].[items] WHERE [_pr_expires_at] <= @P1 AND ([_pr_expires_at] >= 0 OR [_pr_expires_at] >= @P2)"
+    );
+    // Expired rows at once; tombstones (negative) after the retention.
+    let week = i64::try_from(crate::store::DEFAULT_TOMBSTONE_RETENTION.as_micros()).unwrap();
+    assert_eq!(
+        t.purge_params(NOW),
+        vec![Param::Int(NOW), Param::Int(week - NOW)]
     );
 }
 
@@ -198,7 +204,8 @@ fn point_statements() {
     );
     assert_eq!(
         t.lock,
-        "SELECT CASE WHEN ([_pr_expires_at] IS NULL OR [_pr_expires_at] > @P1) THEN [_pr_version] ELSE 0 END \
+        "SELECT CASE WHEN ([_pr_expires_at] IS NULL OR [_pr_expires_at] > @P1) THEN [_pr_version] \
+         WHEN [_pr_expires_at] < 0 THEN 0 - [_pr_version] ELSE 0 END \
          FROM [s].[items] WITH (UPDLOCK, HOLDLOCK) WHERE [id] = @P2"
     );
     assert_eq!(
@@ -737,11 +744,28 @@ async fn delete_preconditions() {
     let lock = t.lock.clone();
     let lock_call = (lock.clone(), vec![Param::Int(NOW), text("a")]);
     let delete = (t.delete.clone(), vec![text("a")]);
+    // A live record becomes a tombstone at its version + 1.
+    let bury = |v: i64| {
+        (
+            t.tombstone.clone(),
+            vec![Param::Int(v), Param::Int(-NOW), text("a")],
+        )
+    };
     let gone = |existed| vec![WriteOutcome::Deleted { existed }];
     // None.
     let (out, calls) = run_locked(vec![del("a", Precondition::None)], vec![Some(2)]).await;
     assert_eq!(out.unwrap(), gone(true));
-    assert_eq!(calls, vec![lock_call.clone(), delete.clone()]);
+    assert_eq!(calls, vec![lock_call.clone(), bury(3)]);
+    // A tombstone (minus its version) is absent and stays as it is.
+    let (out, calls) = run_locked(vec![del("a", Precondition::None)], vec![Some(-4)]).await;
+    assert_eq!(out.unwrap(), gone(false));
+    assert_eq!(calls, vec![lock_call.clone()]);
+    let (out, _) = run_locked(vec![del("a", Precondition::Exists)], vec![Some(-4)]).await;
+    assert_eq!(conflict_actual(&out.unwrap_err()), None);
+    // A put over a tombstone continues from its version (an update of the row).
+    let (out, calls) = run_locked(vec![put("a", Precondition::Absent)], vec![Some(-4)]).await;
+    assert_eq!(out.unwrap(), vec![WriteOutcome::Written { version: 5 }]);
+    assert!(calls[1].0.starts_with("UPDATE"), "{calls:?}");
     let (out, calls) = run_locked(vec![del("a", Precondition::None)], vec![None]).await;
     assert_eq!(out.unwrap(), gone(false));
     assert_eq!(calls, vec![lock_call.clone()]);
@@ -757,13 +781,13 @@ async fn delete_preconditions() {
     // Exists.
     let (out, calls) = run_locked(vec![del("a", Precondition::Exists)], vec![Some(1)]).await;
     assert_eq!(out.unwrap(), gone(true));
-    assert_eq!(calls, vec![lock_call.clone(), delete.clone()]);
+    assert_eq!(calls, vec![lock_call.clone(), bury(2)]);
     let (out, _) = run_locked(vec![del("a", Precondition::Exists)], vec![Some(0)]).await;
     assert_eq!(conflict_actual(&out.unwrap_err()), None);
     // Version.
     let (out, calls) = run_locked(vec![del("a", Precondition::Version(7))], vec![Some(7)]).await;
     assert_eq!(out.unwrap(), gone(true));
-    assert_eq!(calls, vec![lock_call.clone(), delete]);
+    assert_eq!(calls, vec![lock_call.clone(), bury(8)]);
     let (out, calls) = run_locked(vec![del("a", Precondition::Version(6))], vec![Some(7)]).await;
     assert_eq!(conflict_actual(&out.unwrap_err()), Some(7));
     assert_eq!(calls, vec![lock_call]);
@@ -801,10 +825,16 @@ async fn mixed_batch_runs_in_order_and_stops_at_the_first_conflict() {
     assert_eq!(
         kinds,
         [
-            "lock", "insert", "lock", "delete", "lock", "update", "lock", "insert"
+            "lock", "insert", "lock", "update", "lock", "update", "lock", "insert"
         ]
     );
-    assert_eq!(calls[3], (t.delete.clone(), vec![text("b")]));
+    assert_eq!(
+        calls[3],
+        (
+            t.tombstone.clone(),
+            vec![Param::Int(5), Param::Int(-NOW), text("b")]
+        )
+    );
     // The third op's precondition fails: nothing after it runs (the store
     // rolls the transaction back).
     let (out, calls) = run_locked(ops, vec![None, Some(4), Some(9)]).await;
@@ -913,7 +943,7 @@ fn put_many_is_multi_row_merge() {
              WHEN MATCHED THEN UPDATE SET [name] = [_pr_s].[name], [n] = [_pr_s].[n], [f] = [_pr_s].[f], [b] = [_pr_s].[b], \
              [ts] = [_pr_s].[ts], [u] = [_pr_s].[u], [j] = [_pr_s].[j], [by] = [_pr_s].[by], [a]]b] = [_pr_s].[a]]b], \
              ['; DROP TABLE x; --] = [_pr_s].['; DROP TABLE x; --], \
-             [_pr_version] = CASE WHEN [_pr_t].[_pr_expires_at] <= @P25 THEN 1 ELSE [_pr_t].[_pr_version] + 1 END, \
+             [_pr_version] = CASE WHEN [_pr_t].[_pr_expires_at] >= 0 AND [_pr_t].[_pr_expires_at] <= @P25 THEN 1 ELSE [_pr_t].[_pr_version] + 1 END, \
              [_pr_expires_at] = [_pr_s].[_pr_expires_at] \
              WHEN NOT MATCHED THEN INSERT ({cols}, [_pr_version], [_pr_expires_at]) VALUES ({src}, 1, [_pr_s].[_pr_expires_at]) \
              OUTPUT inserted.[id], inserted.[_pr_version];"

@@ -173,7 +173,7 @@ pub(super) fn merge(t: &TableSql, rows: usize) -> String {
         &format!(
             "MERGE {q} WITH (HOLDLOCK) AS [_pr_t] USING (VALUES {values}) AS [_pr_s] ({}, {e}) \
              ON [_pr_t].{qk} = [_pr_s].{qk} \
-             WHEN MATCHED THEN UPDATE SET {set}{v} = CASE WHEN [_pr_t].{e} <= ? THEN 1 ELSE [_pr_t].{v} + 1 END, {e} = [_pr_s].{e} \
+             WHEN MATCHED THEN UPDATE SET {set}{v} = CASE WHEN [_pr_t].{e} >= 0 AND [_pr_t].{e} <= ? THEN 1 ELSE [_pr_t].{v} + 1 END, {e} = [_pr_s].{e} \
              WHEN NOT MATCHED THEN INSERT ({}, {v}, {e}) VALUES ({}, 1, [_pr_s].{e}) \
              OUTPUT inserted.{qk}, inserted.{v};",
             names.join(", "),

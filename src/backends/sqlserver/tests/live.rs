@@ -57,9 +57,9 @@ async fn drop_schema(store: &SqlServerStore, schema: &str) {
 
 fn info(table: &str) -> EntityInfo {
     EntityInfo {
-        schema: &ITEM,
         table: table.into(),
         store: "db".into(),
+        ..EntityInfo::new(&ITEM)
     }
 }
 
@@ -228,9 +228,9 @@ async fn live_matches_the_reference() {
         return;
     };
     let e = EntityInfo {
-        schema: &reference::ROW,
         table: "reference".into(),
         store: "db".into(),
+        ..EntityInfo::new(&reference::ROW)
     };
     store.ensure_entity(&e).await.unwrap();
     let t = store.table_sql(&e).unwrap();
