@@ -319,7 +319,7 @@ impl Store for MemoryStore {
                 _ => {}
             }
         }
-        if t.len() > 1024 && t.len().is_multiple_of(64) {
+        if t.len() > 1024 && t.len() % 64 == 0 {
             t.retain(|_, r| r.kept(now));
         }
         Ok(outcomes)
