@@ -286,6 +286,7 @@ async fn targets(opts: &BenchOptions) -> Result<Vec<Target>> {
                 read_from: None,
                 cascade_blobs: Vec::new(),
                 search: None,
+                sql: None,
             };
             out.push(Target {
                 kind: store.kind().to_string(),
