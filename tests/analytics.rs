@@ -496,6 +496,32 @@ async fn checks(kind: &str, store: Arc<Counting<Arc<dyn Store>>>) -> Result<(), 
             store.counts().rows_queried
         ));
     }
+    // A scan streams: the first batch comes after one page, not the table.
+    store.reset();
+    let session = router.sql_session().await.unwrap();
+    let mut stream = session.sql("SELECT * FROM an_order").await.unwrap();
+    let first = stream.try_next().await.unwrap().unwrap();
+    let pages_so_far = store.counts().queries;
+    if first.num_rows() > 7 || pages_so_far > 2 {
+        failures.push(format!(
+            "streaming: the first batch has {} rows after {pages_so_far} store queries (want ≤ 7 rows, ≤ 2 queries of 29 pages)",
+            first.num_rows()
+        ));
+    }
+    let rest: usize = stream
+        .try_collect::<Vec<_>>()
+        .await
+        .unwrap()
+        .iter()
+        .map(|b| b.num_rows())
+        .sum();
+    if first.num_rows() + rest != 200 || store.counts().queries != 29 {
+        failures.push(format!(
+            "streaming: {} rows in {} pages, want 200 in 29",
+            first.num_rows() + rest,
+            store.counts().queries
+        ));
+    }
     // EXPLAIN names the store and what it was given.
     let plan = lines(
         &run(
