@@ -3,7 +3,7 @@
 //!
 //! Every entity bound to a Rust type ([`Router::repo`]) is a table named
 //! after the entity, with a column per field (Arrow types from the
-//! [`FieldDef`](crate::FieldDef)s, nullability kept) and one for the
+//! [`FieldDef`]s, nullability kept) and one for the
 //! version when the entity has one. A query reads each table through its
 //! store in keyset pages, never a whole table at once, and pushes into the
 //! store what the store can do: the projection, every `WHERE` predicate
