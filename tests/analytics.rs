@@ -572,3 +572,77 @@ async fn parity_mysql() {
 async fn parity_cosmos() {
     parity("cosmos").await;
 }
+
+/// `search('entity', 'text')` joins a tantivy index with the records.
+#[cfg(feature = "tantivy")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn search_is_a_table_function() {
+    #[derive(Entity, Debug, Clone, Serialize, Deserialize)]
+    #[entity(name = "an_post", key = "id")]
+    struct Post {
+        id: String,
+        title: String,
+        likes: i64,
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let toml = format!(
+        "[router]\npage_size = 2\n[stores.db]\nkind = \"sqlite\"\nurl = \"sqlite://{0}/p.db\"\n[stores.idx]\nkind = \"tantivy\"\npath = \"{0}/idx\"\n[entities.an_post]\nstore = \"db\"\nsearch = {{ store = \"idx\", fields = [\"title\"] }}\n",
+        dir.path().display()
+    );
+    let router = Router::from_toml_str(&toml).await.unwrap();
+    let posts = router.repo::<Post>().await.unwrap();
+    for (id, title, likes) in [
+        ("p1", "rust async runtime", 5),
+        ("p2", "gardening tips", 9),
+        ("p3", "async rust in practice", 7),
+        ("p4", "rust ownership", 1),
+        ("p5", "baking bread", 3),
+    ] {
+        posts
+            .put(&Post {
+                id: id.into(),
+                title: title.into(),
+                likes,
+            })
+            .await
+            .unwrap();
+    }
+    posts.refresh_search().await.unwrap();
+    #[derive(Deserialize, Debug, PartialEq)]
+    struct Row {
+        id: String,
+        likes: i64,
+    }
+    // Pages of 2 hits: three pages for the three posts about rust.
+    let rows: Vec<Row> = router
+        .sql_rows("SELECT p.id, p.likes FROM search('an_post', 'rust') s JOIN an_post p ON p.id = s.key ORDER BY p.id")
+        .await
+        .unwrap();
+    assert_eq!(
+        rows,
+        vec![
+            Row {
+                id: "p1".into(),
+                likes: 5
+            },
+            Row {
+                id: "p3".into(),
+                likes: 7
+            },
+            Row {
+                id: "p4".into(),
+                likes: 1
+            },
+        ]
+    );
+    let e = router
+        .sql_rows::<Row>("SELECT * FROM search('an_post')")
+        .await
+        .unwrap_err();
+    assert!(e.to_string().contains("two string literals"), "{e}");
+    let e = router
+        .sql_rows::<Row>("SELECT * FROM search('nope', 'x')")
+        .await
+        .unwrap_err();
+    assert!(e.to_string().contains("no Rust type is bound"), "{e}");
+}

@@ -48,6 +48,7 @@ mod provider;
 mod pushdown;
 mod scan;
 mod schema;
+mod search;
 #[cfg(test)]
 mod tests;
 
@@ -327,6 +328,13 @@ impl Router {
                 .map_err(sql_error)?;
             pulled.insert(name, counter);
         }
+        ctx.register_udtf(
+            "search",
+            Arc::new(search::SearchFn {
+                router: self.clone(),
+                page: self.config().router.page_size,
+            }),
+        );
         Ok(SqlSession { ctx, pulled })
     }
 
