@@ -48,6 +48,8 @@
 
 pub mod advisor;
 pub mod aggregate;
+#[cfg(feature = "analytics")]
+pub mod analytics;
 pub mod backends;
 pub mod bench;
 mod capability;

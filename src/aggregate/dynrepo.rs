@@ -18,6 +18,9 @@ pub(crate) trait DynRepo: Send + Sync + std::fmt::Debug + 'static {
     async fn query_json(&self, q: Query) -> Result<Json>;
     /// One page of the entity's search index: ranked keys with scores.
     async fn search_hits(&self, q: SearchQuery) -> Result<Vec<(Key, f64)>>;
+    /// One page of the search index and the token of the next page.
+    #[cfg(feature = "analytics")]
+    async fn search_page(&self, q: SearchQuery) -> Result<(Vec<(Key, f64)>, Option<String>)>;
 }
 
 /// Session and level applied to every branch of one aggregate call.
@@ -91,6 +94,16 @@ impl<T: Entity> DynRepo for Repo<T> {
             .into_iter()
             .map(|h| (h.key, f64::from(h.score)))
             .collect())
+    }
+    #[cfg(feature = "analytics")]
+    async fn search_page(&self, q: SearchQuery) -> Result<(Vec<(Key, f64)>, Option<String>)> {
+        let page = self.search_keys(q).await?;
+        let hits = page
+            .hits
+            .into_iter()
+            .map(|h| (h.key, f64::from(h.score)))
+            .collect();
+        Ok((hits, page.next))
     }
 }
 

@@ -289,6 +289,7 @@ async fn targets(opts: &BenchOptions) -> Result<Vec<Target>> {
                 search: None,
                 coalesce_reads: e.coalesce_reads,
                 coalesce_max_batch: e.coalesce_max_batch,
+                sql: None,
             };
             out.push(Target {
                 kind: store.kind().to_string(),

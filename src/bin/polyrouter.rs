@@ -32,6 +32,17 @@
 //! so it needs no Rust types. Stop writers to an embedded index (tantivy)
 //! first: one process writes an index directory at a time.
 //!
+//! ```text
+//! polyrouter sql --config polyrouter.toml "SELECT status, count(*) FROM \"order\" GROUP BY status"
+//! ```
+//!
+//! `sql` (cargo feature `analytics`) runs one analytical SQL statement
+//! over the entities whose `[entities.NAME]` table declares
+//! `sql = { key = "id", columns = { ... } }`, pushing filters, order and
+//! limits into each store, and prints the rows: a table, or with
+//! `--format csv|json` CSV with a header or one JSON object per line,
+//! streamed. `EXPLAIN SELECT ...` shows what went into which store.
+//!
 //! Built with the `cli` cargo feature (on by default).
 
 use std::path::PathBuf;
@@ -45,6 +56,9 @@ use polyrouter::config::{Config, Consistency};
 mod advise;
 #[path = "polyrouter/bench.rs"]
 mod bench;
+#[cfg(feature = "analytics")]
+#[path = "polyrouter/sql.rs"]
+mod sql;
 #[path = "polyrouter/topology.rs"]
 mod topology;
 
@@ -78,6 +92,9 @@ enum Command {
     Bench(bench::BenchArgs),
     /// Draw the configuration: entities, stores, caches, graphs, views (text, mermaid, dot).
     Topology(topology::TopologyArgs),
+    /// Run analytical SQL over the configured entities (feature `analytics`).
+    #[cfg(feature = "analytics")]
+    Sql(sql::SqlArgs),
 }
 
 fn main() -> ExitCode {
@@ -102,6 +119,8 @@ fn main() -> ExitCode {
         },
         Command::Bench(args) => runtime.block_on(bench::run(args)),
         Command::Topology(args) => topology::run(args),
+        #[cfg(feature = "analytics")]
+        Command::Sql(args) => runtime.block_on(sql::run(args)),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -284,6 +284,44 @@ pub struct EntityConfig {
     pub coalesce_reads: bool,
     /// The most keys one coalesced read sends (default 128).
     pub coalesce_max_batch: Option<usize>,
+    /// The entity's table for analytical SQL where no Rust type describes
+    /// it (`polyrouter sql`): `sql = { key = "id", columns = { id = "int",
+    /// note = "string?" } }`. Ignored once a Rust type is bound.
+    pub sql: Option<SqlTableConfig>,
+}
+
+/// `sql = { key = "id", columns = { id = "int", total = "float", note = "string?" } }`:
+/// an entity's columns for analytical SQL without its Rust type.
+///
+/// Each column's kind is one of `bool`, `int`, `float`, `string`,
+/// `bytes`, `timestamp`, `uuid`, `json`; a trailing `?` makes it nullable.
+/// The key column (`key`, default `id`) must be listed, as `string`, `int`
+/// or `uuid`.
+///
+/// ```
+/// let cfg = polyrouter::config::Config::parse(r#"
+///     [stores.m]
+///     kind = "memory"
+///     [entities.order]
+///     store = "m"
+///     sql = { columns = { id = "string", total = "float", note = "string?" } }
+/// "#, "<string>").unwrap();
+/// let s = cfg.entities["order"].sql.as_ref().unwrap();
+/// assert_eq!(s.key, "id");
+/// assert_eq!(s.columns["note"], "string?");
+/// ```
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SqlTableConfig {
+    /// The key column; default `id`.
+    #[serde(default = "default_sql_key")]
+    pub key: String,
+    /// Column name → kind (`int`, `string?`, …).
+    pub columns: BTreeMap<String, String>,
+}
+
+fn default_sql_key() -> String {
+    "id".into()
 }
 
 /// `search = { store = "...", fields = [...], filters = { f = "kind" }, facets = [...] }`:

@@ -222,6 +222,19 @@ impl Router {
         Ok(repo)
     }
 
+    /// The entities bound to a Rust type so far, with their primary store
+    /// and the rows to ask per page: the tables of a SQL session.
+    #[cfg(feature = "analytics")]
+    pub(crate) fn sql_tables(&self) -> Vec<(EntityInfo, Arc<dyn Store>, usize)> {
+        let bound = self.inner.bound.read();
+        let mut out: Vec<_> = bound
+            .values()
+            .map(|b| (b.info.clone(), b.store.clone(), b.max_page_size as usize))
+            .collect();
+        out.sort_by(|a, b| a.0.name().cmp(b.0.name()));
+        out
+    }
+
     /// The type-erased repository of an entity a Rust type was bound to.
     pub(crate) fn dyn_repo(&self, entity: &str) -> Option<Arc<dyn crate::aggregate::DynRepo>> {
         self.inner.dyn_repos.read().get(entity).cloned()

@@ -24,6 +24,8 @@ pub struct Counts {
     pub writes: u64,
     /// `query` calls.
     pub queries: u64,
+    /// Rows the `query` calls returned, in total: what a scan pulled.
+    pub rows_queried: u64,
     /// `count` calls.
     pub counts: u64,
     /// Calls of any operation, every extra trait included.
@@ -55,6 +57,7 @@ pub struct CountCalls {
     keys_read: AtomicU64,
     writes: AtomicU64,
     queries: AtomicU64,
+    rows_queried: AtomicU64,
     counts: AtomicU64,
     calls: AtomicU64,
 }
@@ -73,6 +76,7 @@ impl CountCalls {
             keys_read: l(&self.keys_read),
             writes: l(&self.writes),
             queries: l(&self.queries),
+            rows_queried: l(&self.rows_queried),
             counts: l(&self.counts),
             calls: l(&self.calls),
         }
@@ -90,6 +94,7 @@ impl CountCalls {
             &self.keys_read,
             &self.writes,
             &self.queries,
+            &self.rows_queried,
             &self.counts,
             &self.calls,
         ] {
@@ -124,7 +129,15 @@ impl Policy for CountCalls {
             Operation::Count => add(&self.counts, 1),
             _ => {}
         }
-        run()
+        let query = matches!(call.operation, Operation::Query);
+        async move {
+            let out = run().await;
+            if let (true, Ok(rows)) = (query, &out) {
+                self.rows_queried
+                    .fetch_add(rows.rows().unwrap_or(0), Ordering::SeqCst);
+            }
+            out
+        }
     }
 }
 
