@@ -32,6 +32,16 @@
 //! so it needs no Rust types. Stop writers to an embedded index (tantivy)
 //! first: one process writes an index directory at a time.
 //!
+//! ```text
+//! polyrouter sagas list|show ID|retry ID|abort ID --config polyrouter.toml
+//! ```
+//!
+//! `sagas` reads and acts on the saga log of `[sagas]` (see docs/sagas.md):
+//! `list` shows every saga (`--state parked` for those that need
+//! attention), `show` one saga's steps, attempts, outputs and errors,
+//! `retry` sends a parked saga back to compensation, and `abort`
+//! compensates a running saga or marks a parked one aborted.
+//!
 //! Built with the `cli` cargo feature (on by default).
 
 use std::path::PathBuf;
@@ -45,6 +55,8 @@ use polyrouter::config::{Config, Consistency};
 mod advise;
 #[path = "polyrouter/bench.rs"]
 mod bench;
+#[path = "polyrouter/sagas.rs"]
+mod sagas;
 #[path = "polyrouter/topology.rs"]
 mod topology;
 
@@ -78,6 +90,8 @@ enum Command {
     Bench(bench::BenchArgs),
     /// Draw the configuration: entities, stores, caches, graphs, views (text, mermaid, dot).
     Topology(topology::TopologyArgs),
+    /// List, show, retry or abort the sagas of the `[sagas]` log.
+    Sagas(sagas::SagasArgs),
 }
 
 fn main() -> ExitCode {
@@ -102,6 +116,7 @@ fn main() -> ExitCode {
         },
         Command::Bench(args) => runtime.block_on(bench::run(args)),
         Command::Topology(args) => topology::run(args),
+        Command::Sagas(args) => runtime.block_on(sagas::run(args)),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
