@@ -503,6 +503,10 @@ impl Sagas {
                     s.status = StepStatus::Done;
                     s.output = Some(output);
                     s.error = None;
+                    if at + 1 == rec.steps.len() {
+                        // The last step's write is also the saga's completion.
+                        rec.set_state(SagaState::Completed);
+                    }
                     return self.save(rec).await;
                 }
                 Err(e) if !e.is_final() && attempt < step.retry.config().max_attempts => {
