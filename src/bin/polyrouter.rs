@@ -42,6 +42,14 @@
 //! limits into each store, and prints the rows: a table, or with
 //! `--format csv|json` CSV with a header or one JSON object per line,
 //! streamed. `EXPLAIN SELECT ...` shows what went into which store.
+//! polyrouter sagas list|show ID|retry ID|abort ID --config polyrouter.toml
+//! ```
+//!
+//! `sagas` reads and acts on the saga log of `[sagas]` (see docs/sagas.md):
+//! `list` shows every saga (`--state parked` for those that need
+//! attention), `show` one saga's steps, attempts, outputs and errors,
+//! `retry` sends a parked saga back to compensation, and `abort`
+//! compensates a running saga or marks a parked one aborted.
 //!
 //! Built with the `cli` cargo feature (on by default).
 
@@ -59,6 +67,8 @@ mod bench;
 #[cfg(feature = "analytics")]
 #[path = "polyrouter/sql.rs"]
 mod sql;
+#[path = "polyrouter/sagas.rs"]
+mod sagas;
 #[path = "polyrouter/topology.rs"]
 mod topology;
 
@@ -95,6 +105,8 @@ enum Command {
     /// Run analytical SQL over the configured entities (feature `analytics`).
     #[cfg(feature = "analytics")]
     Sql(sql::SqlArgs),
+    /// List, show, retry or abort the sagas of the `[sagas]` log.
+    Sagas(sagas::SagasArgs),
 }
 
 fn main() -> ExitCode {
@@ -121,6 +133,7 @@ fn main() -> ExitCode {
         Command::Topology(args) => topology::run(args),
         #[cfg(feature = "analytics")]
         Command::Sql(args) => runtime.block_on(sql::run(args)),
+        Command::Sagas(args) => runtime.block_on(sagas::run(args)),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -41,6 +41,7 @@ mod interpolate;
 mod kinds;
 mod locate;
 mod resilience;
+mod sagas;
 mod secret;
 mod timeseries;
 mod view;
@@ -50,6 +51,7 @@ pub use duration::ConfigDuration;
 pub use kinds::KindInfo;
 pub(crate) use kinds::{KindEntry, opener};
 pub use resilience::{BreakerConfig, LimitConfig, ResilienceConfig, RetryConfig, TimeoutConfig};
+pub use sagas::SagasConfig;
 pub use secret::{Redactor, Secret, is_secret_key, redact_url};
 pub use timeseries::TimeSeriesConfig;
 pub use view::{
@@ -85,6 +87,8 @@ pub struct Config {
     pub timeseries: BTreeMap<String, TimeSeriesConfig>,
     /// Event buses by name, from `[buses.NAME]`.
     pub buses: BTreeMap<String, BusSpec>,
+    /// The saga log, from `[sagas]`.
+    pub sagas: Option<SagasConfig>,
     source: Arc<Source>,
 }
 
@@ -514,6 +518,8 @@ struct RawConfig {
     timeseries: BTreeMap<String, TimeSeriesConfig>,
     #[serde(default)]
     buses: BTreeMap<String, RawStore>,
+    #[serde(default)]
+    sagas: Option<SagasConfig>,
 }
 
 #[derive(Deserialize)]
@@ -652,6 +658,7 @@ impl Config {
             graphs: raw.graphs,
             timeseries: raw.timeseries,
             buses,
+            sagas: raw.sagas,
             source: source.clone(),
         };
         cfg.validate(&source)?;
@@ -673,6 +680,7 @@ impl Config {
             graphs: BTreeMap::new(),
             timeseries: BTreeMap::new(),
             buses: BTreeMap::new(),
+            sagas: None,
             source: Arc::new(Source {
                 file: file.into(),
                 text: String::new(),
@@ -722,6 +730,20 @@ impl Config {
                         known.join(", ")
                     ),
                 ));
+            }
+        }
+        if let Some(s) = &self.sagas {
+            if !self.stores.contains_key(&s.store) {
+                return Err(err(
+                    &["sagas", "store"],
+                    format!(
+                        "store `{}` is not defined; add a [stores.{}] table (any SQL store, or memory for tests)",
+                        s.store, s.store
+                    ),
+                ));
+            }
+            if let Some((key, msg)) = s.problem() {
+                return Err(err(&["sagas", key], msg));
             }
         }
         let mut tables: BTreeMap<(&str, &str), &str> = BTreeMap::new();

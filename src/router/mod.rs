@@ -235,6 +235,69 @@ impl Router {
         out
     }
 
+    /// A typed repository for `T` in table `table` of store `store`,
+    /// without an `[entities.NAME]` route: for the router's own records
+    /// (the saga log) and tools that choose the table at run time. The
+    /// table is created or checked now; keep the repository rather than
+    /// asking again. It has no cache, replica, search index or cascade.
+    ///
+    /// ```
+    /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+    /// #[derive(polyrouter::Entity, serde::Serialize, serde::Deserialize)]
+    /// #[entity(name = "note", key = "id")]
+    /// struct Note { id: i64, text: String }
+    /// let router = polyrouter::Router::from_toml_str("[stores.m]\nkind = \"memory\"\n").await.unwrap();
+    /// let notes = router.repo_at::<Note>("m", "notes_2026").await.unwrap();
+    /// notes.put(&Note { id: 1, text: "hi".into() }).await.unwrap();
+    /// assert_eq!(notes.get(1).await.unwrap().unwrap().text, "hi");
+    /// assert!(router.repo_at::<Note>("nope", "notes").await.is_err());
+    /// # });
+    /// ```
+    pub async fn repo_at<T: Entity>(&self, store: &str, table: &str) -> Result<Repo<T>> {
+        let schema = T::schema();
+        let Some(s) = self.inner.stores.get(store) else {
+            return Err(self.inner.config.error(
+                &format!("stores.{store}"),
+                format!("store `{store}` is not defined; add a [stores.{store}] table"),
+            ));
+        };
+        if !s.capabilities().records {
+            return Err(Error::unsupported(
+                store,
+                schema.name,
+                format!("entity records (kind `{}`)", s.kind()),
+            ));
+        }
+        let info = EntityInfo {
+            table: table.to_string(),
+            store: store.to_string(),
+            ..EntityInfo::new(schema)
+        };
+        s.ensure_entity(&info).await.map_err(|e| match e {
+            Error::Config {
+                file,
+                path,
+                message,
+                ..
+            } if file.is_empty() => self.inner.config.error(&path, message),
+            e => e.with_entity(schema.name),
+        })?;
+        Ok(Repo::new(Arc::new(Bound {
+            info,
+            store: s.clone(),
+            ttl: None,
+            page_size: self.inner.config.router.page_size,
+            max_page_size: self.inner.config.router.max_page_size,
+            cache: None,
+            replica: None,
+            consistency: Consistency::Strong,
+            metrics: Arc::new(metrics::EntityMetrics::new(store, schema.name)),
+            cascade: Vec::new(),
+            search: None,
+            coalesce: None,
+        })))
+    }
+
     /// The type-erased repository of an entity a Rust type was bound to.
     pub(crate) fn dyn_repo(&self, entity: &str) -> Option<Arc<dyn crate::aggregate::DynRepo>> {
         self.inner.dyn_repos.read().get(entity).cloned()
