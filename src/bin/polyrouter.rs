@@ -64,11 +64,11 @@ use polyrouter::config::{Config, Consistency};
 mod advise;
 #[path = "polyrouter/bench.rs"]
 mod bench;
+#[path = "polyrouter/sagas.rs"]
+mod sagas;
 #[cfg(feature = "analytics")]
 #[path = "polyrouter/sql.rs"]
 mod sql;
-#[path = "polyrouter/sagas.rs"]
-mod sagas;
 #[path = "polyrouter/topology.rs"]
 mod topology;
 
