@@ -146,6 +146,32 @@ pub(super) fn views(cfg: &Config, t: &mut Topology) {
     }
 }
 
+/// `[buses.NAME]`: the event buses, by kind.
+pub(super) fn buses(cfg: &Config, t: &mut Topology) {
+    for (name, spec) in &cfg.buses {
+        t.node(NodeKind::Bus, name, vec![format!("kind {}", spec.kind)]);
+    }
+}
+
+/// `[sagas]`: the saga log and the store that holds it.
+pub(super) fn sagas(cfg: &Config, t: &mut Topology) {
+    if let Some(s) = &cfg.sagas {
+        t.node(
+            NodeKind::Sagas,
+            "sagas",
+            vec![
+                format!("table {}", s.table),
+                format!("lease {}", dur(&s.lease)),
+            ],
+        );
+        t.edge(
+            (NodeKind::Sagas, "sagas"),
+            (NodeKind::Store, &s.store),
+            "saga log",
+        );
+    }
+}
+
 fn consistency(c: &Consistency) -> String {
     match c {
         Consistency::Strong => "strong".into(),

@@ -62,6 +62,10 @@ pub enum NodeKind {
     TimeSeries,
     /// `[views.NAME]`.
     View,
+    /// `[buses.NAME]`.
+    Bus,
+    /// `[sagas]`: the saga log.
+    Sagas,
     /// `[stores.NAME]`.
     Store,
 }
@@ -113,6 +117,20 @@ pub const NODE_KINDS: &[NodeKindInfo] = &[
         collect: collect::time_series,
     },
     NodeKindInfo {
+        kind: NodeKind::Bus,
+        section: "buses",
+        mermaid: (">", "]"),
+        dot_shape: "cds",
+        collect: collect::buses,
+    },
+    NodeKindInfo {
+        kind: NodeKind::Sagas,
+        section: "sagas",
+        mermaid: ("[\\", "/]"),
+        dot_shape: "folder",
+        collect: collect::sagas,
+    },
+    NodeKindInfo {
         kind: NodeKind::Store,
         section: "stores",
         mermaid: ("[(", ")]"),
@@ -159,6 +177,8 @@ fn node_id(kind: NodeKind, name: &str) -> String {
         NodeKind::Graph => "graph",
         NodeKind::TimeSeries => "timeseries",
         NodeKind::View => "view",
+        NodeKind::Bus => "bus",
+        NodeKind::Sagas => "sagas",
         NodeKind::Store => "store",
     };
     let mut id = format!("{prefix}_");
@@ -342,6 +362,8 @@ fn singular(kind: NodeKind) -> &'static str {
         NodeKind::Graph => "graph",
         NodeKind::TimeSeries => "time series",
         NodeKind::View => "view",
+        NodeKind::Bus => "bus",
+        NodeKind::Sagas => "saga log",
         NodeKind::Store => "store",
     }
 }
@@ -392,6 +414,8 @@ mod tests {
             NodeKind::Graph,
             NodeKind::TimeSeries,
             NodeKind::View,
+            NodeKind::Bus,
+            NodeKind::Sagas,
             NodeKind::Store,
         ] {
             assert_eq!(
@@ -400,6 +424,28 @@ mod tests {
                 "{k:?}"
             );
         }
+    }
+
+    #[test]
+    fn buses_and_the_saga_log_are_drawn() {
+        let cfg = crate::config::Config::parse(
+            "[stores.db]\nkind = \"memory\"\n[buses.events]\nkind = \"memory\"\n[sagas]\nstore = \"db\"\n",
+            "t.toml",
+        )
+        .unwrap();
+        let t = Topology::from_config(&cfg);
+        let text = t.render(Format::Text);
+        assert!(
+            text.contains("buses (1):") && text.contains("events"),
+            "{text}"
+        );
+        assert!(text.contains("kind memory"), "{text}");
+        assert!(text.contains("saga log"), "{text}");
+        let dot = t.render(Format::Dot);
+        assert!(dot.contains("bus_events") && dot.contains("cds"), "{dot}");
+        assert!(dot.contains("sagas_sagas -> store_db"), "{dot}");
+        let mermaid = t.render(Format::Mermaid);
+        assert!(mermaid.contains("bus_events>"), "{mermaid}");
     }
 
     #[test]
