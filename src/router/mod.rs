@@ -273,15 +273,9 @@ impl Router {
             store: store.to_string(),
             ..EntityInfo::new(schema)
         };
-        s.ensure_entity(&info).await.map_err(|e| match e {
-            Error::Config {
-                file,
-                path,
-                message,
-                ..
-            } if file.is_empty() => self.inner.config.error(&path, message),
-            e => e.with_entity(schema.name),
-        })?;
+        s.ensure_entity(&info)
+            .await
+            .map_err(|e| self.located(e, schema.name))?;
         Ok(Repo::new(Arc::new(Bound {
             info,
             store: s.clone(),
@@ -334,24 +328,11 @@ impl Router {
             tombstone_retention: route.config.tombstone_retention(),
             ..EntityInfo::new(schema)
         };
-        store.ensure_entity(&info).await.map_err(|e| match e {
-            Error::Config {
-                file,
-                path,
-                message,
-                ..
-            } if file.is_empty() => self.inner.config.error(&path, message),
-            e => e.with_entity(schema.name),
-        })?;
-        let fix = |e: Error| match e {
-            Error::Config {
-                file,
-                path,
-                message,
-                ..
-            } if file.is_empty() => self.inner.config.error(&path, message),
-            e => e.with_entity(schema.name),
-        };
+        store
+            .ensure_entity(&info)
+            .await
+            .map_err(|e| self.located(e, schema.name))?;
+        let fix = |e: Error| self.located(e, schema.name);
         let cache = match &route.config.cache {
             Some(cc) => {
                 let cstore = self.inner.stores[&cc.store].clone();
@@ -399,6 +380,21 @@ impl Router {
         });
         self.inner.bound.write().insert(schema.name, bound.clone());
         Ok(bound)
+    }
+
+    /// A store's error about `entity`: a configuration error the store
+    /// raised without a file (its options are checked in code) gets this
+    /// router's file and line; any other error names the entity.
+    fn located(&self, e: Error, entity: &str) -> Error {
+        match e {
+            Error::Config {
+                file,
+                path,
+                message,
+                ..
+            } if file.is_empty() => self.inner.config.error(&path, message),
+            e => e.with_entity(entity),
+        }
     }
 
     /// The entity already bound under this schema's name; an error when a
