@@ -179,6 +179,14 @@ pub struct Capabilities {
     pub blob: bool,
     /// Implements `ChangeFeed`.
     pub change_feed: bool,
+    /// A transactional outbox: writes of a route with `outbox` record
+    /// their change events atomically with them
+    /// ([`Store::outbox_fetch`](crate::Store::outbox_fetch)).
+    pub outbox: bool,
+    /// [`Store::apply_versioned`](crate::Store::apply_versioned): changes
+    /// stored at their source's versions, only when newer (what a
+    /// projection's replica or a migration's target needs).
+    pub versioned_apply: bool,
 }
 
 impl Capabilities {
@@ -222,6 +230,8 @@ impl Capabilities {
             time_series: false,
             blob: false,
             change_feed: false,
+            outbox: false,
+            versioned_apply: false,
         }
     }
 
@@ -254,6 +264,8 @@ impl Capabilities {
             time_series: false,
             blob: true,
             change_feed: false,
+            outbox: false,
+            versioned_apply: false,
         }
     }
 
@@ -340,6 +352,8 @@ impl Capabilities {
             (self.time_series, "time-series"),
             (self.blob, "blob"),
             (self.change_feed, "change-feed"),
+            (self.outbox, "outbox"),
+            (self.versioned_apply, "versioned-apply"),
         ]
         .into_iter()
         .filter(|(on, _)| *on)

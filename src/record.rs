@@ -52,6 +52,40 @@ impl Record {
         }
     }
 
+    /// The record of an entity value, as a repository writes it: the key
+    /// from the value, every field checked against its logical type, the
+    /// version from the entity's version field (0 without one). For code
+    /// below the repositories, such as a projection handler.
+    ///
+    /// ```
+    /// #[derive(polyrouter::Entity, serde::Serialize, serde::Deserialize, Debug, PartialEq)]
+    /// #[entity(name = "note", key = "id")]
+    /// struct Note { id: String, body: String }
+    /// let n = Note { id: "a".into(), body: "hi".into() };
+    /// let r = polyrouter::Record::from_entity(&n).unwrap();
+    /// assert_eq!(r.get("body"), Some(&polyrouter::Value::from("hi")));
+    /// assert_eq!(r.into_entity::<Note>().unwrap(), n);
+    /// ```
+    pub fn from_entity<T: crate::Entity>(value: &T) -> crate::Result<Record> {
+        to_record(T::schema(), value.key(), value)
+            .map_err(|e| crate::Error::invalid_input("", T::schema().name, e))
+    }
+
+    /// The entity value this record holds (its version into the entity's
+    /// version field); an error names the field that does not fit.
+    ///
+    /// ```
+    /// #[derive(polyrouter::Entity, serde::Serialize, serde::Deserialize)]
+    /// #[entity(name = "n", key = "id")]
+    /// struct N { id: i64, body: String }
+    /// let r = polyrouter::Record::new(polyrouter::Key::from(1i64));
+    /// assert!(r.into_entity::<N>().is_err());
+    /// ```
+    pub fn into_entity<T: crate::Entity>(self) -> crate::Result<T> {
+        from_record(T::schema(), self)
+            .map_err(|e| crate::Error::invalid_input("", T::schema().name, e))
+    }
+
     /// A field's value.
     ///
     /// ```

@@ -41,7 +41,6 @@ use futures::TryStreamExt;
 use serde::de::DeserializeOwned;
 
 use crate::config::SqlTableConfig;
-use crate::store::EntityInfo;
 use crate::{Error, FieldDef, FieldKind, FieldType, KeyKind, Result, Router, Schema};
 
 mod provider;
@@ -309,12 +308,7 @@ impl Router {
             let Some(store) = self.store(&route.store).cloned() else {
                 continue;
             };
-            let info = EntityInfo {
-                schema,
-                table: route.table.clone(),
-                store: route.store.clone(),
-                tombstone_retention: route.config.tombstone_retention(),
-            };
+            let info = route.entity_info(schema);
             store
                 .ensure_entity(&info)
                 .await

@@ -46,6 +46,8 @@ pub const fn memory() -> Capabilities {
         graph: true,
         time_series: true,
         blob: true,
+        outbox: true,
+        versioned_apply: true,
         ..Capabilities::all()
     }
 }
@@ -136,6 +138,8 @@ pub const fn redis() -> Capabilities {
         time_series: false,
         blob: false,
         change_feed: false,
+        outbox: false,
+        versioned_apply: false,
     }
 }
 

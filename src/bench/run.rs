@@ -275,7 +275,8 @@ async fn targets(opts: &BenchOptions) -> Result<Vec<Target>> {
                 stores.push((cname, cstore));
             }
             // The route as the entity has it, minus what would reach the
-            // user's data: its replica, search index and blob cascades.
+            // user's data: its replica, search index and blob cascades, and
+            // its outbox (no relay drains the bench's table).
             let route = EntityConfig {
                 store: e.store.clone(),
                 table: Some(BENCH_TABLE.into()),
@@ -290,6 +291,7 @@ async fn targets(opts: &BenchOptions) -> Result<Vec<Target>> {
                 coalesce_reads: e.coalesce_reads,
                 coalesce_max_batch: e.coalesce_max_batch,
                 sql: None,
+                outbox: None,
             };
             out.push(Target {
                 kind: store.kind().to_string(),

@@ -292,6 +292,51 @@ pub struct EntityConfig {
     /// it (`polyrouter sql`): `sql = { key = "id", columns = { id = "int",
     /// note = "string?" } }`. Ignored once a Rust type is bound.
     pub sql: Option<SqlTableConfig>,
+    /// A transactional outbox: every write also records its change event
+    /// atomically with it, and the relay publishes it to the bus:
+    /// `outbox = { bus = "events" }`.
+    pub outbox: Option<OutboxConfig>,
+}
+
+/// `outbox = { bus = "events", after_image = true }`: the route's writes
+/// record their change events in the primary store's outbox, atomically
+/// with the write; the relay moves them to the bus.
+///
+/// ```
+/// let cfg = polyrouter::config::Config::parse(r#"
+///     [stores.main]
+///     kind = "memory"
+///     [buses.events]
+///     kind = "memory"
+///     [entities.order]
+///     store = "main"
+///     outbox = { bus = "events", after_image = false }
+/// "#, "<string>").unwrap();
+/// let o = cfg.entities["order"].outbox.as_ref().unwrap();
+/// assert_eq!(o.bus, "events");
+/// assert!(!o.spec().after_image);
+/// ```
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct OutboxConfig {
+    /// The `[buses.NAME]` the relay publishes the events to.
+    pub bus: String,
+    /// Put events carry the record's fields (default `true`).
+    pub after_image: Option<bool>,
+}
+
+impl OutboxConfig {
+    /// What the store needs to know: whether events carry the after-image.
+    ///
+    /// ```
+    /// let o = polyrouter::config::OutboxConfig { bus: "events".into(), after_image: None };
+    /// assert!(o.spec().after_image);
+    /// ```
+    pub fn spec(&self) -> crate::store::OutboxSpec {
+        crate::store::OutboxSpec {
+            after_image: self.after_image.unwrap_or(true),
+        }
+    }
 }
 
 /// `sql = { key = "id", columns = { id = "int", total = "float", note = "string?" } }`:
@@ -850,6 +895,17 @@ impl Config {
                     ));
                 }
                 _ => {}
+            }
+            if let Some(o) = &e.outbox {
+                if !self.buses.contains_key(&o.bus) {
+                    return Err(err(
+                        &["entities", name, "outbox", "bus"],
+                        format!(
+                            "bus `{}` is not defined; add a [buses.{}] table",
+                            o.bus, o.bus
+                        ),
+                    ));
+                }
             }
             if let Some(s) = &e.search {
                 if let Err((key, msg)) = s.validate(&self.stores) {

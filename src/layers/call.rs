@@ -139,6 +139,14 @@ operations! {
     GetMany => "get_many", Read, Idempotent;
     /// [`Store::write`](crate::Store::write); idempotency from the ops.
     Write => "write", Write, NotIdempotent;
+    /// [`Store::apply_versioned`](crate::Store::apply_versioned): guarded by versions.
+    ApplyVersioned => "apply_versioned", Write, Idempotent;
+    /// [`Store::outbox_fetch`](crate::Store::outbox_fetch).
+    OutboxFetch => "outbox.fetch", Query, Idempotent;
+    /// [`Store::outbox_remove`](crate::Store::outbox_remove).
+    OutboxRemove => "outbox.remove", Write, Idempotent;
+    /// [`Store::outbox_len`](crate::Store::outbox_len).
+    OutboxLen => "outbox.len", Read, Idempotent;
     /// [`Store::query`](crate::Store::query).
     Query => "query", Query, Idempotent;
     /// [`Store::count`](crate::Store::count).

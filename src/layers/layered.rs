@@ -20,7 +20,9 @@ use crate::store::graph::{
 use crate::store::kv::KvStore;
 use crate::store::search::{SearchIndex, SearchRequest, SearchResults, SearchStore};
 use crate::store::timeseries::{Bucket, Point, SeriesInfo, TimeSeriesStore};
-use crate::store::{EntityInfo, StoreQuery, WriteOp, WriteOutcome};
+use crate::store::{
+    Applied, EntityInfo, OutboxEntry, StoreQuery, VersionedChange, WriteOp, WriteOutcome,
+};
 use crate::{Capabilities, Error, FilterCaps, Key, Record, Result, Store};
 
 /// What a call returned, as far as a layer needs to know: how many rows
@@ -58,7 +60,7 @@ impl Outcome for u64 {
 macro_rules! no_rows {
     ($($t:ty),*) => { $(impl Outcome for $t { fn rows(&self) -> Option<u64> { None } })* };
 }
-no_rows!((), bool, i64, String, Duration);
+no_rows!((), bool, i64, String, Duration, Applied);
 
 impl Outcome for NeighbourPage {
     fn rows(&self) -> Option<u64> {
@@ -360,6 +362,43 @@ impl<S: Store, P: Policy> Store for Layered<S, P> {
         // Each attempt sends its own copy: the ops stay here for a retry.
         self.policy
             .around(&call, || self.inner.write(entity, ops.clone(), atomic))
+            .await
+    }
+    async fn apply_versioned(
+        &self,
+        entity: &EntityInfo,
+        changes: Vec<VersionedChange>,
+    ) -> Result<Vec<Applied>> {
+        let mut call = self
+            .call(Target::Entity(entity), Operation::ApplyVersioned)
+            .items(changes.len());
+        if let [c] = changes.as_slice() {
+            call.key = Some(&c.key);
+        }
+        self.policy
+            .around(&call, || {
+                self.inner.apply_versioned(entity, changes.clone())
+            })
+            .await
+    }
+    async fn outbox_fetch(&self, entity: &EntityInfo, max: usize) -> Result<Vec<OutboxEntry>> {
+        let call = self.call(Target::Entity(entity), Operation::OutboxFetch);
+        self.policy
+            .around(&call, || self.inner.outbox_fetch(entity, max))
+            .await
+    }
+    async fn outbox_remove(&self, entity: &EntityInfo, ids: &[String]) -> Result<()> {
+        let call = self
+            .call(Target::Entity(entity), Operation::OutboxRemove)
+            .items(ids.len());
+        self.policy
+            .around(&call, || self.inner.outbox_remove(entity, ids))
+            .await
+    }
+    async fn outbox_len(&self, entity: &EntityInfo) -> Result<u64> {
+        let call = self.call(Target::Entity(entity), Operation::OutboxLen);
+        self.policy
+            .around(&call, || self.inner.outbox_len(entity))
             .await
     }
     async fn query(&self, entity: &EntityInfo, query: &StoreQuery) -> Result<Vec<Record>> {

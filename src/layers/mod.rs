@@ -118,6 +118,26 @@ impl Store for Arc<dyn Store> {
         (**self).write_each(entity, ops).await
     }
 
+    async fn apply_versioned(
+        &self,
+        entity: &EntityInfo,
+        changes: Vec<crate::store::VersionedChange>,
+    ) -> Result<Vec<crate::store::Applied>> {
+        (**self).apply_versioned(entity, changes).await
+    }
+    async fn outbox_fetch(
+        &self,
+        entity: &EntityInfo,
+        max: usize,
+    ) -> Result<Vec<crate::store::OutboxEntry>> {
+        (**self).outbox_fetch(entity, max).await
+    }
+    async fn outbox_remove(&self, entity: &EntityInfo, ids: &[String]) -> Result<()> {
+        (**self).outbox_remove(entity, ids).await
+    }
+    async fn outbox_len(&self, entity: &EntityInfo) -> Result<u64> {
+        (**self).outbox_len(entity).await
+    }
     async fn query(&self, entity: &EntityInfo, query: &StoreQuery) -> Result<Vec<Record>> {
         (**self).query(entity, query).await
     }

@@ -67,6 +67,20 @@ pub struct Route {
     pub config: EntityConfig,
 }
 
+impl Route {
+    /// What the primary store needs to know about the entity on this
+    /// route: table, store, tombstone retention, outbox.
+    pub(crate) fn entity_info(&self, schema: &'static crate::Schema) -> EntityInfo {
+        EntityInfo {
+            table: self.table.clone(),
+            store: self.store.clone(),
+            tombstone_retention: self.config.tombstone_retention(),
+            outbox: self.config.outbox.as_ref().map(|o| o.spec()),
+            ..EntityInfo::new(schema)
+        }
+    }
+}
+
 /// A route bound to a Rust type: what a [`Repo`] holds.
 #[derive(Debug)]
 pub(crate) struct Bound {
@@ -322,12 +336,7 @@ impl Router {
             &self.inner.stores,
             &self.inner.config,
         )?;
-        let info = EntityInfo {
-            table: route.table.clone(),
-            store: route.store.clone(),
-            tombstone_retention: route.config.tombstone_retention(),
-            ..EntityInfo::new(schema)
-        };
+        let info = route.entity_info(schema);
         store
             .ensure_entity(&info)
             .await
@@ -948,6 +957,16 @@ fn check_route(
                 "a cache needs `ttl`, e.g. `cache = { store = \"cache\", ttl = \"1h\" }`",
             ));
         }
+    }
+    if ec.outbox.is_some() && !caps.outbox {
+        return Err(Error::unsupported(
+            &ec.store,
+            entity,
+            format!(
+                "a transactional outbox (`entities.{entity}.outbox` in {}): this store cannot record change events atomically with its writes, and polyrouter never dual-writes; put the entity on a store with an outbox (sqlite, postgres, mysql, sqlserver, redis, cosmos, memory)",
+                config.file
+            ),
+        ));
     }
     if let Some(r) = &ec.read_from {
         if !stores.contains_key(r) || *r == ec.store {

@@ -725,12 +725,7 @@ impl Router {
         };
         let schema = config_schema(entity, s);
         let primary = self.inner.stores[&route.store].clone();
-        let info = EntityInfo {
-            table: route.table.clone(),
-            store: route.store.clone(),
-            tombstone_retention: route.config.tombstone_retention(),
-            ..EntityInfo::new(schema)
-        };
+        let info = route.entity_info(schema);
         let search_route = match bind(&self.inner.config, &self.inner.stores, route, schema).await?
         {
             Some(r) => r,

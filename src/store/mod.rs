@@ -19,7 +19,10 @@ pub mod graph;
 pub mod kv;
 pub mod namespace;
 pub mod search;
+pub mod sync;
 pub mod timeseries;
+
+pub use sync::{Applied, OutboxEntry, OutboxSpec, VersionedChange, outbox_event};
 
 /// A condition a write must meet; a failed one is [`Error::Conflict`](crate::Error::Conflict)
 /// and writes nothing.
@@ -94,6 +97,12 @@ pub struct EntityInfo {
     /// Default [`DEFAULT_TOMBSTONE_RETENTION`] (route option
     /// `tombstone_retention`).
     pub tombstone_retention: Duration,
+    /// The route's transactional outbox, if it has one (route option
+    /// `outbox`): every write, and every applied
+    /// [`Store::apply_versioned`] change, also records its
+    /// [`ChangeEvent`](crate::sync::ChangeEvent) atomically with it (see
+    /// [`outbox_event`]).
+    pub outbox: Option<OutboxSpec>,
 }
 
 /// How long tombstones are kept by default: 7 days.
@@ -118,6 +127,7 @@ impl EntityInfo {
             table: schema.name.to_string(),
             store: String::new(),
             tombstone_retention: DEFAULT_TOMBSTONE_RETENTION,
+            outbox: None,
         }
     }
 
@@ -331,6 +341,90 @@ pub trait Store: Send + Sync + fmt::Debug + 'static {
             out.push(one);
         }
         Ok(out)
+    }
+
+    /// Applies changes at the versions their source gave them (a
+    /// projection's replica, a migration's backfill): each change is
+    /// stored only when its version is newer than what the store holds for
+    /// the key, live or as a tombstone; otherwise it is
+    /// [`Applied::Stale`] and changes nothing. So a change applied twice,
+    /// or after a newer one, changes nothing. A put stores the record with
+    /// exactly its version and no expiry; a delete leaves a tombstone at
+    /// its version (kept for the entity's `tombstone_retention`), so an
+    /// older put arriving later stays out. Each key is applied on its own,
+    /// in order (two changes of one key in one call: the second sees the
+    /// first); an error may leave part applied, and calling again with
+    /// the same changes is always safe. Applied changes are recorded in
+    /// the route's outbox like writes. Needs the `versioned_apply`
+    /// capability; [`Error::Unsupported`](crate::Error::Unsupported) by
+    /// default.
+    ///
+    /// ```
+    /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+    /// # use polyrouter::{FieldDef, KeyKind, Key, Record, Schema, Store};
+    /// # use polyrouter::store::{Applied, EntityInfo, VersionedChange};
+    /// # static F: [FieldDef; 0] = [];
+    /// # static S: Schema = Schema { name: "t", key: "id", key_kind: KeyKind::Str, partition_key: None, version: None, fields: &F };
+    /// let store = polyrouter::backends::memory::MemoryStore::new("replica");
+    /// let e = EntityInfo::new(&S);
+    /// let at = |v| { let mut r = Record::new(Key::from("a")); r.version = v; VersionedChange::put(r) };
+    /// let out = store.apply_versioned(&e, vec![at(3), at(2), at(3)]).await.unwrap();
+    /// assert_eq!(out, [Applied::Applied, Applied::Stale { current: 3 }, Applied::Stale { current: 3 }]);
+    /// assert_eq!(store.get(&e, &Key::from("a")).await.unwrap().unwrap().version, 3);
+    /// # });
+    /// ```
+    async fn apply_versioned(
+        &self,
+        entity: &EntityInfo,
+        changes: Vec<VersionedChange>,
+    ) -> Result<Vec<Applied>> {
+        let _ = changes;
+        Err(crate::Error::unsupported(
+            self.name(),
+            entity.name(),
+            "versioned apply (projections and migrations copy records into it keeping their versions)",
+        ))
+    }
+
+    /// Up to `max` events from the entity's outbox, oldest first; per key
+    /// in version order. An event stays until
+    /// [`Store::outbox_remove`] removes it, so a relay that crashes reads
+    /// it again. Only committed writes' events are ever seen (a write that
+    /// commits late shows up in a later fetch). Needs the `outbox`
+    /// capability; [`Error::Unsupported`](crate::Error::Unsupported) by
+    /// default.
+    ///
+    /// ```
+    /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+    /// # use polyrouter::{FieldDef, KeyKind, Key, Precondition, Record, Schema, Store};
+    /// # use polyrouter::store::{EntityInfo, OutboxSpec, WriteOp};
+    /// # static F: [FieldDef; 0] = [];
+    /// # static S: Schema = Schema { name: "t", key: "id", key_kind: KeyKind::Str, partition_key: None, version: None, fields: &F };
+    /// let store = polyrouter::backends::memory::MemoryStore::new("main");
+    /// let e = EntityInfo { store: "main".into(), outbox: Some(OutboxSpec::default()), ..EntityInfo::new(&S) };
+    /// let put = WriteOp::Put { record: Record::new(Key::from("a")), precondition: Precondition::None, ttl: None };
+    /// store.write(&e, vec![put], true).await.unwrap();
+    /// let pending = store.outbox_fetch(&e, 10).await.unwrap();
+    /// assert_eq!(pending[0].event.version, 1);
+    /// store.outbox_remove(&e, &[pending[0].id.clone()]).await.unwrap();
+    /// assert_eq!(store.outbox_len(&e).await.unwrap(), 0);
+    /// # });
+    /// ```
+    async fn outbox_fetch(&self, entity: &EntityInfo, max: usize) -> Result<Vec<OutboxEntry>> {
+        let _ = max;
+        Err(sync::no_outbox(self.name(), entity))
+    }
+
+    /// Removes relayed events from the entity's outbox by their
+    /// [`OutboxEntry::id`]; ids no longer there are ignored.
+    async fn outbox_remove(&self, entity: &EntityInfo, ids: &[String]) -> Result<()> {
+        let _ = ids;
+        Err(sync::no_outbox(self.name(), entity))
+    }
+
+    /// How many events wait in the entity's outbox (the relay's backlog).
+    async fn outbox_len(&self, entity: &EntityInfo) -> Result<u64> {
+        Err(sync::no_outbox(self.name(), entity))
     }
 
     /// Rows matching the query, in its order, at most `limit`.

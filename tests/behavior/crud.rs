@@ -53,7 +53,7 @@ fn ts(s: &str) -> DateTime<FixedOffset> {
     DateTime::parse_from_rfc3339(s).unwrap()
 }
 
-fn sample(id: &str) -> Everything {
+pub fn sample(id: &str) -> Everything {
     Everything {
         id: id.into(),
         flag: true,

@@ -18,6 +18,7 @@ mod inject;
 mod limits;
 mod query;
 mod search;
+mod sync;
 mod timeseries;
 mod tooling;
 mod ttl;
@@ -37,6 +38,7 @@ fn behaviours() -> Vec<Behaviour> {
     all.extend(blob::behaviours());
     all.extend(search::behaviours());
     all.extend(tooling::behaviours());
+    all.extend(sync::behaviours());
     all
 }
 

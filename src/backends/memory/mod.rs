@@ -24,7 +24,11 @@ use crate::config::StoreSpec;
 use crate::query::Filter;
 use crate::store::eval::{compare, matches};
 use crate::store::kv::{KvStore, check_call};
-use crate::store::{EntityInfo, Precondition, StoreQuery, WriteOp, WriteOutcome};
+use crate::store::{
+    Applied, EntityInfo, OutboxEntry, Precondition, StoreQuery, VersionedChange, WriteOp,
+    WriteOutcome, outbox_event,
+};
+use crate::sync::ChangeEvent;
 use crate::{Capabilities, Error, Key, Record, Result, Store};
 
 mod blob;
@@ -77,10 +81,42 @@ impl Row {
 enum Apply {
     Put(u64),
     Tombstone(u64),
-    Remove,
+    /// Removed without a tombstone; the version the delete's event carries.
+    Remove(u64),
 }
 
-type Table = Arc<RwLock<BTreeMap<Key, Row>>>;
+/// One table: its rows by key and, under the same lock (so an event is
+/// recorded atomically with its write), its outbox by sequence number.
+#[derive(Debug, Default)]
+struct Rows {
+    map: BTreeMap<Key, Row>,
+    outbox: BTreeMap<u64, ChangeEvent>,
+    next_seq: u64,
+}
+
+impl Rows {
+    fn record_event(&mut self, event: Option<ChangeEvent>) {
+        if let Some(e) = event {
+            self.next_seq += 1;
+            self.outbox.insert(self.next_seq, e);
+        }
+    }
+}
+
+impl std::ops::Deref for Rows {
+    type Target = BTreeMap<Key, Row>;
+    fn deref(&self) -> &Self::Target {
+        &self.map
+    }
+}
+
+impl std::ops::DerefMut for Rows {
+    fn deref_mut(&mut self) -> &mut Self::Target {
+        &mut self.map
+    }
+}
+
+type Table = Arc<RwLock<Rows>>;
 
 /// The in-process store.
 ///
@@ -256,9 +292,9 @@ impl Store for MemoryStore {
                             staged.insert(key, (None, v + 1));
                             applies.push(Apply::Tombstone(v + 1));
                         }
-                        Some(_) => {
+                        Some(v) => {
                             staged.insert(key, (None, 0));
-                            applies.push(Apply::Remove);
+                            applies.push(Apply::Remove(v + 1));
                         }
                         // Nothing live: a tombstone stays as it is.
                         None => applies.push(Apply::Tombstone(0)),
@@ -282,6 +318,8 @@ impl Store for MemoryStore {
                 ) => {
                     record.version = version;
                     let key = record.key.clone();
+                    let event = outbox_event(entity, &key, Some(&record), version);
+                    t.record_event(event);
                     t.insert(
                         key,
                         Row {
@@ -299,6 +337,7 @@ impl Store for MemoryStore {
                 }
                 (WriteOp::Delete { .. }, Apply::Tombstone(0)) => {}
                 (WriteOp::Delete { key, .. }, Apply::Tombstone(version)) => {
+                    t.record_event(outbox_event(entity, &key, None, version));
                     // The deleted values go; the key's last version stays.
                     let record = Record {
                         version,
@@ -313,7 +352,8 @@ impl Store for MemoryStore {
                         },
                     );
                 }
-                (WriteOp::Delete { key, .. }, _) => {
+                (WriteOp::Delete { key, .. }, Apply::Remove(version)) => {
+                    t.record_event(outbox_event(entity, &key, None, version));
                     t.remove(&key);
                 }
                 _ => {}
@@ -323,6 +363,85 @@ impl Store for MemoryStore {
             t.retain(|_, r| r.kept(now));
         }
         Ok(outcomes)
+    }
+
+    async fn apply_versioned(
+        &self,
+        entity: &EntityInfo,
+        changes: Vec<VersionedChange>,
+    ) -> Result<Vec<Applied>> {
+        let now = Instant::now();
+        let table = self.table(entity);
+        let mut t = table.write();
+        let purge_at = now
+            .checked_add(entity.tombstone_retention)
+            .unwrap_or(now + Duration::from_secs(86_400 * 365 * 100));
+        let mut out = Vec::with_capacity(changes.len());
+        for change in changes {
+            let current = t.get(&change.key).map_or(0, |r| r.base(now));
+            if change.version <= current {
+                out.push(Applied::Stale { current });
+                continue;
+            }
+            let event = outbox_event(entity, &change.key, change.record.as_ref(), change.version);
+            t.record_event(event);
+            match change.record {
+                Some(mut record) => {
+                    record.version = change.version;
+                    record.key = change.key.clone();
+                    let row = Row {
+                        record,
+                        expires: None,
+                        tombstone: None,
+                    };
+                    t.insert(change.key, row);
+                }
+                None if entity.tombstone_retention.is_zero() => {
+                    t.remove(&change.key);
+                }
+                None => {
+                    let row = Row {
+                        record: Record {
+                            version: change.version,
+                            ..Record::new(change.key.clone())
+                        },
+                        expires: None,
+                        tombstone: Some(purge_at),
+                    };
+                    t.insert(change.key, row);
+                }
+            }
+            out.push(Applied::Applied);
+        }
+        Ok(out)
+    }
+
+    async fn outbox_fetch(&self, entity: &EntityInfo, max: usize) -> Result<Vec<OutboxEntry>> {
+        let table = self.table(entity);
+        let t = table.read();
+        Ok(t.outbox
+            .iter()
+            .take(max)
+            .map(|(seq, event)| OutboxEntry {
+                id: seq.to_string(),
+                event: event.clone(),
+            })
+            .collect())
+    }
+
+    async fn outbox_remove(&self, entity: &EntityInfo, ids: &[String]) -> Result<()> {
+        let table = self.table(entity);
+        let mut t = table.write();
+        for id in ids {
+            if let Ok(seq) = id.parse::<u64>() {
+                t.outbox.remove(&seq);
+            }
+        }
+        Ok(())
+    }
+
+    async fn outbox_len(&self, entity: &EntityInfo) -> Result<u64> {
+        Ok(self.table(entity).read().outbox.len() as u64)
     }
 
     async fn query(&self, entity: &EntityInfo, query: &StoreQuery) -> Result<Vec<Record>> {

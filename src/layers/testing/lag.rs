@@ -178,6 +178,26 @@ impl<S: Store> Store for Lag<S> {
         }
         self.inner.write(entity, ops, atomic).await
     }
+    async fn apply_versioned(
+        &self,
+        entity: &EntityInfo,
+        changes: Vec<crate::store::VersionedChange>,
+    ) -> Result<Vec<crate::store::Applied>> {
+        self.inner.apply_versioned(entity, changes).await
+    }
+    async fn outbox_fetch(
+        &self,
+        entity: &EntityInfo,
+        max: usize,
+    ) -> Result<Vec<crate::store::OutboxEntry>> {
+        self.inner.outbox_fetch(entity, max).await
+    }
+    async fn outbox_remove(&self, entity: &EntityInfo, ids: &[String]) -> Result<()> {
+        self.inner.outbox_remove(entity, ids).await
+    }
+    async fn outbox_len(&self, entity: &EntityInfo) -> Result<u64> {
+        self.inner.outbox_len(entity).await
+    }
     async fn query(&self, entity: &EntityInfo, query: &StoreQuery) -> Result<Vec<Record>> {
         self.inner.query(entity, query).await
     }
