@@ -21,6 +21,7 @@ mod kinds;
 mod memory;
 #[cfg(feature = "nats")]
 pub mod nats;
+pub mod projection;
 #[cfg(feature = "redis")]
 pub mod redis_streams;
 
