@@ -26,6 +26,7 @@ mod kinds;
 mod memory;
 #[cfg(feature = "nats")]
 pub mod nats;
+pub mod projection;
 #[cfg(feature = "redis")]
 pub mod redis_streams;
 mod relay;
