@@ -245,3 +245,146 @@ async fn relay_moves_every_committed_write_in_order_nats() {
         .await
         .unwrap();
 }
+
+/// `config` plus a replica store filled by a replica projection, a cache
+/// with an invalidation projection, and a handler projection.
+fn projected_config() -> String {
+    config("kind = \"memory\"").replace(
+        "[entities.order]\nstore = \"main\"\n",
+        "[stores.replica]\nkind = \"memory\"\n\n[stores.cache]\nkind = \"memory\"\n\n[entities.order]\nstore = \"main\"\ncache = { store = \"cache\", ttl = \"1h\" }\n",
+    ) + r#"
+[projections.order_replica]
+kind = "replica"
+entities = ["order"]
+store = "replica"
+
+[projections.order_cache]
+kind = "invalidate"
+entities = ["order"]
+
+[projections.order_count]
+kind = "handler"
+entities = ["order"]
+"#
+}
+
+/// A handler keeping the last version it saw per key (idempotent by version).
+#[derive(Default, Clone)]
+struct LastVersion(std::sync::Arc<parking_lot::Mutex<BTreeMap<String, u64>>>);
+
+#[async_trait::async_trait]
+impl polyrouter::sync::projection::Projection for LastVersion {
+    async fn apply(
+        &self,
+        event: &polyrouter::sync::ChangeEvent,
+    ) -> polyrouter::Result<polyrouter::store::Applied> {
+        let Key::Str(k) = &event.key else {
+            unreachable!()
+        };
+        let mut m = self.0.lock();
+        let current = m.get(k).copied().unwrap_or(0);
+        if event.version <= current {
+            return Ok(polyrouter::store::Applied::Stale { current });
+        }
+        m.insert(k.clone(), event.version);
+        Ok(polyrouter::store::Applied::Applied)
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn projections_keep_replica_cache_and_handler_true() {
+    let router = Router::from_toml_str(&projected_config()).await.unwrap();
+    let orders = router.repo::<Order>().await.unwrap();
+    // A cached read before the writes: the invalidation must remove it.
+    orders.put(&order("o-0", -1)).await.unwrap();
+    let _ = orders.get("o-0").await.unwrap();
+    let handler = LastVersion::default();
+    let sync = router
+        .sync_builder()
+        .handler("order_count", handler.clone())
+        .start()
+        .await
+        .unwrap();
+    let written = write_load(&router).await;
+    sync.settle(Duration::from_secs(20)).await.unwrap();
+
+    // Replica equals primary row by row, versions included; deleted keys gone.
+    let main = router.store("main").unwrap();
+    let replica = router.store("replica").unwrap();
+    let info = polyrouter::store::EntityInfo {
+        store: "main".into(),
+        ..polyrouter::store::EntityInfo::new(Order::schema())
+    };
+    for k in written.keys().chain(std::iter::once(&"o-0".to_string())) {
+        let key = Key::from(k.as_str());
+        let p = main.get(&info, &key).await.unwrap();
+        let r = replica.get(&info, &key).await.unwrap();
+        assert_eq!(p, r, "key {k}");
+    }
+    // The handler saw the last version of every key.
+    for k in written.keys() {
+        let key = Key::from(k.as_str());
+        let last = main.get(&info, &key).await.unwrap().map(|r| r.version);
+        let seen = handler.0.lock().get(k).copied();
+        if let Some(v) = last {
+            assert_eq!(seen, Some(v), "key {k}");
+        }
+    }
+    // The cache answers what the primary holds.
+    for k in written.keys() {
+        assert_eq!(
+            orders.get(k.as_str()).await.unwrap(),
+            {
+                let p = main.get(&info, &Key::from(k.as_str())).await.unwrap();
+                p.map(|r| r.into_entity::<Order>().unwrap())
+            },
+            "key {k}"
+        );
+    }
+    // A write the router's own cache-aside does not see (here: straight to
+    // the store, as another process's write racing a fill would be): only
+    // the invalidation projection removes the stale cache entry.
+    assert_eq!(
+        orders.get("o-0").await.unwrap().map(|o| o.id),
+        Some("o-0".into())
+    );
+    let cached_before = orders.get("o-0").await.unwrap().unwrap();
+    let outboxed = polyrouter::store::EntityInfo {
+        outbox: Some(Default::default()),
+        ..info.clone()
+    };
+    let behind_its_back = polyrouter::Record::from_entity(&order("o-0", 4242)).unwrap();
+    main.write(
+        &outboxed,
+        vec![polyrouter::store::WriteOp::Put {
+            record: behind_its_back,
+            precondition: polyrouter::Precondition::None,
+            ttl: None,
+        }],
+        true,
+    )
+    .await
+    .unwrap();
+    sync.settle(Duration::from_secs(20)).await.unwrap();
+    let now = orders.get("o-0").await.unwrap().unwrap();
+    assert_ne!(now, cached_before);
+    assert_eq!(
+        now.total, 4242,
+        "the cache entry was invalidated by the event"
+    );
+
+    let status = sync.status();
+    let by_name: BTreeMap<_, _> = status
+        .projections
+        .iter()
+        .map(|p| (p.projection.clone(), p.clone()))
+        .collect();
+    let replica_status = &by_name["order_replica"];
+    assert_eq!(
+        replica_status.applied + replica_status.duplicates,
+        102,
+        "{replica_status:?}"
+    );
+    assert_eq!(replica_status.dead_lettered, 0);
+    sync.shutdown().await.unwrap();
+}

@@ -40,8 +40,7 @@ use datafusion::prelude::{SessionConfig, SessionContext};
 use futures::TryStreamExt;
 use serde::de::DeserializeOwned;
 
-use crate::config::SqlTableConfig;
-use crate::{Error, FieldDef, FieldKind, FieldType, KeyKind, Result, Router, Schema};
+use crate::{Error, Result, Router};
 
 mod provider;
 mod pushdown;
@@ -210,71 +209,6 @@ pub fn batches_to_json(batches: &[RecordBatch]) -> Result<Vec<serde_json::Value>
         .map_err(|e| Error::invalid_input("sql", "", format!("rendering rows: {e}")))
 }
 
-/// A schema from an entity's `sql = { key, columns }` configuration, or
-/// the path (under `sql`) and message of what is wrong. Leaked: built once
-/// per SQL session of a command-line run.
-fn config_schema(
-    entity: &str,
-    c: &SqlTableConfig,
-) -> std::result::Result<&'static Schema, (String, String)> {
-    let leak = |x: &str| -> &'static str { Box::leak(x.to_string().into_boxed_str()) };
-    let mut fields = Vec::with_capacity(c.columns.len());
-    for (name, kind) in &c.columns {
-        let (k, nullable) = match kind.strip_suffix('?') {
-            Some(k) => (k, true),
-            None => (kind.as_str(), false),
-        };
-        let kind = match k {
-            "bool" => FieldKind::Bool,
-            "int" => FieldKind::Int,
-            "float" => FieldKind::Float,
-            "string" => FieldKind::String,
-            "bytes" => FieldKind::Bytes,
-            "timestamp" => FieldKind::Timestamp,
-            "uuid" => FieldKind::Uuid,
-            "json" => FieldKind::Json,
-            other => {
-                return Err((
-                    format!(".columns.{name}"),
-                    format!(
-                        "unknown column kind `{other}`; use bool, int, float, string, bytes, timestamp, uuid or json (a trailing `?` for nullable)"
-                    ),
-                ));
-            }
-        };
-        fields.push(FieldDef {
-            name: leak(name),
-            ty: FieldType { kind, nullable },
-        });
-    }
-    let Some(key) = fields.iter().find(|f| f.name == c.key) else {
-        return Err((
-            ".key".into(),
-            format!("the key column `{}` is not among `columns`; list it", c.key),
-        ));
-    };
-    let key_kind = match key.ty.kind {
-        FieldKind::String => KeyKind::Str,
-        FieldKind::Int => KeyKind::Int,
-        FieldKind::Uuid => KeyKind::Uuid,
-        other => {
-            return Err((
-                format!(".columns.{}", c.key),
-                format!("a key is a string, int or uuid, not {}", other.name()),
-            ));
-        }
-    };
-    let key = key.name;
-    Ok(Box::leak(Box::new(Schema {
-        name: leak(entity),
-        key,
-        key_kind,
-        partition_key: None,
-        version: None,
-        fields: Box::leak(fields.into_boxed_slice()),
-    })))
-}
-
 impl Router {
     /// A SQL session over every entity bound to a Rust type so far (see
     /// [`Router::repo`]), each a table named after the entity.
@@ -301,7 +235,7 @@ impl Router {
             {
                 continue; // a Rust type describes it
             }
-            let schema = config_schema(&route.entity, cols).map_err(|(path, m)| {
+            let schema = cols.schema(&route.entity).map_err(|(path, m)| {
                 self.config()
                     .error(&format!("entities.{}.sql{path}", route.entity), m)
             })?;

@@ -375,6 +375,81 @@ pub struct SqlTableConfig {
     pub columns: BTreeMap<String, String>,
 }
 
+impl SqlTableConfig {
+    /// The entity's schema from these columns, or the path (under `sql`)
+    /// and message of what is wrong. Leaked: built once per session of a
+    /// command-line run (`polyrouter sql`, `polyrouter sync`), where no
+    /// Rust type describes the entity.
+    ///
+    /// ```
+    /// let c = polyrouter::config::SqlTableConfig { key: "id".into(), columns: [("id".to_string(), "int".to_string())].into() };
+    /// assert_eq!(c.schema("order").unwrap().key_kind, polyrouter::KeyKind::Int);
+    /// ```
+    pub fn schema(
+        &self,
+        entity: &str,
+    ) -> std::result::Result<&'static crate::Schema, (String, String)> {
+        use crate::{FieldDef, FieldKind, FieldType, KeyKind, Schema};
+        let c = self;
+        let leak = |x: &str| -> &'static str { Box::leak(x.to_string().into_boxed_str()) };
+        let mut fields = Vec::with_capacity(c.columns.len());
+        for (name, kind) in &c.columns {
+            let (k, nullable) = match kind.strip_suffix('?') {
+                Some(k) => (k, true),
+                None => (kind.as_str(), false),
+            };
+            let kind = match k {
+                "bool" => FieldKind::Bool,
+                "int" => FieldKind::Int,
+                "float" => FieldKind::Float,
+                "string" => FieldKind::String,
+                "bytes" => FieldKind::Bytes,
+                "timestamp" => FieldKind::Timestamp,
+                "uuid" => FieldKind::Uuid,
+                "json" => FieldKind::Json,
+                other => {
+                    return Err((
+                        format!(".columns.{name}"),
+                        format!(
+                            "unknown column kind `{other}`; use bool, int, float, string, bytes, timestamp, uuid or json (a trailing `?` for nullable)"
+                        ),
+                    ));
+                }
+            };
+            fields.push(FieldDef {
+                name: leak(name),
+                ty: FieldType { kind, nullable },
+            });
+        }
+        let Some(key) = fields.iter().find(|f| f.name == c.key) else {
+            return Err((
+                ".key".into(),
+                format!("the key column `{}` is not among `columns`; list it", c.key),
+            ));
+        };
+        let key_kind = match key.ty.kind {
+            FieldKind::String => KeyKind::Str,
+            FieldKind::Int => KeyKind::Int,
+            FieldKind::Uuid => KeyKind::Uuid,
+            other => {
+                return Err((
+                    format!(".columns.{}", c.key),
+                    format!("a key is a string, int or uuid, not {}", other.name()),
+                ));
+            }
+        };
+        let key = key.name;
+        Ok(Box::leak(Box::new(Schema {
+            name: leak(entity),
+            key,
+            key_kind,
+            partition_key: None,
+            version: None,
+            fields: Box::leak(fields.into_boxed_slice()),
+        })))
+    }
+}
+
 fn default_sql_key() -> String {
     "id".into()
 }

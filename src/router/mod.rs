@@ -306,6 +306,50 @@ impl Router {
         })))
     }
 
+    /// The schema `entity` has in this process: its bound Rust type's, else
+    /// the one its `sql = { ... }` columns describe, else `None`.
+    pub(crate) fn entity_schema(&self, entity: &str) -> Result<Option<&'static crate::Schema>> {
+        if let Some(s) = self.bound_schema(entity) {
+            return Ok(Some(s));
+        }
+        let Some(cols) = self
+            .inner
+            .routes
+            .get(entity)
+            .and_then(|r| r.config.sql.as_ref())
+        else {
+            return Ok(None);
+        };
+        cols.schema(entity).map(Some).map_err(|(path, m)| {
+            self.inner
+                .config
+                .error(&format!("entities.{entity}.sql{path}"), m)
+        })
+    }
+
+    /// Bumps the cache epoch of `key` in this process's cache route of
+    /// `entity`, if it is bound and cached: a fill in flight is dropped.
+    pub(crate) fn bump_cache_epoch(&self, entity: &str, key: &crate::Key) {
+        if let Some(c) = self
+            .inner
+            .bound
+            .read()
+            .get(entity)
+            .and_then(|b| b.cache.clone())
+        {
+            c.bump(std::slice::from_ref(key));
+        }
+    }
+
+    /// The search route of an entity with a `search` option, for `schema`.
+    pub(crate) async fn search_route(
+        &self,
+        route: &Route,
+        schema: &'static crate::Schema,
+    ) -> Result<Option<Arc<search::SearchRoute>>> {
+        search::bind(&self.inner.config, &self.inner.stores, route, schema).await
+    }
+
     /// The schema of the Rust type bound to `entity` so far, if any.
     pub(crate) fn bound_schema(&self, entity: &str) -> Option<&'static crate::Schema> {
         self.inner.bound.read().get(entity).map(|b| b.info.schema)

@@ -99,7 +99,7 @@ fn layout(route: &Route, s: &SearchConfig, schema: &'static Schema) -> SearchInd
 }
 
 /// Checks the search config against the Rust schema and prepares the index.
-pub(super) async fn bind(
+pub(crate) async fn bind(
     config: &Config,
     stores: &BTreeMap<String, Arc<dyn Store>>,
     route: &Route,

@@ -61,6 +61,8 @@ pub struct WorkerStatus {
     pub worker: String,
     /// Its relays (only those whose lease it holds move events).
     pub relays: Vec<super::RelayStatus>,
+    /// Its projections.
+    pub projections: Vec<super::projection::ProjectionStatus>,
 }
 
 /// A relay's lease on one outbox, renewed while it runs.

@@ -46,9 +46,10 @@ async fn worker(config: &PathBuf) -> polyrouter::Result<()> {
     let sync = router.sync().await?;
     let s = sync.status();
     eprintln!(
-        "sync worker {}: {} relay(s); stop with Ctrl-C or SIGTERM",
+        "sync worker {}: {} relay(s), {} projection(s); stop with Ctrl-C or SIGTERM",
         sync.worker(),
-        s.relays.len()
+        s.relays.len(),
+        s.projections.len()
     );
     shutdown_signal().await;
     eprintln!("sync worker {}: stopping", sync.worker());
@@ -119,6 +120,62 @@ async fn status(config: &PathBuf) -> polyrouter::Result<()> {
                 route.entity, route.store, o.bus, backlog, "-", "-", "no worker reports it"
             ),
         }
+    }
+    println!();
+    println!("PROJECTIONS (bus → target)");
+    println!(
+        "{:<24}  {:<10}  {:<12}  {:>10}  {:>10}  {:>10}  {:>10}  {:>12}  WORKERS",
+        "PROJECTION", "KIND", "BUS", "BACKLOG", "LAG MS", "APPLIED", "DUPLICATES", "DEAD LETTERS"
+    );
+    let config = router.config();
+    for (name, p) in &config.projections {
+        let bus_name = p.bus_name(&config.entities).unwrap_or_default();
+        // Invalidation runs one group per process: its backlog is theirs.
+        let backlog = match (p.kind, router.bus(bus_name)) {
+            (polyrouter::config::ProjectionKind::Invalidate, _) => "per process".to_string(),
+            (_, Ok(bus)) => match bus.backlog(name, &p.entities).await {
+                Ok(Some(n)) => n.to_string(),
+                Ok(None) => "?".into(),
+                Err(e) => format!("? ({e})"),
+            },
+            (_, Err(e)) => format!("? ({e})"),
+        };
+        let mut applied = 0;
+        let mut duplicates = 0;
+        let mut dead = 0;
+        let mut lag: Option<u64> = None;
+        let mut members = Vec::new();
+        for (w, age) in &workers {
+            for s in w
+                .projections
+                .iter()
+                .filter(|s| s.projection == *name || s.projection.starts_with(&format!("{name}-")))
+            {
+                applied += s.applied;
+                duplicates += s.duplicates;
+                dead += s.dead_lettered;
+                if let Some(l) = s.lag_ms {
+                    lag = Some(lag.map_or(l, |m: u64| m.max(l)));
+                }
+                members.push(format!("{} ({}s)", w.worker, age.as_secs()));
+            }
+        }
+        println!(
+            "{:<24}  {:<10}  {:<12}  {:>10}  {:>10}  {:>10}  {:>10}  {:>12}  {}",
+            name,
+            p.kind.name(),
+            bus_name,
+            backlog,
+            lag.map_or("-".into(), |l| l.to_string()),
+            applied,
+            duplicates,
+            dead,
+            if members.is_empty() {
+                "no worker runs it".to_string()
+            } else {
+                members.join(", ")
+            }
+        );
     }
     println!("{} worker(s) reporting", workers.len());
     Ok(())

@@ -76,7 +76,7 @@ impl Exported {
 /// let j = serde_json::to_value(&s).unwrap();
 /// assert_eq!(j["projection"], "view");
 /// ```
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub struct ProjectionStatus {
     /// The projection's name.
     pub projection: String,
