@@ -573,6 +573,25 @@ async fn parity_cosmos() {
     parity("cosmos").await;
 }
 
+#[path = "analytics/series.rs"]
+mod series;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn series_parity_memory() {
+    series::parity("memory").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn series_parity_sqlite() {
+    series::parity("sqlite").await;
+}
+
+#[cfg(feature = "postgres")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn series_parity_postgres() {
+    series::parity("postgres").await;
+}
+
 /// `search('entity', 'text')` joins a tantivy index with the records.
 #[cfg(feature = "tantivy")]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
