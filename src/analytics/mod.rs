@@ -148,7 +148,8 @@ impl SqlSession {
         rows(&batches)
     }
 
-    /// Rows pulled from the store of `entity` by this session's scans so far.
+    /// Rows pulled from the store of `entity` (or points of the time
+    /// series of that name) by this session's scans so far.
     ///
     /// ```
     /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
@@ -281,7 +282,8 @@ fn config_schema(
 
 impl Router {
     /// A SQL session over every entity bound to a Rust type so far (see
-    /// [`Router::repo`]), each a table named after the entity.
+    /// [`Router::repo`]), each a table named after the entity, and every
+    /// `[timeseries.NAME]`, a table named `NAME`.
     ///
     /// ```
     /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
