@@ -337,6 +337,10 @@ fn spec(kind: &str, name: &str, dir: &std::path::Path) -> Option<StoreSpec> {
 }
 
 /// Drops what the run created on a shared server.
+#[cfg_attr(
+    not(any(feature = "postgres", feature = "mysql", feature = "cosmos")),
+    allow(unused_variables)
+)]
 async fn clean_up(kind: &str, name: &str) {
     match kind {
         #[cfg(feature = "postgres")]
