@@ -4,7 +4,10 @@
 //! Every entity bound to a Rust type ([`Router::repo`]) is a table named
 //! after the entity, with a column per field (Arrow types from the
 //! [`FieldDef`]s, nullability kept) and one for the
-//! version when the entity has one. A query reads each table through its
+//! version when the entity has one. Every `[timeseries.NAME]` is a table
+//! too: `series`, `ts` (a UTC timestamp) and one Float64 per field, with
+//! the time range and the series keys of the `WHERE` clause pushed into
+//! the store's scan. A query reads each table through its
 //! store in keyset pages, never a whole table at once, and pushes into the
 //! store what the store can do: the projection, every `WHERE` predicate
 //! its filter capabilities evaluate exactly (the rest DataFusion
@@ -47,6 +50,7 @@ mod pushdown;
 mod scan;
 mod schema;
 mod search;
+mod series;
 #[cfg(test)]
 mod tests;
 
@@ -143,7 +147,8 @@ impl SqlSession {
         rows(&batches)
     }
 
-    /// Rows pulled from the store of `entity` by this session's scans so far.
+    /// Rows pulled from the store of `entity` (or points of the time
+    /// series of that name) by this session's scans so far.
     ///
     /// ```
     /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
@@ -211,7 +216,8 @@ pub fn batches_to_json(batches: &[RecordBatch]) -> Result<Vec<serde_json::Value>
 
 impl Router {
     /// A SQL session over every entity bound to a Rust type so far (see
-    /// [`Router::repo`]), each a table named after the entity.
+    /// [`Router::repo`]), each a table named after the entity, and every
+    /// `[timeseries.NAME]`, a table named `NAME`.
     ///
     /// ```
     /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
@@ -256,6 +262,23 @@ impl Router {
             ctx.register_table(&name, Arc::new(provider::EntityTable(Arc::new(table))))
                 .map_err(sql_error)?;
             pulled.insert(name, counter);
+        }
+        let page = self.config().router.max_page_size as usize;
+        for name in self.config().timeseries.keys() {
+            if pulled.contains_key(name) {
+                return Err(self.config().error(
+                    &format!("timeseries.{name}"),
+                    format!(
+                        "the SQL table `{name}` would be both the entity `{name}` and this time series; rename one of them"
+                    ),
+                ));
+            }
+            let series = self.time_series(name)?;
+            let counter = Arc::new(AtomicU64::new(0));
+            let table = series::SeriesTable::new(series, page, counter.clone());
+            ctx.register_table(name, Arc::new(table))
+                .map_err(sql_error)?;
+            pulled.insert(name.clone(), counter);
         }
         ctx.register_udtf(
             "search",
