@@ -1268,3 +1268,4 @@ fn every_statement_kind_is_lock_then_write() {
 }
 
 mod live;
+mod sync;
