@@ -138,8 +138,8 @@ pub const fn redis() -> Capabilities {
         time_series: false,
         blob: false,
         change_feed: false,
-        outbox: false,
-        versioned_apply: false,
+        outbox: true,
+        versioned_apply: true,
     }
 }
 
