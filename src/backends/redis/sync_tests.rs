@@ -299,3 +299,176 @@ async fn applied_puts_never_expire_and_tombstones_keep_the_retention() {
         .unwrap_err();
     assert!(matches!(err, Error::Unsupported { .. }), "{err}");
 }
+
+/// The child mode of [`killed_writers_leave_every_event_with_its_write`]:
+/// the key prefix to write under.
+const CRASH_CHILD: &str = "POLYROUTER_REDIS_OUTBOX_CRASH_CHILD";
+
+/// Keys the crash children write (versions continue over deletes, so
+/// each key's events are exactly 1..=n) and apply (versions only grow).
+const WRITE_KEYS: u64 = 6;
+const APPLY_KEYS: u64 = 3;
+
+/// The child: writes batches, single writes, one-at-a-time writes and
+/// versioned applies with an outbox, forever, printing `tick` after each.
+async fn crash_child(prefix: String, seed: u64) {
+    let s = RedisStore::connect("cache", RedisConfig::new(URL).with_key_prefix(prefix))
+        .await
+        .unwrap();
+    let e = with_outbox(&NOTE);
+    let mut x = seed.wrapping_mul(6364136223846793005).wrapping_add(1);
+    let mut next = move |n: u64| {
+        x = x
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        (x >> 33) % n
+    };
+    for i in 0..1_000_000u64 {
+        let key = |k: u64| format!("w{k}");
+        match next(4) {
+            0 | 1 => {
+                let ops = (0..1 + next(4))
+                    .map(|j| {
+                        let k = key(next(WRITE_KEYS));
+                        if next(3) == 0 {
+                            delete(k.as_str(), Precondition::None)
+                        } else {
+                            put(note(&k, &format!("{seed}-{i}-{j}")))
+                        }
+                    })
+                    .collect::<Vec<_>>();
+                // Conflicts are expected: a refused batch writes nothing.
+                let _ = s.write(&e, ops, next(2) == 0).await;
+            }
+            2 => {
+                let k = key(next(WRITE_KEYS));
+                let ops = vec![
+                    put(note(&k, &format!("{seed}-{i}-a"))),
+                    put_if(note(&k, "never"), Precondition::Version(1 << 40)),
+                    delete(key(next(WRITE_KEYS)).as_str(), Precondition::Exists),
+                ];
+                s.write_each(&e, ops).await.unwrap();
+            }
+            _ => {
+                let k = format!("a{}", next(APPLY_KEYS));
+                let v = 1 + next(200);
+                let change = if next(4) == 0 {
+                    VersionedChange::delete(Key::from(k.as_str()), v)
+                } else {
+                    at(note(&k, &format!("{seed}-{i}-v{v}")), v)
+                };
+                s.apply_versioned(&e, vec![change]).await.unwrap();
+            }
+        }
+        println!("tick {i}");
+    }
+}
+
+/// Writer processes SIGKILLed at many points, three at a time on the same
+/// keys: afterwards every key's events are exactly its committed writes
+/// (versions 1..=n for written keys, growing for applied ones) and the
+/// last event is what the key holds, fields included.
+#[tokio::test]
+async fn killed_writers_leave_every_event_with_its_write() {
+    if let Ok(prefix) = std::env::var(CRASH_CHILD) {
+        let seed = std::env::var("POLYROUTER_CRASH_SEED")
+            .unwrap()
+            .parse()
+            .unwrap();
+        crash_child(prefix, seed).await;
+        return;
+    }
+    let (s, _guard) = store("obcrash").await;
+    let exe = std::env::current_exe().unwrap();
+    let name =
+        "backends::redis::tests::sync_tests::killed_writers_leave_every_event_with_its_write";
+    for round in 0..10u64 {
+        let mut children = Vec::new();
+        for c in 0..3u64 {
+            let mut child = std::process::Command::new(&exe)
+                .args(["--exact", name, "--nocapture", "--test-threads=1"])
+                .env(CRASH_CHILD, s.key_prefix())
+                .env("POLYROUTER_CRASH_SEED", (round * 3 + c).to_string())
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::null())
+                .spawn()
+                .unwrap();
+            let stdout = child.stdout.take().unwrap();
+            children.push((child, stdout, 5 + (round * 7 + c * 13) % 40));
+        }
+        // Each child is killed after its own number of completed calls,
+        // while its next call is in flight.
+        let handles: Vec<_> = children
+            .into_iter()
+            .map(|(mut child, stdout, ticks)| {
+                std::thread::spawn(move || {
+                    use std::io::BufRead;
+                    let mut seen = 0;
+                    for line in std::io::BufReader::new(stdout).lines() {
+                        if line.unwrap().starts_with("tick") {
+                            seen += 1;
+                            if seen == ticks {
+                                break;
+                            }
+                        }
+                    }
+                    assert_eq!(seen, ticks, "the child stopped early");
+                    child.kill().unwrap();
+                    child.wait().unwrap();
+                })
+            })
+            .collect();
+        for h in handles {
+            h.join().unwrap();
+        }
+    }
+    let e = with_outbox(&NOTE);
+    let events: Vec<_> = s
+        .outbox_fetch(&e, usize::MAX >> 1)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|o| o.event)
+        .collect();
+    assert!(events.len() > 100, "{} events", events.len());
+    let mut conn = raw().await;
+    let keys = (0..WRITE_KEYS)
+        .map(|k| format!("w{k}"))
+        .chain((0..APPLY_KEYS).map(|k| format!("a{k}")));
+    for k in keys {
+        let key = Key::from(k.as_str());
+        let mine: Vec<_> = events.iter().filter(|ev| ev.key == key).collect();
+        let versions: Vec<u64> = mine.iter().map(|ev| ev.version).collect();
+        if k.starts_with('w') {
+            assert_eq!(
+                versions,
+                (1..=versions.len() as u64).collect::<Vec<_>>(),
+                "{k}: one event per committed write"
+            );
+        } else {
+            assert!(
+                versions.windows(2).all(|w| w[0] < w[1]),
+                "{k}: {versions:?}"
+            );
+        }
+        let stored = s.get(&e, &key).await.unwrap();
+        let tomb: Option<u64> = redis::cmd("HGET")
+            .arg(format!("{}:note:{k}", s.key_prefix()))
+            .arg("v")
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        match mine.last() {
+            None => assert!(tomb.is_none(), "{k}: written without an event"),
+            Some(ev) if ev.op == Operation::Put => {
+                let stored = stored.unwrap_or_else(|| panic!("{k}: the put's record is gone"));
+                assert_eq!(stored.version, ev.version, "{k}");
+                assert_eq!(ev.record(&NOTE).unwrap().unwrap().fields, stored.fields);
+            }
+            Some(ev) => {
+                assert!(stored.is_none(), "{k}: deleted, but live");
+                assert_eq!(tomb, Some(ev.version), "{k}: the tombstone's version");
+            }
+        }
+    }
+}
