@@ -472,3 +472,68 @@ async fn killed_writers_leave_every_event_with_its_write() {
         }
     }
 }
+
+/// Single unconditional puts take the short script: concurrent writers on
+/// one key get every version once, each with its event, continuing over
+/// a tombstone; a key of another type fails before any write.
+#[tokio::test]
+async fn concurrent_single_puts_take_every_version_once() {
+    let (s, _guard) = store("obput1").await;
+    let s = Arc::new(s);
+    let e = with_outbox(&NOTE);
+    s.write(&e, vec![put(note("hot", "0"))], true)
+        .await
+        .unwrap();
+    s.write(&e, vec![delete("hot", Precondition::None)], true)
+        .await
+        .unwrap();
+    let mut tasks = Vec::new();
+    for w in 0..5 {
+        let (s, e) = (s.clone(), e.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut versions = Vec::new();
+            for i in 0..20 {
+                let out = s
+                    .write(&e, vec![put(note("hot", &format!("{w}-{i}")))], true)
+                    .await
+                    .unwrap();
+                versions.push(out[0].version().unwrap());
+            }
+            versions
+        }));
+    }
+    let mut acknowledged = Vec::new();
+    for t in tasks {
+        acknowledged.extend(t.await.unwrap());
+    }
+    acknowledged.sort_unstable();
+    assert_eq!(acknowledged, (3..=102).collect::<Vec<u64>>());
+    let events = drain(&s, &e).await;
+    let versions: Vec<u64> = events.iter().map(|ev| ev.version).collect();
+    assert_eq!(versions, (1..=102).collect::<Vec<u64>>());
+    let last = s.get(&e, &Key::from("hot")).await.unwrap().unwrap();
+    assert_eq!(last.version, 102);
+    assert_eq!(
+        events[101].record(&NOTE).unwrap().unwrap().fields,
+        last.fields
+    );
+    let mut conn = raw().await;
+    let _: () = redis::cmd("SET")
+        .arg(format!("{}:note:str", s.key_prefix()))
+        .arg("x")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    let err = s
+        .write(&e, vec![put(note("str", "n"))], true)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::Backend { .. }), "{err}");
+    let kept: String = redis::cmd("GET")
+        .arg(format!("{}:note:str", s.key_prefix()))
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(kept, "x");
+    assert_eq!(s.outbox_len(&e).await.unwrap(), 0);
+}
