@@ -51,6 +51,8 @@ mod config;
 mod query;
 mod sync;
 #[cfg(test)]
+mod sync_tests;
+#[cfg(test)]
 mod tests;
 
 pub use config::CosmosConfig;

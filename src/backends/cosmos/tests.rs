@@ -51,7 +51,7 @@ static ORDER_FIELDS: [FieldDef; 3] = [
     FieldDef::required("customer", FieldKind::String),
     FieldDef::required("total", FieldKind::Float),
 ];
-static ORDER: Schema = Schema {
+pub(super) static ORDER: Schema = Schema {
     name: "order",
     key: "id",
     key_kind: KeyKind::Uuid,
@@ -391,7 +391,7 @@ fn database() -> String {
     )
 }
 
-async fn emulator_store() -> CosmosStore {
+pub(super) async fn emulator_store() -> CosmosStore {
     let cfg = CosmosConfig::new(endpoint(), EMULATOR_KEY, &database()).create_if_missing(true);
     CosmosStore::connect("catalog", cfg)
         .await
@@ -402,7 +402,7 @@ async fn emulator_store() -> CosmosStore {
         })
 }
 
-fn entity(schema: &'static Schema) -> EntityInfo {
+pub(super) fn entity(schema: &'static Schema) -> EntityInfo {
     let mut e = EntityInfo::new(schema);
     e.store = "catalog".into();
     e
@@ -994,7 +994,7 @@ impl Drop for Recorder {
     }
 }
 
-fn order(id: uuid::Uuid, customer: &str, total: f64) -> Record {
+pub(super) fn order(id: uuid::Uuid, customer: &str, total: f64) -> Record {
     let mut r = Record::new(Key::Uuid(id));
     r.set("id", Value::Uuid(id));
     r.set("customer", Value::String(customer.into()));
@@ -1002,7 +1002,7 @@ fn order(id: uuid::Uuid, customer: &str, total: f64) -> Record {
     r
 }
 
-fn put(record: Record, precondition: Precondition) -> WriteOp {
+pub(super) fn put(record: Record, precondition: Precondition) -> WriteOp {
     WriteOp::Put {
         record,
         precondition,
@@ -1010,7 +1010,7 @@ fn put(record: Record, precondition: Precondition) -> WriteOp {
     }
 }
 
-async fn raw_item(
+pub(super) async fn raw_item(
     store: &CosmosStore,
     e: &EntityInfo,
     customer: &str,
