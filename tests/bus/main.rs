@@ -15,6 +15,8 @@ mod behaviours;
 mod foreign;
 mod harness;
 mod outage;
+#[path = "../support/server.rs"]
+mod server;
 
 use futures::future::BoxFuture;
 use harness::{Ctx, Outcome};
