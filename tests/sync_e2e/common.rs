@@ -92,7 +92,7 @@ impl Env {
         }
     }
 
-    fn schema(&self) -> String {
+    pub fn schema(&self) -> String {
         format!("pr_e2e_{}", self.id)
     }
 

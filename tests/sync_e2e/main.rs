@@ -14,11 +14,14 @@
 //! - `memory::*`: the in-process runtime dropped mid-load, a new one started.
 //! - `redelivery::*`: delete then re-create, and every event published
 //!   again (fresh ids, reversed) straight to the real bus.
+//! - `late_commit::*`: on PostgreSQL, a write that took its outbox sequence
+//!   number first and commits last is relayed, not skipped.
 //!
 //! Every server named here must answer: a missing one fails the run.
 
 mod common;
 mod crash;
+mod late_commit;
 mod memory;
 mod outage;
 mod redelivery;
@@ -77,6 +80,10 @@ fn main() {
             move || redelivery::recreate_duplicates_and_reorder(bus),
         ));
     }
+    trials.push(trial(
+        "late_commit::late_commit_is_relayed",
+        late_commit::late_commit_is_relayed,
+    ));
     trials.push(trial(
         "memory::runtime_dropped_mid_load",
         memory::runtime_dropped_mid_load,

@@ -20,6 +20,7 @@ pub async fn runtime_dropped_mid_load() {
     let items = router.repo::<Item>().await.unwrap();
     let load = Load::start(items.clone(), KEYS, Duration::from_millis(1));
     let mut rng = fastrand::Rng::with_seed(std::process::id() as u64);
+    let mut moved = 0;
     for _ in 0..3 {
         // Sync on a runtime of its own, so dropping that runtime stops its
         // tasks wherever they are (mid-publish, mid-apply, holding a lease).
@@ -35,10 +36,13 @@ pub async fn runtime_dropped_mid_load() {
             .unwrap()
             .unwrap();
         tokio::time::sleep(Duration::from_millis(rng.u64(50..400))).await;
+        let st = sync.status();
+        moved += st.relays[0].relayed + st.projections[0].applied;
         // No shutdown and no stop signal: the handle is leaked, the tasks dropped.
         std::mem::forget(sync);
         rt.shutdown_background();
     }
+    assert!(moved > 0, "the dropped runtimes relayed and applied events");
     let writes = load.stop().await;
     delete_and_recreate(&items).await;
     let sync = router.sync_builder().worker("final").start().await.unwrap();
