@@ -487,13 +487,13 @@ async fn poison_events_are_dead_lettered(tb: TestBus) {
 async fn two_members_of_one_group(tb: TestBus) {
     let primary = Primary::new();
     let replica = Arc::new(MemoryStore::new("replica"));
-    for round in 0..5 {
-        for k in 0..8 {
+    for round in 0..5i64 {
+        for k in 0..8i64 {
             let key = format!("k{k:03}");
             if (round + k) % 4 == 3 {
                 primary.delete(&key).await;
             } else {
-                primary.put(&key, round * 10 + k as i64).await;
+                primary.put(&key, round * 10 + k).await;
             }
         }
     }
