@@ -258,6 +258,13 @@ async fn parent() {
         c.wait().unwrap();
     }
     publisher.await.unwrap();
+    {
+        // The killed workers did work (the kills interrupted a live worker).
+        let (store, info) = view_store(&db).await;
+        let rows = store.count(&info, None).await.unwrap();
+        assert!(rows > 0, "the killed workers applied nothing");
+        println!("after {KILLS} kills the view has {rows} of {KEYS} keys");
+    }
 
     // A last worker catches up; the group's backlog says when.
     let mut c = spawn(&prefix, &db);

@@ -270,7 +270,8 @@ impl ProjectionRunner {
 
     /// Runs until `shutdown` turns `true` (or its sender is dropped). An
     /// error only for what retrying cannot fix: invalid options, a
-    /// subscription the bus refuses for good.
+    /// subscription or fetch the bus refuses for good (e.g. a group name it
+    /// cannot take); a bus that is down is waited for.
     ///
     /// ```
     /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
@@ -325,6 +326,10 @@ impl ProjectionRunner {
             };
             let deliveries = match fetched {
                 Ok(d) => d,
+                Err(e) if is_permanent(&e) => {
+                    let _ = sub.close().await;
+                    return Err(e);
+                }
                 Err(e) => {
                     self.warn("fetch", &e);
                     if self.pause(&mut shutdown).await {
