@@ -275,7 +275,11 @@ impl Sagas {
         let mut mine = rec.clone();
         // The insert takes the lease and counts the first step's first
         // attempt: the saga is in the log before any of its effects.
-        begin_next(&saga.def, self.inner.config.compensation_attempts, &mut mine)?;
+        begin_next(
+            &saga.def,
+            self.inner.config.compensation_attempts,
+            &mut mine,
+        )?;
         mine.set_lease(Lease::grant(
             &self.inner.owner,
             now_ms(),
@@ -408,7 +412,11 @@ impl Sagas {
     /// An error when `rec` was recorded with other steps than `def` has.
     fn check(&self, def: &SagaDef, rec: &SagaRecord) -> Result<()> {
         if rec.steps.len() == def.steps.len()
-            && rec.steps.iter().zip(&def.steps).all(|(r, d)| r.name == d.name)
+            && rec
+                .steps
+                .iter()
+                .zip(&def.steps)
+                .all(|(r, d)| r.name == d.name)
         {
             return Ok(());
         }
