@@ -449,6 +449,90 @@ async fn a_compensation_that_panics_every_time_parks_the_saga_after_its_attempts
 }
 
 #[tokio::test]
+async fn a_steps_writes_on_an_outbox_route_record_their_events_with_them() {
+    use polyrouter::store::{EntityInfo, OutboxSpec};
+    use polyrouter::sync::Operation;
+    let router = Router::from_toml_str(
+        "[stores.main]\nkind = \"memory\"\n[buses.events]\nkind = \"memory\"\n[entities.effect]\nstore = \"main\"\noutbox = { bus = \"events\" }\n[sagas]\nstore = \"main\"\nlease = \"2s\"\ncompensation_backoff = \"1ms\"\ncompensation_max_backoff = \"5ms\"\n",
+    )
+    .await
+    .unwrap();
+    let sagas = Sagas::open(&router).await.unwrap();
+    let lost = Arc::new(AtomicU32::new(0));
+    let l = lost.clone();
+    let saga = Saga::<u32>::builder("outboxed")
+        .step("a", move |ctx: StepCtx<u32>| {
+            let l = l.clone();
+            async move {
+                apply(&ctx).await?;
+                // The first attempt of each saga loses its answer after the
+                // write: the retry finds its own effect and writes nothing.
+                if ctx.attempt() == 1 {
+                    l.fetch_add(1, Ordering::SeqCst);
+                    return Err(StepError::retry("the answer was lost"));
+                }
+                Ok(())
+            }
+        })
+        .retry(
+            Retry::new()
+                .base_delay(Duration::from_millis(1))
+                .max_delay(Duration::from_millis(10)),
+        )
+        .compensate(|ctx: StepCtx<u32>| async move {
+            let effects = ctx.router().repo::<Effect>().await?;
+            effects.delete(ctx.key()).await?;
+            Ok(())
+        })
+        .step("b", |ctx: StepCtx<u32>| async move {
+            if *ctx.input() == 1 {
+                return Err(StepError::fail("declined"));
+            }
+            apply(&ctx).await
+        })
+        .build()
+        .unwrap();
+    assert!(
+        sagas
+            .start(&saga, Some("ob-0"), &0)
+            .await
+            .unwrap()
+            .is_completed()
+    );
+    let out = sagas.start(&saga, Some("ob-1"), &1).await.unwrap();
+    assert_eq!(out.state, SagaState::Compensated);
+    assert_eq!(lost.load(Ordering::SeqCst), 2);
+
+    // Every effect and undo is in the store's outbox once, recorded by the
+    // write itself (no relay runs here); the saga log's writes are not.
+    let store = router.store("main").unwrap();
+    let info = EntityInfo {
+        store: "main".into(),
+        outbox: Some(OutboxSpec::default()),
+        ..EntityInfo::new(Effect::schema())
+    };
+    let mut seen: Vec<(String, Operation)> = store
+        .outbox_fetch(&info, 100)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| match e.event.key {
+            polyrouter::Key::Str(k) => (k, e.event.op),
+            other => panic!("an effect key is a string, got {other:?}"),
+        })
+        .collect();
+    seen.sort_by_key(|(k, op)| (k.clone(), *op == Operation::Delete));
+    let want = [
+        ("ob-0/a", Operation::Put),
+        ("ob-0/b", Operation::Put),
+        ("ob-1/a", Operation::Put),
+        ("ob-1/a", Operation::Delete),
+    ]
+    .map(|(k, op)| (k.to_string(), op));
+    assert_eq!(seen, want);
+}
+
+#[tokio::test]
 async fn a_step_slower_than_the_lease_is_refused_at_registration() {
     let router = router("").await;
     let sagas = Sagas::open(&router).await.unwrap();
