@@ -9,8 +9,9 @@ use parking_lot::RwLock;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
+use super::attempts::{begin_next, max_attempts, operator_hint};
 use super::context::{RawCtx, StepError};
-use super::definition::{Saga, SagaDef, StepDef};
+use super::definition::{Saga, SagaDef};
 use super::log::{SagaLog, SagaRecord, SagaState, StepStatus};
 use crate::config::SagasConfig;
 use crate::layers::Retry;
@@ -719,96 +720,6 @@ impl Sagas {
                 }
             }
             tokio::time::sleep(self.inner.config.poll_interval.0).await;
-        }
-    }
-}
-
-/// The attempts a step may start (its retry policy's `max_attempts`):
-/// attempts that failed and attempts cut short by a crash alike.
-fn max_attempts(step: &StepDef) -> u32 {
-    step.retry.config().max_attempts.max(1)
-}
-
-/// What an operator can do about a parked saga.
-fn operator_hint(id: &str) -> String {
-    format!(
-        "fix the cause, then `polyrouter sagas retry {id}` (or undo it by hand and `polyrouter sagas abort {id}`)"
-    )
-}
-
-/// Counts, in `rec`, the attempt of the action a worker runs next — the
-/// first unfinished step, or the last compensation still to run — so the
-/// write that follows records it *before* the action runs, and an attempt
-/// cut short by a crash counts like one that failed. No I/O: the caller
-/// writes `rec` (with the previous action's result, in the same write).
-///
-/// When that action has no attempt left, its last one never reported
-/// (its process died in it, or stalled past its lease, every time): a
-/// step is failed and the saga turns to compensating; a compensation parks
-/// the saga for an operator. The reason is recorded in both cases. Steps
-/// without a compensation are marked compensated on the way (nothing to
-/// undo); with none left to run the saga ends completed or compensated.
-fn begin_next(def: &SagaDef, compensation_attempts: u32, rec: &mut SagaRecord) -> Result<()> {
-    loop {
-        match rec.state()? {
-            SagaState::Running => {
-                let at = rec.frontier();
-                let Some(step) = def.steps.get(at) else {
-                    rec.set_state(SagaState::Completed);
-                    return Ok(());
-                };
-                let max = max_attempts(step);
-                let s = &mut rec.steps[at];
-                if s.attempts < max {
-                    s.attempts += 1;
-                    return Ok(());
-                }
-                let why = format!(
-                    "step `{}` did not finish in {max} attempts: the last was cut short (its worker died or lost its lease while running it){}",
-                    step.name,
-                    s.error
-                        .as_deref()
-                        .map(|e| format!("; earlier error: {e}"))
-                        .unwrap_or_default()
-                );
-                tracing::warn!(saga = %rec.id, %why, "compensating a saga");
-                s.status = StepStatus::Failed;
-                s.error = Some(why.clone());
-                rec.error = Some(why);
-                rec.set_state(SagaState::Compensating);
-            }
-            SagaState::Compensating => {
-                let next = rec
-                    .steps
-                    .iter()
-                    .rposition(|s| matches!(s.status, StepStatus::Done | StepStatus::Failed));
-                let Some(at) = next else {
-                    rec.set_state(SagaState::Compensated);
-                    return Ok(());
-                };
-                let step = &def.steps[at];
-                let s = &mut rec.steps[at];
-                if step.compensate.is_none() {
-                    // Nothing to undo.
-                    s.status = StepStatus::Compensated;
-                    continue;
-                }
-                if s.compensation_attempts < compensation_attempts {
-                    s.compensation_attempts += 1;
-                    return Ok(());
-                }
-                let why = format!(
-                    "the compensation of step `{}` did not finish in {compensation_attempts} attempts: the last was cut short (its worker died or lost its lease while running it); {}",
-                    step.name,
-                    operator_hint(&rec.id)
-                );
-                tracing::error!(saga = %rec.id, %why, "saga parked");
-                s.error = Some(why.clone());
-                rec.error = Some(why);
-                rec.set_state(SagaState::Parked);
-                return Ok(());
-            }
-            _ => return Ok(()),
         }
     }
 }

@@ -63,6 +63,7 @@
 //! # }).unwrap();
 //! ```
 
+mod attempts;
 mod context;
 mod definition;
 mod engine;
