@@ -43,6 +43,7 @@ mod locate;
 mod resilience;
 mod sagas;
 mod secret;
+mod sync;
 mod timeseries;
 mod view;
 
@@ -53,6 +54,7 @@ pub(crate) use kinds::{KindEntry, opener};
 pub use resilience::{BreakerConfig, LimitConfig, ResilienceConfig, RetryConfig, TimeoutConfig};
 pub use sagas::SagasConfig;
 pub use secret::{Redactor, Secret, is_secret_key, redact_url};
+pub use sync::{ProjectionConfig, ProjectionKind, SyncConfig};
 pub use timeseries::TimeSeriesConfig;
 pub use view::{
     JoinConfig, ViewBranch, ViewConfig, ViewDirection, ViewGraph, ViewGraphOp, ViewSearch,
@@ -89,6 +91,10 @@ pub struct Config {
     pub buses: BTreeMap<String, BusSpec>,
     /// The saga log, from `[sagas]`.
     pub sagas: Option<SagasConfig>,
+    /// Sync state and relays, from `[sync]`.
+    pub sync: Option<SyncConfig>,
+    /// Projections by name, from `[projections.NAME]`.
+    pub projections: BTreeMap<String, ProjectionConfig>,
     source: Arc<Source>,
 }
 
@@ -565,6 +571,10 @@ struct RawConfig {
     buses: BTreeMap<String, RawStore>,
     #[serde(default)]
     sagas: Option<SagasConfig>,
+    #[serde(default)]
+    sync: Option<SyncConfig>,
+    #[serde(default)]
+    projections: BTreeMap<String, ProjectionConfig>,
 }
 
 #[derive(Deserialize)]
@@ -704,6 +714,8 @@ impl Config {
             timeseries: raw.timeseries,
             buses,
             sagas: raw.sagas,
+            sync: raw.sync,
+            projections: raw.projections,
             source: source.clone(),
         };
         cfg.validate(&source)?;
@@ -726,6 +738,8 @@ impl Config {
             timeseries: BTreeMap::new(),
             buses: BTreeMap::new(),
             sagas: None,
+            sync: None,
+            projections: BTreeMap::new(),
             source: Arc::new(Source {
                 file: file.into(),
                 text: String::new(),
@@ -789,6 +803,35 @@ impl Config {
             }
             if let Some((key, msg)) = s.problem() {
                 return Err(err(&["sagas", key], msg));
+            }
+        }
+        if let Some(s) = &self.sync {
+            if !self.stores.contains_key(&s.store) {
+                return Err(err(
+                    &["sync", "store"],
+                    format!(
+                        "store `{}` is not defined; add a [stores.{}] table (any SQL store, or memory for tests)",
+                        s.store, s.store
+                    ),
+                ));
+            }
+            if let Some((key, msg)) = s.problem() {
+                return Err(err(&["sync", key], msg));
+            }
+        }
+        for (name, p) in &self.projections {
+            if name.is_empty()
+                || !name
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+            {
+                return Err(err(
+                    &["projections", name],
+                    "a projection name (its consumer group on the bus) may hold only ASCII letters, digits, `_` and `-`".into(),
+                ));
+            }
+            if let Some((key, msg)) = p.problem(self) {
+                return Err(err(&["projections", name, key], msg));
             }
         }
         let mut tables: BTreeMap<(&str, &str), &str> = BTreeMap::new();

@@ -306,6 +306,11 @@ impl Router {
         })))
     }
 
+    /// The schema of the Rust type bound to `entity` so far, if any.
+    pub(crate) fn bound_schema(&self, entity: &str) -> Option<&'static crate::Schema> {
+        self.inner.bound.read().get(entity).map(|b| b.info.schema)
+    }
+
     /// The type-erased repository of an entity a Rust type was bound to.
     pub(crate) fn dyn_repo(&self, entity: &str) -> Option<Arc<dyn crate::aggregate::DynRepo>> {
         self.inner.dyn_repos.read().get(entity).cloned()
