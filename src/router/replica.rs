@@ -102,6 +102,15 @@ impl Replica {
             }
             Verdict::Stale => None,
         };
+        // A projection's watermark costs no I/O: read it every time.
+        if let Some(lag) = self.watermark_lag() {
+            return decided(if lag <= bound {
+                Verdict::Within(lag)
+            } else {
+                Verdict::Over
+            })
+            .flatten();
+        }
         if let Some(answer) = decided(verdict(*self.sample.lock(), bound, Instant::now())) {
             return answer;
         }
@@ -111,11 +120,7 @@ impl Replica {
             return answer;
         }
         let at = Instant::now();
-        let measured = match self.watermark_lag() {
-            Some(lag) => Ok(lag),
-            None => self.store.replica_lag().await,
-        };
-        let lag = match measured {
+        let lag = match self.store.replica_lag().await {
             Ok(lag) => Some(lag),
             Err(Error::Unsupported { .. }) => None,
             Err(e) => {
