@@ -337,6 +337,10 @@ fn spec(kind: &str, name: &str, dir: &std::path::Path) -> Option<StoreSpec> {
 }
 
 /// Drops what the run created on a shared server.
+#[cfg_attr(
+    not(any(feature = "postgres", feature = "mysql", feature = "cosmos")),
+    allow(unused_variables)
+)]
 async fn clean_up(kind: &str, name: &str) {
     match kind {
         #[cfg(feature = "postgres")]
@@ -571,6 +575,137 @@ async fn parity_mysql() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn parity_cosmos() {
     parity("cosmos").await;
+}
+
+/// A store without queries (Redis): a table read by key when the `WHERE`
+/// clause names the keys (the other predicates DataFusion's), refused
+/// with `Error::Unsupported` naming the store and entity otherwise.
+#[cfg(feature = "redis")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_store_without_queries_is_read_by_key_or_refused() {
+    #[derive(Entity, Debug, Clone, Serialize, Deserialize)]
+    #[entity(name = "an_sess", key = "id")]
+    struct Sess {
+        id: String,
+        user_id: i64,
+        device: Option<String>,
+    }
+    let mut t = toml::Table::new();
+    t.insert("url".into(), "redis://127.0.0.1:6379".into());
+    t.insert("key_prefix".into(), run_name().into());
+    let raw = polyrouter::backends::open(StoreSpec::new("kv", "redis", t))
+        .await
+        .unwrap_or_else(|e| panic!("cannot open redis (is it running? scripts/services): {e}"));
+    let store = Arc::new(Counting::new(raw));
+    let config = Config::parse("[router]\npage_size = 2\nmax_page_size = 2\n", "<test>").unwrap();
+    let router = Router::builder()
+        .config(config)
+        .store("kv", store.clone())
+        .route("an_sess", "kv")
+        .build()
+        .await
+        .unwrap();
+    let sessions = router.repo::<Sess>().await.unwrap();
+    let all: Vec<Sess> = (1..=6)
+        .map(|i| Sess {
+            id: format!("s{i}"),
+            user_id: i % 3,
+            device: (i % 2 == 0).then(|| format!("d{i}")),
+        })
+        .collect();
+    sessions.put_many(&all).await.unwrap();
+    #[derive(Deserialize, Debug, PartialEq)]
+    struct Row {
+        id: String,
+        user_id: i64,
+    }
+    let row = |i: i64| Row {
+        id: format!("s{i}"),
+        user_id: i % 3,
+    };
+    // (query, rows, keys read): the keys go to the store, the rest to DataFusion.
+    let cases: Vec<(&str, Vec<Row>, u64)> = vec![
+        (
+            "SELECT id, user_id FROM an_sess WHERE id = 's2'",
+            vec![row(2)],
+            1,
+        ),
+        (
+            "SELECT id, user_id FROM an_sess WHERE id IN ('s1', 's3', 's5', 's9') AND user_id > 0 ORDER BY id",
+            vec![row(1), row(5)],
+            4,
+        ),
+        (
+            "SELECT id, user_id FROM an_sess WHERE (id = 's4' OR id = 's6') AND device IS NOT NULL ORDER BY id DESC",
+            vec![row(6), row(4)],
+            2,
+        ),
+        (
+            "SELECT id, user_id FROM an_sess WHERE id IN ('s1', 's2', 's3', 's4', 's5') AND upper(id) <> 'S3' ORDER BY id LIMIT 3",
+            vec![row(1), row(2), row(4)],
+            5,
+        ),
+    ];
+    let mut failures = Vec::new();
+    for (sql, want, keys) in cases {
+        store.reset();
+        let got: Vec<Row> = router
+            .sql_rows(sql)
+            .await
+            .unwrap_or_else(|e| panic!("{sql}: {e}"));
+        let c = store.counts();
+        if got != want || c.queries != 0 || c.keys_read > keys {
+            failures.push(format!(
+                "{sql}: got {got:?} (want {want:?}); {} queries, {} keys read (want 0, at most {keys})",
+                c.queries, c.keys_read
+            ));
+        }
+    }
+    // What needs a listing of the records is refused, naming store and entity.
+    for sql in [
+        "SELECT * FROM an_sess",
+        "SELECT count(*) FROM an_sess WHERE user_id = 1",
+        "SELECT id FROM an_sess WHERE id = 's1' OR user_id = 2",
+        "SELECT id FROM an_sess WHERE id > 's3'",
+    ] {
+        store.reset();
+        match router.sql_rows::<serde_json::Value>(sql).await {
+            Err(polyrouter::Error::Unsupported {
+                store: s,
+                entity,
+                capability,
+            }) if s == "kv" && entity == "an_sess" && capability.contains("read it by key") => {}
+            other => failures.push(format!(
+                "{sql}: want Unsupported naming kv and an_sess, got {other:?}"
+            )),
+        }
+        if store.counts().reads() != 0 {
+            failures.push(format!("{sql}: refused, yet the store was read"));
+        }
+    }
+    for s in &all {
+        sessions.delete(s.id.clone()).await.unwrap();
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+#[path = "analytics/series.rs"]
+mod series;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn series_parity_memory() {
+    series::parity("memory").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn series_parity_sqlite() {
+    series::parity("sqlite").await;
+}
+
+#[cfg(feature = "postgres")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn series_parity_postgres() {
+    series::parity("postgres").await;
 }
 
 /// `search('entity', 'text')` joins a tantivy index with the records.

@@ -228,6 +228,9 @@ fn referenced_stores(doc: &toml::Table) -> BTreeSet<String> {
             }
         }
     }
+    for section in ["sync", "sagas"] {
+        add(doc.get(section).and_then(|t| t.get("store")));
+    }
     out
 }
 
@@ -601,6 +604,15 @@ fn configuration_md_documents_exactly_the_options() {
         fields::<EntityConfig>(),
     );
     table("cache", "### Cache", 0, "", fields::<CacheConfig>());
+    table("outbox", "### `outbox`", 0, "", fields::<OutboxConfig>());
+    table("[sync]", "## `[sync]`", 0, "", fields::<SyncConfig>());
+    table(
+        "[projections.NAME]",
+        "## `[projections.NAME]`",
+        0,
+        "",
+        fields::<ProjectionConfig>(),
+    );
     table("search", "### `search`", 0, "", fields::<SearchConfig>());
     table(
         "[graphs.NAME]",

@@ -4,7 +4,10 @@
 //! Every entity bound to a Rust type ([`Router::repo`]) is a table named
 //! after the entity, with a column per field (Arrow types from the
 //! [`FieldDef`]s, nullability kept) and one for the
-//! version when the entity has one. A query reads each table through its
+//! version when the entity has one. Every `[timeseries.NAME]` is a table
+//! too: `series`, `ts` (a UTC timestamp) and one Float64 per field, with
+//! the time range and the series keys of the `WHERE` clause pushed into
+//! the store's scan. A query reads each table through its
 //! store in keyset pages, never a whole table at once, and pushes into the
 //! store what the store can do: the projection, every `WHERE` predicate
 //! its filter capabilities evaluate exactly (the rest DataFusion
@@ -40,14 +43,14 @@ use datafusion::prelude::{SessionConfig, SessionContext};
 use futures::TryStreamExt;
 use serde::de::DeserializeOwned;
 
-use crate::config::SqlTableConfig;
-use crate::{Error, FieldDef, FieldKind, FieldType, KeyKind, Result, Router, Schema};
+use crate::{Error, Result, Router};
 
 mod provider;
 mod pushdown;
 mod scan;
 mod schema;
 mod search;
+mod series;
 #[cfg(test)]
 mod tests;
 
@@ -144,7 +147,8 @@ impl SqlSession {
         rows(&batches)
     }
 
-    /// Rows pulled from the store of `entity` by this session's scans so far.
+    /// Rows pulled from the store of `entity` (or points of the time
+    /// series of that name) by this session's scans so far.
     ///
     /// ```
     /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
@@ -210,74 +214,10 @@ pub fn batches_to_json(batches: &[RecordBatch]) -> Result<Vec<serde_json::Value>
         .map_err(|e| Error::invalid_input("sql", "", format!("rendering rows: {e}")))
 }
 
-/// A schema from an entity's `sql = { key, columns }` configuration, or
-/// the path (under `sql`) and message of what is wrong. Leaked: built once
-/// per SQL session of a command-line run.
-fn config_schema(
-    entity: &str,
-    c: &SqlTableConfig,
-) -> std::result::Result<&'static Schema, (String, String)> {
-    let leak = |x: &str| -> &'static str { Box::leak(x.to_string().into_boxed_str()) };
-    let mut fields = Vec::with_capacity(c.columns.len());
-    for (name, kind) in &c.columns {
-        let (k, nullable) = match kind.strip_suffix('?') {
-            Some(k) => (k, true),
-            None => (kind.as_str(), false),
-        };
-        let kind = match k {
-            "bool" => FieldKind::Bool,
-            "int" => FieldKind::Int,
-            "float" => FieldKind::Float,
-            "string" => FieldKind::String,
-            "bytes" => FieldKind::Bytes,
-            "timestamp" => FieldKind::Timestamp,
-            "uuid" => FieldKind::Uuid,
-            "json" => FieldKind::Json,
-            other => {
-                return Err((
-                    format!(".columns.{name}"),
-                    format!(
-                        "unknown column kind `{other}`; use bool, int, float, string, bytes, timestamp, uuid or json (a trailing `?` for nullable)"
-                    ),
-                ));
-            }
-        };
-        fields.push(FieldDef {
-            name: leak(name),
-            ty: FieldType { kind, nullable },
-        });
-    }
-    let Some(key) = fields.iter().find(|f| f.name == c.key) else {
-        return Err((
-            ".key".into(),
-            format!("the key column `{}` is not among `columns`; list it", c.key),
-        ));
-    };
-    let key_kind = match key.ty.kind {
-        FieldKind::String => KeyKind::Str,
-        FieldKind::Int => KeyKind::Int,
-        FieldKind::Uuid => KeyKind::Uuid,
-        other => {
-            return Err((
-                format!(".columns.{}", c.key),
-                format!("a key is a string, int or uuid, not {}", other.name()),
-            ));
-        }
-    };
-    let key = key.name;
-    Ok(Box::leak(Box::new(Schema {
-        name: leak(entity),
-        key,
-        key_kind,
-        partition_key: None,
-        version: None,
-        fields: Box::leak(fields.into_boxed_slice()),
-    })))
-}
-
 impl Router {
     /// A SQL session over every entity bound to a Rust type so far (see
-    /// [`Router::repo`]), each a table named after the entity.
+    /// [`Router::repo`]), each a table named after the entity, and every
+    /// `[timeseries.NAME]`, a table named `NAME`.
     ///
     /// ```
     /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
@@ -301,7 +241,7 @@ impl Router {
             {
                 continue; // a Rust type describes it
             }
-            let schema = config_schema(&route.entity, cols).map_err(|(path, m)| {
+            let schema = cols.schema(&route.entity).map_err(|(path, m)| {
                 self.config()
                     .error(&format!("entities.{}.sql{path}", route.entity), m)
             })?;
@@ -322,6 +262,23 @@ impl Router {
             ctx.register_table(&name, Arc::new(provider::EntityTable(Arc::new(table))))
                 .map_err(sql_error)?;
             pulled.insert(name, counter);
+        }
+        let page = self.config().router.max_page_size as usize;
+        for name in self.config().timeseries.keys() {
+            if pulled.contains_key(name) {
+                return Err(self.config().error(
+                    &format!("timeseries.{name}"),
+                    format!(
+                        "the SQL table `{name}` would be both the entity `{name}` and this time series; rename one of them"
+                    ),
+                ));
+            }
+            let series = self.time_series(name)?;
+            let counter = Arc::new(AtomicU64::new(0));
+            let table = series::SeriesTable::new(series, page, counter.clone());
+            ctx.register_table(name, Arc::new(table))
+                .map_err(sql_error)?;
+            pulled.insert(name.clone(), counter);
         }
         ctx.register_udtf(
             "search",

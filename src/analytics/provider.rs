@@ -1,5 +1,6 @@
 //! A DataFusion table per routed entity.
 
+use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
 
@@ -11,11 +12,11 @@ use datafusion::error::Result as DfResult;
 use datafusion::logical_expr::{Expr, TableProviderFilterPushDown};
 use datafusion::physical_plan::ExecutionPlan;
 
-use crate::Store;
 use crate::query::Filter;
 use crate::store::EntityInfo;
+use crate::{Key, Store};
 
-use super::pushdown::{Pushed, push};
+use super::pushdown::{Pushed, key_set, push};
 use super::scan::EntityScan;
 use super::schema::{Source, arrow_schema, columns};
 
@@ -56,7 +57,16 @@ impl Table {
         }
         push(self.info.schema, &self.columns, &caps.filters, e)
     }
+
+    /// The keys a predicate pins the key to (at most [`MAX_LOOKUP_KEYS`]).
+    fn keys(&self, e: &Expr) -> Option<BTreeSet<Key>> {
+        key_set(self.info.schema, e, MAX_LOOKUP_KEYS)
+    }
 }
+
+/// The most keys a table of a store without queries reads by key in one
+/// scan.
+pub(crate) const MAX_LOOKUP_KEYS: usize = 10_000;
 
 /// The [`TableProvider`] of one entity.
 #[derive(Debug)]
@@ -76,9 +86,20 @@ impl TableProvider for EntityTable {
         &self,
         filters: &[&Expr],
     ) -> DfResult<Vec<TableProviderFilterPushDown>> {
+        let t = &self.0;
+        if !t.store.capabilities().query {
+            // Read by key: the key predicates are exact, the rest DataFusion's.
+            return Ok(filters
+                .iter()
+                .map(|f| match t.keys(f) {
+                    Some(_) => TableProviderFilterPushDown::Exact,
+                    None => TableProviderFilterPushDown::Unsupported,
+                })
+                .collect());
+        }
         Ok(filters
             .iter()
-            .map(|f| match self.0.push(f) {
+            .map(|f| match t.push(f) {
                 Pushed::Exact(_) => TableProviderFilterPushDown::Exact,
                 Pushed::Unsupported => TableProviderFilterPushDown::Unsupported,
             })
@@ -93,16 +114,30 @@ impl TableProvider for EntityTable {
         limit: Option<usize>,
     ) -> DfResult<Arc<dyn ExecutionPlan>> {
         let t = &self.0;
-        if !t.store.capabilities().query {
-            return Err(super::scan::external(crate::Error::unsupported(
-                &t.info.store,
-                t.info.name(),
-                "query (listing the entity's records), which a SQL scan needs",
-            )));
-        }
         let projection = projection
             .cloned()
             .unwrap_or_else(|| (0..t.columns.len()).collect());
+        if !t.store.capabilities().query {
+            // No listing: only the keys the WHERE clause names can be read.
+            let Some(keys) = filters
+                .iter()
+                .filter_map(|f| t.keys(f))
+                .reduce(|a, b| a.intersection(&b).cloned().collect())
+            else {
+                return Err(super::scan::external(crate::Error::unsupported(
+                    &t.info.store,
+                    t.info.name(),
+                    format!(
+                        "query (listing the entity's records), which a SQL scan needs; read it by key (`WHERE {key} = …` or `{key} IN (…)`), or route the entity to a store that queries",
+                        key = t.info.schema.key
+                    ),
+                )));
+            };
+            return Ok(Arc::new(
+                EntityScan::new(self.0.clone(), projection, None, Vec::new(), limit)
+                    .with_keys(keys.into_iter().collect()),
+            ));
+        }
         let mut pushed: Vec<Filter> = Vec::new();
         for f in filters {
             if let Pushed::Exact(f) = t.push(f) {

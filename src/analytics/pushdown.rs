@@ -46,6 +46,57 @@ pub(crate) fn push(
     Pushed::Exact(f)
 }
 
+/// The keys `expr` pins the entity's key to, when it does exactly:
+/// `key = literal`, `key IN (literals)` and `OR` of those (at most
+/// `max` keys). A store without queries reads such a table by key.
+pub(crate) fn key_set(
+    schema: &'static Schema,
+    expr: &Expr,
+    max: usize,
+) -> Option<std::collections::BTreeSet<crate::Key>> {
+    key_set_at(schema, expr, max, 0)
+}
+
+fn key_set_at(
+    schema: &'static Schema,
+    expr: &Expr,
+    max: usize,
+    depth: usize,
+) -> Option<std::collections::BTreeSet<crate::Key>> {
+    if depth > MAX_DEPTH {
+        return None;
+    }
+    let kind = schema.field(schema.key).map(|f| f.ty.kind)?;
+    let is_key = |e: &Expr| matches!(e, Expr::Column(c) if c.name == schema.key);
+    let key = |e: &Expr| literal(e, kind).as_ref().and_then(crate::Key::from_value);
+    let keys: std::collections::BTreeSet<crate::Key> = match expr {
+        Expr::BinaryExpr(BinaryExpr {
+            left,
+            op: Operator::Eq,
+            right,
+        }) if is_key(left) => [key(right)?].into(),
+        Expr::BinaryExpr(BinaryExpr {
+            left,
+            op: Operator::Eq,
+            right,
+        }) if is_key(right) => [key(left)?].into(),
+        Expr::BinaryExpr(BinaryExpr {
+            left,
+            op: Operator::Or,
+            right,
+        }) => {
+            let mut l = key_set_at(schema, left, max, depth + 1)?;
+            l.extend(key_set_at(schema, right, max, depth + 1)?);
+            l
+        }
+        Expr::InList(l) if !l.negated && is_key(&l.expr) => {
+            l.list.iter().map(key).collect::<Option<_>>()?
+        }
+        _ => return None,
+    };
+    (keys.len() <= max).then_some(keys)
+}
+
 /// The filter holding exactly when `expr` is true, if it translates
 /// (capabilities not checked).
 #[cfg(test)]

@@ -20,7 +20,7 @@ use futures::StreamExt;
 
 use crate::query::{Direction, Filter, Order};
 use crate::store::StoreQuery;
-use crate::{Error, Value};
+use crate::{Error, Key, Value};
 
 use super::provider::Table;
 use super::schema::{Source, to_batch, value_of};
@@ -39,6 +39,9 @@ pub(crate) struct EntityScan {
     order: Vec<Order>,
     /// Pushed limit.
     fetch: Option<usize>,
+    /// Read these keys (ascending) with `get_many` instead of querying:
+    /// how a store without queries is scanned.
+    keys: Option<Arc<Vec<Key>>>,
     properties: Arc<PlanProperties>,
 }
 
@@ -63,6 +66,7 @@ impl EntityScan {
             filter,
             order,
             fetch,
+            keys: None,
             properties: Arc::new(PlanProperties::new(
                 EquivalenceProperties::new(schema),
                 Partitioning::UnknownPartitioning(1),
@@ -77,6 +81,13 @@ impl EntityScan {
             Boundedness::Bounded,
         ));
         scan
+    }
+
+    /// This scan reading `keys` (ascending, so rows still come in key
+    /// order) by key instead of querying.
+    pub(crate) fn with_keys(mut self, keys: Vec<Key>) -> Self {
+        self.keys = Some(Arc::new(keys));
+        self
     }
 
     /// The total order rows come in: the pushed keys, then the key.
@@ -122,6 +133,11 @@ impl EntityScan {
     /// What was pushed into the store, for EXPLAIN.
     fn pushed(&self) -> String {
         let mut s = String::new();
+        if let Some(keys) = &self.keys {
+            let shown: Vec<String> = keys.iter().take(10).map(|k| k.to_string()).collect();
+            let more = if keys.len() > 10 { ", …" } else { "" };
+            s.push_str(&format!(" keys=[{}{more}] (get_many)", shown.join(", ")));
+        }
         match &self.filter {
             Some(f) => s.push_str(&format!(" filter=[{f}]")),
             None => s.push_str(" filter=[]"),
@@ -179,16 +195,18 @@ impl EntityScan {
         }
         let key_only =
             keys.len() == 1 && keys[0].field == schema.key && keys[0].direction == Direction::Asc;
-        if !key_only && !self.table.store.capabilities().sort {
+        if !key_only && (self.keys.is_some() || !self.table.store.capabilities().sort) {
             return None;
         }
-        Some(EntityScan::new(
+        let mut scan = EntityScan::new(
             self.table.clone(),
             self.projection.clone(),
             self.filter.clone(),
             if key_only { Vec::new() } else { keys },
             None,
-        ))
+        );
+        scan.keys = self.keys.clone();
+        Some(scan)
     }
 }
 
@@ -276,6 +294,7 @@ impl ExecutionPlan for EntityScan {
             remaining: self.fetch,
             last: None,
             done: false,
+            keys: self.keys.clone().map(|k| (k, 0)),
         };
         let stream = futures::stream::try_unfold(cursor, |mut c| async move {
             match c.next_page().await? {
@@ -300,6 +319,8 @@ struct Cursor {
     remaining: Option<usize>,
     last: Option<Vec<Value>>,
     done: bool,
+    /// Reading by key: the keys and how many were read.
+    keys: Option<(Arc<Vec<Key>>, usize)>,
 }
 
 pub(crate) fn external(e: Error) -> DataFusionError {
@@ -313,6 +334,9 @@ impl Cursor {
     ) -> DfResult<Option<datafusion::arrow::record_batch::RecordBatch>> {
         if self.done || self.remaining == Some(0) {
             return Ok(None);
+        }
+        if self.keys.is_some() {
+            return self.next_by_key().await;
         }
         let t = &self.table;
         let entity = t.info.name();
@@ -373,6 +397,44 @@ impl Cursor {
                     .collect(),
             );
         }
+        to_batch(t.info.schema, &self.columns, self.schema.clone(), &rows)
+            .map(Some)
+            .map_err(|m| external(Error::backend(&t.info.store, entity, m)))
+    }
+}
+
+impl Cursor {
+    /// The next page of a read by key: up to a page of keys through
+    /// `get_many` (absent keys leave no row).
+    async fn next_by_key(
+        &mut self,
+    ) -> DfResult<Option<datafusion::arrow::record_batch::RecordBatch>> {
+        let t = &self.table;
+        let entity = t.info.name();
+        let Some((keys, at)) = self.keys.as_mut() else {
+            return Ok(None);
+        };
+        let mut rows = Vec::new();
+        while rows.is_empty() && *at < keys.len() {
+            let end = (*at + t.page).min(keys.len());
+            let found = t
+                .store
+                .get_many(&t.info, &keys[*at..end])
+                .await
+                .map_err(|e| external(e.with_entity(entity)))?;
+            *at = end;
+            rows.extend(found.into_iter().flatten());
+        }
+        if rows.is_empty() {
+            self.done = true;
+            return Ok(None);
+        }
+        if let Some(r) = self.remaining.as_mut() {
+            rows.truncate(*r);
+            *r -= rows.len();
+        }
+        t.pulled
+            .fetch_add(rows.len() as u64, std::sync::atomic::Ordering::Relaxed);
         to_batch(t.info.schema, &self.columns, self.schema.clone(), &rows)
             .map(Some)
             .map_err(|m| external(Error::backend(&t.info.store, entity, m)))

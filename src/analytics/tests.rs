@@ -114,3 +114,82 @@ fn a_store_without_the_operator_gets_nothing() {
         Pushed::Unsupported
     );
 }
+
+mod series {
+    use datafusion::logical_expr::{col, lit};
+    use datafusion::scalar::ScalarValue;
+
+    use crate::analytics::series::{Bounds, bounds};
+
+    fn at_ns(ns: i64) -> datafusion::prelude::Expr {
+        lit(ScalarValue::TimestampNanosecond(
+            Some(ns),
+            Some("UTC".into()),
+        ))
+    }
+
+    fn range(from: i64, to: i64) -> Option<Bounds> {
+        Some(Bounds {
+            from,
+            to,
+            keys: None,
+        })
+    }
+
+    #[test]
+    fn sub_microsecond_bounds_round_to_the_points_they_hold() {
+        let (all_from, all_to) = (Bounds::all().from, Bounds::all().to);
+        // ts >= 1.5 µs holds from 2 µs; ts > 1.5 µs too; ts > 1 µs from 2 µs.
+        assert_eq!(bounds(&col("ts").gt_eq(at_ns(1500))), range(2, all_to));
+        assert_eq!(bounds(&col("ts").gt(at_ns(1500))), range(2, all_to));
+        assert_eq!(bounds(&col("ts").gt(at_ns(1000))), range(2, all_to));
+        // ts < 1.5 µs holds up to 1 µs; ts <= 1 µs too.
+        assert_eq!(bounds(&col("ts").lt(at_ns(1500))), range(all_from, 2));
+        assert_eq!(bounds(&col("ts").lt_eq(at_ns(1000))), range(all_from, 2));
+        // Before the epoch: -1.5 µs lies between -2 and -1.
+        assert_eq!(bounds(&col("ts").gt_eq(at_ns(-1500))), range(-1, all_to));
+        assert_eq!(bounds(&col("ts").gt(at_ns(-1500))), range(-1, all_to));
+        assert_eq!(bounds(&col("ts").lt(at_ns(-1500))), range(all_from, -1));
+        assert_eq!(bounds(&col("ts").lt_eq(at_ns(-1500))), range(all_from, -1));
+        // Equality with a point between microseconds holds nowhere.
+        assert_eq!(bounds(&col("ts").eq(at_ns(1500))), range(0, 0));
+        assert_eq!(bounds(&col("ts").eq(at_ns(-3000))), range(-3, -2));
+        // The literal on the left flips the operator.
+        assert_eq!(bounds(&at_ns(5000).gt(col("ts"))), range(all_from, 5));
+    }
+
+    #[test]
+    fn series_keys_and_what_stays_in_datafusion() {
+        let keys = |k: &[&str]| {
+            Some(Bounds {
+                keys: Some(k.iter().map(|s| s.to_string()).collect()),
+                ..Bounds::all()
+            })
+        };
+        assert_eq!(bounds(&col("series").eq(lit("a"))), keys(&["a"]));
+        assert_eq!(
+            bounds(&col("series").eq(lit("a")).or(col("series").eq(lit("b")))),
+            keys(&["a", "b"])
+        );
+        assert_eq!(
+            bounds(&col("series").in_list(vec![lit("b"), lit("a")], false)),
+            keys(&["a", "b"])
+        );
+        let both = bounds(&col("series").eq(lit("a")).and(col("ts").lt(at_ns(7000)))).unwrap();
+        assert_eq!((both.to, both.keys.map(|k| k.len())), (7, Some(1)));
+        // Not exact: left to DataFusion.
+        assert_eq!(bounds(&col("series").not_eq(lit("a"))), None);
+        assert_eq!(bounds(&col("series").in_list(vec![lit("a")], true)), None);
+        assert_eq!(bounds(&col("series").like(lit("a%"))), None);
+        assert_eq!(bounds(&col("temp").gt(lit(1.0))), None);
+        assert_eq!(bounds(&col("ts").not_eq(at_ns(1000))), None);
+        assert_eq!(
+            bounds(&col("ts").lt(at_ns(1000)).or(col("ts").gt(at_ns(9000)))),
+            None
+        );
+        assert_eq!(
+            bounds(&col("series").eq(lit("a")).or(col("temp").gt(lit(1.0)))),
+            None
+        );
+    }
+}

@@ -42,6 +42,8 @@
 //! limits into each store, and prints the rows: a table, or with
 //! `--format csv|json` CSV with a header or one JSON object per line,
 //! streamed. `EXPLAIN SELECT ...` shows what went into which store.
+//!
+//! ```text
 //! polyrouter sagas list|show ID|retry ID|abort ID --config polyrouter.toml
 //! ```
 //!
@@ -50,6 +52,18 @@
 //! attention), `show` one saga's steps, attempts, outputs and errors,
 //! `retry` sends a parked saga back to compensation, and `abort`
 //! compensates a running saga or marks a parked one aborted.
+//!
+//! ```text
+//! polyrouter sync --config polyrouter.toml
+//! polyrouter sync status --config polyrouter.toml
+//! ```
+//!
+//! `sync` runs the relays (one per route with an `outbox`, leased so one
+//! process relays each outbox) and the `[projections.NAME]` as a worker
+//! process until Ctrl-C or SIGTERM, then stops gracefully; `sync status`
+//! prints per relay and projection what the workers last reported (lag,
+//! relayed, applied, duplicates skipped, dead letters) and the outboxes'
+//! backlog counted now (see docs/sync.md).
 //!
 //! Built with the `cli` cargo feature (on by default).
 
@@ -69,6 +83,8 @@ mod sagas;
 #[cfg(feature = "analytics")]
 #[path = "polyrouter/sql.rs"]
 mod sql;
+#[path = "polyrouter/sync.rs"]
+mod sync;
 #[path = "polyrouter/topology.rs"]
 mod topology;
 
@@ -107,6 +123,8 @@ enum Command {
     Sql(sql::SqlArgs),
     /// List, show, retry or abort the sagas of the `[sagas]` log.
     Sagas(sagas::SagasArgs),
+    /// Run the relays and projections as a worker (`sync --config FILE`), or show their status (`sync status`).
+    Sync(sync::SyncArgs),
 }
 
 fn main() -> ExitCode {
@@ -134,6 +152,7 @@ fn main() -> ExitCode {
         #[cfg(feature = "analytics")]
         Command::Sql(args) => runtime.block_on(sql::run(args)),
         Command::Sagas(args) => runtime.block_on(sagas::run(args)),
+        Command::Sync(args) => runtime.block_on(sync::run(args)),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -43,6 +43,7 @@ mod locate;
 mod resilience;
 mod sagas;
 mod secret;
+mod sync;
 mod timeseries;
 mod view;
 
@@ -53,6 +54,7 @@ pub(crate) use kinds::{KindEntry, opener};
 pub use resilience::{BreakerConfig, LimitConfig, ResilienceConfig, RetryConfig, TimeoutConfig};
 pub use sagas::SagasConfig;
 pub use secret::{Redactor, Secret, is_secret_key, redact_url};
+pub use sync::{ProjectionConfig, ProjectionKind, SyncConfig};
 pub use timeseries::TimeSeriesConfig;
 pub use view::{
     JoinConfig, ViewBranch, ViewConfig, ViewDirection, ViewGraph, ViewGraphOp, ViewSearch,
@@ -89,6 +91,10 @@ pub struct Config {
     pub buses: BTreeMap<String, BusSpec>,
     /// The saga log, from `[sagas]`.
     pub sagas: Option<SagasConfig>,
+    /// Sync state and relays, from `[sync]`.
+    pub sync: Option<SyncConfig>,
+    /// Projections by name, from `[projections.NAME]`.
+    pub projections: BTreeMap<String, ProjectionConfig>,
     source: Arc<Source>,
 }
 
@@ -369,6 +375,81 @@ pub struct SqlTableConfig {
     pub columns: BTreeMap<String, String>,
 }
 
+impl SqlTableConfig {
+    /// The entity's schema from these columns, or the path (under `sql`)
+    /// and message of what is wrong. Leaked: built once per session of a
+    /// command-line run (`polyrouter sql`, `polyrouter sync`), where no
+    /// Rust type describes the entity.
+    ///
+    /// ```
+    /// let c = polyrouter::config::SqlTableConfig { key: "id".into(), columns: [("id".to_string(), "int".to_string())].into() };
+    /// assert_eq!(c.schema("order").unwrap().key_kind, polyrouter::KeyKind::Int);
+    /// ```
+    pub fn schema(
+        &self,
+        entity: &str,
+    ) -> std::result::Result<&'static crate::Schema, (String, String)> {
+        use crate::{FieldDef, FieldKind, FieldType, KeyKind, Schema};
+        let c = self;
+        let leak = |x: &str| -> &'static str { Box::leak(x.to_string().into_boxed_str()) };
+        let mut fields = Vec::with_capacity(c.columns.len());
+        for (name, kind) in &c.columns {
+            let (k, nullable) = match kind.strip_suffix('?') {
+                Some(k) => (k, true),
+                None => (kind.as_str(), false),
+            };
+            let kind = match k {
+                "bool" => FieldKind::Bool,
+                "int" => FieldKind::Int,
+                "float" => FieldKind::Float,
+                "string" => FieldKind::String,
+                "bytes" => FieldKind::Bytes,
+                "timestamp" => FieldKind::Timestamp,
+                "uuid" => FieldKind::Uuid,
+                "json" => FieldKind::Json,
+                other => {
+                    return Err((
+                        format!(".columns.{name}"),
+                        format!(
+                            "unknown column kind `{other}`; use bool, int, float, string, bytes, timestamp, uuid or json (a trailing `?` for nullable)"
+                        ),
+                    ));
+                }
+            };
+            fields.push(FieldDef {
+                name: leak(name),
+                ty: FieldType { kind, nullable },
+            });
+        }
+        let Some(key) = fields.iter().find(|f| f.name == c.key) else {
+            return Err((
+                ".key".into(),
+                format!("the key column `{}` is not among `columns`; list it", c.key),
+            ));
+        };
+        let key_kind = match key.ty.kind {
+            FieldKind::String => KeyKind::Str,
+            FieldKind::Int => KeyKind::Int,
+            FieldKind::Uuid => KeyKind::Uuid,
+            other => {
+                return Err((
+                    format!(".columns.{}", c.key),
+                    format!("a key is a string, int or uuid, not {}", other.name()),
+                ));
+            }
+        };
+        let key = key.name;
+        Ok(Box::leak(Box::new(Schema {
+            name: leak(entity),
+            key,
+            key_kind,
+            partition_key: None,
+            version: None,
+            fields: Box::leak(fields.into_boxed_slice()),
+        })))
+    }
+}
+
 fn default_sql_key() -> String {
     "id".into()
 }
@@ -565,6 +646,10 @@ struct RawConfig {
     buses: BTreeMap<String, RawStore>,
     #[serde(default)]
     sagas: Option<SagasConfig>,
+    #[serde(default)]
+    sync: Option<SyncConfig>,
+    #[serde(default)]
+    projections: BTreeMap<String, ProjectionConfig>,
 }
 
 #[derive(Deserialize)]
@@ -704,6 +789,8 @@ impl Config {
             timeseries: raw.timeseries,
             buses,
             sagas: raw.sagas,
+            sync: raw.sync,
+            projections: raw.projections,
             source: source.clone(),
         };
         cfg.validate(&source)?;
@@ -726,6 +813,8 @@ impl Config {
             timeseries: BTreeMap::new(),
             buses: BTreeMap::new(),
             sagas: None,
+            sync: None,
+            projections: BTreeMap::new(),
             source: Arc::new(Source {
                 file: file.into(),
                 text: String::new(),
@@ -789,6 +878,35 @@ impl Config {
             }
             if let Some((key, msg)) = s.problem() {
                 return Err(err(&["sagas", key], msg));
+            }
+        }
+        if let Some(s) = &self.sync {
+            if !self.stores.contains_key(&s.store) {
+                return Err(err(
+                    &["sync", "store"],
+                    format!(
+                        "store `{}` is not defined; add a [stores.{}] table (any SQL store, or memory for tests)",
+                        s.store, s.store
+                    ),
+                ));
+            }
+            if let Some((key, msg)) = s.problem() {
+                return Err(err(&["sync", key], msg));
+            }
+        }
+        for (name, p) in &self.projections {
+            if name.is_empty()
+                || !name
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+            {
+                return Err(err(
+                    &["projections", name],
+                    "a projection name (its consumer group on the bus) may hold only ASCII letters, digits, `_` and `-`".into(),
+                ));
+            }
+            if let Some((key, msg)) = p.problem(self) {
+                return Err(err(&["projections", name, key], msg));
             }
         }
         let mut tables: BTreeMap<(&str, &str), &str> = BTreeMap::new();

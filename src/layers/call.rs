@@ -239,6 +239,8 @@ operations! {
     SeriesLatest => "ts.latest", Query, Idempotent;
     /// [`TimeSeriesStore::delete_before`](crate::store::timeseries::TimeSeriesStore::delete_before).
     SeriesDeleteBefore => "ts.delete_before", Bulk, Idempotent;
+    /// [`TimeSeriesStore::scan`](crate::store::timeseries::TimeSeriesStore::scan).
+    SeriesScan => "ts.scan", Query, Idempotent;
 }
 
 /// What a call works on: its span's `db.collection.name` and its errors'

@@ -19,7 +19,7 @@ use crate::store::graph::{
 };
 use crate::store::kv::KvStore;
 use crate::store::search::{SearchIndex, SearchRequest, SearchResults, SearchStore};
-use crate::store::timeseries::{Bucket, Point, SeriesInfo, TimeSeriesStore};
+use crate::store::timeseries::{Bucket, Point, SeriesInfo, SeriesScan, TimeSeriesStore};
 use crate::store::{
     Applied, EntityInfo, OutboxEntry, StoreQuery, VersionedChange, WriteOp, WriteOutcome,
 };
@@ -843,5 +843,10 @@ impl<S: Store, P: Policy> TimeSeriesStore for Layered<S, P> {
         self.policy
             .around(&call, || t.delete_before(series, cutoff))
             .await
+    }
+    async fn scan(&self, series: &SeriesInfo, scan: &SeriesScan) -> Result<Vec<Point>> {
+        let t = self.series()?;
+        let call = self.call(Target::Series(series), Operation::SeriesScan);
+        self.policy.around(&call, || t.scan(series, scan)).await
     }
 }

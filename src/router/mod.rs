@@ -120,6 +120,10 @@ struct Inner {
     buses: BTreeMap<String, Arc<dyn Bus>>,
     /// Background purges of the time series; stopped with the router.
     purges: Vec<tokio::task::AbortHandle>,
+    /// Per (entity, replica store): the commit time (ms since the Unix
+    /// epoch) before which every write is applied to the replica, kept by
+    /// a replica projection's watermark task; 0 while unknown.
+    watermarks: parking_lot::Mutex<HashMap<(String, String), Arc<std::sync::atomic::AtomicI64>>>,
 }
 
 impl Drop for Inner {
@@ -306,6 +310,71 @@ impl Router {
         })))
     }
 
+    /// The schema `entity` has in this process: its bound Rust type's, else
+    /// the one its `sql = { ... }` columns describe, else `None`.
+    pub(crate) fn entity_schema(&self, entity: &str) -> Result<Option<&'static crate::Schema>> {
+        if let Some(s) = self.bound_schema(entity) {
+            return Ok(Some(s));
+        }
+        let Some(cols) = self
+            .inner
+            .routes
+            .get(entity)
+            .and_then(|r| r.config.sql.as_ref())
+        else {
+            return Ok(None);
+        };
+        cols.schema(entity).map(Some).map_err(|(path, m)| {
+            self.inner
+                .config
+                .error(&format!("entities.{entity}.sql{path}"), m)
+        })
+    }
+
+    /// Bumps the cache epoch of `key` in this process's cache route of
+    /// `entity`, if it is bound and cached: a fill in flight is dropped.
+    pub(crate) fn bump_cache_epoch(&self, entity: &str, key: &crate::Key) {
+        if let Some(c) = self
+            .inner
+            .bound
+            .read()
+            .get(entity)
+            .and_then(|b| b.cache.clone())
+        {
+            c.bump(std::slice::from_ref(key));
+        }
+    }
+
+    /// The watermark of `entity`'s replica in `store` (see
+    /// [`replica::Replica`]): shared by the read path and the projection
+    /// that fills the replica.
+    pub(crate) fn replica_watermark(
+        &self,
+        entity: &str,
+        store: &str,
+    ) -> Arc<std::sync::atomic::AtomicI64> {
+        self.inner
+            .watermarks
+            .lock()
+            .entry((entity.to_string(), store.to_string()))
+            .or_default()
+            .clone()
+    }
+
+    /// The search route of an entity with a `search` option, for `schema`.
+    pub(crate) async fn search_route(
+        &self,
+        route: &Route,
+        schema: &'static crate::Schema,
+    ) -> Result<Option<Arc<search::SearchRoute>>> {
+        search::bind(&self.inner.config, &self.inner.stores, route, schema).await
+    }
+
+    /// The schema of the Rust type bound to `entity` so far, if any.
+    pub(crate) fn bound_schema(&self, entity: &str) -> Option<&'static crate::Schema> {
+        self.inner.bound.read().get(entity).map(|b| b.info.schema)
+    }
+
     /// The type-erased repository of an entity a Rust type was bound to.
     pub(crate) fn dyn_repo(&self, entity: &str) -> Option<Arc<dyn crate::aggregate::DynRepo>> {
         self.inner.dyn_repos.read().get(entity).cloned()
@@ -361,7 +430,8 @@ impl Router {
                     ..EntityInfo::new(schema)
                 };
                 rstore.ensure_entity(&rinfo).await.map_err(fix)?;
-                Some(replica::Replica::new(rstore, rinfo))
+                let watermark = self.replica_watermark(&route.entity, r);
+                Some(replica::Replica::new(rstore, rinfo, watermark))
             }
             None => None,
         };
@@ -833,6 +903,7 @@ impl RouterBuilder {
                 time_series,
                 buses,
                 purges,
+                watermarks: Default::default(),
             }),
         };
         for register in self.registrations {

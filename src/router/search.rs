@@ -99,7 +99,7 @@ fn layout(route: &Route, s: &SearchConfig, schema: &'static Schema) -> SearchInd
 }
 
 /// Checks the search config against the Rust schema and prepares the index.
-pub(super) async fn bind(
+pub(crate) async fn bind(
     config: &Config,
     stores: &BTreeMap<String, Arc<dyn Store>>,
     route: &Route,
@@ -211,13 +211,6 @@ enum Pending {
 /// Records what to index for these writes, when the entity has a search route.
 pub(super) fn plan(b: &Bound, ops: &[WriteOp]) -> Option<Plan> {
     let route = b.search.as_ref()?;
-    let keep: Vec<&str> = route
-        .index
-        .fields
-        .iter()
-        .map(String::as_str)
-        .chain(route.index.value_fields())
-        .collect();
     let mut last: HashMap<&Key, usize> = HashMap::new();
     for (i, op) in ops.iter().enumerate() {
         last.insert(op.key(), i);
@@ -230,16 +223,7 @@ pub(super) fn plan(b: &Bound, ops: &[WriteOp]) -> Option<Plan> {
         out.push((
             i,
             match op {
-                WriteOp::Put { record, .. } => {
-                    let mut r = Record::new(record.key.clone());
-                    r.fields = record
-                        .fields
-                        .iter()
-                        .filter(|(n, _)| keep.contains(&n.as_ref()))
-                        .cloned()
-                        .collect();
-                    Pending::Put(r)
-                }
+                WriteOp::Put { record, .. } => Pending::Put(route.index.document(record)),
                 WriteOp::Delete { key, .. } => Pending::Delete(key.clone()),
             },
         ));

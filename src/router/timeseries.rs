@@ -7,7 +7,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 
 use crate::config::{Config, TimeSeriesConfig};
-use crate::store::timeseries::{Bucket, Point, SeriesInfo, TimeSeriesStore};
+use crate::store::timeseries::{Bucket, Point, SeriesInfo, SeriesScan, TimeSeriesStore};
 use crate::{Error, Result, Store};
 
 /// A handle on one time series table, from [`Router::time_series`](crate::Router::time_series).
@@ -275,6 +275,38 @@ impl TimeSeries {
             return Ok(Vec::new());
         }
         self.ts()?.latest(&self.info, &keys, self.cutoff()).await
+    }
+
+    /// One page of a scan over every series (or `scan.keys`) in
+    /// `(series, ts)` order, after `scan.after`: what SQL over time series
+    /// reads. The range's start is moved up to the retention cutoff.
+    ///
+    /// ```
+    /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+    /// use polyrouter::store::timeseries::{Point, SeriesScan};
+    /// let r = polyrouter::Router::from_toml_str("[stores.m]\nkind = \"memory\"\n[timeseries.power]\nstore = \"m\"\nfields = [\"watts\"]\n").await.unwrap();
+    /// let power = r.time_series("power").unwrap();
+    /// let t = chrono::Utc::now();
+    /// power.append(&[Point::new("m2", t), Point::new("m1", t)]).await.unwrap();
+    /// let page = power.scan(&SeriesScan::all(10)).await.unwrap();
+    /// assert_eq!(page.iter().map(|p| p.series.as_str()).collect::<Vec<_>>(), ["m1", "m2"]);
+    /// # });
+    /// ```
+    pub async fn scan(&self, scan: &SeriesScan) -> Result<Vec<Point>> {
+        let range = self.clamp(scan.range.clone());
+        if range == scan.range {
+            return self.ts()?.scan(&self.info, scan).await;
+        }
+        let clamped = SeriesScan {
+            range,
+            ..scan.clone()
+        };
+        self.ts()?.scan(&self.info, &clamped).await
+    }
+
+    /// The store holding the table.
+    pub(crate) fn store(&self) -> &Arc<dyn Store> {
+        &self.store
     }
 
     /// Deletes the points older than the retention now, returning how many

@@ -148,6 +148,36 @@ impl SearchIndex {
         }
         out
     }
+
+    /// The document this index keeps of `record`: its key and only the
+    /// fields the index uses (text fields, then filter and facet values).
+    /// What a write through the router and the search projection both index.
+    ///
+    /// ```
+    /// # use polyrouter::{FieldDef, FieldKind, KeyKind, Key, Record, Schema, Value, store::search::SearchIndex};
+    /// # static F: [FieldDef; 0] = [];
+    /// # static S: Schema = Schema { name: "t", key: "id", key_kind: KeyKind::Str, partition_key: None, version: None, fields: &F };
+    /// let i = SearchIndex::new(&S, &["name"]);
+    /// let mut r = Record::new(Key::from("a"));
+    /// r.set("name", Value::from("Ada"));
+    /// r.set("secret", Value::from("x"));
+    /// let d = i.document(&r);
+    /// assert_eq!(d.fields.len(), 1);
+    /// assert_eq!(d.key, Key::from("a"));
+    /// ```
+    pub fn document(&self, record: &Record) -> Record {
+        let values = self.value_fields();
+        let mut doc = Record::new(record.key.clone());
+        doc.fields = record
+            .fields
+            .iter()
+            .filter(|(n, _)| {
+                self.fields.iter().any(|f| f == n.as_ref()) || values.contains(&n.as_ref())
+            })
+            .cloned()
+            .collect();
+        doc
+    }
 }
 
 /// A position in a ranked hit list: hits come in descending score, ties in

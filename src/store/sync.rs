@@ -109,7 +109,14 @@ impl VersionedChange {
     /// ```
     pub fn from_event(entity: &EntityInfo, event: &ChangeEvent) -> Result<Self> {
         match event.op {
-            Operation::Delete => Ok(VersionedChange::delete(event.key.clone(), event.version)),
+            Operation::Delete => match event.typed_key(entity.schema.key_kind) {
+                Ok(key) => Ok(VersionedChange::delete(key, event.version)),
+                Err(e) => Err(Error::invalid_input(
+                    &event.store,
+                    entity.name(),
+                    format!("event {}: {e}", event.id),
+                )),
+            },
             Operation::Put => match event.record(entity.schema) {
                 Ok(Some(record)) => Ok(VersionedChange::put(record)),
                 Ok(None) => Err(Error::invalid_input(

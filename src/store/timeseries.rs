@@ -541,6 +541,108 @@ pub fn downsample_rows<'a>(
         .collect()
 }
 
+/// The most series keys one [`SeriesScan`] may name.
+pub const MAX_SCAN_KEYS: usize = 1000;
+
+/// One page of a scan over a whole series table, in `(series, ts)` order:
+/// what a SQL table over the time series reads page by page
+/// ([`TimeSeriesStore::scan`]).
+///
+/// ```
+/// use polyrouter::store::timeseries::SeriesScan;
+/// let all = SeriesScan::all(100);
+/// assert!(all.keys.is_none() && all.after.is_none());
+/// ```
+#[derive(Debug, Clone, PartialEq)]
+pub struct SeriesScan {
+    /// Only these series keys (at most [`MAX_SCAN_KEYS`]); `None`: every series.
+    pub keys: Option<Vec<String>>,
+    /// The instants `[start, end)`.
+    pub range: Range<DateTime<Utc>>,
+    /// Only points strictly after this `(series, instant)`: the last point
+    /// of the previous page (keyset paging).
+    pub after: Option<(String, DateTime<Utc>)>,
+    /// At most this many points (at least 1).
+    pub limit: usize,
+}
+
+impl SeriesScan {
+    /// Every point of every series, at most `limit` of them.
+    ///
+    /// ```
+    /// let s = polyrouter::store::timeseries::SeriesScan::all(10);
+    /// assert_eq!(s.limit, 10);
+    /// ```
+    pub fn all(limit: usize) -> Self {
+        SeriesScan {
+            keys: None,
+            range: DateTime::<Utc>::MIN_UTC..DateTime::<Utc>::MAX_UTC,
+            after: None,
+            limit,
+        }
+    }
+
+    /// Checks the request before any I/O: a limit of at least 1, at most
+    /// [`MAX_SCAN_KEYS`] keys, each a valid series key. Returns the keys
+    /// sorted and without duplicates (`None`: every series).
+    ///
+    /// ```
+    /// use polyrouter::store::timeseries::{SeriesInfo, SeriesScan};
+    /// let info = SeriesInfo::new("t", ["v"]);
+    /// let mut s = SeriesScan::all(10);
+    /// s.keys = Some(vec!["b".into(), "a".into(), "b".into()]);
+    /// assert_eq!(s.check(&info).unwrap(), Some(vec!["a".to_string(), "b".to_string()]));
+    /// s.keys = Some(vec![String::new()]);
+    /// assert!(s.check(&info).is_err());
+    /// ```
+    pub fn check(&self, info: &SeriesInfo) -> Result<Option<Vec<String>>> {
+        if self.limit == 0 {
+            return Err(info.invalid("a scan limit must be at least 1"));
+        }
+        let Some(keys) = &self.keys else {
+            return Ok(None);
+        };
+        if keys.len() > MAX_SCAN_KEYS {
+            return Err(info.invalid(format!(
+                "a scan names {} series keys; at most {MAX_SCAN_KEYS} are allowed, scan in several parts",
+                keys.len()
+            )));
+        }
+        for k in keys {
+            check_series_key(info, k)?;
+        }
+        let mut keys = keys.clone();
+        keys.sort();
+        keys.dedup();
+        Ok(Some(keys))
+    }
+
+    /// The range as unix microseconds `[from, to)`, its start moved past
+    /// `after` when that lies in `series`'s part of the scan — for
+    /// backends that walk series by series.
+    ///
+    /// ```
+    /// use polyrouter::store::timeseries::{from_micros, SeriesScan};
+    /// let mut s = SeriesScan::all(10);
+    /// s.range = from_micros(0)..from_micros(100);
+    /// s.after = Some(("b".into(), from_micros(40)));
+    /// assert_eq!(s.span_of("a"), None); // before the cursor
+    /// assert_eq!(s.span_of("b"), Some((41, 100)));
+    /// assert_eq!(s.span_of("c"), Some((0, 100)));
+    /// ```
+    pub fn span_of(&self, series: &str) -> Option<(i64, i64)> {
+        let (mut from, to) = micros_range(&self.range);
+        if let Some((s, at)) = &self.after {
+            match series.cmp(s.as_str()) {
+                std::cmp::Ordering::Less => return None,
+                std::cmp::Ordering::Equal => from = from.max(at.timestamp_micros() + 1),
+                std::cmp::Ordering::Greater => {}
+            }
+        }
+        (from < to).then_some((from, to))
+    }
+}
+
 /// Time series operations. Object-safe; get one from
 /// [`Store::as_time_series`](crate::Store::as_time_series).
 ///
@@ -610,6 +712,20 @@ pub trait TimeSeriesStore: Send + Sync {
     /// Deletes every point (of every series) older than `cutoff` and
     /// returns how many were deleted.
     async fn delete_before(&self, series: &SeriesInfo, cutoff: DateTime<Utc>) -> Result<u64>;
+
+    /// One page of a scan of the whole table (or of some series keys) in
+    /// `(series, ts)` order, series keys compared byte by byte: at most
+    /// `scan.limit` points in `scan.range`, strictly after `scan.after`.
+    /// What SQL over time series reads (feature `analytics`). A store that
+    /// cannot list its series answers [`Error::Unsupported`] (the default).
+    async fn scan(&self, series: &SeriesInfo, scan: &SeriesScan) -> Result<Vec<Point>> {
+        let _ = scan;
+        Err(Error::unsupported(
+            &series.store,
+            &series.name,
+            "scanning a time series table (every series, in order)",
+        ))
+    }
 }
 
 #[cfg(test)]

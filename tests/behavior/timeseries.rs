@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, TimeDelta, Utc};
 use polyrouter::router::TimeSeries;
-use polyrouter::store::timeseries::{Bucket, Point};
+use polyrouter::store::timeseries::{Bucket, MAX_SCAN_KEYS, Point, SeriesScan};
 use polyrouter::{Capabilities, Error, Result, Router};
 
 use crate::behaviour;
@@ -21,6 +21,7 @@ pub fn behaviours() -> Vec<Behaviour> {
     vec![
         behaviour!(ts_append_and_range_bounds, needs_ts),
         behaviour!(ts_range_pages_by_keyset, needs_ts),
+        behaviour!(ts_scan_walks_every_series_in_order, needs_ts),
         behaviour!(ts_downsample_matches_reference, needs_ts),
         behaviour!(ts_latest_per_series, needs_ts),
         behaviour!(ts_retention_drops_exactly_old_points, needs_ts),
@@ -115,6 +116,107 @@ async fn ts_append_and_range_bounds(ctx: Ctx) -> Result<()> {
         .await?;
     let got = ts.range("dev-4", t..t + us(10), 10).await?;
     assert_eq!(got.points[0].at, t + us(7));
+    Ok(())
+}
+
+/// Every page of a scan, following the cursor.
+async fn scan_all(ts: &TimeSeries, mut scan: SeriesScan) -> Result<(Vec<Point>, usize)> {
+    let (mut out, mut pages) = (Vec::new(), 0);
+    loop {
+        let page = ts.scan(&scan).await?;
+        pages += 1;
+        if page.len() > scan.limit {
+            return Err(fail(format!(
+                "a page of {} points, limit {}",
+                page.len(),
+                scan.limit
+            )));
+        }
+        let Some(last) = page.last() else { break };
+        scan.after = Some((last.series.clone(), last.at));
+        let full = page.len() == scan.limit;
+        out.extend(page);
+        if !full {
+            break;
+        }
+    }
+    Ok((out, pages))
+}
+
+async fn ts_scan_walks_every_series_in_order(ctx: Ctx) -> Result<()> {
+    let router = ctx.ts_router().await?;
+    let ts = router.time_series("telemetry")?;
+    let t = t0();
+    // Keys that sort differently by bytes, by locale and by case.
+    let keys = [
+        "b",
+        "a",
+        "é",
+        "B",
+        "a b",
+        "'; DROP TABLE telemetry; --",
+        "z",
+    ];
+    let mut points = Vec::new();
+    for (k, key) in keys.iter().enumerate() {
+        for i in 0..5 {
+            points.push(Point::new(*key, t + us(10 * i + k as i64)).field("temperature", i as f64));
+        }
+    }
+    assert_eq!(ts.append(&points).await?, 35);
+    let mut want: Vec<(String, DateTime<Utc>)> =
+        points.iter().map(|p| (p.series.clone(), p.at)).collect();
+    want.sort_by(|a, b| a.0.as_bytes().cmp(b.0.as_bytes()).then(a.1.cmp(&b.1)));
+    // Pages of 3: every point once, in (series, ts) byte order.
+    let (got, pages) = scan_all(&ts, SeriesScan::all(3)).await?;
+    let got: Vec<(String, DateTime<Utc>)> = got.iter().map(|p| (p.series.clone(), p.at)).collect();
+    if got != want || pages != 12 {
+        return Err(fail(format!(
+            "scan in {pages} pages (want 12): {got:?}, want {want:?}"
+        )));
+    }
+    // Keys (with one absent) and a range: only those, in order.
+    let mut scan = SeriesScan::all(2);
+    scan.keys = Some(vec!["z".into(), "a".into(), "nobody".into(), "a".into()]);
+    scan.range = t + us(10)..t + us(36);
+    let (got, _) = scan_all(&ts, scan).await?;
+    let got: Vec<(String, i64)> = got
+        .iter()
+        .map(|p| {
+            (
+                p.series.clone(),
+                (p.at - t).num_microseconds().unwrap_or(-1),
+            )
+        })
+        .collect();
+    let want: Vec<(String, i64)> = [("a", 11), ("a", 21), ("a", 31), ("z", 16), ("z", 26)]
+        .iter()
+        .map(|(s, n)| (s.to_string(), *n))
+        .collect();
+    if got != want {
+        return Err(fail(format!("keyed scan: {got:?}, want {want:?}")));
+    }
+    // An empty range or key list reads nothing; bad requests fail first.
+    let mut empty = SeriesScan::all(5);
+    empty.range = t..t;
+    assert!(ts.scan(&empty).await?.is_empty());
+    empty = SeriesScan::all(5);
+    empty.keys = Some(Vec::new());
+    assert!(ts.scan(&empty).await?.is_empty());
+    for bad in [
+        SeriesScan::all(0),
+        SeriesScan {
+            keys: Some(vec![String::new()]),
+            ..SeriesScan::all(5)
+        },
+        SeriesScan {
+            keys: Some((0..=MAX_SCAN_KEYS).map(|i| i.to_string()).collect()),
+            ..SeriesScan::all(5)
+        },
+    ] {
+        let e = ts.scan(&bad).await.unwrap_err();
+        assert!(matches!(e, Error::InvalidInput { .. }), "{e}");
+    }
     Ok(())
 }
 

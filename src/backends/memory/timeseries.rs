@@ -14,7 +14,7 @@ use parking_lot::RwLock;
 use super::MemoryStore;
 use crate::Result;
 use crate::store::timeseries::{
-    Bucket, Point, Row, SeriesInfo, TimeSeriesStore, check_series_key, check_width,
+    Bucket, Point, Row, SeriesInfo, SeriesScan, TimeSeriesStore, check_series_key, check_width,
     downsample_rows, encode_batch, micros_range,
 };
 
@@ -172,6 +172,61 @@ impl TimeSeriesStore for MemoryStore {
                     .map(|((s, ts), v)| t.row(&cols, s, *ts, v).into_point(series))
             })
             .collect())
+    }
+
+    async fn scan(&self, series: &SeriesInfo, scan: &SeriesScan) -> Result<Vec<Point>> {
+        let keys = scan.check(series)?;
+        let table = self.series.table(series);
+        let t = table.read();
+        let cols = t.columns(series);
+        let mut out = Vec::new();
+        let take = |key: &str, from: i64, to: i64, out: &mut Vec<Point>| {
+            let room = scan.limit - out.len();
+            out.extend(
+                t.points
+                    .range(span(key, from, to))
+                    .take(room)
+                    .map(|((s, ts), v)| t.row(&cols, s, *ts, v).into_point(series)),
+            );
+        };
+        match keys {
+            Some(keys) => {
+                for k in &keys {
+                    if out.len() == scan.limit {
+                        break;
+                    }
+                    if let Some((from, to)) = scan.span_of(k) {
+                        take(k, from, to, &mut out);
+                    }
+                }
+            }
+            None => {
+                // Walk the series present from the cursor on, one span each.
+                let mut next = scan.after.as_ref().map(|(s, _)| s.clone());
+                let mut first = true;
+                while out.len() < scan.limit {
+                    let key = match (&next, first) {
+                        (Some(k), true) => Some(k.clone()),
+                        (Some(k), false) => t
+                            .points
+                            .range((
+                                std::ops::Bound::Excluded((k.clone(), i64::MAX)),
+                                std::ops::Bound::Unbounded,
+                            ))
+                            .next()
+                            .map(|((s, _), _)| s.clone()),
+                        (None, _) => t.points.keys().next().map(|(s, _)| s.clone()),
+                    };
+                    first = false;
+                    let Some(key) = key else { break };
+                    if let Some((from, to)) = scan.span_of(&key) {
+                        take(&key, from, to, &mut out);
+                    }
+                    next = Some(key);
+                }
+            }
+        }
+        Ok(out)
     }
 
     async fn delete_before(&self, series: &SeriesInfo, cutoff: DateTime<Utc>) -> Result<u64> {

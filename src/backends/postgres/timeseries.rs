@@ -30,8 +30,8 @@ use sqlx::postgres::PgRow;
 
 use super::{PostgresStore, map_err, sqlstate};
 use crate::store::timeseries::{
-    Bucket, FieldStats, Point, SeriesInfo, TimeSeriesStore, check_name, check_series_key,
-    check_width, encode_batch,
+    Bucket, FieldStats, Point, SeriesInfo, SeriesScan, TimeSeriesStore, check_name,
+    check_series_key, check_width, encode_batch,
 };
 use crate::{Error, Result, Value};
 
@@ -365,6 +365,52 @@ impl TimeSeriesStore for PostgresStore {
             found.insert(p.series.clone(), p);
         }
         Ok(keys.iter().map(|k| found.get(k).cloned()).collect())
+    }
+
+    async fn scan(&self, series: &SeriesInfo, scan: &SeriesScan) -> Result<Vec<Point>> {
+        let keys = scan.check(series)?;
+        let from = scan.range.start.max(pg_min());
+        if from >= scan.range.end || keys.as_ref().is_some_and(Vec::is_empty) {
+            return Ok(Vec::new());
+        }
+        let s = self.series_sql(series)?;
+        // $1 from, $2 to, $3 limit, then the keys and the cursor when given.
+        let mut sql = format!(
+            "SELECT {} FROM {} AS t WHERE t.\"ts\" >= $1 AND t.\"ts\" < $2",
+            s.select_cols("t"),
+            s.table
+        );
+        let mut n = 3;
+        if keys.is_some() {
+            n += 1;
+            let _ = write!(sql, " AND t.\"series\" = ANY(${n}::text[])");
+        }
+        if scan.after.is_some() {
+            let _ = write!(
+                sql,
+                " AND (t.\"series\", t.\"ts\") > (${}::text COLLATE \"C\", ${}::timestamptz)",
+                n + 1,
+                n + 2
+            );
+        }
+        sql.push_str(" ORDER BY t.\"series\", t.\"ts\" LIMIT $3");
+        let mut query = sqlx::query(&sql)
+            .bind(from)
+            .bind(scan.range.end)
+            .bind(i64::try_from(scan.limit).unwrap_or(i64::MAX));
+        if let Some(keys) = keys {
+            query = query.bind(keys);
+        }
+        if let Some((key, at)) = &scan.after {
+            query = query.bind(key.as_str()).bind(*at);
+        }
+        let rows = query
+            .fetch_all(&self.inner.pool)
+            .await
+            .map_err(|e| self.ts_err(series, e))?;
+        rows.iter()
+            .map(|r| decode_point(series, r).map_err(|e| self.ts_err(series, e)))
+            .collect()
     }
 
     async fn delete_before(&self, series: &SeriesInfo, cutoff: DateTime<Utc>) -> Result<u64> {

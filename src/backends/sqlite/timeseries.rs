@@ -29,8 +29,8 @@ use sqlx::sqlite::SqliteRow;
 
 use super::{SqliteStore, map_err};
 use crate::store::timeseries::{
-    Bucket, FieldStats, Point, Row, SeriesInfo, TimeSeriesStore, check_name, check_series_key,
-    check_width, encode_batch, from_micros, micros_range,
+    Bucket, FieldStats, Point, Row, SeriesInfo, SeriesScan, TimeSeriesStore, check_name,
+    check_series_key, check_width, encode_batch, from_micros, micros_range,
 };
 use crate::{Error, Result};
 
@@ -357,6 +357,50 @@ impl TimeSeriesStore for SqliteStore {
             .iter()
             .map(|k| found.get(k).cloned().map(|r| r.into_point(series)))
             .collect())
+    }
+
+    async fn scan(&self, series: &SeriesInfo, scan: &SeriesScan) -> Result<Vec<Point>> {
+        let keys = scan.check(series)?;
+        let (from, to) = micros_range(&scan.range);
+        if from >= to || keys.as_ref().is_some_and(Vec::is_empty) {
+            return Ok(Vec::new());
+        }
+        let s = self.series_sql(series)?;
+        let mut sql = format!(
+            "SELECT {} FROM {} AS t WHERE t.\"ts\" >= ? AND t.\"ts\" < ?",
+            s.select_cols("t"),
+            s.table
+        );
+        if let Some(keys) = &keys {
+            let _ = write!(
+                sql,
+                " AND t.\"series\" IN ({})",
+                vec!["?"; keys.len()].join(", ")
+            );
+        }
+        if scan.after.is_some() {
+            sql.push_str(" AND (t.\"series\", t.\"ts\") > (?, ?)");
+        }
+        sql.push_str(" ORDER BY t.\"series\", t.\"ts\" LIMIT ?");
+        let mut query = sqlx::query(&sql).bind(from).bind(to);
+        for k in keys.iter().flatten() {
+            query = query.bind(k.as_str());
+        }
+        if let Some((key, at)) = &scan.after {
+            query = query.bind(key.as_str()).bind(at.timestamp_micros());
+        }
+        let rows = query
+            .bind(i64::try_from(scan.limit).unwrap_or(i64::MAX))
+            .fetch_all(&self.inner.pool)
+            .await
+            .map_err(|e| self.ts_err(series, e))?;
+        rows.iter()
+            .map(|r| {
+                decode_row(series, r)
+                    .map(|row| row.into_point(series))
+                    .map_err(|e| self.ts_err(series, e))
+            })
+            .collect()
     }
 
     async fn delete_before(&self, series: &SeriesInfo, cutoff: DateTime<Utc>) -> Result<u64> {

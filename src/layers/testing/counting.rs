@@ -28,6 +28,10 @@ pub struct Counts {
     pub rows_queried: u64,
     /// `count` calls.
     pub counts: u64,
+    /// Time series reads of points: `ts.range` and `ts.scan` calls.
+    pub series_reads: u64,
+    /// Points those calls returned, in total: what a time series scan pulled.
+    pub points_read: u64,
     /// Calls of any operation, every extra trait included.
     pub calls: u64,
 }
@@ -59,6 +63,8 @@ pub struct CountCalls {
     queries: AtomicU64,
     rows_queried: AtomicU64,
     counts: AtomicU64,
+    series_reads: AtomicU64,
+    points_read: AtomicU64,
     calls: AtomicU64,
 }
 
@@ -78,6 +84,8 @@ impl CountCalls {
             queries: l(&self.queries),
             rows_queried: l(&self.rows_queried),
             counts: l(&self.counts),
+            series_reads: l(&self.series_reads),
+            points_read: l(&self.points_read),
             calls: l(&self.calls),
         }
     }
@@ -96,6 +104,8 @@ impl CountCalls {
             &self.queries,
             &self.rows_queried,
             &self.counts,
+            &self.series_reads,
+            &self.points_read,
             &self.calls,
         ] {
             a.store(0, Ordering::SeqCst);
@@ -127,14 +137,18 @@ impl Policy for CountCalls {
             Operation::Write => add(&self.writes, 1),
             Operation::Query => add(&self.queries, 1),
             Operation::Count => add(&self.counts, 1),
+            Operation::SeriesRange | Operation::SeriesScan => add(&self.series_reads, 1),
             _ => {}
         }
-        let query = matches!(call.operation, Operation::Query);
+        let rows_to = match call.operation {
+            Operation::Query => Some(&self.rows_queried),
+            Operation::SeriesRange | Operation::SeriesScan => Some(&self.points_read),
+            _ => None,
+        };
         async move {
             let out = run().await;
-            if let (true, Ok(rows)) = (query, &out) {
-                self.rows_queried
-                    .fetch_add(rows.rows().unwrap_or(0), Ordering::SeqCst);
+            if let (Some(counter), Ok(rows)) = (rows_to, &out) {
+                counter.fetch_add(rows.rows().unwrap_or(0), Ordering::SeqCst);
             }
             out
         }

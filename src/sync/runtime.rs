@@ -1,0 +1,597 @@
+//! Running sync inside an application ([`Router::sync`]) or as a worker
+//! process (`polyrouter sync`): one relay per outbox route (leased, so one
+//! process relays each outbox at a time) and the configured projections,
+//! as tokio tasks with a graceful shutdown.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use super::projection::{
+    HandlerProjection, InvalidateProjection, Projection, ProjectionOptions, ProjectionRunner,
+    ProjectionStats, ReplicaProjection, SearchProjection, StoreDeadLetters,
+};
+use super::relay::Relay;
+use super::state::{LeaseKeeper, SyncRecord, WorkerStatus};
+use super::{Bus, StartAt};
+use crate::config::{ProjectionConfig, ProjectionKind, SyncConfig};
+use crate::entity::Schema;
+use crate::lease::now_ms;
+use crate::router::Route;
+use crate::store::EntityInfo;
+use crate::{Error, KeyKind, Precondition, Repo, Result, Router};
+
+/// Chooses what a sync worker runs; [`SyncBuilder::start`] starts it.
+pub struct SyncBuilder {
+    router: Router,
+    relays: bool,
+    projections: bool,
+    handlers: std::collections::BTreeMap<String, Arc<dyn Projection>>,
+    worker: String,
+}
+
+impl std::fmt::Debug for SyncBuilder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SyncBuilder")
+            .field("relays", &self.relays)
+            .field("projections", &self.projections)
+            .field("handlers", &self.handlers.keys().collect::<Vec<_>>())
+            .field("worker", &self.worker)
+            .finish()
+    }
+}
+
+/// One running projection: its name, bus, group and entities, and figures.
+#[derive(Debug, Clone)]
+struct RunningProjection {
+    group: String,
+    bus: Arc<dyn Bus>,
+    entities: Vec<String>,
+    stats: Arc<ProjectionStats>,
+}
+
+impl Router {
+    /// Starts sync in this process: a relay for every route with an
+    /// `outbox` and every `[projections.NAME]`, until
+    /// [`SyncHandle::shutdown`]. Needs `[sync]` (where leases, status and
+    /// dead letters live).
+    ///
+    /// ```
+    /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+    /// let router = polyrouter::Router::from_toml_str(r#"
+    ///     [stores.main]
+    ///     kind = "memory"
+    ///     [buses.events]
+    ///     kind = "memory"
+    ///     [sync]
+    ///     store = "main"
+    ///     [entities.order]
+    ///     store = "main"
+    ///     outbox = { bus = "events" }
+    /// "#).await.unwrap();
+    /// let sync = router.sync().await.unwrap();
+    /// assert_eq!(sync.status().relays.len(), 1);
+    /// sync.shutdown().await.unwrap();
+    /// # });
+    /// ```
+    pub async fn sync(&self) -> Result<SyncHandle> {
+        self.sync_builder().start().await
+    }
+
+    /// A [`SyncBuilder`] to choose what this process runs.
+    pub fn sync_builder(&self) -> SyncBuilder {
+        SyncBuilder {
+            router: self.clone(),
+            relays: true,
+            projections: true,
+            handlers: Default::default(),
+            worker: format!(
+                "pid-{}-{}",
+                std::process::id(),
+                &uuid::Uuid::new_v4().simple().to_string()[..8]
+            ),
+        }
+    }
+}
+
+impl SyncBuilder {
+    /// Whether to run the relays of the outbox routes (default `true`).
+    pub fn relays(mut self, on: bool) -> Self {
+        self.relays = on;
+        self
+    }
+
+    /// Whether to run the `[projections.NAME]` (default `true`).
+    pub fn projections(mut self, on: bool) -> Self {
+        self.projections = on;
+        self
+    }
+
+    /// Registers the Rust handler of `[projections.NAME]` with
+    /// `kind = "handler"` (see
+    /// [`HandlerProjection`](super::projection::HandlerProjection)).
+    pub fn handler(mut self, name: &str, handler: impl Projection) -> Self {
+        self.handlers.insert(name.to_string(), Arc::new(handler));
+        self
+    }
+
+    /// This worker's id in leases and status (default: pid and a random suffix).
+    pub fn worker(mut self, id: impl Into<String>) -> Self {
+        self.worker = id.into();
+        self
+    }
+
+    /// Starts the chosen relays and projections.
+    pub async fn start(self) -> Result<SyncHandle> {
+        let router = self.router;
+        let config = router.config();
+        let Some(sc) = config.sync.clone() else {
+            return Err(config.error(
+                "sync",
+                "sync needs `[sync] store = \"...\"`: the store keeping relay leases, projection status and dead letters",
+            ));
+        };
+        let state = router.repo_at::<SyncRecord>(&sc.store, &sc.table).await?;
+        let (stop, stopped) = watch::channel(false);
+        let mut tasks = Vec::new();
+        let mut projections = Vec::new();
+        if self.projections {
+            let dead_letters = Arc::new(
+                StoreDeadLetters::open(
+                    router
+                        .store(&sc.store)
+                        .cloned()
+                        .ok_or_else(|| Error::invalid_input(&sc.store, "", "no such store"))?,
+                    &format!("{}_dead_letters", sc.table),
+                )
+                .await?,
+            );
+            for (name, pc) in &config.projections {
+                let projection = build_projection(&router, name, pc, &self.handlers).await?;
+                let bus = router.bus(pc.bus_name(&config.entities).unwrap_or_default())?;
+                let invalidate = pc.kind == ProjectionKind::Invalidate;
+                // Cache invalidation runs in every process: a group of its own.
+                let group = if invalidate {
+                    format!("{name}-{}", self.worker)
+                } else {
+                    name.clone()
+                };
+                let options = ProjectionOptions {
+                    batch: pc.batch,
+                    max_attempts: pc.max_attempts,
+                    retry_delay: pc.retry_delay.0,
+                    max_retry_delay: pc.retry_delay.0 * 30,
+                    ack_wait: pc.ack_wait.0,
+                    start: if invalidate {
+                        StartAt::New
+                    } else {
+                        StartAt::Oldest
+                    },
+                    ephemeral: invalidate,
+                    concurrency: pc.concurrency,
+                };
+                if !invalidate {
+                    // Create the durable group now (it starts at the oldest
+                    // event), before any relay publishes.
+                    let sub = bus
+                        .subscribe(
+                            &group,
+                            &pc.entities,
+                            &super::SubscribeOptions {
+                                ack_wait: pc.ack_wait.0,
+                                consumer: self.worker.clone(),
+                                start: StartAt::Oldest,
+                                ephemeral: false,
+                            },
+                        )
+                        .await?;
+                    sub.close().await?;
+                }
+                let runner = ProjectionRunner::new(
+                    &group,
+                    projection,
+                    bus.clone(),
+                    pc.entities.clone(),
+                    options,
+                    dead_letters.clone(),
+                );
+                projections.push(RunningProjection {
+                    group,
+                    bus,
+                    entities: pc.entities.clone(),
+                    stats: runner.stats(),
+                });
+                let mut stopped = stopped.clone();
+                let name = name.clone();
+                tasks.push(tokio::spawn(async move {
+                    if let Err(e) = runner.run(stopped.clone()).await {
+                        tracing::error!(projection = %name, error = %e, "sync: a projection stopped");
+                        let _ = stopped.changed().await;
+                    }
+                }));
+            }
+        }
+        // Relays start once every durable group exists, so a bus that
+        // keeps events only for existing groups keeps them for these.
+        let mut relays = Vec::new();
+        if self.relays {
+            for route in router.routes() {
+                let Some(o) = &route.config.outbox else {
+                    continue;
+                };
+                let store = router.store(&route.store).cloned().ok_or_else(|| {
+                    Error::invalid_input(&route.store, &route.entity, "no such store")
+                })?;
+                let bus = router.bus(&o.bus)?;
+                let info = route.entity_info(relay_schema(&router, route));
+                let relay = Relay::new(store, info, bus, sc.relay_batch);
+                let lease = LeaseKeeper::new(
+                    state.clone(),
+                    format!("lease/relay/{}/{}", route.store, route.entity),
+                    self.worker.clone(),
+                    sc.lease.0,
+                );
+                tasks.push(tokio::spawn(run_relay(
+                    relay.clone(),
+                    lease,
+                    sc.relay_interval.0,
+                    stopped.clone(),
+                )));
+                relays.push(relay);
+            }
+        }
+        let handle = SyncHandle {
+            stop,
+            tasks,
+            relays: Arc::new(relays),
+            projections: Arc::new(projections),
+            worker: self.worker,
+            state,
+        };
+        let reporter = tokio::spawn(report_status(
+            handle.state.clone(),
+            handle.worker.clone(),
+            handle.relays.clone(),
+            handle.projections.clone(),
+            sc,
+            stopped,
+        ));
+        let mut handle = handle;
+        handle.tasks.push(reporter);
+        Ok(handle)
+    }
+}
+
+/// The schema a projection of `entity` needs to read its events' records.
+fn projection_schema(router: &Router, name: &str, entity: &str) -> Result<&'static Schema> {
+    router.entity_schema(entity)?.ok_or_else(|| {
+        router.config().error(
+            &format!("projections.{name}"),
+            format!(
+                "entity `{entity}` has no Rust type in this process and no `sql = {{ ... }}` columns: call `router.repo::<T>()` for it before `router.sync()`, or declare its columns with `sql` so `polyrouter sync` can read its events"
+            ),
+        )
+    })
+}
+
+/// The projection `[projections.NAME]` describes, ready to run.
+async fn build_projection(
+    router: &Router,
+    name: &str,
+    pc: &ProjectionConfig,
+    handlers: &std::collections::BTreeMap<String, Arc<dyn Projection>>,
+) -> Result<Arc<dyn Projection>> {
+    let config = router.config();
+    if pc.kind == ProjectionKind::Handler {
+        return match handlers.get(name) {
+            Some(h) => Ok(Arc::new(HandlerProjection::shared(h.clone()))),
+            None => Err(config.error(
+                &format!("projections.{name}"),
+                format!(
+                    "a handler projection needs its Rust handler: `router.sync_builder().handler(\"{name}\", MyProjection).start()`"
+                ),
+            )),
+        };
+    }
+    let entity = &pc.entities[0];
+    let route = router
+        .routes()
+        .find(|r| &r.entity == entity)
+        .ok_or_else(|| {
+            config.error(
+                &format!("projections.{name}.entities"),
+                format!("entity `{entity}` has no route"),
+            )
+        })?;
+    let schema = projection_schema(router, name, entity)?;
+    let primary = router
+        .store(&route.store)
+        .cloned()
+        .ok_or_else(|| Error::invalid_input(&route.store, entity, "no such store"))?;
+    let primary_info = route.entity_info(schema);
+    Ok(match pc.kind {
+        ProjectionKind::Replica => {
+            let target_name = pc.target_store(&route.config).unwrap_or_default();
+            let target = router
+                .store(target_name)
+                .cloned()
+                .ok_or_else(|| Error::invalid_input(target_name, entity, "no such store"))?;
+            if !target.capabilities().versioned_apply {
+                return Err(Error::unsupported(
+                    target_name,
+                    entity,
+                    format!(
+                        "versioned apply, which the replica projection `{name}` needs to copy records keeping their versions"
+                    ),
+                ));
+            }
+            let target_info = EntityInfo {
+                store: target_name.to_string(),
+                outbox: None,
+                ..primary_info.clone()
+            };
+            target.ensure_entity(&target_info).await?;
+            Arc::new(ReplicaProjection::new(
+                target,
+                target_info,
+                Some((primary, primary_info)),
+            ))
+        }
+        ProjectionKind::Invalidate => {
+            let cc = route.config.cache.as_ref().ok_or_else(|| {
+                config.error(
+                    &format!("projections.{name}.kind"),
+                    "the entity has no cache",
+                )
+            })?;
+            let cache = router
+                .store(&cc.store)
+                .cloned()
+                .ok_or_else(|| Error::invalid_input(&cc.store, entity, "no such store"))?;
+            let cache_info = crate::router::cache_entity(schema.key_kind, &route.table, &cc.store);
+            let r = router.clone();
+            let e = entity.clone();
+            Arc::new(InvalidateProjection::new(
+                cache,
+                cache_info,
+                Arc::new(move |k: &crate::Key| r.bump_cache_epoch(&e, k)),
+            ))
+        }
+        ProjectionKind::Search => {
+            let sr = router.search_route(route, schema).await?.ok_or_else(|| {
+                config.error(
+                    &format!("projections.{name}.kind"),
+                    "the entity has no search index",
+                )
+            })?;
+            Arc::new(SearchProjection::new(
+                sr.store.clone(),
+                sr.index.clone(),
+                primary,
+                primary_info,
+            )?)
+        }
+        ProjectionKind::Handler => unreachable!("handled above"),
+    })
+}
+
+/// The schema a relay uses: the Rust type's when one is bound, else a
+/// name-only one (a relay touches only the outbox, never the fields).
+fn relay_schema(router: &Router, route: &Route) -> &'static Schema {
+    if let Some(s) = router.bound_schema(&route.entity) {
+        return s;
+    }
+    Box::leak(Box::new(Schema {
+        name: Box::leak(route.entity.clone().into_boxed_str()),
+        key: "id",
+        key_kind: KeyKind::Str,
+        partition_key: None,
+        version: None,
+        fields: &[],
+    }))
+}
+
+async fn run_relay(
+    relay: Relay,
+    mut lease: LeaseKeeper,
+    interval: Duration,
+    mut stop: watch::Receiver<bool>,
+) {
+    let mut backoff = interval;
+    loop {
+        if *stop.borrow() {
+            break;
+        }
+        let pause = if !lease.hold().await {
+            // Another worker relays this outbox; look again later.
+            let _ = relay.measure_backlog().await;
+            interval.max(Duration::from_millis(500))
+        } else {
+            match relay.pump().await {
+                Ok(n) if n >= relay.batch() => {
+                    backoff = interval;
+                    Duration::ZERO
+                }
+                Ok(_) => {
+                    backoff = interval;
+                    interval
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "sync: relay round failed; the events stay in the outbox");
+                    let _ = relay.measure_backlog().await;
+                    backoff = (backoff * 2).min(Duration::from_secs(5));
+                    backoff
+                }
+            }
+        };
+        if !pause.is_zero() {
+            tokio::select! {
+                _ = tokio::time::sleep(pause) => {}
+                _ = stop.changed() => {}
+            }
+        }
+    }
+    lease.release().await;
+}
+
+async fn report_status(
+    state: Repo<SyncRecord>,
+    worker: String,
+    relays: Arc<Vec<Relay>>,
+    projections: Arc<Vec<RunningProjection>>,
+    config: SyncConfig,
+    mut stop: watch::Receiver<bool>,
+) {
+    let id = format!("status/{worker}");
+    loop {
+        let status = WorkerStatus {
+            worker: worker.clone(),
+            relays: relays.iter().map(Relay::status).collect(),
+            projections: projections.iter().map(|p| p.stats.snapshot()).collect(),
+        };
+        let rec = SyncRecord {
+            id: id.clone(),
+            owner: Some(worker.clone()),
+            lease_until: 0,
+            status: serde_json::to_value(&status).ok(),
+            updated_ms: now_ms(),
+            version: 0,
+        };
+        if let Err(e) = state.put_if(&rec, Precondition::None).await {
+            tracing::warn!(error = %e, "sync: cannot write the status row");
+        }
+        if *stop.borrow() {
+            let _ = state.delete(id.as_str()).await;
+            return;
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(config.status_interval.0) => {}
+            _ = stop.changed() => {}
+        }
+    }
+}
+
+/// Sync running in this process; stops on [`SyncHandle::shutdown`] (or
+/// when dropped, without waiting).
+#[derive(Debug)]
+pub struct SyncHandle {
+    stop: watch::Sender<bool>,
+    tasks: Vec<JoinHandle<()>>,
+    relays: Arc<Vec<Relay>>,
+    projections: Arc<Vec<RunningProjection>>,
+    worker: String,
+    state: Repo<SyncRecord>,
+}
+
+impl SyncHandle {
+    /// This worker's id.
+    pub fn worker(&self) -> &str {
+        &self.worker
+    }
+
+    /// The figures of every relay and projection of this worker now.
+    pub fn status(&self) -> WorkerStatus {
+        WorkerStatus {
+            worker: self.worker.clone(),
+            relays: self.relays.iter().map(Relay::status).collect(),
+            projections: self
+                .projections
+                .iter()
+                .map(|p| p.stats.snapshot())
+                .collect(),
+        }
+    }
+
+    /// Waits until every outbox of this worker is empty (checked in the
+    /// stores themselves) and every projection of it has applied (or
+    /// dead-lettered) every event on its bus, at most `timeout`;
+    /// `Error::Unavailable` when not by then. For tests and examples that
+    /// need the events through.
+    pub async fn settle(&self, timeout: Duration) -> Result<()> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let mut waiting = 0;
+            for r in self.relays.iter() {
+                waiting += r.measure_backlog().await.unwrap_or(1);
+            }
+            for p in self.projections.iter() {
+                waiting += p
+                    .bus
+                    .backlog(&p.group, &p.entities)
+                    .await
+                    .ok()
+                    .flatten()
+                    .unwrap_or(1);
+            }
+            if waiting == 0 {
+                return Ok(());
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return Err(Error::unavailable(
+                    "sync",
+                    "",
+                    format!("{waiting} event(s) still in the outboxes after {timeout:?}"),
+                ));
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+
+    /// Stops every relay and projection after its current round, releases
+    /// the relay leases, and removes this worker's status row.
+    pub async fn shutdown(mut self) -> Result<()> {
+        let _ = self.stop.send(true);
+        for t in std::mem::take(&mut self.tasks) {
+            if let Err(e) = t.await {
+                return Err(Error::backend(
+                    "sync",
+                    "",
+                    format!("a sync task failed: {e}"),
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Drop for SyncHandle {
+    fn drop(&mut self) {
+        let _ = self.stop.send(true);
+    }
+}
+
+/// Every worker's last status row in the `[sync]` store, newest first,
+/// with the age of each (for `polyrouter sync status`).
+pub async fn worker_statuses(router: &Router) -> Result<Vec<(WorkerStatus, Duration)>> {
+    let config = router.config();
+    let Some(sc) = &config.sync else {
+        return Err(config.error("sync", "no `[sync]` table: nothing to report"));
+    };
+    let state = router.repo_at::<SyncRecord>(&sc.store, &sc.table).await?;
+    let rows = state
+        .query(crate::Query::new().filter(crate::field("id").prefix("status/")))
+        .await?;
+    let now = now_ms();
+    let mut out: Vec<(WorkerStatus, Duration)> = rows
+        .items
+        .into_iter()
+        .filter_map(|r| {
+            let s: WorkerStatus = serde_json::from_value(r.status?).ok()?;
+            Some((s, Duration::from_millis((now - r.updated_ms).max(0) as u64)))
+        })
+        .collect();
+    out.sort_by_key(|(_, age)| *age);
+    Ok(out)
+}
+
+/// The events waiting in a route's outbox now (`polyrouter sync status`).
+pub async fn outbox_backlog(router: &Router, route: &Route) -> Result<u64> {
+    let store = router
+        .store(&route.store)
+        .ok_or_else(|| Error::invalid_input(&route.store, &route.entity, "no such store"))?;
+    store
+        .outbox_len(&route.entity_info(relay_schema(router, route)))
+        .await
+}

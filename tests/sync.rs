@@ -1,0 +1,390 @@
+//! The relay end to end: writes through an `outbox` route reach the bus,
+//! per key in version order, exactly the committed ones; one worker relays
+//! an outbox at a time; status is reported to the `[sync]` store.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use polyrouter::sync::{Bus, Delivery, SubscribeOptions};
+use polyrouter::{Entity, Key, Router};
+use serde::{Deserialize, Serialize};
+
+#[derive(Entity, Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[entity(name = "order", key = "id")]
+struct Order {
+    id: String,
+    total: i64,
+}
+
+fn order(id: &str, total: i64) -> Order {
+    Order {
+        id: id.into(),
+        total,
+    }
+}
+
+fn config(bus: &str) -> String {
+    format!(
+        r#"
+[stores.main]
+kind = "memory"
+
+[buses.events]
+{bus}
+
+[sync]
+store = "main"
+relay_batch = 7
+relay_interval = "2ms"
+status_interval = "20ms"
+
+[entities.order]
+store = "main"
+outbox = {{ bus = "events" }}
+"#
+    )
+}
+
+/// Every delivery until `want` arrived (or 10 s passed), acknowledged.
+async fn collect(bus: &dyn Bus, group: &str, want: usize) -> Vec<Delivery> {
+    let mut sub = bus
+        .subscribe(group, &["order".into()], &SubscribeOptions::default())
+        .await
+        .expect("subscribe");
+    let mut got = Vec::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while got.len() < want && tokio::time::Instant::now() < deadline {
+        let batch = sub
+            .fetch(64, Duration::from_millis(50))
+            .await
+            .expect("fetch");
+        let tags: Vec<_> = batch.iter().map(|d| d.tag.clone()).collect();
+        if !tags.is_empty() {
+            sub.ack(&tags).await.expect("ack");
+        }
+        got.extend(batch);
+    }
+    got
+}
+
+/// Writes from four concurrent writers over a few hot keys; returns the
+/// acknowledged versions per key.
+async fn write_load(router: &Router) -> BTreeMap<String, Vec<u64>> {
+    let orders = router.repo::<Order>().await.unwrap();
+    let mut tasks = Vec::new();
+    for w in 0..4i64 {
+        let orders = orders.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut acked = Vec::new();
+            for i in 0..25i64 {
+                let id = format!("o-{}", (w + i) % 5);
+                if i % 9 == 8 {
+                    if orders.delete(id.as_str()).await.unwrap() {
+                        // A delete's version is not returned; the event carries it.
+                        acked.push((id, 0));
+                    }
+                } else {
+                    let v = orders.put(&order(&id, w * 100 + i)).await.unwrap();
+                    acked.push((id, v));
+                }
+            }
+            acked
+        }));
+    }
+    let mut by_key: BTreeMap<String, Vec<u64>> = BTreeMap::new();
+    for t in tasks {
+        for (id, v) in t.await.unwrap() {
+            by_key.entry(id).or_default().push(v);
+        }
+    }
+    by_key
+}
+
+fn check_deliveries(got: &[Delivery], written: &BTreeMap<String, Vec<u64>>) {
+    let mut seen: BTreeMap<String, Vec<u64>> = BTreeMap::new();
+    for d in got {
+        let Key::Str(k) = &d.event.key else {
+            panic!("string keys only")
+        };
+        seen.entry(k.clone()).or_default().push(d.event.version);
+    }
+    for (k, acked) in written {
+        let versions = &seen[k];
+        let mut sorted = versions.clone();
+        sorted.sort_unstable();
+        sorted.dedup();
+        assert_eq!(&sorted, versions, "key {k}: in version order, once each");
+        // Every acknowledged put's version is among the events; deletes
+        // fill the gaps, so a key's events are exactly 1..=last.
+        for v in acked.iter().filter(|v| **v > 0) {
+            assert!(versions.contains(v), "key {k}: version {v} missing");
+        }
+        assert_eq!(
+            versions,
+            &(1..=versions.len() as u64).collect::<Vec<_>>(),
+            "key {k}: no version skipped"
+        );
+        assert_eq!(versions.len(), acked.len(), "key {k}: one event per write");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn relay_moves_every_committed_write_in_order_memory_bus() {
+    let router = Router::from_toml_str(&config("kind = \"memory\""))
+        .await
+        .unwrap();
+    let bus = router.bus("events").unwrap();
+    // The group exists before the writes, so it starts at the first event.
+    let reader = {
+        let bus = bus.clone();
+        tokio::spawn(async move { collect(bus.as_ref(), "check", 100).await })
+    };
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let sync = router.sync().await.unwrap();
+    let written = write_load(&router).await;
+    sync.settle(Duration::from_secs(10)).await.unwrap();
+    let got = reader.await.unwrap();
+    check_deliveries(&got, &written);
+    let status = sync.status();
+    assert_eq!(status.relays.len(), 1);
+    assert_eq!(status.relays[0].relayed, 100);
+    assert_eq!(status.relays[0].backlog, 0);
+    // The worker's status row is in the [sync] store for `sync status`.
+    tokio::time::sleep(Duration::from_millis(60)).await;
+    let rows = polyrouter::sync::worker_statuses(&router).await.unwrap();
+    assert_eq!(rows.len(), 1);
+    assert_eq!(rows[0].0.relays[0].relayed, 100);
+    sync.shutdown().await.unwrap();
+    assert!(
+        polyrouter::sync::worker_statuses(&router)
+            .await
+            .unwrap()
+            .is_empty(),
+        "a stopped worker removes its status row"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn one_worker_relays_an_outbox_at_a_time() {
+    let router = Router::from_toml_str(&config("kind = \"memory\""))
+        .await
+        .unwrap();
+    let bus = router.bus("events").unwrap();
+    let reader = {
+        let bus = bus.clone();
+        tokio::spawn(async move { collect(bus.as_ref(), "check", 100).await })
+    };
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let a = router.sync_builder().worker("a").start().await.unwrap();
+    let b = router.sync_builder().worker("b").start().await.unwrap();
+    let written = write_load(&router).await;
+    a.settle(Duration::from_secs(10)).await.unwrap();
+    let got = reader.await.unwrap();
+    check_deliveries(&got, &written);
+    let (ra, rb) = (a.status().relays[0].relayed, b.status().relays[0].relayed);
+    assert_eq!(ra + rb, 100);
+    assert!(ra == 0 || rb == 0, "both relayed: a {ra}, b {rb}");
+    // The holder stops gracefully and releases its lease: the other takes over.
+    let (holder, other) = if ra > 0 { (a, b) } else { (b, a) };
+    holder.shutdown().await.unwrap();
+    let orders = router.repo::<Order>().await.unwrap();
+    orders.put(&order("late", 1)).await.unwrap();
+    other.settle(Duration::from_secs(10)).await.unwrap();
+    assert_eq!(other.status().relays[0].relayed, 1);
+    other.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn sync_needs_its_store_and_checks_projections() {
+    let no_sync = config("kind = \"memory\"").replace("[sync]\nstore = \"main\"\nrelay_batch = 7\nrelay_interval = \"2ms\"\nstatus_interval = \"20ms\"\n", "");
+    let router = Router::from_toml_str(&no_sync).await.unwrap();
+    let e = router.sync().await.unwrap_err().to_string();
+    assert!(e.contains("[sync] store"), "{e}");
+
+    let bad = format!(
+        "{}\n[projections.copy]\nkind = \"replica\"\nentities = [\"order\"]\n",
+        config("kind = \"memory\"")
+    );
+    let e = Router::from_toml_str(&bad).await.unwrap_err().to_string();
+    assert!(e.contains("projections.copy.store"), "{e}");
+    assert!(e.contains("read_from"), "{e}");
+
+    let unknown_bus = config("kind = \"memory\"").replace(
+        "outbox = { bus = \"events\" }",
+        "outbox = { bus = \"nope\" }",
+    );
+    let e = Router::from_toml_str(&unknown_bus)
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("bus `nope` is not defined"), "{e}");
+}
+
+#[cfg(feature = "nats")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn relay_moves_every_committed_write_in_order_nats() {
+    let url = std::env::var("POLYROUTER_TEST_NATS_URL")
+        .unwrap_or_else(|_| "nats://127.0.0.1:4222".into());
+    let stream = format!("PRT_{}_relay", std::process::id());
+    let bus_toml = format!(
+        "kind = \"nats\"\nurl = \"{url}\"\nstream = \"{stream}\"\nsubject_prefix = \"prt{}relay\"\n",
+        std::process::id()
+    );
+    let router = Router::from_toml_str(&config(&bus_toml)).await.unwrap();
+    let bus = router.bus("events").unwrap();
+    let sync = router.sync().await.unwrap();
+    let written = write_load(&router).await;
+    sync.settle(Duration::from_secs(20)).await.unwrap();
+    // A new group starts at the oldest event the stream holds.
+    let got = collect(bus.as_ref(), "check", 100).await;
+    check_deliveries(&got, &written);
+    sync.shutdown().await.unwrap();
+    let client = async_nats::connect(url).await.unwrap();
+    async_nats::jetstream::new(client)
+        .delete_stream(&stream)
+        .await
+        .unwrap();
+}
+
+/// `config` plus a replica store filled by a replica projection, a cache
+/// with an invalidation projection, and a handler projection.
+fn projected_config() -> String {
+    config("kind = \"memory\"").replace(
+        "[entities.order]\nstore = \"main\"\n",
+        "[stores.replica]\nkind = \"memory\"\n\n[stores.cache]\nkind = \"memory\"\n\n[entities.order]\nstore = \"main\"\ncache = { store = \"cache\", ttl = \"1h\" }\n",
+    ) + r#"
+[projections.order_replica]
+kind = "replica"
+entities = ["order"]
+store = "replica"
+
+[projections.order_cache]
+kind = "invalidate"
+entities = ["order"]
+
+[projections.order_count]
+kind = "handler"
+entities = ["order"]
+"#
+}
+
+/// A handler keeping the last version it saw per key (idempotent by version).
+#[derive(Default, Clone)]
+struct LastVersion(std::sync::Arc<parking_lot::Mutex<BTreeMap<String, u64>>>);
+
+#[async_trait::async_trait]
+impl polyrouter::sync::projection::Projection for LastVersion {
+    async fn apply(
+        &self,
+        event: &polyrouter::sync::ChangeEvent,
+    ) -> polyrouter::Result<polyrouter::store::Applied> {
+        let Key::Str(k) = &event.key else {
+            unreachable!()
+        };
+        let mut m = self.0.lock();
+        let current = m.get(k).copied().unwrap_or(0);
+        if event.version <= current {
+            return Ok(polyrouter::store::Applied::Stale { current });
+        }
+        m.insert(k.clone(), event.version);
+        Ok(polyrouter::store::Applied::Applied)
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn projections_keep_replica_cache_and_handler_true() {
+    let router = Router::from_toml_str(&projected_config()).await.unwrap();
+    let orders = router.repo::<Order>().await.unwrap();
+    // A cached read before the writes: the invalidation must remove it.
+    orders.put(&order("o-0", -1)).await.unwrap();
+    let _ = orders.get("o-0").await.unwrap();
+    let handler = LastVersion::default();
+    let sync = router
+        .sync_builder()
+        .handler("order_count", handler.clone())
+        .start()
+        .await
+        .unwrap();
+    let written = write_load(&router).await;
+    sync.settle(Duration::from_secs(20)).await.unwrap();
+
+    // Replica equals primary row by row, versions included; deleted keys gone.
+    let main = router.store("main").unwrap();
+    let replica = router.store("replica").unwrap();
+    let info = polyrouter::store::EntityInfo {
+        store: "main".into(),
+        ..polyrouter::store::EntityInfo::new(Order::schema())
+    };
+    for k in written.keys().chain(std::iter::once(&"o-0".to_string())) {
+        let key = Key::from(k.as_str());
+        let p = main.get(&info, &key).await.unwrap();
+        let r = replica.get(&info, &key).await.unwrap();
+        assert_eq!(p, r, "key {k}");
+    }
+    // The handler saw the last version of every key.
+    for k in written.keys() {
+        let key = Key::from(k.as_str());
+        let last = main.get(&info, &key).await.unwrap().map(|r| r.version);
+        let seen = handler.0.lock().get(k).copied();
+        if let Some(v) = last {
+            assert_eq!(seen, Some(v), "key {k}");
+        }
+    }
+    // The cache answers what the primary holds.
+    for k in written.keys() {
+        assert_eq!(
+            orders.get(k.as_str()).await.unwrap(),
+            {
+                let p = main.get(&info, &Key::from(k.as_str())).await.unwrap();
+                p.map(|r| r.into_entity::<Order>().unwrap())
+            },
+            "key {k}"
+        );
+    }
+    // A write the router's own cache-aside does not see (here: straight to
+    // the store, as another process's write racing a fill would be): only
+    // the invalidation projection removes the stale cache entry.
+    assert_eq!(
+        orders.get("o-0").await.unwrap().map(|o| o.id),
+        Some("o-0".into())
+    );
+    let cached_before = orders.get("o-0").await.unwrap().unwrap();
+    let outboxed = polyrouter::store::EntityInfo {
+        outbox: Some(Default::default()),
+        ..info.clone()
+    };
+    let behind_its_back = polyrouter::Record::from_entity(&order("o-0", 4242)).unwrap();
+    main.write(
+        &outboxed,
+        vec![polyrouter::store::WriteOp::Put {
+            record: behind_its_back,
+            precondition: polyrouter::Precondition::None,
+            ttl: None,
+        }],
+        true,
+    )
+    .await
+    .unwrap();
+    sync.settle(Duration::from_secs(20)).await.unwrap();
+    let now = orders.get("o-0").await.unwrap().unwrap();
+    assert_ne!(now, cached_before);
+    assert_eq!(
+        now.total, 4242,
+        "the cache entry was invalidated by the event"
+    );
+
+    let status = sync.status();
+    let by_name: BTreeMap<_, _> = status
+        .projections
+        .iter()
+        .map(|p| (p.projection.clone(), p.clone()))
+        .collect();
+    let replica_status = &by_name["order_replica"];
+    assert_eq!(
+        replica_status.applied + replica_status.duplicates,
+        102,
+        "{replica_status:?}"
+    );
+    assert_eq!(replica_status.dead_lettered, 0);
+    sync.shutdown().await.unwrap();
+}
