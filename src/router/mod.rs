@@ -1034,7 +1034,7 @@ fn check_route(
             &ec.store,
             entity,
             format!(
-                "a transactional outbox (`entities.{entity}.outbox` in {}): this store cannot record change events atomically with its writes, and polyrouter never dual-writes; put the entity on a store with an outbox (sqlite, postgres, mysql, sqlserver, redis, cosmos, memory)",
+                "a transactional outbox (`entities.{entity}.outbox` in {}): this store cannot record change events atomically with its writes, and polyrouter never dual-writes; put the entity on a store with an outbox (sqlite, postgres, mysql, redis, cosmos, memory)",
                 config.file
             ),
         ));
