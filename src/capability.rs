@@ -145,7 +145,8 @@ pub struct Capabilities {
     /// transactional batch (100). Such a store refuses an atomic batch
     /// spanning partitions, or longer than this, with
     /// [`Error::Unsupported`](crate::Error::Unsupported); `put_many` and
-    /// `delete_many` then run non-atomically. `None`: no partition-scoped
+    /// `delete_many` then run non-atomically (on a route with an `outbox`
+    /// each write takes two places: the write and its event). `None`: no partition-scoped
     /// atomicity (only what `batch_atomic` says).
     ///
     /// ```

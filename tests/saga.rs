@@ -290,6 +290,249 @@ async fn concurrent_workers_on_one_saga_finish_it_exactly_once() {
 }
 
 #[tokio::test]
+async fn every_attempt_is_counted_in_the_log_before_it_runs() {
+    let router = router("").await;
+    let sagas = Sagas::open(&router).await.unwrap();
+    let flaky = Arc::new(AtomicU32::new(0));
+    let f = flaky.clone();
+    let saga = Saga::<u32>::builder("counted")
+        .step("a", |ctx: StepCtx<u32>| async move { apply(&ctx).await })
+        .step("b", move |ctx: StepCtx<u32>| {
+            let f = f.clone();
+            async move {
+                // What a worker taking over now would find: this attempt, already counted.
+                let log = polyrouter::saga::SagaLog::open(ctx.router()).await?;
+                let rec = log.show(ctx.saga_id()).await?.unwrap();
+                assert_eq!(rec.steps[0].status, StepStatus::Done);
+                assert_eq!(rec.steps[1].attempts, ctx.attempt(), "{rec:?}");
+                if f.fetch_add(1, Ordering::SeqCst) == 0 {
+                    return Err(StepError::retry("once"));
+                }
+                apply(&ctx).await
+            }
+        })
+        .retry(Retry::new().base_delay(Duration::from_millis(1)))
+        .build()
+        .unwrap();
+    assert!(
+        sagas
+            .start(&saga, Some("n-1"), &0)
+            .await
+            .unwrap()
+            .is_completed()
+    );
+    let rec = sagas.log().show("n-1").await.unwrap().unwrap();
+    assert_eq!(rec.steps[0].attempts, 1);
+    assert_eq!(rec.steps[1].attempts, 2);
+    assert_eq!(flaky.load(Ordering::SeqCst), 2);
+}
+
+#[tokio::test]
+async fn a_step_that_panics_every_time_is_compensated_after_its_attempts() {
+    let router = Router::from_toml_str(
+        "[stores.main]\nkind = \"memory\"\n[entities.effect]\nstore = \"main\"\n[sagas]\nstore = \"main\"\nlease = \"300ms\"\npoll_interval = \"20ms\"\ncompensation_backoff = \"1ms\"\ncompensation_max_backoff = \"5ms\"\n",
+    )
+    .await
+    .unwrap();
+    let sagas = Sagas::open(&router).await.unwrap();
+    let (runs, undos) = (Arc::new(AtomicU32::new(0)), Arc::new(AtomicU32::new(0)));
+    let (r, u) = (runs.clone(), undos.clone());
+    let fast = || {
+        Retry::new()
+            .base_delay(Duration::from_millis(1))
+            .max_delay(Duration::from_millis(10))
+    };
+    let saga = Saga::<u32>::builder("panicky")
+        .step("a", |ctx: StepCtx<u32>| async move { apply(&ctx).await })
+        .retry(fast())
+        .compensate(move |ctx: StepCtx<u32>| {
+            let u = u.clone();
+            async move {
+                u.fetch_add(1, Ordering::SeqCst);
+                let effects = ctx.router().repo::<Effect>().await?;
+                effects.delete(ctx.key()).await?;
+                Ok(())
+            }
+        })
+        .step("b", move |_ctx: StepCtx<u32>| {
+            let r = r.clone();
+            async move {
+                r.fetch_add(1, Ordering::SeqCst);
+                panic!("a bug in step b");
+                #[allow(unreachable_code)]
+                Ok(())
+            }
+        })
+        .retry(fast().max_attempts(3))
+        .build()
+        .unwrap();
+    sagas.submit(&saga, Some("x-1"), &0).await.unwrap();
+    // Each pass runs the saga until the step panics (its task dies, the
+    // lease stays); the next pass after the lease expires takes it over.
+    let rec = loop {
+        let _ = sagas.resume().await;
+        let rec = sagas.log().show("x-1").await.unwrap().unwrap();
+        if rec.state().unwrap().is_final() {
+            break rec;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert_eq!(rec.state().unwrap(), SagaState::Compensated, "{rec:?}");
+    assert_eq!(
+        runs.load(Ordering::SeqCst),
+        3,
+        "three attempts, then no more"
+    );
+    assert_eq!(rec.steps[1].attempts, 3);
+    let why = rec.error.as_deref().unwrap();
+    assert!(
+        why.contains("step `b` did not finish in 3 attempts"),
+        "{why}"
+    );
+    assert_eq!(undos.load(Ordering::SeqCst), 1);
+    let effects = router.repo::<Effect>().await.unwrap();
+    assert!(effects.get("x-1/a").await.unwrap().is_none());
+}
+
+#[tokio::test]
+async fn a_compensation_that_panics_every_time_parks_the_saga_after_its_attempts() {
+    let router = Router::from_toml_str(
+        "[stores.main]\nkind = \"memory\"\n[entities.effect]\nstore = \"main\"\n[sagas]\nstore = \"main\"\nlease = \"300ms\"\npoll_interval = \"20ms\"\ncompensation_attempts = 3\ncompensation_backoff = \"1ms\"\ncompensation_max_backoff = \"5ms\"\n",
+    )
+    .await
+    .unwrap();
+    let sagas = Sagas::open(&router).await.unwrap();
+    let undos = Arc::new(AtomicU32::new(0));
+    let u = undos.clone();
+    let fast = Retry::new()
+        .base_delay(Duration::from_millis(1))
+        .max_delay(Duration::from_millis(10));
+    let saga = Saga::<u32>::builder("panicky_undo")
+        .step("a", |ctx: StepCtx<u32>| async move { apply(&ctx).await })
+        .retry(fast.clone())
+        .compensate(move |_ctx: StepCtx<u32>| {
+            let u = u.clone();
+            async move {
+                u.fetch_add(1, Ordering::SeqCst);
+                panic!("a bug in the compensation of a");
+                #[allow(unreachable_code)]
+                Ok(())
+            }
+        })
+        .step("b", |_ctx: StepCtx<u32>| async move {
+            Err::<(), _>(StepError::fail("declined"))
+        })
+        .retry(fast)
+        .build()
+        .unwrap();
+    sagas.submit(&saga, Some("y-1"), &0).await.unwrap();
+    let rec = loop {
+        let _ = sagas.resume().await;
+        let rec = sagas.log().show("y-1").await.unwrap().unwrap();
+        if rec.state().unwrap().is_final() {
+            break rec;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert_eq!(rec.state().unwrap(), SagaState::Parked, "{rec:?}");
+    assert_eq!(undos.load(Ordering::SeqCst), 3);
+    assert_eq!(rec.steps[0].compensation_attempts, 3);
+    let why = rec.error.as_deref().unwrap();
+    assert!(
+        why.contains("compensation of step `a` did not finish in 3 attempts"),
+        "{why}"
+    );
+    assert!(why.contains("polyrouter sagas retry y-1"), "{why}");
+    // Visible to an operator.
+    let parked = sagas.log().list(Some(SagaState::Parked)).await.unwrap();
+    assert_eq!(parked.len(), 1);
+}
+
+#[tokio::test]
+async fn a_steps_writes_on_an_outbox_route_record_their_events_with_them() {
+    use polyrouter::store::{EntityInfo, OutboxSpec};
+    use polyrouter::sync::Operation;
+    let router = Router::from_toml_str(
+        "[stores.main]\nkind = \"memory\"\n[buses.events]\nkind = \"memory\"\n[entities.effect]\nstore = \"main\"\noutbox = { bus = \"events\" }\n[sagas]\nstore = \"main\"\nlease = \"2s\"\ncompensation_backoff = \"1ms\"\ncompensation_max_backoff = \"5ms\"\n",
+    )
+    .await
+    .unwrap();
+    let sagas = Sagas::open(&router).await.unwrap();
+    let lost = Arc::new(AtomicU32::new(0));
+    let l = lost.clone();
+    let saga = Saga::<u32>::builder("outboxed")
+        .step("a", move |ctx: StepCtx<u32>| {
+            let l = l.clone();
+            async move {
+                apply(&ctx).await?;
+                // The first attempt of each saga loses its answer after the
+                // write: the retry finds its own effect and writes nothing.
+                if ctx.attempt() == 1 {
+                    l.fetch_add(1, Ordering::SeqCst);
+                    return Err(StepError::retry("the answer was lost"));
+                }
+                Ok(())
+            }
+        })
+        .retry(
+            Retry::new()
+                .base_delay(Duration::from_millis(1))
+                .max_delay(Duration::from_millis(10)),
+        )
+        .compensate(|ctx: StepCtx<u32>| async move {
+            let effects = ctx.router().repo::<Effect>().await?;
+            effects.delete(ctx.key()).await?;
+            Ok(())
+        })
+        .step("b", |ctx: StepCtx<u32>| async move {
+            if *ctx.input() == 1 {
+                return Err(StepError::fail("declined"));
+            }
+            apply(&ctx).await
+        })
+        .build()
+        .unwrap();
+    assert!(
+        sagas
+            .start(&saga, Some("ob-0"), &0)
+            .await
+            .unwrap()
+            .is_completed()
+    );
+    let out = sagas.start(&saga, Some("ob-1"), &1).await.unwrap();
+    assert_eq!(out.state, SagaState::Compensated);
+    assert_eq!(lost.load(Ordering::SeqCst), 2);
+
+    // Every effect and undo is in the store's outbox once, recorded by the
+    // write itself (no relay runs here); the saga log's writes are not.
+    let store = router.store("main").unwrap();
+    let info = EntityInfo {
+        store: "main".into(),
+        outbox: Some(OutboxSpec::default()),
+        ..EntityInfo::new(Effect::schema())
+    };
+    let mut seen: Vec<(String, Operation)> = store
+        .outbox_fetch(&info, 100)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| match e.event.key {
+            polyrouter::Key::Str(k) => (k, e.event.op),
+            other => panic!("an effect key is a string, got {other:?}"),
+        })
+        .collect();
+    seen.sort_by_key(|(k, op)| (k.clone(), *op == Operation::Delete));
+    let want = [
+        ("ob-0/a", Operation::Put),
+        ("ob-0/b", Operation::Put),
+        ("ob-1/a", Operation::Put),
+        ("ob-1/a", Operation::Delete),
+    ]
+    .map(|(k, op)| (k.to_string(), op));
+    assert_eq!(seen, want);
+}
+
+#[tokio::test]
 async fn a_step_slower_than_the_lease_is_refused_at_registration() {
     let router = router("").await;
     let sagas = Sagas::open(&router).await.unwrap();

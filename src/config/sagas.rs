@@ -52,7 +52,7 @@ pub struct SagasConfig {
     #[serde(default = "default_concurrency")]
     pub concurrency: u32,
     /// Attempts of one compensation before the saga is parked as needing
-    /// attention (default 10).
+    /// attention (default 10); one cut short by a crash counts too.
     #[serde(default = "default_compensation_attempts")]
     pub compensation_attempts: u32,
     /// The first backoff between compensation attempts (default `"100ms"`).

@@ -376,7 +376,14 @@ impl<T: Entity> Repo<T> {
     /// one partition).
     fn atomic_if_possible(&self, ops: &[WriteOp]) -> bool {
         let caps = self.b.store.capabilities();
-        caps.atomic_batch(ops.len(), one_partition(self.b.info.schema, ops))
+        // On an outbox route each write takes two places in a
+        // partition-scoped batch: the write and its event.
+        let places = if self.b.info.outbox.is_some() && !caps.batch_atomic {
+            ops.len() * 2
+        } else {
+            ops.len()
+        };
+        caps.atomic_batch(places, one_partition(self.b.info.schema, ops))
     }
 
     async fn write(&self, ops: Vec<WriteOp>, atomic: bool) -> Result<Vec<WriteOutcome>> {

@@ -305,6 +305,7 @@ impl TimeSeries {
     }
 
     /// The store holding the table.
+    #[cfg(feature = "analytics")]
     pub(crate) fn store(&self) -> &Arc<dyn Store> {
         &self.store
     }

@@ -98,8 +98,9 @@ impl<I> StepCtx<I> {
         &self.raw.router
     }
 
-    /// This attempt's number in this process, from 1 (a step resumed after a
-    /// crash starts again at the number the log recorded, plus one).
+    /// This attempt's number, from 1, across processes: the log counts
+    /// every attempt before it runs, so one cut short by a crash counts
+    /// too, and a step resumed after a crash runs attempt `n + 1`.
     pub fn attempt(&self) -> u32 {
         self.raw.attempt
     }

@@ -276,6 +276,9 @@ where
 
     /// Sets the retry policy of the last step: its attempts and backoff
     /// (the resilience layer's [`Retry`]; its budget is not used).
+    /// `max_attempts` bounds every attempt, across processes: one cut short
+    /// by a crash counts too, and when the last one is cut short the saga
+    /// is compensated.
     /// Transient errors are retried; the step's own idempotency makes a
     /// retry after an unknown outcome safe.
     ///

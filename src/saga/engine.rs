@@ -9,6 +9,7 @@ use parking_lot::RwLock;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
+use super::attempts::{begin_next, max_attempts, operator_hint};
 use super::context::{RawCtx, StepError};
 use super::definition::{Saga, SagaDef};
 use super::log::{SagaLog, SagaRecord, SagaState, StepStatus};
@@ -273,6 +274,13 @@ impl Sagas {
         self.register(saga)?;
         let rec = self.new_record(saga, id, input)?;
         let mut mine = rec.clone();
+        // The insert takes the lease and counts the first step's first
+        // attempt: the saga is in the log before any of its effects.
+        begin_next(
+            &saga.def,
+            self.inner.config.compensation_attempts,
+            &mut mine,
+        )?;
         mine.set_lease(Lease::grant(
             &self.inner.owner,
             now_ms(),
@@ -363,8 +371,8 @@ impl Sagas {
             let now = now_ms();
             let lease = rec.lease();
             if lease.is_free(now) {
-                if let Some(rec) = self.take(rec).await? {
-                    let def = self.def(&rec.saga)?;
+                let def = self.def(&rec.saga)?;
+                if let Some(rec) = self.take(&def, rec).await? {
                     match self.drive(def, rec).await {
                         Ok(out) => return Ok(out),
                         Err(Stop::Failed(e)) => return Err(e),
@@ -389,18 +397,37 @@ impl Sagas {
         })
     }
 
-    /// Takes the (free) lease of `rec`; `None` when another worker was faster.
-    async fn take(&self, mut rec: SagaRecord) -> Result<Option<SagaRecord>> {
-        rec.set_lease(Lease::grant(
-            &self.inner.owner,
-            now_ms(),
-            self.inner.config.lease.0,
-        ));
-        match self.inner.log.write(&mut rec).await {
+    /// Takes the (free) lease of `rec`, counting the attempt of the action
+    /// this worker runs first in the same write; `None` when another
+    /// worker was faster.
+    async fn take(&self, def: &SagaDef, mut rec: SagaRecord) -> Result<Option<SagaRecord>> {
+        self.check(def, &rec)?;
+        begin_next(def, self.inner.config.compensation_attempts, &mut rec)?;
+        match self.save(&mut rec).await {
             Ok(()) => Ok(Some(rec)),
-            Err(Error::Conflict { .. }) => Ok(None),
-            Err(e) => Err(e),
+            Err(Stop::Lost) => Ok(None),
+            Err(Stop::Failed(e)) => Err(e),
         }
+    }
+
+    /// An error when `rec` was recorded with other steps than `def` has.
+    fn check(&self, def: &SagaDef, rec: &SagaRecord) -> Result<()> {
+        if rec.steps.len() == def.steps.len()
+            && rec
+                .steps
+                .iter()
+                .zip(&def.steps)
+                .all(|(r, d)| r.name == d.name)
+        {
+            return Ok(());
+        }
+        Err(self.inner.log.invalid(format!(
+            "saga `{}` was recorded with steps {:?}, but this process defines `{}` with steps {:?}; keep a saga's steps stable while any of its sagas is running, or give the new definition another name",
+            rec.id,
+            rec.steps.iter().map(|s| s.name.as_str()).collect::<Vec<_>>(),
+            def.name,
+            def.steps.iter().map(|s| s.name.as_str()).collect::<Vec<_>>()
+        )))
     }
 
     /// Writes `rec` renewing this worker's lease (or releasing it when the
@@ -427,128 +454,97 @@ impl Sagas {
         }
     }
 
-    /// Runs a leased saga to its end. Every transition is one conditional
-    /// write: a step's output together with the lease renewal.
+    /// Runs a leased saga to its end. `rec` is as last written, with the
+    /// attempt of the action to run next already counted (see
+    /// [`begin_next`]). Every transition is one conditional write: an
+    /// action's result, the count of the next action's attempt and the
+    /// lease renewal together.
     async fn drive(
         &self,
         def: Arc<SagaDef>,
         mut rec: SagaRecord,
     ) -> std::result::Result<Outcome, Stop> {
-        if rec.steps.len() != def.steps.len()
-            || rec
-                .steps
-                .iter()
-                .zip(&def.steps)
-                .any(|(r, d)| r.name != d.name)
-        {
-            return Err(Stop::Failed(self.inner.log.invalid(format!(
-                "saga `{}` was recorded with steps {:?}, but this process defines `{}` with steps {:?}; keep a saga's steps stable while any of its sagas is running, or give the new definition another name",
-                rec.id,
-                rec.steps.iter().map(|s| s.name.as_str()).collect::<Vec<_>>(),
-                def.name,
-                def.steps.iter().map(|s| s.name.as_str()).collect::<Vec<_>>()
-            ))));
-        }
+        self.check(&def, &rec)?;
         loop {
             match rec.state()? {
-                SagaState::Running => {
-                    let at = rec.frontier();
-                    if at == rec.steps.len() {
-                        rec.set_state(SagaState::Completed);
-                        self.save(&mut rec).await?;
-                        continue;
-                    }
-                    self.forward(&def, &mut rec, at).await?;
-                }
-                SagaState::Compensating => {
-                    let next = rec
-                        .steps
-                        .iter()
-                        .rposition(|s| matches!(s.status, StepStatus::Done | StepStatus::Failed));
-                    let Some(at) = next else {
-                        rec.set_state(SagaState::Compensated);
-                        self.save(&mut rec).await?;
-                        continue;
-                    };
-                    self.backward(&def, &mut rec, at).await?;
-                }
+                SagaState::Running => self.forward(&def, &mut rec).await?,
+                SagaState::Compensating => self.backward(&def, &mut rec).await?,
                 _ => return Ok(Outcome::of(&rec)?),
             }
         }
     }
 
-    /// Runs step `at` until it succeeds (recorded with its output), fails
-    /// for good (the saga turns to compensating) or the lease is lost.
-    async fn forward(
-        &self,
-        def: &SagaDef,
-        rec: &mut SagaRecord,
-        at: usize,
-    ) -> std::result::Result<(), Stop> {
-        let step = &def.steps[at];
-        let timeout = step.timeout(self.inner.config.lease.0);
-        loop {
-            let attempt = rec.steps[at].attempts + 1;
-            let ctx = self.ctx(rec, &step.name, attempt);
-            let result = match tokio::time::timeout(timeout, (step.run)(ctx)).await {
-                Ok(r) => r,
-                Err(_) => Err(StepError::retry(format!(
-                    "attempt {attempt} timed out after {timeout:?}; its effect may or may not have been applied"
-                ))),
-            };
-            rec.steps[at].attempts = attempt;
-            match result {
-                Ok(output) => {
-                    let s = &mut rec.steps[at];
-                    s.status = StepStatus::Done;
-                    s.output = Some(output);
-                    s.error = None;
-                    if at + 1 == rec.steps.len() {
-                        // The last step's write is also the saga's completion.
-                        rec.set_state(SagaState::Completed);
-                    }
-                    return self.save(rec).await;
-                }
-                Err(e) if !e.is_final() && attempt < step.retry.config().max_attempts => {
-                    rec.steps[at].error = Some(e.to_string());
-                    tracing::debug!(saga = %rec.id, step = %step.name, attempt, error = %e, "retrying a saga step");
-                    tokio::time::sleep(step.retry.backoff(attempt)).await;
-                    // Records the attempt and renews the lease before the next one.
-                    self.save(rec).await?;
-                }
-                Err(e) => {
-                    let why = if e.is_final() {
-                        format!("step `{}` failed: {e}", step.name)
-                    } else {
-                        format!("step `{}` failed after {attempt} attempts: {e}", step.name)
-                    };
-                    tracing::info!(saga = %rec.id, %why, "compensating a saga");
-                    let s = &mut rec.steps[at];
-                    s.status = StepStatus::Failed;
-                    s.error = Some(e.to_string());
-                    rec.error = Some(why);
-                    rec.set_state(SagaState::Compensating);
-                    return self.save(rec).await;
-                }
-            }
-        }
+    /// Counts the next action's attempt in `rec` and writes it (renewing
+    /// the lease), before that action runs.
+    async fn advance(&self, def: &SagaDef, rec: &mut SagaRecord) -> std::result::Result<(), Stop> {
+        begin_next(def, self.inner.config.compensation_attempts, rec)?;
+        self.save(rec).await
     }
 
-    /// Runs the compensation of step `at` once; records success, or the
-    /// failure (parking the saga after the last attempt).
-    async fn backward(
-        &self,
-        def: &SagaDef,
-        rec: &mut SagaRecord,
-        at: usize,
-    ) -> std::result::Result<(), Stop> {
-        let step = &def.steps[at];
-        let Some(compensate) = &step.compensate else {
-            rec.steps[at].status = StepStatus::Compensated;
-            // Nothing to undo: recorded with the next write.
-            return Ok(());
+    /// Runs one attempt of the first unfinished step (its attempt already
+    /// counted in the log) and records how it went: done with its output,
+    /// failed with attempts left (the error, after the backoff), or failed
+    /// for good (the saga turns to compensating).
+    async fn forward(&self, def: &SagaDef, rec: &mut SagaRecord) -> std::result::Result<(), Stop> {
+        let at = rec.frontier();
+        let Some(step) = def.steps.get(at) else {
+            return self.advance(def, rec).await;
         };
-        let attempt = rec.steps[at].compensation_attempts + 1;
+        let timeout = step.timeout(self.inner.config.lease.0);
+        let attempt = rec.steps[at].attempts;
+        let ctx = self.ctx(rec, &step.name, attempt);
+        let result = match tokio::time::timeout(timeout, (step.run)(ctx)).await {
+            Ok(r) => r,
+            Err(_) => Err(StepError::retry(format!(
+                "attempt {attempt} timed out after {timeout:?}; its effect may or may not have been applied"
+            ))),
+        };
+        match result {
+            Ok(output) => {
+                let s = &mut rec.steps[at];
+                s.status = StepStatus::Done;
+                s.output = Some(output);
+                s.error = None;
+                // The same write counts the next step's first attempt (or
+                // completes the saga after the last step).
+            }
+            Err(e) if !e.is_final() && attempt < max_attempts(step) => {
+                rec.steps[at].error = Some(e.to_string());
+                tracing::debug!(saga = %rec.id, step = %step.name, attempt, error = %e, "retrying a saga step");
+                tokio::time::sleep(step.retry.backoff(attempt)).await;
+            }
+            Err(e) => {
+                let why = if e.is_final() {
+                    format!("step `{}` failed: {e}", step.name)
+                } else {
+                    format!("step `{}` failed after {attempt} attempts: {e}", step.name)
+                };
+                tracing::info!(saga = %rec.id, %why, "compensating a saga");
+                let s = &mut rec.steps[at];
+                s.status = StepStatus::Failed;
+                s.error = Some(e.to_string());
+                rec.error = Some(why);
+                rec.set_state(SagaState::Compensating);
+            }
+        }
+        self.advance(def, rec).await
+    }
+
+    /// Runs one attempt of the last compensation still to run (its attempt
+    /// already counted in the log); records success, or the failure
+    /// (parking the saga after the last attempt).
+    async fn backward(&self, def: &SagaDef, rec: &mut SagaRecord) -> std::result::Result<(), Stop> {
+        let next = rec
+            .steps
+            .iter()
+            .rposition(|s| matches!(s.status, StepStatus::Done | StepStatus::Failed));
+        let Some((at, compensate)) =
+            next.and_then(|at| Some((at, def.steps.get(at)?.compensate.as_ref()?)))
+        else {
+            return self.advance(def, rec).await;
+        };
+        let step = &def.steps[at];
+        let attempt = rec.steps[at].compensation_attempts;
         let ctx = self.ctx(rec, &step.name, attempt);
         let timeout = step.timeout(self.inner.config.lease.0);
         let result = match tokio::time::timeout(timeout, compensate(ctx)).await {
@@ -558,28 +554,24 @@ impl Sagas {
             ))),
         };
         match result {
-            Ok(()) => {
-                rec.steps[at].status = StepStatus::Compensated;
-                self.save(rec).await
-            }
+            Ok(()) => rec.steps[at].status = StepStatus::Compensated,
             Err(e) => {
-                let s = &mut rec.steps[at];
-                s.compensation_attempts = attempt;
-                s.error = Some(format!("compensation: {e}"));
+                rec.steps[at].error = Some(format!("compensation: {e}"));
                 if attempt >= self.inner.config.compensation_attempts {
                     rec.error = Some(format!(
-                        "the compensation of step `{}` failed {attempt} times (last: {e}); fix the cause, then `polyrouter sagas retry {}` (or undo it by hand and `polyrouter sagas abort {}`)",
-                        step.name, rec.id, rec.id
+                        "the compensation of step `{}` failed {attempt} times (last: {e}); {}",
+                        step.name,
+                        operator_hint(&rec.id)
                     ));
                     tracing::error!(saga = %rec.id, step = %step.name, error = %e, "saga parked: its compensation keeps failing");
                     rec.set_state(SagaState::Parked);
-                } else {
-                    tracing::debug!(saga = %rec.id, step = %step.name, attempt, error = %e, "retrying a compensation");
-                    tokio::time::sleep(self.inner.compensation.backoff(attempt)).await;
+                    return self.save(rec).await;
                 }
-                self.save(rec).await
+                tracing::debug!(saga = %rec.id, step = %step.name, attempt, error = %e, "retrying a compensation");
+                tokio::time::sleep(self.inner.compensation.backoff(attempt)).await;
             }
         }
+        self.advance(def, rec).await
     }
 
     /// One pass over the log: takes every running or compensating saga
@@ -665,10 +657,10 @@ impl Sagas {
         if !rec.lease().is_free(now_ms()) {
             return Ok(false);
         }
-        let Some(rec) = self.take(rec).await? else {
+        let def = self.def(&rec.saga)?;
+        let Some(rec) = self.take(&def, rec).await? else {
             return Ok(false);
         };
-        let def = self.def(&rec.saga)?;
         match self.drive(def, rec).await {
             Ok(_) => Ok(true),
             Err(Stop::Lost) => Ok(false),

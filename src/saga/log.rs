@@ -127,7 +127,9 @@ pub struct StepRecord {
     pub name: String,
     /// Where it is.
     pub status: StepStatus,
-    /// Attempts recorded (an attempt cut short by a crash is not).
+    /// Attempts started: each is counted in the log before it runs, so an
+    /// attempt cut short by a crash counts too (the step's retry policy's
+    /// `max_attempts` bounds them all).
     pub attempts: u32,
     /// The output, once done (`Some(Null)` for a step returning `()`).
     #[serde(
@@ -139,7 +141,9 @@ pub struct StepRecord {
     /// The last error of the step or of its compensation.
     #[serde(default)]
     pub error: Option<String>,
-    /// Failed compensation attempts.
+    /// Compensation attempts started, counted before each runs (bounded
+    /// by `sagas.compensation_attempts`; `polyrouter sagas retry` resets
+    /// them).
     #[serde(default)]
     pub compensation_attempts: u32,
 }

@@ -16,7 +16,11 @@
 //! - every saga ends [`Completed`](SagaState::Completed),
 //!   [`Compensated`](SagaState::Compensated) or
 //!   [`Parked`](SagaState::Parked) (a compensation that kept failing,
-//!   visible in `polyrouter sagas list`).
+//!   visible in `polyrouter sagas list`);
+//! - a step is attempted at most its retry policy's `max_attempts` times,
+//!   attempts cut short by a crash included (each is counted in the log
+//!   before it runs): a step that kills its worker every time ends in
+//!   compensation, not in an endless loop.
 //!
 //! ```
 //! # tokio::runtime::Runtime::new().unwrap().block_on(async {
@@ -59,6 +63,7 @@
 //! # }).unwrap();
 //! ```
 
+mod attempts;
 mod context;
 mod definition;
 mod engine;

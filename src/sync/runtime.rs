@@ -197,6 +197,9 @@ impl SyncBuilder {
                     options,
                     dead_letters.clone(),
                 );
+                if let Some(w) = watermark_task(&router, pc, &bus, &group, stopped.clone())? {
+                    tasks.push(w);
+                }
                 projections.push(RunningProjection {
                     group,
                     bus,
@@ -262,6 +265,58 @@ impl SyncBuilder {
         handle.tasks.push(reporter);
         Ok(handle)
     }
+}
+
+/// For a `replica` projection filling its entity's `read_from` store from
+/// an outbox: a task keeping the replica's watermark, which
+/// `bounded_staleness` reads use (see `router::replica`). Every 20 ms: if
+/// the outbox is empty at `t` (every write committed before `t` has been
+/// published) and then the group has nothing unacknowledged (every
+/// published event is applied), every write committed before `t` is in
+/// the replica: the watermark moves to `t`.
+fn watermark_task(
+    router: &Router,
+    pc: &ProjectionConfig,
+    bus: &Arc<dyn Bus>,
+    group: &str,
+    mut stop: watch::Receiver<bool>,
+) -> Result<Option<JoinHandle<()>>> {
+    if pc.kind != ProjectionKind::Replica {
+        return Ok(None);
+    }
+    let entity = &pc.entities[0];
+    let Some(route) = router.routes().find(|r| &r.entity == entity) else {
+        return Ok(None);
+    };
+    let (Some(_), Some(read_from)) = (&route.config.outbox, &route.config.read_from) else {
+        return Ok(None);
+    };
+    if pc.target_store(&route.config) != Some(read_from.as_str()) {
+        return Ok(None);
+    }
+    let Some(store) = router.store(&route.store).cloned() else {
+        return Ok(None);
+    };
+    let info = route.entity_info(relay_schema(router, route));
+    let watermark = router.replica_watermark(entity, read_from);
+    let (bus, group, entities) = (bus.clone(), group.to_string(), pc.entities.clone());
+    Ok(Some(tokio::spawn(async move {
+        loop {
+            let t = now_ms();
+            if matches!(store.outbox_len(&info).await, Ok(0))
+                && matches!(bus.backlog(&group, &entities).await, Ok(Some(0)))
+            {
+                watermark.fetch_max(t, std::sync::atomic::Ordering::AcqRel);
+            }
+            if *stop.borrow() {
+                return;
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(Duration::from_millis(20)) => {}
+                _ = stop.changed() => {}
+            }
+        }
+    })))
 }
 
 /// The schema a projection of `entity` needs to read its events' records.

@@ -166,7 +166,7 @@ fn crash_saga(stores: std::sync::Arc<Stores>) -> Saga<Input> {
             .timeout(Duration::from_millis(900))
             .retry(
                 polyrouter::layers::Retry::new()
-                    .max_attempts(5)
+                    .max_attempts(STEP_ATTEMPTS as u32)
                     .base_delay(Duration::from_millis(10))
                     .max_delay(Duration::from_millis(100)),
             )
@@ -401,6 +401,112 @@ async fn crash_run(kind: &str) -> Result<String, String> {
     ))
 }
 
+/// The attempts the harness's steps may start (their retry policy).
+const STEP_ATTEMPTS: u64 = 5;
+
+/// A step whose process dies in it at every attempt (after its effect,
+/// before the log write): the start process and each recovery process are
+/// killed there, until a recovery finds the step's attempts used up and
+/// compensates the saga. Every effect and undo is in its store once, and
+/// the step ran exactly its attempts.
+async fn crash_loop_run(kind: &str) -> Result<String, String> {
+    let dir = tempfile::tempdir().unwrap();
+    let ns = namespace();
+    let cfg = config(kind, &ns, dir.path(), "1s");
+    let id = "loop";
+    let looping = "charge";
+    let kill = ("SAGA_KILL", format!("{id}|{looping}|after"));
+    let mut kills = 0u64;
+    let mut mode = "start";
+    let ran = loop {
+        if kills > 2 * STEP_ATTEMPTS {
+            return Err(format!(
+                "{kind}: step {looping} still runs after {kills} kills: the crash loop is not bounded"
+            ));
+        }
+        let mut child = spawn_child(
+            mode,
+            &cfg,
+            &[
+                ("SAGA_ID", id.to_string()),
+                ("SAGA_FAIL", "0".into()),
+                kill.clone(),
+            ],
+        );
+        mode = "recover";
+        let stdout = child.stdout.take().unwrap();
+        let mut ran = None;
+        for line in BufReader::new(stdout).lines() {
+            let line = line.unwrap();
+            if line.starts_with("PAUSED") {
+                // SIGKILL, by the pid of the child this test started.
+                child.kill().unwrap();
+                kills += 1;
+                break;
+            }
+            if let Some(n) = line.strip_prefix("RAN ") {
+                ran = Some(n.to_string());
+            }
+        }
+        let status = child.wait().unwrap();
+        if let Some(n) = ran {
+            if !status.success() {
+                return Err(format!("{kind}: the last recovery exited {status}"));
+            }
+            break n;
+        }
+    };
+    let router = Router::builder()
+        .config(polyrouter::config::Config::parse(&cfg, "<parent>").unwrap())
+        .build()
+        .await
+        .map_err(|e| e.to_string())?;
+    let sagas = Sagas::open(&router).await.map_err(|e| e.to_string())?;
+    let stores = Stores::open(&router).await;
+    let rec = sagas
+        .log()
+        .show(id)
+        .await
+        .map_err(|e| e.to_string())?
+        .ok_or(format!("{kind}: saga {id} not in the log"))?;
+    let why = rec.error.clone().unwrap_or_default();
+    if rec.state().unwrap() != SagaState::Compensated || !why.contains("cut short") {
+        return Err(format!(
+            "{kind}: the crash-looping saga ended {} ({why}), expected compensated after its attempts",
+            rec.state
+        ));
+    }
+    if kills != STEP_ATTEMPTS {
+        return Err(format!(
+            "{kind}: {kills} processes died in step {looping}, expected exactly its {STEP_ATTEMPTS} attempts"
+        ));
+    }
+    for (s, store) in STEPS {
+        let key = format!("{id}/{s}");
+        let effects = count(stores.effects(store), &key).await?;
+        let undos = count(stores.undos(store), &key).await?;
+        let attempts = stores
+            .attempts
+            .count(field("key").eq(key.as_str()).and(field("kind").eq("do")))
+            .await
+            .map_err(|e| e.to_string())?;
+        let (want_effects, want_attempts) = match s {
+            "receipt" => (0, 0),
+            s if s == looping => (1, STEP_ATTEMPTS),
+            _ => (1, 1),
+        };
+        if effects != want_effects || undos != want_effects || attempts != want_attempts {
+            return Err(format!(
+                "{kind}: step {s}: {effects} effect(s), {undos} undo(s), {attempts} attempt(s) in store {store}, expected {want_effects}, {want_effects} and {want_attempts}"
+            ));
+        }
+    }
+    drop_namespace(kind, &ns).await;
+    Ok(format!(
+        "{kind}: step {looping} killed its process {kills} times; the recovery that found its attempts used up (ran {ran}) compensated the saga ({why}); every effect and undo once"
+    ))
+}
+
 async fn count(repo: &Repo<Effect>, key: &str) -> Result<u64, String> {
     // Point reads: the store holds at most one record per key; the attempt
     // log above counts how often the step ran.
@@ -542,6 +648,11 @@ fn main() -> ExitCode {
     let tests: Vec<(&str, TestFuture)> = vec![
         ("crash_sqlite", Box::pin(crash_run("sqlite"))),
         ("crash_postgres_mariadb", Box::pin(crash_run("postgres"))),
+        ("crash_loop_sqlite", Box::pin(crash_loop_run("sqlite"))),
+        (
+            "crash_loop_postgres_mariadb",
+            Box::pin(crash_loop_run("postgres")),
+        ),
         ("bulk_postgres_two_workers", Box::pin(bulk_run())),
     ];
     let mut failed = 0;
