@@ -340,6 +340,7 @@ fn complete_views(doc: &mut toml::Table) {
 fn completed(example: &str) -> String {
     let mut doc: toml::Table = toml::from_str(example).unwrap();
     complete_views(&mut doc);
+    complete_sync(&mut doc);
     let missing: Vec<String> = {
         let defined = doc.get("stores").and_then(|v| v.as_table());
         referenced_stores(&doc)
@@ -363,6 +364,51 @@ fn completed(example: &str) -> String {
         doc.remove("stores");
     }
     toml::to_string(&doc).unwrap()
+}
+
+/// A bus an entity's `outbox` or a projection names but the example does
+/// not define becomes a memory bus; projections without `[sync]` get one
+/// on their entity's store.
+fn complete_sync(doc: &mut toml::Table) {
+    let mut buses = BTreeSet::new();
+    let mut sync_store = None;
+    if let Some(entities) = doc.get("entities").and_then(|v| v.as_table()) {
+        for (_, e) in entities {
+            if let Some(b) = e
+                .get("outbox")
+                .and_then(|o| o.get("bus"))
+                .and_then(|b| b.as_str())
+            {
+                buses.insert(b.to_string());
+                sync_store = sync_store
+                    .or_else(|| e.get("store").and_then(|s| s.as_str()).map(String::from));
+            }
+        }
+    }
+    let projections = doc.get("projections").and_then(|v| v.as_table()).cloned();
+    for (_, p) in projections.iter().flatten() {
+        if let Some(b) = p.get("bus").and_then(|b| b.as_str()) {
+            buses.insert(b.to_string());
+        }
+    }
+    if !buses.is_empty() {
+        let defined = doc
+            .entry("buses")
+            .or_insert_with(|| toml::Value::Table(toml::Table::new()))
+            .as_table_mut()
+            .unwrap();
+        for b in buses {
+            defined.entry(b).or_insert_with(|| {
+                let mut t = toml::Table::new();
+                t.insert("kind".into(), "memory".into());
+                toml::Value::Table(t)
+            });
+        }
+    }
+    if projections.is_some_and(|p| !p.is_empty()) && !doc.contains_key("sync") {
+        let store = sync_store.unwrap_or_else(|| "main".into());
+        doc.insert("sync".into(), store_is(&store));
+    }
 }
 
 /// Values for the variables the examples use without a default.

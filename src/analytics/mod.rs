@@ -3,7 +3,7 @@
 //!
 //! Every entity bound to a Rust type ([`Router::repo`]) is a table named
 //! after the entity, with a column per field (Arrow types from the
-//! [`FieldDef`]s, nullability kept) and one for the
+//! [`FieldDef`](crate::FieldDef)s, nullability kept) and one for the
 //! version when the entity has one. Every `[timeseries.NAME]` is a table
 //! too: `series`, `ts` (a UTC timestamp) and one Float64 per field, with
 //! the time range and the series keys of the `WHERE` clause pushed into

@@ -7,7 +7,7 @@
 //!
 //! Both are optional [`Store`](crate::Store) operations, announced by the
 //! capabilities `outbox` and `versioned_apply`; a store without them
-//! answers [`Error::Unsupported`](crate::Error::Unsupported), and the
+//! answers [`Error::Unsupported`], and the
 //! router refuses a route that needs them at start-up.
 
 use crate::store::EntityInfo;
