@@ -63,6 +63,8 @@ pub const fn sqlite(in_memory: bool) -> Capabilities {
         max_record_bytes: Some(1_000_000_000),
         graph: true,
         time_series: true,
+        outbox: true,
+        versioned_apply: true,
         ..Capabilities::all()
     }
 }
@@ -79,6 +81,8 @@ pub const fn postgres() -> Capabilities {
         graph: true,
         time_series: true,
         search: true,
+        outbox: true,
+        versioned_apply: true,
         ..Capabilities::all()
     }
 }
@@ -92,6 +96,8 @@ pub const fn mysql() -> Capabilities {
     Capabilities {
         shared: true,
         max_record_bytes: Some(MYSQL_MAX_RECORD_BYTES),
+        outbox: true,
+        versioned_apply: true,
         ..Capabilities::all()
     }
 }

@@ -129,6 +129,10 @@ impl Dialect for MySqlDialect {
         }
     }
 
+    fn serial_key(&self) -> &'static str {
+        "BIGINT AUTO_INCREMENT PRIMARY KEY"
+    }
+
     fn bigint_type(&self) -> &'static str {
         "BIGINT"
     }

@@ -28,7 +28,9 @@ use crate::backends::sql::{
 };
 use crate::config::{Redactor, StoreSpec, redact_url};
 use crate::query::Filter;
-use crate::store::{EntityInfo, StoreQuery, WriteOp, WriteOutcome};
+use crate::store::{
+    Applied, EntityInfo, OutboxEntry, StoreQuery, VersionedChange, WriteOp, WriteOutcome,
+};
 use crate::{Capabilities, Error, Key, Record, Result, Store};
 
 mod bulk;
@@ -182,10 +184,10 @@ const DEADLOCK_ATTEMPTS: usize = 4;
 
 /// Runs `attempt` until it succeeds, fails with anything but a deadlock
 /// (the `bool`), or has run [`DEADLOCK_ATTEMPTS`] times.
-async fn retry_deadlocks<F, Fut>(mut attempt: F) -> Result<Vec<WriteOutcome>>
+async fn retry_deadlocks<T, F, Fut>(mut attempt: F) -> Result<T>
 where
     F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = std::result::Result<Vec<WriteOutcome>, (Error, bool)>>,
+    Fut: std::future::Future<Output = std::result::Result<T, (Error, bool)>>,
 {
     let mut tries = 1;
     loop {
@@ -361,10 +363,7 @@ impl MySqlStore {
     }
 
     fn target<'a>(&'a self, entity: &'a EntityInfo) -> Target<'a> {
-        Target {
-            store: &self.inner.name,
-            entity: entity.name(),
-        }
+        Target::new(&self.inner.name, entity)
     }
 
     /// One attempt at a batch: one transaction, lock-then-write per op.
@@ -403,6 +402,57 @@ impl MySqlStore {
 }
 
 impl MySqlStore {
+    /// One attempt at a versioned apply: one transaction, each key locked
+    /// then written.
+    async fn apply_once(
+        &self,
+        entity: &EntityInfo,
+        t: &TableSql,
+        changes: &[VersionedChange],
+    ) -> std::result::Result<Vec<Applied>, (Error, bool)> {
+        let fail = |e: sqlx::Error| {
+            let deadlock = is_deadlock(&e);
+            (self.err(entity, e), deadlock)
+        };
+        let mut tx = self.inner.pool.begin().await.map_err(fail)?;
+        let mut exec = MySqlExec {
+            conn: &mut tx,
+            store: &self.inner.name,
+            entity: entity.name(),
+            deadlock: false,
+        };
+        let target = self.target(entity);
+        match sql::apply_versioned(&mut exec, target, t, changes, now_micros()).await {
+            Ok(out) => {
+                tx.commit().await.map_err(fail)?;
+                Ok(out)
+            }
+            Err(e) => {
+                let deadlock = exec.deadlock;
+                let _ = tx.rollback().await;
+                Err((e, deadlock))
+            }
+        }
+    }
+
+    /// A connection from the pool.
+    async fn conn(&self, entity: &EntityInfo) -> Result<sqlx::pool::PoolConnection<sqlx::MySql>> {
+        self.inner
+            .pool
+            .acquire()
+            .await
+            .map_err(|e| self.err(entity, e))
+    }
+
+    fn exec<'c>(&'c self, conn: &'c mut MySqlConnection, entity: &'c EntityInfo) -> MySqlExec<'c> {
+        MySqlExec {
+            conn,
+            store: &self.inner.name,
+            entity: entity.name(),
+            deadlock: false,
+        }
+    }
+
     /// One attempt at a bulk put: per chunk, lock every key and read its
     /// version, then one multi-row upsert; one transaction for all chunks.
     async fn put_many_once(
@@ -410,6 +460,7 @@ impl MySqlStore {
         entity: &EntityInfo,
         t: &TableSql,
         chunks: &[bulk::Chunk],
+        ops: &[WriteOp],
     ) -> std::result::Result<Vec<WriteOutcome>, (Error, bool)> {
         let fail = |e: sqlx::Error| {
             let deadlock = is_deadlock(&e);
@@ -456,6 +507,18 @@ impl MySqlStore {
                 new.into_iter()
                     .map(|version| WriteOutcome::Written { version }),
             );
+        }
+        let mut exec = MySqlExec {
+            conn: &mut tx,
+            store: &self.inner.name,
+            entity: entity.name(),
+            deadlock: false,
+        };
+        let target = self.target(entity);
+        if let Err(e) = write::record_puts(&mut exec, target, t, ops, &outcomes).await {
+            let deadlock = exec.deadlock;
+            let _ = tx.rollback().await;
+            return Err((e, deadlock));
         }
         tx.commit().await.map_err(fail)?;
         Ok(outcomes)
@@ -507,6 +570,28 @@ impl Exec for MySqlExec<'_> {
             Ok(r) => Ok(r.rows_affected()),
             Err(e) => Err(self.map(e)),
         }
+    }
+
+    async fn fetch_int_text(
+        &mut self,
+        sql: &str,
+        params: Vec<Param>,
+    ) -> Result<Vec<(i64, String)>> {
+        // Text in a binary collation comes back as bytes.
+        let rows = bind_all(sqlx::query(sql), params)
+            .fetch_all(&mut *self.conn)
+            .await
+            .and_then(|rows| {
+                rows.iter()
+                    .map(|r| {
+                        let text: Vec<u8> = r.try_get(1)?;
+                        let text = String::from_utf8(text)
+                            .map_err(|e| sqlx::Error::Decode(Box::new(e)))?;
+                        Ok((r.try_get(0)?, text))
+                    })
+                    .collect()
+            });
+        rows.map_err(|e| self.map(e))
     }
 }
 
@@ -560,10 +645,12 @@ impl Store for MySqlStore {
 
     async fn drop_entity(&self, entity: &EntityInfo) -> Result<()> {
         let t = self.table_sql(entity)?;
-        sqlx::query(&t.drop_table)
-            .execute(&self.inner.pool)
-            .await
-            .map_err(|e| self.err(entity, e))?;
+        for drop in [&t.drop_table, &t.outbox.drop] {
+            sqlx::query(drop)
+                .execute(&self.inner.pool)
+                .await
+                .map_err(|e| self.err(entity, e))?;
+        }
         self.inner.tables.forget(entity);
         Ok(())
     }
@@ -604,6 +691,15 @@ impl Store for MySqlStore {
             .map_err(|e| self.err(entity, e))?;
         sql::check_table(&self.inner.name, &t, &info)
             .map_err(|m| entity_config_error(entity, m))?;
+        if entity.outbox.is_some() {
+            t.outbox
+                .check(&*t.dialect)
+                .map_err(|m| entity_config_error(entity, m))?;
+            sqlx::query(&t.outbox.create)
+                .execute(&mut *conn)
+                .await
+                .map_err(|e| self.err(entity, e))?;
+        }
         self.inner.tables.mark_ensured(entity, t);
         Ok(())
     }
@@ -660,10 +756,51 @@ impl Store for MySqlStore {
         // and the write go together).
         if write::is_put_many(&ops) {
             let chunks = bulk::chunks(&t, &ops, now).map_err(|m| self.target(entity).invalid(m))?;
-            return retry_deadlocks(|| self.put_many_once(entity, &t, &chunks)).await;
+            return retry_deadlocks(|| self.put_many_once(entity, &t, &chunks, &ops)).await;
         }
         let writes = write::locked_writes(self.target(entity), &t, &ops, now)?;
         retry_deadlocks(|| self.write_once(entity, &t, &ops, &writes, now)).await
+    }
+
+    async fn apply_versioned(
+        &self,
+        entity: &EntityInfo,
+        changes: Vec<VersionedChange>,
+    ) -> Result<Vec<Applied>> {
+        if changes.is_empty() {
+            return Ok(Vec::new());
+        }
+        let t = self.table_sql(entity)?;
+        retry_deadlocks(|| self.apply_once(entity, &t, &changes)).await
+    }
+
+    async fn outbox_fetch(&self, entity: &EntityInfo, max: usize) -> Result<Vec<OutboxEntry>> {
+        if entity.outbox.is_none() {
+            return Ok(Vec::new());
+        }
+        let t = self.table_sql(entity)?;
+        let mut conn = self.conn(entity).await?;
+        let target = self.target(entity);
+        sql::outbox::fetch(&mut self.exec(&mut conn, entity), target, &t.outbox, max).await
+    }
+
+    async fn outbox_remove(&self, entity: &EntityInfo, ids: &[String]) -> Result<()> {
+        if entity.outbox.is_none() || ids.is_empty() {
+            return Ok(());
+        }
+        let t = self.table_sql(entity)?;
+        let mut conn = self.conn(entity).await?;
+        let mut exec = self.exec(&mut conn, entity);
+        sql::outbox::remove(&mut exec, &*t.dialect, &t.outbox, ids).await
+    }
+
+    async fn outbox_len(&self, entity: &EntityInfo) -> Result<u64> {
+        if entity.outbox.is_none() {
+            return Ok(0);
+        }
+        let t = self.table_sql(entity)?;
+        let mut conn = self.conn(entity).await?;
+        sql::outbox::len(&mut self.exec(&mut conn, entity), &t.outbox).await
     }
 
     async fn query(&self, entity: &EntityInfo, query: &StoreQuery) -> Result<Vec<Record>> {

@@ -84,6 +84,10 @@ impl Dialect for PostgresDialect {
         .to_string()
     }
 
+    fn serial_key(&self) -> &'static str {
+        "BIGSERIAL PRIMARY KEY"
+    }
+
     fn bigint_type(&self) -> &'static str {
         "BIGINT"
     }

@@ -2,7 +2,7 @@
 //! `postgres://postgres@127.0.0.1:5432/test`). Each test works in its own
 //! schema and drops it at the end.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use chrono::DateTime;
@@ -469,5 +469,169 @@ async fn put_many_is_bulk_with_per_row_versions() {
     let (store, schema) = open_fresh().await;
     let e = ready(&store, &reference::ROW, "bulk").await;
     reference::check_put_many(&store, &e, &PostgresDialect).await;
+    drop_schema(&store, &schema).await;
+}
+
+fn with_outbox(mut e: EntityInfo) -> EntityInfo {
+    e.outbox = Some(crate::store::OutboxSpec::default());
+    e
+}
+
+/// Fetches and removes everything committed in the outbox now.
+async fn relay_once(store: &PostgresStore, e: &EntityInfo) -> Vec<OutboxEntry> {
+    let mut out = Vec::new();
+    loop {
+        let batch = store.outbox_fetch(e, 16).await.unwrap();
+        if batch.is_empty() {
+            return out;
+        }
+        let ids: Vec<String> = batch.iter().map(|b| b.id.clone()).collect();
+        store.outbox_remove(e, &ids).await.unwrap();
+        out.extend(batch);
+    }
+}
+
+#[tokio::test]
+async fn an_outbox_event_committed_late_is_fetched_later_and_nothing_is_skipped() {
+    let (store, schema) = open_fresh().await;
+    let e = with_outbox(info(&NOTE, "late"));
+    store.ensure_entity(&e).await.unwrap();
+    // Transaction A writes x through the store's own write path and stays
+    // open: its event has the lower seq but is not committed.
+    let mut tx_a = store.inner.pool.begin().await.unwrap();
+    let ops = vec![put(note("x", "a"), Precondition::None)];
+    let now = now_micros();
+    let target = store.target(&e);
+    let t = store.table_sql(&e).unwrap();
+    let mut stmts = write::statements(target, &t, &ops, now).unwrap();
+    let mut exec = store.exec(&mut tx_a, &e);
+    let out = write::apply(&mut exec, target, &t, &ops[0], stmts.remove(0), now)
+        .await
+        .unwrap();
+    assert_eq!(out, WriteOutcome::Written { version: 1 });
+    // Transaction B (another connection) writes y and commits.
+    store
+        .write(&e, vec![put(note("y", "b"), Precondition::None)], true)
+        .await
+        .unwrap();
+    // The relay sees only y, and removes it.
+    let first = relay_once(&store, &e).await;
+    let keys: Vec<&Key> = first.iter().map(|o| &o.event.key).collect();
+    assert_eq!(keys, [&Key::from("y")]);
+    assert_eq!(
+        store.outbox_len(&e).await.unwrap(),
+        0,
+        "x is not visible yet"
+    );
+    // A commits: the next fetch sees x, although its seq is lower than y's.
+    tx_a.commit().await.unwrap();
+    let second = relay_once(&store, &e).await;
+    assert_eq!(second.len(), 1);
+    assert_eq!(second[0].event.key, Key::from("x"));
+    assert_eq!(second[0].event.version, 1);
+    let seq = |o: &OutboxEntry| o.id.parse::<i64>().unwrap();
+    assert!(
+        seq(&second[0]) < seq(&first[0]),
+        "x took its seq before y did"
+    );
+    assert_eq!(store.outbox_len(&e).await.unwrap(), 0);
+    store.drop_entity(&e).await.unwrap();
+    drop_schema(&store, &schema).await;
+}
+
+#[tokio::test]
+async fn concurrent_writers_and_a_concurrent_relay_see_every_event_once_in_key_order() {
+    let schema = format!(
+        "pr_test_unit_{}_{}",
+        std::process::id(),
+        NEXT.fetch_add(1, Ordering::Relaxed)
+    );
+    let mut cfg = PostgresConfig::new(pg_url());
+    cfg.schema = Some(schema.clone());
+    cfg.max_connections = 10;
+    let store = Arc::new(PostgresStore::connect("db", cfg).await.expect("connect"));
+    let e = with_outbox(info(&NOTE, "mixed"));
+    store.ensure_entity(&e).await.unwrap();
+    const WRITERS: usize = 8;
+    const EACH: usize = 25;
+    let done = Arc::new(AtomicBool::new(false));
+    // The relay fetches and removes while the writers write.
+    let relay = {
+        let (store, e, done) = (store.clone(), e.clone(), done.clone());
+        tokio::spawn(async move {
+            let mut seen = Vec::new();
+            loop {
+                let finished = done.load(Ordering::SeqCst);
+                let batch = relay_once(&store, &e).await;
+                seen.extend(batch.into_iter().map(|o| o.event));
+                if finished {
+                    return seen;
+                }
+                tokio::task::yield_now().await;
+            }
+        })
+    };
+    let mut writers = Vec::new();
+    for w in 0..WRITERS {
+        let (store, e) = (store.clone(), e.clone());
+        writers.push(tokio::spawn(async move {
+            let mut acked = Vec::new();
+            for i in 0..EACH {
+                // Mixed keys (each shared by several writers), single puts
+                // and two-key transactions.
+                let k1 = format!("k{}", (w + i) % 5);
+                let k2 = format!("k{}", (w * 3 + i + 1) % 5);
+                let mut ops = vec![put(note(&k1, &format!("{w}-{i}")), Precondition::None)];
+                if i % 4 == 0 && k1 != k2 {
+                    ops.push(put(note(&k2, &format!("{w}-{i}b")), Precondition::None));
+                }
+                let keys: Vec<String> = ops.iter().map(|o| o.key().to_string()).collect();
+                // Two transactions locking two keys in opposite orders may
+                // deadlock: the server rolls one back (nothing written, no
+                // event) and it is not acknowledged.
+                match store.write(&e, ops, true).await {
+                    Ok(out) => {
+                        for (k, o) in keys.into_iter().zip(out) {
+                            acked.push((k, o.version().unwrap()));
+                        }
+                    }
+                    Err(Error::Rejected { .. }) => {}
+                    Err(other) => panic!("{other}"),
+                }
+            }
+            acked
+        }));
+    }
+    let mut acked = Vec::new();
+    for w in writers {
+        acked.extend(w.await.unwrap());
+    }
+    done.store(true, Ordering::SeqCst);
+    let events = relay.await.unwrap();
+    let mut per_key: HashMap<String, Vec<u64>> = HashMap::new();
+    for ev in &events {
+        per_key
+            .entry(ev.key.to_string())
+            .or_default()
+            .push(ev.version);
+    }
+    for (k, versions) in &per_key {
+        assert!(
+            versions.windows(2).all(|w| w[0] < w[1]),
+            "key {k}: events out of version order: {versions:?}"
+        );
+    }
+    let mut seen: Vec<(String, u64)> = events
+        .iter()
+        .map(|ev| (ev.key.to_string(), ev.version))
+        .collect();
+    seen.sort();
+    acked.sort();
+    assert_eq!(
+        seen, acked,
+        "every acknowledged write's event, exactly once"
+    );
+    assert_eq!(store.outbox_len(&e).await.unwrap(), 0);
+    store.drop_entity(&e).await.unwrap();
     drop_schema(&store, &schema).await;
 }

@@ -114,6 +114,11 @@ pub trait Dialect: fmt::Debug + Send + Sync + 'static {
     /// (unix microseconds).
     fn bigint_type(&self) -> &'static str;
 
+    /// The column definition of an outbox table's `seq`: a 64-bit primary
+    /// key the database numbers on insert and never reuses
+    /// (`BIGSERIAL PRIMARY KEY`, `INTEGER PRIMARY KEY AUTOINCREMENT`, …).
+    fn serial_key(&self) -> &'static str;
+
     /// Whether an existing column of type `data_type` (as the catalog reports
     /// it, e.g. `information_schema.columns.data_type`) holds values of
     /// `kind` unchanged.

@@ -33,6 +33,10 @@
 //!   with the current version) over a backend's [`write::Exec`].
 //! - [`Tables`], [`purge`], [`spawn_purge`]: the per-store statement cache
 //!   and TTL purge.
+//! - [`OutboxSql`], [`record_event`], [`outbox_entry`]: the transactional
+//!   outbox (`<table>__outbox`); writes run through [`write`](mod@write)
+//!   record their events when [`write::Target::outbox`] is set.
+//! - [`apply_versioned`]: versioned apply over a backend's [`write::Exec`].
 //!
 //! # Adding a dialect
 //!
@@ -100,17 +104,20 @@ mod decode;
 mod dialect;
 mod filter;
 pub mod graph;
+pub mod outbox;
 mod param;
 mod pool;
 #[cfg(test)]
 pub(crate) mod reference;
 mod support;
 mod table;
+mod versioned;
 pub mod write;
 
 pub use ddl::{ColumnInfo, check_table};
 pub use decode::{decode_record, json_from_text, timestamp_from_micros, uuid_from_text, uuid_text};
 pub use dialect::{BulkUpsert, Dialect, KeyList, WriteMode, number};
+pub use outbox::{OUTBOX_SUFFIX, OutboxSql, outbox_entry, record_event};
 pub use param::{Param, encode_field, floor_micros, key_field_kind, key_param, value_param};
 pub use pool::{SslMode, check_pool_options};
 pub use support::{
@@ -120,3 +127,4 @@ pub use table::{
     BulkPut, Column, EXPIRES_COL, Expect, LockedWrite, PURGE_CHUNK, RESERVED_PREFIX, Select,
     TableSql, VERSION_COL, WriteStmt, distinct_runs,
 };
+pub use versioned::{VersionedSql, apply_versioned};

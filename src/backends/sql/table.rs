@@ -155,6 +155,12 @@ pub struct TableSql {
     pub delete: String,
     /// Lock-then-write: turns a row into a tombstone: binds version, -now, key.
     pub tombstone: String,
+    /// The statements of the entity's outbox table (used when its route
+    /// has an outbox).
+    pub outbox: super::outbox::OutboxSql,
+    /// The statements of versioned apply in
+    /// [`WriteMode::Returning`](super::WriteMode::Returning).
+    pub versioned: super::versioned::VersionedSql,
     /// How long tombstones are kept before [`TableSql::purge`] removes
     /// them ([`EntityInfo::tombstone_retention`](crate::store::EntityInfo::tombstone_retention)).
     pub tombstone_retention: std::time::Duration,
@@ -332,7 +338,10 @@ impl TableSql {
         let delete = format!("DELETE FROM {q} WHERE {qk} = ?");
         let tombstone = format!("UPDATE {q} SET {clear}{v} = ?, {e} = ? WHERE {qk} = ?");
         let n = |s: &str| number(d, s);
+        let versioned = super::versioned::VersionedSql::new(d, &q, &qk, &names, key_index);
         Ok(TableSql {
+            outbox: super::outbox::OutboxSql::new(d, table),
+            versioned,
             get: n(&get),
             upsert: n(&upsert),
             insert_absent: n(&insert_absent),

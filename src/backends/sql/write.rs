@@ -4,9 +4,10 @@
 
 use async_trait::async_trait;
 
+use super::outbox::record_event;
 use super::param::Param;
 use super::table::{BulkPut, Expect, LockedWrite, TableSql, WriteStmt};
-use crate::store::{Precondition, WriteOp, WriteOutcome};
+use crate::store::{EntityInfo, Precondition, WriteOp, WriteOutcome, outbox_event};
 use crate::{Error, Key, Result};
 
 /// Runs statements on one connection, with driver errors already mapped to
@@ -22,15 +23,46 @@ pub trait Exec: Send {
     async fn fetch_bool(&mut self, sql: &str, params: Vec<Param>) -> Result<Option<bool>>;
     /// Runs a statement; the number of rows it affected.
     async fn execute(&mut self, sql: &str, params: Vec<Param>) -> Result<u64>;
+    /// Runs a statement; every row's first column as an integer and its
+    /// second as text (outbox entries: `seq`, `event`).
+    async fn fetch_int_text(&mut self, sql: &str, params: Vec<Param>)
+    -> Result<Vec<(i64, String)>>;
 }
 
-/// The store and entity a write is for, for errors.
+/// The store and entity a write is for, for errors, and the route's
+/// outbox its writes record their events in.
 #[derive(Debug, Clone, Copy)]
 pub struct Target<'a> {
     /// Store name.
     pub store: &'a str,
     /// Entity name.
     pub entity: &'a str,
+    /// The entity when its route has an outbox
+    /// ([`EntityInfo::outbox`](crate::store::EntityInfo::outbox)): every
+    /// applied write records its event in the same transaction.
+    pub outbox: Option<&'a EntityInfo>,
+}
+
+impl<'a> Target<'a> {
+    /// The target of writes of `entity` through store `store`.
+    ///
+    /// ```
+    /// # use polyrouter::{FieldDef, KeyKind, Schema, store::EntityInfo};
+    /// # static F: [FieldDef; 0] = [];
+    /// # static S: Schema = Schema { name: "t", key: "id", key_kind: KeyKind::Str, partition_key: None, version: None, fields: &F };
+    /// # #[cfg(feature = "sqlite")] {
+    /// let e = EntityInfo::new(&S);
+    /// let t = polyrouter::backends::sql::write::Target::new("main", &e);
+    /// assert!(t.entity == "t" && t.outbox.is_none());
+    /// # }
+    /// ```
+    pub fn new(store: &'a str, entity: &'a EntityInfo) -> Self {
+        Target {
+            store,
+            entity: entity.name(),
+            outbox: entity.outbox.map(|_| entity),
+        }
+    }
 }
 
 impl Target<'_> {
@@ -70,7 +102,8 @@ pub async fn apply(
     stmt: WriteStmt<'_>,
     now: i64,
 ) -> Result<WriteOutcome> {
-    let outcome = match stmt.expect {
+    // The new version of a put, or of a deleted record's tombstone.
+    let version = match stmt.expect {
         Expect::DeleteAbsent => {
             exec.execute(stmt.sql, stmt.params).await?;
             match live_version(exec, target, t, op.key(), now).await? {
@@ -79,27 +112,68 @@ pub async fn apply(
             }
         }
         Expect::DeleteAny => {
-            let existed = exec.fetch_int(stmt.sql, stmt.params).await?;
-            return Ok(WriteOutcome::Deleted {
-                existed: existed.is_some(),
-            });
+            let Some(v) = exec.fetch_int(stmt.sql, stmt.params).await? else {
+                return Ok(WriteOutcome::Deleted { existed: false });
+            };
+            Some(v)
         }
-        Expect::Put => exec
-            .fetch_int(stmt.sql, stmt.params)
-            .await?
-            .map(|v| WriteOutcome::Written { version: v as u64 }),
-        Expect::DeleteCond => exec
-            .fetch_int(stmt.sql, stmt.params)
-            .await?
-            .map(|_| WriteOutcome::Deleted { existed: true }),
+        Expect::Put | Expect::DeleteCond => exec.fetch_int(stmt.sql, stmt.params).await?,
     };
-    match outcome {
-        Some(o) => Ok(o),
-        None => {
-            let actual = live_version(exec, target, t, op.key(), now).await?;
-            Err(target.conflict(op.key(), op.precondition(), actual))
+    let Some(version) = version else {
+        let actual = live_version(exec, target, t, op.key(), now).await?;
+        return Err(target.conflict(op.key(), op.precondition(), actual));
+    };
+    let version = version as u64;
+    record_write(exec, target, t, op, version).await?;
+    Ok(match op {
+        WriteOp::Put { .. } => WriteOutcome::Written { version },
+        WriteOp::Delete { .. } => WriteOutcome::Deleted { existed: true },
+    })
+}
+
+/// Records the event of an applied write (a put at `version`, or a
+/// delete leaving its tombstone at `version`) in the route's outbox, if it
+/// has one, on the write's connection and transaction.
+pub async fn record_write(
+    exec: &mut dyn Exec,
+    target: Target<'_>,
+    t: &TableSql,
+    op: &WriteOp,
+    version: u64,
+) -> Result<()> {
+    let Some(entity) = target.outbox else {
+        return Ok(());
+    };
+    let event = match op {
+        WriteOp::Put { record, .. } => {
+            let mut record = record.clone();
+            record.version = version;
+            outbox_event(entity, &record.key, Some(&record), version)
+        }
+        WriteOp::Delete { key, .. } => outbox_event(entity, key, None, version),
+    };
+    record_event(exec, &t.outbox, event).await
+}
+
+/// Records the events of a batch of puts written by one of the bulk paths
+/// ([`TableSql::put_many`], or a backend's own), from their outcomes, in
+/// the batch's transaction.
+pub async fn record_puts(
+    exec: &mut dyn Exec,
+    target: Target<'_>,
+    t: &TableSql,
+    ops: &[WriteOp],
+    outcomes: &[WriteOutcome],
+) -> Result<()> {
+    if target.outbox.is_none() {
+        return Ok(());
+    }
+    for (op, outcome) in ops.iter().zip(outcomes) {
+        if let WriteOutcome::Written { version } = outcome {
+            record_write(exec, target, t, op, *version).await?;
         }
     }
+    Ok(())
 }
 
 /// Every op's statement, checked and encoded before the database is touched.
@@ -188,14 +262,16 @@ pub async fn apply_locked(
                 row.extend([v, w.expires]);
                 exec.execute(&t.insert, row).await?;
             }
+            record_write(exec, target, t, op, version).await?;
             Ok(WriteOutcome::Written { version })
         }
         None => {
             match live {
                 Some(v) => {
-                    let v = Param::Int(i64::try_from(v + 1).unwrap_or(i64::MAX));
-                    exec.execute(&t.tombstone, vec![v, Param::Int(-now), w.key])
+                    let p = Param::Int(i64::try_from(v + 1).unwrap_or(i64::MAX));
+                    exec.execute(&t.tombstone, vec![p, Param::Int(-now), w.key])
                         .await?;
+                    record_write(exec, target, t, op, v + 1).await?;
                 }
                 // An expired row goes; a tombstone stays.
                 None if current == Some(0) => {

@@ -93,6 +93,10 @@ impl Dialect for SqliteDialect {
         .to_string()
     }
 
+    fn serial_key(&self) -> &'static str {
+        "INTEGER PRIMARY KEY AUTOINCREMENT"
+    }
+
     fn bigint_type(&self) -> &'static str {
         "INTEGER"
     }

@@ -29,7 +29,9 @@ use crate::backends::sql::{
 };
 use crate::config::{StoreSpec, redact_url};
 use crate::query::Filter;
-use crate::store::{EntityInfo, StoreQuery, WriteOp, WriteOutcome};
+use crate::store::{
+    Applied, EntityInfo, OutboxEntry, StoreQuery, VersionedChange, WriteOp, WriteOutcome,
+};
 use crate::{Capabilities, Error, Key, Record, Result, Store};
 
 mod codec;
@@ -349,6 +351,7 @@ impl SqliteStore {
         entity: &EntityInfo,
         t: &TableSql,
         bulk: Vec<BulkPut>,
+        ops: &[WriteOp],
     ) -> Result<Vec<WriteOutcome>> {
         let mut tx = self
             .inner
@@ -387,15 +390,28 @@ impl SqliteStore {
                 }
             }
         }
+        let target = self.target(entity);
+        let recorded =
+            write::record_puts(&mut self.exec(&mut tx, entity), target, t, ops, &outcomes).await;
+        if let Err(e) = recorded {
+            let _ = tx.rollback().await;
+            return Err(e);
+        }
         tx.commit().await.map_err(|e| self.err(entity, e))?;
         Ok(outcomes)
     }
 
+    /// A connection from the pool.
+    async fn conn(&self, entity: &EntityInfo) -> Result<sqlx::pool::PoolConnection<sqlx::Sqlite>> {
+        self.inner
+            .pool
+            .acquire()
+            .await
+            .map_err(|e| self.err(entity, e))
+    }
+
     fn target<'a>(&'a self, entity: &'a EntityInfo) -> Target<'a> {
-        Target {
-            store: &self.inner.name,
-            entity: entity.name(),
-        }
+        Target::new(&self.inner.name, entity)
     }
 
     /// Fetches `get_many` statements on one connection into `found`.
@@ -452,6 +468,22 @@ impl Exec for SqliteExec<'_> {
             .map(|r| r.rows_affected())
             .map_err(|e| map_err(self.store, self.entity, e))
     }
+
+    async fn fetch_int_text(
+        &mut self,
+        sql: &str,
+        params: Vec<Param>,
+    ) -> Result<Vec<(i64, String)>> {
+        bind_all(sqlx::query(sql), params)
+            .fetch_all(&mut *self.conn)
+            .await
+            .and_then(|rows| {
+                rows.iter()
+                    .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
+                    .collect()
+            })
+            .map_err(|e| map_err(self.store, self.entity, e))
+    }
 }
 
 impl Inner {
@@ -496,10 +528,12 @@ impl Store for SqliteStore {
 
     async fn drop_entity(&self, entity: &EntityInfo) -> Result<()> {
         let t = self.table_sql(entity)?;
-        sqlx::query(&t.drop_table)
-            .execute(&self.inner.pool)
-            .await
-            .map_err(|e| self.err(entity, e))?;
+        for drop in [&t.drop_table, &t.outbox.drop] {
+            sqlx::query(drop)
+                .execute(&self.inner.pool)
+                .await
+                .map_err(|e| self.err(entity, e))?;
+        }
         self.inner.tables.forget(entity);
         Ok(())
     }
@@ -542,6 +576,15 @@ impl Store for SqliteStore {
             .map_err(|m| entity_config_error(entity, m))?;
         if let Some(create_index) = &t.create_index {
             sqlx::query(create_index)
+                .execute(&mut *conn)
+                .await
+                .map_err(|e| self.err(entity, e))?;
+        }
+        if entity.outbox.is_some() {
+            t.outbox
+                .check(&*t.dialect)
+                .map_err(|m| entity_config_error(entity, m))?;
+            sqlx::query(&t.outbox.create)
                 .execute(&mut *conn)
                 .await
                 .map_err(|e| self.err(entity, e))?;
@@ -608,13 +651,14 @@ impl Store for SqliteStore {
         if write::is_put_many(&ops) {
             if let Some(bulk) = t.put_many(&ops, now) {
                 let bulk = bulk.map_err(|m| target.invalid(m))?;
-                return self.put_many(entity, &t, bulk).await;
+                return self.put_many(entity, &t, bulk, &ops).await;
             }
         }
         // Every op is checked and encoded before the database is touched.
         let mut stmts = write::statements(target, &t, &ops, now)?;
-        if let [op] = ops.as_slice() {
-            // One statement is atomic on its own.
+        if let ([op], None) = (ops.as_slice(), entity.outbox) {
+            // One statement is atomic on its own (with an outbox, the
+            // event's insert joins it in a transaction).
             let stmt = stmts.pop().expect("one statement");
             let mut conn = self
                 .inner
@@ -655,6 +699,64 @@ impl Store for SqliteStore {
                 Err(e)
             }
         }
+    }
+
+    async fn apply_versioned(
+        &self,
+        entity: &EntityInfo,
+        changes: Vec<VersionedChange>,
+    ) -> Result<Vec<Applied>> {
+        if changes.is_empty() {
+            return Ok(Vec::new());
+        }
+        let t = self.table_sql(entity)?;
+        let mut tx = self
+            .inner
+            .pool
+            .begin_with("BEGIN IMMEDIATE")
+            .await
+            .map_err(|e| self.err(entity, e))?;
+        let target = self.target(entity);
+        let mut exec = self.exec(&mut tx, entity);
+        match sql::apply_versioned(&mut exec, target, &t, &changes, now_micros()).await {
+            Ok(out) => {
+                tx.commit().await.map_err(|e| self.err(entity, e))?;
+                Ok(out)
+            }
+            Err(e) => {
+                let _ = tx.rollback().await;
+                Err(e)
+            }
+        }
+    }
+
+    async fn outbox_fetch(&self, entity: &EntityInfo, max: usize) -> Result<Vec<OutboxEntry>> {
+        if entity.outbox.is_none() {
+            return Ok(Vec::new());
+        }
+        let t = self.table_sql(entity)?;
+        let mut conn = self.conn(entity).await?;
+        let target = self.target(entity);
+        sql::outbox::fetch(&mut self.exec(&mut conn, entity), target, &t.outbox, max).await
+    }
+
+    async fn outbox_remove(&self, entity: &EntityInfo, ids: &[String]) -> Result<()> {
+        if entity.outbox.is_none() || ids.is_empty() {
+            return Ok(());
+        }
+        let t = self.table_sql(entity)?;
+        let mut conn = self.conn(entity).await?;
+        let mut exec = self.exec(&mut conn, entity);
+        sql::outbox::remove(&mut exec, &*t.dialect, &t.outbox, ids).await
+    }
+
+    async fn outbox_len(&self, entity: &EntityInfo) -> Result<u64> {
+        if entity.outbox.is_none() {
+            return Ok(0);
+        }
+        let t = self.table_sql(entity)?;
+        let mut conn = self.conn(entity).await?;
+        sql::outbox::len(&mut self.exec(&mut conn, entity), &t.outbox).await
     }
 
     async fn query(&self, entity: &EntityInfo, query: &StoreQuery) -> Result<Vec<Record>> {

@@ -125,6 +125,10 @@ impl Dialect for SqlServerDialect {
         }
     }
 
+    fn serial_key(&self) -> &'static str {
+        "BIGINT IDENTITY(1,1) PRIMARY KEY"
+    }
+
     fn bigint_type(&self) -> &'static str {
         "BIGINT"
     }

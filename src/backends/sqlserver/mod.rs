@@ -27,7 +27,9 @@ use crate::backends::sql::{
 };
 use crate::config::{Redactor, StoreSpec};
 use crate::query::Filter;
-use crate::store::{EntityInfo, StoreQuery, WriteOp, WriteOutcome};
+use crate::store::{
+    Applied, EntityInfo, OutboxEntry, StoreQuery, VersionedChange, WriteOp, WriteOutcome,
+};
 use crate::{Capabilities, Error, Key, Record, Result, Store};
 
 #[cfg(test)]
@@ -441,10 +443,7 @@ impl SqlServerStore {
     }
 
     fn target<'a>(&'a self, entity: &'a EntityInfo) -> Target<'a> {
-        Target {
-            store: &self.inner.name,
-            entity: entity.name(),
-        }
+        Target::new(&self.inner.name, entity)
     }
 
     async fn conn(&self, entity: &str) -> Result<bb8::PooledConnection<'_, Manager>> {
@@ -605,6 +604,27 @@ impl Exec for MsExec<'_> {
             }
         }
     }
+
+    async fn fetch_int_text(
+        &mut self,
+        sql: &str,
+        params: Vec<Param>,
+    ) -> Result<Vec<(i64, String)>> {
+        let rows = self.rows(sql, params).await?;
+        rows.iter()
+            .map(|r| {
+                let seq = r.get_column_data(0).ok().and_then(int_of);
+                match (seq, text_cell(r, 1)) {
+                    (Some(seq), Some(text)) => Ok((seq, text)),
+                    _ => Err(Error::backend(
+                        self.store,
+                        self.entity,
+                        Message("an outbox row does not read as (seq, event)".into()),
+                    )),
+                }
+            })
+            .collect()
+    }
 }
 
 impl Inner {
@@ -659,9 +679,11 @@ impl Store for SqlServerStore {
         let t = self.table_sql(entity)?;
         let mut conn = self.conn(entity.name()).await?;
         let exec = self.inner.exec(&mut conn, entity.name());
-        run(exec.conn, &t.drop_table, Vec::new())
-            .await
-            .map_err(|e| exec.err(e))?;
+        for drop in [&t.drop_table, &t.outbox.drop] {
+            run(exec.conn, drop, Vec::new())
+                .await
+                .map_err(|e| exec.err(e))?;
+        }
         self.inner.tables.forget(entity);
         Ok(())
     }
@@ -715,6 +737,17 @@ impl Store for SqlServerStore {
             if let Err(e) = run(exec.conn, create_index, Vec::new()).await {
                 // 1913: another store created it meanwhile.
                 if server_code(&e) != Some(1913) {
+                    return Err(exec.err(e));
+                }
+            }
+        }
+        if entity.outbox.is_some() {
+            t.outbox
+                .check(&*t.dialect)
+                .map_err(|m| entity_config_error(entity, m))?;
+            let create = tsql::create_outbox(&t);
+            if let Err(e) = run(exec.conn, &create.sql, create.params).await {
+                if server_code(&e) != Some(2714) {
                     return Err(exec.err(e));
                 }
             }
@@ -788,7 +821,12 @@ impl Store for SqlServerStore {
         // Always all or nothing, and the row locks need a transaction.
         exec.transaction("BEGIN TRANSACTION").await?;
         let res = if bulk {
-            self.run_merges(&mut exec, &t, &ops, merges).await
+            match self.run_merges(&mut exec, &t, &ops, merges).await {
+                Ok(outcomes) => write::record_puts(&mut exec, target, &t, &ops, &outcomes)
+                    .await
+                    .map(|()| outcomes),
+                Err(e) => Err(e),
+            }
         } else {
             write::apply_all_locked(&mut exec, target, &t, &ops, encoded, now).await
         };
@@ -802,6 +840,61 @@ impl Store for SqlServerStore {
                 Err(e)
             }
         }
+    }
+
+    async fn apply_versioned(
+        &self,
+        entity: &EntityInfo,
+        changes: Vec<VersionedChange>,
+    ) -> Result<Vec<Applied>> {
+        if changes.is_empty() {
+            return Ok(Vec::new());
+        }
+        let t = self.table_sql(entity)?;
+        let target = self.target(entity);
+        let mut conn = self.conn(entity.name()).await?;
+        let mut exec = self.inner.exec(&mut conn, entity.name());
+        exec.transaction("BEGIN TRANSACTION").await?;
+        match sql::apply_versioned(&mut exec, target, &t, &changes, now_micros()).await {
+            Ok(out) => {
+                exec.transaction("COMMIT TRANSACTION").await?;
+                Ok(out)
+            }
+            Err(e) => {
+                exec.rollback().await;
+                Err(e)
+            }
+        }
+    }
+
+    async fn outbox_fetch(&self, entity: &EntityInfo, max: usize) -> Result<Vec<OutboxEntry>> {
+        if entity.outbox.is_none() {
+            return Ok(Vec::new());
+        }
+        let t = self.table_sql(entity)?;
+        let mut conn = self.conn(entity.name()).await?;
+        let mut exec = self.inner.exec(&mut conn, entity.name());
+        sql::outbox::fetch(&mut exec, self.target(entity), &t.outbox, max).await
+    }
+
+    async fn outbox_remove(&self, entity: &EntityInfo, ids: &[String]) -> Result<()> {
+        if entity.outbox.is_none() || ids.is_empty() {
+            return Ok(());
+        }
+        let t = self.table_sql(entity)?;
+        let mut conn = self.conn(entity.name()).await?;
+        let mut exec = self.inner.exec(&mut conn, entity.name());
+        sql::outbox::remove(&mut exec, &*t.dialect, &t.outbox, ids).await
+    }
+
+    async fn outbox_len(&self, entity: &EntityInfo) -> Result<u64> {
+        if entity.outbox.is_none() {
+            return Ok(0);
+        }
+        let t = self.table_sql(entity)?;
+        let mut conn = self.conn(entity.name()).await?;
+        let mut exec = self.inner.exec(&mut conn, entity.name());
+        sql::outbox::len(&mut exec, &t.outbox).await
     }
 
     async fn query(&self, entity: &EntityInfo, query: &StoreQuery) -> Result<Vec<Record>> {

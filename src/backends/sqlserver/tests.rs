@@ -568,6 +568,7 @@ fn injection_strings_are_only_ever_parameters() {
     let target = Target {
         store: "db",
         entity: "item",
+        outbox: None,
     };
     let enc = write::locked_writes(target, &t, &ops, NOW).unwrap();
     assert_eq!(enc[0].key, text(evil));
@@ -600,6 +601,14 @@ impl Exec for Recorder {
     async fn execute(&mut self, sql: &str, params: Vec<Param>) -> Result<u64> {
         self.calls.push((sql.into(), params));
         Ok(1)
+    }
+    async fn fetch_int_text(
+        &mut self,
+        sql: &str,
+        params: Vec<Param>,
+    ) -> Result<Vec<(i64, String)>> {
+        self.calls.push((sql.into(), params));
+        Ok(Vec::new())
     }
 }
 
@@ -634,6 +643,7 @@ async fn run_locked(
     let target = Target {
         store: "db",
         entity: "item",
+        outbox: None,
     };
     let enc = write::locked_writes(target, &t, &ops, NOW).unwrap();
     let mut r = Recorder {
@@ -848,6 +858,7 @@ async fn mixed_batch_runs_in_order_and_stops_at_the_first_conflict() {
         Target {
             store: "db",
             entity: "item",
+            outbox: None,
         },
         &t,
         &[
@@ -1257,3 +1268,4 @@ fn every_statement_kind_is_lock_then_write() {
 }
 
 mod live;
+mod sync;

@@ -15,16 +15,25 @@ pub(super) const MAX_PARAMS: usize = 2000;
 
 /// `CREATE TABLE` when the table is missing: binds the quoted table name.
 pub(super) fn create_table(t: &TableSql) -> Select {
-    let body = t
-        .create_table
+    if_missing(&*t.dialect, &t.create_table, &t.qtable)
+}
+
+/// The outbox table when it is missing: binds its quoted name.
+pub(super) fn create_outbox(t: &TableSql) -> Select {
+    if_missing(&*t.dialect, &t.outbox.create, &t.outbox.qtable)
+}
+
+/// A shared builder's `CREATE TABLE IF NOT EXISTS` in T-SQL's terms.
+fn if_missing(d: &dyn Dialect, create: &str, qtable: &str) -> Select {
+    let body = create
         .strip_prefix("CREATE TABLE IF NOT EXISTS ")
-        .unwrap_or(&t.create_table);
+        .unwrap_or(create);
     Select {
         sql: number(
-            &*t.dialect,
+            d,
             &format!("IF OBJECT_ID(?, N'U') IS NULL CREATE TABLE {body}"),
         ),
-        params: vec![Param::Text(t.qtable.clone())],
+        params: vec![Param::Text(qtable.to_string())],
     }
 }
 

@@ -33,7 +33,7 @@ fn config(url: String, schema: &str) -> SqlServerConfig {
 
 /// A store in a fresh schema of its own, or `None` (said on stderr) when
 /// no server is configured.
-async fn open_fresh() -> Option<(SqlServerStore, String)> {
+pub(super) async fn open_fresh() -> Option<(SqlServerStore, String)> {
     let Some(url) = url() else {
         eprintln!("POLYROUTER_TEST_SQLSERVER_URL is not set: live SQL Server test not run");
         return None;
@@ -50,7 +50,7 @@ async fn open_fresh() -> Option<(SqlServerStore, String)> {
 }
 
 /// Drops every table of the schema, then the schema.
-async fn drop_schema(store: &SqlServerStore, schema: &str) {
+pub(super) async fn drop_schema(store: &SqlServerStore, schema: &str) {
     assert!(schema.starts_with("pr_test_"));
     store.drop_schema().await.unwrap();
 }

@@ -1,0 +1,178 @@
+//! The transactional outbox of SQL stores: one table per outbox entity,
+//! `<table>__outbox` (`seq`: a key the database numbers in insert order;
+//! `event`: the [`ChangeEvent`] as its JSON text). Writes insert their
+//! event in their own transaction ([`record_event`]); the relay reads the
+//! head of the table by `seq` and deletes exactly what it published, so a
+//! write that commits after a later-numbered one simply shows up in a
+//! later fetch (no cursor skips it).
+
+use super::dialect::{Dialect, number};
+use super::param::Param;
+use super::table::Select;
+use super::write::{Exec, Target};
+use crate::store::OutboxEntry;
+use crate::sync::ChangeEvent;
+use crate::{Error, Result};
+
+/// What the outbox table's name adds to the entity's table name.
+pub const OUTBOX_SUFFIX: &str = "__outbox";
+
+/// Ids removed per statement (well below every dialect's parameter limit).
+const REMOVE_CHUNK: usize = 1000;
+
+/// The statements of one entity's outbox table, in one dialect.
+///
+/// ```
+/// # #[cfg(feature = "sqlite")] {
+/// use polyrouter::backends::sql::OutboxSql;
+/// let o = OutboxSql::new(&polyrouter::backends::sqlite::SqliteDialect, "note");
+/// assert_eq!(o.table, "note__outbox");
+/// assert_eq!(o.insert, "INSERT INTO \"note__outbox\" (\"event\") VALUES (?)");
+/// # }
+/// ```
+#[derive(Debug, Clone, PartialEq)]
+pub struct OutboxSql {
+    /// The outbox table's name, unquoted.
+    pub table: String,
+    /// The quoted (possibly schema-qualified) outbox table.
+    pub qtable: String,
+    /// `CREATE TABLE IF NOT EXISTS` of the outbox table.
+    pub create: String,
+    /// `DROP TABLE IF EXISTS` of the outbox table.
+    pub drop: String,
+    /// Records one event: binds its JSON text.
+    pub insert: String,
+    /// The oldest events, `seq` then `event`: binds the limit.
+    pub fetch: String,
+    /// `count(*)` of waiting events; binds nothing.
+    pub count: String,
+    head_remove: String,
+}
+
+impl OutboxSql {
+    /// The outbox statements of the entity table `table`.
+    pub fn new(d: &dyn Dialect, table: &str) -> Self {
+        let name = format!("{table}{OUTBOX_SUFFIX}");
+        let q = d.quote_table(&name);
+        let seq = d.quote("seq");
+        let event = d.quote("event");
+        let create = format!(
+            "CREATE TABLE IF NOT EXISTS {q} ({seq} {}, {event} {} NOT NULL)",
+            d.serial_key(),
+            d.column_type(crate::FieldKind::String, false)
+        );
+        let mut fetch = format!("SELECT {seq}, {event} FROM {q} ORDER BY {seq}");
+        d.limit(&mut fetch);
+        OutboxSql {
+            create,
+            drop: format!("DROP TABLE IF EXISTS {q}"),
+            insert: number(d, &format!("INSERT INTO {q} ({event}) VALUES (?)")),
+            fetch: number(d, &fetch),
+            count: format!("SELECT count(*) FROM {q}"),
+            head_remove: format!("DELETE FROM {q} WHERE {seq} IN ("),
+            table: name,
+            qtable: q,
+        }
+    }
+
+    /// Checks the outbox table's name is usable (called when a route with
+    /// an outbox is prepared).
+    pub fn check(&self, d: &dyn Dialect) -> std::result::Result<(), String> {
+        d.check_ident("table", &self.table)
+            .map_err(|m| format!("the outbox table of this entity: {m}"))
+    }
+
+    /// The statements deleting the entries `ids` (one per chunk of ids);
+    /// ids that are not this table's (not a sequence number) are skipped.
+    ///
+    /// ```
+    /// # #[cfg(feature = "postgres")] {
+    /// use polyrouter::backends::sql::OutboxSql;
+    /// let d = polyrouter::backends::postgres::PostgresDialect;
+    /// let o = OutboxSql::new(&d, "t");
+    /// let s = o.remove(&d, &["4".into(), "x".into(), "9".into()]);
+    /// assert_eq!(s[0].sql, "DELETE FROM \"t__outbox\" WHERE \"seq\" IN ($1, $2)");
+    /// # }
+    /// ```
+    pub fn remove(&self, d: &dyn Dialect, ids: &[String]) -> Vec<Select> {
+        let seqs: Vec<i64> = ids.iter().filter_map(|i| i.parse().ok()).collect();
+        seqs.chunks(REMOVE_CHUNK)
+            .map(|c| Select {
+                sql: number(
+                    d,
+                    &format!("{}{})", self.head_remove, vec!["?"; c.len()].join(", ")),
+                ),
+                params: c.iter().map(|s| Param::Int(*s)).collect(),
+            })
+            .collect()
+    }
+}
+
+/// Records `event` (if the route has an outbox) in the outbox table, on
+/// the write's own connection and transaction.
+pub async fn record_event(
+    exec: &mut dyn Exec,
+    o: &OutboxSql,
+    event: Option<ChangeEvent>,
+) -> Result<()> {
+    if let Some(event) = event {
+        let text = String::from_utf8(event.to_json()).expect("event JSON is UTF-8");
+        exec.execute(&o.insert, vec![Param::Text(text)]).await?;
+    }
+    Ok(())
+}
+
+/// One fetched row of an outbox table as an [`OutboxEntry`]; an event that
+/// does not read back is a backend error naming the entry.
+pub fn outbox_entry(target: Target<'_>, seq: i64, event: &str) -> Result<OutboxEntry> {
+    let event = ChangeEvent::from_json(event.as_bytes()).map_err(|m| {
+        Error::backend(
+            target.store,
+            target.entity,
+            super::Message(format!(
+                "outbox entry {seq} does not read as a change event ({m}); remove it with outbox_remove"
+            )),
+        )
+    })?;
+    Ok(OutboxEntry {
+        id: seq.to_string(),
+        event,
+    })
+}
+
+/// Up to `max` entries of the outbox, oldest (`seq`) first.
+pub async fn fetch(
+    exec: &mut dyn Exec,
+    target: Target<'_>,
+    o: &OutboxSql,
+    max: usize,
+) -> Result<Vec<OutboxEntry>> {
+    if max == 0 {
+        return Ok(Vec::new());
+    }
+    let limit = Param::Int(i64::try_from(max).unwrap_or(i64::MAX));
+    exec.fetch_int_text(&o.fetch, vec![limit])
+        .await?
+        .into_iter()
+        .map(|(seq, event)| outbox_entry(target, seq, &event))
+        .collect()
+}
+
+/// Deletes the entries `ids` from the outbox; ids no longer there are
+/// ignored.
+pub async fn remove(
+    exec: &mut dyn Exec,
+    d: &dyn Dialect,
+    o: &OutboxSql,
+    ids: &[String],
+) -> Result<()> {
+    for s in o.remove(d, ids) {
+        exec.execute(&s.sql, s.params).await?;
+    }
+    Ok(())
+}
+
+/// How many entries wait in the outbox.
+pub async fn len(exec: &mut dyn Exec, o: &OutboxSql) -> Result<u64> {
+    Ok(exec.fetch_int(&o.count, Vec::new()).await?.unwrap_or(0) as u64)
+}

@@ -1,0 +1,263 @@
+//! Versioned apply on SQL stores ([`Store::apply_versioned`](crate::Store::apply_versioned)):
+//! a change is stored only when its version is newer than the key's
+//! current one (a live row's or a tombstone's; an expired row counts as
+//! absent).
+//!
+//! - [`WriteMode::Returning`] (PostgreSQL, SQLite): one conditional
+//!   statement per change, `INSERT … ON CONFLICT (key) DO UPDATE SET …
+//!   WHERE current < excluded.version RETURNING version`: a row back means
+//!   applied, none means stale (the current version is then read).
+//! - [`WriteMode::LockThenWrite`] (MySQL/MariaDB, SQL Server): the key's
+//!   row (or gap) is locked and read, then written with the plain
+//!   statements. MariaDB's one-statement form (`ON DUPLICATE KEY UPDATE c
+//!   = IF(…)`) cannot work here: its assignments run left to right, and
+//!   the condition reads both the version and the expiry column, so
+//!   whichever is assigned first changes the condition of the other (an
+//!   expired row would keep its old version).
+//!
+//! A delete leaves a tombstone (the store's usual one: a negative expiry)
+//! at its version; with zero tombstone retention it removes the row.
+
+use super::dialect::{Dialect, WriteMode, number};
+use super::outbox::record_event;
+use super::param::Param;
+use super::table::{EXPIRES_COL, TableSql, VERSION_COL};
+use super::write::{Exec, Target};
+use crate::Result;
+use crate::entity::FieldKind;
+use crate::store::{Applied, VersionedChange, outbox_event};
+
+/// The statements of versioned apply in [`WriteMode::Returning`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct VersionedSql {
+    /// The key's current version (live or tombstone; 0 when expired; no
+    /// row when absent): binds now, key.
+    pub current: String,
+    /// Stores a row at its version when newer: binds columns…, version,
+    /// expires, now; returns the version when applied, no row when stale.
+    pub upsert: String,
+    /// Removes the row when older (zero tombstone retention): binds key,
+    /// now, version.
+    pub remove: String,
+}
+
+impl VersionedSql {
+    /// The statements for a table (`names` quoted columns, `q` the quoted
+    /// table, `qk` the quoted key column).
+    pub(super) fn new(
+        d: &dyn Dialect,
+        q: &str,
+        qk: &str,
+        names: &[String],
+        key_index: usize,
+    ) -> Self {
+        let v = d.quote(VERSION_COL);
+        let e = d.quote(EXPIRES_COL);
+        let cur = |t: &str| {
+            format!("CASE WHEN {t}{e} IS NULL OR {t}{e} < 0 OR {t}{e} > ? THEN {t}{v} ELSE 0 END")
+        };
+        let (alias, t) = match d.upsert_alias() {
+            Some(a) => (format!(" AS {}", d.quote(a)), format!("{}.", d.quote(a))),
+            None => (String::new(), String::new()),
+        };
+        let set: String = names
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| *i != key_index)
+            .map(|(_, n)| format!("{n} = excluded.{n}, "))
+            .collect();
+        let upsert = format!(
+            "INSERT INTO {q}{alias} ({}, {v}, {e}) VALUES ({}, ?, ?) ON CONFLICT ({qk}) DO UPDATE SET {set}{v} = excluded.{v}, {e} = excluded.{e} WHERE {} < excluded.{v} RETURNING {t}{v}",
+            names.join(", "),
+            vec!["?"; names.len()].join(", "),
+            cur(&t),
+        );
+        VersionedSql {
+            current: number(d, &format!("SELECT {} FROM {q} WHERE {qk} = ?", cur(""))),
+            upsert: number(d, &upsert),
+            remove: number(
+                d,
+                &format!("DELETE FROM {q} WHERE {qk} = ? AND {} < ?", cur("")),
+            ),
+        }
+    }
+}
+
+/// A placeholder for a NOT NULL column of a tombstone row that has no
+/// record behind it (never read: tombstones are invisible).
+fn zero(kind: FieldKind) -> Param {
+    match kind {
+        FieldKind::Bool => Param::Bool(false),
+        FieldKind::Int => Param::Int(0),
+        FieldKind::Float => Param::Float(0.0),
+        FieldKind::String => Param::Text(String::new()),
+        FieldKind::Bytes => Param::Bytes(Vec::new()),
+        FieldKind::Timestamp => Param::Timestamp(chrono::DateTime::UNIX_EPOCH),
+        FieldKind::Uuid => Param::Uuid(uuid::Uuid::nil()),
+        FieldKind::Json => Param::Json(serde_json::Value::Null),
+    }
+}
+
+/// The columns of a tombstone row: the key, `NULL` in nullable columns,
+/// placeholders in the others.
+fn tombstone_row(t: &TableSql, key: Param) -> Vec<Param> {
+    t.columns
+        .iter()
+        .enumerate()
+        .map(|(i, c)| {
+            if i == t.key_index {
+                key.clone()
+            } else if c.nullable {
+                Param::Null(c.kind)
+            } else {
+                zero(c.kind)
+            }
+        })
+        .collect()
+}
+
+/// Applies every change in order on one connection (the caller's
+/// transaction), recording applied changes in the route's outbox.
+pub async fn apply_versioned(
+    exec: &mut dyn Exec,
+    target: Target<'_>,
+    t: &TableSql,
+    changes: &[VersionedChange],
+    now: i64,
+) -> Result<Vec<Applied>> {
+    let mut out = Vec::with_capacity(changes.len());
+    for c in changes {
+        let applied = match t.dialect.write_mode() {
+            WriteMode::LockThenWrite => apply_locked(exec, target, t, c, now).await?,
+            _ => apply_returning(exec, target, t, c, now).await?,
+        };
+        if applied.applied() {
+            if let Some(entity) = target.outbox {
+                let event = outbox_event(entity, &c.key, c.record.as_ref(), c.version);
+                record_event(exec, &t.outbox, event).await?;
+            }
+        }
+        out.push(applied);
+    }
+    Ok(out)
+}
+
+/// The change's key, version and row (the record's columns, or a
+/// tombstone's), encoded.
+fn encode(
+    target: Target<'_>,
+    t: &TableSql,
+    c: &VersionedChange,
+) -> Result<(Param, Param, Option<Vec<Param>>)> {
+    let key = t.key(&c.key).map_err(|m| target.invalid(m))?;
+    let version = i64::try_from(c.version).map_err(|_| {
+        target.invalid(format!(
+            "version {} of key {} is beyond the store's 64-bit versions",
+            c.version, c.key
+        ))
+    })?;
+    let row = match &c.record {
+        Some(r) if r.key != c.key => {
+            return Err(target.invalid(format!(
+                "the change of key {} carries the record of key {}",
+                c.key, r.key
+            )));
+        }
+        Some(r) => Some(t.row(r).map_err(|m| target.invalid(m))?),
+        None => None,
+    };
+    Ok((key, Param::Int(version), row))
+}
+
+/// The key's current version: live or tombstone; 0 when absent or expired.
+async fn current(exec: &mut dyn Exec, vs: &VersionedSql, key: Param, now: i64) -> Result<u64> {
+    Ok(exec
+        .fetch_int(&vs.current, vec![Param::Int(now), key])
+        .await?
+        .map_or(0, |v| v.unsigned_abs()))
+}
+
+async fn apply_returning(
+    exec: &mut dyn Exec,
+    target: Target<'_>,
+    t: &TableSql,
+    c: &VersionedChange,
+    now: i64,
+) -> Result<Applied> {
+    let (key, version, row) = encode(target, t, c)?;
+    let vs = &t.versioned;
+    if c.version == 0 {
+        return Ok(Applied::Stale {
+            current: current(exec, vs, key, now).await?,
+        });
+    }
+    let (mut params, expires) = match row {
+        Some(row) => (row, Param::Null(FieldKind::Int)),
+        None if t.tombstone_retention.is_zero() => {
+            let n = exec
+                .execute(&vs.remove, vec![key.clone(), Param::Int(now), version])
+                .await?;
+            let cur = if n > 0 {
+                0
+            } else {
+                current(exec, vs, key, now).await?
+            };
+            return Ok(if cur < c.version {
+                Applied::Applied
+            } else {
+                Applied::Stale { current: cur }
+            });
+        }
+        None => (tombstone_row(t, key.clone()), Param::Int(-now)),
+    };
+    params.extend([version, expires, Param::Int(now)]);
+    match exec.fetch_int(&vs.upsert, params).await? {
+        Some(_) => Ok(Applied::Applied),
+        None => Ok(Applied::Stale {
+            current: current(exec, vs, key, now).await?,
+        }),
+    }
+}
+
+async fn apply_locked(
+    exec: &mut dyn Exec,
+    target: Target<'_>,
+    t: &TableSql,
+    c: &VersionedChange,
+    now: i64,
+) -> Result<Applied> {
+    let (key, version, row) = encode(target, t, c)?;
+    // None: no row; Some(0): expired; Some(v): live; Some(-v): a tombstone.
+    let locked = exec
+        .fetch_int(&t.lock, vec![Param::Int(now), key.clone()])
+        .await?;
+    let current = locked.map_or(0, |v| v.unsigned_abs());
+    if c.version <= current {
+        return Ok(Applied::Stale { current });
+    }
+    let exists = locked.is_some();
+    let (mut row, expires) = match row {
+        Some(row) => (row, Param::Null(FieldKind::Int)),
+        None if t.tombstone_retention.is_zero() => {
+            if exists {
+                exec.execute(&t.delete, vec![key]).await?;
+            }
+            return Ok(Applied::Applied);
+        }
+        None if exists => {
+            exec.execute(&t.tombstone, vec![version, Param::Int(-now), key])
+                .await?;
+            return Ok(Applied::Applied);
+        }
+        None => (tombstone_row(t, key.clone()), Param::Int(-now)),
+    };
+    if exists {
+        row.remove(t.key_index);
+        row.extend([version, expires, key]);
+        exec.execute(&t.update, row).await?;
+    } else {
+        row.extend([version, expires]);
+        exec.execute(&t.insert, row).await?;
+    }
+    Ok(Applied::Applied)
+}
