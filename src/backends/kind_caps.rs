@@ -144,8 +144,8 @@ pub const fn redis() -> Capabilities {
         time_series: false,
         blob: false,
         change_feed: false,
-        outbox: false,
-        versioned_apply: false,
+        outbox: true,
+        versioned_apply: true,
     }
 }
 

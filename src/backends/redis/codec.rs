@@ -38,6 +38,13 @@ fn namespaced(prefix: &str, space: &str, table: &str, key: &Key) -> Vec<u8> {
     out
 }
 
+/// `{prefix}:{table}#outbox`: the entity's outbox stream, in its
+/// namespace but equal to no record key (a record key has a `:` after the
+/// table, and table names hold no `:`).
+pub(super) fn outbox_key(prefix: &str, table: &str) -> Vec<u8> {
+    format!("{prefix}:{table}#outbox").into_bytes()
+}
+
 /// `s` with the glob characters of `SCAN MATCH` escaped.
 pub(super) fn glob_escape(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
@@ -252,6 +259,7 @@ mod tests {
             b"p:t:00000000-0000-0000-0000-00000000abcd"
         );
         assert_eq!(value_key("p", "t", &Key::from("x")), b"p#kv:t:x");
+        assert_eq!(outbox_key("p", "t"), b"p:t#outbox");
         assert!(check_table("a:b").is_err());
         assert!(check_table("").is_err());
         assert!(check_table("user_1").is_ok());

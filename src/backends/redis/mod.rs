@@ -23,20 +23,31 @@ use crate::config::{Redactor, StoreSpec, redact_url};
 use crate::query::Filter;
 use crate::store::kv::{KvStore, check_call};
 use crate::store::namespace::{Namespace, TableNames};
-use crate::store::{EntityInfo, Precondition, StoreQuery, WriteOp, WriteOutcome};
+use crate::store::{
+    Applied, EntityInfo, OutboxEntry, Precondition, StoreQuery, VersionedChange, WriteOp,
+    WriteOutcome,
+};
 use crate::{Capabilities, Error, Key, Record, Result, Store};
 
 #[cfg(test)]
 mod classify_tests;
 mod codec;
 mod config;
+mod sync;
 #[cfg(test)]
 mod tests;
 
 pub use config::RedisConfig;
 
-/// The batch write script: checks every precondition, then writes.
+/// The batch write script: checks every precondition, then writes (and
+/// records the writes' events in the route's outbox).
 const WRITE_LUA: &str = include_str!("write.lua");
+
+/// The versioned apply script: stores each change only when newer.
+const APPLY_LUA: &str = include_str!("apply.lua");
+
+/// One unconditional put: the write script's common case, shorter.
+const PUT_ONE_LUA: &str = include_str!("put_one.lua");
 
 /// Deletes a raw value only if it holds the expected bytes.
 const DELETE_IF_EQUAL_LUA: &str = "if redis.call('GET', KEYS[1]) == ARGV[1] then \
@@ -117,6 +128,8 @@ pub struct RedisStore {
     caps: Capabilities,
     conn: ConnectionManager,
     write_script: Script,
+    apply_script: Script,
+    put_one_script: Script,
     delete_if_equal: Script,
 }
 
@@ -323,6 +336,8 @@ impl RedisStore {
             caps: crate::backends::kind_caps::redis(),
             conn,
             write_script: Script::new(WRITE_LUA),
+            apply_script: Script::new(APPLY_LUA),
+            put_one_script: Script::new(PUT_ONE_LUA),
             delete_if_equal: Script::new(DELETE_IF_EQUAL_LUA),
         })
     }
@@ -375,6 +390,11 @@ impl RedisStore {
         Ok(codec::record_key(&self.prefix, &entity.table, key))
     }
 
+    /// The Redis key of the entity's outbox stream.
+    fn outbox_key(&self, entity: &EntityInfo) -> Vec<u8> {
+        codec::outbox_key(&self.prefix, &entity.table)
+    }
+
     fn decode(&self, entity: &EntityInfo, key: &Key, version: u64, data: &[u8]) -> Result<Record> {
         codec::decode_record(entity.schema, key, version, data).map_err(|m| {
             Error::backend(
@@ -409,18 +429,7 @@ impl RedisStore {
         };
         Ok(match op {
             WriteOp::Put { record, ttl, .. } => {
-                let data = codec::encode_record(entity.schema, record)
-                    .map_err(|m| self.invalid(entity, format!("record {}: {m}", record.key)))?;
-                if data.len() > MAX_RECORD_BYTES {
-                    return Err(self.invalid(
-                        entity,
-                        format!(
-                            "record {} is {} bytes encoded; Redis accepts at most {MAX_RECORD_BYTES}",
-                            record.key,
-                            data.len()
-                        ),
-                    ));
-                }
+                let data = self.encode_data(entity, record)?;
                 if let Some(problem) = ttl.and_then(crate::capability::ttl_problem) {
                     return Err(self.invalid(entity, format!("record {}: {problem}", record.key)));
                 }
@@ -430,16 +439,36 @@ impl RedisStore {
                     precondition,
                     data,
                     ttl: ttl.map(|t| ttl_ms(t).to_string()).unwrap_or_default(),
+                    event: sync::event_json(entity, &record.key, Some(record)),
                 }
             }
-            WriteOp::Delete { .. } => EncodedOp {
+            WriteOp::Delete { key: k, .. } => EncodedOp {
                 key,
                 kind: "d",
                 precondition,
                 data: Vec::new(),
                 ttl: String::new(),
+                event: sync::event_json(entity, k, None),
             },
         })
+    }
+
+    /// A record's fields as the `d` the scripts store, checked: every
+    /// value fits its field, and the whole fits one Redis argument.
+    fn encode_data(&self, entity: &EntityInfo, record: &Record) -> Result<Vec<u8>> {
+        let data = codec::encode_record(entity.schema, record)
+            .map_err(|m| self.invalid(entity, format!("record {}: {m}", record.key)))?;
+        if data.len() > MAX_RECORD_BYTES {
+            return Err(self.invalid(
+                entity,
+                format!(
+                    "record {} is {} bytes encoded; Redis accepts at most {MAX_RECORD_BYTES}",
+                    record.key,
+                    data.len()
+                ),
+            ));
+        }
+        Ok(data)
     }
 
     /// Runs the write script over `ops` (all or nothing) and appends their
@@ -466,16 +495,7 @@ impl RedisStore {
     /// The end of the chunk of a non-atomic batch starting at `start`:
     /// at most [`CHUNK_OPS`] writes and [`CHUNK_BYTES`] (at least one).
     fn chunk_end(encoded: &[EncodedOp], start: usize) -> usize {
-        let mut end = start;
-        let mut bytes = 0;
-        while end < encoded.len()
-            && end - start < CHUNK_OPS
-            && (end == start || bytes + encoded[end].size() <= CHUNK_BYTES)
-        {
-            bytes += encoded[end].size();
-            end += 1;
-        }
-        end
+        chunk_end_by(encoded.len(), start, |i| encoded[i].size())
     }
 
     /// Runs the write script over one chunk (all or nothing).
@@ -487,16 +507,45 @@ impl RedisStore {
                 .arg(e.kind)
                 .arg(&e.precondition)
                 .arg(&e.data)
-                .arg(&e.ttl);
+                .arg(&e.ttl)
+                .arg(&e.event);
         }
-        let keep = entity.tombstone_retention;
-        invocation.arg(if keep.is_zero() { 0 } else { ttl_ms(keep) });
+        if entity.outbox.is_some() {
+            invocation.key(self.outbox_key(entity));
+        }
+        invocation.arg(tombstone_ms(entity));
         let reply: Vec<i64> = invocation
             .invoke_async(&mut self.conn())
             .await
             .map_err(|e| self.err(entity, e))?;
         parse_reply(reply, encoded.len())
             .map_err(|m| Error::backend(&self.name, entity.name(), Message(m)))
+    }
+
+    /// One unconditional put (`put_one.lua`): its new version.
+    async fn put_one(&self, entity: &EntityInfo, e: &EncodedOp) -> Result<u64> {
+        let mut invocation = self.put_one_script.prepare_invoke();
+        invocation
+            .key(&e.key)
+            .arg(&e.data)
+            .arg(&e.ttl)
+            .arg(&e.event);
+        if entity.outbox.is_some() {
+            invocation.key(self.outbox_key(entity));
+        }
+        let version: i64 = invocation
+            .invoke_async(&mut self.conn())
+            .await
+            .map_err(|e| self.err(entity, e))?;
+        u64::try_from(version).map_err(|_| {
+            Error::backend(
+                &self.name,
+                entity.name(),
+                Message(format!(
+                    "the put script returned version {version}; is another program writing this key?"
+                )),
+            )
+        })
     }
 
     /// Checks a [`KvStore`] call and returns the Redis key of its raw value.
@@ -543,13 +592,40 @@ struct EncodedOp {
     precondition: String,
     data: Vec<u8>,
     ttl: String,
+    /// The outbox event (JSON), empty when the route has no outbox.
+    event: Vec<u8>,
 }
 
 impl EncodedOp {
     /// Bytes sent for it, roughly.
     fn size(&self) -> usize {
-        self.key.len() + self.data.len() + self.precondition.len() + self.ttl.len() + 32
+        self.key.len()
+            + self.data.len()
+            + self.precondition.len()
+            + self.ttl.len()
+            + self.event.len()
+            + 40
     }
+}
+
+/// The end of a chunk of `len` items starting at `start`: at most
+/// [`CHUNK_OPS`] items and [`CHUNK_BYTES`] by `size` (at least one item).
+fn chunk_end_by(len: usize, start: usize, size: impl Fn(usize) -> usize) -> usize {
+    let mut end = start;
+    let mut bytes = 0;
+    while end < len && end - start < CHUNK_OPS && (end == start || bytes + size(end) <= CHUNK_BYTES)
+    {
+        bytes += size(end);
+        end += 1;
+    }
+    end
+}
+
+/// The entity's tombstone retention as the scripts take it: milliseconds,
+/// `0` for no tombstones.
+fn tombstone_ms(entity: &EntityInfo) -> u64 {
+    let keep = entity.tombstone_retention;
+    if keep.is_zero() { 0 } else { ttl_ms(keep) }
 }
 
 /// Decodes the write script's reply.
@@ -653,6 +729,12 @@ impl Store for RedisStore {
                 }
             }
         }
+        // The outbox stream, `{prefix}:{table}#outbox`.
+        let _: u64 = redis::cmd("UNLINK")
+            .arg(self.outbox_key(entity))
+            .query_async(&mut conn)
+            .await
+            .map_err(|e| self.err(entity, e))?;
         Ok(())
     }
 
@@ -732,6 +814,16 @@ impl Store for RedisStore {
                 ),
             ));
         }
+        if let [
+            WriteOp::Put {
+                precondition: Precondition::None,
+                ..
+            },
+        ] = ops.as_slice()
+        {
+            let version = self.put_one(entity, &encoded[0]).await?;
+            return Ok(vec![WriteOutcome::Written { version }]);
+        }
         let mut outcomes = Vec::with_capacity(ops.len());
         let mut start = 0;
         while start < ops.len() {
@@ -805,6 +897,35 @@ impl Store for RedisStore {
             }
         }
         Ok(out)
+    }
+
+    /// One apply script per chunk of at most 1000 changes / 16 MiB.
+    async fn apply_versioned(
+        &self,
+        entity: &EntityInfo,
+        changes: Vec<VersionedChange>,
+    ) -> Result<Vec<Applied>> {
+        self.apply_changes(entity, &changes).await
+    }
+
+    /// `XRANGE {outbox} - + COUNT max`.
+    async fn outbox_fetch(&self, entity: &EntityInfo, max: usize) -> Result<Vec<OutboxEntry>> {
+        self.outbox_entries(entity, max).await
+    }
+
+    /// `XDEL {outbox} ids…`.
+    async fn outbox_remove(&self, entity: &EntityInfo, ids: &[String]) -> Result<()> {
+        self.outbox_delete(entity, ids).await
+    }
+
+    /// `XLEN {outbox}`.
+    async fn outbox_len(&self, entity: &EntityInfo) -> Result<u64> {
+        self.check_table(entity)?;
+        redis::cmd("XLEN")
+            .arg(self.outbox_key(entity))
+            .query_async(&mut self.conn())
+            .await
+            .map_err(|e| self.err(entity, e))
     }
 
     async fn query(&self, entity: &EntityInfo, _query: &StoreQuery) -> Result<Vec<Record>> {

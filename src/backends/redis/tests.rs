@@ -1256,3 +1256,6 @@ async fn a_killed_connection_is_re_established_without_a_restart() {
             .expect("works after the kill");
     }
 }
+
+#[path = "sync_tests.rs"]
+mod sync_tests;

@@ -1,12 +1,15 @@
 -- polyrouter: one batch of record writes, all or nothing.
 --
--- KEYS[i]           the record key of op i (`{prefix}:{table}:{key}`)
--- ARGV[4(i-1) + 1]  'p' (put) or 'd' (delete)
--- ARGV[4(i-1) + 2]  the precondition: 'n' (none), 'a' (absent), 'e' (exists)
+-- KEYS[i]           the record key of op i (`{prefix}:{table}:{key}`), i = 1..n
+-- KEYS[n + 1]       the route's outbox stream, only when it has an outbox
+-- ARGV[5(i-1) + 1]  'p' (put) or 'd' (delete)
+-- ARGV[5(i-1) + 2]  the precondition: 'n' (none), 'a' (absent), 'e' (exists)
 --                   or the expected version in decimal
--- ARGV[4(i-1) + 3]  put: the encoded record (compact JSON); delete: ''
--- ARGV[4(i-1) + 4]  put: the TTL in milliseconds, '' for none; delete: ''
--- ARGV[4n + 1]      how long a tombstone is kept, in milliseconds ('0': none)
+-- ARGV[5(i-1) + 3]  put: the encoded record (compact JSON); delete: ''
+-- ARGV[5(i-1) + 4]  put: the TTL in milliseconds, '' for none; delete: ''
+-- ARGV[5(i-1) + 5]  the op's change event (JSON; its version is the
+--                   stream entry's `v`), '' without an outbox
+-- ARGV[5n + 1]      how long a tombstone is kept, in milliseconds ('0': none)
 --
 -- A record is a hash: v = version, d = data. A deleted record leaves a
 -- tombstone: the hash with only v (its last version + 1), expiring after
@@ -18,10 +21,14 @@
 -- first that fails returns {0, i, actual version or -1} with nothing
 -- written. Then every write is applied and {1, outcome_1, ..., outcome_n}
 -- is returned: the new version for a put, 1/0 (existed) for a delete.
--- A key of another type makes HMGET fail in the check phase, before
--- anything is written.
-local n = #KEYS
-local keep = tonumber(ARGV[4 * n + 1]) or 0
+-- Each put, and each delete of a live record, also appends its event to
+-- the outbox stream (XADD, fields v = version, e = event), in this same
+-- script run. A key of another type makes HMGET (or XLEN, for the
+-- outbox) fail in the check phase, before anything is written.
+local n = (#ARGV - 1) / 5
+local keep = tonumber(ARGV[5 * n + 1]) or 0
+local outbox = KEYS[n + 1]
+if outbox then redis.call('XLEN', outbox) end
 -- state[k] = {live version or false, version a put continues from}
 local state = {}
 local out = {1}
@@ -36,7 +43,7 @@ for i = 1, n do
     if h[2] then st = {v, v} else st = {false, v} end
   end
   local cur = st[1]
-  local b = 4 * (i - 1)
+  local b = 5 * (i - 1)
   local p = ARGV[b + 2]
   local ok
   if p == 'n' then
@@ -68,9 +75,11 @@ for i = 1, n do
 end
 for i = 1, n do
   local k = KEYS[i]
-  local b = 4 * (i - 1)
+  local b = 5 * (i - 1)
+  local version = false
   if ARGV[b + 1] == 'p' then
-    redis.call('HSET', k, 'v', string.format('%d', out[i + 1]), 'd', ARGV[b + 3])
+    version = string.format('%d', out[i + 1])
+    redis.call('HSET', k, 'v', version, 'd', ARGV[b + 3])
     local ttl = ARGV[b + 4]
     if ttl == '' then
       redis.call('PERSIST', k)
@@ -78,13 +87,17 @@ for i = 1, n do
       redis.call('PEXPIRE', k, ttl)
     end
   elseif tomb[i] then
+    version = string.format('%d', tomb[i])
     if keep > 0 then
       redis.call('HDEL', k, 'd')
-      redis.call('HSET', k, 'v', string.format('%d', tomb[i]))
+      redis.call('HSET', k, 'v', version)
       redis.call('PEXPIRE', k, keep)
     else
       redis.call('DEL', k)
     end
+  end
+  if version and outbox and ARGV[b + 5] ~= '' then
+    redis.call('XADD', outbox, '*', 'v', version, 'e', ARGV[b + 5])
   end
 end
 return out
