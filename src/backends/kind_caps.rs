@@ -213,6 +213,9 @@ pub const fn cosmos() -> Capabilities {
         shared: true,
         max_record_bytes: Some(COSMOS_MAX_ITEM_BYTES),
         filters: FilterCaps::all(),
+        // Events in the record's partition, in the write's transactional batch.
+        outbox: true,
+        versioned_apply: true,
         ..Capabilities::all()
     }
 }

@@ -53,6 +53,8 @@ struct Slot {
     partition: Option<Json>,
     /// Written earlier in this batch.
     touched: bool,
+    /// The order of the key's latest event (route with an outbox).
+    order: Option<u64>,
 }
 
 /// The planned batch: its operations, its one partition key value, and
@@ -103,6 +105,19 @@ impl CosmosStore {
             outcomes: Vec::with_capacity(ops.len()),
         };
         let mut partitions: Vec<Json> = Vec::new();
+        // The outbox items of the writes' events, after the writes.
+        let mut events: Vec<BatchOp> = Vec::new();
+        let mut event = |slot: &mut Slot,
+                         item: Option<&mut Doc>,
+                         pk: &Json,
+                         key: &Key,
+                         record: Option<&Record>,
+                         version: u64| {
+            if let Some(ev) = self.event_item(entity, item, slot.order, pk, key, record, version) {
+                slot.order = super::sync::order_of(&ev);
+                events.push(BatchOp::Create(ev));
+            }
+        };
         for (op, prep) in ops.iter().zip(prepared) {
             let slot = slots.entry(prep.id.as_str()).or_insert_with(|| {
                 match current.get(&prep.id).and_then(Option::as_ref) {
@@ -113,6 +128,7 @@ impl CosmosStore {
                         etag: codec::etag_of(doc),
                         partition: Some(doc.get(&pk_prop).cloned().unwrap_or(Json::Null)),
                         touched: false,
+                        order: super::sync::order_of(doc),
                     },
                     None => Slot::default(),
                 }
@@ -140,7 +156,7 @@ impl CosmosStore {
                 }
             };
             let partition = match op {
-                WriteOp::Put { .. } => {
+                WriteOp::Put { record, .. } => {
                     let mut doc = prep
                         .doc
                         .clone()
@@ -157,6 +173,7 @@ impl CosmosStore {
                     }
                     let next = slot.base + 1;
                     doc.insert(codec::VERSION.into(), Json::from(next));
+                    event(slot, Some(&mut doc), &pk, key, Some(record), next);
                     if !slot.exists {
                         // An absent item is guarded by the create itself.
                         slot.touched = true;
@@ -185,7 +202,9 @@ impl CosmosStore {
                         // The item becomes the record's tombstone.
                         let if_match = guard(slot)?;
                         let pk = slot.partition.clone().unwrap_or(Json::Null);
-                        let doc = self.tombstone(entity, c, &prep.id, &pk_prop, pk.clone(), v + 1);
+                        let mut doc =
+                            self.tombstone(entity, c, &prep.id, &pk_prop, pk.clone(), v + 1);
+                        event(slot, Some(&mut doc), &pk, key, None, v + 1);
                         plan.ops.push(BatchOp::Replace {
                             id: prep.id.clone(),
                             doc,
@@ -196,13 +215,21 @@ impl CosmosStore {
                         plan.outcomes.push(WriteOutcome::Deleted { existed: true });
                         Some(pk)
                     }
-                    Some(_) => {
+                    Some(v) => {
                         let if_match = guard(slot)?;
                         plan.ops.push(BatchOp::Delete {
                             id: prep.id.clone(),
                             if_match,
                         });
                         let pk = slot.partition.take();
+                        event(
+                            slot,
+                            None,
+                            pk.as_ref().unwrap_or(&Json::Null),
+                            key,
+                            None,
+                            v + 1,
+                        );
                         slot.version = None;
                         slot.base = 0;
                         slot.exists = false;
@@ -221,6 +248,7 @@ impl CosmosStore {
             return Err(self.span_error(entity, partitions.len()));
         }
         plan.partition = partitions.pop();
+        plan.ops.extend(events);
         Ok(plan)
     }
 
@@ -285,45 +313,28 @@ impl CosmosStore {
                 ),
             ));
         }
-        for _ in 0..WRITE_ATTEMPTS {
+        for attempt in 0..WRITE_ATTEMPTS {
+            contention_pause(attempt).await;
             let current = self.read_current(entity, c, ops, &prepared).await?;
             let plan = self.plan_batch(entity, ops, &prepared, &current, c)?;
             let Some(partition) = plan.partition.clone() else {
                 return Ok(plan.outcomes); // nothing to write
             };
-            let pk = partition_key(&partition).map_err(|m| self.invalid(entity, m))?;
-            let batch = self.transactional_batch(entity, pk, &plan.ops)?;
-            let resp = c
-                .client
-                .execute_transactional_batch(batch, None)
-                .await
-                .map_err(|e| self.err(entity.name(), e))?;
-            let results = resp
-                .into_model()
-                .map_err(|e| self.corrupt(entity, format!("unreadable batch response: {e}")))?;
-            let results = results.results();
-            if results.len() == plan.ops.len() && results.iter().all(|r| r.is_success()) {
-                return Ok(plan.outcomes);
+            if plan.ops.len() > MAX_BATCH_OPS {
+                // Only with an outbox: every write also creates its event.
+                return Err(Error::unsupported(
+                    &self.inner.name,
+                    entity.name(),
+                    format!(
+                        "atomic batch of {} writes on a route with an outbox: each write and its event are {} operations, and a Cosmos DB transactional batch takes at most {MAX_BATCH_OPS}; split it or use a non-atomic batch",
+                        ops.len(),
+                        plan.ops.len()
+                    ),
+                ));
             }
-            // The operation that failed the batch (the others say 424).
-            let failed = results
-                .iter()
-                .position(|r| !r.is_success() && r.status_code() != 424);
-            match failed.map(|i| (i, results[i].status_code())) {
-                // Another writer came between the read and the batch:
-                // nothing was written; read and decide again.
-                Some((_, 409 | 412 | 404)) => continue,
-                Some((i, code)) => return Err(self.batch_error(entity, &plan.ops, i, code)),
-                None => {
-                    return Err(self.corrupt(
-                        entity,
-                        format!(
-                            "the transactional batch of {} operations answered {} results, none of them the failure",
-                            plan.ops.len(),
-                            results.len()
-                        ),
-                    ));
-                }
+            let pk = partition_key(&partition).map_err(|m| self.invalid(entity, m))?;
+            if self.execute_batch(entity, c, pk, &plan.ops).await? {
+                return Ok(plan.outcomes);
             }
         }
         Err(Error::unavailable(
@@ -331,6 +342,47 @@ impl CosmosStore {
             entity.name(),
             "other writers kept changing the batch's items; retry",
         ))
+    }
+
+    /// Runs a transactional batch. `Ok(false)`: an operation failed with
+    /// `409`, `412` or `404` — another writer came between the read and
+    /// the batch; nothing was written, read and decide again.
+    pub(super) async fn execute_batch(
+        &self,
+        entity: &EntityInfo,
+        c: &Container,
+        pk: PartitionKey,
+        ops: &[BatchOp],
+    ) -> Result<bool> {
+        let batch = self.transactional_batch(entity, pk, ops)?;
+        let resp = c
+            .client
+            .execute_transactional_batch(batch, None)
+            .await
+            .map_err(|e| self.err(entity.name(), e))?;
+        let results = resp
+            .into_model()
+            .map_err(|e| self.corrupt(entity, format!("unreadable batch response: {e}")))?;
+        let results = results.results();
+        if results.len() == ops.len() && results.iter().all(|r| r.is_success()) {
+            return Ok(true);
+        }
+        // The operation that failed the batch (the others say 424).
+        let failed = results
+            .iter()
+            .position(|r| !r.is_success() && r.status_code() != 424);
+        match failed.map(|i| (i, results[i].status_code())) {
+            Some((_, 409 | 412 | 404)) => Ok(false),
+            Some((i, code)) => Err(self.batch_error(entity, ops, i, code)),
+            None => Err(self.corrupt(
+                entity,
+                format!(
+                    "the transactional batch of {} operations answered {} results, none of them the failure",
+                    ops.len(),
+                    results.len()
+                ),
+            )),
+        }
     }
 
     /// The items the ops name, by id (each read once).

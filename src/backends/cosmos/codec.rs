@@ -28,6 +28,18 @@ pub(super) const VERSION: &str = "pr_version";
 pub(super) const DELETED: &str = "pr_deleted";
 /// Exact values JSON numbers cannot hold: `{field: text}`.
 pub(super) const EXACT: &str = "pr_exact";
+/// Marks an outbox item: a change event waiting for the relay, in the
+/// partition of its record; absent to reads, queries and counts.
+pub(super) const OUTBOX: &str = "pr_outbox";
+/// The order of a key's latest event (on its record or tombstone) and of
+/// an outbox item: strictly increasing along a key's versions.
+pub(super) const ORDER: &str = "pr_order";
+/// An outbox item's event, as its CloudEvents JSON text (text keeps every
+/// number exact).
+pub(super) const EVENT: &str = "pr_event";
+/// How outbox item ids start: `~` followed by anything but two upper-case
+/// hex digits, which no key's id ([`item_id`]) can hold.
+pub(super) const OUTBOX_ID_PREFIX: &str = "pr~outbox-";
 /// The longest item id Cosmos accepts, in bytes.
 pub(super) const MAX_ID_BYTES: usize = 255;
 /// Integers beyond ±2^53 lose precision as JSON numbers (IEEE doubles).

@@ -36,8 +36,12 @@ use serde_json::{Map, Value as Json};
 use crate::config::StoreSpec;
 use crate::entity::Schema;
 use crate::query::{Filter, Order};
-use crate::store::{EntityInfo, Precondition, StoreQuery, WriteOp, WriteOutcome};
+use crate::store::{
+    Applied, EntityInfo, OutboxEntry, Precondition, StoreQuery, VersionedChange, WriteOp,
+    WriteOutcome,
+};
 use crate::{Capabilities, Error, Key, Record, Result, Store, Value};
+use batch::BatchOp;
 
 mod batch;
 #[cfg(test)]
@@ -45,6 +49,9 @@ mod classify_tests;
 mod codec;
 mod config;
 mod query;
+mod sync;
+#[cfg(test)]
+mod sync_tests;
 #[cfg(test)]
 mod tests;
 
@@ -55,6 +62,22 @@ type Doc = Map<String, Json>;
 /// How often a write re-reads and retries when another writer changed the
 /// item between its read and its conditional write.
 const WRITE_ATTEMPTS: usize = 16;
+/// The longest pause before a write's next attempt after it lost a race.
+const MAX_CONTENTION_PAUSE: Duration = Duration::from_millis(50);
+
+/// Before attempt `n` (from 0) of a read-then-conditional-write: nothing
+/// the first time, then a random pause of up to 1, 2, 4, … ms (at most
+/// [`MAX_CONTENTION_PAUSE`]), so writers that keep colliding on one item
+/// spread out instead of losing to each other in lock-step.
+async fn contention_pause(n: usize) {
+    if n == 0 {
+        return;
+    }
+    let cap = Duration::from_millis(1 << n.min(16)).min(MAX_CONTENTION_PAUSE);
+    let nanos = u64::try_from(cap.as_nanos()).unwrap_or(u64::MAX);
+    tokio::time::sleep(Duration::from_nanos(fastrand::u64(0..=nanos))).await;
+}
+
 /// Writes of one non-atomic batch in flight at once.
 const WRITE_CONCURRENCY: usize = 16;
 /// Point reads of one `get_many` in flight at once.
@@ -568,58 +591,71 @@ impl CosmosStore {
         let mut doc = self.encode_item(entity, record, ttl)?;
         let pk_prop = codec::stored_name(codec::partition_field(entity.schema));
         let pk_json = doc.get(&pk_prop).cloned().unwrap_or(Json::Null);
-        let pk = partition_key(&pk_json).map_err(|m| self.invalid(entity, m))?;
+        // A partition key value Cosmos cannot take is refused with nothing sent.
+        partition_key(&pk_json).map_err(|m| self.invalid(entity, m))?;
         // Inserting is the common case: try it first where the partition of
         // the key is known (ids are unique per partition only).
         if Self::partitioned_by_key(entity.schema)
             && matches!(precondition, Precondition::None | Precondition::Absent)
         {
-            match c.client.create_item(pk.clone(), &id, &doc, None).await {
-                Ok(_) => return Ok(WriteOutcome::Written { version: 1 }),
-                Err(e) if status(&e) == Some(409) => {} // exists: read, then replace
-                Err(e) => return Err(self.err(entity.name(), e)),
+            let mut doc = doc.clone();
+            let event = self.event_item(
+                entity,
+                Some(&mut doc),
+                None,
+                &pk_json,
+                &record.key,
+                Some(record),
+                1,
+            );
+            // Exists (`409`): read, then replace.
+            if self
+                .commit(entity, c, &pk_json, BatchOp::Create(doc), event)
+                .await?
+            {
+                return Ok(WriteOutcome::Written { version: 1 });
             }
         }
-        for _ in 0..WRITE_ATTEMPTS {
+        for attempt in 0..WRITE_ATTEMPTS {
+            contention_pause(attempt).await;
             let current = self.current(entity, c, &record.key, &id).await?;
             let version = current.as_ref().and_then(Current::live);
             if !precondition.holds(version) {
                 return Err(self.conflict(entity, &record.key, precondition, version));
             }
+            let prev_order = current.as_ref().and_then(|c| sync::order_of(&c.doc));
             if let Some(cur) = current.as_ref().filter(|c| c.live().is_none())
                 && cur.doc.get(&pk_prop).unwrap_or(&Json::Null) != &pk_json
             {
                 // A tombstone in another partition: the new item goes
                 // to its own partition; the tombstone makes way first.
                 let next = cur.version() + 1;
-                let old = partition_key(cur.doc.get(&pk_prop).unwrap_or(&Json::Null))
-                    .map_err(|m| self.corrupt(entity, m))?;
-                let opts = codec::etag_of(&cur.doc).map(|etag| {
-                    ItemWriteOptions::default()
-                        .with_precondition(CosmosPrecondition::if_match(etag))
-                });
-                match c.client.delete_item(old, &id, opts).await {
-                    Ok(_) => {}
-                    Err(e) if matches!(status(&e), Some(412 | 404)) => continue,
-                    Err(e) => return Err(self.err(entity.name(), e)),
+                let old = cur.doc.get(&pk_prop).cloned().unwrap_or(Json::Null);
+                let delete = BatchOp::Delete {
+                    id: id.clone(),
+                    if_match: codec::etag_of(&cur.doc),
+                };
+                if !self.commit(entity, c, &old, delete, None).await? {
+                    continue;
                 }
                 doc.insert(codec::VERSION.into(), Json::from(next));
-                match c.client.create_item(pk.clone(), &id, &doc, None).await {
-                    Ok(_) => return Ok(WriteOutcome::Written { version: next }),
-                    Err(e) if status(&e) == Some(409) => continue,
-                    Err(e) => return Err(self.err(entity.name(), e)),
+                let event = self.event_item(
+                    entity,
+                    Some(&mut doc),
+                    prev_order,
+                    &pk_json,
+                    &record.key,
+                    Some(record),
+                    next,
+                );
+                let create = BatchOp::Create(doc.clone());
+                if self.commit(entity, c, &pk_json, create, event).await? {
+                    return Ok(WriteOutcome::Written { version: next });
                 }
+                continue;
             }
-            match current {
-                None => {
-                    doc.insert(codec::VERSION.into(), Json::from(1u64));
-                    match c.client.create_item(pk.clone(), &id, &doc, None).await {
-                        Ok(_) => return Ok(WriteOutcome::Written { version: 1 }),
-                        // Created by another writer since the read: re-read.
-                        Err(e) if status(&e) == Some(409) => continue,
-                        Err(e) => return Err(self.err(entity.name(), e)),
-                    }
-                }
+            let (next, op) = match current {
+                None => (1, None),
                 Some(cur) => {
                     if cur.doc.get(&pk_prop).unwrap_or(&Json::Null) != &pk_json {
                         return Err(self.invalid(
@@ -630,24 +666,34 @@ impl CosmosStore {
                             ),
                         ));
                     }
-                    let next = cur.version() + 1;
-                    doc.insert(codec::VERSION.into(), Json::from(next));
                     let Some(etag) = codec::etag_of(&cur.doc) else {
                         return Err(self.corrupt(entity, "the item has no `_etag`".into()));
                     };
-                    let opts = ItemWriteOptions::default()
-                        .with_precondition(CosmosPrecondition::if_match(etag));
-                    match c
-                        .client
-                        .replace_item(pk.clone(), &id, &doc, Some(opts))
-                        .await
-                    {
-                        Ok(_) => return Ok(WriteOutcome::Written { version: next }),
-                        // Changed or deleted by another writer since the read: re-read.
-                        Err(e) if matches!(status(&e), Some(412 | 404)) => continue,
-                        Err(e) => return Err(self.err(entity.name(), e)),
-                    }
+                    (cur.version() + 1, Some(etag))
                 }
+            };
+            doc.insert(codec::VERSION.into(), Json::from(next));
+            let event = self.event_item(
+                entity,
+                Some(&mut doc),
+                prev_order,
+                &pk_json,
+                &record.key,
+                Some(record),
+                next,
+            );
+            let op = match op {
+                None => BatchOp::Create(doc.clone()),
+                Some(etag) => BatchOp::Replace {
+                    id: id.clone(),
+                    doc: doc.clone(),
+                    if_match: Some(etag),
+                },
+            };
+            // Created, changed or deleted by another writer since the
+            // read: re-read.
+            if self.commit(entity, c, &pk_json, op, event).await? {
+                return Ok(WriteOutcome::Written { version: next });
             }
         }
         Err(Error::unavailable(
@@ -669,9 +715,11 @@ impl CosmosStore {
     ) -> Result<WriteOutcome> {
         let id = self.item_id(entity, key)?;
         let tombstones = !entity.tombstone_retention.is_zero();
+        // Without tombstones or an event to record, a plain delete.
         if precondition == Precondition::None
             && Self::partitioned_by_key(entity.schema)
             && !tombstones
+            && entity.outbox.is_none()
         {
             let pk = partition_key(&codec::key_json(key)).map_err(|m| self.invalid(entity, m))?;
             return match c.client.delete_item(pk, &id, None).await {
@@ -681,7 +729,8 @@ impl CosmosStore {
             };
         }
         let pk_prop = codec::stored_name(codec::partition_field(entity.schema));
-        for _ in 0..WRITE_ATTEMPTS {
+        for attempt in 0..WRITE_ATTEMPTS {
+            contention_pause(attempt).await;
             let current = self.current(entity, c, key, &id).await?;
             let version = current.as_ref().and_then(Current::live);
             if !precondition.holds(version) {
@@ -692,23 +741,32 @@ impl CosmosStore {
                 return Ok(WriteOutcome::Deleted { existed: false });
             };
             let pk_json = cur.doc.get(&pk_prop).cloned().unwrap_or(Json::Null);
-            let pk = partition_key(&pk_json).map_err(|m| self.corrupt(entity, m))?;
-            let opts = codec::etag_of(&cur.doc).map(|etag| {
-                ItemWriteOptions::default().with_precondition(CosmosPrecondition::if_match(etag))
-            });
-            let res = if tombstones {
-                let tomb = self.tombstone(entity, c, &id, &pk_prop, pk_json, v + 1);
-                c.client
-                    .replace_item(pk, &id, &tomb, opts)
-                    .await
-                    .map(|_| ())
-            } else {
-                c.client.delete_item(pk, &id, opts).await.map(|_| ())
+            let prev_order = sync::order_of(&cur.doc);
+            let if_match = codec::etag_of(&cur.doc);
+            let mut tomb = tombstones
+                .then(|| self.tombstone(entity, c, &id, &pk_prop, pk_json.clone(), v + 1));
+            let event = self.event_item(
+                entity,
+                tomb.as_mut(),
+                prev_order,
+                &pk_json,
+                key,
+                None,
+                v + 1,
+            );
+            let op = match tomb {
+                Some(doc) => BatchOp::Replace {
+                    id: id.clone(),
+                    doc,
+                    if_match,
+                },
+                None => BatchOp::Delete {
+                    id: id.clone(),
+                    if_match,
+                },
             };
-            match res {
-                Ok(_) => return Ok(WriteOutcome::Deleted { existed: true }),
-                Err(e) if matches!(status(&e), Some(412 | 404)) => continue,
-                Err(e) => return Err(self.err(entity.name(), e)),
+            if self.commit(entity, c, &pk_json, op, event).await? {
+                return Ok(WriteOutcome::Deleted { existed: true });
             }
         }
         Err(Error::unavailable(
@@ -1055,6 +1113,28 @@ impl Store for CosmosStore {
             .buffered(width)
             .collect::<Vec<_>>()
             .await)
+    }
+
+    /// Each change reads the key's item and is written with `If-Match`
+    /// (or as a create), re-read on a concurrent write; see `docs.md`.
+    async fn apply_versioned(
+        &self,
+        entity: &EntityInfo,
+        changes: Vec<VersionedChange>,
+    ) -> Result<Vec<Applied>> {
+        self.apply_changes(entity, changes).await
+    }
+
+    async fn outbox_fetch(&self, entity: &EntityInfo, max: usize) -> Result<Vec<OutboxEntry>> {
+        self.fetch_outbox(entity, max).await
+    }
+
+    async fn outbox_remove(&self, entity: &EntityInfo, ids: &[String]) -> Result<()> {
+        self.remove_outbox(entity, ids).await
+    }
+
+    async fn outbox_len(&self, entity: &EntityInfo) -> Result<u64> {
+        self.outbox_count(entity).await
     }
 
     async fn query(&self, entity: &EntityInfo, q: &StoreQuery) -> Result<Vec<Record>> {

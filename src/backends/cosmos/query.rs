@@ -130,9 +130,14 @@ impl Builder<'_> {
         Ok(parts.join(sep))
     }
 
-    /// The whole condition of a `WHERE`: no tombstone, and the filter.
+    /// The whole condition of a `WHERE`: no tombstone, no outbox item, and
+    /// the filter.
     fn live(&mut self, f: Option<&Filter>) -> Result<String, String> {
-        let live = format!("NOT IS_DEFINED(c[\"{}\"])", super::codec::DELETED);
+        let live = format!(
+            "NOT IS_DEFINED(c[\"{}\"]) AND NOT IS_DEFINED(c[\"{}\"])",
+            super::codec::DELETED,
+            super::codec::OUTBOX
+        );
         Ok(match f {
             Some(f) => format!("{live} AND {}", wrap(self.filter(f)?, Prec::And)),
             None => live,
@@ -167,7 +172,7 @@ fn is_null(p: &str) -> String {
     format!("NOT IS_DEFINED({p}) OR IS_NULL({p})")
 }
 
-/// `SELECT [TOP @p] * FROM c WHERE <no tombstone> [AND …] [ORDER BY c["f"] ASC|DESC]`.
+/// `SELECT [TOP @p] * FROM c WHERE <no tombstone, no outbox item> [AND …] [ORDER BY c["f"] ASC|DESC]`.
 ///
 /// Cosmos DB needs a composite index for an `ORDER BY` over two or more
 /// properties, so the store orders on the server by the first sort key
@@ -218,7 +223,7 @@ pub(super) fn condition(schema: &Schema, filter: &Filter) -> Result<CosmosSql, S
     })
 }
 
-/// `SELECT VALUE COUNT(1) FROM c WHERE <no tombstone> [AND …]`.
+/// `SELECT VALUE COUNT(1) FROM c WHERE <no tombstone, no outbox item> [AND …]`.
 pub(super) fn count(schema: &Schema, filter: Option<&Filter>) -> Result<CosmosSql, String> {
     let mut b = Builder {
         schema,

@@ -51,7 +51,7 @@ static ORDER_FIELDS: [FieldDef; 3] = [
     FieldDef::required("customer", FieldKind::String),
     FieldDef::required("total", FieldKind::Float),
 ];
-static ORDER: Schema = Schema {
+pub(super) static ORDER: Schema = Schema {
     name: "order",
     key: "id",
     key_kind: KeyKind::Uuid,
@@ -64,7 +64,7 @@ fn where_of(f: crate::Filter) -> CosmosSql {
     let sql = select(&ITEM, Some(&f), None, None).unwrap();
     assert!(
         sql.text
-            .starts_with(r#"SELECT * FROM c WHERE NOT IS_DEFINED(c["pr_deleted"]) AND "#),
+            .starts_with(r#"SELECT * FROM c WHERE NOT IS_DEFINED(c["pr_deleted"]) AND NOT IS_DEFINED(c["pr_outbox"]) AND "#),
         "tombstones are left out: {}",
         sql.text
     );
@@ -187,7 +187,7 @@ fn select_orders_by_the_first_sort_key_and_tops_only_the_key_order() {
     let sql = select(&ITEM, None, Some(&by_name), None).unwrap();
     assert_eq!(
         sql.text,
-        r#"SELECT * FROM c WHERE NOT IS_DEFINED(c["pr_deleted"]) ORDER BY c["name"] DESC"#
+        r#"SELECT * FROM c WHERE NOT IS_DEFINED(c["pr_deleted"]) AND NOT IS_DEFINED(c["pr_outbox"]) ORDER BY c["name"] DESC"#
     );
     let by_key = Order {
         field: "id".into(),
@@ -196,13 +196,13 @@ fn select_orders_by_the_first_sort_key_and_tops_only_the_key_order() {
     let sql = select(&ITEM, Some(&field("group").eq(3)), Some(&by_key), Some(50)).unwrap();
     assert_eq!(
         sql.text,
-        r#"SELECT TOP @p0 * FROM c WHERE NOT IS_DEFINED(c["pr_deleted"]) AND IS_DEFINED(c["group"]) AND NOT IS_NULL(c["group"]) AND c["group"] = @p1 ORDER BY c["pr_id"] ASC"#
+        r#"SELECT TOP @p0 * FROM c WHERE NOT IS_DEFINED(c["pr_deleted"]) AND NOT IS_DEFINED(c["pr_outbox"]) AND IS_DEFINED(c["group"]) AND NOT IS_NULL(c["group"]) AND c["group"] = @p1 ORDER BY c["pr_id"] ASC"#
     );
     assert_eq!(sql.params, params(&[("@p0", json!(50)), ("@p1", json!(3))]));
     let sql = count(&ITEM, Some(&field("name").prefix("a"))).unwrap();
     assert_eq!(
         sql.text,
-        r#"SELECT VALUE COUNT(1) FROM c WHERE NOT IS_DEFINED(c["pr_deleted"]) AND IS_STRING(c["name"]) AND STARTSWITH(c["name"], @p0)"#
+        r#"SELECT VALUE COUNT(1) FROM c WHERE NOT IS_DEFINED(c["pr_deleted"]) AND NOT IS_DEFINED(c["pr_outbox"]) AND IS_STRING(c["name"]) AND STARTSWITH(c["name"], @p0)"#
     );
     assert!(select(&ITEM, Some(&field("nope").eq(1)), None, None).is_err());
 }
@@ -391,7 +391,7 @@ fn database() -> String {
     )
 }
 
-async fn emulator_store() -> CosmosStore {
+pub(super) async fn emulator_store() -> CosmosStore {
     let cfg = CosmosConfig::new(endpoint(), EMULATOR_KEY, &database()).create_if_missing(true);
     CosmosStore::connect("catalog", cfg)
         .await
@@ -402,7 +402,7 @@ async fn emulator_store() -> CosmosStore {
         })
 }
 
-fn entity(schema: &'static Schema) -> EntityInfo {
+pub(super) fn entity(schema: &'static Schema) -> EntityInfo {
     let mut e = EntityInfo::new(schema);
     e.store = "catalog".into();
     e
@@ -994,7 +994,7 @@ impl Drop for Recorder {
     }
 }
 
-fn order(id: uuid::Uuid, customer: &str, total: f64) -> Record {
+pub(super) fn order(id: uuid::Uuid, customer: &str, total: f64) -> Record {
     let mut r = Record::new(Key::Uuid(id));
     r.set("id", Value::Uuid(id));
     r.set("customer", Value::String(customer.into()));
@@ -1002,7 +1002,7 @@ fn order(id: uuid::Uuid, customer: &str, total: f64) -> Record {
     r
 }
 
-fn put(record: Record, precondition: Precondition) -> WriteOp {
+pub(super) fn put(record: Record, precondition: Precondition) -> WriteOp {
     WriteOp::Put {
         record,
         precondition,
@@ -1010,7 +1010,7 @@ fn put(record: Record, precondition: Precondition) -> WriteOp {
     }
 }
 
-async fn raw_item(
+pub(super) async fn raw_item(
     store: &CosmosStore,
     e: &EntityInfo,
     customer: &str,
