@@ -487,13 +487,13 @@ async fn poison_events_are_dead_lettered(tb: TestBus) {
 async fn two_members_of_one_group(tb: TestBus) {
     let primary = Primary::new();
     let replica = Arc::new(MemoryStore::new("replica"));
-    for round in 0..5 {
-        for k in 0..8 {
+    for round in 0..5i64 {
+        for k in 0..8i64 {
             let key = format!("k{k:03}");
             if (round + k) % 4 == 3 {
                 primary.delete(&key).await;
             } else {
-                primary.put(&key, round * 10 + k as i64).await;
+                primary.put(&key, round * 10 + k).await;
             }
         }
     }
@@ -913,5 +913,136 @@ mod search {
         }
         assert_eq!(hits(&search, &index, "title9").await, vec![Key::from("b")]);
         assert!(hits(&search, &index, "title3").await.is_empty());
+    }
+}
+
+/// The bus goes away mid-run (a PRIVATE redis-server this test started on
+/// a free port, killed by its pid) and comes back on the same data: the
+/// runner waits for it, and the replica ends equal to the primary.
+#[cfg(feature = "redis")]
+mod outage {
+    use super::*;
+    use polyrouter::config::ConfigDuration;
+    use polyrouter::sync::redis_streams::{RedisStreamsBus, RedisStreamsConfig};
+    use std::process::{Child, Command, Stdio};
+
+    struct PrivateRedis {
+        port: u16,
+        dir: tempfile::TempDir,
+        child: Option<Child>,
+    }
+
+    impl PrivateRedis {
+        fn start() -> PrivateRedis {
+            let port = std::net::TcpListener::bind("127.0.0.1:0")
+                .and_then(|l| l.local_addr())
+                .expect("a free port")
+                .port();
+            let mut s = PrivateRedis {
+                port,
+                dir: tempfile::tempdir().unwrap(),
+                child: None,
+            };
+            s.spawn();
+            s
+        }
+
+        fn spawn(&mut self) {
+            let child = Command::new("redis-server")
+                .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1"])
+                .args([
+                    "--save",
+                    "",
+                    "--appendonly",
+                    "yes",
+                    "--appendfsync",
+                    "always",
+                ])
+                .arg("--dir")
+                .arg(self.dir.path())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("start a private redis-server (is it installed?)");
+            self.child = Some(child);
+            for _ in 0..200 {
+                if std::net::TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            panic!("the private redis-server did not listen on {}", self.port);
+        }
+
+        /// SIGKILL, by the pid this test started.
+        fn kill(&mut self) {
+            if let Some(mut c) = self.child.take() {
+                let _ = c.kill();
+                let _ = c.wait();
+            }
+        }
+    }
+
+    impl Drop for PrivateRedis {
+        fn drop(&mut self) {
+            self.kill();
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn a_bus_outage_loses_nothing() {
+        let mut server = PrivateRedis::start();
+        let mut c = RedisStreamsConfig::new(format!("redis://127.0.0.1:{}", server.port))
+            .with_prefix("prj");
+        c.connect_timeout = ConfigDuration(Duration::from_millis(500));
+        c.response_timeout = ConfigDuration(Duration::from_secs(1));
+        let bus: Arc<dyn Bus> = Arc::new(RedisStreamsBus::open("events", c).unwrap());
+        let primary = Primary::new();
+        let replica = Arc::new(MemoryStore::new("replica"));
+        let first = primary.history(20).await;
+        bus.publish(&first).await.unwrap();
+        let p = Arc::new(ReplicaProjection::new(
+            replica.clone(),
+            replica_info(),
+            None,
+        ));
+        let run = Running::start("outage", p, bus.clone(), options(), dead_letters().await);
+        let stats = run.stats.clone();
+        let n1 = first.len() as u64;
+        until("the first events applied", || {
+            stats.snapshot().applied == n1
+        })
+        .await;
+
+        server.kill();
+        // Writes go on while the bus is down (a relay keeps them in its outbox).
+        for k in 0..20 {
+            primary.put(&format!("k{k:03}"), 100 + k).await;
+        }
+        primary.delete("k005").await;
+        let second = primary.drain().await;
+        assert!(
+            bus.publish(&second).await.is_err(),
+            "publishing to a killed server fails"
+        );
+        tokio::time::sleep(Duration::from_millis(300)).await; // the runner meets the outage
+        server.spawn();
+        let mut published = false;
+        for _ in 0..200 {
+            if bus.publish(&second).await.is_ok() {
+                published = true;
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        assert!(published, "publishing works again once the server is back");
+        let total = n1 + second.len() as u64;
+        until("every event applied after the outage", || {
+            stats.snapshot().applied == total
+        })
+        .await;
+        let s = run.stop().await.snapshot();
+        assert_eq!(s.dead_lettered, 0);
+        assert_same(&primary, &replica, 20).await;
     }
 }

@@ -120,6 +120,10 @@ struct Inner {
     buses: BTreeMap<String, Arc<dyn Bus>>,
     /// Background purges of the time series; stopped with the router.
     purges: Vec<tokio::task::AbortHandle>,
+    /// Per (entity, replica store): the commit time (ms since the Unix
+    /// epoch) before which every write is applied to the replica, kept by
+    /// a replica projection's watermark task; 0 while unknown.
+    watermarks: parking_lot::Mutex<HashMap<(String, String), Arc<std::sync::atomic::AtomicI64>>>,
 }
 
 impl Drop for Inner {
@@ -341,6 +345,22 @@ impl Router {
         }
     }
 
+    /// The watermark of `entity`'s replica in `store` (see
+    /// [`replica::Replica`]): shared by the read path and the projection
+    /// that fills the replica.
+    pub(crate) fn replica_watermark(
+        &self,
+        entity: &str,
+        store: &str,
+    ) -> Arc<std::sync::atomic::AtomicI64> {
+        self.inner
+            .watermarks
+            .lock()
+            .entry((entity.to_string(), store.to_string()))
+            .or_default()
+            .clone()
+    }
+
     /// The search route of an entity with a `search` option, for `schema`.
     pub(crate) async fn search_route(
         &self,
@@ -410,7 +430,8 @@ impl Router {
                     ..EntityInfo::new(schema)
                 };
                 rstore.ensure_entity(&rinfo).await.map_err(fix)?;
-                Some(replica::Replica::new(rstore, rinfo))
+                let watermark = self.replica_watermark(&route.entity, r);
+                Some(replica::Replica::new(rstore, rinfo, watermark))
             }
             None => None,
         };
@@ -882,6 +903,7 @@ impl RouterBuilder {
                 time_series,
                 buses,
                 purges,
+                watermarks: Default::default(),
             }),
         };
         for register in self.registrations {

@@ -9,8 +9,16 @@
 //! others wait for its answer. A replica that is over the bound, or cannot
 //! say, is asked again only after a quarter of the bound, and meanwhile
 //! the primary answers.
+//!
+//! A replica that a `replica` projection fills (rather than the store's own
+//! replication) has a **watermark** instead: a commit time before which
+//! every write of the entity is applied to it, kept by the projection's
+//! watermark task (the outbox was empty at that instant and the
+//! projection's group had nothing unacknowledged after it). Its staleness
+//! now is at most `now - watermark`.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
@@ -28,6 +36,8 @@ pub(crate) struct Replica {
     sample: Mutex<Option<Sample>>,
     /// Held by the one caller measuring.
     measuring: tokio::sync::Mutex<()>,
+    /// The projection watermark (ms since the Unix epoch; 0: none).
+    watermark: Arc<AtomicI64>,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -63,13 +73,21 @@ fn verdict(sample: Option<Sample>, bound: Duration, now: Instant) -> Verdict {
 }
 
 impl Replica {
-    pub(crate) fn new(store: Arc<dyn Store>, info: EntityInfo) -> Self {
+    pub(crate) fn new(store: Arc<dyn Store>, info: EntityInfo, watermark: Arc<AtomicI64>) -> Self {
         Replica {
             store,
             info,
             sample: Mutex::new(None),
             measuring: tokio::sync::Mutex::new(()),
+            watermark,
         }
+    }
+
+    /// The staleness bound the projection watermark gives now, if a
+    /// projection keeps one.
+    fn watermark_lag(&self) -> Option<Duration> {
+        let w = self.watermark.load(Ordering::Acquire);
+        (w > 0).then(|| Duration::from_millis((crate::lease::now_ms() - w).max(0) as u64))
     }
 
     /// How stale the replica's copy may be now, if that is within
@@ -93,7 +111,11 @@ impl Replica {
             return answer;
         }
         let at = Instant::now();
-        let lag = match self.store.replica_lag().await {
+        let measured = match self.watermark_lag() {
+            Some(lag) => Ok(lag),
+            None => self.store.replica_lag().await,
+        };
+        let lag = match measured {
             Ok(lag) => Some(lag),
             Err(Error::Unsupported { .. }) => None,
             Err(e) => {

@@ -536,3 +536,10 @@ async fn queries_and_counts_match_the_reference() {
     }
     drop_db(&store, &db).await;
 }
+
+#[tokio::test]
+async fn versioned_apply_edge_cases() {
+    let (store, db) = open_fresh().await;
+    crate::backends::sql::sync_checks::versioned_apply_edges(&store, "edges").await;
+    drop_db(&store, &db).await;
+}

@@ -635,3 +635,10 @@ async fn concurrent_writers_and_a_concurrent_relay_see_every_event_once_in_key_o
     store.drop_entity(&e).await.unwrap();
     drop_schema(&store, &schema).await;
 }
+
+#[tokio::test]
+async fn versioned_apply_edge_cases() {
+    let (store, schema) = open_fresh().await;
+    crate::backends::sql::sync_checks::versioned_apply_edges(&store, "edges").await;
+    drop_schema(&store, &schema).await;
+}

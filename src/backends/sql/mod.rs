@@ -110,6 +110,8 @@ mod pool;
 #[cfg(test)]
 pub(crate) mod reference;
 mod support;
+#[cfg(test)]
+pub(crate) mod sync_checks;
 mod table;
 mod versioned;
 pub mod write;

@@ -1150,3 +1150,10 @@ async fn put_many_is_bulk_with_per_row_versions() {
     let e = ready(&store, &reference::ROW, "bulk").await;
     reference::check_put_many(&store, &e, &SqliteDialect).await;
 }
+
+#[tokio::test]
+async fn versioned_apply_edge_cases() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open_at(&url(&dir)).await;
+    crate::backends::sql::sync_checks::versioned_apply_edges(&store, "edges").await;
+}

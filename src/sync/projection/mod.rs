@@ -36,7 +36,7 @@ use async_trait::async_trait;
 pub use crate::store::Applied;
 pub use dead_letter::{DeadLetter, DeadLetters, StoreDeadLetters};
 pub use handler::HandlerProjection;
-pub use invalidate::InvalidateProjection;
+pub use invalidate::{InvalidateHook, InvalidateProjection};
 pub use replica::ReplicaProjection;
 pub use runner::{ProjectionOptions, ProjectionRunner};
 pub use search::SearchProjection;

@@ -80,7 +80,7 @@ impl ReplicaProjection {
 
     /// The change to apply for a put event without an after-image: what
     /// the source holds now (`None`: nothing to apply).
-    async fn from_source(&self, event: &ChangeEvent) -> Result<Option<VersionedChange>> {
+    async fn read_source(&self, event: &ChangeEvent) -> Result<Option<VersionedChange>> {
         let key = typed_key(event, &self.target_info)?;
         let Some((source, info)) = &self.source else {
             return Err(Error::invalid_input(
@@ -112,7 +112,7 @@ impl Projection for ReplicaProjection {
     async fn apply(&self, event: &ChangeEvent) -> Result<Applied> {
         typed_key(event, &self.target_info)?;
         let change = if event.op == Operation::Put && event.data.is_none() {
-            match self.from_source(event).await? {
+            match self.read_source(event).await? {
                 Some(c) => c,
                 None => {
                     return Ok(Applied::Stale {

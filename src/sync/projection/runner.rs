@@ -229,23 +229,67 @@ impl ProjectionRunner {
 
     /// The projection's name (its consumer group).
     ///
-    /// See [`ProjectionRunner::new`].
+    /// ```
+    /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+    /// # use std::sync::Arc;
+    /// # use polyrouter::sync::{MemoryBus, projection::*};
+    /// # use polyrouter::{FieldDef, KeyKind, Schema, store::EntityInfo};
+    /// # static F: [FieldDef; 0] = [];
+    /// # static S: Schema = Schema { name: "order", key: "id", key_kind: KeyKind::Str, partition_key: None, version: None, fields: &F };
+    /// # let m = Arc::new(polyrouter::backends::memory::MemoryStore::new("m"));
+    /// # let r = ProjectionRunner::new("p", Arc::new(ReplicaProjection::new(m.clone(), EntityInfo::new(&S), None)),
+    /// #     Arc::new(MemoryBus::new("b")), vec!["order".into()], ProjectionOptions::default(),
+    /// #     Arc::new(StoreDeadLetters::open(m, "dl").await.unwrap()));
+    /// assert_eq!(r.name(), "p");
+    /// # });
+    /// ```
     pub fn name(&self) -> &str {
         &self.name
     }
 
     /// The runner's live counters (keep a clone before [`run`](Self::run)).
     ///
-    /// See the [`ProjectionRunner`] example.
+    /// ```
+    /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+    /// # use std::sync::Arc;
+    /// # use polyrouter::sync::{MemoryBus, projection::*};
+    /// # use polyrouter::{FieldDef, KeyKind, Schema, store::EntityInfo};
+    /// # static F: [FieldDef; 0] = [];
+    /// # static S: Schema = Schema { name: "order", key: "id", key_kind: KeyKind::Str, partition_key: None, version: None, fields: &F };
+    /// # let m = Arc::new(polyrouter::backends::memory::MemoryStore::new("m"));
+    /// # let r = ProjectionRunner::new("p", Arc::new(ReplicaProjection::new(m.clone(), EntityInfo::new(&S), None)),
+    /// #     Arc::new(MemoryBus::new("b")), vec!["order".into()], ProjectionOptions::default(),
+    /// #     Arc::new(StoreDeadLetters::open(m, "dl").await.unwrap()));
+    /// let stats = r.stats();
+    /// assert_eq!(stats.snapshot().applied, 0);
+    /// # });
+    /// ```
     pub fn stats(&self) -> Arc<ProjectionStats> {
         self.stats.clone()
     }
 
     /// Runs until `shutdown` turns `true` (or its sender is dropped). An
     /// error only for what retrying cannot fix: invalid options, a
-    /// subscription the bus refuses for good.
+    /// subscription or fetch the bus refuses for good (e.g. a group name it
+    /// cannot take); a bus that is down is waited for.
     ///
-    /// See the [`ProjectionRunner`] example.
+    /// ```
+    /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+    /// # use std::sync::Arc;
+    /// # use polyrouter::sync::{MemoryBus, projection::*};
+    /// # use polyrouter::{FieldDef, KeyKind, Schema, store::EntityInfo};
+    /// # static F: [FieldDef; 0] = [];
+    /// # static S: Schema = Schema { name: "order", key: "id", key_kind: KeyKind::Str, partition_key: None, version: None, fields: &F };
+    /// # let m = Arc::new(polyrouter::backends::memory::MemoryStore::new("m"));
+    /// # let r = ProjectionRunner::new("p", Arc::new(ReplicaProjection::new(m.clone(), EntityInfo::new(&S), None)),
+    /// #     Arc::new(MemoryBus::new("b")), vec!["order".into()], ProjectionOptions::default(),
+    /// #     Arc::new(StoreDeadLetters::open(m, "dl").await.unwrap()));
+    /// let (stop, shutdown) = tokio::sync::watch::channel(false);
+    /// let task = tokio::spawn(r.run(shutdown));
+    /// stop.send(true).unwrap(); // finishes the batch in flight, then returns
+    /// task.await.unwrap().unwrap();
+    /// # });
+    /// ```
     pub async fn run(self, mut shutdown: watch::Receiver<bool>) -> Result<()> {
         self.options.check(&self.name)?;
         let sub_options = SubscribeOptions {
@@ -282,6 +326,10 @@ impl ProjectionRunner {
             };
             let deliveries = match fetched {
                 Ok(d) => d,
+                Err(e) if is_permanent(&e) => {
+                    let _ = sub.close().await;
+                    return Err(e);
+                }
                 Err(e) => {
                     self.warn("fetch", &e);
                     if self.pause(&mut shutdown).await {
