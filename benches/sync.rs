@@ -5,7 +5,7 @@
 //! cargo bench --all-features --bench sync
 //! ```
 //!
-//! - `lag`: writers put distinct keys at a paced rate (1 000 and 5 000
+//! - `lag`: writers put distinct keys at a paced rate (200, 1 000 and 5 000
 //!   events/s, 3 s each) through an `outbox` route; a replica projection
 //!   (`ReplicaProjection`, wrapped to note when each key was applied)
 //!   copies them into the replica store. Lag = time the replica write
@@ -159,15 +159,19 @@ async fn paced_writes(
     secs: u64,
 ) -> (HashMap<Key, Instant>, Duration) {
     let committed = Arc::new(Mutex::new(HashMap::new()));
-    let per_tick = rate / 1000; // one tick per millisecond
-    let mut tick = tokio::time::interval(Duration::from_millis(1));
+    let (tick_ms, per_tick) = if rate >= 1000 {
+        (1, rate / 1000)
+    } else {
+        (1000 / rate, 1)
+    };
+    let mut tick = tokio::time::interval(Duration::from_millis(tick_ms));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
     let mut tasks = tokio::task::JoinSet::new();
     // At most 64 puts in flight: a primary slower than the rate lowers
     // the achieved rate (printed) instead of queueing puts until they time out.
     let in_flight = Arc::new(tokio::sync::Semaphore::new(64));
     let start = Instant::now();
-    for t in 0..secs * 1000 {
+    for t in 0..secs * 1000 / tick_ms {
         tick.tick().await;
         for j in 0..per_tick {
             let permit = in_flight.clone().acquire_owned().await.unwrap();
@@ -220,7 +224,7 @@ async fn lag_and_relay(pipeline: &str, dir: &std::path::Path) {
         .start()
         .await
         .unwrap();
-    for rate in [1000u64, 5000] {
+    for rate in [200u64, 1000, 5000] {
         let (committed, took) = paced_writes(&evs, &format!("r{rate}"), rate, 3).await;
         if let Err(e) = sync.settle(Duration::from_secs(120)).await {
             panic!("{e}: {:#?}", sync.status());
