@@ -6,7 +6,7 @@
 //! full-text index of orders.
 //!
 //! ```text
-//! cargo run --example cqrs                                                     # SQLite + memory bus + memory + tantivy
+//! cargo run --features tantivy --example cqrs                                  # SQLite + memory bus + memory + tantivy
 //! cargo run --all-features --example cqrs -- examples/cqrs-azure.toml          # PostgreSQL → NATS → Cosmos + Redis + tantivy
 //! ```
 //!
