@@ -435,3 +435,29 @@ async fn bounded_staleness_trusts_a_projected_replica_only_within_its_watermark(
     assert_eq!(r.meta.source, ReadSource::Primary);
     assert_eq!(r.value.unwrap().total, 2);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_relay_started_before_the_entity_was_ever_prepared_waits_for_writes() {
+    // `polyrouter sync` may start before the application created its
+    // tables: the relay's first rounds meet no outbox table at all.
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config("kind = \"memory\"").replace(
+        "[stores.main]\nkind = \"memory\"\n",
+        &format!(
+            "[stores.main]\nkind = \"sqlite\"\nurl = \"sqlite://{}/main.db\"\n",
+            dir.path().display()
+        ),
+    );
+    let worker = Router::from_toml_str(&cfg).await.unwrap();
+    let sync = worker.sync().await.unwrap();
+    sync.settle(Duration::from_secs(10)).await.unwrap();
+    assert_eq!(sync.status().relays[0].backlog, 0);
+    // The application, another router on the same file, writes.
+    let app = Router::from_toml_str(&cfg).await.unwrap();
+    let orders = app.repo::<Order>().await.unwrap();
+    orders.put(&order("first", 1)).await.unwrap();
+    sync.settle(Duration::from_secs(10)).await.unwrap();
+    assert_eq!(sync.status().relays[0].relayed, 1);
+    assert_eq!(sync.status().relays[0].failures, 0);
+    sync.shutdown().await.unwrap();
+}

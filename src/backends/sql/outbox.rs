@@ -151,9 +151,14 @@ pub async fn fetch(
         return Ok(Vec::new());
     }
     let limit = Param::Int(i64::try_from(max).unwrap_or(i64::MAX));
-    exec.fetch_int_text(&o.fetch, vec![limit])
-        .await?
-        .into_iter()
+    let rows = match exec.fetch_int_text(&o.fetch, vec![limit.clone()]).await {
+        Ok(rows) => rows,
+        Err(e) => {
+            created_late(exec, o, e).await?;
+            exec.fetch_int_text(&o.fetch, vec![limit]).await?
+        }
+    };
+    rows.into_iter()
         .map(|(seq, event)| outbox_entry(target, seq, &event))
         .collect()
 }
@@ -174,5 +179,24 @@ pub async fn remove(
 
 /// How many entries wait in the outbox.
 pub async fn len(exec: &mut dyn Exec, o: &OutboxSql) -> Result<u64> {
-    Ok(exec.fetch_int(&o.count, Vec::new()).await?.unwrap_or(0) as u64)
+    let n = match exec.fetch_int(&o.count, Vec::new()).await {
+        Ok(n) => n,
+        Err(e) => {
+            created_late(exec, o, e).await?;
+            exec.fetch_int(&o.count, Vec::new()).await?
+        }
+    };
+    Ok(n.unwrap_or(0) as u64)
+}
+
+/// After a failed read of the outbox: creates the outbox table if it is
+/// missing (a relay in a process that never prepared the entity, e.g.
+/// `polyrouter sync` started before the application), so the read can be
+/// tried again; the outbox table's shape does not depend on the entity's
+/// fields. If creating fails too, the read's own error is returned.
+async fn created_late(exec: &mut dyn Exec, o: &OutboxSql, read_error: Error) -> Result<()> {
+    match exec.execute(&o.create, Vec::new()).await {
+        Ok(_) => Ok(()),
+        Err(_) => Err(read_error),
+    }
 }
