@@ -24,11 +24,28 @@ fn order(id: &str, total: i64) -> Order {
 }
 
 fn config(bus: &str) -> String {
+    config_on("kind = \"memory\"", bus)
+}
+
+/// `order` on store `primary` (its TOML body) with an outbox to `bus`;
+/// sync state in a memory store `main`.
+fn config_on(primary: &str, bus: &str) -> String {
+    let primary = if primary == "kind = \"memory\"" {
+        String::new()
+    } else {
+        format!("[stores.primary]\n{primary}\n")
+    };
+    let store = if primary.is_empty() {
+        "main"
+    } else {
+        "primary"
+    };
     format!(
         r#"
 [stores.main]
 kind = "memory"
 
+{primary}
 [buses.events]
 {bus}
 
@@ -39,7 +56,7 @@ relay_interval = "2ms"
 status_interval = "20ms"
 
 [entities.order]
-store = "main"
+store = "{store}"
 outbox = {{ bus = "events" }}
 "#
     )
@@ -100,6 +117,27 @@ async fn write_load(router: &Router) -> BTreeMap<String, Vec<u64>> {
     by_key
 }
 
+/// `check_deliveries`, and the last event of each key is what the store holds.
+async fn check_against_store(
+    got: &[Delivery],
+    written: &BTreeMap<String, Vec<u64>>,
+    router: &Router,
+) {
+    check_deliveries(got, written);
+    let orders = router.repo::<Order>().await.unwrap();
+    for k in written.keys() {
+        let last = got
+            .iter()
+            .rfind(|d| d.event.key == Key::from(k.as_str()))
+            .unwrap();
+        let stored = orders.get(k.as_str()).await.unwrap();
+        match last.event.data.as_ref() {
+            Some(data) => assert_eq!(stored.unwrap().total, data["total"].as_i64().unwrap()),
+            None => assert!(stored.is_none(), "key {k}: deleted last"),
+        }
+    }
+}
+
 fn check_deliveries(got: &[Delivery], written: &BTreeMap<String, Vec<u64>>) {
     let mut seen: BTreeMap<String, Vec<u64>> = BTreeMap::new();
     for d in got {
@@ -128,6 +166,62 @@ fn check_deliveries(got: &[Delivery], written: &BTreeMap<String, Vec<u64>>) {
     }
 }
 
+/// Deletes every Redis key under a prefix when dropped, even after a panic.
+#[cfg(feature = "redis")]
+struct RedisCleanup(String);
+
+#[cfg(feature = "redis")]
+impl Drop for RedisCleanup {
+    fn drop(&mut self) {
+        let Ok(mut conn) =
+            redis::Client::open("redis://127.0.0.1:6379").and_then(|c| c.get_connection())
+        else {
+            return;
+        };
+        let keys: Vec<Vec<u8>> = match redis::cmd("SCAN")
+            .cursor_arg(0)
+            .arg("MATCH")
+            .arg(format!("{}[:#]*", self.0))
+            .arg("COUNT")
+            .arg(1000)
+            .clone()
+            .iter(&mut conn)
+        {
+            Ok(iter) => iter.filter_map(|k| k.ok()).collect(),
+            Err(_) => return,
+        };
+        for chunk in keys.chunks(500) {
+            let _: redis::RedisResult<i64> = redis::cmd("DEL").arg(chunk).query(&mut conn);
+        }
+    }
+}
+
+/// The relay from a Redis outbox (a stream the write script appends to).
+#[cfg(feature = "redis")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn relay_moves_every_committed_write_in_order_redis_store() {
+    let prefix = format!("polyrouter-redis-sync-{}", std::process::id());
+    let _guard = RedisCleanup(prefix.clone());
+    let store =
+        format!("kind = \"redis\"\nurl = \"redis://127.0.0.1:6379\"\nkey_prefix = \"{prefix}\"");
+    let router = Router::from_toml_str(&config_on(&store, "kind = \"memory\""))
+        .await
+        .expect("the machine's Redis at 127.0.0.1:6379");
+    let bus = router.bus("events").unwrap();
+    let reader = {
+        let bus = bus.clone();
+        tokio::spawn(async move { collect(bus.as_ref(), "check", 100).await })
+    };
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let sync = router.sync().await.unwrap();
+    let written = write_load(&router).await;
+    sync.settle(Duration::from_secs(10)).await.unwrap();
+    let got = reader.await.unwrap();
+    check_against_store(&got, &written, &router).await;
+    assert_eq!(sync.status().relays[0].relayed, got.len() as u64);
+    sync.shutdown().await.unwrap();
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn relay_moves_every_committed_write_in_order_memory_bus() {
     let router = Router::from_toml_str(&config("kind = \"memory\""))
@@ -144,7 +238,7 @@ async fn relay_moves_every_committed_write_in_order_memory_bus() {
     let written = write_load(&router).await;
     sync.settle(Duration::from_secs(10)).await.unwrap();
     let got = reader.await.unwrap();
-    check_deliveries(&got, &written);
+    check_against_store(&got, &written, &router).await;
     let status = sync.status();
     assert_eq!(status.relays.len(), 1);
     assert_eq!(status.relays[0].relayed, 100);
