@@ -308,7 +308,7 @@ fn watermark_task(
             {
                 watermark.fetch_max(t, std::sync::atomic::Ordering::AcqRel);
             }
-            if *stop.borrow() {
+            if stopping(&stop) {
                 return;
             }
             tokio::select! {
@@ -456,7 +456,7 @@ async fn run_relay(
 ) {
     let mut backoff = interval;
     loop {
-        if *stop.borrow() {
+        if stopping(&stop) {
             break;
         }
         let pause = if !lease.hold().await {
@@ -517,7 +517,7 @@ async fn report_status(
         if let Err(e) = state.put_if(&rec, Precondition::None).await {
             tracing::warn!(error = %e, "sync: cannot write the status row");
         }
-        if *stop.borrow() {
+        if stopping(&stop) {
             let _ = state.delete(id.as_str()).await;
             return;
         }
@@ -649,4 +649,10 @@ pub async fn outbox_backlog(router: &Router, route: &Route) -> Result<u64> {
     store
         .outbox_len(&route.entity_info(relay_schema(router, route)))
         .await
+}
+
+/// Whether a task should stop: asked to, or its handle is gone (the
+/// sender dropped, e.g. when `start` failed half-way).
+fn stopping(stop: &watch::Receiver<bool>) -> bool {
+    *stop.borrow() || stop.has_changed().is_err()
 }
