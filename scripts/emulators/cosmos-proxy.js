@@ -332,6 +332,18 @@ async function handle(req, res) {
       up = await runBatch(req, url, docsMatch[1], headers, batchOps, fixes);
     } else {
       up = await forward(req.method, url, headers, body);
+      // Correction 9: a database or container whose resource id holds a
+      // `/` (the emulator's 63rd, 127th, … of each) cannot be used by
+      // clients, which split resource ids on `/`; drop it and create it
+      // again, which gives it the next id.
+      const creates = req.method === "POST" && /^\/dbs(\/[^/]+\/colls)?\/?$/.test(path);
+      for (let i = 0; creates && i < 3 && up.status === 201; i++) {
+        const made = parseJson(up.body);
+        if (!made || typeof made._rid !== "string" || !made._rid.includes("/")) break;
+        await forward("DELETE", `${path.replace(/\/$/, "")}/${encodeURIComponent(made.id)}`, headers, Buffer.alloc(0));
+        up = await forward(req.method, url, headers, body);
+        fixes.push("resource-id-without-slash");
+      }
     }
   } catch (e) {
     res.writeHead(502, { "content-type": "application/json" });
