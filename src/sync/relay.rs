@@ -67,6 +67,9 @@ pub struct Relay {
     bus: Arc<dyn Bus>,
     batch: usize,
     stats: Arc<RelayStats>,
+    /// Held for a whole round, so [`Relay::settled_backlog`] never sees an
+    /// outbox emptied by a round whose figures are not counted yet.
+    round: Arc<tokio::sync::Mutex<()>>,
 }
 
 impl Relay {
@@ -101,6 +104,7 @@ impl Relay {
             bus,
             batch: batch.max(1),
             stats: Arc::default(),
+            round: Arc::default(),
         }
     }
 
@@ -120,6 +124,7 @@ impl Relay {
     /// may have reached the bus: the next round publishes them again, and
     /// the bus de-duplicates them by id).
     pub async fn pump(&self) -> Result<usize> {
+        let _round = self.round.lock().await;
         let result = self.round().await;
         match &result {
             Ok(_) => *self.stats.last_error.lock() = None,
@@ -191,6 +196,13 @@ impl Relay {
             "store" => self.entity.store.clone(), "entity" => self.entity.name())
         .set(n as f64);
         Ok(n)
+    }
+
+    /// Counts the outbox between rounds: waits for a round under way to
+    /// finish, so a 0 here also means every moved event is in the figures.
+    pub async fn settled_backlog(&self) -> Result<u64> {
+        let _round = self.round.lock().await;
+        self.measure_backlog().await
     }
 
     /// The relay's figures now.

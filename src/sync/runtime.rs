@@ -569,7 +569,7 @@ impl SyncHandle {
         loop {
             let mut waiting = 0;
             for r in self.relays.iter() {
-                waiting += r.measure_backlog().await.unwrap_or(1);
+                waiting += r.settled_backlog().await.unwrap_or(1);
             }
             for p in self.projections.iter() {
                 waiting += p
