@@ -45,6 +45,7 @@ use serde::de::DeserializeOwned;
 
 use crate::{Error, Result, Router};
 
+mod leaf;
 mod provider;
 mod pushdown;
 mod scan;

@@ -243,21 +243,12 @@ impl ExecutionPlan for EntityScan {
         self: Arc<Self>,
         children: Vec<Arc<dyn ExecutionPlan>>,
     ) -> DfResult<Arc<dyn ExecutionPlan>> {
-        if children.is_empty() {
-            Ok(self)
-        } else {
-            Err(DataFusionError::Internal(
-                "EntityScan has no children".into(),
-            ))
-        }
+        super::leaf::without_children(self, &children)
     }
 
     fn with_fetch(&self, limit: Option<usize>) -> Option<Arc<dyn ExecutionPlan>> {
         let mut s = self.clone();
-        s.fetch = match (self.fetch, limit) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        };
+        s.fetch = super::leaf::tighter_fetch(self.fetch, limit);
         Some(Arc::new(s))
     }
 
@@ -280,11 +271,7 @@ impl ExecutionPlan for EntityScan {
         partition: usize,
         _context: Arc<TaskContext>,
     ) -> DfResult<SendableRecordBatchStream> {
-        if partition != 0 {
-            return Err(DataFusionError::Internal(format!(
-                "EntityScan has one partition, asked for {partition}"
-            )));
-        }
+        super::leaf::single_partition("EntityScan", partition)?;
         let cursor = Cursor {
             table: self.table.clone(),
             filter: self.filter.clone(),

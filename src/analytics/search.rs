@@ -237,16 +237,17 @@ impl ExecutionPlan for SearchScan {
 
     fn with_new_children(
         self: Arc<Self>,
-        _children: Vec<Arc<dyn ExecutionPlan>>,
+        children: Vec<Arc<dyn ExecutionPlan>>,
     ) -> DfResult<Arc<dyn ExecutionPlan>> {
-        Ok(self)
+        super::leaf::without_children(self, &children)
     }
 
     fn execute(
         &self,
-        _partition: usize,
+        partition: usize,
         _context: Arc<TaskContext>,
     ) -> DfResult<SendableRecordBatchStream> {
+        super::leaf::single_partition("SearchScan", partition)?;
         let pages = Pages {
             search: self.search.clone(),
             projection: self.projection.clone(),

@@ -17,7 +17,7 @@ use datafusion::arrow::datatypes::{DataType, Field, Schema as ArrowSchema, Schem
 use datafusion::arrow::record_batch::{RecordBatch, RecordBatchOptions};
 use datafusion::catalog::{Session, TableProvider};
 use datafusion::datasource::TableType;
-use datafusion::error::{DataFusionError, Result as DfResult};
+use datafusion::error::Result as DfResult;
 use datafusion::execution::TaskContext;
 use datafusion::logical_expr::{Between, BinaryExpr, Expr, Operator, TableProviderFilterPushDown};
 use datafusion::physical_expr::expressions::Column;
@@ -429,21 +429,12 @@ impl ExecutionPlan for SeriesScanExec {
         self: Arc<Self>,
         children: Vec<Arc<dyn ExecutionPlan>>,
     ) -> DfResult<Arc<dyn ExecutionPlan>> {
-        if children.is_empty() {
-            Ok(self)
-        } else {
-            Err(DataFusionError::Internal(
-                "SeriesScan has no children".into(),
-            ))
-        }
+        super::leaf::without_children(self, &children)
     }
 
     fn with_fetch(&self, limit: Option<usize>) -> Option<Arc<dyn ExecutionPlan>> {
         let mut s = self.clone();
-        s.fetch = match (self.fetch, limit) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        };
+        s.fetch = super::leaf::tighter_fetch(self.fetch, limit);
         Some(Arc::new(s))
     }
 
@@ -456,11 +447,7 @@ impl ExecutionPlan for SeriesScanExec {
         partition: usize,
         _context: Arc<TaskContext>,
     ) -> DfResult<SendableRecordBatchStream> {
-        if partition != 0 {
-            return Err(DataFusionError::Internal(format!(
-                "SeriesScan has one partition, asked for {partition}"
-            )));
-        }
+        super::leaf::single_partition("SeriesScan", partition)?;
         let cursor = Cursor {
             scan: self.clone(),
             after: None,
