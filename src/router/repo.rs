@@ -1035,6 +1035,24 @@ fn one_partition(schema: &crate::entity::Schema, ops: &[WriteOp]) -> bool {
     rest.iter().all(|op| partition(op).as_ref() == Some(&p))
 }
 
+/// The length of `j` serialized, counted without building the string.
+fn json_len(j: &serde_json::Value) -> usize {
+    struct Count(usize);
+    impl std::io::Write for Count {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0 += buf.len();
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut n = Count(0);
+    // Writing to a counter cannot fail; a Value always serializes.
+    let _ = serde_json::to_writer(&mut n, j);
+    n.0
+}
+
 /// An estimate of a record's encoded size, for the store's size limit.
 fn record_size(r: &Record) -> usize {
     r.fields
@@ -1044,9 +1062,18 @@ fn record_size(r: &Record) -> usize {
                 + match v {
                     Value::String(s) => s.len(),
                     Value::Bytes(b) => b.len(),
-                    Value::Json(j) => j.to_string().len(),
+                    Value::Json(j) => json_len(j),
                     _ => 16,
                 }
         })
         .sum()
+}
+
+#[cfg(test)]
+mod size_tests {
+    #[test]
+    fn json_len_is_the_serialized_length() {
+        let j = serde_json::json!({"a": [1, 2.5, "x\"y"], "b": {"c": null, "d": "é"}});
+        assert_eq!(super::json_len(&j), j.to_string().len());
+    }
 }
