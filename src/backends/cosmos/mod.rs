@@ -593,11 +593,12 @@ impl CosmosStore {
         let pk_json = doc.get(&pk_prop).cloned().unwrap_or(Json::Null);
         // A partition key value Cosmos cannot take is refused with nothing sent.
         partition_key(&pk_json).map_err(|m| self.invalid(entity, m))?;
-        // Inserting is the common case: try it first where the partition of
-        // the key is known (ids are unique per partition only).
-        if Self::partitioned_by_key(entity.schema)
-            && matches!(precondition, Precondition::None | Precondition::Absent)
-        {
+        // An insert (`Absent`) tries the create first where the partition
+        // of the key is known (ids are unique per partition only): one
+        // request. Any other put reads first and then creates or replaces
+        // with `If-Match`: two requests whether the item exists or not,
+        // where create-first costs three on an existing item.
+        if Self::partitioned_by_key(entity.schema) && precondition == Precondition::Absent {
             let mut doc = doc.clone();
             let event = self.event_item(
                 entity,

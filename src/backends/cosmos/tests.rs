@@ -875,6 +875,8 @@ struct Recorder {
     endpoint: String,
     batches: tokio::sync::mpsc::UnboundedReceiver<Message>,
     script: Arc<parking_lot::Mutex<std::collections::VecDeque<Scripted>>>,
+    /// The request line of every request, in order.
+    requests: Arc<parking_lot::Mutex<Vec<String>>>,
     server: tokio::task::JoinHandle<()>,
 }
 
@@ -890,20 +892,23 @@ impl Recorder {
         let (tx, batches) = tokio::sync::mpsc::unbounded_channel();
         let script: Arc<parking_lot::Mutex<std::collections::VecDeque<Scripted>>> = Arc::default();
         let script2 = script.clone();
+        let requests: Arc<parking_lot::Mutex<Vec<String>>> = Arc::default();
+        let requests2 = requests.clone();
         let me2 = me.clone();
         let server = tokio::spawn(async move {
             loop {
                 let Ok((sock, _)) = listener.accept().await else {
                     return;
                 };
-                let (tx, script, up, me) = (
+                let (tx, script, log, up, me) = (
                     tx.clone(),
                     script2.clone(),
+                    requests2.clone(),
                     up_authority.clone(),
                     me2.clone(),
                 );
                 tokio::spawn(async move {
-                    let _ = Recorder::serve(sock, tx, script, up, me).await;
+                    let _ = Recorder::serve(sock, tx, script, log, up, me).await;
                 });
             }
         });
@@ -911,6 +916,7 @@ impl Recorder {
             endpoint: format!("http://{me}/"),
             batches,
             script,
+            requests,
             server,
         }
     }
@@ -919,6 +925,7 @@ impl Recorder {
         mut sock: tokio::net::TcpStream,
         tx: tokio::sync::mpsc::UnboundedSender<Message>,
         script: Arc<parking_lot::Mutex<std::collections::VecDeque<Scripted>>>,
+        log: Arc<parking_lot::Mutex<Vec<String>>>,
         upstream: String,
         me: String,
     ) -> Option<()> {
@@ -926,6 +933,7 @@ impl Recorder {
         let mut buf = Vec::new();
         loop {
             let req = read_message(&mut sock, &mut buf).await?;
+            log.lock().push(req.start().to_string());
             let is_batch = req
                 .header("x-ms-cosmos-is-batch-request")
                 .is_some_and(|v| v.eq_ignore_ascii_case("true"));
@@ -985,6 +993,15 @@ impl Recorder {
 
     fn next_batch(&mut self) -> Option<Message> {
         self.batches.try_recv().ok()
+    }
+
+    /// The methods of the requests made since the last call (`GET`,
+    /// `POST`, `PUT`, …).
+    fn take_methods(&self) -> Vec<String> {
+        std::mem::take(&mut *self.requests.lock())
+            .iter()
+            .map(|l| l.split(' ').next().unwrap_or_default().to_string())
+            .collect()
     }
 }
 
@@ -1461,5 +1478,46 @@ async fn a_batch_failing_on_the_emulator_writes_nothing() {
     let after = raw_item(&store, &orders, "c1", o1).await.unwrap();
     assert_eq!(after["total"].as_f64(), Some(1.0), "the replace was undone");
     assert_eq!(after["pr_version"], json!(1));
+    store.delete_database().await.unwrap();
+}
+
+/// Requests per single-record write (issue 17's "Cosmos put in at most two
+/// requests"): a put reads then creates or replaces — two requests whether
+/// the item exists or not; an insert is one create; a put whose version is
+/// given still reads for the `_etag` it replaces with.
+#[tokio::test]
+async fn a_put_is_at_most_two_requests_and_an_insert_one() {
+    let rec = Recorder::start().await;
+    let db = database();
+    let store = rec.store(&db).await;
+    let notes = entity(&NOTE);
+    store.ensure_entity(&notes).await.unwrap();
+    let write = |op: WriteOp| {
+        let (store, notes) = (&store, &notes);
+        async move { store.write(notes, vec![op], true).await.unwrap() }
+    };
+    rec.take_methods();
+
+    write(put(note("new"), Precondition::None)).await;
+    assert_eq!(
+        rec.take_methods(),
+        ["GET", "POST"],
+        "put of a new item: read, create"
+    );
+    write(put(note("new"), Precondition::None)).await;
+    assert_eq!(
+        rec.take_methods(),
+        ["GET", "PUT"],
+        "put of an existing item: read, replace"
+    );
+    write(put(note("ins"), Precondition::Absent)).await;
+    assert_eq!(rec.take_methods(), ["POST"], "insert: one create");
+    let out = write(put(note("ins"), Precondition::Version(1))).await;
+    assert_eq!(out, vec![WriteOutcome::Written { version: 2 }]);
+    assert_eq!(
+        rec.take_methods(),
+        ["GET", "PUT"],
+        "versioned put: read, replace"
+    );
     store.delete_database().await.unwrap();
 }
