@@ -137,7 +137,8 @@ impl SyncBuilder {
         let (stop, stopped) = watch::channel(false);
         let mut tasks = Vec::new();
         let mut projections = Vec::new();
-        if self.projections {
+        // The dead-letter table is made only when some projection may need it.
+        if self.projections && !config.projections.is_empty() {
             let dead_letters = Arc::new(
                 StoreDeadLetters::open(
                     router
@@ -433,19 +434,26 @@ async fn build_projection(
 }
 
 /// The schema a relay uses: the Rust type's when one is bound, else a
-/// name-only one (a relay touches only the outbox, never the fields).
+/// name-only one (a relay touches only the outbox, never the fields),
+/// made once per entity name for the life of the process.
 fn relay_schema(router: &Router, route: &Route) -> &'static Schema {
+    static NAME_ONLY: std::sync::OnceLock<
+        parking_lot::Mutex<std::collections::HashMap<String, &'static Schema>>,
+    > = std::sync::OnceLock::new();
     if let Some(s) = router.bound_schema(&route.entity) {
         return s;
     }
-    Box::leak(Box::new(Schema {
-        name: Box::leak(route.entity.clone().into_boxed_str()),
-        key: "id",
-        key_kind: KeyKind::Str,
-        partition_key: None,
-        version: None,
-        fields: &[],
-    }))
+    let mut names = NAME_ONLY.get_or_init(Default::default).lock();
+    names.entry(route.entity.clone()).or_insert_with(|| {
+        Box::leak(Box::new(Schema {
+            name: Box::leak(route.entity.clone().into_boxed_str()),
+            key: "id",
+            key_kind: KeyKind::Str,
+            partition_key: None,
+            version: None,
+            fields: &[],
+        }))
+    })
 }
 
 async fn run_relay(
