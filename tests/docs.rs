@@ -374,8 +374,9 @@ fn complete_sync(doc: &mut toml::Table) {
     let mut sync_store = None;
     if let Some(entities) = doc.get("entities").and_then(|v| v.as_table()) {
         for (_, e) in entities {
-            if let Some(b) = e
-                .get("outbox")
+            if let Some(b) = ["outbox", "change_capture"]
+                .iter()
+                .find_map(|o| e.get(*o))
                 .and_then(|o| o.get("bus"))
                 .and_then(|b| b.as_str())
             {
@@ -651,6 +652,13 @@ fn configuration_md_documents_exactly_the_options() {
     );
     table("cache", "### Cache", 0, "", fields::<CacheConfig>());
     table("outbox", "### `outbox`", 0, "", fields::<OutboxConfig>());
+    table(
+        "change_capture",
+        "### `change_capture`",
+        0,
+        "",
+        fields::<ChangeCaptureConfig>(),
+    );
     table("[sync]", "## `[sync]`", 0, "", fields::<SyncConfig>());
     table(
         "[projections.NAME]",

@@ -292,6 +292,7 @@ async fn targets(opts: &BenchOptions) -> Result<Vec<Target>> {
                 coalesce_max_batch: e.coalesce_max_batch,
                 sql: None,
                 outbox: None,
+                change_capture: None,
             };
             out.push(Target {
                 kind: store.kind().to_string(),

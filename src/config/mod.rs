@@ -54,7 +54,7 @@ pub(crate) use kinds::{KindEntry, opener};
 pub use resilience::{BreakerConfig, LimitConfig, ResilienceConfig, RetryConfig, TimeoutConfig};
 pub use sagas::SagasConfig;
 pub use secret::{Redactor, Secret, is_secret_key, redact_url};
-pub use sync::{ProjectionConfig, ProjectionKind, SyncConfig};
+pub use sync::{ChangeCaptureConfig, ProjectionConfig, ProjectionKind, SyncConfig};
 pub use timeseries::TimeSeriesConfig;
 pub use view::{
     JoinConfig, ViewBranch, ViewConfig, ViewDirection, ViewGraph, ViewGraphOp, ViewSearch,
@@ -302,6 +302,11 @@ pub struct EntityConfig {
     /// atomically with it, and the relay publishes it to the bus:
     /// `outbox = { bus = "events" }`.
     pub outbox: Option<OutboxConfig>,
+    /// Change capture of the writes any writer commits to the route's
+    /// table (PostgreSQL logical decoding), published to a bus as the
+    /// outbox would: `change_capture = { bus = "events" }`. Not together
+    /// with `outbox` (docs/cdc.md).
+    pub change_capture: Option<ChangeCaptureConfig>,
 }
 
 /// `outbox = { bus = "events", after_image = true }`: the route's writes
@@ -1023,6 +1028,11 @@ impl Config {
                             o.bus, o.bus
                         ),
                     ));
+                }
+            }
+            if let Some(c) = &e.change_capture {
+                if let Err((key, msg)) = c.validate(name, e, self) {
+                    return Err(err(&["entities", name, "change_capture", key], msg));
                 }
             }
             if let Some(s) = &e.search {

@@ -181,7 +181,7 @@ pub struct ProjectionConfig {
     /// The entities whose events it reads (`replica`, `invalidate` and
     /// `search`: exactly one).
     pub entities: Vec<String>,
-    /// The bus it reads (default: the entities' outbox bus).
+    /// The bus it reads (default: the entities' outbox or change capture bus).
     pub bus: Option<String>,
     /// `replica`: the store it fills (default: the entity's `read_from`).
     pub store: Option<String>,
@@ -225,8 +225,11 @@ impl ProjectionConfig {
     /// its first entity.
     pub fn bus_name<'a>(&'a self, entities: &'a BTreeMap<String, EntityConfig>) -> Option<&'a str> {
         self.bus.as_deref().or_else(|| {
-            let first = self.entities.first()?;
-            entities.get(first)?.outbox.as_ref().map(|o| o.bus.as_str())
+            let e = entities.get(self.entities.first()?)?;
+            e.outbox
+                .as_ref()
+                .map(|o| o.bus.as_str())
+                .or(e.change_capture.as_ref().map(|c| c.bus.as_str()))
         })
     }
 
@@ -267,7 +270,7 @@ impl ProjectionConfig {
                 return Some((
                     "bus",
                     format!(
-                        "no bus: set `bus`, or give entity `{}` an `outbox = {{ bus = \"...\" }}`",
+                        "no bus: set `bus`, or give entity `{}` an `outbox = {{ bus = \"...\" }}` or `change_capture = {{ bus = \"...\" }}`",
                         self.entities[0]
                     ),
                 ));
@@ -344,5 +347,135 @@ impl ProjectionConfig {
             ));
         }
         None
+    }
+}
+
+/// `change_capture = { bus = "events", slot = "polyrouter_order" }`: the
+/// changes any writer commits to the route's table, read from the store's
+/// change stream (PostgreSQL logical decoding) and published to `bus` by
+/// the sync worker (see docs/cdc.md).
+///
+/// ```
+/// let cfg = polyrouter::config::Config::parse(r#"
+///     [stores.main]
+///     kind = "postgres"
+///     url = "postgres://127.0.0.1/app"
+///     [buses.events]
+///     kind = "memory"
+///     [sync]
+///     store = "main"
+///     [entities.order]
+///     store = "main"
+///     change_capture = { bus = "events" }
+/// "#, "<string>").unwrap();
+/// let c = cfg.entities["order"].change_capture.as_ref().unwrap();
+/// assert_eq!(c.slot_name("order"), "polyrouter_order");
+/// assert_eq!(c.warn_retained_mb, 1024);
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ChangeCaptureConfig {
+    /// The `[buses.NAME]` the capture publishes to.
+    pub bus: String,
+    /// The replication slot, also the publication's name (default
+    /// `polyrouter_{entity}`): lower-case letters, digits and `_`, at most
+    /// 63 bytes, one per route.
+    pub slot: Option<String>,
+    /// `polyrouter sync status` and the worker's log warn when the server
+    /// keeps more write-ahead log than this for the slot, in MiB (default
+    /// 1024).
+    #[serde(default = "default_warn_retained_mb")]
+    pub warn_retained_mb: u64,
+    /// How often an idle capture reads its slot (default `"100ms"`).
+    #[serde(default = "default_capture_interval")]
+    pub interval: ConfigDuration,
+}
+
+fn default_warn_retained_mb() -> u64 {
+    1024
+}
+fn default_capture_interval() -> ConfigDuration {
+    ConfigDuration(Duration::from_millis(100))
+}
+
+impl ChangeCaptureConfig {
+    /// The replication slot of `entity`'s capture.
+    ///
+    /// ```
+    /// let c = polyrouter::config::ChangeCaptureConfig {
+    ///     bus: "events".into(), slot: None, warn_retained_mb: 1,
+    ///     interval: polyrouter::config::ConfigDuration(std::time::Duration::from_millis(100)),
+    /// };
+    /// assert_eq!(c.slot_name("Order"), "polyrouter_order");
+    /// ```
+    pub fn slot_name(&self, entity: &str) -> String {
+        self.slot.clone().unwrap_or_else(|| {
+            format!("polyrouter_{entity}")
+                .to_ascii_lowercase()
+                .chars()
+                .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
+                .collect()
+        })
+    }
+
+    /// The key and the problem of the first invalid option.
+    pub(crate) fn validate(
+        &self,
+        entity: &str,
+        route: &EntityConfig,
+        config: &super::Config,
+    ) -> Result<(), (&'static str, String)> {
+        if !config.buses.contains_key(&self.bus) {
+            return Err((
+                "bus",
+                format!(
+                    "bus `{}` is not defined; add a [buses.{}] table",
+                    self.bus, self.bus
+                ),
+            ));
+        }
+        if route.outbox.is_some() {
+            return Err((
+                "bus",
+                "a route takes `outbox` or `change_capture`, not both (change capture already sees the writes polyrouter makes); remove one".into(),
+            ));
+        }
+        let slot = self.slot_name(entity);
+        if slot.is_empty()
+            || slot.len() > 63
+            || !slot
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+        {
+            return Err((
+                "slot",
+                format!(
+                    "slot `{slot}` must be 1 to 63 lower-case letters, digits or `_` (a PostgreSQL replication slot name)"
+                ),
+            ));
+        }
+        for (other, e) in &config.entities {
+            if other != entity
+                && e.store == route.store
+                && e.change_capture
+                    .as_ref()
+                    .is_some_and(|c| c.slot_name(other) == slot)
+            {
+                return Err((
+                    "slot",
+                    format!("slot `{slot}` is also entity `{other}`'s; give each route its own"),
+                ));
+            }
+        }
+        if self.interval.0.is_zero() {
+            return Err(("interval", "must be more than zero".into()));
+        }
+        if config.sync.is_none() {
+            return Err((
+                "bus",
+                "change capture runs in the sync worker, which keeps its lease in the `[sync]` store; add `[sync] store = \"...\"`".into(),
+            ));
+        }
+        Ok(())
     }
 }

@@ -316,6 +316,13 @@ impl<S: Store, P: Policy> Store for Layered<S, P> {
     fn namespace(&self) -> crate::store::namespace::Namespace {
         self.inner.namespace()
     }
+    fn change_source(
+        &self,
+        entity: &EntityInfo,
+        slot: &str,
+    ) -> Result<std::sync::Arc<dyn crate::sync::capture::ChangeSource>> {
+        self.inner.change_source(entity, slot)
+    }
     async fn ensure_entity(&self, entity: &EntityInfo) -> Result<()> {
         let call = self.call(Target::Entity(entity), Operation::EnsureEntity);
         self.policy

@@ -89,6 +89,13 @@ impl Store for Arc<dyn Store> {
     fn namespace(&self) -> crate::store::namespace::Namespace {
         (**self).namespace()
     }
+    fn change_source(
+        &self,
+        entity: &EntityInfo,
+        slot: &str,
+    ) -> Result<std::sync::Arc<dyn crate::sync::capture::ChangeSource>> {
+        (**self).change_source(entity, slot)
+    }
     async fn ensure_entity(&self, entity: &EntityInfo) -> Result<()> {
         (**self).ensure_entity(entity).await
     }

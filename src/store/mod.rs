@@ -427,6 +427,32 @@ pub trait Store: Send + Sync + fmt::Debug + 'static {
         Err(sync::no_outbox(self.name(), entity))
     }
 
+    /// The stream of changes committed to the entity's table by any
+    /// writer, read through `slot` (change capture, docs/cdc.md).
+    /// [`Error::Unsupported`](crate::Error::Unsupported), with the reason,
+    /// for a store without one (the default).
+    ///
+    /// ```
+    /// use polyrouter::{backends::memory::MemoryStore, store::EntityInfo, Error, Store};
+    /// # use polyrouter::{FieldDef, KeyKind, Schema};
+    /// # static F: [FieldDef; 0] = [];
+    /// # static S: Schema = Schema { name: "t", key: "id", key_kind: KeyKind::Str, partition_key: None, version: None, fields: &F };
+    /// let store = MemoryStore::new("m");
+    /// assert!(matches!(store.change_source(&EntityInfo::new(&S), "s"), Err(Error::Unsupported { .. })));
+    /// ```
+    fn change_source(
+        &self,
+        entity: &EntityInfo,
+        slot: &str,
+    ) -> Result<std::sync::Arc<dyn crate::sync::capture::ChangeSource>> {
+        let _ = slot;
+        Err(crate::sync::capture::unsupported(
+            self.name(),
+            self.kind(),
+            entity.name(),
+        ))
+    }
+
     /// Rows matching the query, in its order, at most `limit`.
     async fn query(&self, entity: &EntityInfo, query: &StoreQuery) -> Result<Vec<Record>>;
 

@@ -7,6 +7,8 @@
 //!   groups and de-duplication by event id; [`MemoryBus`] runs in process,
 //!   `nats` (JetStream) and `redis_streams` talk to servers; [`open_bus`]
 //!   opens the kind a `[buses.NAME]` table names.
+//! - [`capture`]: change capture — the changes any writer commits to a
+//!   route's table (PostgreSQL logical decoding), as the same events.
 //! - [`Relay`]: moves a route's outbox events (recorded by its store
 //!   atomically with each write, see [`crate::store::sync`]) to its bus.
 //! - [`Router::sync`](crate::Router::sync) / [`SyncHandle`]: relays and
@@ -21,6 +23,7 @@
 //! order is promised.
 
 pub mod bus;
+pub mod capture;
 pub mod event;
 mod kinds;
 mod memory;
@@ -38,5 +41,5 @@ pub use event::{ChangeEvent, Operation};
 pub use kinds::{BUS_KINDS, BusKindInfo, OpenBusFn, open_bus};
 pub use memory::MemoryBus;
 pub use relay::{Relay, RelayStats, RelayStatus};
-pub use runtime::{SyncBuilder, SyncHandle, outbox_backlog, worker_statuses};
+pub use runtime::{SyncBuilder, SyncHandle, capture_retention, outbox_backlog, worker_statuses};
 pub use state::{SyncRecord, WorkerStatus};

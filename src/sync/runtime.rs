@@ -9,6 +9,7 @@ use std::time::Duration;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
+use super::capture::Capture;
 use super::projection::{
     HandlerProjection, InvalidateProjection, Projection, ProjectionOptions, ProjectionRunner,
     ProjectionStats, ReplicaProjection, SearchProjection, StoreDeadLetters,
@@ -27,6 +28,7 @@ use crate::{Error, KeyKind, Precondition, Repo, Result, Router};
 pub struct SyncBuilder {
     router: Router,
     relays: bool,
+    captures: bool,
     projections: bool,
     handlers: std::collections::BTreeMap<String, Arc<dyn Projection>>,
     worker: String,
@@ -36,6 +38,7 @@ impl std::fmt::Debug for SyncBuilder {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("SyncBuilder")
             .field("relays", &self.relays)
+            .field("captures", &self.captures)
             .field("projections", &self.projections)
             .field("handlers", &self.handlers.keys().collect::<Vec<_>>())
             .field("worker", &self.worker)
@@ -85,6 +88,7 @@ impl Router {
         SyncBuilder {
             router: self.clone(),
             relays: true,
+            captures: true,
             projections: true,
             handlers: Default::default(),
             worker: format!(
@@ -100,6 +104,13 @@ impl SyncBuilder {
     /// Whether to run the relays of the outbox routes (default `true`).
     pub fn relays(mut self, on: bool) -> Self {
         self.relays = on;
+        self
+    }
+
+    /// Whether to run the change captures of the `change_capture` routes
+    /// (default `true`).
+    pub fn captures(mut self, on: bool) -> Self {
+        self.captures = on;
         self
     }
 
@@ -246,10 +257,19 @@ impl SyncBuilder {
                 relays.push(relay);
             }
         }
+        let mut captures = Vec::new();
+        if self.captures {
+            let (c, t) =
+                super::capture::start_captures(&router, &sc, &state, &self.worker, &stopped)
+                    .await?;
+            captures = c;
+            tasks.extend(t);
+        }
         let handle = SyncHandle {
             stop,
             tasks,
             relays: Arc::new(relays),
+            captures: Arc::new(captures),
             projections: Arc::new(projections),
             worker: self.worker,
             state,
@@ -258,6 +278,7 @@ impl SyncBuilder {
             handle.state.clone(),
             handle.worker.clone(),
             handle.relays.clone(),
+            handle.captures.clone(),
             handle.projections.clone(),
             sc,
             stopped,
@@ -503,6 +524,7 @@ async fn report_status(
     state: Repo<SyncRecord>,
     worker: String,
     relays: Arc<Vec<Relay>>,
+    captures: Arc<Vec<Capture>>,
     projections: Arc<Vec<RunningProjection>>,
     config: SyncConfig,
     mut stop: watch::Receiver<bool>,
@@ -512,6 +534,7 @@ async fn report_status(
         let status = WorkerStatus {
             worker: worker.clone(),
             relays: relays.iter().map(Relay::status).collect(),
+            captures: captures.iter().map(Capture::status).collect(),
             projections: projections.iter().map(|p| p.stats.snapshot()).collect(),
         };
         let rec = SyncRecord {
@@ -543,6 +566,7 @@ pub struct SyncHandle {
     stop: watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
     relays: Arc<Vec<Relay>>,
+    captures: Arc<Vec<Capture>>,
     projections: Arc<Vec<RunningProjection>>,
     worker: String,
     state: Repo<SyncRecord>,
@@ -559,6 +583,7 @@ impl SyncHandle {
         WorkerStatus {
             worker: self.worker.clone(),
             relays: self.relays.iter().map(Relay::status).collect(),
+            captures: self.captures.iter().map(Capture::status).collect(),
             projections: self
                 .projections
                 .iter()
@@ -568,7 +593,8 @@ impl SyncHandle {
     }
 
     /// Waits until every outbox of this worker is empty (checked in the
-    /// stores themselves) and every projection of it has applied (or
+    /// stores themselves), every change capture has published what was
+    /// committed, and every projection of it has applied (or
     /// dead-lettered) every event on its bus, at most `timeout`;
     /// `Error::Unavailable` when not by then. For tests and examples that
     /// need the events through.
@@ -578,6 +604,9 @@ impl SyncHandle {
             let mut waiting = 0;
             for r in self.relays.iter() {
                 waiting += r.settled_backlog().await.unwrap_or(1);
+            }
+            for c in self.captures.iter() {
+                waiting += c.pending().await.map_or(1, |n| n as u64);
             }
             for p in self.projections.iter() {
                 waiting += p
@@ -656,6 +685,29 @@ pub async fn outbox_backlog(router: &Router, route: &Route) -> Result<u64> {
         .ok_or_else(|| Error::invalid_input(&route.store, &route.entity, "no such store"))?;
     store
         .outbox_len(&route.entity_info(relay_schema(router, route)))
+        .await
+}
+
+/// What the server keeps for a `change_capture` route's slot now
+/// (`polyrouter sync status`).
+pub async fn capture_retention(
+    router: &Router,
+    route: &Route,
+) -> Result<super::capture::Retention> {
+    let Some(cc) = &route.config.change_capture else {
+        return Err(Error::invalid_input(
+            &route.store,
+            &route.entity,
+            "the route has no `change_capture`",
+        ));
+    };
+    let store = router
+        .store(&route.store)
+        .ok_or_else(|| Error::invalid_input(&route.store, &route.entity, "no such store"))?;
+    let info = route.entity_info(relay_schema(router, route));
+    store
+        .change_source(&info, &cc.slot_name(&route.entity))?
+        .retention()
         .await
 }
 

@@ -9,7 +9,8 @@ use crate::entity::{FieldDef, FieldKind, Schema};
 use crate::lease::{Lease, now_ms};
 use crate::{Entity, Error, Key, KeyKind, Precondition, Repo, Result};
 
-/// One row of the sync table: a relay lease (`lease/relay/{store}/{entity}`)
+/// One row of the sync table: a relay lease (`lease/relay/{store}/{entity}`),
+/// a capture lease (`lease/capture/{store}/{slot}`)
 /// or a worker's status (`status/{worker}`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct SyncRecord {
@@ -61,6 +62,9 @@ pub struct WorkerStatus {
     pub worker: String,
     /// Its relays (only those whose lease it holds move events).
     pub relays: Vec<super::RelayStatus>,
+    /// Its change captures (only those whose lease it holds read).
+    #[serde(default)]
+    pub captures: Vec<super::capture::CaptureStatus>,
     /// Its projections.
     pub projections: Vec<super::projection::ProjectionStatus>,
 }

@@ -113,7 +113,7 @@ fn sqlstate(e: &sqlx::Error) -> Option<String> {
 /// cannot hold → [`Error::InvalidInput`]; anything else →
 /// [`Error::Backend`]. sqlx never puts bound values or the URL's password
 /// in its messages.
-fn map_err(store: &str, entity: &str, e: sqlx::Error) -> Error {
+pub(crate) fn map_err(store: &str, entity: &str, e: sqlx::Error) -> Error {
     let unavailable = |message: String, e: sqlx::Error| Error::Unavailable {
         store: store.into(),
         entity: entity.into(),
@@ -566,6 +566,22 @@ impl Store for PostgresStore {
 
     fn namespace(&self) -> crate::store::namespace::Namespace {
         crate::store::namespace::Namespace::own(self.inner.tables.dialect().table_names())
+    }
+
+    fn change_source(
+        &self,
+        entity: &EntityInfo,
+        slot: &str,
+    ) -> Result<Arc<dyn crate::sync::capture::ChangeSource>> {
+        Ok(Arc::new(
+            crate::sync::capture::postgres::PgChangeSource::new(
+                &self.inner.name,
+                self.inner.pool.clone(),
+                entity.clone(),
+                slot,
+                map_err,
+            ),
+        ))
     }
 
     async fn ensure_entity(&self, entity: &EntityInfo) -> Result<()> {

@@ -1,6 +1,6 @@
 //! `polyrouter sync` (run relays and projections as a worker process) and
 //! `polyrouter sync status` (what every worker last reported, plus the
-//! outboxes' backlog counted now).
+//! outboxes' backlog and the capture slots' retained log measured now).
 
 use std::path::PathBuf;
 
@@ -121,6 +121,7 @@ async fn status(config: &PathBuf) -> polyrouter::Result<()> {
             ),
         }
     }
+    captures(&router, &workers).await;
     println!();
     println!("PROJECTIONS (bus → target)");
     println!(
@@ -179,4 +180,68 @@ async fn status(config: &PathBuf) -> polyrouter::Result<()> {
     }
     println!("{} worker(s) reporting", workers.len());
     Ok(())
+}
+
+/// The CAPTURES section: per `change_capture` route, the log its slot
+/// keeps on the server now, with a warning past its threshold.
+async fn captures(
+    router: &Router,
+    workers: &[(polyrouter::sync::WorkerStatus, std::time::Duration)],
+) {
+    let routes: Vec<_> = router
+        .routes()
+        .filter(|r| r.config.change_capture.is_some())
+        .collect();
+    if routes.is_empty() {
+        return;
+    }
+    println!();
+    println!("CAPTURES (store change stream → bus)");
+    println!(
+        "{:<24}  {:<12}  {:<12}  {:<28}  {:>12}  {:<10}  {:>10}  {:<28}  LAST ERROR",
+        "ENTITY", "STORE", "BUS", "SLOT", "RETAINED", "WAL STATUS", "CAPTURED", "WORKER (AGE)"
+    );
+    let mut warnings = Vec::new();
+    for route in routes {
+        let cc = route.config.change_capture.as_ref().expect("filtered");
+        let slot = cc.slot_name(&route.entity);
+        let (retained, wal_status) = match polyrouter::sync::capture_retention(router, route).await
+        {
+            Ok(r) => {
+                let limit = cc.warn_retained_mb.saturating_mul(1024 * 1024);
+                if r.retained_bytes > limit || r.status == "lost" {
+                    warnings.push(format!(
+                        "WARNING: slot `{slot}` of entity `{}` keeps {} MiB of write-ahead log (wal_status {}; threshold {} MiB): start its capture (`polyrouter sync`), or drop the slot; the server's `max_slot_wal_keep_size` bounds it (docs/cdc.md)",
+                        route.entity,
+                        r.retained_bytes / (1024 * 1024),
+                        r.status,
+                        cc.warn_retained_mb
+                    ));
+                }
+                (format!("{} B", r.retained_bytes), r.status)
+            }
+            Err(e) => (format!("? ({e})"), "?".into()),
+        };
+        let reported = workers.iter().find_map(|(w, age)| {
+            w.captures
+                .iter()
+                .find(|c| c.entity == route.entity && c.store == route.store && c.captured > 0)
+                .map(|c| (c.clone(), w.worker.clone(), *age))
+        });
+        let (captured, worker, error) = match reported {
+            Some((c, w, age)) => (
+                c.captured.to_string(),
+                format!("{w} ({}s)", age.as_secs()),
+                c.last_error.unwrap_or_default(),
+            ),
+            None => ("-".into(), "no worker reports it".into(), String::new()),
+        };
+        println!(
+            "{:<24}  {:<12}  {:<12}  {:<28}  {:>12}  {:<10}  {:>10}  {:<28}  {}",
+            route.entity, route.store, cc.bus, slot, retained, wal_status, captured, worker, error
+        );
+    }
+    for w in warnings {
+        println!("{w}");
+    }
 }

@@ -198,6 +198,13 @@ impl<S: Store> Store for Lag<S> {
     async fn outbox_len(&self, entity: &EntityInfo) -> Result<u64> {
         self.inner.outbox_len(entity).await
     }
+    fn change_source(
+        &self,
+        entity: &EntityInfo,
+        slot: &str,
+    ) -> Result<std::sync::Arc<dyn crate::sync::capture::ChangeSource>> {
+        self.inner.change_source(entity, slot)
+    }
     async fn query(&self, entity: &EntityInfo, query: &StoreQuery) -> Result<Vec<Record>> {
         self.inner.query(entity, query).await
     }

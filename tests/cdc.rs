@@ -1,0 +1,429 @@
+//! Change capture from PostgreSQL logical decoding (docs/cdc.md): rows
+//! written with plain SQL — a raw sqlx connection, not the router — reach
+//! projections as change events.
+//!
+//! Needs the private `wal_level = logical` server `scripts/services
+//! pg-logical` starts on 127.0.0.1:5442 (`POLYROUTER_TEST_PG_LOGICAL_URL`
+//! overrides it); the refusal test also uses the machine's PostgreSQL on
+//! 5432 (`wal_level = replica`) and Redis on 6379.
+//!
+//! `cargo test --all-features --test cdc`
+#![cfg(all(feature = "postgres", feature = "redis"))]
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use parking_lot::Mutex;
+use polyrouter::store::Applied;
+use polyrouter::sync::projection::Projection;
+use polyrouter::sync::{ChangeEvent, Operation};
+use polyrouter::{Error, FieldDef, FieldKind, Key, KeyKind, Router, Schema, Store, Value};
+use sqlx::postgres::PgPool;
+
+static FIELDS: [FieldDef; 3] = [
+    FieldDef::required("id", FieldKind::String),
+    FieldDef::required("n", FieldKind::Int),
+    FieldDef::nullable("note", FieldKind::String),
+];
+/// The entity as its `sql` columns declare it.
+static ITEM: Schema = Schema {
+    name: "item",
+    key: "id",
+    key_kind: KeyKind::Str,
+    partition_key: None,
+    version: None,
+    fields: &FIELDS,
+};
+
+fn logical_url() -> String {
+    std::env::var("POLYROUTER_TEST_PG_LOGICAL_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5442/test".into())
+}
+
+/// A name of this run's own (tables and slots of parallel tests differ).
+fn unique(tag: &str) -> String {
+    static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    format!(
+        "cdct_{tag}_{}_{}",
+        std::process::id(),
+        N.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+    )
+}
+
+fn config(url: &str, table: &str, bus_kind: &str) -> String {
+    format!(
+        r#"
+[stores.main]
+kind = "postgres"
+url = "{url}"
+
+[stores.replica]
+kind = "memory"
+
+[buses.events]
+{bus_kind}
+
+[sync]
+store = "main"
+table = "{table}_sync"
+lease = "1s"
+
+[entities.item]
+store = "main"
+table = "{table}"
+change_capture = {{ bus = "events", slot = "{table}", interval = "20ms" }}
+sql = {{ key = "id", columns = {{ id = "string", n = "int", note = "string?" }} }}
+
+[projections.seen]
+kind = "handler"
+entities = ["item"]
+
+[projections.item_replica]
+kind = "replica"
+entities = ["item"]
+store = "replica"
+"#
+    )
+}
+
+/// Every event the handler saw, in delivery order.
+#[derive(Default, Clone)]
+struct Seen(Arc<Mutex<Vec<ChangeEvent>>>);
+
+#[async_trait::async_trait]
+impl Projection for Seen {
+    async fn apply(&self, event: &ChangeEvent) -> polyrouter::Result<Applied> {
+        self.0.lock().push(event.clone());
+        Ok(Applied::Applied)
+    }
+}
+
+impl Seen {
+    fn by_key(&self) -> BTreeMap<String, Vec<ChangeEvent>> {
+        let mut m: BTreeMap<String, Vec<ChangeEvent>> = BTreeMap::new();
+        for e in self.0.lock().iter() {
+            let Key::Str(k) = &e.key else {
+                panic!("a string key, got {:?}", e.key)
+            };
+            m.entry(k.clone()).or_default().push(e.clone());
+        }
+        m
+    }
+}
+
+async fn pool() -> PgPool {
+    PgPool::connect(&logical_url())
+        .await
+        .expect("the pg-logical server (scripts/services pg-logical) answers on 127.0.0.1:5442")
+}
+
+async fn drop_slot(pool: &PgPool, slot: &str) {
+    sqlx::query(
+        "SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE slot_name = $1",
+    )
+    .bind(slot)
+    .execute(pool)
+    .await
+    .unwrap();
+    sqlx::query(&format!("DROP PUBLICATION IF EXISTS \"{slot}\""))
+        .execute(pool)
+        .await
+        .unwrap();
+    for t in [slot.to_string(), format!("{slot}_sync")] {
+        sqlx::query(&format!("DROP TABLE IF EXISTS \"{t}\""))
+            .execute(pool)
+            .await
+            .unwrap();
+    }
+}
+
+/// The slot's confirmed position.
+async fn slot_position(pool: &PgPool, slot: &str) -> i64 {
+    sqlx::query_scalar(
+        "SELECT (confirmed_flush_lsn - '0/0'::pg_lsn)::int8 FROM pg_replication_slots WHERE slot_name = $1",
+    )
+    .bind(slot)
+    .fetch_one(pool)
+    .await
+    .unwrap()
+}
+
+fn n_of(e: &ChangeEvent) -> Option<i64> {
+    e.data
+        .as_ref()
+        .and_then(|d| d.get("n"))
+        .and_then(|v| v.as_i64())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn plain_sql_inserts_updates_deletes_and_transactions_reach_projections() {
+    let table = unique("crud");
+    let router = Router::from_toml_str(&config(&logical_url(), &table, "kind = \"memory\""))
+        .await
+        .unwrap();
+    let seen = Seen::default();
+    let sync = router
+        .sync_builder()
+        .handler("seen", seen.clone())
+        .start()
+        .await
+        .unwrap();
+    let pg = pool().await;
+    let before = slot_position(&pg, &table).await;
+    let t = format!("\"{table}\"");
+    // Plain SQL: polyrouter's version column is set to 1 and never bumped.
+    let ins = format!("INSERT INTO {t} (id, n, note, _pr_version) VALUES ($1, $2, $3, 1)");
+    sqlx::query(&ins)
+        .bind("a")
+        .bind(1i64)
+        .bind("first")
+        .execute(&pg)
+        .await
+        .unwrap();
+    // A multi-row transaction.
+    let mut tx = pg.begin().await.unwrap();
+    for (k, n) in [("b", 2i64), ("c", 3)] {
+        sqlx::query(&ins)
+            .bind(k)
+            .bind(n)
+            .bind(None::<String>)
+            .execute(&mut *tx)
+            .await
+            .unwrap();
+    }
+    sqlx::query(&format!("UPDATE {t} SET n = n + 100 WHERE id = 'a'"))
+        .execute(&mut *tx)
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+    // A rolled-back transaction: nothing of it may be emitted.
+    let mut tx = pg.begin().await.unwrap();
+    sqlx::query(&ins)
+        .bind("never")
+        .bind(9i64)
+        .bind("rolled back")
+        .execute(&mut *tx)
+        .await
+        .unwrap();
+    sqlx::query(&format!("UPDATE {t} SET n = -1 WHERE id = 'a'"))
+        .execute(&mut *tx)
+        .await
+        .unwrap();
+    tx.rollback().await.unwrap();
+    sqlx::query(&format!("UPDATE {t} SET n = 20, note = 'x' WHERE id = 'b'"))
+        .execute(&pg)
+        .await
+        .unwrap();
+    sqlx::query(&format!("DELETE FROM {t} WHERE id = 'c'"))
+        .execute(&pg)
+        .await
+        .unwrap();
+    // A key changed by UPDATE: the old key is deleted, the new one put.
+    sqlx::query(&format!("UPDATE {t} SET id = 'd' WHERE id = 'b'"))
+        .execute(&pg)
+        .await
+        .unwrap();
+    sync.settle(Duration::from_secs(30)).await.unwrap();
+
+    let got = seen.by_key();
+    let ops = |k: &str| -> Vec<(Operation, Option<i64>)> {
+        got.get(k)
+            .map(|v| v.iter().map(|e| (e.op, n_of(e))).collect())
+            .unwrap_or_default()
+    };
+    use Operation::{Delete, Put};
+    assert_eq!(ops("a"), vec![(Put, Some(1)), (Put, Some(101))]);
+    assert_eq!(
+        ops("b"),
+        vec![(Put, Some(2)), (Put, Some(20)), (Delete, None)]
+    );
+    assert_eq!(ops("c"), vec![(Put, Some(3)), (Delete, None)]);
+    assert_eq!(ops("d"), vec![(Put, Some(20))]);
+    assert!(
+        !got.contains_key("never"),
+        "a rolled-back insert was emitted"
+    );
+    assert_eq!(got.len(), 4, "{:?}", got.keys());
+    for (k, events) in &got {
+        for w in events.windows(2) {
+            assert!(
+                w[0].version < w[1].version,
+                "{k}: versions must grow: {} then {}",
+                w[0].version,
+                w[1].version
+            );
+        }
+        for e in events {
+            assert_eq!((e.store.as_str(), e.entity.as_str()), ("main", "item"));
+            assert!(e.id.starts_with(&format!("pg:{table}:")), "{}", e.id);
+        }
+    }
+    // The transaction's changes share its commit time.
+    assert_eq!(got["b"][0].time, got["c"][0].time);
+    let a_first = &got["a"][0];
+    assert_eq!(
+        a_first.data.as_ref().unwrap()["note"],
+        serde_json::json!("first")
+    );
+    assert!(
+        a_first.data.as_ref().unwrap().get("_pr_version").is_none(),
+        "only the entity's fields travel"
+    );
+
+    // The replica projection holds the table's final state, at the
+    // captured versions.
+    let replica = router.store("replica").unwrap().clone();
+    let info = polyrouter::store::EntityInfo {
+        table: table.clone(),
+        store: "replica".into(),
+        ..polyrouter::store::EntityInfo::new(&ITEM)
+    };
+    let get = |k: &'static str| {
+        let (replica, info) = (replica.clone(), info.clone());
+        async move { replica.get(&info, &Key::from(k)).await.unwrap() }
+    };
+    let a = get("a").await.expect("a in the replica");
+    assert_eq!(a.value("n"), &Value::I64(101));
+    assert_eq!(a.version, got["a"][1].version);
+    assert_eq!(get("d").await.unwrap().value("n"), &Value::I64(20));
+    assert!(get("b").await.is_none() && get("c").await.is_none());
+    let status = sync.status();
+    assert_eq!(status.captures.len(), 1);
+    assert_eq!(status.captures[0].captured, 8);
+    assert!(status.captures[0].last_error.is_none());
+    let after = slot_position(&pg, &table).await;
+    assert!(after > before, "the slot advanced ({before} → {after})");
+    let r = polyrouter::sync::capture_retention(
+        &router,
+        router.routes().find(|r| r.entity == "item").unwrap(),
+    )
+    .await
+    .unwrap();
+    // (An idle capture moves on as other tables' writes grow the log.)
+    assert!(r.position as i64 >= after, "{} < {after}", r.position);
+    assert_ne!(r.status, "lost");
+    sync.shutdown().await.unwrap();
+    drop_slot(&pg, &table).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_plain_sql_writers_on_the_same_keys_end_in_the_tables_state() {
+    let table = unique("conc");
+    let router = Router::from_toml_str(&config(&logical_url(), &table, "kind = \"memory\""))
+        .await
+        .unwrap();
+    let seen = Seen::default();
+    let sync = router
+        .sync_builder()
+        .handler("seen", seen.clone())
+        .start()
+        .await
+        .unwrap();
+    let pg = pool().await;
+    let t = format!("\"{table}\"");
+    let mut writers = Vec::new();
+    for w in 0..4i64 {
+        let (pg, t) = (pg.clone(), t.clone());
+        writers.push(tokio::spawn(async move {
+            for i in 0..60i64 {
+                let key = format!("k{}", (i + w) % 5);
+                let sql = if (i + w) % 7 == 0 {
+                    format!("DELETE FROM {t} WHERE id = $1 AND $2::int8 IS NOT NULL")
+                } else {
+                    format!(
+                        "INSERT INTO {t} (id, n, _pr_version) VALUES ($1, $2, 1) ON CONFLICT (id) DO UPDATE SET n = excluded.n"
+                    )
+                };
+                sqlx::query(&sql)
+                    .bind(&key)
+                    .bind(w * 1000 + i)
+                    .execute(&pg)
+                    .await
+                    .unwrap();
+            }
+        }));
+    }
+    for w in writers {
+        w.await.unwrap();
+    }
+    sync.settle(Duration::from_secs(60)).await.unwrap();
+    let rows: Vec<(String, i64)> = sqlx::query_as(&format!("SELECT id, n FROM {t}"))
+        .fetch_all(&pg)
+        .await
+        .unwrap();
+    let table_state: BTreeMap<String, i64> = rows.into_iter().collect();
+    let got = seen.by_key();
+    for k in 0..5 {
+        let key = format!("k{k}");
+        let events = got.get(&key).cloned().unwrap_or_default();
+        for w in events.windows(2) {
+            assert!(w[0].version < w[1].version, "{key}: versions must grow");
+        }
+        let last = events.last().map(|e| (e.op, n_of(e)));
+        match table_state.get(&key) {
+            Some(n) => assert_eq!(last, Some((Operation::Put, Some(*n))), "{key}"),
+            None => assert!(
+                last.is_none() || last == Some((Operation::Delete, None)),
+                "{key}: {last:?}"
+            ),
+        }
+    }
+    sync.shutdown().await.unwrap();
+    drop_slot(&pg, &table).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stores_without_a_usable_change_stream_are_refused() {
+    // Not together with an outbox.
+    let both = config(&logical_url(), &unique("both"), "kind = \"memory\"").replace(
+        "change_capture = {",
+        "outbox = { bus = \"events\" }\nchange_capture = {",
+    );
+    let e = Router::from_toml_str(&both).await.unwrap_err();
+    assert!(e.to_string().contains("not both"), "{e}");
+
+    // Redis: no reliable change stream.
+    let redis = config(&logical_url(), &unique("redis"), "kind = \"memory\"").replace(
+        "[entities.item]\nstore = \"main\"",
+        "[stores.kv]\nkind = \"redis\"\nurl = \"redis://127.0.0.1:6379\"\n\n[entities.item]\nstore = \"kv\"",
+    );
+    let router = Router::from_toml_str(&redis).await.unwrap();
+    match router.sync_builder().projections(false).start().await {
+        Err(Error::Unsupported {
+            store, capability, ..
+        }) => {
+            assert_eq!(store, "kv");
+            assert!(
+                capability.contains("no reliable change stream"),
+                "{capability}"
+            );
+        }
+        other => panic!("expected Unsupported, got {other:?}"),
+    }
+
+    // The machine's server runs `wal_level = replica`.
+    let table = unique("replica_level");
+    let router = Router::from_toml_str(&config(
+        "postgres://postgres@127.0.0.1:5432/test",
+        &table,
+        "kind = \"memory\"",
+    ))
+    .await
+    .unwrap();
+    match router.sync_builder().projections(false).start().await {
+        Err(Error::Unsupported { capability, .. }) => {
+            assert!(capability.contains("wal_level = logical"), "{capability}")
+        }
+        other => panic!("expected Unsupported, got {other:?}"),
+    }
+    let pg = PgPool::connect("postgres://postgres@127.0.0.1:5432/test")
+        .await
+        .unwrap();
+    for t in [table.clone(), format!("{table}_sync")] {
+        sqlx::query(&format!("DROP TABLE IF EXISTS \"{t}\""))
+            .execute(&pg)
+            .await
+            .unwrap();
+    }
+}
