@@ -5,10 +5,11 @@
 //! Needs the private `wal_level = logical` server `scripts/services
 //! pg-logical` starts on 127.0.0.1:5442 (`POLYROUTER_TEST_PG_LOGICAL_URL`
 //! overrides it); the refusal test also uses the machine's PostgreSQL on
-//! 5432 (`wal_level = replica`) and Redis on 6379.
+//! 5432 (`wal_level = replica`) and Redis on 6379; the status test runs the
+//! `polyrouter` binary.
 //!
 //! `cargo test --all-features --test cdc`
-#![cfg(all(feature = "postgres", feature = "redis"))]
+#![cfg(all(feature = "postgres", feature = "redis", feature = "cli"))]
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -426,4 +427,59 @@ async fn stores_without_a_usable_change_stream_are_refused() {
             .await
             .unwrap();
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sync_status_reports_a_stopped_captures_retained_log_and_warns() {
+    let table = unique("status");
+    let text = config(&logical_url(), &table, "kind = \"memory\"").replace(
+        "interval = \"20ms\" }",
+        "interval = \"20ms\", warn_retained_mb = 0 }",
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("cdc.toml");
+    std::fs::write(&file, &text).unwrap();
+    let router = Router::from_toml_str(&text).await.unwrap();
+    // The worker creates the slot, then stops: the log written since stays.
+    let sync = router
+        .sync_builder()
+        .handler("seen", Seen::default())
+        .start()
+        .await
+        .unwrap();
+    sync.shutdown().await.unwrap();
+    let pg = pool().await;
+    sqlx::query(&format!(
+        "INSERT INTO \"{table}\" (id, n, _pr_version) SELECT 'k' || i, i, 1 FROM generate_series(1, 200) i"
+    ))
+    .execute(&pg)
+    .await
+    .unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_polyrouter"))
+        .args(["sync", "status", "--config"])
+        .arg(&file)
+        .output()
+        .expect("run polyrouter sync status");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let line = stdout
+        .lines()
+        .find(|l| l.starts_with("item ") && l.contains(&table))
+        .unwrap_or_else(|| panic!("no capture line for slot {table}:\n{stdout}"));
+    let retained: u64 = line
+        .split_whitespace()
+        .nth(4)
+        .and_then(|b| b.parse().ok())
+        .unwrap_or_else(|| panic!("no retained bytes in {line:?}"));
+    assert!(retained > 0, "{line}");
+    assert!(line.contains("reserved"), "{line}");
+    assert!(
+        stdout.contains(&format!("WARNING: slot `{table}`")),
+        "{stdout}"
+    );
+    drop_slot(&pg, &table).await;
 }
