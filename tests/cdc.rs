@@ -225,6 +225,51 @@ async fn plain_sql_inserts_updates_deletes_and_transactions_reach_projections() 
         .execute(&pg)
         .await
         .unwrap();
+    // A large out-of-line (TOASTed) value an update leaves untouched still
+    // travels in full (the table's replica identity is FULL).
+    let mut seed = 7u64;
+    let big: String = (0..8000)
+        .map(|_| {
+            seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1);
+            char::from_digit(((seed >> 33) % 16) as u32, 16).unwrap()
+        })
+        .collect();
+    sqlx::query(&ins)
+        .bind("big")
+        .bind(1i64)
+        .bind(&big)
+        .execute(&pg)
+        .await
+        .unwrap();
+    sqlx::query(&format!("UPDATE {t} SET n = 2 WHERE id = 'big'"))
+        .execute(&pg)
+        .await
+        .unwrap();
+    // Writes through polyrouter's store are captured too; its delete
+    // leaves a tombstone row (an update), captured as a delete.
+    let main = router.store("main").unwrap().clone();
+    let main_info = polyrouter::store::EntityInfo {
+        table: table.clone(),
+        store: "main".into(),
+        ..polyrouter::store::EntityInfo::new(&ITEM)
+    };
+    let mut r = polyrouter::Record::new(Key::from("e"));
+    r.set("id", Value::from("e"));
+    r.set("n", Value::I64(5));
+    r.set("note", Value::Null);
+    for op in [
+        polyrouter::store::WriteOp::Put {
+            record: r,
+            precondition: polyrouter::Precondition::None,
+            ttl: None,
+        },
+        polyrouter::store::WriteOp::Delete {
+            key: Key::from("e"),
+            precondition: polyrouter::Precondition::None,
+        },
+    ] {
+        main.write(&main_info, vec![op], true).await.unwrap();
+    }
     sync.settle(Duration::from_secs(30)).await.unwrap();
 
     let got = seen.by_key();
@@ -245,7 +290,7 @@ async fn plain_sql_inserts_updates_deletes_and_transactions_reach_projections() 
         !got.contains_key("never"),
         "a rolled-back insert was emitted"
     );
-    assert_eq!(got.len(), 4, "{:?}", got.keys());
+    assert_eq!(got.len(), 6, "{:?}", got.keys());
     for (k, events) in &got {
         for w in events.windows(2) {
             assert!(
@@ -291,7 +336,7 @@ async fn plain_sql_inserts_updates_deletes_and_transactions_reach_projections() 
     assert!(get("b").await.is_none() && get("c").await.is_none());
     let status = sync.status();
     assert_eq!(status.captures.len(), 1);
-    assert_eq!(status.captures[0].captured, 8);
+    assert_eq!(status.captures[0].captured, 12);
     assert!(status.captures[0].last_error.is_none());
     let after = slot_position(&pg, &table).await;
     assert!(after > before, "the slot advanced ({before} → {after})");
@@ -455,7 +500,11 @@ async fn sync_status_reports_a_stopped_captures_retained_log_and_warns() {
     .execute(&pg)
     .await
     .unwrap();
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_polyrouter"))
+    // POLYROUTER_BIN: this build's binary when a shared target directory's
+    // `polyrouter` belongs to another build.
+    let bin =
+        std::env::var("POLYROUTER_BIN").unwrap_or_else(|_| env!("CARGO_BIN_EXE_polyrouter").into());
+    let out = std::process::Command::new(bin)
         .args(["sync", "status", "--config"])
         .arg(&file)
         .output()
