@@ -46,9 +46,10 @@ async fn worker(config: &PathBuf) -> polyrouter::Result<()> {
     let sync = router.sync().await?;
     let s = sync.status();
     eprintln!(
-        "sync worker {}: {} relay(s), {} projection(s); stop with Ctrl-C or SIGTERM",
+        "sync worker {}: {} relay(s), {} change capture(s), {} projection(s); stop with Ctrl-C or SIGTERM",
         sync.worker(),
         s.relays.len(),
+        s.captures.len(),
         s.projections.len()
     );
     shutdown_signal().await;

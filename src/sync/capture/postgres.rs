@@ -12,6 +12,8 @@
 //! `pg:{slot}:{LSN}:{n}`: the same on every re-read.
 
 use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -37,6 +39,8 @@ pub(crate) struct PgChangeSource {
     entity: EntityInfo,
     slot: String,
     map_err: MapErr,
+    /// The last position this process moved the slot to.
+    committed: Arc<AtomicU64>,
 }
 
 /// Where the entity's columns are in a relation's rows.
@@ -68,6 +72,7 @@ impl PgChangeSource {
             entity,
             slot: slot.into(),
             map_err,
+            committed: Arc::default(),
         }
     }
 
@@ -295,24 +300,17 @@ impl ChangeSource for PgChangeSource {
     async fn read(&self, max: usize) -> Result<CapturedBatch> {
         let max = max.clamp(1, i32::MAX as usize);
         let mut tx = self.pool.begin().await.map_err(|e| self.err(e))?;
-        for set in [
-            "SET LOCAL TimeZone = 'UTC'",
-            "SET LOCAL DateStyle = 'ISO, YMD'",
-            "SET LOCAL bytea_output = 'hex'",
-            "SET LOCAL extra_float_digits = 3",
-        ] {
-            sqlx::query(set)
-                .execute(&mut *tx)
-                .await
-                .map_err(|e| self.err(e))?;
-        }
-        // Everything committed before `bound` is decoded by this read
-        // unless it stops at `max` messages.
-        let bound: i64 =
-            sqlx::query_scalar("SELECT (pg_current_wal_flush_lsn() - '0/0'::pg_lsn)::int8")
-                .fetch_one(&mut *tx)
-                .await
-                .map_err(|e| self.err(e))?;
+        // The text output the decoder reads (for this transaction only),
+        // and the bound: everything committed before it is decoded by this
+        // read unless it stops at `max` messages.
+        let bound: i64 = sqlx::query_scalar(
+            "SELECT (pg_current_wal_flush_lsn() - '0/0'::pg_lsn)::int8 \
+             FROM (SELECT set_config('TimeZone', 'UTC', true), set_config('DateStyle', 'ISO, YMD', true), \
+             set_config('bytea_output', 'hex', true), set_config('extra_float_digits', '3', true)) AS settings",
+        )
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(|e| self.err(e))?;
         let rows = sqlx::query(
             "SELECT (lsn - '0/0'::pg_lsn)::int8 AS lsn, data FROM pg_logical_slot_peek_binary_changes($1, $2::text::pg_lsn, $3, 'proto_version', '1', 'publication_names', $4)",
         )
@@ -372,6 +370,9 @@ impl ChangeSource for PgChangeSource {
     }
 
     async fn commit(&self, position: u64) -> Result<()> {
+        if self.committed.load(Ordering::Relaxed) >= position {
+            return Ok(());
+        }
         sqlx::query(
             "SELECT pg_replication_slot_advance($1, $2::text::pg_lsn) FROM pg_replication_slots WHERE slot_name = $1 AND confirmed_flush_lsn < $2::text::pg_lsn",
         )
@@ -380,6 +381,7 @@ impl ChangeSource for PgChangeSource {
         .execute(&self.pool)
         .await
         .map_err(|e| self.err(e))?;
+        self.committed.fetch_max(position, Ordering::Relaxed);
         Ok(())
     }
 
