@@ -532,3 +532,58 @@ async fn sync_status_reports_a_stopped_captures_retained_log_and_warns() {
     );
     drop_slot(&pg, &table).await;
 }
+
+/// The source contract the capture (and the migration engine) stands on:
+/// until `commit`, reading again returns the same events with the same ids
+/// and versions; after it, nothing of them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_change_source_rereads_the_same_events_until_committed() {
+    let table = unique("source");
+    let router = Router::from_toml_str(&config(&logical_url(), &table, "kind = \"memory\""))
+        .await
+        .unwrap();
+    let store = router.store("main").unwrap().clone();
+    let info = polyrouter::store::EntityInfo {
+        table: table.clone(),
+        store: "main".into(),
+        ..polyrouter::store::EntityInfo::new(&ITEM)
+    };
+    store.ensure_entity(&info).await.unwrap();
+    let source = store.change_source(&info, &table).unwrap();
+    source.prepare().await.unwrap();
+    source.prepare().await.unwrap(); // idempotent
+    let pg = pool().await;
+    for i in 0..3i64 {
+        sqlx::query(&format!(
+            "INSERT INTO \"{table}\" (id, n, _pr_version) VALUES ($1, $2, 1) ON CONFLICT (id) DO UPDATE SET n = excluded.n"
+        ))
+        .bind("k")
+        .bind(i)
+        .execute(&pg)
+        .await
+        .unwrap();
+    }
+    let first = source.read(100).await.unwrap();
+    let again = source.read(100).await.unwrap();
+    assert_eq!(first.events.len(), 3);
+    let ids = |b: &polyrouter::sync::capture::CapturedBatch| {
+        b.events
+            .iter()
+            .map(|e| (e.id.clone(), e.version))
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(
+        ids(&first),
+        ids(&again),
+        "a re-read gives the same ids and versions"
+    );
+    assert!(first.events.windows(2).all(|w| w[0].version < w[1].version));
+    source.commit(first.position.unwrap()).await.unwrap();
+    let after = source.read(100).await.unwrap();
+    assert!(after.events.is_empty(), "{:?}", ids(&after));
+    let r = source.retention().await.unwrap();
+    assert!(r.position >= first.position.unwrap());
+    source.remove().await.unwrap();
+    assert!(source.retention().await.is_err(), "the slot is gone");
+    drop_slot(&pg, &table).await;
+}
