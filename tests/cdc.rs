@@ -114,9 +114,40 @@ impl Seen {
 }
 
 async fn pool() -> PgPool {
-    PgPool::connect(&logical_url())
+    let pool = PgPool::connect(&logical_url())
         .await
-        .expect("the pg-logical server (scripts/services pg-logical) answers on 127.0.0.1:5442")
+        .expect("the pg-logical server (scripts/services pg-logical) answers on 127.0.0.1:5442");
+    sweep_dead_runs(&pool).await;
+    pool
+}
+
+/// Drops the slots, publications and tables of earlier runs of this test
+/// binary whose process is gone (a failed test leaves its slot, which
+/// would keep log on the server). Names are `cdct_{tag}_{pid}_{n}…`.
+async fn sweep_dead_runs(pool: &PgPool) {
+    let names: Vec<String> = sqlx::query_scalar(
+        "SELECT slot_name::text FROM pg_replication_slots WHERE slot_name LIKE 'cdct\\_%' AND NOT active \
+         UNION SELECT pubname::text FROM pg_publication WHERE pubname LIKE 'cdct\\_%' \
+         UNION SELECT tablename::text FROM pg_tables WHERE tablename LIKE 'cdct\\_%'",
+    )
+    .fetch_all(pool)
+    .await
+    .unwrap();
+    for name in names {
+        let mut parts = name.split('_').skip(2);
+        let (Some(pid), Some(_n)) = (parts.next(), parts.next()) else {
+            continue;
+        };
+        let Ok(pid) = pid.parse::<u32>() else {
+            continue;
+        };
+        let gone =
+            pid != std::process::id() && !std::path::Path::new(&format!("/proc/{pid}")).exists();
+        if gone {
+            let base = name.split('_').take(4).collect::<Vec<_>>().join("_");
+            drop_slot(pool, &base).await;
+        }
+    }
 }
 
 async fn drop_slot(pool: &PgPool, slot: &str) {
@@ -131,7 +162,11 @@ async fn drop_slot(pool: &PgPool, slot: &str) {
         .execute(pool)
         .await
         .unwrap();
-    for t in [slot.to_string(), format!("{slot}_sync")] {
+    for t in [
+        slot.to_string(),
+        format!("{slot}_sync"),
+        format!("{slot}_sync_dead_letters"),
+    ] {
         sqlx::query(&format!("DROP TABLE IF EXISTS \"{t}\""))
             .execute(pool)
             .await
@@ -449,7 +484,7 @@ async fn stores_without_a_usable_change_stream_are_refused() {
     }
 
     // The machine's server runs `wal_level = replica`.
-    let table = unique("replica_level");
+    let table = unique("levelcheck");
     let router = Router::from_toml_str(&config(
         "postgres://postgres@127.0.0.1:5432/test",
         &table,
