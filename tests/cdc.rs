@@ -280,6 +280,19 @@ async fn plain_sql_inserts_updates_deletes_and_transactions_reach_projections() 
         .execute(&pg)
         .await
         .unwrap();
+    // COPY logs its rows in one multi-insert record: one WAL position for
+    // several rows, still one event (and id) per row.
+    {
+        use sqlx::postgres::PgPoolCopyExt;
+        let mut copy = pg
+            .copy_in_raw(&format!("COPY {t} (id, n, _pr_version) FROM STDIN"))
+            .await
+            .unwrap();
+        copy.send(b"m1\t1\t1\nm2\t2\t1\nm3\t3\t1\n".as_slice())
+            .await
+            .unwrap();
+        assert_eq!(copy.finish().await.unwrap(), 3);
+    }
     // Writes through polyrouter's store are captured too; its delete
     // leaves a tombstone row (an update), captured as a delete.
     let main = router.store("main").unwrap().clone();
@@ -325,7 +338,7 @@ async fn plain_sql_inserts_updates_deletes_and_transactions_reach_projections() 
         !got.contains_key("never"),
         "a rolled-back insert was emitted"
     );
-    assert_eq!(got.len(), 6, "{:?}", got.keys());
+    assert_eq!(got.len(), 9, "{:?}", got.keys());
     for (k, events) in &got {
         for w in events.windows(2) {
             assert!(
@@ -371,7 +384,7 @@ async fn plain_sql_inserts_updates_deletes_and_transactions_reach_projections() 
     assert!(get("b").await.is_none() && get("c").await.is_none());
     let status = sync.status();
     assert_eq!(status.captures.len(), 1);
-    assert_eq!(status.captures[0].captured, 12);
+    assert_eq!(status.captures[0].captured, 15);
     assert!(status.captures[0].last_error.is_none());
     let after = slot_position(&pg, &table).await;
     assert!(after > before, "the slot advanced ({before} → {after})");
