@@ -7,8 +7,9 @@
 //! the replication slot advanced.
 //!
 //! Needs `scripts/services pg-logical` (127.0.0.1:5442, `wal_level =
-//! logical`) and Redis on 6379 (the bus: Redis Streams under a prefix of
-//! this run, removed afterwards). The workers are this test binary
+//! logical`), Redis on 6379 and NATS on 4222: the run is made once per bus
+//! (Redis Streams under a prefix of its own, a JetStream stream of its
+//! own; removed afterwards). The workers are this test binary
 //! re-executed with `CDC_CHILD` set, killed by their pid.
 //!
 //! `cargo test --all-features --test cdc_crash`
@@ -22,6 +23,7 @@ use std::time::Duration;
 
 use polyrouter::Router;
 use polyrouter::store::Applied;
+use polyrouter::sync::nats::{NatsBus, NatsConfig};
 use polyrouter::sync::projection::Projection;
 use polyrouter::sync::redis_streams::{RedisStreamsBus, RedisStreamsConfig};
 use polyrouter::sync::{ChangeEvent, Operation};
@@ -39,7 +41,27 @@ fn redis_url() -> String {
     std::env::var("POLYROUTER_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
 }
 
-fn config(table: &str, prefix: &str) -> String {
+/// The bus table: Redis Streams under a prefix of the run, or a NATS
+/// JetStream stream of its own.
+fn bus_toml(bus: &str, table: &str) -> String {
+    match bus {
+        "nats" => format!(
+            "kind = \"nats\"\nurl = \"{}\"\nstream = \"{}\"\nsubject_prefix = \"cdcc.{table}\"\n",
+            nats_url(),
+            table.to_uppercase()
+        ),
+        _ => format!(
+            "kind = \"redis-streams\"\nurl = \"{}\"\nprefix = \"cdccrash:{table}\"\n",
+            redis_url()
+        ),
+    }
+}
+
+fn nats_url() -> String {
+    std::env::var("POLYROUTER_TEST_NATS_URL").unwrap_or_else(|_| "nats://127.0.0.1:4222".into())
+}
+
+fn config(table: &str, bus: &str) -> String {
     format!(
         r#"
 [stores.main]
@@ -47,9 +69,7 @@ kind = "postgres"
 url = "{pg}"
 
 [buses.events]
-kind = "redis-streams"
-url = "{redis}"
-prefix = "{prefix}"
+{bus}
 
 [sync]
 store = "main"
@@ -70,7 +90,7 @@ retry_delay = "50ms"
 max_attempts = 50
 "#,
         pg = pg_url(),
-        redis = redis_url(),
+        bus = bus_toml(bus, table),
     )
 }
 
@@ -115,8 +135,8 @@ impl Projection for View {
     }
 }
 
-async fn child(table: String, prefix: String) {
-    let router = Router::from_toml_str(&config(&table, &prefix))
+async fn child(table: String, bus: String) {
+    let router = Router::from_toml_str(&config(&table, &bus))
         .await
         .expect("the worker's router");
     let pool = PgPool::connect(&pg_url()).await.unwrap();
@@ -130,11 +150,11 @@ async fn child(table: String, prefix: String) {
     std::future::pending::<()>().await;
 }
 
-fn spawn(table: &str, prefix: &str) -> Child {
+fn spawn(table: &str, bus: &str) -> Child {
     let mut child = Command::new(std::env::current_exe().unwrap())
         .env("CDC_CHILD", "1")
         .env("CDC_TABLE", table)
-        .env("CDC_PREFIX", prefix)
+        .env("CDC_BUS", bus)
         .stdout(Stdio::piped())
         .spawn()
         .expect("start a worker");
@@ -257,7 +277,7 @@ async fn differences(pool: &PgPool, table: &str) -> Vec<String> {
     diff
 }
 
-async fn parent() {
+async fn parent(bus: &str) {
     let run = format!(
         "{}_{}",
         std::process::id(),
@@ -267,8 +287,7 @@ async fn parent() {
             .as_millis()
             % 1_000_000_000
     );
-    let table = format!("cdcc_{run}");
-    let prefix = format!("cdccrash:{run}");
+    let table = format!("cdcc_{run}_{}", &bus[..4]);
     let pool = PgPool::connect(&pg_url())
         .await
         .expect("the pg-logical server (scripts/services pg-logical) answers on 127.0.0.1:5442");
@@ -283,7 +302,7 @@ async fn parent() {
         sqlx::query(&ddl).execute(&pool).await.unwrap();
     }
     // The first worker creates the table, the publication and the slot.
-    let mut worker = spawn(&table, &prefix);
+    let mut worker = spawn(&table, bus);
     let start = slot_position(&pool, &table).await;
 
     let counter = Arc::new(AtomicI64::new(1));
@@ -304,7 +323,7 @@ async fn parent() {
         tokio::time::sleep(Duration::from_millis(100 + rng.next(500))).await;
         worker.kill().expect("SIGKILL the worker by its pid");
         worker.wait().unwrap();
-        worker = spawn(&table, &prefix);
+        worker = spawn(&table, bus);
     }
     stop.store(true, Ordering::Relaxed);
     for w in writers {
@@ -372,14 +391,27 @@ async fn parent() {
             .await
             .unwrap();
     }
-    RedisStreamsBus::open(
-        "events",
-        RedisStreamsConfig::new(redis_url()).with_prefix(&prefix),
-    )
-    .unwrap()
-    .delete_all()
-    .await
-    .unwrap();
+    if bus == "nats" {
+        let mut c = NatsConfig::new(nats_url());
+        c.stream = table.to_uppercase();
+        c.subject_prefix = format!("cdcc.{table}");
+        NatsBus::open("events", c)
+            .await
+            .unwrap()
+            .delete_stream()
+            .await
+            .unwrap();
+    } else {
+        RedisStreamsBus::open(
+            "events",
+            RedisStreamsConfig::new(redis_url()).with_prefix(format!("cdccrash:{table}")),
+        )
+        .unwrap()
+        .delete_all()
+        .await
+        .unwrap();
+    }
+    println!("({bus} bus)");
 }
 
 fn main() -> ExitCode {
@@ -390,17 +422,20 @@ fn main() -> ExitCode {
         .unwrap();
     if std::env::var("CDC_CHILD").is_ok() {
         let table = std::env::var("CDC_TABLE").unwrap();
-        let prefix = std::env::var("CDC_PREFIX").unwrap();
-        rt.block_on(child(table, prefix));
+        let bus = std::env::var("CDC_BUS").unwrap();
+        rt.block_on(child(table, bus));
         return ExitCode::SUCCESS;
     }
     // `cargo test` passes harness flags (`--list`, filters): a listing
     // gets the one test name.
     if std::env::args().any(|a| a == "--list") {
-        println!("capture_worker_killed_12_times: test");
+        println!("capture_worker_killed_12_times_redis_streams: test");
+        println!("capture_worker_killed_12_times_nats: test");
         return ExitCode::SUCCESS;
     }
-    rt.block_on(parent());
-    println!("test capture_worker_killed_12_times ... ok");
+    rt.block_on(parent("redis-streams"));
+    println!("test capture_worker_killed_12_times_redis_streams ... ok");
+    rt.block_on(parent("nats"));
+    println!("test capture_worker_killed_12_times_nats ... ok");
     ExitCode::SUCCESS
 }
