@@ -1,0 +1,154 @@
+//! `[migrations.NAME]`: moving an entity from its route's store to another
+//! store while the application keeps serving (see docs/migration.md).
+
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use super::ConfigDuration;
+
+/// `[migrations.NAME]`: copy `entity` from its route's store into `to`,
+/// keeping versions (backfill), then compare both sides (verify).
+///
+/// ```
+/// let cfg = polyrouter::config::Config::parse(r#"
+///     [stores.old]
+///     kind = "memory"
+///     [stores.new]
+///     kind = "memory"
+///     [entities.order]
+///     store = "old"
+///     [migrations.orders_to_new]
+///     entity = "order"
+///     to = "new"
+///     state = "old"
+/// "#, "<string>").unwrap();
+/// let m = &cfg.migrations["orders_to_new"];
+/// assert_eq!(m.batch, 1000);
+/// assert_eq!(m.rate, 20_000);
+/// ```
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MigrationConfig {
+    /// The entity to move; its `[entities.NAME]` route names the source store.
+    pub entity: String,
+    /// The target store.
+    pub to: String,
+    /// The target table (default: the route's table).
+    #[serde(default)]
+    pub table: Option<String>,
+    /// The store keeping the migration's state row (default: the `[sync]` store).
+    #[serde(default)]
+    pub state: Option<String>,
+    /// The state table in that store (default `polyrouter_migrations`).
+    #[serde(default = "default_state_table")]
+    pub state_table: String,
+    /// Rows read and written per chunk (default 1000).
+    #[serde(default = "default_batch")]
+    pub batch: usize,
+    /// The most rows per second backfill and verify move; 0: no limit
+    /// (default 20 000).
+    #[serde(default = "default_rate")]
+    pub rate: u64,
+    /// How long the process driving a phase owns the migration after its
+    /// last progress write (default `"10s"`).
+    #[serde(default = "default_lease")]
+    pub lease: ConfigDuration,
+}
+
+impl MigrationConfig {
+    /// The store holding the state row: `state`, else the `[sync]` store.
+    pub fn state_store<'a>(&'a self, config: &'a super::Config) -> Option<&'a str> {
+        self.state
+            .as_deref()
+            .or(config.sync.as_ref().map(|s| s.store.as_str()))
+    }
+
+    /// The key and the problem of the first invalid option.
+    pub(crate) fn problem(&self, config: &super::Config) -> Option<(&'static str, String)> {
+        let Some(route) = config.entities.get(&self.entity) else {
+            return Some((
+                "entity",
+                format!(
+                    "entity `{}` has no route; add [entities.{}]",
+                    self.entity, self.entity
+                ),
+            ));
+        };
+        if !config.stores.contains_key(&self.to) {
+            return Some((
+                "to",
+                format!(
+                    "store `{}` is not defined; add a [stores.{}] table",
+                    self.to, self.to
+                ),
+            ));
+        }
+        let table = self
+            .table
+            .as_deref()
+            .or(route.table.as_deref())
+            .unwrap_or(&self.entity);
+        let source_table = route.table.as_deref().unwrap_or(&self.entity);
+        if self.to == route.store && table == source_table {
+            return Some((
+                "to",
+                format!(
+                    "the entity already lives in table `{table}` of store `{}`; name another store, or another `table`",
+                    self.to
+                ),
+            ));
+        }
+        match self.state_store(config) {
+            None => {
+                return Some((
+                    "state",
+                    "no store for the migration's state: set `state = \"...\"` or add `[sync] store = \"...\"`".into(),
+                ));
+            }
+            Some(s) if !config.stores.contains_key(s) => {
+                return Some((
+                    "state",
+                    format!("store `{s}` is not defined; add a [stores.{s}] table"),
+                ));
+            }
+            Some(_) => {}
+        }
+        if !valid_name(&self.state_table) {
+            return Some((
+                "state_table",
+                format!(
+                    "table `{}` may hold only ASCII letters, digits and `_`",
+                    self.state_table
+                ),
+            ));
+        }
+        if self.table.as_deref().is_some_and(|t| t.is_empty()) {
+            return Some(("table", "must not be empty".into()));
+        }
+        if self.batch == 0 || self.batch > 10_000 {
+            return Some(("batch", "must be between 1 and 10000".into()));
+        }
+        if self.lease.0 < Duration::from_millis(100) {
+            return Some(("lease", "must be at least \"100ms\"".into()));
+        }
+        None
+    }
+}
+
+fn valid_name(s: &str) -> bool {
+    !s.is_empty() && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+}
+
+fn default_state_table() -> String {
+    "polyrouter_migrations".into()
+}
+fn default_batch() -> usize {
+    1000
+}
+fn default_rate() -> u64 {
+    20_000
+}
+fn default_lease() -> ConfigDuration {
+    ConfigDuration(Duration::from_secs(10))
+}

@@ -1,0 +1,306 @@
+//! Live migration of an entity from its route's store to another store
+//! (`[migrations.NAME]`, `polyrouter migrate`): a **backfill** copies every
+//! row by a keyset scan of the source, keeping the source's versions
+//! ([`Store::apply_versioned`], so a copied row never overwrites a newer
+//! write and a deleted key stays deleted), with a resumable cursor and a
+//! throttle; **verify** compares both sides chunk by chunk on a canonical
+//! encoding and lists the mismatching keys, which **repair** copies again.
+//! The state lives in one row of a store, so any process (and the CLI)
+//! sees and drives it; the process driving a phase holds a lease on the
+//! row, and every progress write is fenced by the row's version. See
+//! docs/migration.md.
+//!
+//! ```
+//! # tokio::runtime::Runtime::new().unwrap().block_on(async {
+//! #[derive(polyrouter::Entity, serde::Serialize, serde::Deserialize)]
+//! #[entity(name = "note", key = "id")]
+//! struct Note { id: i64, text: String }
+//! let router = polyrouter::Router::from_toml_str(r#"
+//!     [stores.old]
+//!     kind = "memory"
+//!     [stores.new]
+//!     kind = "memory"
+//!     [entities.note]
+//!     store = "old"
+//!     [migrations.notes]
+//!     entity = "note"
+//!     to = "new"
+//!     state = "old"
+//! "#).await.unwrap();
+//! let notes = router.repo::<Note>().await.unwrap();
+//! for id in 0..10 {
+//!     notes.put(&Note { id, text: format!("n{id}") }).await.unwrap();
+//! }
+//! let m = router.migration("notes").await.unwrap();
+//! let s = m.start(&mut |_| {}).await.unwrap();
+//! assert_eq!(s.backfill.rows, 10);
+//! let v = m.verify(&mut |_| {}).await.unwrap();
+//! assert_eq!(v.verify.unwrap().differences(), 0);
+//! # });
+//! ```
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+mod backfill;
+mod canonical;
+mod driver;
+mod state;
+mod verify;
+
+pub use canonical::canonical;
+pub use state::{
+    BackfillState, Difference, MigrationState, Mismatch, Phase, StoredKey, VerifyPass, VerifyState,
+};
+pub use verify::RepairReport;
+
+use crate::config::MigrationConfig;
+use crate::store::EntityInfo;
+use crate::{Error, Repo, Result, Router, Store};
+use driver::Driver;
+use state::MigrationRecord;
+
+/// At most this many mismatching keys are listed in the state row (all
+/// are counted); `repair` then `verify` again to find the rest.
+pub const MAX_LISTED: usize = 10_000;
+
+/// A progress callback: called with the state after every chunk.
+pub type Progress<'a> = &'a mut (dyn FnMut(&MigrationState) + Send);
+
+/// One configured migration, ready to drive: see the [module docs](self).
+#[derive(Debug, Clone)]
+pub struct Migration {
+    name: String,
+    config: MigrationConfig,
+    source: Arc<dyn Store>,
+    source_info: EntityInfo,
+    target: Arc<dyn Store>,
+    target_info: EntityInfo,
+    state_store: String,
+    repo: Repo<MigrationRecord>,
+    owner: String,
+}
+
+/// What `status` shows: the persisted state and who drives it now.
+///
+/// ```
+/// let s = polyrouter::migrate::MigrationStatus { state: Default::default(), owner: None, lease_until_ms: 0 };
+/// assert!(s.owner.is_none());
+/// ```
+#[derive(Debug, Clone, PartialEq)]
+pub struct MigrationStatus {
+    /// The persisted state.
+    pub state: MigrationState,
+    /// The process driving a phase now (its lease not expired), if any.
+    pub owner: Option<String>,
+    /// Its lease's expiry (ms since the Unix epoch).
+    pub lease_until_ms: i64,
+}
+
+impl Router {
+    /// The migration `[migrations.NAME]`, checked: the entity's schema
+    /// must be known (its Rust type bound, or `sql = { ... }` columns), the
+    /// source must list rows in key order (queries with range filters) and
+    /// the target must apply versioned changes and answer queries;
+    /// otherwise [`Error::Unsupported`] naming the store and the missing
+    /// capability. Both tables are created or checked now.
+    pub async fn migration(&self, name: &str) -> Result<Migration> {
+        let config = self.config();
+        let Some(mc) = config.migrations.get(name) else {
+            return Err(config.error(
+                &format!("migrations.{name}"),
+                format!("migration `{name}` is not configured; add [migrations.{name}]"),
+            ));
+        };
+        let entity = &mc.entity;
+        let route = self.route(entity).ok_or_else(|| {
+            config.error(
+                &format!("migrations.{name}.entity"),
+                format!("entity `{entity}` has no route"),
+            )
+        })?;
+        let schema = self.entity_schema(entity)?.ok_or_else(|| {
+            config.error(
+                &format!("migrations.{name}.entity"),
+                format!(
+                    "entity `{entity}` has no Rust type in this process and no `sql = {{ ... }}` columns: call `router.repo::<T>()` first, or declare its columns with `sql` so `polyrouter migrate` can read its rows"
+                ),
+            )
+        })?;
+        let store = |s: &str| {
+            self.store(s)
+                .cloned()
+                .ok_or_else(|| Error::invalid_input(s, entity, "no such store"))
+        };
+        let source = store(&route.store)?;
+        let target = store(&mc.to)?;
+        let sc = source.capabilities();
+        if !sc.records || !sc.query || !sc.filters.range {
+            return Err(Error::unsupported(
+                &route.store,
+                entity,
+                "listing rows in key order (queries with range filters), which a migration's backfill and verify need from the source",
+            ));
+        }
+        let tc = target.capabilities();
+        if !tc.records || !tc.versioned_apply {
+            return Err(Error::unsupported(
+                &mc.to,
+                entity,
+                "versioned apply, which a migration's target needs to copy rows keeping their versions (a copied row never overwrites a newer write)",
+            ));
+        }
+        if !tc.query || !tc.filters.range {
+            return Err(Error::unsupported(
+                &mc.to,
+                entity,
+                "listing rows in key order (queries with range filters), which verify needs from the target to find extra rows",
+            ));
+        }
+        let source_info = route.entity_info(schema);
+        let target_info = EntityInfo {
+            table: mc.table.clone().unwrap_or_else(|| route.table.clone()),
+            store: mc.to.clone(),
+            outbox: None,
+            ..source_info.clone()
+        };
+        let located = |e: Error| e.with_entity(entity);
+        source.ensure_entity(&source_info).await.map_err(located)?;
+        target.ensure_entity(&target_info).await.map_err(located)?;
+        let state_store = mc.state_store(config).unwrap_or_default().to_string();
+        let repo = self
+            .repo_at::<MigrationRecord>(&state_store, &mc.state_table)
+            .await?;
+        Ok(Migration {
+            name: name.to_string(),
+            config: mc.clone(),
+            source,
+            source_info,
+            target,
+            target_info,
+            state_store,
+            repo,
+            owner: format!(
+                "pid-{}-{}",
+                std::process::id(),
+                &uuid::Uuid::new_v4().simple().to_string()[..8]
+            ),
+        })
+    }
+}
+
+impl Migration {
+    /// The migration's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Its configuration.
+    pub fn config(&self) -> &MigrationConfig {
+        &self.config
+    }
+
+    /// The store holding its state row.
+    pub fn state_store(&self) -> &str {
+        &self.state_store
+    }
+
+    /// The persisted state, `None` before the first `start`.
+    pub async fn status(&self) -> Result<Option<MigrationStatus>> {
+        let Some(rec) = self.repo.get(self.name.as_str()).await? else {
+            return Ok(None);
+        };
+        let lease = crate::lease::Lease {
+            owner: rec.owner.clone(),
+            until_ms: rec.lease_until,
+        };
+        let now = crate::lease::now_ms();
+        Ok(Some(MigrationStatus {
+            state: driver::decode(&self.state_store, &self.name, rec.state)?,
+            owner: if lease.is_free(now) { None } else { rec.owner },
+            lease_until_ms: rec.lease_until,
+        }))
+    }
+
+    /// Starts the migration, or resumes it where its cursor is: backfills
+    /// every row of the source into the target, then leaves the phase at
+    /// [`Phase::Backfilled`]. A migration already past its backfill is
+    /// left as it is.
+    pub async fn start(&self, progress: Progress<'_>) -> Result<MigrationState> {
+        let mut d = self.drive().await?;
+        let out = backfill::run(self, &mut d, progress).await;
+        Ok(d.finish(out).await?.1)
+    }
+
+    /// Compares source and target (resuming an unfinished verify), then
+    /// leaves the phase at [`Phase::Verified`] or [`Phase::Differences`]
+    /// with the mismatching keys listed.
+    pub async fn verify(&self, progress: Progress<'_>) -> Result<MigrationState> {
+        let mut d = self.drive().await?;
+        let out = verify::run(self, &mut d, progress).await;
+        Ok(d.finish(out).await?.1)
+    }
+
+    /// Copies the keys the last verify listed again, from the source as it
+    /// is now; run `verify` again afterwards.
+    pub async fn repair(&self) -> Result<RepairReport> {
+        let mut d = self.drive().await?;
+        let out = verify::repair(self, &mut d).await;
+        Ok(d.finish(out).await?.0)
+    }
+
+    fn entity(&self) -> &str {
+        self.source_info.name()
+    }
+
+    /// Takes the migration's lease, creating its state row on first use.
+    async fn drive(&self) -> Result<Driver> {
+        let init = MigrationState {
+            entity: self.entity().to_string(),
+            from: self.source_info.store.clone(),
+            to: self.target_info.store.clone(),
+            started_ms: crate::lease::now_ms(),
+            ..MigrationState::default()
+        };
+        Driver::acquire(
+            self.repo.clone(),
+            &self.state_store,
+            &self.name,
+            &self.owner,
+            self.config.lease.0,
+            init,
+        )
+        .await
+    }
+}
+
+/// Paces a phase to at most `rate` rows per second (0: no limit).
+#[derive(Debug)]
+struct Pace {
+    rate: u64,
+    since: Instant,
+    rows: u64,
+}
+
+impl Pace {
+    fn new(rate: u64) -> Self {
+        Pace {
+            rate,
+            since: Instant::now(),
+            rows: 0,
+        }
+    }
+
+    /// Counts `n` rows done and sleeps until the rate allows more.
+    async fn done(&mut self, n: u64) {
+        self.rows += n;
+        if self.rate == 0 {
+            return;
+        }
+        let due = Duration::from_secs_f64(self.rows as f64 / self.rate as f64);
+        let spent = self.since.elapsed();
+        if due > spent {
+            tokio::time::sleep(due - spent).await;
+        }
+    }
+}
