@@ -8,7 +8,9 @@ use serde::Deserialize;
 use super::ConfigDuration;
 
 /// `[migrations.NAME]`: copy `entity` from its route's store into `to`,
-/// keeping versions (backfill), then compare both sides (verify).
+/// keeping versions — every change as it happens (dual-write: the sync
+/// workers apply the route's change events to `to`) and every existing row
+/// (backfill) — then compare both sides (verify).
 ///
 /// ```
 /// let cfg = polyrouter::config::Config::parse(r#"
@@ -34,9 +36,6 @@ pub struct MigrationConfig {
     pub entity: String,
     /// The target store.
     pub to: String,
-    /// The target table (default: the route's table).
-    #[serde(default)]
-    pub table: Option<String>,
     /// The store keeping the migration's state row (default: the `[sync]` store).
     #[serde(default)]
     pub state: Option<String>,
@@ -65,6 +64,27 @@ impl MigrationConfig {
     }
 
     /// The key and the problem of the first invalid option.
+    /// The consumer group of the migration's dual-write on the source
+    /// route's bus: `migration-NAME`.
+    ///
+    /// ```
+    /// assert_eq!(polyrouter::config::MigrationConfig::group("m1"), "migration-m1");
+    /// ```
+    pub fn group(name: &str) -> String {
+        format!("migration-{name}")
+    }
+
+    /// The projection that dual-writes: a `replica` of the entity into `to`.
+    pub(crate) fn applier(&self) -> super::ProjectionConfig {
+        super::ProjectionConfig {
+            kind: super::ProjectionKind::Replica,
+            entities: vec![self.entity.clone()],
+            bus: None,
+            store: Some(self.to.clone()),
+            ..super::ProjectionConfig::defaults()
+        }
+    }
+
     pub(crate) fn problem(&self, config: &super::Config) -> Option<(&'static str, String)> {
         let Some(route) = config.entities.get(&self.entity) else {
             return Some((
@@ -84,19 +104,26 @@ impl MigrationConfig {
                 ),
             ));
         }
-        let table = self
-            .table
-            .as_deref()
-            .or(route.table.as_deref())
-            .unwrap_or(&self.entity);
-        let source_table = route.table.as_deref().unwrap_or(&self.entity);
-        if self.to == route.store && table == source_table {
+        if self.to == route.store {
             return Some((
                 "to",
+                format!("the entity already lives in store `{}`", self.to),
+            ));
+        }
+        if route.outbox.is_none() {
+            return Some((
+                "entity",
                 format!(
-                    "the entity already lives in table `{table}` of store `{}`; name another store, or another `table`",
-                    self.to
+                    "a migration dual-writes through the source route's change events: give [entities.{}] an `outbox = {{ bus = \"...\" }}` and run sync (`router.sync()` or `polyrouter sync`)",
+                    self.entity
                 ),
+            ));
+        }
+        if config.sync.is_none() {
+            return Some((
+                "entity",
+                "a migration's dual-write runs in the sync workers: add `[sync] store = \"...\"`"
+                    .into(),
             ));
         }
         match self.state_store(config) {
@@ -122,9 +149,6 @@ impl MigrationConfig {
                     self.state_table
                 ),
             ));
-        }
-        if self.table.as_deref().is_some_and(|t| t.is_empty()) {
-            return Some(("table", "must not be empty".into()));
         }
         if self.batch == 0 || self.batch > 10_000 {
             return Some(("batch", "must be between 1 and 10000".into()));

@@ -1,5 +1,8 @@
 //! Live migration of an entity from its route's store to another store
-//! (`[migrations.NAME]`, `polyrouter migrate`): a **backfill** copies every
+//! (`[migrations.NAME]`, `polyrouter migrate`): the **dual-write** applies
+//! every change event of the source route (its outbox) to the target, run
+//! by the sync workers (`router.sync()`, `polyrouter sync`) as a replica
+//! projection in consumer group `migration-NAME`; a **backfill** copies every
 //! row by a keyset scan of the source, keeping the source's versions
 //! ([`Store::apply_versioned`], so a copied row never overwrites a newer
 //! write and a deleted key stays deleted), with a resumable cursor and a
@@ -20,22 +23,29 @@
 //!     kind = "memory"
 //!     [stores.new]
 //!     kind = "memory"
+//!     [buses.events]
+//!     kind = "memory"
+//!     [sync]
+//!     store = "old"
 //!     [entities.note]
 //!     store = "old"
+//!     outbox = { bus = "events" }
 //!     [migrations.notes]
 //!     entity = "note"
 //!     to = "new"
-//!     state = "old"
 //! "#).await.unwrap();
 //! let notes = router.repo::<Note>().await.unwrap();
 //! for id in 0..10 {
 //!     notes.put(&Note { id, text: format!("n{id}") }).await.unwrap();
 //! }
+//! let sync = router.sync().await.unwrap(); // runs the dual-write
 //! let m = router.migration("notes").await.unwrap();
 //! let s = m.start(&mut |_| {}).await.unwrap();
 //! assert_eq!(s.backfill.rows, 10);
+//! sync.settle(std::time::Duration::from_secs(10)).await.unwrap();
 //! let v = m.verify(&mut |_| {}).await.unwrap();
 //! assert_eq!(v.verify.unwrap().differences(), 0);
+//! sync.shutdown().await.unwrap();
 //! # });
 //! ```
 
@@ -79,6 +89,8 @@ pub struct Migration {
     state_store: String,
     repo: Repo<MigrationRecord>,
     owner: String,
+    /// The source route's bus, which the dual-write reads.
+    bus: Arc<dyn crate::sync::Bus>,
 }
 
 /// What `status` shows: the persisted state and who drives it now.
@@ -159,7 +171,6 @@ impl Router {
         }
         let source_info = route.entity_info(schema);
         let target_info = EntityInfo {
-            table: mc.table.clone().unwrap_or_else(|| route.table.clone()),
             store: mc.to.clone(),
             outbox: None,
             ..source_info.clone()
@@ -167,6 +178,15 @@ impl Router {
         let located = |e: Error| e.with_entity(entity);
         source.ensure_entity(&source_info).await.map_err(located)?;
         target.ensure_entity(&target_info).await.map_err(located)?;
+        let bus = match &route.config.outbox {
+            Some(o) => self.bus(&o.bus)?,
+            None => {
+                return Err(config.error(
+                    &format!("migrations.{name}.entity"),
+                    format!("entity `{entity}` has no outbox to dual-write through"),
+                ));
+            }
+        };
         let state_store = mc.state_store(config).unwrap_or_default().to_string();
         let repo = self
             .repo_at::<MigrationRecord>(&state_store, &mc.state_table)
@@ -180,6 +200,7 @@ impl Router {
             target_info,
             state_store,
             repo,
+            bus,
             owner: format!(
                 "pid-{}-{}",
                 std::process::id(),
@@ -227,6 +248,7 @@ impl Migration {
     /// [`Phase::Backfilled`]. A migration already past its backfill is
     /// left as it is.
     pub async fn start(&self, progress: Progress<'_>) -> Result<MigrationState> {
+        self.ensure_dual_write().await?;
         let mut d = self.drive().await?;
         let out = backfill::run(self, &mut d, progress).await;
         Ok(d.finish(out).await?.1)
@@ -247,6 +269,27 @@ impl Migration {
         let mut d = self.drive().await?;
         let out = verify::repair(self, &mut d).await;
         Ok(d.finish(out).await?.0)
+    }
+
+    /// Creates the dual-write's durable consumer group on the source's bus
+    /// if no sync worker has yet: from here on every change of the entity
+    /// waits on the bus for the sync workers to apply it to the target, so
+    /// a write the backfill's scan passed before it is not lost.
+    async fn ensure_dual_write(&self) -> Result<()> {
+        let sub = self
+            .bus
+            .subscribe(
+                &MigrationConfig::group(&self.name),
+                &[self.entity().to_string()],
+                &crate::sync::SubscribeOptions {
+                    consumer: self.owner.clone(),
+                    start: crate::sync::StartAt::Oldest,
+                    ephemeral: false,
+                    ..Default::default()
+                },
+            )
+            .await?;
+        sub.close().await
     }
 
     fn entity(&self) -> &str {

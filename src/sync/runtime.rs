@@ -148,7 +148,18 @@ impl SyncBuilder {
                 )
                 .await?,
             );
-            for (name, pc) in &config.projections {
+            // `[projections.NAME]`, then every migration's dual-write.
+            let migrations = config
+                .migrations
+                .iter()
+                .map(|(name, mc)| (crate::config::MigrationConfig::group(name), mc.applier()));
+            let all: Vec<(String, ProjectionConfig)> = config
+                .projections
+                .iter()
+                .map(|(n, p)| (n.clone(), p.clone()))
+                .chain(migrations)
+                .collect();
+            for (name, pc) in &all {
                 let projection = build_projection(&router, name, pc, &self.handlers).await?;
                 let bus = router.bus(pc.bus_name(&config.entities).unwrap_or_default())?;
                 let invalidate = pc.kind == ProjectionKind::Invalidate;
