@@ -3,7 +3,9 @@
 //! then verify + repair until both sides are equal key by key; verify
 //! finding exactly the injected mismatches (changed, missing, extra); the
 //! version guard (a backfilled row never overwrites a newer target row, a
-//! tombstone keeps a key deleted); and the `polyrouter migrate` process
+//! tombstone keeps a key deleted); writers through cutover, rollback and
+//! finish losing nothing; and the migrating process
+//! (this test binary re-executed as a child, running what the CLI runs)
 //! SIGKILLed at several points of its backfill and of its verify, resuming
 //! from its cursor, every row checked afterwards. PostgreSQL tables live
 //! in a schema unique to the test, dropped at the end.
@@ -96,7 +98,8 @@ entity = "item"
 to = "dst"
 batch = {batch}
 rate = {rate}
-lease = "1s"
+lease = "2s"
+poll = "250ms"
 "#,
             dir = self.dir.path().display(),
             schema = self.schema
@@ -205,12 +208,20 @@ fn writers(
                 let mut done = 0u64;
                 while !stop.load(Ordering::Relaxed) {
                     let k = rng.i64(0..keys);
-                    if rng.u8(0..10) < 3 {
-                        items.delete(k).await.unwrap();
+                    let out = if rng.u8(0..10) < 3 {
+                        items.delete(k).await.map(|_| ())
                     } else {
-                        items.put(&item(k, rng.i64(1..1_000_000))).await.unwrap();
+                        items.put(&item(k, rng.i64(1..1_000_000))).await.map(|_| ())
+                    };
+                    match out {
+                        Ok(()) => done += 1,
+                        // Refused up front (this process lost sight of the
+                        // migration's state row for a moment): retried later.
+                        Err(polyrouter::Error::Unavailable { .. }) => {
+                            tokio::time::sleep(Duration::from_millis(10)).await
+                        }
+                        Err(e) => panic!("writer {w}: {e}"),
                     }
-                    done += 1;
                 }
                 done
             })
@@ -348,24 +359,44 @@ async fn a_backfilled_row_never_overwrites_a_newer_target_row_and_deletes_stay_d
     assert_eq!(m.repair().await.unwrap().unrepairable.len(), 2);
 }
 
-/// Runs `polyrouter migrate CMD items` and SIGKILLs it once `reached`
-/// says so (polled on the state row); returns whether it was killed.
+const KILL_TEST: &str =
+    "the_migrating_process_killed_during_backfill_and_verify_resumes_from_its_cursor";
+
+/// The child: what `polyrouter migrate CMD items --config FILE` runs
+/// (this test binary re-executed, so the child is the code under test and
+/// not whichever `polyrouter` binary a shared target directory holds).
+async fn child(cmd: &str, config: &str) {
+    let router = Router::from_file(config).await.expect("child router");
+    let m = router.migration("items").await.expect("migration");
+    match cmd {
+        "start" => drop(m.start(&mut |_| {}).await.expect("start")),
+        "verify" => drop(m.verify(&mut |_| {}).await.expect("verify")),
+        other => panic!("unknown child command {other}"),
+    }
+}
+
+/// Runs the migration's `cmd` in a child process and SIGKILLs it once
+/// `reached` says so (polled on the state row); returns whether it was
+/// killed.
 async fn run_and_kill(
     config: &std::path::Path,
     cmd: &str,
     m: &Migration,
     reached: impl Fn(&polyrouter::migrate::MigrationState) -> bool,
 ) -> bool {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_polyrouter"))
-        .args(["migrate", cmd, "items", "--config"])
-        .arg(config)
+    let mut child = Command::new(std::env::current_exe().unwrap())
+        .args(["--exact", "--nocapture", "--test-threads=1", KILL_TEST])
+        .env("MIGRATE_CHILD", cmd)
+        .env("MIGRATE_CHILD_CONFIG", config)
         .stdout(Stdio::null())
-        .stderr(Stdio::null())
+        .stderr(Stdio::piped())
         .spawn()
         .unwrap();
     loop {
         if let Some(status) = child.try_wait().unwrap() {
-            assert!(status.success() || cmd == "verify", "migrate {cmd} failed");
+            let mut err = String::new();
+            std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut err).unwrap();
+            assert!(status.success(), "migrate {cmd} failed: {err}");
             return false;
         }
         if let Some(s) = m.status().await.unwrap() {
@@ -381,6 +412,9 @@ async fn run_and_kill(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_migrating_process_killed_during_backfill_and_verify_resumes_from_its_cursor() {
+    if let Ok(cmd) = std::env::var("MIGRATE_CHILD") {
+        return child(&cmd, &std::env::var("MIGRATE_CHILD_CONFIG").unwrap()).await;
+    }
     let env = Env::new("kill");
     let config = env.config_file(200, 0);
     let router = Router::from_toml_str(&env.toml(200, 0)).await.unwrap();
@@ -433,4 +467,219 @@ async fn the_migrating_process_killed_during_backfill_and_verify_resumes_from_it
     assert_eq!((v.source_rows, v.target_rows), (rows as u64, rows as u64));
     assert_eq!(v.differences(), 0);
     assert_equal(&router).await;
+}
+
+/// Each key's last acknowledged write (`None`: deleted), and how many
+/// writes a fence refused.
+type Written = (BTreeMap<i64, Option<i64>>, u64);
+
+/// Writers each owning their keys (`k % n == w`), putting and deleting,
+/// retrying a write refused while a switch fences the entity; each
+/// returns the state its last acknowledged write left per key.
+fn owning_writers(
+    router: &Router,
+    n: i64,
+    keys: i64,
+    stop: Arc<AtomicBool>,
+) -> Vec<tokio::task::JoinHandle<Written>> {
+    (0..n)
+        .map(|w| {
+            let router = router.clone();
+            let stop = stop.clone();
+            tokio::spawn(async move {
+                let items = router.repo::<Item>().await.unwrap();
+                let mut rng = fastrand::Rng::with_seed(w as u64 + 100);
+                let mut last = BTreeMap::new();
+                let mut refused = 0u64;
+                let mut i = 0i64;
+                while !stop.load(Ordering::Relaxed) {
+                    i += 1;
+                    let k = rng.i64(0..keys / n) * n + w;
+                    let delete = rng.u8(0..10) < 3;
+                    loop {
+                        let out = if delete {
+                            items.delete(k).await.map(|_| ())
+                        } else {
+                            items.put(&item(k, i)).await.map(|_| ())
+                        };
+                        match out {
+                            Ok(()) => break,
+                            Err(polyrouter::Error::Unavailable { .. }) => {
+                                refused += 1;
+                                tokio::time::sleep(Duration::from_millis(10)).await;
+                            }
+                            Err(e) => panic!("writer {w}: {e}"),
+                        }
+                    }
+                    last.insert(k, (!delete).then_some(i));
+                }
+                (last, refused)
+            })
+        })
+        .collect()
+}
+
+/// Every key's `n` in `store` (absent: `None`).
+async fn values(store: &Arc<dyn Store>, info: &EntityInfo) -> BTreeMap<i64, i64> {
+    let mut out = BTreeMap::new();
+    let mut last: Option<Key> = None;
+    loop {
+        let q = StoreQuery {
+            filter: last.as_ref().map(|k| field("id").gt(k.to_value())),
+            order: vec![Order {
+                field: "id".into(),
+                direction: Direction::Asc,
+            }],
+            limit: Some(5000),
+        };
+        let rows = store.query(info, &q).await.unwrap();
+        let Some(l) = rows.last() else { return out };
+        last = Some(l.key.clone());
+        for r in rows {
+            let (Key::Int(k), Some(Value::I64(n))) = (&r.key, r.get("n")) else {
+                panic!("row {r:?}")
+            };
+            out.insert(*k, *n);
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn writes_through_every_phase_are_never_lost_cutover_rollback_finish() {
+    let env = Env::new("cut");
+    let router = Router::from_toml_str(&env.toml(500, 0)).await.unwrap();
+    seed(&router, 5_000).await;
+    let sync = router.sync().await.unwrap();
+    let m = router.migration("items").await.unwrap();
+    let stop = Arc::new(AtomicBool::new(false));
+    let tasks = owning_writers(&router, 4, 6_000, stop.clone());
+    let pause = || tokio::time::sleep(Duration::from_millis(700));
+    m.start(&mut |_| {}).await.unwrap();
+    // Verify under writes: a change still in the dual-write is re-read,
+    // not reported.
+    let v = m.verify(&mut |_| {}).await.unwrap();
+    assert_eq!(v.phase, Phase::Verified, "{:?}", v.verify);
+    let cut = m.cutover().await.unwrap();
+    assert_eq!(cut.phase, Phase::CutOver);
+    pause().await;
+    // Reads and writes go to the target now: a write lands there first.
+    let items = router.repo::<Item>().await.unwrap();
+    let probe = loop {
+        match items.put(&item(1_000_003, 7)).await {
+            Ok(v) => break v,
+            Err(polyrouter::Error::Unavailable { .. }) => pause().await,
+            Err(e) => panic!("{e}"),
+        }
+    };
+    let dst = router.store("dst").unwrap().clone();
+    let got = dst.get(&info("dst"), &Key::Int(1_000_003)).await.unwrap();
+    assert_eq!(got.map(|r| r.version), Some(probe));
+    assert!(
+        m.verify(&mut |_| {}).await.is_err(),
+        "verify refuses after cutover"
+    );
+    let back = m.rollback().await.unwrap();
+    assert_eq!(back.phase, Phase::RolledBack);
+    pause().await;
+    assert_eq!(m.cutover().await.unwrap().phase, Phase::CutOver);
+    pause().await;
+    assert_eq!(m.finish().await.unwrap().phase, Phase::Finished);
+    pause().await;
+    stop.store(true, Ordering::Relaxed);
+    let mut expected = BTreeMap::new();
+    let mut refused = 0;
+    for t in tasks {
+        let (last, r) = t.await.unwrap();
+        expected.extend(last);
+        refused += r;
+    }
+    sync.settle(Duration::from_secs(120)).await.unwrap();
+    assert_eq!(
+        sync.status()
+            .projections
+            .iter()
+            .map(|p| p.dead_lettered)
+            .sum::<u64>(),
+        0
+    );
+    // Every acknowledged write is in both stores, whichever was the primary
+    // when it was made: the target (primary now) and the source (kept
+    // current by the reverse dual-write) hold exactly the same rows.
+    let src = router.store("src").unwrap().clone();
+    let (in_src, in_dst) = (
+        values(&src, &info("src")).await,
+        values(&dst, &info("dst")).await,
+    );
+    for (k, want) in &expected {
+        assert_eq!(in_dst.get(k), want.as_ref(), "target, key {k}");
+        assert_eq!(in_src.get(k), want.as_ref(), "source, key {k}");
+    }
+    assert!(
+        expected.len() > 100,
+        "the writers wrote {} keys",
+        expected.len()
+    );
+    eprintln!("writes refused by the fences and retried: {refused}");
+    assert_equal(&router).await;
+    sync.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_migration_the_stores_cannot_honour_is_refused_up_front() {
+    let base = |outbox: &str, to: &str, extra: &str| {
+        format!(
+            "[stores.m]\nkind = \"memory\"\n[stores.n]\nkind = \"memory\"\n{extra}[buses.events]\nkind = \"memory\"\n[sync]\nstore = \"m\"\n[entities.item]\nstore = \"m\"\n{outbox}\n[migrations.x]\nentity = \"item\"\nto = \"{to}\"\n"
+        )
+    };
+    // No outbox on the source route: nothing to dual-write through.
+    let e = polyrouter::config::Config::parse(&base("", "n", ""), "app.toml").unwrap_err();
+    assert!(
+        e.to_string().contains("migrations.x.entity") && e.to_string().contains("outbox"),
+        "{e}"
+    );
+    // Events without the record: refused too.
+    let e = polyrouter::config::Config::parse(
+        &base(
+            "outbox = { bus = \"events\", after_image = false }",
+            "n",
+            "",
+        ),
+        "app.toml",
+    )
+    .unwrap_err();
+    assert!(e.to_string().contains("after_image"), "{e}");
+    // A target that cannot apply versioned changes (a blob store).
+    let dir = tempfile::tempdir().unwrap();
+    let files = format!(
+        "[stores.files]\nkind = \"fs\"\nroot = \"{}\"\n",
+        dir.path().display()
+    );
+    // (Through the CLI's path: the schema from `sql` columns, no Rust type.)
+    let sql = "outbox = { bus = \"events\" }\nsql = { columns = { id = \"int\", n = \"int\" } }";
+    let router = Router::from_toml_str(&base(sql, "files", &files))
+        .await
+        .unwrap();
+    match router.migration("x").await {
+        Err(polyrouter::Error::Unsupported {
+            store,
+            entity,
+            capability,
+        }) => {
+            assert_eq!((store.as_str(), entity.as_str()), ("files", "item"));
+            assert!(capability.contains("versioned apply"), "{capability}");
+        }
+        other => panic!("expected Unsupported, got {other:?}"),
+    }
+    // A process binding the entity refuses it too, naming the store.
+    let e = router.repo::<Item>().await.unwrap_err();
+    assert!(
+        matches!(&e, polyrouter::Error::Unsupported { store, .. } if store == "files"),
+        "{e}"
+    );
+    // The one that can.
+    let router = Router::from_toml_str(&base("outbox = { bus = \"events\" }", "n", ""))
+        .await
+        .unwrap();
+    router.repo::<Item>().await.unwrap();
+    assert!(router.migration("x").await.is_ok());
 }

@@ -66,7 +66,7 @@
 //! backlog counted now (see docs/sync.md).
 //!
 //! ```text
-//! polyrouter migrate start|status|verify|repair NAME --config polyrouter.toml
+//! polyrouter migrate start|status|verify|repair|cutover|rollback|finish NAME --config polyrouter.toml
 //! ```
 //!
 //! `migrate` drives the `[migrations.NAME]` of the configuration (see
@@ -74,7 +74,10 @@
 //! store keeping their versions (resuming from its saved cursor), `status`
 //! shows the phase, progress, rate, ETA and differences, `verify` compares
 //! both sides and lists mismatching keys (exit status 1 when it finds
-//! any), `repair` copies the listed keys again.
+//! any), `repair` copies the listed keys again, `cutover` makes the
+//! target the primary (fencing writes briefly while the dual-write
+//! drains), `rollback` makes the source the primary again, and `finish`
+//! keeps the target for good.
 //!
 //! Built with the `cli` cargo feature (on by default).
 
@@ -136,7 +139,7 @@ enum Command {
     Sql(sql::SqlArgs),
     /// List, show, retry or abort the sagas of the `[sagas]` log.
     Sagas(sagas::SagasArgs),
-    /// Move an entity to another store: start (backfill), status, verify, repair.
+    /// Move an entity to another store: start (backfill), status, verify, repair, cutover, rollback, finish.
     Migrate(migrate::MigrateArgs),
     /// Run the relays and projections as a worker (`sync --config FILE`), or show their status (`sync status`).
     Sync(sync::SyncArgs),

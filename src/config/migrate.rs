@@ -18,16 +18,21 @@ use super::ConfigDuration;
 ///     kind = "memory"
 ///     [stores.new]
 ///     kind = "memory"
+///     [buses.events]
+///     kind = "memory"
+///     [sync]
+///     store = "old"
 ///     [entities.order]
 ///     store = "old"
+///     outbox = { bus = "events" }
 ///     [migrations.orders_to_new]
 ///     entity = "order"
 ///     to = "new"
-///     state = "old"
 /// "#, "<string>").unwrap();
 /// let m = &cfg.migrations["orders_to_new"];
 /// assert_eq!(m.batch, 1000);
 /// assert_eq!(m.rate, 20_000);
+/// assert_eq!(m.state_store(&cfg), Some("old"));
 /// ```
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -53,6 +58,11 @@ pub struct MigrationConfig {
     /// last progress write (default `"10s"`).
     #[serde(default = "default_lease")]
     pub lease: ConfigDuration,
+    /// How often every router reads the migration's state row to learn
+    /// which store is the primary (default `"1s"`); a router that has not
+    /// read it for twice this refuses the entity's writes.
+    #[serde(default = "default_poll")]
+    pub poll: ConfigDuration,
 }
 
 impl MigrationConfig {
@@ -74,15 +84,36 @@ impl MigrationConfig {
         format!("migration-{name}")
     }
 
-    /// The projection that dual-writes: a `replica` of the entity into `to`.
-    pub(crate) fn applier(&self) -> super::ProjectionConfig {
-        super::ProjectionConfig {
+    /// The consumer group of the reverse dual-write (target → source,
+    /// after cutover): `migration-NAME-back`.
+    ///
+    /// ```
+    /// assert_eq!(polyrouter::config::MigrationConfig::back_group("m1"), "migration-m1-back");
+    /// ```
+    pub fn back_group(name: &str) -> String {
+        format!("migration-{name}-back")
+    }
+
+    /// The projections that dual-write, as `(group, projection)`: a
+    /// `replica` of the entity's events into `to`, and one into the source
+    /// store (`source`). Each applies every event of the entity; the one
+    /// into the store the event came from finds it there already.
+    pub(crate) fn appliers(
+        &self,
+        name: &str,
+        source: &str,
+    ) -> [(String, super::ProjectionConfig); 2] {
+        let into = |store: &str| super::ProjectionConfig {
             kind: super::ProjectionKind::Replica,
             entities: vec![self.entity.clone()],
             bus: None,
-            store: Some(self.to.clone()),
+            store: Some(store.to_string()),
             ..super::ProjectionConfig::defaults()
-        }
+        };
+        [
+            (Self::group(name), into(&self.to)),
+            (Self::back_group(name), into(source)),
+        ]
     }
 
     pub(crate) fn problem(&self, config: &super::Config) -> Option<(&'static str, String)> {
@@ -108,6 +139,15 @@ impl MigrationConfig {
             return Some((
                 "to",
                 format!("the entity already lives in store `{}`", self.to),
+            ));
+        }
+        if route.outbox.as_ref().is_some_and(|o| !o.spec().after_image) {
+            return Some((
+                "entity",
+                format!(
+                    "a migration applies change events in both directions from the events alone: set `after_image = true` on [entities.{}].outbox",
+                    self.entity
+                ),
             ));
         }
         if route.outbox.is_none() {
@@ -156,6 +196,9 @@ impl MigrationConfig {
         if self.lease.0 < Duration::from_millis(100) {
             return Some(("lease", "must be at least \"100ms\"".into()));
         }
+        if self.poll.0 < Duration::from_millis(10) {
+            return Some(("poll", "must be at least \"10ms\"".into()));
+        }
         None
     }
 }
@@ -175,4 +218,7 @@ fn default_rate() -> u64 {
 }
 fn default_lease() -> ConfigDuration {
     ConfigDuration(Duration::from_secs(10))
+}
+fn default_poll() -> ConfigDuration {
+    ConfigDuration(Duration::from_secs(1))
 }

@@ -55,6 +55,7 @@ use std::time::{Duration, Instant};
 mod backfill;
 mod canonical;
 mod driver;
+mod routing;
 mod state;
 mod verify;
 
@@ -62,7 +63,7 @@ pub use canonical::canonical;
 pub use state::{
     BackfillState, Difference, MigrationState, Mismatch, Phase, StoredKey, VerifyPass, VerifyState,
 };
-pub use verify::RepairReport;
+pub use verify::{RECHECK_DELAY, RECHECKS, RepairReport};
 
 use crate::config::MigrationConfig;
 use crate::store::EntityInfo;
@@ -177,7 +178,16 @@ impl Router {
         };
         let located = |e: Error| e.with_entity(entity);
         source.ensure_entity(&source_info).await.map_err(located)?;
-        target.ensure_entity(&target_info).await.map_err(located)?;
+        // With the route's outbox where the target has one: it records the
+        // entity's events once it is the primary (reverse dual-write).
+        let target_outbox = EntityInfo {
+            outbox: if tc.outbox { source_info.outbox } else { None },
+            ..target_info.clone()
+        };
+        target
+            .ensure_entity(&target_outbox)
+            .await
+            .map_err(located)?;
         let bus = match &route.config.outbox {
             Some(o) => self.bus(&o.bus)?,
             None => {
@@ -271,25 +281,168 @@ impl Migration {
         Ok(d.finish(out).await?.0)
     }
 
+    /// Makes the target the primary: fences the entity's writes in every
+    /// router (phase [`Phase::CutoverFence`]), waits `2 × poll` so every
+    /// router has seen the fence (a router that cannot read the state row
+    /// refuses writes by then too), waits for the dual-write to drain (the
+    /// source's outbox empty and group `migration-NAME` caught up), then
+    /// flips the routers to the target ([`Phase::CutOver`]); from then on
+    /// the target records the entity's events and the reverse dual-write
+    /// keeps the source current. Needs a finished verify without
+    /// differences, a target with an outbox, and the sync workers running.
+    pub async fn cutover(&self) -> Result<MigrationState> {
+        if !self.target.capabilities().outbox {
+            return Err(Error::unsupported(
+                &self.target_info.store,
+                self.entity(),
+                "a transactional outbox, which the reverse dual-write needs after cutover (it keeps the source current for a rollback)",
+            ));
+        }
+        self.ensure_dual_write().await?;
+        let mut d = self.drive().await?;
+        let out = self.switch(&mut d, true).await;
+        Ok(d.finish(out).await?.1)
+    }
+
+    /// Makes the source the primary again after a cutover, the same way
+    /// (fence, wait, drain the reverse dual-write, flip): no write made on
+    /// the target is lost.
+    pub async fn rollback(&self) -> Result<MigrationState> {
+        let mut d = self.drive().await?;
+        let out = self.switch(&mut d, false).await;
+        Ok(d.finish(out).await?.1)
+    }
+
+    /// Ends a cut-over migration: the target stays the primary for good
+    /// ([`Phase::Finished`]). Then point `[entities.NAME] store` at the
+    /// target and remove `[migrations.NAME]`.
+    pub async fn finish(&self) -> Result<MigrationState> {
+        let mut d = self.drive().await?;
+        let out = if d.state.phase == Phase::CutOver || d.state.phase == Phase::Finished {
+            d.state.phase = Phase::Finished;
+            d.save().await
+        } else {
+            Err(self.wrong_phase(d.state.phase, "finish", "cut_over"))
+        };
+        Ok(d.finish(out).await?.1)
+    }
+
+    fn wrong_phase(&self, phase: Phase, what: &str, needs: &str) -> Error {
+        Error::invalid_input(
+            &self.state_store,
+            self.entity(),
+            format!(
+                "migration `{}` is in phase `{phase}`; `{what}` needs {needs}",
+                self.name
+            ),
+        )
+    }
+
+    async fn switch(&self, d: &mut Driver, to_target: bool) -> Result<()> {
+        let phase = d.state.phase;
+        let (fence, done) = if to_target {
+            let ok = matches!(
+                phase,
+                Phase::Verified | Phase::RolledBack | Phase::CutoverFence
+            );
+            if !ok {
+                return Err(self.wrong_phase(
+                    phase,
+                    "cutover",
+                    "a verify without differences (`verified`), or `rolled_back`",
+                ));
+            }
+            (Phase::CutoverFence, Phase::CutOver)
+        } else {
+            if !matches!(phase, Phase::CutOver | Phase::RollbackFence) {
+                return Err(self.wrong_phase(phase, "rollback", "`cut_over`"));
+            }
+            (Phase::RollbackFence, Phase::RolledBack)
+        };
+        d.state.phase = fence;
+        d.save().await?;
+        // Every router reads the row within `poll`, or stops writing
+        // after `2 × poll`; writes already under way finish meanwhile.
+        let settle = self.config.poll.0 * 2 + Duration::from_millis(100);
+        let until = Instant::now() + settle;
+        while Instant::now() < until {
+            tokio::time::sleep(Duration::from_millis(50).min(settle)).await;
+            d.save().await?;
+        }
+        // Then every change of the old primary must be in the new one.
+        let (store, info, group) = if to_target {
+            (
+                &self.source,
+                self.source_info.clone(),
+                MigrationConfig::group(&self.name),
+            )
+        } else {
+            (
+                &self.target,
+                EntityInfo {
+                    outbox: self.source_info.outbox,
+                    ..self.target_info.clone()
+                },
+                MigrationConfig::back_group(&self.name),
+            )
+        };
+        let entities = [self.entity().to_string()];
+        let deadline = Instant::now() + Duration::from_secs(300);
+        loop {
+            let outbox = store.outbox_len(&info).await?;
+            let backlog = self.bus.backlog(&group, &entities).await?;
+            match backlog {
+                None => {
+                    return Err(Error::unsupported(
+                        &self.source_info.store,
+                        self.entity(),
+                        "a bus that reports a group's backlog, which a cutover needs to know the dual-write has drained",
+                    ));
+                }
+                Some(0) if outbox == 0 => break,
+                Some(_) => {}
+            }
+            if Instant::now() > deadline {
+                return Err(Error::unavailable(
+                    &self.source_info.store,
+                    self.entity(),
+                    format!(
+                        "the dual-write did not drain within 5 minutes ({outbox} event(s) in the outbox); are the sync workers running? Writes stay fenced: run the command again, or roll back"
+                    ),
+                ));
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            d.save().await?;
+        }
+        d.state.phase = done;
+        d.save().await
+    }
+
     /// Creates the dual-write's durable consumer group on the source's bus
     /// if no sync worker has yet: from here on every change of the entity
     /// waits on the bus for the sync workers to apply it to the target, so
     /// a write the backfill's scan passed before it is not lost.
     async fn ensure_dual_write(&self) -> Result<()> {
-        let sub = self
-            .bus
-            .subscribe(
-                &MigrationConfig::group(&self.name),
-                &[self.entity().to_string()],
-                &crate::sync::SubscribeOptions {
-                    consumer: self.owner.clone(),
-                    start: crate::sync::StartAt::Oldest,
-                    ephemeral: false,
-                    ..Default::default()
-                },
-            )
-            .await?;
-        sub.close().await
+        for group in [
+            MigrationConfig::group(&self.name),
+            MigrationConfig::back_group(&self.name),
+        ] {
+            let sub = self
+                .bus
+                .subscribe(
+                    &group,
+                    &[self.entity().to_string()],
+                    &crate::sync::SubscribeOptions {
+                        consumer: self.owner.clone(),
+                        start: crate::sync::StartAt::Oldest,
+                        ephemeral: false,
+                        ..Default::default()
+                    },
+                )
+                .await?;
+            sub.close().await?;
+        }
+        Ok(())
     }
 
     fn entity(&self) -> &str {
@@ -315,6 +468,35 @@ impl Migration {
         )
         .await
     }
+}
+
+/// The store a router binds `route` to: `store` itself, or, when a
+/// `[migrations.NAME]` moves the entity, a store that follows the
+/// migration's phase (see docs/migration.md, "Cutover").
+pub(crate) async fn route_store(
+    router: &Router,
+    route: &crate::router::Route,
+    store: Arc<dyn Store>,
+) -> Result<Arc<dyn Store>> {
+    let config = router.config();
+    let Some((name, mc)) = config
+        .migrations
+        .iter()
+        .find(|(_, m)| m.entity == route.entity)
+    else {
+        return Ok(store);
+    };
+    let Some(target) = router.store(&mc.to).cloned() else {
+        return Ok(store);
+    };
+    let state_store = mc.state_store(config).unwrap_or_default().to_string();
+    let repo = router
+        .repo_at::<MigrationRecord>(&state_store, &mc.state_table)
+        .await?;
+    Ok(
+        routing::MigratingStore::open(name, &mc.to, mc.poll.0, store, target, repo, state_store)
+            .await,
+    )
 }
 
 /// Paces a phase to at most `rate` rows per second (0: no limit).

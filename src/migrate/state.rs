@@ -72,6 +72,43 @@ pub enum Phase {
     Verified,
     /// The last verify found differences (listed; `repair` copies them).
     Differences,
+    /// Cutover under way: writes of the entity are refused everywhere
+    /// while the dual-write drains into the target.
+    CutoverFence,
+    /// The target is the primary; the source is kept current by the
+    /// reverse dual-write.
+    CutOver,
+    /// Rollback under way: writes refused while the reverse dual-write
+    /// drains into the source.
+    RollbackFence,
+    /// The source is the primary again, nothing lost.
+    RolledBack,
+    /// The target is the primary for good: point the route at it.
+    Finished,
+}
+
+impl Phase {
+    /// Whether routers send the entity's operations to the target.
+    ///
+    /// ```
+    /// use polyrouter::migrate::Phase;
+    /// assert!(Phase::CutOver.routes_to_target() && !Phase::CutoverFence.routes_to_target());
+    /// ```
+    pub fn routes_to_target(self) -> bool {
+        matches!(
+            self,
+            Phase::CutOver | Phase::RollbackFence | Phase::Finished
+        )
+    }
+
+    /// Whether routers refuse the entity's writes (a switch under way).
+    ///
+    /// ```
+    /// assert!(polyrouter::migrate::Phase::RollbackFence.fenced());
+    /// ```
+    pub fn fenced(self) -> bool {
+        matches!(self, Phase::CutoverFence | Phase::RollbackFence)
+    }
 }
 
 impl std::fmt::Display for Phase {
@@ -82,6 +119,11 @@ impl std::fmt::Display for Phase {
             Phase::Verify => "verify",
             Phase::Verified => "verified",
             Phase::Differences => "differences",
+            Phase::CutoverFence => "cutover_fence",
+            Phase::CutOver => "cut_over",
+            Phase::RollbackFence => "rollback_fence",
+            Phase::RolledBack => "rolled_back",
+            Phase::Finished => "finished",
         })
     }
 }

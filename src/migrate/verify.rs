@@ -55,7 +55,62 @@ fn note(v: &mut VerifyState, key: &Key, difference: Difference) {
     }
 }
 
+/// How many times, [`RECHECK_DELAY`] apart, a key found different is read
+/// again from both sides before it counts: a change still on its way
+/// through the dual-write is not a difference.
+pub const RECHECKS: u32 = 5;
+
+/// The pause between two re-reads of a key found different.
+pub const RECHECK_DELAY: std::time::Duration = std::time::Duration::from_millis(200);
+
+/// The keys among `suspects` that still differ after [`RECHECKS`]
+/// re-reads of both sides, with how.
+async fn confirm(
+    m: &Migration,
+    pass: VerifyPass,
+    mut suspects: Vec<Key>,
+) -> Result<Vec<(Key, Difference)>> {
+    let mut round = 0;
+    loop {
+        if suspects.is_empty() {
+            return Ok(Vec::new());
+        }
+        let sources = m.source.get_many(&m.source_info, &suspects).await?;
+        let targets = m.target.get_many(&m.target_info, &suspects).await?;
+        let mut still = Vec::new();
+        for ((k, s), t) in suspects.iter().zip(sources).zip(targets) {
+            let difference = match (pass, &s, &t) {
+                (VerifyPass::Source, Some(_), None) => Difference::Missing,
+                (VerifyPass::Source, Some(_), Some(_)) if !equal(m, s.as_ref(), t.as_ref()) => {
+                    Difference::Changed
+                }
+                (VerifyPass::Target, None, Some(_)) => Difference::Extra,
+                // Equal now, or no longer this pass's business (a key
+                // deleted from the source meanwhile is the other pass's).
+                _ => continue,
+            };
+            still.push((k.clone(), difference));
+        }
+        round += 1;
+        if round > RECHECKS || still.is_empty() {
+            return Ok(still);
+        }
+        tokio::time::sleep(RECHECK_DELAY).await;
+        suspects = still.into_iter().map(|(k, _)| k).collect();
+    }
+}
+
+/// Verify and repair compare a copy with its primary: not once the
+/// target is the primary, nor while a switch is under way.
+fn before_cutover(m: &Migration, phase: Phase, what: &str) -> Result<()> {
+    if phase.fenced() || phase.routes_to_target() {
+        return Err(m.wrong_phase(phase, what, "a phase before cutover, or `rolled_back`"));
+    }
+    Ok(())
+}
+
 pub(crate) async fn run(m: &Migration, d: &mut Driver, progress: Progress<'_>) -> Result<()> {
+    before_cutover(m, d.state.phase, "verify")?;
     if !d.state.backfill.done {
         return Err(Error::invalid_input(
             &m.state_store,
@@ -92,15 +147,19 @@ pub(crate) async fn run(m: &Migration, d: &mut Driver, progress: Progress<'_>) -
                 .get_many(other_info, &keys)
                 .await
                 .map_err(|e| e.with_entity(m.entity()))?;
+            let mut suspects = Vec::new();
             for (row, there) in rows.iter().zip(&found) {
-                match (v.pass, there) {
-                    (VerifyPass::Source, None) => note(v, &row.key, Difference::Missing),
-                    (VerifyPass::Source, Some(t)) if !equal(m, Some(row), Some(t)) => {
-                        note(v, &row.key, Difference::Changed)
-                    }
-                    (VerifyPass::Target, None) => note(v, &row.key, Difference::Extra),
-                    _ => {}
+                let differs = match v.pass {
+                    VerifyPass::Source => !equal(m, Some(row), there.as_ref()),
+                    VerifyPass::Target => there.is_none(),
+                };
+                if differs {
+                    suspects.push(row.key.clone());
                 }
+            }
+            let pass = v.pass;
+            for (key, difference) in confirm(m, pass, suspects).await? {
+                note(v, &key, difference);
             }
             match v.pass {
                 VerifyPass::Source => v.source_rows += n as u64,
@@ -137,6 +196,7 @@ pub(crate) async fn run(m: &Migration, d: &mut Driver, progress: Progress<'_>) -
 }
 
 pub(crate) async fn repair(m: &Migration, d: &mut Driver) -> Result<RepairReport> {
+    before_cutover(m, d.state.phase, "repair")?;
     let Some(v) = d.state.verify.as_ref().filter(|v| v.done) else {
         return Err(Error::invalid_input(
             &m.state_store,

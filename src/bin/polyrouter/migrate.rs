@@ -1,4 +1,4 @@
-//! `polyrouter migrate start|status|verify|repair NAME --config FILE`:
+//! `polyrouter migrate start|status|verify|repair|cutover|rollback|finish NAME --config FILE`:
 //! drives the `[migrations.NAME]` of a configuration (docs/migration.md).
 
 use std::path::PathBuf;
@@ -33,6 +33,12 @@ enum MigrateCommand {
     Verify(Target),
     /// Copy the keys the last verify listed again from the source; then verify again.
     Repair(Target),
+    /// Make the target the primary: fence writes, drain the dual-write, flip every router.
+    Cutover(Target),
+    /// Make the source the primary again after a cutover; no write is lost.
+    Rollback(Target),
+    /// Keep the target as the primary for good (then point the route at it).
+    Finish(Target),
 }
 
 /// Runs the subcommand.
@@ -72,6 +78,34 @@ pub async fn run(args: MigrateArgs) -> polyrouter::Result<()> {
                     ),
                 ));
             }
+            Ok(())
+        }
+        MigrateCommand::Cutover(t) => {
+            let m = open(&t).await?;
+            eprintln!(
+                "cutover {}: fencing writes for {} ms, then draining the dual-write",
+                t.name,
+                m.config().poll.0.as_millis() * 2
+            );
+            let s = m.cutover().await?;
+            print(&m, &current(&m, s).await?);
+            Ok(())
+        }
+        MigrateCommand::Rollback(t) => {
+            let m = open(&t).await?;
+            let s = m.rollback().await?;
+            print(&m, &current(&m, s).await?);
+            Ok(())
+        }
+        MigrateCommand::Finish(t) => {
+            let m = open(&t).await?;
+            let s = m.finish().await?;
+            let hint = format!(
+                "  now set `store = \"{}\"` in [entities.{}] and remove [migrations.{}]",
+                s.to, s.entity, t.name
+            );
+            print(&m, &current(&m, s).await?);
+            println!("{hint}");
             Ok(())
         }
         MigrateCommand::Repair(t) => {
