@@ -1,6 +1,7 @@
 //! Entity migration SQLite → PostgreSQL on the real stores: a 100 000-row
-//! backfill while several writers put and delete random (shared) keys,
-//! then verify + repair until both sides are equal key by key; verify
+//! backfill while several writers put and delete random (shared) keys and
+//! the dual-write runs, after which verify finds no difference and both
+//! sides are equal key by key; verify
 //! finding exactly the injected mismatches (changed, missing, extra); the
 //! version guard (a backfilled row never overwrites a newer target row, a
 //! tombstone keeps a key deleted); writers through cutover, rollback and
