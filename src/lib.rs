@@ -59,6 +59,7 @@ mod error;
 mod key;
 pub mod layers;
 pub mod lease;
+pub mod migrate;
 pub mod query;
 pub mod record;
 pub mod router;

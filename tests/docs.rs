@@ -669,6 +669,13 @@ fn configuration_md_documents_exactly_the_options() {
     );
     table("search", "### `search`", 0, "", fields::<SearchConfig>());
     table(
+        "[migrations.NAME]",
+        "## `[migrations.NAME]`",
+        0,
+        "",
+        fields::<MigrationConfig>(),
+    );
+    table(
         "[graphs.NAME]",
         "## `[graphs.NAME]`",
         0,

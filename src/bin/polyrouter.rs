@@ -65,6 +65,20 @@
 //! relayed, applied, duplicates skipped, dead letters) and the outboxes'
 //! backlog counted now (see docs/sync.md).
 //!
+//! ```text
+//! polyrouter migrate start|status|verify|repair|cutover|rollback|finish NAME --config polyrouter.toml
+//! ```
+//!
+//! `migrate` drives the `[migrations.NAME]` of the configuration (see
+//! docs/migration.md): `start` backfills the entity's rows into the target
+//! store keeping their versions (resuming from its saved cursor), `status`
+//! shows the phase, progress, rate, ETA and differences, `verify` compares
+//! both sides and lists mismatching keys (exit status 1 when it finds
+//! any), `repair` copies the listed keys again, `cutover` makes the
+//! target the primary (fencing writes briefly while the dual-write
+//! drains), `rollback` makes the source the primary again, and `finish`
+//! keeps the target for good.
+//!
 //! Built with the `cli` cargo feature (on by default).
 
 use std::path::PathBuf;
@@ -78,6 +92,8 @@ use polyrouter::config::{Config, Consistency};
 mod advise;
 #[path = "polyrouter/bench.rs"]
 mod bench;
+#[path = "polyrouter/migrate.rs"]
+mod migrate;
 #[path = "polyrouter/sagas.rs"]
 mod sagas;
 #[cfg(feature = "analytics")]
@@ -123,6 +139,8 @@ enum Command {
     Sql(sql::SqlArgs),
     /// List, show, retry or abort the sagas of the `[sagas]` log.
     Sagas(sagas::SagasArgs),
+    /// Move an entity to another store: start (backfill), status, verify, repair, cutover, rollback, finish.
+    Migrate(migrate::MigrateArgs),
     /// Run the relays and projections as a worker (`sync --config FILE`), or show their status (`sync status`).
     Sync(sync::SyncArgs),
 }
@@ -153,6 +171,7 @@ fn main() -> ExitCode {
         Command::Sql(args) => runtime.block_on(sql::run(args)),
         Command::Sagas(args) => runtime.block_on(sagas::run(args)),
         Command::Sync(args) => runtime.block_on(sync::run(args)),
+        Command::Migrate(args) => runtime.block_on(migrate::run(args)),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -40,6 +40,7 @@ mod duration;
 mod interpolate;
 mod kinds;
 mod locate;
+mod migrate;
 mod resilience;
 mod sagas;
 mod secret;
@@ -51,6 +52,7 @@ pub use bus::{BusSpec, redact_bus_url};
 pub use duration::ConfigDuration;
 pub use kinds::KindInfo;
 pub(crate) use kinds::{KindEntry, opener};
+pub use migrate::MigrationConfig;
 pub use resilience::{BreakerConfig, LimitConfig, ResilienceConfig, RetryConfig, TimeoutConfig};
 pub use sagas::SagasConfig;
 pub use secret::{Redactor, Secret, is_secret_key, redact_url};
@@ -95,6 +97,8 @@ pub struct Config {
     pub sync: Option<SyncConfig>,
     /// Projections by name, from `[projections.NAME]`.
     pub projections: BTreeMap<String, ProjectionConfig>,
+    /// Entity migrations by name, from `[migrations.NAME]`.
+    pub migrations: BTreeMap<String, MigrationConfig>,
     source: Arc<Source>,
 }
 
@@ -655,6 +659,8 @@ struct RawConfig {
     sync: Option<SyncConfig>,
     #[serde(default)]
     projections: BTreeMap<String, ProjectionConfig>,
+    #[serde(default)]
+    migrations: BTreeMap<String, MigrationConfig>,
 }
 
 #[derive(Deserialize)]
@@ -796,6 +802,7 @@ impl Config {
             sagas: raw.sagas,
             sync: raw.sync,
             projections: raw.projections,
+            migrations: raw.migrations,
             source: source.clone(),
         };
         cfg.validate(&source)?;
@@ -820,6 +827,7 @@ impl Config {
             sagas: None,
             sync: None,
             projections: BTreeMap::new(),
+            migrations: BTreeMap::new(),
             source: Arc::new(Source {
                 file: file.into(),
                 text: String::new(),
@@ -912,6 +920,21 @@ impl Config {
             }
             if let Some((key, msg)) = p.problem(self) {
                 return Err(err(&["projections", name, key], msg));
+            }
+        }
+        for (name, m) in &self.migrations {
+            if name.is_empty()
+                || !name
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+            {
+                return Err(err(
+                    &["migrations", name],
+                    "a migration name may hold only ASCII letters, digits, `_` and `-`".into(),
+                ));
+            }
+            if let Some((key, msg)) = m.problem(self) {
+                return Err(err(&["migrations", name, key], msg));
             }
         }
         let mut tables: BTreeMap<(&str, &str), &str> = BTreeMap::new();

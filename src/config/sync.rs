@@ -221,6 +221,21 @@ fn default_ack_wait() -> ConfigDuration {
 }
 
 impl ProjectionConfig {
+    /// Every option at its default, reading no entity yet.
+    pub(crate) fn defaults() -> Self {
+        ProjectionConfig {
+            kind: ProjectionKind::Replica,
+            entities: Vec::new(),
+            bus: None,
+            store: None,
+            batch: default_batch(),
+            concurrency: default_concurrency(),
+            max_attempts: default_max_attempts(),
+            retry_delay: default_retry_delay(),
+            ack_wait: default_ack_wait(),
+        }
+    }
+
     /// The bus the projection reads: its own `bus`, else the outbox bus of
     /// its first entity.
     pub fn bus_name<'a>(&'a self, entities: &'a BTreeMap<String, EntityConfig>) -> Option<&'a str> {

@@ -398,6 +398,7 @@ impl Router {
             ));
         };
         let store = self.inner.stores[&route.store].clone();
+        let store = crate::migrate::route_store(self, route, store).await?;
         let cascade = cascade::resolve(
             schema.name,
             schema,

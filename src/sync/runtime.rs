@@ -160,7 +160,22 @@ impl SyncBuilder {
                 )
                 .await?,
             );
-            for (name, pc) in &config.projections {
+            // `[projections.NAME]`, then every migration's dual-write.
+            let migrations = config.migrations.iter().flat_map(|(name, mc)| {
+                let source = config
+                    .entities
+                    .get(&mc.entity)
+                    .map(|e| e.store.as_str())
+                    .unwrap_or_default();
+                mc.appliers(name, source)
+            });
+            let all: Vec<(String, ProjectionConfig)> = config
+                .projections
+                .iter()
+                .map(|(n, p)| (n.clone(), p.clone()))
+                .chain(migrations)
+                .collect();
+            for (name, pc) in &all {
                 let projection = build_projection(&router, name, pc, &self.handlers).await?;
                 let bus = router.bus(pc.bus_name(&config.entities).unwrap_or_default())?;
                 let invalidate = pc.kind == ProjectionKind::Invalidate;
@@ -245,6 +260,38 @@ impl SyncBuilder {
                 let lease = LeaseKeeper::new(
                     state.clone(),
                     format!("lease/relay/{}/{}", route.store, route.entity),
+                    self.worker.clone(),
+                    sc.lease.0,
+                );
+                tasks.push(tokio::spawn(run_relay(
+                    relay.clone(),
+                    lease,
+                    sc.relay_interval.0,
+                    stopped.clone(),
+                )));
+                relays.push(relay);
+            }
+            // A migration's target records the entity's events once it is
+            // the primary (after cutover): relay them too.
+            for (name, mc) in &config.migrations {
+                let (Some(route), Some(target)) = (router.route(&mc.entity), router.store(&mc.to))
+                else {
+                    continue;
+                };
+                let Some(o) = &route.config.outbox else {
+                    continue;
+                };
+                if !target.capabilities().outbox {
+                    continue;
+                }
+                let info = EntityInfo {
+                    store: mc.to.clone(),
+                    ..route.entity_info(relay_schema(&router, route))
+                };
+                let relay = Relay::new(target.clone(), info, router.bus(&o.bus)?, sc.relay_batch);
+                let lease = LeaseKeeper::new(
+                    state.clone(),
+                    format!("lease/relay/{}/{}/{name}", mc.to, route.entity),
                     self.worker.clone(),
                     sc.lease.0,
                 );

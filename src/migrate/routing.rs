@@ -1,0 +1,236 @@
+//! How every router learns where a migrating entity lives: a store in
+//! front of the entity's source and target that sends each operation to
+//! the side the migration's state row names (the source until cutover, the
+//! target after it, the source again after a rollback), polled every
+//! `poll`. Writes are refused ([`Error::Unavailable`], retryable) while a
+//! cutover or rollback fences the entity, and while this process has not
+//! read the state row for `2 × poll` (so a process cut off from the state
+//! store never writes the side the others left).
+
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
+use std::sync::{Arc, Weak};
+use std::time::Duration;
+
+use async_trait::async_trait;
+
+use super::driver::decode;
+use super::state::{MigrationRecord, Phase};
+use crate::lease::now_ms;
+use crate::query::Filter;
+use crate::store::{
+    Applied, EntityInfo, OutboxEntry, StoreQuery, VersionedChange, WriteOp, WriteOutcome,
+};
+use crate::{Capabilities, Error, Key, Record, Repo, Result, Store};
+
+/// What this process last read from the state row.
+#[derive(Debug)]
+pub(crate) struct Routing {
+    name: String,
+    to: String,
+    target_side: AtomicBool,
+    fenced: AtomicBool,
+    /// Polled at (ms since the Unix epoch); writes need it within `2 × poll`.
+    polled_ms: AtomicI64,
+    poll: Duration,
+}
+
+impl Routing {
+    fn apply(&self, phase: Option<Phase>, at: i64) {
+        let (target, fenced) = match phase {
+            None => (false, false),
+            Some(p) => (p.routes_to_target(), p.fenced()),
+        };
+        self.target_side.store(target, Ordering::Release);
+        self.fenced.store(fenced, Ordering::Release);
+        self.polled_ms.fetch_max(at, Ordering::AcqRel);
+    }
+
+    async fn poll_once(&self, repo: &Repo<MigrationRecord>, store: &str) -> Result<()> {
+        let at = now_ms();
+        let phase = match repo.get(self.name.as_str()).await? {
+            Some(r) => Some(decode(store, &self.name, r.state)?.phase),
+            None => None,
+        };
+        self.apply(phase, at);
+        Ok(())
+    }
+}
+
+/// The entity's store while a migration is configured for it.
+#[derive(Debug)]
+pub(crate) struct MigratingStore {
+    source: Arc<dyn Store>,
+    target: Arc<dyn Store>,
+    routing: Arc<Routing>,
+}
+
+impl MigratingStore {
+    /// The store for a route with `[migrations.NAME]`: reads the state row
+    /// once now, then every `poll` for as long as the store lives.
+    pub async fn open(
+        name: &str,
+        to: &str,
+        poll: Duration,
+        source: Arc<dyn Store>,
+        target: Arc<dyn Store>,
+        repo: Repo<MigrationRecord>,
+        state_store: String,
+    ) -> Arc<MigratingStore> {
+        let routing = Arc::new(Routing {
+            name: name.to_string(),
+            to: to.to_string(),
+            target_side: AtomicBool::new(false),
+            fenced: AtomicBool::new(false),
+            polled_ms: AtomicI64::new(0),
+            poll,
+        });
+        if let Err(e) = routing.poll_once(&repo, &state_store).await {
+            tracing::warn!(migration = %name, error = %e, "migrate: cannot read the state row; writes wait for it");
+        }
+        let weak: Weak<Routing> = Arc::downgrade(&routing);
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(poll).await;
+                let Some(r) = weak.upgrade() else { return };
+                if let Err(e) = r.poll_once(&repo, &state_store).await {
+                    tracing::warn!(migration = %r.name, error = %e, "migrate: cannot read the state row");
+                }
+            }
+        });
+        Arc::new(MigratingStore {
+            source,
+            target,
+            routing,
+        })
+    }
+
+    fn on_target(&self) -> bool {
+        self.routing.target_side.load(Ordering::Acquire)
+    }
+
+    /// The side to use now and the entity as that side sees it.
+    fn side(&self, entity: &EntityInfo) -> (&Arc<dyn Store>, EntityInfo) {
+        if self.on_target() {
+            (
+                &self.target,
+                EntityInfo {
+                    store: self.routing.to.clone(),
+                    ..entity.clone()
+                },
+            )
+        } else {
+            (&self.source, entity.clone())
+        }
+    }
+
+    fn may_write(&self, entity: &EntityInfo) -> Result<()> {
+        let r = &self.routing;
+        if r.fenced.load(Ordering::Acquire) {
+            return Err(Error::unavailable(
+                &entity.store,
+                entity.name(),
+                format!(
+                    "migration `{}` is switching the entity's primary store; writes resume in a moment (retry)",
+                    r.name
+                ),
+            ));
+        }
+        let stale = now_ms() - r.polled_ms.load(Ordering::Acquire);
+        if stale > 2 * r.poll.as_millis() as i64 {
+            return Err(Error::unavailable(
+                &entity.store,
+                entity.name(),
+                format!(
+                    "migration `{}`: this process has not read the migration's state row for {stale} ms, so it cannot tell which store is the primary; writes wait for it",
+                    r.name
+                ),
+            ));
+        }
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl Store for MigratingStore {
+    fn name(&self) -> &str {
+        self.source.name()
+    }
+    fn kind(&self) -> &'static str {
+        self.source.kind()
+    }
+    fn capabilities(&self) -> &Capabilities {
+        self.source.capabilities()
+    }
+    fn location(&self) -> String {
+        self.source.location()
+    }
+    async fn ensure_entity(&self, entity: &EntityInfo) -> Result<()> {
+        self.source.ensure_entity(entity).await?;
+        let on_target = EntityInfo {
+            store: self.routing.to.clone(),
+            outbox: entity.outbox.filter(|_| self.target.capabilities().outbox),
+            ..entity.clone()
+        };
+        self.target.ensure_entity(&on_target).await
+    }
+    async fn get(&self, entity: &EntityInfo, key: &Key) -> Result<Option<Record>> {
+        let (s, e) = self.side(entity);
+        s.get(&e, key).await
+    }
+    async fn get_many(&self, entity: &EntityInfo, keys: &[Key]) -> Result<Vec<Option<Record>>> {
+        let (s, e) = self.side(entity);
+        s.get_many(&e, keys).await
+    }
+    async fn write(
+        &self,
+        entity: &EntityInfo,
+        ops: Vec<WriteOp>,
+        atomic: bool,
+    ) -> Result<Vec<WriteOutcome>> {
+        self.may_write(entity)?;
+        let (s, e) = self.side(entity);
+        s.write(&e, ops, atomic).await
+    }
+    async fn write_each(
+        &self,
+        entity: &EntityInfo,
+        ops: Vec<WriteOp>,
+    ) -> Result<Vec<Result<WriteOutcome>>> {
+        self.may_write(entity)?;
+        let (s, e) = self.side(entity);
+        s.write_each(&e, ops).await
+    }
+    async fn apply_versioned(
+        &self,
+        entity: &EntityInfo,
+        changes: Vec<VersionedChange>,
+    ) -> Result<Vec<Applied>> {
+        self.may_write(entity)?;
+        let (s, e) = self.side(entity);
+        s.apply_versioned(&e, changes).await
+    }
+    async fn outbox_fetch(&self, entity: &EntityInfo, max: usize) -> Result<Vec<OutboxEntry>> {
+        self.source.outbox_fetch(entity, max).await
+    }
+    async fn outbox_remove(&self, entity: &EntityInfo, ids: &[String]) -> Result<()> {
+        self.source.outbox_remove(entity, ids).await
+    }
+    async fn outbox_len(&self, entity: &EntityInfo) -> Result<u64> {
+        self.source.outbox_len(entity).await
+    }
+    async fn query(&self, entity: &EntityInfo, query: &StoreQuery) -> Result<Vec<Record>> {
+        let (s, e) = self.side(entity);
+        s.query(&e, query).await
+    }
+    async fn count(&self, entity: &EntityInfo, filter: Option<&Filter>) -> Result<u64> {
+        let (s, e) = self.side(entity);
+        s.count(&e, filter).await
+    }
+    async fn ping(&self) -> Result<()> {
+        self.source.ping().await?;
+        self.target.ping().await
+    }
+    fn namespace(&self) -> crate::store::namespace::Namespace {
+        self.source.namespace()
+    }
+}
