@@ -168,7 +168,7 @@ impl RedisStore {
                 &self.name,
                 entity.name(),
                 format!(
-                    "the write was applied on the master at {} but only {acked} of the {replicas} replicas required by `wait_replicas` confirmed it within {timeout_ms} ms; it may be lost if the master fails now — read it back before relying on it, or retry",
+                    "the write was applied on the master (Redis at {}) but only {acked} of the {replicas} replicas required by `wait_replicas` confirmed it within {timeout_ms} ms; it may be lost if the master fails now — read it back before relying on it, or retry",
                     self.location
                 ),
             ));

@@ -184,6 +184,21 @@ pub(crate) fn is_transient(e: &RedisError) -> bool {
             )
         )
         || e.code() == Some("BUSY")
+        || is_cluster_change(e)
+}
+
+/// A Redis Cluster changing under the call (a failover or a slot
+/// migration): a `MOVED` / `ASK` / `READONLY` reply still there after the
+/// driver's retries, or no connection to the slot's node. Transient, but
+/// not a refusal: an earlier attempt of the driver may have been applied.
+fn is_cluster_change(e: &RedisError) -> bool {
+    matches!(
+        e.kind(),
+        ErrorKind::ClusterConnectionNotFound
+            | ErrorKind::Server(
+                ServerErrorKind::Moved | ServerErrorKind::Ask | ServerErrorKind::ReadOnly
+            )
+    )
 }
 
 /// Whether the server refused the command without running it: `BUSY` (a
@@ -224,6 +239,8 @@ fn map_err(store: &str, location: &str, entity: &str, e: RedisError) -> Error {
     } else if is_transient(&e) {
         let what = if e.is_timeout() {
             "timed out waiting for Redis"
+        } else if is_cluster_change(&e) {
+            "the Redis Cluster's slots are moving (failover or resharding)"
         } else {
             "lost the connection to Redis"
         };
