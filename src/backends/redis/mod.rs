@@ -33,6 +33,8 @@ use crate::{Capabilities, Error, Key, Record, Result, Store};
 #[cfg(test)]
 mod classify_tests;
 mod cluster;
+#[cfg(test)]
+mod cluster_tests;
 mod codec;
 mod config;
 mod conn;
