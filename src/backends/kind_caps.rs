@@ -152,7 +152,7 @@ pub const fn redis() -> Capabilities {
     }
 }
 
-/// Redis Cluster: as [`redis`], but a batch is atomic only when all its
+/// Redis Cluster: as [`redis()`], but a batch is atomic only when all its
 /// keys share one hash slot (one key, or keys with a common hash tag), and
 /// there is no transactional outbox (one stream per table cannot share a
 /// slot with every record).
