@@ -55,6 +55,8 @@ impl Drop for PrivateCluster {
 struct Node {
     id: String,
     port: u16,
+    /// The id of its master, for a replica.
+    master_of: Option<String>,
     master: bool,
     failed: bool,
     slots: Vec<(u16, u16)>,
@@ -96,6 +98,7 @@ fn cluster_nodes(port: u16) -> Result<Vec<Node>, String> {
             Some(Node {
                 id: f[0].to_string(),
                 port,
+                master_of: f.get(3).filter(|m| **m != "-").map(|m| m.to_string()),
                 master: flags.split(',').any(|x| x == "master"),
                 failed: flags.split(',').any(|x| x == "fail" || x == "fail?"),
                 slots,
@@ -187,6 +190,7 @@ impl PrivateCluster {
             .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
             .args(["--cluster-enabled", "yes", "--cluster-node-timeout", "1000"])
             .args(["--save", "", "--appendonly", "no"])
+            .args(["--enable-debug-command", "local"])
             .arg("--dir")
             .arg(&data)
             .stdout(Stdio::null())
@@ -428,7 +432,34 @@ async fn failover(cluster: &mut PrivateCluster, repo: &Repo<Blip>) -> Outcome {
         }
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
+    // Its replica stops taking the replication stream (`DEBUG SLEEP`) and
+    // the victim drops the link, so the writes of the victim's keys from
+    // here on reach only the victim; then the victim dies. Without `WAIT` such writes would be
+    // acknowledged and lost with it; with it they are not acknowledged.
+    let replica = nodes
+        .iter()
+        .find(|n| n.master_of.as_deref() == Some(victim.id.as_str()))
+        .map(|n| n.port)
+        .ok_or("the victim's replica")?;
+    let sleeper = std::thread::spawn(move || {
+        query::<String>(replica, redis::cmd("DEBUG").arg("SLEEP").arg(2))
+    });
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    // And the victim drops its link to the sleeping replica: nothing
+    // written from now on leaves the victim.
+    query::<i64>(
+        victim.port,
+        redis::cmd("CLIENT").arg("KILL").arg("TYPE").arg("replica"),
+    )?;
+    let paused_from = total.load(Ordering::SeqCst);
+    while total.load(Ordering::SeqCst) < paused_from + 100 {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
     cluster.kill(victim.port)?;
+    sleeper
+        .join()
+        .map_err(|_| "the DEBUG SLEEP thread panicked")?
+        .map_err(|e| format!("DEBUG SLEEP on the replica: {e}"))?;
     let at_kill: Vec<u64> = acked.iter().map(|a| a.load(Ordering::SeqCst)).collect();
     let killed_at = total.load(Ordering::SeqCst);
 

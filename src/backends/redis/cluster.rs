@@ -6,7 +6,7 @@ use std::collections::{HashMap, HashSet};
 
 use futures::{StreamExt, TryStreamExt};
 use redis::RedisError;
-use redis::cluster::ClusterClientBuilder;
+use redis::cluster::{ClusterClient, ClusterClientBuilder};
 use redis::cluster_async::ClusterConnection;
 
 use super::{EncodedOp, Message, RedisConfig, RedisStore, Slot, codec};
@@ -30,7 +30,7 @@ pub(super) async fn connect(
     config: &RedisConfig,
     location: &str,
     config_error: &(dyn Fn(&str, String) -> Error + Send + Sync),
-) -> Result<ClusterConnection> {
+) -> Result<(ClusterClient, ClusterConnection)> {
     let seeds: Vec<&str> = std::iter::once(config.url.as_str())
         .chain(config.cluster_urls.iter().map(String::as_str))
         .collect();
@@ -51,7 +51,7 @@ pub(super) async fn connect(
                 ),
             )
         })?;
-    client.get_async_connection().await.map_err(|e| {
+    let conn = client.get_async_connection().await.map_err(|e| {
         let shown = redactor.redact(&e.to_string());
         Error::Unavailable {
             store: name.into(),
@@ -61,10 +61,38 @@ pub(super) async fn connect(
             ),
             source: Some(Box::new(Message(shown))),
         }
-    })
+    })?;
+    Ok((client, conn))
 }
 
 impl RedisStore {
+    /// After a `READONLY` reply (the driver sent a write to a node that is
+    /// now a replica: its slot map is older than a failover, and the
+    /// driver refreshes it on `MOVED` and lost connections, not on
+    /// `READONLY`), opens a new cluster connection in the background, which
+    /// reads the slot map afresh, and the store's calls use it from then on.
+    pub(super) fn refresh_slot_map(&self) {
+        let Some(client) = self.cluster_client.clone() else {
+            return;
+        };
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        if self
+            .refreshing
+            .swap(true, std::sync::atomic::Ordering::SeqCst)
+        {
+            return;
+        }
+        let (slot, refreshing) = (self.conn.clone(), self.refreshing.clone());
+        runtime.spawn(async move {
+            if let Ok(fresh) = client.get_async_connection().await {
+                *slot.write().unwrap_or_else(|p| p.into_inner()) = super::Conn::Cluster(fresh);
+            }
+            refreshing.store(false, std::sync::atomic::Ordering::SeqCst);
+        });
+    }
+
     /// On a cluster: the end (≤ `end`) of the run of items from `start`
     /// whose keys share the first one's hash slot, so that one script call
     /// touches one slot. On one server: `end`.

@@ -6,7 +6,10 @@
 use redis::aio::{ConnectionLike, ConnectionManager};
 use redis::cluster_async::ClusterConnection;
 use redis::cluster_routing::{Route, RoutingInfo, SingleNodeRoutingInfo, SlotAddr};
-use redis::{Cmd, Pipeline, RedisFuture, RedisResult, Value};
+use redis::{
+    Cmd, ErrorKind, FromRedisValue, Pipeline, RedisFuture, RedisResult, ScriptInvocation,
+    ServerErrorKind, Value,
+};
 
 /// A single-server or a cluster connection; cheap to clone.
 #[derive(Clone)]
@@ -38,6 +41,34 @@ impl Conn {
                 let v = c.route_command(cmd, route).await?;
                 Ok(redis::from_redis_value(v)?)
             }
+        }
+    }
+
+    /// Runs a script (`EVALSHA`, loading it on `NOSCRIPT`). On a cluster,
+    /// a `NOSCRIPT` left after the driver's own load (which goes to the
+    /// masters of its slot map, and right after a failover can miss the
+    /// promoted one) loads `code` on the master of `key`'s slot and runs
+    /// the script once more.
+    pub(super) async fn invoke<T: FromRedisValue>(
+        &mut self,
+        invocation: &ScriptInvocation<'_>,
+        code: &str,
+        key: &[u8],
+    ) -> RedisResult<T> {
+        match invocation.invoke_async(self).await {
+            Err(e) if e.kind() == ErrorKind::Server(ServerErrorKind::NoScript) => {
+                let Conn::Cluster(c) = self else {
+                    return Err(e);
+                };
+                let mut load = redis::cmd("SCRIPT");
+                load.arg("LOAD").arg(code);
+                let route = RoutingInfo::SingleNode(SingleNodeRoutingInfo::SpecificNode(
+                    Route::with_key(key, SlotAddr::Master),
+                ));
+                c.route_command(load, route).await?;
+                invocation.invoke_async(self).await
+            }
+            other => other,
         }
     }
 

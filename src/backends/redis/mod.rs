@@ -132,7 +132,13 @@ pub struct RedisStore {
     server: String,
     prefix: String,
     caps: Capabilities,
-    conn: Conn,
+    /// The connection; on a cluster replaced by a fresh one after a
+    /// `READONLY` reply ([`RedisStore::refresh_slot_map`]).
+    conn: Arc<std::sync::RwLock<Conn>>,
+    /// On a cluster, the client that opens a fresh connection.
+    cluster_client: Option<redis::cluster::ClusterClient>,
+    /// A fresh cluster connection is being opened.
+    refreshing: Arc<std::sync::atomic::AtomicBool>,
     /// A Redis Cluster: hash-tagged keys, one slot per script call.
     cluster: bool,
     /// `WAIT` after each write: replicas and timeout in milliseconds.
@@ -335,10 +341,12 @@ impl RedisStore {
             )
         })?;
         let server = server_id(client.get_connection_info());
-        let conn = if config.cluster {
-            Conn::Cluster(cluster::connect(name, &config, &location, config_error).await?)
+        let (conn, cluster_client) = if config.cluster {
+            let (client, conn) = cluster::connect(name, &config, &location, config_error).await?;
+            (Conn::Cluster(conn), Some(client))
         } else {
-            Conn::Single(Self::connect_single(name, &config, &location, client).await?)
+            let conn = Self::connect_single(name, &config, &location, client).await?;
+            (Conn::Single(conn), None)
         };
         Ok(RedisStore {
             name: name.to_string(),
@@ -354,7 +362,9 @@ impl RedisStore {
             } else {
                 crate::backends::kind_caps::redis()
             },
-            conn,
+            conn: Arc::new(std::sync::RwLock::new(conn)),
+            cluster_client,
+            refreshing: Arc::default(),
             cluster: config.cluster,
             wait: (config.wait_replicas > 0).then(|| {
                 (
@@ -413,10 +423,13 @@ impl RedisStore {
     }
 
     fn conn(&self) -> Conn {
-        self.conn.clone()
+        self.conn.read().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
     fn err(&self, entity: &EntityInfo, e: RedisError) -> Error {
+        if self.cluster && e.kind() == ErrorKind::Server(ServerErrorKind::ReadOnly) {
+            self.refresh_slot_map();
+        }
         map_err(&self.name, &self.location, entity.name(), e)
     }
 
@@ -607,8 +620,9 @@ impl RedisStore {
             invocation.key(self.outbox_key(entity));
         }
         invocation.arg(tombstone_ms(entity));
-        let reply: Vec<i64> = invocation
-            .invoke_async(&mut self.conn())
+        let reply: Vec<i64> = self
+            .conn()
+            .invoke(&invocation, WRITE_LUA, &encoded[0].key)
             .await
             .map_err(|e| self.err(entity, e))?;
         let reply = parse_reply(reply, encoded.len())
@@ -633,8 +647,9 @@ impl RedisStore {
         if entity.outbox.is_some() {
             invocation.key(self.outbox_key(entity));
         }
-        let version: i64 = invocation
-            .invoke_async(&mut self.conn())
+        let version: i64 = self
+            .conn()
+            .invoke(&invocation, PUT_ONE_LUA, &e.key)
             .await
             .map_err(|e| self.err(entity, e))?;
         u64::try_from(version).map_err(|_| {
@@ -1167,10 +1182,10 @@ impl KvStore for RedisStore {
                     .await
             }
             Some(v) => {
-                self.delete_if_equal
-                    .key(&vkey)
-                    .arg(v)
-                    .invoke_async(&mut self.conn())
+                let mut invocation = self.delete_if_equal.prepare_invoke();
+                invocation.key(&vkey).arg(v);
+                self.conn()
+                    .invoke(&invocation, DELETE_IF_EQUAL_LUA, &vkey)
                     .await
             }
         }
@@ -1184,10 +1199,12 @@ impl KvStore for RedisStore {
     async fn expire(&self, entity: &EntityInfo, key: &Key, ttl: Duration) -> Result<bool> {
         let rkey = self.kv_record_key(entity, key, Some(ttl))?;
         // A tombstone (a hash without `d`) is no record: left alone.
-        let n: i64 = redis::Script::new(EXPIRE_RECORD_LUA)
-            .key(&rkey)
-            .arg(ttl_ms(ttl))
-            .invoke_async(&mut self.conn())
+        let script = redis::Script::new(EXPIRE_RECORD_LUA);
+        let mut invocation = script.prepare_invoke();
+        invocation.key(&rkey).arg(ttl_ms(ttl));
+        let n: i64 = self
+            .conn()
+            .invoke(&invocation, EXPIRE_RECORD_LUA, &rkey)
             .await
             .map_err(|e| self.err(entity, e))?;
         if n == 1 {
@@ -1198,9 +1215,12 @@ impl KvStore for RedisStore {
 
     async fn persist(&self, entity: &EntityInfo, key: &Key) -> Result<bool> {
         let rkey = self.kv_record_key(entity, key, None)?;
-        let exists: i64 = redis::Script::new(PERSIST_RECORD_LUA)
-            .key(&rkey)
-            .invoke_async(&mut self.conn())
+        let script = redis::Script::new(PERSIST_RECORD_LUA);
+        let mut invocation = script.prepare_invoke();
+        invocation.key(&rkey);
+        let exists: i64 = self
+            .conn()
+            .invoke(&invocation, PERSIST_RECORD_LUA, &rkey)
             .await
             .map_err(|e| self.err(entity, e))?;
         if exists == 1 {

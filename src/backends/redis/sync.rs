@@ -130,8 +130,9 @@ impl RedisStore {
                 invocation.key(self.outbox_key(entity));
             }
             invocation.arg(tombstone_ms(entity));
-            let reply: Vec<i64> = invocation
-                .invoke_async(&mut self.conn())
+            let reply: Vec<i64> = self
+                .conn()
+                .invoke(&invocation, super::APPLY_LUA, &encoded[start].key)
                 .await
                 .map_err(|e| self.err(entity, e))?;
             if reply.len() != end - start {
