@@ -32,6 +32,9 @@ pub const COSMOS_MAX_ITEM_BYTES: usize = 2 * 1024 * 1024;
 /// The largest record (encoded) Redis accepts as one argument: its default
 /// `proto-max-bulk-len`.
 pub const REDIS_MAX_RECORD_BYTES: usize = 512 * 1024 * 1024;
+/// The most writes of one atomic batch on a Redis Cluster (one script,
+/// which blocks its node while it runs).
+pub const REDIS_CLUSTER_MAX_BATCH_OPS: usize = 10_000;
 /// MySQL's `max_allowed_packet` default (16 MiB; MySQL 8 ships 64 MiB).
 pub const MYSQL_MAX_RECORD_BYTES: usize = 16 * 1024 * 1024;
 
@@ -149,6 +152,24 @@ pub const fn redis() -> Capabilities {
     }
 }
 
+/// Redis Cluster: as [`redis()`], but a batch is atomic only when all its
+/// keys share one hash slot (one key, or keys with a common hash tag), and
+/// there is no transactional outbox (one stream per table cannot share a
+/// slot with every record).
+///
+/// ```
+/// let c = polyrouter::backends::kind_caps::redis_cluster();
+/// assert!(c.ttl && !c.batch_atomic && c.batch_atomic_partition.is_some() && !c.outbox);
+/// ```
+pub const fn redis_cluster() -> Capabilities {
+    Capabilities {
+        batch_atomic: false,
+        batch_atomic_partition: Some(REDIS_CLUSTER_MAX_BATCH_OPS),
+        outbox: false,
+        ..redis()
+    }
+}
+
 /// A Gremlin server: graphs only.
 ///
 /// ```
@@ -256,9 +277,23 @@ pub(super) const MYSQL_DEPENDS: &[OptionDependency] = &[OptionDependency {
     how: "16 MiB assumed: the server's `max_allowed_packet` sets the real limit",
 }];
 
-pub(super) const REDIS_DEPENDS: &[OptionDependency] = &[OptionDependency {
-    capability: "max-record-bytes",
-    how: "512 MiB assumed: the server's `proto-max-bulk-len` sets the real limit",
-}];
+pub(super) const REDIS_DEPENDS: &[OptionDependency] = &[
+    OptionDependency {
+        capability: "max-record-bytes",
+        how: "512 MiB assumed: the server's `proto-max-bulk-len` sets the real limit",
+    },
+    OptionDependency {
+        capability: "batch-atomic",
+        how: "off with `cluster = true`: a batch is atomic only within one hash slot (batch-atomic-in-one-partition)",
+    },
+    OptionDependency {
+        capability: "batch-atomic-in-one-partition",
+        how: "on with `cluster = true`: one key, keys with a common hash tag, or one entity with a `partition_key` field",
+    },
+    OptionDependency {
+        capability: "outbox",
+        how: "off with `cluster = true`: one outbox stream per table cannot share a hash slot with every record",
+    },
+];
 
 pub(super) const NONE: &[OptionDependency] = &[];

@@ -43,7 +43,7 @@ pub fn stores_under_test() -> Vec<String> {
     for s in &stores {
         if store_toml(s).is_none() {
             panic!(
-                "POLYROUTER_TEST_STORES names `{s}`, which the behaviour suite does not know; known: memory, sqlite, postgres, mysql, sqlserver, redis, cosmos, fs, azblob, gremlin, tantivy"
+                "POLYROUTER_TEST_STORES names `{s}`, which the behaviour suite does not know; known: memory, sqlite, postgres, mysql, sqlserver, redis, redis-cluster, cosmos, fs, azblob, gremlin, tantivy"
             );
         }
     }
@@ -76,6 +76,14 @@ pub fn store_toml(store: &str) -> Option<String> {
         // The machine's Redis; a per-run prefix keeps runs apart.
         "redis" => format!(
             "kind = \"redis\"\nurl = \"{REDIS_URL}\"\nkey_prefix = \"{}\"\n",
+            redis_prefix()
+        ),
+        // The project's Redis Cluster (`scripts/services redis-cluster`),
+        // with the same per-run prefix.
+        "redis-cluster" => format!(
+            "kind = \"redis\"\nurl = \"{}\"\ncluster = true\ncluster_urls = [\"{}\"]\nkey_prefix = \"{}\"\n",
+            REDIS_CLUSTER_URLS[0],
+            REDIS_CLUSTER_URLS[1],
             redis_prefix()
         ),
         // A live Gremlin server, only when POLYROUTER_TEST_GREMLIN_URL names one.
@@ -248,6 +256,15 @@ pub fn float_holds_infinity(store: &str) -> bool {
 
 const REDIS_URL: &str = "redis://127.0.0.1:6379";
 const REDIS_PREFIX: &str = "polyrouter-behavior-";
+/// The nodes of `scripts/services redis-cluster`.
+const REDIS_CLUSTER_URLS: [&str; 6] = [
+    "redis://127.0.0.1:7101",
+    "redis://127.0.0.1:7102",
+    "redis://127.0.0.1:7103",
+    "redis://127.0.0.1:7104",
+    "redis://127.0.0.1:7105",
+    "redis://127.0.0.1:7106",
+];
 
 /// `polyrouter-behavior-{pid}-{start time}`: unique per run, even when a
 /// later run gets the same process id.
@@ -266,10 +283,32 @@ fn redis_prefix() -> &'static str {
 /// process no longer runs (runs going on at the same time keep theirs).
 #[cfg(feature = "redis")]
 fn remove_stale_redis_keys(include_own: bool) -> Result<(), String> {
+    remove_stale_keys_at(REDIS_URL, include_own)
+}
+
+/// As [`remove_stale_redis_keys`], on every master of the Redis Cluster
+/// (each holds its own slots' keys; a key is deleted on its master).
+#[cfg(feature = "redis")]
+fn remove_stale_redis_cluster_keys(include_own: bool) -> Result<(), String> {
+    for url in REDIS_CLUSTER_URLS {
+        let client = redis::Client::open(url).map_err(|e| e.to_string())?;
+        let mut conn = client.get_connection().map_err(|e| e.to_string())?;
+        let role: Vec<redis::Value> = redis::cmd("ROLE")
+            .query(&mut conn)
+            .map_err(|e| e.to_string())?;
+        if matches!(role.first(), Some(redis::Value::BulkString(r)) if r == b"master") {
+            remove_stale_keys_at(url, include_own)?;
+        }
+    }
+    Ok(())
+}
+
+#[cfg(feature = "redis")]
+fn remove_stale_keys_at(url: &str, include_own: bool) -> Result<(), String> {
     if !std::path::Path::new("/proc/self").exists() {
         return Ok(()); // cannot tell which runs are over
     }
-    let client = redis::Client::open(REDIS_URL).map_err(|e| e.to_string())?;
+    let client = redis::Client::open(url).map_err(|e| e.to_string())?;
     let mut conn = client.get_connection().map_err(|e| e.to_string())?;
     let keys: Vec<Vec<u8>> = redis::cmd("SCAN")
         .cursor_arg(0)
@@ -293,11 +332,14 @@ fn remove_stale_redis_keys(include_own: bool) -> Result<(), String> {
             !pid.is_empty() && (ended(pid) || (include_own && own(pid)))
         })
         .collect();
+    // One key per DEL: on a cluster node, keys of several slots cannot
+    // share one command.
     for chunk in stale.chunks(500) {
-        redis::cmd("DEL")
-            .arg(chunk)
-            .query::<i64>(&mut conn)
-            .map_err(|e| e.to_string())?;
+        let mut pipe = redis::pipe();
+        for key in chunk {
+            pipe.cmd("DEL").arg(key).ignore();
+        }
+        pipe.query::<()>(&mut conn).map_err(|e| e.to_string())?;
     }
     Ok(())
 }
@@ -380,6 +422,10 @@ pub async fn clean_up(stores: &[String]) -> Result<(), String> {
         if store == "redis" {
             remove_stale_redis_keys(true)?;
         }
+        #[cfg(feature = "redis")]
+        if store == "redis-cluster" {
+            remove_stale_redis_cluster_keys(true)?;
+        }
         #[cfg(feature = "postgres")]
         if store == "postgres" {
             remove_stale_pg_schemas(true).await?;
@@ -450,6 +496,12 @@ pub async fn probe(store: &str) -> Result<Capabilities, String> {
     if store == "redis" {
         remove_stale_redis_keys(false)
             .map_err(|e| format!("cannot remove keys of earlier runs from Redis: {e}"))?;
+    }
+    #[cfg(feature = "redis")]
+    if store == "redis-cluster" {
+        remove_stale_redis_cluster_keys(false).map_err(|e| {
+            format!("cannot remove keys of earlier runs from the Redis Cluster: {e}")
+        })?;
     }
     #[cfg(feature = "postgres")]
     if store == "postgres" {

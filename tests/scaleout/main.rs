@@ -2,7 +2,8 @@
 //! PostgreSQL hot standby as a `read_from` replica (`scripts/services
 //! pg-replica`: a private primary on 5440, a standby made with
 //! `pg_basebackup -R` on 5441) and a three-node JetStream cluster
-//! (`scripts/services nats-cluster`: 4231-4233).
+//! (`scripts/services nats-cluster`: 4231-4233). The Redis Cluster trial
+//! starts a private six-node cluster of its own (7111-7116).
 //!
 //! The suite starts both with the script (idempotent: whatever answers
 //! already is shared) and, unless a caller records what it starts in
@@ -16,6 +17,7 @@
 //! ```
 
 mod cluster;
+mod redis_cluster;
 mod replica;
 
 use std::path::PathBuf;
@@ -82,6 +84,10 @@ fn trials() -> Vec<(&'static str, Run)> {
         (
             "cluster::no_acknowledged_event_is_lost_when_a_node_dies",
             || Box::pin(cluster::no_acknowledged_event_is_lost_when_a_node_dies()),
+        ),
+        (
+            "redis_cluster::redirects_and_failover_lose_no_acknowledged_write",
+            || Box::pin(redis_cluster::redirects_and_failover_lose_no_acknowledged_write()),
         ),
     ]
 }

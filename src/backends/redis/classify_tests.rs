@@ -87,3 +87,23 @@ fn a_reply_cut_off_mid_stream_is_unavailable() {
     assert!(matches!(e, Error::Unavailable { .. }), "{e:?}");
     assert!(!e.nothing_applied());
 }
+
+/// A cluster changing under a call (`MOVED`, `ASK`, `READONLY` left after
+/// the driver's retries) is transient, but not "nothing applied": an
+/// earlier attempt of the driver may have been.
+#[tokio::test]
+async fn moved_ask_and_readonly_are_unavailable_with_unknown_outcome() {
+    for reply in [
+        "MOVED 3999 127.0.0.1:7102",
+        "ASK 3999 127.0.0.1:7102",
+        "READONLY You cannot write against a read only replica.",
+    ] {
+        let e = map_err("cache", "127.0.0.1:7101", "session", replied(reply).await);
+        assert!(
+            matches!(&e, Error::Unavailable { store, .. } if store == "cache"),
+            "{reply}: {e:?}"
+        );
+        assert!(e.is_transient() && !e.nothing_applied(), "{e}");
+        assert!(e.to_string().contains("slots are moving"), "{e}");
+    }
+}

@@ -12,30 +12,74 @@ use crate::{Key, Record, Value};
 
 /// `{prefix}:{table}:{key}`: string keys raw (binary-safe), integers in
 /// decimal, UUIDs lowercase hyphenated.
-pub(super) fn record_key(prefix: &str, table: &str, key: &Key) -> Vec<u8> {
-    namespaced(prefix, "", table, key)
+///
+/// On a Redis Cluster a hash tag chooses the slot: see [`Tag`].
+pub(super) fn record_key(prefix: &str, table: &str, key: &Key, tag: Tag) -> Vec<u8> {
+    namespaced(prefix, "", table, key, tag)
+}
+
+/// Which part of a key is its Redis Cluster hash tag.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Tag {
+    /// One server: no tag, `{prefix}:{table}:{key}`.
+    None,
+    /// The record's key, `{prefix}:{table}:{{key}}`: records spread over
+    /// the cluster by key. A key holding a hash tag of its own (`{…}` with
+    /// something inside) is kept as it is, so keys sharing that tag share
+    /// a slot.
+    Key,
+    /// The table, `{prefix}:{{table}}:{key}`: the whole table in one slot
+    /// (on one master), so any batch of it is one script.
+    Table,
 }
 
 /// `{prefix}#kv:{table}:{key}`: the [`KvStore`](crate::store::kv::KvStore)
 /// raw values, which no record key can equal (a record key has `:` right
 /// after the prefix, and table names hold no `:`).
-pub(super) fn value_key(prefix: &str, table: &str, key: &Key) -> Vec<u8> {
-    namespaced(prefix, "#kv", table, key)
+pub(super) fn value_key(prefix: &str, table: &str, key: &Key, tag: Tag) -> Vec<u8> {
+    namespaced(prefix, "#kv", table, key, tag)
 }
 
-fn namespaced(prefix: &str, space: &str, table: &str, key: &Key) -> Vec<u8> {
+/// Whether `key` holds a Redis Cluster hash tag: a `{` followed, later, by
+/// a `}` with at least one byte between them.
+pub(super) fn has_hash_tag(key: &[u8]) -> bool {
+    key.iter().position(|b| *b == b'{').is_some_and(|open| {
+        key[open + 1..]
+            .iter()
+            .position(|b| *b == b'}')
+            .is_some_and(|len| len > 0)
+    })
+}
+
+fn namespaced(prefix: &str, space: &str, table: &str, key: &Key, tag: Tag) -> Vec<u8> {
     let mut out = Vec::with_capacity(prefix.len() + space.len() + table.len() + 40);
     out.extend_from_slice(prefix.as_bytes());
     out.extend_from_slice(space.as_bytes());
     out.push(b':');
-    out.extend_from_slice(table.as_bytes());
+    out.extend_from_slice(table_part(table, tag).as_bytes());
     out.push(b':');
-    match key {
-        Key::Str(s) => out.extend_from_slice(s.as_bytes()),
-        Key::Int(i) => out.extend_from_slice(i.to_string().as_bytes()),
-        Key::Uuid(u) => out.extend_from_slice(u.hyphenated().to_string().as_bytes()),
+    let text = match key {
+        Key::Str(s) => std::borrow::Cow::Borrowed(s.as_bytes()),
+        Key::Int(i) => std::borrow::Cow::Owned(i.to_string().into_bytes()),
+        Key::Uuid(u) => std::borrow::Cow::Owned(u.hyphenated().to_string().into_bytes()),
+    };
+    if tag == Tag::Key && !has_hash_tag(&text) {
+        out.push(b'{');
+        out.extend_from_slice(&text);
+        out.push(b'}');
+    } else {
+        out.extend_from_slice(&text);
     }
     out
+}
+
+/// The table as it appears in its keys: `{table}` under [`Tag::Table`].
+pub(super) fn table_part(table: &str, tag: Tag) -> std::borrow::Cow<'_, str> {
+    if tag == Tag::Table {
+        format!("{{{table}}}").into()
+    } else {
+        table.into()
+    }
 }
 
 /// `{prefix}:{table}#outbox`: the entity's outbox stream, in its
@@ -251,14 +295,37 @@ mod tests {
 
     #[test]
     fn keys() {
-        assert_eq!(record_key("p", "t", &Key::Int(-7)), b"p:t:-7");
-        assert_eq!(record_key("p", "t", &Key::from("a:b\0")), b"p:t:a:b\0");
+        assert_eq!(record_key("p", "t", &Key::Int(-7), Tag::None), b"p:t:-7");
+        assert_eq!(
+            record_key("p", "t", &Key::from("a:b\0"), Tag::None),
+            b"p:t:a:b\0"
+        );
         let u = Uuid::from_u128(0xABCD);
         assert_eq!(
-            record_key("p", "t", &Key::Uuid(u)),
+            record_key("p", "t", &Key::Uuid(u), Tag::None),
             b"p:t:00000000-0000-0000-0000-00000000abcd"
         );
-        assert_eq!(value_key("p", "t", &Key::from("x")), b"p#kv:t:x");
+        assert_eq!(value_key("p", "t", &Key::from("x"), Tag::None), b"p#kv:t:x");
+        // Cluster layout: the key is the hash tag, unless it has its own.
+        assert_eq!(record_key("p", "t", &Key::Int(-7), Tag::Key), b"p:t:{-7}");
+        assert_eq!(
+            value_key("p", "t", &Key::from("x"), Tag::Key),
+            b"p#kv:t:{x}"
+        );
+        assert_eq!(
+            record_key("p", "t", &Key::from("{o1}:a"), Tag::Key),
+            b"p:t:{o1}:a"
+        );
+        assert_eq!(
+            record_key("p", "t", &Key::from("{}a}"), Tag::Key),
+            b"p:t:{{}a}}"
+        );
+        assert_eq!(
+            record_key("p", "t", &Key::from("{o1}:a"), Tag::Table),
+            b"p:{t}:{o1}:a"
+        );
+        assert_eq!(value_key("p", "t", &Key::Int(1), Tag::Table), b"p#kv:{t}:1");
+        assert!(has_hash_tag(b"x{a}") && !has_hash_tag(b"{}") && !has_hash_tag(b"a{"));
         assert_eq!(outbox_key("p", "t"), b"p:t#outbox");
         assert!(check_table("a:b").is_err());
         assert!(check_table("").is_err());

@@ -17,6 +17,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use futures::future::BoxFuture;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::cluster_routing::Slot;
 use redis::{ErrorKind, RedisError, Script, ServerErrorKind};
 
 use crate::config::{Redactor, StoreSpec, redact_url};
@@ -31,13 +32,18 @@ use crate::{Capabilities, Error, Key, Record, Result, Store};
 
 #[cfg(test)]
 mod classify_tests;
+mod cluster;
+#[cfg(test)]
+mod cluster_tests;
 mod codec;
 mod config;
+mod conn;
 mod sync;
 #[cfg(test)]
 mod tests;
 
 pub use config::RedisConfig;
+use conn::Conn;
 
 /// The batch write script: checks every precondition, then writes (and
 /// records the writes' events in the route's outbox).
@@ -126,7 +132,17 @@ pub struct RedisStore {
     server: String,
     prefix: String,
     caps: Capabilities,
-    conn: ConnectionManager,
+    /// The connection; on a cluster replaced by a fresh one after a
+    /// `READONLY` reply ([`RedisStore::refresh_slot_map`]).
+    conn: Arc<std::sync::RwLock<Conn>>,
+    /// On a cluster, the client that opens a fresh connection.
+    cluster_client: Option<redis::cluster::ClusterClient>,
+    /// A fresh cluster connection is being opened.
+    refreshing: Arc<std::sync::atomic::AtomicBool>,
+    /// A Redis Cluster: hash-tagged keys, one slot per script call.
+    cluster: bool,
+    /// `WAIT` after each write: replicas and timeout in milliseconds.
+    wait: Option<(u32, u64)>,
     write_script: Script,
     apply_script: Script,
     put_one_script: Script,
@@ -176,6 +192,21 @@ pub(crate) fn is_transient(e: &RedisError) -> bool {
             )
         )
         || e.code() == Some("BUSY")
+        || is_cluster_change(e)
+}
+
+/// A Redis Cluster changing under the call (a failover or a slot
+/// migration): a `MOVED` / `ASK` / `READONLY` reply still there after the
+/// driver's retries, or no connection to the slot's node. Transient, but
+/// not a refusal: an earlier attempt of the driver may have been applied.
+fn is_cluster_change(e: &RedisError) -> bool {
+    matches!(
+        e.kind(),
+        ErrorKind::ClusterConnectionNotFound
+            | ErrorKind::Server(
+                ServerErrorKind::Moved | ServerErrorKind::Ask | ServerErrorKind::ReadOnly
+            )
+    )
 }
 
 /// Whether the server refused the command without running it: `BUSY` (a
@@ -216,6 +247,8 @@ fn map_err(store: &str, location: &str, entity: &str, e: RedisError) -> Error {
     } else if is_transient(&e) {
         let what = if e.is_timeout() {
             "timed out waiting for Redis"
+        } else if is_cluster_change(&e) {
+            "the Redis Cluster's slots are moving (failover or resharding)"
         } else {
             "lost the connection to Redis"
         };
@@ -308,13 +341,58 @@ impl RedisStore {
             )
         })?;
         let server = server_id(client.get_connection_info());
+        let (conn, cluster_client) = if config.cluster {
+            let (client, conn) = cluster::connect(name, &config, &location, config_error).await?;
+            (Conn::Cluster(conn), Some(client))
+        } else {
+            let conn = Self::connect_single(name, &config, &location, client).await?;
+            (Conn::Single(conn), None)
+        };
+        Ok(RedisStore {
+            name: name.to_string(),
+            location,
+            server: if config.cluster {
+                server.replacen("redis ", "redis-cluster ", 1)
+            } else {
+                server
+            },
+            prefix: config.key_prefix,
+            caps: if config.cluster {
+                crate::backends::kind_caps::redis_cluster()
+            } else {
+                crate::backends::kind_caps::redis()
+            },
+            conn: Arc::new(std::sync::RwLock::new(conn)),
+            cluster_client,
+            refreshing: Arc::default(),
+            cluster: config.cluster,
+            wait: (config.wait_replicas > 0).then(|| {
+                (
+                    config.wait_replicas,
+                    config.wait_timeout.0.as_millis().clamp(1, u64::MAX as u128) as u64,
+                )
+            }),
+            write_script: Script::new(WRITE_LUA),
+            apply_script: Script::new(APPLY_LUA),
+            put_one_script: Script::new(PUT_ONE_LUA),
+            delete_if_equal: Script::new(DELETE_IF_EQUAL_LUA),
+        })
+    }
+
+    /// The reconnecting connection to one server.
+    async fn connect_single(
+        name: &str,
+        config: &RedisConfig,
+        location: &str,
+        client: redis::Client,
+    ) -> Result<ConnectionManager> {
         let manager_config = ConnectionManagerConfig::new()
             .set_connection_timeout(Some(config.connect_timeout.0))
             .set_response_timeout(Some(config.response_timeout.0))
             .set_number_of_retries(2)
             .set_min_delay(Duration::from_millis(50))
             .set_max_delay(Duration::from_secs(1));
-        let conn = ConnectionManager::new_with_config(client, manager_config)
+        ConnectionManager::new_with_config(client, manager_config)
             .await
             .map_err(|e| {
                 let shown = Redactor::new().with_url(&config.url).redact(&e.to_string());
@@ -327,19 +405,7 @@ impl RedisStore {
                     message,
                     source: Some(Box::new(Message(shown))),
                 }
-            })?;
-        Ok(RedisStore {
-            name: name.to_string(),
-            location,
-            server,
-            prefix: config.key_prefix,
-            caps: crate::backends::kind_caps::redis(),
-            conn,
-            write_script: Script::new(WRITE_LUA),
-            apply_script: Script::new(APPLY_LUA),
-            put_one_script: Script::new(PUT_ONE_LUA),
-            delete_if_equal: Script::new(DELETE_IF_EQUAL_LUA),
-        })
+            })
     }
 
     /// The key prefix every key of this store starts with.
@@ -356,11 +422,14 @@ impl RedisStore {
         &self.prefix
     }
 
-    fn conn(&self) -> ConnectionManager {
-        self.conn.clone()
+    fn conn(&self) -> Conn {
+        self.conn.read().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
     fn err(&self, entity: &EntityInfo, e: RedisError) -> Error {
+        if self.cluster && e.kind() == ErrorKind::Server(ServerErrorKind::ReadOnly) {
+            self.refresh_slot_map();
+        }
         map_err(&self.name, &self.location, entity.name(), e)
     }
 
@@ -369,8 +438,20 @@ impl RedisStore {
     }
 
     fn check_table(&self, entity: &EntityInfo) -> Result<()> {
-        codec::check_table(&entity.table)
+        self.table_problem(entity)
             .map_err(|m| self.invalid(entity, format!("store `{}`: {m}", self.name)))
+    }
+
+    /// Why the entity's table cannot be a Redis namespace of this store.
+    fn table_problem(&self, entity: &EntityInfo) -> std::result::Result<(), String> {
+        codec::check_table(&entity.table)?;
+        if self.cluster && entity.table.contains(['{', '}']) {
+            return Err(format!(
+                "table `{}` holds `{{` or `}}`, which on a Redis Cluster would choose the hash slot of every key; rename it",
+                entity.table
+            ));
+        }
+        Ok(())
     }
 
     /// The Redis key of a record, after checking the key's kind.
@@ -387,7 +468,27 @@ impl RedisStore {
                 ),
             ));
         }
-        Ok(codec::record_key(&self.prefix, &entity.table, key))
+        Ok(codec::record_key(
+            &self.prefix,
+            &entity.table,
+            key,
+            self.tag(entity),
+        ))
+    }
+
+    /// Which part of the entity's keys is their hash tag: none on one
+    /// server; on a cluster the key, or the table for an entity with a
+    /// `partition_key` field (so a batch within a partition, which the
+    /// router may send as one atomic call, is one slot).
+    fn tag(&self, entity: &EntityInfo) -> codec::Tag {
+        let schema = entity.schema;
+        if !self.cluster {
+            codec::Tag::None
+        } else if schema.partition_key.is_some_and(|pk| pk != schema.key) {
+            codec::Tag::Table
+        } else {
+            codec::Tag::Key
+        }
     }
 
     /// The Redis key of the entity's outbox stream.
@@ -493,13 +594,18 @@ impl RedisStore {
     }
 
     /// The end of the chunk of a non-atomic batch starting at `start`:
-    /// at most [`CHUNK_OPS`] writes and [`CHUNK_BYTES`] (at least one).
-    fn chunk_end(encoded: &[EncodedOp], start: usize) -> usize {
-        chunk_end_by(encoded.len(), start, |i| encoded[i].size())
+    /// at most [`CHUNK_OPS`] writes and [`CHUNK_BYTES`] (at least one),
+    /// and on a cluster only writes in the first one's hash slot.
+    fn chunk_end(&self, encoded: &[EncodedOp], start: usize) -> usize {
+        let end = chunk_end_by(encoded.len(), start, |i| encoded[i].size());
+        self.same_slot_end(start, end, |i| &encoded[i].key)
     }
 
     /// Runs the write script over one chunk (all or nothing).
     async fn run_chunk(&self, entity: &EntityInfo, encoded: &[EncodedOp]) -> Result<ScriptReply> {
+        if self.cluster && entity.outbox.is_some() {
+            return Err(self.no_cluster_outbox(entity));
+        }
         let mut invocation = self.write_script.prepare_invoke();
         for e in encoded {
             invocation
@@ -514,16 +620,24 @@ impl RedisStore {
             invocation.key(self.outbox_key(entity));
         }
         invocation.arg(tombstone_ms(entity));
-        let reply: Vec<i64> = invocation
-            .invoke_async(&mut self.conn())
+        let reply: Vec<i64> = self
+            .conn()
+            .invoke(&invocation, WRITE_LUA, &encoded[0].key)
             .await
             .map_err(|e| self.err(entity, e))?;
-        parse_reply(reply, encoded.len())
-            .map_err(|m| Error::backend(&self.name, entity.name(), Message(m)))
+        let reply = parse_reply(reply, encoded.len())
+            .map_err(|m| Error::backend(&self.name, entity.name(), Message(m)))?;
+        if matches!(reply, ScriptReply::Done(_)) {
+            self.replicated(entity, &encoded[0].key).await?;
+        }
+        Ok(reply)
     }
 
     /// One unconditional put (`put_one.lua`): its new version.
     async fn put_one(&self, entity: &EntityInfo, e: &EncodedOp) -> Result<u64> {
+        if self.cluster && entity.outbox.is_some() {
+            return Err(self.no_cluster_outbox(entity));
+        }
         let mut invocation = self.put_one_script.prepare_invoke();
         invocation
             .key(&e.key)
@@ -533,8 +647,9 @@ impl RedisStore {
         if entity.outbox.is_some() {
             invocation.key(self.outbox_key(entity));
         }
-        let version: i64 = invocation
-            .invoke_async(&mut self.conn())
+        let version: i64 = self
+            .conn()
+            .invoke(&invocation, PUT_ONE_LUA, &e.key)
             .await
             .map_err(|e| self.err(entity, e))?;
         u64::try_from(version).map_err(|_| {
@@ -557,7 +672,12 @@ impl RedisStore {
     ) -> Result<Vec<u8>> {
         check_call(&self.name, entity, key, ttl)?;
         self.check_table(entity)?;
-        Ok(codec::value_key(&self.prefix, &entity.table, key))
+        Ok(codec::value_key(
+            &self.prefix,
+            &entity.table,
+            key,
+            self.tag(entity),
+        ))
     }
 
     /// Checks a [`KvStore`] call and returns the Redis key of its record.
@@ -569,7 +689,12 @@ impl RedisStore {
     ) -> Result<Vec<u8>> {
         check_call(&self.name, entity, key, ttl)?;
         self.check_table(entity)?;
-        Ok(codec::record_key(&self.prefix, &entity.table, key))
+        Ok(codec::record_key(
+            &self.prefix,
+            &entity.table,
+            key,
+            self.tag(entity),
+        ))
     }
 
     /// An `ERR ... not an integer` / overflow reply to INCRBY as invalid input.
@@ -690,12 +815,19 @@ impl Store for RedisStore {
     /// Nothing to create: checks only that the table name can be a Redis
     /// namespace (no `:`).
     async fn ensure_entity(&self, entity: &EntityInfo) -> Result<()> {
-        codec::check_table(&entity.table)
-            .map_err(|m| entity_config_error(entity, format!("store `{}`: {m}", self.name)))
+        self.table_problem(entity)
+            .map_err(|m| entity_config_error(entity, format!("store `{}`: {m}", self.name)))?;
+        if self.cluster && entity.outbox.is_some() {
+            return Err(self.no_cluster_outbox(entity));
+        }
+        Ok(())
     }
 
     async fn drop_entity(&self, entity: &EntityInfo) -> Result<()> {
         self.check_table(entity)?;
+        if self.cluster {
+            return self.drop_cluster_entity(entity).await;
+        }
         // Every record and raw value of the table: `{prefix}:{table}:*`
         // and `{prefix}#kv:{table}:*`, found with SCAN, removed with UNLINK.
         let mut conn = self.conn();
@@ -763,6 +895,9 @@ impl Store for RedisStore {
             .iter()
             .map(|k| self.record_key(entity, k))
             .collect::<Result<Vec<_>>>()?;
+        if self.cluster {
+            return self.get_many_cluster(entity, keys, &rkeys).await;
+        }
         let mut out = Vec::with_capacity(keys.len());
         let mut conn = self.conn();
         for (chunk, rchunk) in keys
@@ -814,6 +949,9 @@ impl Store for RedisStore {
                 ),
             ));
         }
+        if atomic {
+            self.check_one_slot(entity, &ops, &encoded)?;
+        }
         if let [
             WriteOp::Put {
                 precondition: Precondition::None,
@@ -822,6 +960,7 @@ impl Store for RedisStore {
         ] = ops.as_slice()
         {
             let version = self.put_one(entity, &encoded[0]).await?;
+            self.replicated(entity, &encoded[0].key).await?;
             return Ok(vec![WriteOutcome::Written { version }]);
         }
         let mut outcomes = Vec::with_capacity(ops.len());
@@ -830,7 +969,7 @@ impl Store for RedisStore {
             let end = if atomic {
                 ops.len()
             } else {
-                Self::chunk_end(&encoded, start)
+                self.chunk_end(&encoded, start)
             };
             self.run_script(
                 entity,
@@ -866,7 +1005,7 @@ impl Store for RedisStore {
         let mut start = 0;
         let mut cap = ops.len();
         while start < ops.len() {
-            let end = Self::chunk_end(&encoded, start).min(cap.max(start + 1));
+            let end = self.chunk_end(&encoded, start).min(cap.max(start + 1));
             match self.run_chunk(entity, &encoded[start..end]).await {
                 Ok(ScriptReply::Done(values)) => {
                     out.extend(outcomes_of(&ops[start..end], values).map(Ok));
@@ -921,6 +1060,9 @@ impl Store for RedisStore {
     /// `XLEN {outbox}`.
     async fn outbox_len(&self, entity: &EntityInfo) -> Result<u64> {
         self.check_table(entity)?;
+        if self.cluster {
+            return Err(self.no_cluster_outbox(entity));
+        }
         redis::cmd("XLEN")
             .arg(self.outbox_key(entity))
             .query_async(&mut self.conn())
@@ -962,7 +1104,7 @@ impl KvStore for RedisStore {
     ) -> Result<i64> {
         let vkey = self.kv_value_key(entity, key, ttl)?;
         let mut conn = self.conn();
-        match ttl {
+        let n = match ttl {
             None => redis::cmd("INCRBY")
                 .arg(&vkey)
                 .arg(delta)
@@ -988,7 +1130,9 @@ impl KvStore for RedisStore {
                     .map_err(|e| self.counter_err(entity, key, e))?;
                 Ok(n)
             }
-        }
+        }?;
+        self.replicated(entity, &vkey).await?;
+        Ok(n)
     }
 
     async fn set_if_absent(
@@ -1000,7 +1144,7 @@ impl KvStore for RedisStore {
     ) -> Result<bool> {
         let vkey = self.kv_value_key(entity, key, Some(ttl))?;
         let set: Option<String> = redis::cmd("SET")
-            .arg(vkey)
+            .arg(&vkey)
             .arg(value)
             .arg("NX")
             .arg("PX")
@@ -1008,6 +1152,9 @@ impl KvStore for RedisStore {
             .query_async(&mut self.conn())
             .await
             .map_err(|e| self.err(entity, e))?;
+        if set.is_some() {
+            self.replicated(entity, &vkey).await?;
+        }
         Ok(set.is_some())
     }
 
@@ -1030,41 +1177,55 @@ impl KvStore for RedisStore {
         let n: i64 = match expected {
             None => {
                 redis::cmd("DEL")
-                    .arg(vkey)
+                    .arg(&vkey)
                     .query_async(&mut self.conn())
                     .await
             }
             Some(v) => {
-                self.delete_if_equal
-                    .key(vkey)
-                    .arg(v)
-                    .invoke_async(&mut self.conn())
+                let mut invocation = self.delete_if_equal.prepare_invoke();
+                invocation.key(&vkey).arg(v);
+                self.conn()
+                    .invoke(&invocation, DELETE_IF_EQUAL_LUA, &vkey)
                     .await
             }
         }
         .map_err(|e| self.err(entity, e))?;
+        if n > 0 {
+            self.replicated(entity, &vkey).await?;
+        }
         Ok(n > 0)
     }
 
     async fn expire(&self, entity: &EntityInfo, key: &Key, ttl: Duration) -> Result<bool> {
         let rkey = self.kv_record_key(entity, key, Some(ttl))?;
         // A tombstone (a hash without `d`) is no record: left alone.
-        let n: i64 = redis::Script::new(EXPIRE_RECORD_LUA)
-            .key(rkey)
-            .arg(ttl_ms(ttl))
-            .invoke_async(&mut self.conn())
+        let script = redis::Script::new(EXPIRE_RECORD_LUA);
+        let mut invocation = script.prepare_invoke();
+        invocation.key(&rkey).arg(ttl_ms(ttl));
+        let n: i64 = self
+            .conn()
+            .invoke(&invocation, EXPIRE_RECORD_LUA, &rkey)
             .await
             .map_err(|e| self.err(entity, e))?;
+        if n == 1 {
+            self.replicated(entity, &rkey).await?;
+        }
         Ok(n == 1)
     }
 
     async fn persist(&self, entity: &EntityInfo, key: &Key) -> Result<bool> {
         let rkey = self.kv_record_key(entity, key, None)?;
-        let exists: i64 = redis::Script::new(PERSIST_RECORD_LUA)
-            .key(rkey)
-            .invoke_async(&mut self.conn())
+        let script = redis::Script::new(PERSIST_RECORD_LUA);
+        let mut invocation = script.prepare_invoke();
+        invocation.key(&rkey);
+        let exists: i64 = self
+            .conn()
+            .invoke(&invocation, PERSIST_RECORD_LUA, &rkey)
             .await
             .map_err(|e| self.err(entity, e))?;
+        if exists == 1 {
+            self.replicated(entity, &rkey).await?;
+        }
         Ok(exists == 1)
     }
 }

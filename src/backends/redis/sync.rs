@@ -109,10 +109,14 @@ impl RedisStore {
             .iter()
             .map(|c| self.encode_change(entity, c))
             .collect::<Result<Vec<_>>>()?;
+        if self.cluster && entity.outbox.is_some() {
+            return Err(self.no_cluster_outbox(entity));
+        }
         let mut out = Vec::with_capacity(changes.len());
         let mut start = 0;
         while start < encoded.len() {
             let end = chunk_end_by(encoded.len(), start, |i| encoded[i].size());
+            let end = self.same_slot_end(start, end, |i| &encoded[i].key);
             let mut invocation = self.apply_script.prepare_invoke();
             for e in &encoded[start..end] {
                 invocation
@@ -126,8 +130,9 @@ impl RedisStore {
                 invocation.key(self.outbox_key(entity));
             }
             invocation.arg(tombstone_ms(entity));
-            let reply: Vec<i64> = invocation
-                .invoke_async(&mut self.conn())
+            let reply: Vec<i64> = self
+                .conn()
+                .invoke(&invocation, super::APPLY_LUA, &encoded[start].key)
                 .await
                 .map_err(|e| self.err(entity, e))?;
             if reply.len() != end - start {
@@ -141,6 +146,7 @@ impl RedisStore {
                     )),
                 ));
             }
+            self.replicated(entity, &encoded[start].key).await?;
             out.extend(reply.into_iter().map(|v| match u64::try_from(v) {
                 Ok(current) => Applied::Stale { current },
                 Err(_) => Applied::Applied,
@@ -158,6 +164,9 @@ impl RedisStore {
         max: usize,
     ) -> Result<Vec<OutboxEntry>> {
         self.check_table(entity)?;
+        if self.cluster {
+            return Err(self.no_cluster_outbox(entity));
+        }
         if max == 0 {
             return Ok(Vec::new());
         }
@@ -213,6 +222,9 @@ impl RedisStore {
     /// the ids that are stream ids, 1000 per call.
     pub(super) async fn outbox_delete(&self, entity: &EntityInfo, ids: &[String]) -> Result<()> {
         self.check_table(entity)?;
+        if self.cluster {
+            return Err(self.no_cluster_outbox(entity));
+        }
         let ids: Vec<&str> = ids
             .iter()
             .map(String::as_str)

@@ -325,7 +325,7 @@ async fn round_trip_of_every_kind_matches_the_memory_store() {
     assert!(redis.get_many(&e, &[]).await.unwrap().is_empty());
 
     // The stored form: a hash with the version and compact JSON.
-    let rkey = codec::record_key(redis.key_prefix(), "every", &keys[0]);
+    let rkey = codec::record_key(redis.key_prefix(), "every", &keys[0], codec::Tag::None);
     let (v, d): (u64, String) = redis::cmd("HMGET")
         .arg(&rkey)
         .arg("v")
@@ -550,7 +550,7 @@ async fn batches_are_all_or_nothing_against_their_own_evolving_state() {
 
     // Another program's key of another type: the script fails in its check
     // phase, before anything is written.
-    let rkey = codec::record_key(s.key_prefix(), "item", &Key::Int(9));
+    let rkey = codec::record_key(s.key_prefix(), "item", &Key::Int(9), codec::Tag::None);
     let _: () = redis::cmd("SET")
         .arg(&rkey)
         .arg("not a hash")
@@ -665,6 +665,7 @@ async fn records_expire_natively() {
             s.key_prefix(),
             "note",
             &Key::from("short"),
+            codec::Tag::None,
         ))
         .query_async(&mut conn)
         .await
@@ -699,7 +700,12 @@ async fn records_expire_natively() {
     .unwrap();
     s.write(&e, vec![put(note("t", "2"))], true).await.unwrap();
     let pttl: i64 = redis::cmd("PTTL")
-        .arg(codec::record_key(s.key_prefix(), "note", &Key::from("t")))
+        .arg(codec::record_key(
+            s.key_prefix(),
+            "note",
+            &Key::from("t"),
+            codec::Tag::None,
+        ))
         .query_async(&mut conn)
         .await
         .unwrap();
@@ -847,7 +853,12 @@ async fn kv_counters_locks_and_record_expiry() {
         6
     );
     let pttl: i64 = redis::cmd("PTTL")
-        .arg(codec::value_key(s.key_prefix(), "note", &window))
+        .arg(codec::value_key(
+            s.key_prefix(),
+            "note",
+            &window,
+            codec::Tag::None,
+        ))
         .query_async(&mut raw().await)
         .await
         .unwrap();
@@ -1095,6 +1106,7 @@ async fn injection_strings_are_data() {
             s.key_prefix(),
             "note",
             &Key::from("canary"),
+            codec::Tag::None,
         ))
         .query_async(&mut raw().await)
         .await
