@@ -100,10 +100,12 @@ macro_rules! operations {
             /// ```
             /// use polyrouter::layers::{OpClass, Operation};
             /// assert_eq!(Operation::Query.class(1), OpClass::Query);
+            /// assert_eq!(Operation::GetMany.class(100), OpClass::Read);
+            /// assert_eq!(Operation::GetMany.class(101), OpClass::Bulk);
             /// ```
             pub fn class(self, items: usize) -> OpClass {
                 let class = match self { $(Operation::$variant => OpClass::$class,)* };
-                if class == OpClass::Write && items > BULK_ITEMS {
+                if matches!(class, OpClass::Write | OpClass::Read) && items > BULK_ITEMS {
                     OpClass::Bulk
                 } else {
                     class
@@ -125,7 +127,8 @@ macro_rules! operations {
     };
 }
 
-/// Writes in one call above which it counts as [`OpClass::Bulk`].
+/// Writes or keys read in one call above which it counts as
+/// [`OpClass::Bulk`] (a `get_many` of 1 000 keys is not a point read).
 pub const BULK_ITEMS: usize = 100;
 
 operations! {
