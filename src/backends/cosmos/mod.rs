@@ -494,18 +494,21 @@ impl CosmosStore {
         }
     }
 
+    /// One write; `bulk`: one of many in a non-atomic batch, where new
+    /// items are the common case (see [`CosmosStore::put`]).
     async fn write_one(
         &self,
         entity: &EntityInfo,
         c: &Container,
         op: &WriteOp,
+        bulk: bool,
     ) -> Result<WriteOutcome> {
         match op {
             WriteOp::Put {
                 record,
                 precondition,
                 ttl,
-            } => self.put(entity, c, record, *precondition, *ttl).await,
+            } => self.put(entity, c, record, *precondition, *ttl, bulk).await,
             WriteOp::Delete { key, precondition } => {
                 self.delete(entity, c, key, *precondition).await
             }
@@ -582,6 +585,7 @@ impl CosmosStore {
         record: &Record,
         precondition: Precondition,
         ttl: Option<Duration>,
+        bulk: bool,
     ) -> Result<WriteOutcome> {
         if ttl.is_some() && !c.ttl_enabled {
             return Err(self.ttl_unsupported(entity));
@@ -593,12 +597,19 @@ impl CosmosStore {
         let pk_json = doc.get(&pk_prop).cloned().unwrap_or(Json::Null);
         // A partition key value Cosmos cannot take is refused with nothing sent.
         partition_key(&pk_json).map_err(|m| self.invalid(entity, m))?;
-        // An insert (`Absent`) tries the create first where the partition
-        // of the key is known (ids are unique per partition only): one
-        // request. Any other put reads first and then creates or replaces
-        // with `If-Match`: two requests whether the item exists or not,
-        // where create-first costs three on an existing item.
-        if Self::partitioned_by_key(entity.schema) && precondition == Precondition::Absent {
+        // An insert (`Absent`), and an unconditional put among many (bulk
+        // loads mostly add items), try the create first where the
+        // partition of the key is known (ids are unique per partition
+        // only): one request, three on an existing item (create → 409,
+        // read, replace). A single put reads first and then creates or
+        // replaces with `If-Match`: two requests whether the item exists
+        // or not.
+        let create_first = match precondition {
+            Precondition::Absent => true,
+            Precondition::None => bulk,
+            _ => false,
+        };
+        if Self::partitioned_by_key(entity.schema) && create_first {
             let mut doc = doc.clone();
             let event = self.event_item(
                 entity,
@@ -1107,7 +1118,7 @@ impl Store for CosmosStore {
         let width = if distinct { WRITE_CONCURRENCY } else { 1 };
         let mut writes = Vec::with_capacity(ops.len());
         for op in &ops {
-            writes.push(self.write_one(entity, &c, op));
+            writes.push(self.write_one(entity, &c, op, ops.len() > 1));
         }
         use futures::StreamExt;
         Ok(futures::stream::iter(writes)

@@ -1519,5 +1519,23 @@ async fn a_put_is_at_most_two_requests_and_an_insert_one() {
         ["GET", "PUT"],
         "versioned put: read, replace"
     );
+    // Among many (a bulk load), new items are one create each.
+    let out = store
+        .write(
+            &notes,
+            vec![
+                put(note("b1"), Precondition::None),
+                put(note("b2"), Precondition::None),
+            ],
+            false,
+        )
+        .await
+        .unwrap();
+    assert_eq!(out, vec![WriteOutcome::Written { version: 1 }; 2]);
+    assert_eq!(
+        rec.take_methods(),
+        ["POST", "POST"],
+        "bulk put of new items: one create each"
+    );
     store.delete_database().await.unwrap();
 }
