@@ -148,8 +148,9 @@ impl SyncBuilder {
         let (stop, stopped) = watch::channel(false);
         let mut tasks = Vec::new();
         let mut projections = Vec::new();
-        // The dead-letter table is made only when some projection may need it.
-        if self.projections && !config.projections.is_empty() {
+        // The dead-letter table is made only when some projection (one of
+        // `[projections.NAME]` or a migration's dual-write) may need it.
+        if self.projections && !(config.projections.is_empty() && config.migrations.is_empty()) {
             let dead_letters = Arc::new(
                 StoreDeadLetters::open(
                     router
