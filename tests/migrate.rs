@@ -2,7 +2,9 @@
 //! backfill while several writers put and delete random (shared) keys and
 //! the dual-write runs, after which verify finds no difference and both
 //! sides are equal key by key; verify
-//! finding exactly the injected mismatches (changed, missing, extra); the
+//! finding exactly the injected mismatches (changed, missing, extra); shadow
+//! reads counting exactly the injected differences and not the dual-write's
+//! lag; the
 //! version guard (a backfilled row never overwrites a newer target row, a
 //! tombstone keeps a key deleted); writers through cutover, rollback and
 //! finish losing nothing; and the migrating process
@@ -360,6 +362,120 @@ async fn verify_finds_every_injected_mismatch_and_repair_fixes_them() {
     assert!(r.unrepairable.is_empty());
     assert_eq!(m.verify(&mut |_| {}).await.unwrap().phase, Phase::Verified);
     assert_equal(&router).await;
+}
+
+/// The migration's shadow counts once `done(counts)` holds (the routers
+/// add theirs every `poll`), or the counts at the deadline.
+async fn shadow_until(
+    m: &Migration,
+    done: impl Fn(&polyrouter::migrate::ShadowCounts) -> bool,
+) -> polyrouter::migrate::ShadowCounts {
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let counts = m.status().await.unwrap().and_then(|s| s.shadow);
+        if let Some(c) = &counts {
+            if done(c) || std::time::Instant::now() > deadline {
+                return c.clone();
+            }
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no shadow counts within 20 s"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shadow_reads_count_exactly_the_differences_and_not_the_dual_write_lag() {
+    let env = Env::new("sh");
+    let toml = env.toml(100, 0) + "shadow_reads = 1.0\n";
+    let router = Router::from_toml_str(&toml).await.unwrap();
+    seed(&router, 200).await;
+    let items = router.repo::<Item>().await.unwrap();
+    // Before the backfill ends nothing is compared (the target lacks rows
+    // by design).
+    for id in 0..50 {
+        items.get(id).await.unwrap().unwrap();
+    }
+    let m = router.migration("items").await.unwrap();
+    assert!(m.status().await.unwrap().is_none());
+    m.start(&mut |_| {}).await.unwrap();
+    // Equal sides: reads compared, none different (read until this
+    // router's poll has seen the phase and added its counts).
+    let counts = loop {
+        for id in 0..200 {
+            items.get(id).await.unwrap().unwrap();
+        }
+        let c = m.status().await.unwrap().unwrap().shadow;
+        if c.as_ref().is_some_and(|c| c.compared >= 200) {
+            break c.unwrap();
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    // (Reads beyond the compares in flight are counted as skipped.)
+    assert_eq!(counts.differences, 0, "{counts:?}");
+    // Without sync running nothing dual-writes: k of each kind.
+    let k = 5;
+    let mut expected = BTreeMap::new();
+    for i in 0..k {
+        let changed = 3 + i * 37;
+        items.put(&item(changed, 99)).await.unwrap();
+        expected.insert(StoredKey::Int(changed), Difference::Changed);
+        let missing = 5_000 + i;
+        items.put(&item(missing, 1)).await.unwrap();
+        expected.insert(StoredKey::Int(missing), Difference::Missing);
+        let extra = 9_000 + i;
+        let mut r = Record::from_entity(&item(extra, 1)).unwrap();
+        r.version = 1;
+        router
+            .store("dst")
+            .unwrap()
+            .apply_versioned(&info("dst"), vec![VersionedChange::put(r)])
+            .await
+            .unwrap();
+        expected.insert(StoredKey::Int(extra), Difference::Extra);
+    }
+    let keys: Vec<i64> = expected
+        .keys()
+        .map(|k| match k {
+            StoredKey::Int(i) => *i,
+            other => panic!("{other:?}"),
+        })
+        .collect();
+    // Half through get, half through get_many.
+    for id in &keys[..keys.len() / 2] {
+        items.get(*id).await.unwrap();
+    }
+    items
+        .get_many(keys[keys.len() / 2..].to_vec())
+        .await
+        .unwrap();
+    let want = 3 * k as u64;
+    let counts = shadow_until(&m, |c| c.differences >= want).await;
+    assert_eq!(counts.differences, want, "{counts:?}");
+    let listed: BTreeMap<StoredKey, Difference> = counts
+        .recent
+        .iter()
+        .map(|x| (x.key.clone(), x.difference))
+        .collect();
+    assert_eq!(listed, expected);
+    // With the dual-write running, a read right after a write may find
+    // the target behind: re-read, never counted.
+    let sync = router.sync().await.unwrap();
+    let before = counts.compared;
+    for id in 1000..1040 {
+        items.put(&item(id, 7)).await.unwrap();
+        items.get(id).await.unwrap().unwrap();
+    }
+    sync.settle(Duration::from_secs(30)).await.unwrap();
+    let counts = shadow_until(&m, |c| c.compared >= before + 40).await;
+    assert!(counts.compared >= before + 40, "{counts:?}");
+    assert_eq!(
+        counts.differences, want,
+        "lag counted as a difference: {counts:?}"
+    );
+    sync.shutdown().await.unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -32,6 +32,7 @@ use super::ConfigDuration;
 /// let m = &cfg.migrations["orders_to_new"];
 /// assert_eq!(m.batch, 1000);
 /// assert_eq!(m.rate, 20_000);
+/// assert_eq!(m.shadow_reads, 0.0);
 /// assert_eq!(m.state_store(&cfg), Some("old"));
 /// ```
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -63,6 +64,11 @@ pub struct MigrationConfig {
     /// read it for twice this refuses the entity's writes.
     #[serde(default = "default_poll")]
     pub poll: ConfigDuration,
+    /// The share of the entity's point reads also read from the other
+    /// side and compared, from the end of the backfill until finish
+    /// (0.0 to 1.0; default 0: off). See docs/migration.md, "Shadow reads".
+    #[serde(default)]
+    pub shadow_reads: f64,
 }
 
 impl MigrationConfig {
@@ -198,6 +204,12 @@ impl MigrationConfig {
         }
         if self.poll.0 < Duration::from_millis(10) {
             return Some(("poll", "must be at least \"10ms\"".into()));
+        }
+        if !(0.0..=1.0).contains(&self.shadow_reads) {
+            return Some((
+                "shadow_reads",
+                "must be a share between 0.0 (off) and 1.0 (every read)".into(),
+            ));
         }
         None
     }

@@ -56,10 +56,12 @@ mod backfill;
 mod canonical;
 mod driver;
 mod routing;
+mod shadow;
 mod state;
 mod verify;
 
 pub use canonical::canonical;
+pub use shadow::{RECENT, SHADOW_IN_FLIGHT, SHADOW_RECHECK_DELAY, SHADOW_RECHECKS, ShadowCounts};
 pub use state::{
     BackfillState, Difference, MigrationState, Mismatch, Phase, StoredKey, VerifyPass, VerifyState,
 };
@@ -97,7 +99,7 @@ pub struct Migration {
 /// What `status` shows: the persisted state and who drives it now.
 ///
 /// ```
-/// let s = polyrouter::migrate::MigrationStatus { state: Default::default(), owner: None, lease_until_ms: 0 };
+/// let s = polyrouter::migrate::MigrationStatus { state: Default::default(), owner: None, lease_until_ms: 0, shadow: None };
 /// assert!(s.owner.is_none());
 /// ```
 #[derive(Debug, Clone, PartialEq)]
@@ -108,6 +110,9 @@ pub struct MigrationStatus {
     pub owner: Option<String>,
     /// Its lease's expiry (ms since the Unix epoch).
     pub lease_until_ms: i64,
+    /// What shadow reads found so far (`shadow_reads`), summed over every
+    /// router; `None` before the first compare.
+    pub shadow: Option<ShadowCounts>,
 }
 
 impl Router {
@@ -246,10 +251,15 @@ impl Migration {
             until_ms: rec.lease_until,
         };
         let now = crate::lease::now_ms();
+        let shadow = match self.repo.get(shadow::row_id(&self.name)).await? {
+            Some(r) => Some(shadow::decode(&self.state_store, &self.name, r.state)?),
+            None => None,
+        };
         Ok(Some(MigrationStatus {
             state: driver::decode(&self.state_store, &self.name, rec.state)?,
             owner: if lease.is_free(now) { None } else { rec.owner },
             lease_until_ms: rec.lease_until,
+            shadow,
         }))
     }
 
@@ -493,10 +503,14 @@ pub(crate) async fn route_store(
     let repo = router
         .repo_at::<MigrationRecord>(&state_store, &mc.state_table)
         .await?;
-    Ok(
-        routing::MigratingStore::open(name, &mc.to, mc.poll.0, store, target, repo, state_store)
-            .await,
-    )
+    let c = routing::RoutingConfig {
+        name,
+        to: &mc.to,
+        poll: mc.poll.0,
+        shadow_reads: mc.shadow_reads,
+        state_store,
+    };
+    Ok(routing::MigratingStore::open(c, store, target, repo).await)
 }
 
 /// Paces a phase to at most `rate` rows per second (0: no limit).

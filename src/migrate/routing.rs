@@ -5,7 +5,9 @@
 //! `poll`. Writes are refused ([`Error::Unavailable`], retryable) while a
 //! cutover or rollback fences the entity, and while this process has not
 //! read the state row for `2 × poll` (so a process cut off from the state
-//! store never writes the side the others left).
+//! store never writes the side the others left). With `shadow_reads`, a
+//! sample of the point reads is compared with the other side
+//! ([`super::shadow`]).
 
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::{Arc, Weak};
@@ -14,6 +16,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 
 use super::driver::decode;
+use super::shadow::{self, Sample, Shadow};
 use super::state::{MigrationRecord, Phase};
 use crate::lease::now_ms;
 use crate::query::Filter;
@@ -29,6 +32,9 @@ pub(crate) struct Routing {
     to: String,
     target_side: AtomicBool,
     fenced: AtomicBool,
+    /// Whether shadow reads compare in the current phase.
+    shadowing: AtomicBool,
+    shadow: Option<Shadow>,
     /// Polled at (ms since the Unix epoch); writes need it within `2 × poll`.
     polled_ms: AtomicI64,
     poll: Duration,
@@ -36,12 +42,13 @@ pub(crate) struct Routing {
 
 impl Routing {
     fn apply(&self, phase: Option<Phase>, at: i64) {
-        let (target, fenced) = match phase {
-            None => (false, false),
-            Some(p) => (p.routes_to_target(), p.fenced()),
+        let (target, fenced, shadowing) = match phase {
+            None => (false, false, false),
+            Some(p) => (p.routes_to_target(), p.fenced(), shadow::active_in(p)),
         };
         self.target_side.store(target, Ordering::Release);
         self.fenced.store(fenced, Ordering::Release);
+        self.shadowing.store(shadowing, Ordering::Release);
         self.polled_ms.fetch_max(at, Ordering::AcqRel);
     }
 
@@ -52,8 +59,21 @@ impl Routing {
             None => None,
         };
         self.apply(phase, at);
+        if let Some(s) = &self.shadow {
+            s.flush(repo).await?;
+        }
         Ok(())
     }
+}
+
+/// `[migrations.NAME]` as a router's migrating store sees it.
+#[derive(Debug)]
+pub(crate) struct RoutingConfig<'a> {
+    pub name: &'a str,
+    pub to: &'a str,
+    pub poll: Duration,
+    pub shadow_reads: f64,
+    pub state_store: String,
 }
 
 /// The entity's store while a migration is configured for it.
@@ -68,19 +88,19 @@ impl MigratingStore {
     /// The store for a route with `[migrations.NAME]`: reads the state row
     /// once now, then every `poll` for as long as the store lives.
     pub async fn open(
-        name: &str,
-        to: &str,
-        poll: Duration,
+        c: RoutingConfig<'_>,
         source: Arc<dyn Store>,
         target: Arc<dyn Store>,
         repo: Repo<MigrationRecord>,
-        state_store: String,
     ) -> Arc<MigratingStore> {
+        let (name, poll, state_store) = (c.name, c.poll, c.state_store);
         let routing = Arc::new(Routing {
             name: name.to_string(),
-            to: to.to_string(),
+            to: c.to.to_string(),
             target_side: AtomicBool::new(false),
             fenced: AtomicBool::new(false),
+            shadowing: AtomicBool::new(false),
+            shadow: (c.shadow_reads > 0.0).then(|| Shadow::new(name, &state_store, c.shadow_reads)),
             polled_ms: AtomicI64::new(0),
             poll,
         });
@@ -121,6 +141,30 @@ impl MigratingStore {
         } else {
             (&self.source, entity.clone())
         }
+    }
+
+    /// Compares this read with the other side in the background when it
+    /// is in the shadow sample.
+    fn shadow(&self, entity: &EntityInfo, keys: &[Key], served: &[Option<Record>]) {
+        let Some(shadow) = &self.routing.shadow else {
+            return;
+        };
+        if !self.routing.shadowing.load(Ordering::Acquire) || !shadow.sampled() {
+            return;
+        }
+        shadow.spawn(Sample {
+            keys: keys.to_vec(),
+            served: served.to_vec(),
+            primary_is_target: self.on_target(),
+            source: (self.source.clone(), entity.clone()),
+            target: (
+                self.target.clone(),
+                EntityInfo {
+                    store: self.routing.to.clone(),
+                    ..entity.clone()
+                },
+            ),
+        });
     }
 
     fn may_write(&self, entity: &EntityInfo) -> Result<()> {
@@ -175,11 +219,19 @@ impl Store for MigratingStore {
     }
     async fn get(&self, entity: &EntityInfo, key: &Key) -> Result<Option<Record>> {
         let (s, e) = self.side(entity);
-        s.get(&e, key).await
+        let found = s.get(&e, key).await?;
+        self.shadow(
+            entity,
+            std::slice::from_ref(key),
+            std::slice::from_ref(&found),
+        );
+        Ok(found)
     }
     async fn get_many(&self, entity: &EntityInfo, keys: &[Key]) -> Result<Vec<Option<Record>>> {
         let (s, e) = self.side(entity);
-        s.get_many(&e, keys).await
+        let found = s.get_many(&e, keys).await?;
+        self.shadow(entity, keys, &found);
+        Ok(found)
     }
     async fn write(
         &self,

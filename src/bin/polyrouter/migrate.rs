@@ -135,6 +135,7 @@ async fn current(m: &Migration, s: MigrationState) -> polyrouter::Result<Migrati
         state: s,
         owner: None,
         lease_until_ms: 0,
+        shadow: None,
     }))
 }
 
@@ -223,6 +224,15 @@ fn print(m: &Migration, st: &MigrationStatus) {
         }
         if v.mismatches.len() > 20 {
             println!("    … {} more listed", v.mismatches.len() - 20);
+        }
+    }
+    if let Some(sh) = &st.shadow {
+        println!(
+            "  shadow reads: {} compared, {} different, {} skipped (too many in flight)",
+            sh.compared, sh.differences, sh.skipped
+        );
+        for x in &sh.recent {
+            println!("    {} {}", x.difference, x.key.key());
         }
     }
     if let Some(o) = &st.owner {
