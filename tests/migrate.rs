@@ -11,12 +11,14 @@
 //! (this test binary re-executed as a child, running what the CLI runs)
 //! SIGKILLed at several points of its backfill and of its verify, resuming
 //! from its cursor, every row checked afterwards; and PostgreSQL → Cosmos
-//! DB (the emulator, `scripts/emulators/start`) through every phase.
+//! DB (the emulator, `scripts/emulators/start`) through every phase; the
+//! other pairs among SQLite, PostgreSQL and MariaDB, and Cosmos DB → MariaDB,
+//! through every phase; Redis refused as either side.
 //! PostgreSQL tables live in a schema unique to the test, Cosmos DB
 //! containers in a database unique to it, both dropped at the end.
 //!
 //! ```text
-//! cargo test --features postgres,cosmos --test migrate
+//! cargo test --features postgres,mysql,redis,cosmos --test migrate
 //! ```
 
 use std::collections::BTreeMap;
@@ -56,49 +58,37 @@ fn item(id: i64, n: i64) -> Item {
     }
 }
 
-/// A SQLite file source, a PostgreSQL schema target (dropped on drop).
+/// A source and a target store of the kinds named (`sqlite`, `postgres`,
+/// `mysql`, `cosmos`), each in a namespace unique to the test (a SQLite
+/// file, a PostgreSQL schema, a MariaDB database, a Cosmos DB database),
+/// dropped on drop.
 struct Env {
     dir: tempfile::TempDir,
     schema: String,
-    /// PostgreSQL → Cosmos DB (emulator) instead of SQLite → PostgreSQL.
-    cosmos: bool,
+    src: &'static str,
+    dst: &'static str,
 }
 
 const COSMOS_KEY: &str =
     "C2y6yDjf5/R+ob0N8A7Cgv30VRDJIWEHLM+4QDU5DE2nQ9nDuVTqobD4b8mGGyPMbIZnqyMsEcaGQy67XIw/Jw==";
+const MYSQL_URL: &str = "mysql://root@127.0.0.1:3306/test";
 
 fn cosmos_endpoint() -> String {
     std::env::var("POLYROUTER_COSMOS_ENDPOINT").unwrap_or_else(|_| "http://127.0.0.1:8081/".into())
 }
 
 impl Env {
-    /// PostgreSQL (a schema of its own) → Cosmos DB (a database of its own).
-    fn cosmos(tag: &str) -> Env {
-        let mut env = Env::new(tag);
-        env.cosmos = true;
-        env
-    }
-
-    fn stores(&self) -> String {
-        let pg = format!(
-            "kind = \"postgres\"\nurl = \"{PG_URL}\"\nschema = \"{}\"\n",
-            self.schema
-        );
-        if self.cosmos {
-            format!(
-                "[stores.src]\n{pg}\n[stores.dst]\nkind = \"cosmos\"\nendpoint = \"{}\"\nkey = \"{COSMOS_KEY}\"\ndatabase = \"{}\"\ncreate_if_missing = true\n",
-                cosmos_endpoint(),
-                self.schema
-            )
-        } else {
-            format!(
-                "[stores.src]\nkind = \"sqlite\"\nurl = \"sqlite://{}/src.db\"\n\n[stores.dst]\n{pg}",
-                self.dir.path().display()
-            )
-        }
-    }
-
+    /// SQLite → PostgreSQL.
     fn new(tag: &str) -> Env {
+        Env::pair(tag, "sqlite", "postgres")
+    }
+
+    /// PostgreSQL → Cosmos DB.
+    fn cosmos(tag: &str) -> Env {
+        Env::pair(tag, "postgres", "cosmos")
+    }
+
+    fn pair(tag: &str, src: &'static str, dst: &'static str) -> Env {
         let ms = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .unwrap()
@@ -107,8 +97,36 @@ impl Env {
         Env {
             dir: tempfile::tempdir().unwrap(),
             schema: format!("mig_{tag}_{}_{ms}", std::process::id()),
-            cosmos: false,
+            src,
+            dst,
         }
+    }
+
+    fn uses(&self, kind: &str) -> bool {
+        self.src == kind || self.dst == kind
+    }
+
+    fn store(&self, name: &str, kind: &str) -> String {
+        let ns = &self.schema;
+        let body = match kind {
+            "sqlite" => format!(
+                "url = \"sqlite://{}/{name}.db\"\n",
+                self.dir.path().display()
+            ),
+            "postgres" => format!("url = \"{PG_URL}\"\nschema = \"{ns}\"\n"),
+            "mysql" => format!("url = \"{MYSQL_URL}\"\ndatabase = \"{ns}\"\n"),
+            "redis" => format!("url = \"redis://127.0.0.1:6379\"\nkey_prefix = \"{ns}\"\n"),
+            "cosmos" => format!(
+                "endpoint = \"{}\"\nkey = \"{COSMOS_KEY}\"\ndatabase = \"{ns}\"\ncreate_if_missing = true\n",
+                cosmos_endpoint()
+            ),
+            other => panic!("no such store kind in this test: {other}"),
+        };
+        format!("[stores.{name}]\nkind = \"{kind}\"\n{body}\n")
+    }
+
+    fn stores(&self) -> String {
+        self.store("src", self.src) + &self.store("dst", self.dst)
     }
 
     fn toml(&self, batch: usize, rate: u64) -> String {
@@ -148,7 +166,11 @@ poll = "250ms"
 impl Drop for Env {
     fn drop(&mut self) {
         let schema = self.schema.clone();
-        let cosmos = self.cosmos;
+        let (pg, mysql, cosmos) = (
+            self.uses("postgres"),
+            self.uses("mysql"),
+            self.uses("cosmos"),
+        );
         let _ = std::thread::spawn(move || {
             tokio::runtime::Builder::new_current_thread()
                 .enable_all()
@@ -156,11 +178,20 @@ impl Drop for Env {
                 .unwrap()
                 .block_on(async {
                     use sqlx::Connection;
-                    let mut c = sqlx::PgConnection::connect(PG_URL).await.unwrap();
-                    sqlx::query(&format!("DROP SCHEMA IF EXISTS \"{schema}\" CASCADE"))
-                        .execute(&mut c)
-                        .await
-                        .unwrap();
+                    if pg {
+                        let mut c = sqlx::PgConnection::connect(PG_URL).await.unwrap();
+                        sqlx::query(&format!("DROP SCHEMA IF EXISTS \"{schema}\" CASCADE"))
+                            .execute(&mut c)
+                            .await
+                            .unwrap();
+                    }
+                    if mysql {
+                        let mut c = sqlx::MySqlConnection::connect(MYSQL_URL).await.unwrap();
+                        sqlx::query(&format!("DROP DATABASE IF EXISTS `{schema}`"))
+                            .execute(&mut c)
+                            .await
+                            .unwrap();
+                    }
                     if cosmos {
                         use polyrouter::backends::cosmos::{CosmosConfig, CosmosStore};
                         let cfg = CosmosConfig::new(cosmos_endpoint(), COSMOS_KEY, &schema);
@@ -204,6 +235,15 @@ async fn all(store: &Arc<dyn Store>, info: &EntityInfo) -> BTreeMap<Key, Vec<u8>
     }
 }
 
+/// Waits for every outbox to drain and every projection to catch up;
+/// panics with the workers' status (relay errors, lags) when they do not
+/// within `secs`.
+async fn settled(sync: &polyrouter::sync::SyncHandle, secs: u64) {
+    if let Err(e) = sync.settle(Duration::from_secs(secs)).await {
+        panic!("{e}; sync status: {:#?}", sync.status());
+    }
+}
+
 /// Rows the source held before the migration (written without events).
 async fn seed(router: &Router, rows: i64) {
     router.repo::<Item>().await.unwrap();
@@ -217,7 +257,7 @@ async fn seed(router: &Router, rows: i64) {
                 ttl: None,
             })
             .collect();
-        src.write(&plain, ops, true).await.unwrap();
+        src.write(&plain, ops, false).await.unwrap();
     }
 }
 
@@ -294,7 +334,7 @@ async fn backfill_100k_under_concurrent_writers_with_dual_write_ends_equal() {
         "{:?}",
         s.backfill
     );
-    sync.settle(Duration::from_secs(120)).await.unwrap();
+    settled(&sync, 120).await;
     let st = sync.status();
     assert_eq!(st.projections[0].dead_lettered, 0, "{st:?}");
     // Writes behind the cursor came through the dual-write; writes ahead
@@ -468,7 +508,7 @@ async fn shadow_reads_count_exactly_the_differences_and_not_the_dual_write_lag()
         items.put(&item(id, 7)).await.unwrap();
         items.get(id).await.unwrap().unwrap();
     }
-    sync.settle(Duration::from_secs(30)).await.unwrap();
+    settled(&sync, 30).await;
     let counts = shadow_until(&m, |c| c.compared >= before + 40).await;
     assert!(counts.compared >= before + 40, "{counts:?}");
     assert_eq!(
@@ -701,37 +741,65 @@ async fn values(store: &Arc<dyn Store>, info: &EntityInfo) -> BTreeMap<i64, i64>
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn writes_through_every_phase_are_never_lost_cutover_rollback_finish() {
-    through_every_phase(Env::new("cut"), 5_000).await;
+    through_every_phase(Env::new("cut"), 5_000, Duration::ZERO).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn postgres_to_cosmos_through_every_phase_loses_nothing() {
-    through_every_phase(Env::cosmos("cos"), 1_000).await;
+    // Against the emulator the writers go slower than its dual-write can
+    // apply (it answers in tens of milliseconds under load).
+    through_every_phase(Env::cosmos("cos"), 1_000, Duration::from_millis(100)).await;
+}
+
+/// The other pairs among SQLite, PostgreSQL and MariaDB, and Cosmos DB as
+/// a source, through every phase; Redis (no queries: its rows cannot be
+/// listed in key order) refused up front as either side.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn every_other_pair_of_engines_through_every_phase_loses_nothing() {
+    for (src, dst) in [
+        ("sqlite", "mysql"),
+        ("mysql", "sqlite"),
+        ("postgres", "mysql"),
+        ("mysql", "postgres"),
+        ("postgres", "sqlite"),
+        ("cosmos", "mysql"),
+    ] {
+        eprintln!("== {src} -> {dst}");
+        // Paced: `settle` needs a moment with every outbox empty, which
+        // unpaced writers on a server store never leave.
+        through_every_phase(Env::pair("pair", src, dst), 300, Duration::from_millis(10)).await;
+    }
+    for (src, dst, refused) in [("sqlite", "redis", "dst"), ("redis", "sqlite", "src")] {
+        let env = Env::pair("redis", src, dst);
+        let router = Router::from_toml_str(&env.toml(100, 0)).await.unwrap();
+        match router.migration("items").await {
+            Err(polyrouter::Error::Unsupported {
+                store, capability, ..
+            }) => {
+                assert_eq!(store, refused, "{src} -> {dst}");
+                assert!(capability.contains("key order"), "{capability}");
+            }
+            other => panic!("{src} -> {dst}: expected Unsupported, got {other:?}"),
+        }
+    }
 }
 
 /// Backfill, verify, cutover, rollback, cutover, finish while writers
 /// put and delete; then both stores hold exactly every key's last
 /// acknowledged write.
-async fn through_every_phase(env: Env, rows: i64) {
+async fn through_every_phase(env: Env, rows: i64, pace: Duration) {
     // The emulator answers a 500-key read slower than the store's timeout.
-    let batch = if env.cosmos { 50 } else { 500 };
+    let batch = if env.uses("cosmos") { 50 } else { 500 };
     let router = Router::from_toml_str(&env.toml(batch, 0)).await.unwrap();
     seed(&router, rows).await;
     let sync = router.sync().await.unwrap();
     let m = router.migration("items").await.unwrap();
     let stop = Arc::new(AtomicBool::new(false));
-    // Against the emulator the writers go slower than its dual-write can
-    // apply (it answers in tens of milliseconds under load).
-    let pace = if env.cosmos {
-        Duration::from_millis(100)
-    } else {
-        Duration::ZERO
-    };
     let tasks = owning_writers(&router, 4, rows + rows / 5, pace, stop.clone());
     let pause = || tokio::time::sleep(Duration::from_millis(700));
     m.start(&mut |_| {}).await.unwrap();
     // The dual-write catches up with the backfill's competition first.
-    sync.settle(Duration::from_secs(300)).await.unwrap();
+    settled(&sync, 300).await;
     // Verify under writes: a change still in the dual-write is re-read,
     // not reported.
     let v = m.verify(&mut |_| {}).await.unwrap();
@@ -770,7 +838,7 @@ async fn through_every_phase(env: Env, rows: i64) {
         expected.extend(last);
         refused += r;
     }
-    sync.settle(Duration::from_secs(120)).await.unwrap();
+    settled(&sync, 120).await;
     assert_eq!(
         sync.status()
             .projections

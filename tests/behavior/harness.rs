@@ -95,8 +95,12 @@ pub fn store_toml(store: &str) -> Option<String> {
         // deleted by `clean_up`.
         "azblob" => azblob_toml(),
         // The Cosmos emulator (`scripts/emulators/start`); a per-run database.
+        // Longer per-call timeouts than the defaults: the emulator is one
+        // Node.js process sharing two cores with the build and every other
+        // test, and a 1 500-write batch queues behind itself (a loaded
+        // local run saw 7 of them pass the 10 s write bound).
         "cosmos" => format!(
-            "kind = \"cosmos\"\nendpoint = \"{}\"\nkey = \"{COSMOS_KEY}\"\ndatabase = \"{}\"\ncreate_if_missing = true\n",
+            "kind = \"cosmos\"\nendpoint = \"{}\"\nkey = \"{COSMOS_KEY}\"\ndatabase = \"{}\"\ncreate_if_missing = true\nresilience = {{ timeout = {{ read = \"30s\", write = \"60s\" }} }}\n",
             cosmos_endpoint(),
             cosmos_database()
         ),

@@ -94,6 +94,31 @@ pub trait Projection: Send + Sync + 'static {
     /// [`Applied::Stale`] when it changed nothing (a duplicate, an older
     /// event, or one a newer change already superseded).
     async fn apply(&self, event: &ChangeEvent) -> Result<Applied>;
+
+    /// Applies several events at once where the projection can (one
+    /// store call, e.g. one transaction), each key's events in the order
+    /// given: `Some` with one outcome per event, or `None` to have them
+    /// applied one by one with [`apply`](Self::apply) (the default). An
+    /// error applies nothing the caller relies on: the runner then applies
+    /// the events one by one, retrying and dead-lettering each on its own.
+    ///
+    /// ```
+    /// # use polyrouter::sync::{ChangeEvent, Operation, projection::Projection};
+    /// # use polyrouter::store::Applied;
+    /// struct Each;
+    /// #[async_trait::async_trait]
+    /// impl Projection for Each {
+    ///     async fn apply(&self, _: &ChangeEvent) -> polyrouter::Result<Applied> { Ok(Applied::Applied) }
+    /// }
+    /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+    /// let e = ChangeEvent::new("main", "order", polyrouter::Key::from("o1"), Operation::Put, 1);
+    /// assert!(Each.apply_all(&[&e]).await.is_none());
+    /// # });
+    /// ```
+    async fn apply_all(&self, events: &[&ChangeEvent]) -> Option<Result<Vec<Applied>>> {
+        let _ = events;
+        None
+    }
 }
 
 /// Whether an error can never succeed by retrying the same event.

@@ -109,6 +109,47 @@ impl ReplicaProjection {
 
 #[async_trait]
 impl Projection for ReplicaProjection {
+    /// Events that carry their record, in one `apply_versioned` call;
+    /// `None` when one needs the source read (no after-image).
+    async fn apply_all(&self, events: &[&ChangeEvent]) -> Option<Result<Vec<Applied>>> {
+        if events
+            .iter()
+            .any(|e| e.op == Operation::Put && e.data.is_none())
+        {
+            return None;
+        }
+        let changes = events
+            .iter()
+            .map(|e| {
+                typed_key(e, &self.target_info)?;
+                VersionedChange::from_event(&self.target_info, e)
+            })
+            .collect::<Result<Vec<_>>>();
+        Some(match changes {
+            Ok(changes) => {
+                let n = changes.len();
+                self.target
+                    .apply_versioned(&self.target_info, changes)
+                    .await
+                    .and_then(|out| {
+                        if out.len() == n {
+                            Ok(out)
+                        } else {
+                            Err(Error::backend(
+                                self.target.name(),
+                                self.target_info.name(),
+                                format!(
+                                    "the store returned {} outcomes for {n} versioned changes",
+                                    out.len()
+                                ),
+                            ))
+                        }
+                    })
+            }
+            Err(e) => Err(e),
+        })
+    }
+
     async fn apply(&self, event: &ChangeEvent) -> Result<Applied> {
         typed_key(event, &self.target_info)?;
         let change = if event.op == Operation::Put && event.data.is_none() {

@@ -12,7 +12,9 @@ use super::dead_letter::DeadLetters;
 use super::stats::ProjectionStats;
 use super::{Projection, is_permanent};
 use crate::store::Applied;
-use crate::sync::{Bus, Delivery, DeliveryTag, StartAt, SubscribeOptions, Subscription};
+use crate::sync::{
+    Bus, ChangeEvent, Delivery, DeliveryTag, StartAt, SubscribeOptions, Subscription,
+};
 use crate::{Error, Key, Result};
 
 /// How long one fetch waits for events before the runner looks again.
@@ -363,6 +365,11 @@ impl ProjectionRunner {
     /// Applies a batch: keys concurrently, each key's events in version
     /// order.
     async fn process(&self, deliveries: Vec<Delivery>) -> Vec<Verdict> {
+        if deliveries.len() > 1 {
+            if let Some(done) = self.apply_together(&deliveries).await {
+                return done;
+            }
+        }
         let mut groups: Vec<((String, Key), Vec<Delivery>)> = Vec::new();
         let mut at: std::collections::HashMap<(String, Key), usize> =
             std::collections::HashMap::new();
@@ -385,6 +392,42 @@ impl ProjectionRunner {
             .flat_map(futures::stream::iter)
             .collect()
             .await
+    }
+
+    /// The whole batch in one [`Projection::apply_all`] call (each key's
+    /// events in version order), all acknowledged when it succeeds; `None`
+    /// when the projection applies one by one or the call failed (then
+    /// every event goes the per-key way, with its own retries and dead
+    /// letter).
+    async fn apply_together(&self, deliveries: &[Delivery]) -> Option<Vec<Verdict>> {
+        let mut order: Vec<&Delivery> = deliveries.iter().collect();
+        order.sort_by(|a, b| {
+            (&a.event.entity, &a.event.key, a.event.version).cmp(&(
+                &b.event.entity,
+                &b.event.key,
+                b.event.version,
+            ))
+        });
+        let events: Vec<&ChangeEvent> = order.iter().map(|d| &d.event).collect();
+        match self.projection.apply_all(&events).await? {
+            Ok(outcomes) => Some(
+                order
+                    .iter()
+                    .zip(outcomes)
+                    .map(|(d, applied)| {
+                        match applied {
+                            Applied::Applied => self.stats.applied(&d.event),
+                            Applied::Stale { .. } => self.stats.duplicate(),
+                        }
+                        Verdict::Ack(d.tag.clone())
+                    })
+                    .collect(),
+            ),
+            Err(e) => {
+                tracing::debug!(projection = %self.name, error = %e, "projection: applying a batch at once failed; applying its events one by one");
+                None
+            }
+        }
     }
 
     /// One key's deliveries, in version order.
