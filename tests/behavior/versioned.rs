@@ -20,6 +20,7 @@ pub fn behaviours() -> Vec<Behaviour> {
         behaviour!(versioned_apply_batch_mixes_every_case, apply),
         behaviour!(versioned_apply_large_batch, apply),
         behaviour!(versioned_apply_concurrent_batches, apply),
+        behaviour!(versioned_apply_batch_of_integer_keys, apply),
     ]
 }
 
@@ -245,5 +246,52 @@ async fn versioned_apply_concurrent_batches(ctx: Ctx) -> polyrouter::Result<()> 
     }
     let want: Vec<_> = ids.iter().map(|_| Some((20, "v20".to_string()))).collect();
     assert_eq!(stored(s.as_ref(), &e, &ids).await?, want);
+    Ok(())
+}
+
+/// Integer keys: the keys a set statement returns are matched to the
+/// batch's (a mismatch would report applied changes as stale).
+async fn versioned_apply_batch_of_integer_keys(ctx: Ctx) -> polyrouter::Result<()> {
+    let router = ctx.router().await?;
+    let s = router.store("s").expect("store s").clone();
+    let e = EntityInfo {
+        store: "s".into(),
+        table: format!("item_avi_{}", ctx.id),
+        ..EntityInfo::new(Item::schema())
+    };
+    s.ensure_entity(&e).await?;
+    let at = |id: i64, version: u64| {
+        let mut r = Record::from_entity(&Item {
+            id,
+            name: format!("v{version}"),
+            group: 1,
+            score: None,
+            tag: None,
+            active: true,
+            version: 0,
+        })
+        .unwrap();
+        r.version = version;
+        VersionedChange::put(r)
+    };
+    assert_eq!(
+        s.apply_versioned(&e, vec![at(1, 5), at(2, 3)]).await?,
+        vec![Applied::Applied, Applied::Applied]
+    );
+    assert_eq!(
+        s.apply_versioned(&e, vec![at(1, 4), at(2, 6), at(3, 1), at(-7, 2)])
+            .await?,
+        vec![
+            Applied::Stale { current: 5 },
+            Applied::Applied,
+            Applied::Applied,
+            Applied::Applied
+        ]
+    );
+    let got = s
+        .get_many(&e, &[Key::Int(1), Key::Int(2), Key::Int(3), Key::Int(-7)])
+        .await?;
+    let versions: Vec<Option<u64>> = got.iter().map(|r| r.as_ref().map(|r| r.version)).collect();
+    assert_eq!(versions, vec![Some(5), Some(6), Some(1), Some(2)]);
     Ok(())
 }
