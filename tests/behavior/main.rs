@@ -22,6 +22,7 @@ mod sync;
 mod timeseries;
 mod tooling;
 mod ttl;
+mod versioned;
 
 use harness::{Behaviour, Ctx};
 use libtest_mimic::{Arguments, Failed, Trial};
@@ -39,6 +40,7 @@ fn behaviours() -> Vec<Behaviour> {
     all.extend(search::behaviours());
     all.extend(tooling::behaviours());
     all.extend(sync::behaviours());
+    all.extend(versioned::behaviours());
     all
 }
 

@@ -228,6 +228,10 @@ impl Dialect for MySqlDialect {
         KeyList::InList { chunk: 10_000 }
     }
 
+    fn lock_key_list(&self) -> bool {
+        true
+    }
+
     fn create_index(&self, _index: &str, _qtable: &str, _qcolumn: &str) -> Option<String> {
         None // declared inside CREATE TABLE (MySQL has no CREATE INDEX IF NOT EXISTS)
     }

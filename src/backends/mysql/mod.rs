@@ -22,8 +22,8 @@ use sqlx::mysql::{
 use sqlx::{Connection, Row};
 
 use crate::backends::sql::{
-    self, ColumnInfo, Dialect, Message, Param, SslMode, TableSql, Tables, entity_config_error,
-    now_micros,
+    self, Column, ColumnInfo, Dialect, Message, Param, SslMode, TableSql, Tables,
+    entity_config_error, now_micros,
     write::{self, Exec, Target},
 };
 use crate::config::{Redactor, StoreSpec, redact_url};
@@ -592,6 +592,42 @@ impl Exec for MySqlExec<'_> {
                     .collect()
             });
         rows.map_err(|e| self.map(e))
+    }
+
+    async fn fetch_key_ints(
+        &mut self,
+        sql: &str,
+        params: Vec<Param>,
+        key: &Column,
+    ) -> Result<Vec<(Key, i64)>> {
+        let rows = match bind_all(sqlx::query(sql), params)
+            .fetch_all(&mut *self.conn)
+            .await
+        {
+            Ok(rows) => rows,
+            Err(e) => return Err(self.map(e)),
+        };
+        let mut out = Vec::with_capacity(rows.len());
+        for r in &rows {
+            let k = column_value(r, 0, key)
+                .ok()
+                .and_then(|v| Key::from_value(&v));
+            let n = match r.try_get::<i64, _>(1) {
+                Ok(n) => n,
+                Err(e) => return Err(self.map(e)),
+            };
+            match k {
+                Some(k) => out.push((k, n)),
+                None => {
+                    return Err(Error::backend(
+                        self.store,
+                        self.entity,
+                        Message("a versioned apply returned an unreadable key".into()),
+                    ));
+                }
+            }
+        }
+        Ok(out)
     }
 }
 

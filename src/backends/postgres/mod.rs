@@ -21,7 +21,7 @@ use sqlx::Row;
 use sqlx::postgres::{PgConnectOptions, PgConnection, PgPool, PgPoolOptions, PgRow, PgSslMode};
 
 use crate::backends::sql::{
-    self, BulkPut, ColumnInfo, Dialect, Message, Param, SslMode, TableSql, Tables,
+    self, BulkPut, Column, ColumnInfo, Dialect, Message, Param, SslMode, TableSql, Tables,
     entity_config_error, now_micros,
     write::{self, Exec, Target},
 };
@@ -470,6 +470,35 @@ impl Exec for PgExec<'_> {
                     .collect()
             })
             .map_err(|e| map_err(self.store, self.entity, e))
+    }
+
+    async fn fetch_key_ints(
+        &mut self,
+        sql: &str,
+        params: Vec<Param>,
+        key: &Column,
+    ) -> Result<Vec<(Key, i64)>> {
+        let rows = bind_all(sqlx::query(sql), params)
+            .fetch_all(&mut *self.conn)
+            .await
+            .map_err(|e| map_err(self.store, self.entity, e))?;
+        rows.iter()
+            .map(|r| {
+                let k = column_value(r, 0, key)
+                    .ok()
+                    .and_then(|v| Key::from_value(&v));
+                let n = r
+                    .try_get::<i64, _>(1)
+                    .map_err(|e| map_err(self.store, self.entity, e))?;
+                k.map(|k| (k, n)).ok_or_else(|| {
+                    Error::backend(
+                        self.store,
+                        self.entity,
+                        Message("a versioned apply returned an unreadable key".into()),
+                    )
+                })
+            })
+            .collect()
     }
 }
 

@@ -285,6 +285,14 @@ pub trait Dialect: fmt::Debug + Send + Sync + 'static {
     fn lock_row(&self, columns: &str, qtable: &str, cond: &str) -> String {
         format!("SELECT {columns} FROM {qtable} WHERE {cond} FOR UPDATE")
     }
+
+    /// In [`WriteMode::LockThenWrite`]: whether versioned apply locks all
+    /// the keys of a batch with one [`Dialect::lock_row`] over `key IN
+    /// (…)` per [`KeyList`] chunk, instead of one lock per change. Default
+    /// `false`.
+    fn lock_key_list(&self) -> bool {
+        false
+    }
 }
 
 /// Replaces each `?` outside quoted identifiers and literals with the

@@ -6,7 +6,7 @@ use async_trait::async_trait;
 
 use super::outbox::record_event;
 use super::param::Param;
-use super::table::{BulkPut, Expect, LockedWrite, TableSql, WriteStmt};
+use super::table::{BulkPut, Column, Expect, LockedWrite, TableSql, WriteStmt};
 use crate::store::{EntityInfo, Precondition, WriteOp, WriteOutcome, outbox_event};
 use crate::{Error, Key, Result};
 
@@ -27,6 +27,15 @@ pub trait Exec: Send {
     /// second as text (outbox entries: `seq`, `event`).
     async fn fetch_int_text(&mut self, sql: &str, params: Vec<Param>)
     -> Result<Vec<(i64, String)>>;
+    /// Runs a statement; every row's first column read as a key of the
+    /// key column `key`, its second as an integer (set-based versioned
+    /// apply: the keys a multi-row upsert wrote, current versions).
+    async fn fetch_key_ints(
+        &mut self,
+        sql: &str,
+        params: Vec<Param>,
+        key: &Column,
+    ) -> Result<Vec<(Key, i64)>>;
 }
 
 /// The store and entity a write is for, for errors, and the route's

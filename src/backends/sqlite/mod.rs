@@ -23,8 +23,8 @@ use sqlx::sqlite::{
 };
 
 use crate::backends::sql::{
-    self, BulkPut, ColumnInfo, Message, Param, Select, TableSql, Tables, entity_config_error,
-    now_micros,
+    self, BulkPut, Column, ColumnInfo, Message, Param, Select, TableSql, Tables,
+    entity_config_error, now_micros,
     write::{self, Exec, Target},
 };
 use crate::config::{StoreSpec, redact_url};
@@ -483,6 +483,35 @@ impl Exec for SqliteExec<'_> {
                     .collect()
             })
             .map_err(|e| map_err(self.store, self.entity, e))
+    }
+
+    async fn fetch_key_ints(
+        &mut self,
+        sql: &str,
+        params: Vec<Param>,
+        key: &Column,
+    ) -> Result<Vec<(Key, i64)>> {
+        let rows = bind_all(sqlx::query(sql), params)
+            .fetch_all(&mut *self.conn)
+            .await
+            .map_err(|e| map_err(self.store, self.entity, e))?;
+        rows.iter()
+            .map(|r| {
+                let k = column_value(r, 0, key)
+                    .ok()
+                    .and_then(|v| Key::from_value(&v));
+                let n = r
+                    .try_get::<i64, _>(1)
+                    .map_err(|e| map_err(self.store, self.entity, e))?;
+                k.map(|k| (k, n)).ok_or_else(|| {
+                    Error::backend(
+                        self.store,
+                        self.entity,
+                        Message("a versioned apply returned an unreadable key".into()),
+                    )
+                })
+            })
+            .collect()
     }
 }
 

@@ -22,7 +22,7 @@ use tokio::net::TcpStream;
 use tokio_util::compat::{Compat, TokioAsyncWriteCompatExt};
 
 use crate::backends::sql::{
-    self, Message, Param, Select, TableSql, Tables, entity_config_error, now_micros,
+    self, Column, Message, Param, Select, TableSql, Tables, entity_config_error, now_micros,
     write::{self, Exec, Target},
 };
 use crate::config::{Redactor, StoreSpec};
@@ -620,6 +620,33 @@ impl Exec for MsExec<'_> {
                         self.store,
                         self.entity,
                         Message("an outbox row does not read as (seq, event)".into()),
+                    )),
+                }
+            })
+            .collect()
+    }
+
+    async fn fetch_key_ints(
+        &mut self,
+        sql: &str,
+        params: Vec<Param>,
+        key: &Column,
+    ) -> Result<Vec<(Key, i64)>> {
+        let rows = self.rows(sql, params).await?;
+        rows.iter()
+            .map(|r| {
+                let k = r
+                    .get_column_data(0)
+                    .ok()
+                    .and_then(|d| column_value(d, key).ok())
+                    .and_then(|v| Key::from_value(&v));
+                let n = r.get_column_data(1).ok().and_then(int_of);
+                match (k, n) {
+                    (Some(k), Some(n)) => Ok((k, n)),
+                    _ => Err(Error::backend(
+                        self.store,
+                        self.entity,
+                        Message("a row does not read as (key, integer)".into()),
                     )),
                 }
             })

@@ -610,6 +610,15 @@ impl Exec for Recorder {
         self.calls.push((sql.into(), params));
         Ok(Vec::new())
     }
+    async fn fetch_key_ints(
+        &mut self,
+        sql: &str,
+        params: Vec<Param>,
+        _key: &crate::backends::sql::Column,
+    ) -> Result<Vec<(Key, i64)>> {
+        self.calls.push((sql.into(), params));
+        Ok(Vec::new())
+    }
 }
 
 fn rec(id: &str, name: &str) -> Record {

@@ -3,13 +3,23 @@
 //! current one (a live row's or a tombstone's; an expired row counts as
 //! absent).
 //!
-//! - [`WriteMode::Returning`] (PostgreSQL, SQLite): one conditional
+//! - Set form (dialects with a [`Dialect::bulk_upsert`], PostgreSQL and
+//!   SQLite): a batch is applied as few statements as it allows, one
+//!   `INSERT … ON CONFLICT (key) DO UPDATE SET … WHERE current <
+//!   excluded.version RETURNING key` per run of distinct keys, then one
+//!   query for the current versions of the run's stale keys ([`set`]).
+//!   A key repeated in the batch starts a new run (split, not deduped:
+//!   every change gets the answer it would get alone, in input order).
+//!   Version 0 and deletes with zero tombstone retention take the per-row
+//!   path at their place in the batch.
+//! - [`WriteMode::Returning`] without a set form: one conditional
 //!   statement per change, `INSERT … ON CONFLICT (key) DO UPDATE SET …
 //!   WHERE current < excluded.version RETURNING version`: a row back means
 //!   applied, none means stale (the current version is then read).
 //! - [`WriteMode::LockThenWrite`] (MySQL/MariaDB, SQL Server): the key's
 //!   row (or gap) is locked and read, then written with the plain
-//!   statements. MariaDB's one-statement form (`ON DUPLICATE KEY UPDATE c
+//!   statements; where [`Dialect::lock_key_list`] says so (MySQL/MariaDB)
+//!   all the batch's keys are locked by one statement first ([`locked`]). MariaDB's one-statement form (`ON DUPLICATE KEY UPDATE c
 //!   = IF(…)`) cannot work here: its assignments run left to right, and
 //!   the condition reads both the version and the expiry column, so
 //!   whichever is assigned first changes the condition of the other (an
@@ -17,6 +27,11 @@
 //!
 //! A delete leaves a tombstone (the store's usual one: a negative expiry)
 //! at its version; with zero tombstone retention it removes the row.
+
+mod locked;
+mod set;
+
+use std::collections::HashSet;
 
 use super::dialect::{Dialect, WriteMode, number};
 use super::outbox::record_event;
@@ -117,7 +132,9 @@ fn tombstone_row(t: &TableSql, key: Param) -> Vec<Param> {
 }
 
 /// Applies every change in order on one connection (the caller's
-/// transaction), recording applied changes in the route's outbox.
+/// transaction), recording applied changes in the route's outbox; one
+/// outcome per change, in input order. Every change is checked and
+/// encoded before the database is touched.
 pub async fn apply_versioned(
     exec: &mut dyn Exec,
     target: Target<'_>,
@@ -125,30 +142,92 @@ pub async fn apply_versioned(
     changes: &[VersionedChange],
     now: i64,
 ) -> Result<Vec<Applied>> {
+    let mut encoded = changes
+        .iter()
+        .map(|c| encode(target, t, c).map(Some))
+        .collect::<Result<Vec<_>>>()?;
     let mut out = Vec::with_capacity(changes.len());
-    for c in changes {
-        let applied = match t.dialect.write_mode() {
-            WriteMode::LockThenWrite => apply_locked(exec, target, t, c, now).await?,
-            _ => apply_returning(exec, target, t, c, now).await?,
-        };
-        if applied.applied() {
-            if let Some(entity) = target.outbox {
-                let event = outbox_event(entity, &c.key, c.record.as_ref(), c.version);
-                record_event(exec, &t.outbox, event).await?;
+    if locked::by_key_list(t) {
+        let encoded = encoded.into_iter().flatten().collect();
+        locked::apply(exec, target, t, changes, encoded, now, &mut out).await?;
+        return Ok(out);
+    }
+    let max_rows = set::max_rows(t);
+    let mut run: Vec<(usize, Encoded)> = Vec::new();
+    let mut seen = HashSet::new();
+    for (i, c) in changes.iter().enumerate() {
+        let enc = encoded[i].take().expect("each change is encoded once");
+        let settable = c.version > 0 && (c.record.is_some() || !t.tombstone_retention.is_zero());
+        match max_rows {
+            Some(max) if settable => {
+                if run.len() == max || seen.contains(&c.key) {
+                    set::apply(
+                        exec,
+                        target,
+                        t,
+                        changes,
+                        std::mem::take(&mut run),
+                        now,
+                        &mut out,
+                    )
+                    .await?;
+                    seen.clear();
+                }
+                seen.insert(&c.key);
+                run.push((i, enc));
+            }
+            _ => {
+                set::apply(
+                    exec,
+                    target,
+                    t,
+                    changes,
+                    std::mem::take(&mut run),
+                    now,
+                    &mut out,
+                )
+                .await?;
+                seen.clear();
+                let applied = match t.dialect.write_mode() {
+                    WriteMode::LockThenWrite => apply_locked(exec, t, c, enc, now).await?,
+                    _ => apply_returning(exec, t, c, enc, now).await?,
+                };
+                if applied.applied() {
+                    record(exec, target, t, c).await?;
+                }
+                out.push(applied);
             }
         }
-        out.push(applied);
     }
+    set::apply(exec, target, t, changes, run, now, &mut out).await?;
     Ok(out)
+}
+
+/// Records an applied change's event in the route's outbox, if it has one.
+async fn record(
+    exec: &mut dyn Exec,
+    target: Target<'_>,
+    t: &TableSql,
+    c: &VersionedChange,
+) -> Result<()> {
+    if let Some(entity) = target.outbox {
+        let event = outbox_event(entity, &c.key, c.record.as_ref(), c.version);
+        record_event(exec, &t.outbox, event).await?;
+    }
+    Ok(())
+}
+
+/// A change encoded: the key, the version, the row (the record's columns,
+/// or `None` for a delete).
+struct Encoded {
+    key: Param,
+    version: Param,
+    row: Option<Vec<Param>>,
 }
 
 /// The change's key, version and row (the record's columns, or a
 /// tombstone's), encoded.
-fn encode(
-    target: Target<'_>,
-    t: &TableSql,
-    c: &VersionedChange,
-) -> Result<(Param, Param, Option<Vec<Param>>)> {
+fn encode(target: Target<'_>, t: &TableSql, c: &VersionedChange) -> Result<Encoded> {
     let key = t.key(&c.key).map_err(|m| target.invalid(m))?;
     let version = i64::try_from(c.version).map_err(|_| {
         target.invalid(format!(
@@ -166,7 +245,11 @@ fn encode(
         Some(r) => Some(t.row(r).map_err(|m| target.invalid(m))?),
         None => None,
     };
-    Ok((key, Param::Int(version), row))
+    Ok(Encoded {
+        key,
+        version: Param::Int(version),
+        row,
+    })
 }
 
 /// The key's current version: live or tombstone; 0 when absent or expired.
@@ -179,12 +262,11 @@ async fn current(exec: &mut dyn Exec, vs: &VersionedSql, key: Param, now: i64) -
 
 async fn apply_returning(
     exec: &mut dyn Exec,
-    target: Target<'_>,
     t: &TableSql,
     c: &VersionedChange,
+    Encoded { key, version, row }: Encoded,
     now: i64,
 ) -> Result<Applied> {
-    let (key, version, row) = encode(target, t, c)?;
     let vs = &t.versioned;
     if c.version == 0 {
         return Ok(Applied::Stale {
@@ -221,20 +303,34 @@ async fn apply_returning(
 
 async fn apply_locked(
     exec: &mut dyn Exec,
-    target: Target<'_>,
     t: &TableSql,
     c: &VersionedChange,
+    enc: Encoded,
     now: i64,
 ) -> Result<Applied> {
-    let (key, version, row) = encode(target, t, c)?;
-    // None: no row; Some(0): expired; Some(v): live; Some(-v): a tombstone.
     let locked = exec
-        .fetch_int(&t.lock, vec![Param::Int(now), key.clone()])
+        .fetch_int(&t.lock, vec![Param::Int(now), enc.key.clone()])
         .await?;
+    Ok(write_locked(exec, t, c, enc, locked, now).await?.0)
+}
+
+/// Writes a change whose key is locked, given what the lock read (`None`:
+/// no row; `Some(0)`: expired; `Some(v)`: live at v; `Some(-v)`: a
+/// tombstone at v); returns the outcome and what a lock would read now.
+async fn write_locked(
+    exec: &mut dyn Exec,
+    t: &TableSql,
+    c: &VersionedChange,
+    Encoded { key, version, row }: Encoded,
+    locked: Option<i64>,
+    now: i64,
+) -> Result<(Applied, Option<i64>)> {
     let current = locked.map_or(0, |v| v.unsigned_abs());
     if c.version <= current {
-        return Ok(Applied::Stale { current });
+        return Ok((Applied::Stale { current }, locked));
     }
+    // `c.version` fits an i64: `encode` checked it.
+    let v = c.version as i64;
     let exists = locked.is_some();
     let (mut row, expires) = match row {
         Some(row) => (row, Param::Null(FieldKind::Int)),
@@ -242,14 +338,18 @@ async fn apply_locked(
             if exists {
                 exec.execute(&t.delete, vec![key]).await?;
             }
-            return Ok(Applied::Applied);
+            return Ok((Applied::Applied, None));
         }
         None if exists => {
             exec.execute(&t.tombstone, vec![version, Param::Int(-now), key])
                 .await?;
-            return Ok(Applied::Applied);
+            return Ok((Applied::Applied, Some(-v)));
         }
         None => (tombstone_row(t, key.clone()), Param::Int(-now)),
+    };
+    let after = match expires {
+        Param::Int(_) => Some(-v),
+        _ => Some(v),
     };
     if exists {
         row.remove(t.key_index);
@@ -259,5 +359,5 @@ async fn apply_locked(
         row.extend([version, expires]);
         exec.execute(&t.insert, row).await?;
     }
-    Ok(Applied::Applied)
+    Ok((Applied::Applied, after))
 }
