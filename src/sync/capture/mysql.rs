@@ -591,21 +591,25 @@ impl ChangeSource for MySqlChangeSource {
                     if result.is_err() {
                         break;
                     }
-                    if !layouts.contains_key(&id) {
-                        let first = image_rows
-                            .first()
-                            .and_then(|(b, a)| a.as_ref().or(b.as_ref()));
-                        match self.layout_of(tme, first, &database).await {
-                            Ok(l) => {
-                                layouts.insert(id, l);
-                            }
-                            Err(e) => {
-                                result = Err(e);
-                                break;
+                    let layout = match layouts.get(&id) {
+                        Some(l) => l.clone(),
+                        None => {
+                            let first = image_rows
+                                .first()
+                                .and_then(|(b, a)| a.as_ref().or(b.as_ref()));
+                            match self.layout_of(tme, first, &database).await {
+                                Ok(l) => {
+                                    layouts.insert(id, l.clone());
+                                    l
+                                }
+                                Err(e) => {
+                                    result = Err(e);
+                                    break;
+                                }
                             }
                         }
-                    }
-                    let Some(Some(layout)) = layouts.get(&id) else {
+                    };
+                    let Some(layout) = &layout else {
                         continue;
                     };
                     let pending = tx.get_or_insert_with(Pending::default);
