@@ -666,7 +666,11 @@ impl ChangeSource for MySqlChangeSource {
         }
         let _ = tokio::time::timeout(CLOSE_WITHIN, stream.close()).await;
         result?;
-        // Only whole transactions: a position never lands inside one.
+        // Only whole transactions: a position never lands inside one; and
+        // never behind where the read began (a file's format description,
+        // resent first, lies before it).
+        let from = rows::encode(rows::file_seq(&file).map_err(|m| self.bad(m))?, pos);
+        batch.position = batch.position.filter(|p| *p > from);
         Ok(batch)
     }
 
