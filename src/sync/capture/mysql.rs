@@ -393,6 +393,159 @@ impl MySqlChangeSource {
             (None, None) => vec![],
         })
     }
+
+    /// Reads the dump until its end, or until about `max` events of the
+    /// table ended a transaction: the events of whole transactions and
+    /// the position after the last one (or after what it skipped).
+    async fn scan(
+        &self,
+        stream: &mut mysql_async::BinlogStream,
+        file: &str,
+        database: &str,
+        max: usize,
+    ) -> Result<CapturedBatch> {
+        let mut batch = CapturedBatch::default();
+        let mut layouts: HashMap<u64, Option<Layout>> = HashMap::new();
+        let mut current = file.to_string();
+        let mut seq = rows::file_seq(&current).map_err(|m| self.bad(m))?;
+        let mut tx: Option<Pending> = None;
+        let mut read_events = 0usize;
+        let mut seen_format = false;
+        while let Some(event) = stream.next().await {
+            let event = event.map_err(|e| self.dump_err(e))?;
+            read_events += 1;
+            let header = event.header();
+            let end = header.log_pos();
+            let start = end.saturating_sub(header.event_size());
+            let data = match event.read_data() {
+                Ok(Some(d)) => d,
+                // An event type this reader does not know (MariaDB's own
+                // kinds are sent to it as harmless substitutes).
+                Ok(None) => continue,
+                Err(e) => return Err(self.bad(format!("a binlog event cannot be decoded: {e}"))),
+            };
+            let mut boundary = false;
+            match data {
+                EventData::RotateEvent(r) => {
+                    // The rotate announcing the requested file comes
+                    // before the file's format description, so its name
+                    // may still carry the event's checksum: it names the
+                    // file asked for.
+                    if seen_format {
+                        current = r.name().into_owned();
+                    }
+                    seq = rows::file_seq(&current).map_err(|m| self.bad(m))?;
+                    *self.file_like.lock() = Some(current.clone());
+                    if tx.is_none() {
+                        batch.position = Some(rows::encode(seq, r.position() as u32));
+                    }
+                    continue;
+                }
+                EventData::QueryEvent(q) => {
+                    let sql = q.query();
+                    let sql = sql.trim();
+                    if sql.eq_ignore_ascii_case("BEGIN") {
+                        tx = Some(Pending::default());
+                    } else if sql.eq_ignore_ascii_case("COMMIT") {
+                        boundary = true;
+                    } else if sql.eq_ignore_ascii_case("ROLLBACK") {
+                        // Only non-transactional changes reach the log
+                        // with a ROLLBACK; the entity's InnoDB rows did not.
+                        tx = None;
+                    } else if tx.is_none() {
+                        // DDL and other statements outside a transaction.
+                        boundary = end != 0;
+                    }
+                }
+                EventData::XidEvent(_) => boundary = true,
+                EventData::FormatDescriptionEvent(_) => {
+                    seen_format = true;
+                    if tx.is_none() && end != 0 {
+                        batch.position = Some(rows::encode(seq, end));
+                    }
+                    continue;
+                }
+                EventData::TableMapEvent(tme) => {
+                    if let std::collections::hash_map::Entry::Vacant(v) =
+                        layouts.entry(tme.table_id())
+                    {
+                        let ours = tme.database_name() == database
+                            && tme.table_name() == self.entity.table.as_str();
+                        // Resolved at the first rows event (which may
+                        // carry the column names).
+                        if !ours {
+                            v.insert(None);
+                        }
+                    }
+                }
+                EventData::RowsEvent(re) => {
+                    let id = re.table_id();
+                    let Some(tme) = stream.get_tme(id) else {
+                        return Err(self.bad("a rows event came without its table map"));
+                    };
+                    let image_rows = re
+                        .rows(tme)
+                        .collect::<std::io::Result<Vec<_>>>()
+                        .map_err(|e| self.bad(format!("a row image cannot be decoded: {e}")))?;
+                    let layout = match layouts.get(&id) {
+                        Some(l) => l.clone(),
+                        None => {
+                            let first = image_rows
+                                .first()
+                                .and_then(|(b, a)| a.as_ref().or(b.as_ref()));
+                            let l = self.layout_of(tme, first, database).await?;
+                            layouts.insert(id, l.clone());
+                            l
+                        }
+                    };
+                    let Some(layout) = &layout else {
+                        continue;
+                    };
+                    let pending = tx.get_or_insert_with(Pending::default);
+                    let mut n = 0u32;
+                    for (before, after) in &image_rows {
+                        let version = rows::encode(seq, start + n);
+                        for mut e in
+                            self.events_of(before.as_ref(), after.as_ref(), layout, version)?
+                        {
+                            e.id = format!("mysql:{}:{current}:{start}:{n}", self.slot);
+                            e.version = rows::encode(seq, start + n);
+                            n += 1;
+                            pending.events.push(e);
+                        }
+                    }
+                }
+                _ => {
+                    // Format description, GTID, intvar, … : a boundary
+                    // only when outside a transaction and in the file.
+                    boundary = tx.is_none() && end != 0;
+                    if boundary {
+                        batch.position = Some(rows::encode(seq, end));
+                    }
+                    continue;
+                }
+            }
+            if boundary && end != 0 {
+                if let Some(done) = tx.take() {
+                    if !done.events.is_empty() {
+                        self.events_upto
+                            .fetch_max(rows::encode(seq, end), Ordering::Relaxed);
+                    }
+                    let time = DateTime::<Utc>::from_timestamp(i64::from(header.timestamp()), 0)
+                        .unwrap_or_else(Utc::now);
+                    for mut e in done.events {
+                        e.time = time;
+                        batch.events.push(e);
+                    }
+                }
+                batch.position = Some(rows::encode(seq, end));
+                if batch.events.len() >= max || read_events >= max.saturating_mul(64).max(4096) {
+                    break;
+                }
+            }
+        }
+        Ok(batch)
+    }
 }
 
 fn text_col(row: &sqlx::mysql::MySqlRow, i: usize) -> std::result::Result<String, sqlx::Error> {
@@ -481,191 +634,9 @@ impl ChangeSource for MySqlChangeSource {
         let database = self.database().await?;
         let mut stream = self.dump(&file, pos).await?;
 
-        let mut batch = CapturedBatch::default();
-        let mut layouts: HashMap<u64, Option<Layout>> = HashMap::new();
-        let mut current = file.clone();
-        let mut seq = rows::file_seq(&current).map_err(|m| self.bad(m))?;
-        let mut tx: Option<Pending> = None;
-        let mut read_events = 0usize;
-        let mut seen_format = false;
-        let mut result = Ok(());
-        while let Some(event) = stream.next().await {
-            let event = match event {
-                Ok(e) => e,
-                Err(e) => {
-                    result = Err(self.dump_err(e));
-                    break;
-                }
-            };
-            read_events += 1;
-            let header = event.header();
-            let end = header.log_pos();
-            let start = end.saturating_sub(header.event_size());
-            let data = match event.read_data() {
-                Ok(Some(d)) => d,
-                // An event type this reader does not know (MariaDB's own
-                // kinds are sent to it as harmless substitutes).
-                Ok(None) => continue,
-                Err(e) => {
-                    result = Err(self.bad(format!("a binlog event cannot be decoded: {e}")));
-                    break;
-                }
-            };
-            let mut boundary = false;
-            match data {
-                EventData::RotateEvent(r) => {
-                    // The rotate announcing the requested file comes
-                    // before the file's format description, so its name
-                    // may still carry the event's checksum: it names the
-                    // file asked for.
-                    if seen_format {
-                        current = r.name().into_owned();
-                    }
-                    seq = match rows::file_seq(&current) {
-                        Ok(s) => s,
-                        Err(m) => {
-                            result = Err(self.bad(m));
-                            break;
-                        }
-                    };
-                    *self.file_like.lock() = Some(current.clone());
-                    if tx.is_none() {
-                        batch.position = Some(rows::encode(seq, r.position() as u32));
-                    }
-                    continue;
-                }
-                EventData::QueryEvent(q) => {
-                    let sql = q.query();
-                    let sql = sql.trim();
-                    if sql.eq_ignore_ascii_case("BEGIN") {
-                        tx = Some(Pending::default());
-                    } else if sql.eq_ignore_ascii_case("COMMIT") {
-                        boundary = true;
-                    } else if sql.eq_ignore_ascii_case("ROLLBACK") {
-                        // Only non-transactional changes reach the log
-                        // with a ROLLBACK; the entity's InnoDB rows did not.
-                        tx = None;
-                    } else if tx.is_none() {
-                        // DDL and other statements outside a transaction.
-                        boundary = end != 0;
-                    }
-                }
-                EventData::XidEvent(_) => boundary = true,
-                EventData::FormatDescriptionEvent(_) => {
-                    seen_format = true;
-                    if tx.is_none() && end != 0 {
-                        batch.position = Some(rows::encode(seq, end));
-                    }
-                    continue;
-                }
-                EventData::TableMapEvent(tme) => {
-                    if let std::collections::hash_map::Entry::Vacant(v) =
-                        layouts.entry(tme.table_id())
-                    {
-                        let ours = tme.database_name() == database.as_str()
-                            && tme.table_name() == self.entity.table.as_str();
-                        // Resolved at the first rows event (which may
-                        // carry the column names).
-                        if !ours {
-                            v.insert(None);
-                        }
-                    }
-                }
-                EventData::RowsEvent(re) => {
-                    let id = re.table_id();
-                    let Some(tme) = stream.get_tme(id) else {
-                        result = Err(self.bad("a rows event came without its table map"));
-                        break;
-                    };
-                    let mut image_rows = Vec::new();
-                    for r in re.rows(tme) {
-                        match r {
-                            Ok(r) => image_rows.push(r),
-                            Err(e) => {
-                                result =
-                                    Err(self.bad(format!("a row image cannot be decoded: {e}")));
-                                break;
-                            }
-                        }
-                    }
-                    if result.is_err() {
-                        break;
-                    }
-                    let layout = match layouts.get(&id) {
-                        Some(l) => l.clone(),
-                        None => {
-                            let first = image_rows
-                                .first()
-                                .and_then(|(b, a)| a.as_ref().or(b.as_ref()));
-                            match self.layout_of(tme, first, &database).await {
-                                Ok(l) => {
-                                    layouts.insert(id, l.clone());
-                                    l
-                                }
-                                Err(e) => {
-                                    result = Err(e);
-                                    break;
-                                }
-                            }
-                        }
-                    };
-                    let Some(layout) = &layout else {
-                        continue;
-                    };
-                    let pending = tx.get_or_insert_with(Pending::default);
-                    let mut n = 0u32;
-                    for (before, after) in &image_rows {
-                        let version = rows::encode(seq, start + n);
-                        match self.events_of(before.as_ref(), after.as_ref(), layout, version) {
-                            Ok(events) => {
-                                for mut e in events {
-                                    e.id = format!("mysql:{}:{current}:{start}:{n}", self.slot);
-                                    e.version = rows::encode(seq, start + n);
-                                    n += 1;
-                                    pending.events.push(e);
-                                }
-                            }
-                            Err(e) => {
-                                result = Err(e);
-                                break;
-                            }
-                        }
-                    }
-                    if result.is_err() {
-                        break;
-                    }
-                }
-                _ => {
-                    // Format description, GTID, intvar, … : a boundary
-                    // only when outside a transaction and in the file.
-                    boundary = tx.is_none() && end != 0;
-                    if boundary {
-                        batch.position = Some(rows::encode(seq, end));
-                    }
-                    continue;
-                }
-            }
-            if boundary && end != 0 {
-                if let Some(done) = tx.take() {
-                    if !done.events.is_empty() {
-                        self.events_upto
-                            .fetch_max(rows::encode(seq, end), Ordering::Relaxed);
-                    }
-                    let time = DateTime::<Utc>::from_timestamp(i64::from(header.timestamp()), 0)
-                        .unwrap_or_else(Utc::now);
-                    for mut e in done.events {
-                        e.time = time;
-                        batch.events.push(e);
-                    }
-                }
-                batch.position = Some(rows::encode(seq, end));
-                if batch.events.len() >= max || read_events >= max.saturating_mul(64).max(4096) {
-                    break;
-                }
-            }
-        }
+        let scanned = self.scan(&mut stream, &file, &database, max).await;
         let _ = tokio::time::timeout(CLOSE_WITHIN, stream.close()).await;
-        result?;
+        let mut batch = scanned?;
         // Only whole transactions: a position never lands inside one; and
         // never behind where the read began (a file's format description,
         // resent first, lies before it).
