@@ -11,14 +11,14 @@
 //! `cargo test --all-features --test cdc`
 #![cfg(all(feature = "postgres", feature = "redis", feature = "cli"))]
 
+#[path = "support/cdc.rs"]
+mod cdc_support;
+
 use std::collections::BTreeMap;
-use std::sync::Arc;
 use std::time::Duration;
 
-use parking_lot::Mutex;
-use polyrouter::store::Applied;
-use polyrouter::sync::projection::Projection;
-use polyrouter::sync::{ChangeEvent, Operation};
+use cdc_support::{Seen, n_of};
+use polyrouter::sync::Operation;
 use polyrouter::{Error, FieldDef, FieldKind, Key, KeyKind, Router, Schema, Store, Value};
 use sqlx::postgres::PgPool;
 
@@ -42,14 +42,8 @@ fn logical_url() -> String {
         .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5442/test".into())
 }
 
-/// A name of this run's own (tables and slots of parallel tests differ).
 fn unique(tag: &str) -> String {
-    static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
-    format!(
-        "cdct_{tag}_{}_{}",
-        std::process::id(),
-        N.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
-    )
+    cdc_support::unique("cdct", tag)
 }
 
 fn config(url: &str, table: &str, bus_kind: &str) -> String {
@@ -88,31 +82,6 @@ store = "replica"
     )
 }
 
-/// Every event the handler saw, in delivery order.
-#[derive(Default, Clone)]
-struct Seen(Arc<Mutex<Vec<ChangeEvent>>>);
-
-#[async_trait::async_trait]
-impl Projection for Seen {
-    async fn apply(&self, event: &ChangeEvent) -> polyrouter::Result<Applied> {
-        self.0.lock().push(event.clone());
-        Ok(Applied::Applied)
-    }
-}
-
-impl Seen {
-    fn by_key(&self) -> BTreeMap<String, Vec<ChangeEvent>> {
-        let mut m: BTreeMap<String, Vec<ChangeEvent>> = BTreeMap::new();
-        for e in self.0.lock().iter() {
-            let Key::Str(k) = &e.key else {
-                panic!("a string key, got {:?}", e.key)
-            };
-            m.entry(k.clone()).or_default().push(e.clone());
-        }
-        m
-    }
-}
-
 async fn pool() -> PgPool {
     let pool = PgPool::connect(&logical_url())
         .await
@@ -134,16 +103,7 @@ async fn sweep_dead_runs(pool: &PgPool) {
     .await
     .unwrap();
     for name in names {
-        let mut parts = name.split('_').skip(2);
-        let (Some(pid), Some(_n)) = (parts.next(), parts.next()) else {
-            continue;
-        };
-        let Ok(pid) = pid.parse::<u32>() else {
-            continue;
-        };
-        let gone =
-            pid != std::process::id() && !std::path::Path::new(&format!("/proc/{pid}")).exists();
-        if gone {
+        if cdc_support::run_is_dead(&name) {
             let base = name.split('_').take(4).collect::<Vec<_>>().join("_");
             drop_slot(pool, &base).await;
         }
@@ -183,13 +143,6 @@ async fn slot_position(pool: &PgPool, slot: &str) -> i64 {
     .fetch_one(pool)
     .await
     .unwrap()
-}
-
-fn n_of(e: &ChangeEvent) -> Option<i64> {
-    e.data
-        .as_ref()
-        .and_then(|d| d.get("n"))
-        .and_then(|v| v.as_i64())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

@@ -14,9 +14,11 @@
 //!
 //! `cargo test --all-features --test cdc_crash`
 
+#[path = "support/cdc.rs"]
+mod cdc_support;
+
 use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, ExitCode, Stdio};
+use std::process::ExitCode;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::time::Duration;
@@ -150,32 +152,8 @@ async fn child(table: String, bus: String) {
     std::future::pending::<()>().await;
 }
 
-fn spawn(table: &str, bus: &str) -> Child {
-    let mut child = Command::new(std::env::current_exe().unwrap())
-        .env("CDC_CHILD", "1")
-        .env("CDC_TABLE", table)
-        .env("CDC_BUS", bus)
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("start a worker");
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    assert_eq!(line.trim(), "READY", "the worker started");
-    child
-}
-
-/// A small deterministic generator.
-struct Lcg(u64);
-impl Lcg {
-    fn next(&mut self, n: u64) -> u64 {
-        self.0 = self
-            .0
-            .wrapping_mul(6364136223846793005)
-            .wrapping_add(1442695040888963407);
-        (self.0 >> 33) % n
-    }
+fn spawn(table: &str, bus: &str) -> cdc_support::Worker {
+    cdc_support::spawn_worker(&[("CDC_CHILD", "1"), ("CDC_TABLE", table), ("CDC_BUS", bus)])
 }
 
 /// Plain SQL, never through polyrouter: upserts, deletes, and transactions
@@ -187,14 +165,14 @@ async fn writer(
     counter: Arc<AtomicI64>,
     stop: Arc<AtomicBool>,
 ) {
-    let mut rng = Lcg(seed);
+    let mut rng = cdc_support::Lcg(seed);
     let t = format!("\"{table}\"");
     let upsert = format!(
         "INSERT INTO {t} (id, n, _pr_version) VALUES ($1, $2, 1) ON CONFLICT (id) DO UPDATE SET n = excluded.n"
     );
     let delete = format!("DELETE FROM {t} WHERE id = $1");
     while !stop.load(Ordering::Relaxed) {
-        let key = |rng: &mut Lcg| format!("k{:02}", rng.next(KEYS));
+        let key = |rng: &mut cdc_support::Lcg| format!("k{:02}", rng.next(KEYS));
         match rng.next(10) {
             0..=5 => {
                 sqlx::query(&upsert)
@@ -258,23 +236,7 @@ async fn differences(pool: &PgPool, table: &str) -> Vec<String> {
             .unwrap();
     let view: BTreeMap<String, (Option<i64>, bool)> =
         rows.into_iter().map(|(k, n, d)| (k, (n, d))).collect();
-    let mut diff = Vec::new();
-    for k in source.keys().chain(view.keys()) {
-        let want = source.get(k).map(|n| (Some(*n), false));
-        let got = view.get(k).copied();
-        let same = match (want, got) {
-            (Some(w), Some(g)) => w == g,
-            (None, None) => true,
-            (None, Some((_, deleted))) => deleted,
-            (Some(_), None) => false,
-        };
-        if !same {
-            diff.push(format!("{k}: table {want:?}, view {got:?}"));
-        }
-    }
-    diff.sort();
-    diff.dedup();
-    diff
+    cdc_support::differences(&source, &view)
 }
 
 async fn parent(bus: &str) {
@@ -318,7 +280,7 @@ async fn parent(bus: &str) {
             ))
         })
         .collect();
-    let mut rng = Lcg(run.len() as u64 + std::process::id() as u64);
+    let mut rng = cdc_support::Lcg(run.len() as u64 + std::process::id() as u64);
     for _ in 0..KILLS {
         tokio::time::sleep(Duration::from_millis(100 + rng.next(500))).await;
         worker.kill().expect("SIGKILL the worker by its pid");
@@ -361,12 +323,7 @@ async fn parent(bus: &str) {
             .fetch_all(&pool)
             .await
             .unwrap();
-    let mut last: BTreeMap<String, i64> = BTreeMap::new();
-    for (k, v) in &log {
-        if let Some(prev) = last.insert(k.clone(), *v) {
-            assert!(prev < *v, "{k}: version {v} applied after {prev}");
-        }
-    }
+    cdc_support::assert_versions_grow(&log);
     let end = slot_position(&pool, &table).await;
     assert!(end > start, "the slot advanced ({start} → {end})");
     let writes = counter.load(Ordering::Relaxed) - 1;

@@ -34,6 +34,7 @@ use crate::store::{
 use crate::{Capabilities, Error, Key, Record, Result, Store};
 
 mod bulk;
+mod capture;
 #[cfg(test)]
 mod classify_tests;
 mod codec;
@@ -75,6 +76,7 @@ struct Inner {
     dialect: MySqlDialect,
     tables: Tables,
     purge_task: Mutex<Option<tokio::task::AbortHandle>>,
+    binlog: capture::BinlogTarget,
 }
 
 impl Drop for Inner {
@@ -315,6 +317,7 @@ impl MySqlStore {
             dialect,
             tables: Tables::new(Arc::new(dialect)),
             purge_task: Mutex::new(None),
+            binlog: capture::BinlogTarget::new(&config),
         });
         if !config.purge_interval.0.is_zero() {
             let task = sql::spawn_purge(Arc::downgrade(&inner), config.purge_interval.0, |i| {
@@ -693,6 +696,20 @@ impl Store for MySqlStore {
 
     fn namespace(&self) -> crate::store::namespace::Namespace {
         crate::store::namespace::Namespace::own(self.inner.tables.dialect().table_names())
+    }
+
+    fn change_source(
+        &self,
+        entity: &EntityInfo,
+        slot: &str,
+    ) -> Result<Arc<dyn crate::sync::capture::ChangeSource>> {
+        self.inner.binlog.source(
+            &self.inner.name,
+            self.inner.pool.clone(),
+            entity,
+            slot,
+            map_err,
+        )
     }
 
     async fn ensure_entity(&self, entity: &EntityInfo) -> Result<()> {

@@ -12,10 +12,12 @@
 //! once) and the same versions (projections apply by version).
 //!
 //! PostgreSQL: logical decoding (`wal_level = logical`) through a
-//! replication slot and a publication of the entity's table. Redis has no
-//! reliable change stream and Cosmos DB, SQL Server and MySQL / MariaDB
-//! are not read yet: they answer [`Error::Unsupported`](crate::Error)
-//! with the reason ([`unsupported`]).
+//! replication slot and a publication of the entity's table. MySQL /
+//! MariaDB: the row-based binary log (`binlog_format = ROW`), read over
+//! the replication protocol from a position kept in the table
+//! `polyrouter_capture`. Redis has no reliable change stream and Cosmos
+//! DB and SQL Server are not read yet: they answer
+//! [`Error::Unsupported`](crate::Error) with the reason ([`unsupported`]).
 
 use std::fmt;
 
@@ -25,6 +27,10 @@ use serde::{Deserialize, Serialize};
 use super::ChangeEvent;
 use crate::Result;
 
+#[cfg(feature = "mysql")]
+pub(crate) mod mysql;
+#[cfg(feature = "mysql")]
+mod mysql_rows;
 pub(crate) mod pgoutput;
 #[cfg(feature = "postgres")]
 pub(crate) mod postgres;
@@ -47,7 +53,9 @@ pub struct CapturedBatch {
     /// (per key: in the order the store applied them).
     pub events: Vec<ChangeEvent>,
     /// Where the next read starts once [`ChangeSource::commit`]ted (a
-    /// PostgreSQL LSN); `None`: nothing to move past.
+    /// PostgreSQL LSN; for MySQL / MariaDB the binlog file's number in the
+    /// high 32 bits and the offset in it in the low 32); `None`: nothing
+    /// to move past.
     pub position: Option<u64>,
 }
 
@@ -64,9 +72,11 @@ pub struct Retention {
     pub retained_bytes: u64,
     /// The server's word on it: PostgreSQL's `wal_status` (`reserved`,
     /// `extended`, `unreserved`, or `lost` when `max_slot_wal_keep_size`
-    /// removed log the slot still needed).
+    /// removed log the slot still needed); MySQL / MariaDB: `reserved`, or
+    /// `lost` once the binlog file of the position was purged.
     pub status: String,
-    /// The durable position (the slot's confirmed LSN).
+    /// The durable position (the slot's confirmed LSN; MySQL / MariaDB:
+    /// as in [`CapturedBatch::position`]).
     pub position: u64,
 }
 
@@ -117,7 +127,7 @@ pub fn unsupported(store: &str, kind: &str, entity: &str) -> crate::Error {
             "change capture: not built for SQL Server yet (its CDC tables need SQL Server Agent); use `outbox`"
         }
         "mysql" => {
-            "change capture: MySQL / MariaDB row-based binlog capture is not built yet; use `outbox`"
+            "change capture: this build reads the MySQL / MariaDB binlog only with the cargo feature `mysql` (which the store needs anyway); use `outbox` otherwise"
         }
         _ => "change capture: this store kind has no change stream polyrouter reads; use `outbox`",
     };
