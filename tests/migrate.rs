@@ -352,22 +352,18 @@ async fn backfill_100k_under_concurrent_writers_with_dual_write_ends_equal() {
     sync.shutdown().await.unwrap();
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn verify_finds_every_injected_mismatch_and_repair_fixes_them() {
-    let env = Env::new("vf");
-    let router = Router::from_toml_str(&env.toml(100, 0)).await.unwrap();
-    seed(&router, 1000).await;
-    let m = router.migration("items").await.unwrap();
-    m.start(&mut |_| {}).await.unwrap();
-    let v = m.verify(&mut |_| {}).await.unwrap();
-    assert_eq!(v.phase, Phase::Verified);
-    // k of each kind: changed (a source write the target did not get),
-    // missing (a source-only key), extra (a target-only key).
+/// `k` differences of each kind while nothing dual-writes: changed (a
+/// source write the target did not get: keys `13 + i × stride`), missing
+/// (a source-only key from 5 000), extra (a target-only key from 9 000).
+async fn inject_differences(
+    router: &Router,
+    k: i64,
+    stride: i64,
+) -> BTreeMap<StoredKey, Difference> {
     let items = router.repo::<Item>().await.unwrap();
-    let k = 7;
     let mut expected = BTreeMap::new();
     for i in 0..k {
-        let changed = 13 + i * 101;
+        let changed = 13 + i * stride;
         items.put(&item(changed, 99)).await.unwrap();
         expected.insert(StoredKey::Int(changed), Difference::Changed);
         let missing = 5_000 + i;
@@ -384,6 +380,21 @@ async fn verify_finds_every_injected_mismatch_and_repair_fixes_them() {
             .unwrap();
         expected.insert(StoredKey::Int(extra), Difference::Extra);
     }
+    expected
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn verify_finds_every_injected_mismatch_and_repair_fixes_them() {
+    let env = Env::new("vf");
+    let router = Router::from_toml_str(&env.toml(100, 0)).await.unwrap();
+    seed(&router, 1000).await;
+    let m = router.migration("items").await.unwrap();
+    m.start(&mut |_| {}).await.unwrap();
+    let v = m.verify(&mut |_| {}).await.unwrap();
+    assert_eq!(v.phase, Phase::Verified);
+    // k of each kind: changed, missing, extra.
+    let k = 7;
+    let expected = inject_differences(&router, k, 101).await;
     let v = m.verify(&mut |_| {}).await.unwrap();
     assert_eq!(v.phase, Phase::Differences);
     let found = v.verify.unwrap();
@@ -457,25 +468,7 @@ async fn shadow_reads_count_exactly_the_differences_and_not_the_dual_write_lag()
     assert_eq!(counts.differences, 0, "{counts:?}");
     // Without sync running nothing dual-writes: k of each kind.
     let k = 5;
-    let mut expected = BTreeMap::new();
-    for i in 0..k {
-        let changed = 3 + i * 37;
-        items.put(&item(changed, 99)).await.unwrap();
-        expected.insert(StoredKey::Int(changed), Difference::Changed);
-        let missing = 5_000 + i;
-        items.put(&item(missing, 1)).await.unwrap();
-        expected.insert(StoredKey::Int(missing), Difference::Missing);
-        let extra = 9_000 + i;
-        let mut r = Record::from_entity(&item(extra, 1)).unwrap();
-        r.version = 1;
-        router
-            .store("dst")
-            .unwrap()
-            .apply_versioned(&info("dst"), vec![VersionedChange::put(r)])
-            .await
-            .unwrap();
-        expected.insert(StoredKey::Int(extra), Difference::Extra);
-    }
+    let expected = inject_differences(&router, k, 37).await;
     let keys: Vec<i64> = expected
         .keys()
         .map(|k| match k {

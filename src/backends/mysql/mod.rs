@@ -610,27 +610,13 @@ impl Exec for MySqlExec<'_> {
             Ok(rows) => rows,
             Err(e) => return Err(self.map(e)),
         };
-        let mut out = Vec::with_capacity(rows.len());
-        for r in &rows {
+        crate::backends::sql::key_ints(&rows, self.store, self.entity, |r| {
             let k = column_value(r, 0, key)
                 .ok()
                 .and_then(|v| Key::from_value(&v));
-            let n = match r.try_get::<i64, _>(1) {
-                Ok(n) => n,
-                Err(e) => return Err(self.map(e)),
-            };
-            match k {
-                Some(k) => out.push((k, n)),
-                None => {
-                    return Err(Error::backend(
-                        self.store,
-                        self.entity,
-                        Message("a versioned apply returned an unreadable key".into()),
-                    ));
-                }
-            }
-        }
-        Ok(out)
+            let n = r.try_get::<i64, _>(1).map_err(|e| self.map(e))?;
+            Ok((k, n))
+        })
     }
 }
 

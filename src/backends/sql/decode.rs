@@ -65,3 +65,31 @@ pub fn json_from_text(column: &str, s: &str) -> Result<Value, String> {
 pub fn uuid_text(u: &Uuid) -> String {
     u.hyphenated().to_string()
 }
+
+/// Rows of `(key, integer)` (what a set-based versioned apply returns) as
+/// pairs; `read(row)` gives the key (`None`: unreadable) and the integer.
+/// An unreadable key is a backend error naming `store` and `entity`.
+///
+/// ```
+/// use polyrouter::Key;
+/// let rows = [("a", 3i64), ("b", 5)];
+/// let pairs = polyrouter::backends::sql::key_ints(&rows, "s", "e", |r| Ok((Some(Key::from(r.0)), r.1)));
+/// assert_eq!(pairs.unwrap(), vec![(Key::from("a"), 3), (Key::from("b"), 5)]);
+/// ```
+pub fn key_ints<R>(
+    rows: &[R],
+    store: &str,
+    entity: &str,
+    mut read: impl FnMut(&R) -> crate::Result<(Option<Key>, i64)>,
+) -> crate::Result<Vec<(Key, i64)>> {
+    rows.iter()
+        .map(|r| match read(r)? {
+            (Some(k), n) => Ok((k, n)),
+            (None, _) => Err(crate::Error::backend(
+                store,
+                entity,
+                super::Message("a versioned apply returned an unreadable key".into()),
+            )),
+        })
+        .collect()
+}

@@ -117,7 +117,9 @@ mod versioned;
 pub mod write;
 
 pub use ddl::{ColumnInfo, check_table};
-pub use decode::{decode_record, json_from_text, timestamp_from_micros, uuid_from_text, uuid_text};
+pub use decode::{
+    decode_record, json_from_text, key_ints, timestamp_from_micros, uuid_from_text, uuid_text,
+};
 pub use dialect::{BulkUpsert, Dialect, KeyList, WriteMode, number};
 pub use outbox::{OUTBOX_SUFFIX, OutboxSql, outbox_entry, record_event};
 pub use param::{Param, encode_field, floor_micros, key_field_kind, key_param, value_param};

@@ -491,27 +491,20 @@ impl Exec for SqliteExec<'_> {
         params: Vec<Param>,
         key: &Column,
     ) -> Result<Vec<(Key, i64)>> {
+        let (store, entity) = (self.store, self.entity);
         let rows = bind_all(sqlx::query(sql), params)
             .fetch_all(&mut *self.conn)
             .await
-            .map_err(|e| map_err(self.store, self.entity, e))?;
-        rows.iter()
-            .map(|r| {
-                let k = column_value(r, 0, key)
-                    .ok()
-                    .and_then(|v| Key::from_value(&v));
-                let n = r
-                    .try_get::<i64, _>(1)
-                    .map_err(|e| map_err(self.store, self.entity, e))?;
-                k.map(|k| (k, n)).ok_or_else(|| {
-                    Error::backend(
-                        self.store,
-                        self.entity,
-                        Message("a versioned apply returned an unreadable key".into()),
-                    )
-                })
-            })
-            .collect()
+            .map_err(|e| map_err(store, entity, e))?;
+        crate::backends::sql::key_ints(&rows, store, entity, |r| {
+            let k = column_value(r, 0, key)
+                .ok()
+                .and_then(|v| Key::from_value(&v));
+            let n = r
+                .try_get::<i64, _>(1)
+                .map_err(|e| map_err(store, entity, e))?;
+            Ok((k, n))
+        })
     }
 }
 
