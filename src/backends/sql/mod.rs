@@ -121,7 +121,7 @@ pub use decode::{decode_record, json_from_text, timestamp_from_micros, uuid_from
 pub use dialect::{BulkUpsert, Dialect, KeyList, WriteMode, number};
 pub use outbox::{OUTBOX_SUFFIX, OutboxSql, outbox_entry, record_event};
 pub use param::{Param, encode_field, floor_micros, key_field_kind, key_param, value_param};
-pub use pool::{SslMode, check_pool_options};
+pub use pool::{DEFAULT_PING_AFTER_IDLE, SslMode, check_pool_options, ping_after_idle};
 pub use support::{
     Message, Tables, check_params, entity_config_error, now_micros, purge, spawn_purge,
 };
