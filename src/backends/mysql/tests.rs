@@ -531,6 +531,67 @@ async fn expired_rows_are_absent_and_purged() {
 }
 
 #[tokio::test]
+async fn a_key_ordered_page_reads_the_primary_key_in_order() {
+    let (store, db) = open_fresh().await;
+    let e = ready(&store, &NOTE, "notes").await;
+    let ops: Vec<WriteOp> = (0..2000)
+        .map(|i| put(note(&format!("k{i:05}"), "x"), Precondition::None))
+        .collect();
+    store.write(&e, ops, true).await.unwrap();
+    sqlx::query("ANALYZE TABLE `notes`")
+        .execute(&store.inner.pool)
+        .await
+        .unwrap();
+    let t = store.table_sql(&e).unwrap();
+    let key_order = |direction| crate::query::Order {
+        field: "id".into(),
+        direction,
+    };
+    let after = Filter::Cmp {
+        field: "id".into(),
+        op: crate::query::CmpOp::Gt,
+        value: Value::from("k01000"),
+    };
+    for (filter, direction, access) in [
+        (None, crate::query::Direction::Asc, "index"),
+        (None, crate::query::Direction::Desc, "index"),
+        (Some(after), crate::query::Direction::Asc, "range"),
+    ] {
+        let q = StoreQuery {
+            filter,
+            order: vec![key_order(direction)],
+            limit: Some(51),
+        };
+        let s = t.query(&q, now_micros());
+        let plan = bind_all(sqlx::query(&format!("EXPLAIN {}", s.sql)), s.params)
+            .fetch_one(&store.inner.pool)
+            .await
+            .unwrap();
+        let get = |c: &str| -> String {
+            plan.try_get::<Option<String>, _>(c)
+                .ok()
+                .flatten()
+                .or_else(|| {
+                    plan.try_get::<Option<Vec<u8>>, _>(c)
+                        .ok()
+                        .flatten()
+                        .map(|b| String::from_utf8_lossy(&b).into_owned())
+                })
+                .unwrap_or_default()
+        };
+        let (ty, key, extra) = (get("type"), get("key"), get("Extra"));
+        assert_eq!(
+            (ty.as_str(), key.as_str()),
+            (access, "PRIMARY"),
+            "{}: {extra}",
+            s.sql
+        );
+        assert!(!extra.contains("filesort"), "{}: {extra}", s.sql);
+    }
+    drop_db(&store, &db).await;
+}
+
+#[tokio::test]
 async fn incompatible_tables_are_config_errors_naming_the_column() {
     let (store, db) = open_fresh().await;
     let bin = store.dialect().collation;

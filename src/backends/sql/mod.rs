@@ -72,9 +72,10 @@
 //!    [`Dialect::ordered`], [`Dialect::ordered_operand`] (casts or collations
 //!    around compared values), [`Dialect::upsert_alias`],
 //!    [`Dialect::quote_table`] (schema-qualified table names),
-//!    [`Dialect::exact_cmp`] and [`Dialect::order_tiebreak`] (comparisons
-//!    and orders made exact where the database pads values, as SQL Server
-//!    does with trailing spaces).
+//!    [`Dialect::exact_cmp`], [`Dialect::order_tiebreak`] and
+//!    [`Dialect::key_order_hint`] (comparisons and orders made exact where
+//!    the database pads values, as SQL Server does with trailing spaces and
+//!    MariaDB's sort keys with zero bytes).
 //! 2. Bind [`Param`]s with the driver (one `match` over the enum), and read
 //!    rows with [`decode_record`].
 //! 3. Implement [`write::Exec`] over a connection and run writes with
