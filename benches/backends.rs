@@ -35,7 +35,8 @@
 //! PostgreSQL (`postgres://postgres@127.0.0.1:5432/test`, or
 //! `POLYROUTER_BENCH_POSTGRES`) gets the same group, in a schema unique to the
 //! run (`pr_bench_<pid>`, dropped with `CASCADE` at the end), plus raw sqlx on
-//! a separate `PgPool` against the table the router created:
+//! a separate `PgPool` of the store's shape (8 connections, no ping per
+//! checkout) against the table the router created:
 //!
 //! - `postgres/raw_get`: `SELECT id, email, name, score, _pr_version FROM
 //!   t WHERE id = $1`, decoded into a tuple (no expiry filter, no JSON);
@@ -45,6 +46,10 @@
 //! - `postgres/raw_query_page_50`: the store's statement for that page
 //!   (expiry filter, `ORDER BY id LIMIT 51`) into tuples;
 //! - `postgres/interleaved_{get,put}`: as for Redis, the ratio is printed;
+//! - `postgres/interleaved_get_ping_every_checkout`: the router's get on a
+//!   second store over the same schema with `ping_after_idle = "0s"` (a
+//!   ping before every checkout, the store's old behaviour) against the
+//!   default store; the ratio is printed;
 //! - `postgres/raw_put_many_10k_tx`: that raw upsert for the 10 000 rows in
 //!   one transaction (the router's `put_many` shape, minus its extras);
 //! - `postgres/raw_put_many_10k_unnest`: the same upsert as one statement
@@ -56,8 +61,12 @@
 //! With the `mysql` feature, MariaDB/MySQL (`mysql://root@127.0.0.1:3306/test`,
 //! or `POLYROUTER_BENCH_MYSQL`) gets the same group in a database unique to
 //! the run (`pr_bench_<pid>`, dropped at the end), plus `mysql/raw_get`
-//! (`SELECT … WHERE id = ?`) and `mysql/raw_put` (`INSERT … ON DUPLICATE KEY
-//! UPDATE`, version + 1) on a separate sqlx pool:
+//! (`SELECT … WHERE id = ?`), `mysql/raw_put` (`INSERT … ON DUPLICATE KEY
+//! UPDATE`, version + 1, no expiry, no version read back) and
+//! `mysql/raw_put_versioned` (the store's own one-statement put by hand:
+//! expiry `CASE`, version read back through `LAST_INSERT_ID`) on a separate
+//! sqlx pool, and `mysql/interleaved_{get,put}` (router against `raw_get`
+//! and `raw_put_versioned`, the ratio printed as for Redis):
 //! `cargo bench --features redis,postgres,mysql --bench backends -- mysql`.
 
 use std::future::Future;
@@ -329,13 +338,28 @@ fn bench_postgres(c: &mut Criterion, rt: &Runtime, rows: &[BenchUser]) {
     let repo = rt.block_on(repo(&format!(
         "kind = \"postgres\"\nurl = \"{url}\"\nschema = \"{schema}\"\n"
     )));
+    // The store's pool shape: 8 connections, no ping per checkout (sqlx's
+    // default pings; the store pings only connections idle 30 s).
     let pool = rt
         .block_on(
             sqlx::postgres::PgPoolOptions::new()
                 .max_connections(8)
+                .test_before_acquire(false)
                 .connect(&url),
         )
         .expect("connect to postgres");
+    // The same store pinging before every checkout (`ping_after_idle =
+    // "0s"`, what it did before), for the ping's cost.
+    let pinging: Repo<BenchUser> = rt.block_on(async {
+        Router::from_toml_str(&format!(
+            "[stores.s]\nkind = \"postgres\"\nurl = \"{url}\"\nschema = \"{schema}\"\nping_after_idle = \"0s\"\n[entities.bench_user]\nstore = \"s\"\n"
+        ))
+        .await
+        .expect("router")
+        .repo::<BenchUser>()
+        .await
+        .expect("repo")
+    });
     let table = format!("\"{schema}\".\"bench_user\"");
     let get_sql = format!(
         "SELECT \"id\", \"email\", \"name\", \"score\", \"_pr_version\" FROM {table} WHERE \"id\" = $1"
@@ -358,10 +382,26 @@ fn bench_postgres(c: &mut Criterion, rt: &Runtime, rows: &[BenchUser]) {
     assert_eq!(id, KEY);
 
     let (ratios_get, ratios_put) = (Mutex::new(Vec::new()), Mutex::new(Vec::new()));
+    let ratios_ping = Mutex::new(Vec::new());
     let point = |g: &mut BenchmarkGroup<'_, WallTime>| {
         g.bench_function("raw_get", |b| {
             b.to_async(rt)
                 .iter(|| async { black_box(pg_raw_get(&pool, black_box(&get_sql)).await) })
+        });
+        // The router's get pinging every checkout, against the default.
+        g.bench_function("interleaved_get_ping_every_checkout", |b| {
+            b.to_async(rt).iter_custom(|iters| {
+                interleaved(
+                    iters,
+                    &ratios_ping,
+                    || async {
+                        black_box(pinging.get(black_box(KEY)).await.expect("get"));
+                    },
+                    || async {
+                        black_box(repo.get(black_box(KEY)).await.expect("get"));
+                    },
+                )
+            })
         });
         g.bench_function("raw_put", |b| {
             b.to_async(rt)
@@ -457,6 +497,11 @@ fn bench_postgres(c: &mut Criterion, rt: &Runtime, rows: &[BenchUser]) {
         let (m, n) = median(ratios);
         eprintln!("postgres: router/raw {op} = {m:.3} (interleaved, median of {n} chunk pairs)");
     }
+    let (m, n) = median(&ratios_ping);
+    eprintln!(
+        "postgres: get pinging every checkout / default = {m:.3} (interleaved, median of {n} chunk pairs)"
+    );
+    drop(pinging);
 
     drop(repo);
     rt.block_on(async {
@@ -477,10 +522,12 @@ fn bench_mysql(c: &mut Criterion, rt: &Runtime, rows: &[BenchUser]) {
     let repo = rt.block_on(repo(&format!(
         "kind = \"mysql\"\nurl = \"{url}\"\ndatabase = \"{db}\"\n"
     )));
+    // The store's pool shape (see `bench_postgres`).
     let pool = rt
         .block_on(
             sqlx::mysql::MySqlPoolOptions::new()
                 .max_connections(8)
+                .test_before_acquire(false)
                 .connect(&url),
         )
         .expect("connect to mysql");
@@ -492,6 +539,16 @@ fn bench_mysql(c: &mut Criterion, rt: &Runtime, rows: &[BenchUser]) {
          VALUES (?, ?, ?, ?, 1, NULL) ON DUPLICATE KEY UPDATE \
          `email` = VALUES(`email`), `name` = VALUES(`name`), `score` = VALUES(`score`), \
          `_pr_version` = `_pr_version` + 1, `_pr_expires_at` = NULL"
+    );
+    // The router's own single-statement put (src/backends/mysql/single.rs),
+    // by hand: the version restarts on an expired row, continues on a live
+    // one or a tombstone, and comes back in the OK packet.
+    let put_versioned_sql = format!(
+        "INSERT INTO {table} (`id`, `email`, `name`, `score`, `_pr_version`, `_pr_expires_at`) \
+         VALUES (?, ?, ?, ?, 1, ?) ON DUPLICATE KEY UPDATE \
+         `_pr_version` = LAST_INSERT_ID(CASE WHEN `_pr_expires_at` >= 0 AND `_pr_expires_at` <= ? \
+         THEN 1 ELSE `_pr_version` + 1 END), `_pr_expires_at` = VALUES(`_pr_expires_at`), \
+         `email` = VALUES(`email`), `name` = VALUES(`name`), `score` = VALUES(`score`)"
     );
     let one = sample();
     let raw_get = |pool: &sqlx::MySqlPool| {
@@ -509,6 +566,7 @@ fn bench_mysql(c: &mut Criterion, rt: &Runtime, rows: &[BenchUser]) {
     };
     let (id, ..) = rt.block_on(raw_get(&pool)).expect("the router's row");
     assert_eq!(id, KEY.as_bytes());
+    let (ratios_get, ratios_put) = (Mutex::new(Vec::new()), Mutex::new(Vec::new()));
     let point = |g: &mut BenchmarkGroup<'_, WallTime>| {
         g.bench_function("raw_get", |b| {
             b.to_async(rt)
@@ -526,8 +584,44 @@ fn bench_mysql(c: &mut Criterion, rt: &Runtime, rows: &[BenchUser]) {
                     .expect("upsert")
             })
         });
+        g.bench_function("raw_put_versioned", |b| {
+            b.to_async(rt)
+                .iter(|| async { my_raw_put_versioned(&pool, &put_versioned_sql, &one).await })
+        });
+        g.bench_function("interleaved_get", |b| {
+            b.to_async(rt).iter_custom(|iters| {
+                interleaved(
+                    iters,
+                    &ratios_get,
+                    || async {
+                        black_box(repo.get(black_box(KEY)).await.expect("get"));
+                    },
+                    || async {
+                        black_box(raw_get(&pool).await);
+                    },
+                )
+            })
+        });
+        g.bench_function("interleaved_put", |b| {
+            b.to_async(rt).iter_custom(|iters| {
+                interleaved(
+                    iters,
+                    &ratios_put,
+                    || async {
+                        black_box(repo.put(black_box(&one)).await.expect("put"));
+                    },
+                    || async {
+                        my_raw_put_versioned(&pool, &put_versioned_sql, &one).await;
+                    },
+                )
+            })
+        });
     };
     bench_repo(c, rt, "mysql", &repo, rows, true, &point, &|_| {});
+    for (op, ratios) in [("get", &ratios_get), ("put", &ratios_put)] {
+        let (m, n) = median(ratios);
+        eprintln!("mysql: router/raw {op} = {m:.3} (interleaved, median of {n} chunk pairs)");
+    }
     drop(repo);
     rt.block_on(async {
         sqlx::query(&format!("DROP DATABASE `{db}`"))
@@ -537,6 +631,29 @@ fn bench_mysql(c: &mut Criterion, rt: &Runtime, rows: &[BenchUser]) {
         pool.close().await;
     });
     eprintln!("mysql: dropped database {db}");
+}
+
+/// The store's single-statement put by hand; the version it wrote.
+#[cfg(feature = "mysql")]
+async fn my_raw_put_versioned(pool: &sqlx::MySqlPool, sql: &str, u: &BenchUser) -> u64 {
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .expect("clock")
+        .as_micros() as i64;
+    let r = sqlx::query(sql)
+        .bind(&u.id)
+        .bind(&u.email)
+        .bind(&u.name)
+        .bind(u.score)
+        .bind(None::<i64>)
+        .bind(now)
+        .execute(pool)
+        .await
+        .expect("versioned upsert");
+    black_box(match r.rows_affected() {
+        1 => 1,
+        _ => r.last_insert_id(),
+    })
 }
 
 type PgRow = (String, String, String, i64, i64);

@@ -47,6 +47,11 @@ pub struct MySqlConfig {
     /// forever).
     #[serde(default = "default_idle_timeout")]
     pub idle_timeout: ConfigDuration,
+    /// A pooled connection idle at least this long is pinged before use
+    /// (default `"30s"`; `"0s"`: before every use). docs/configuration.md
+    /// has the trade-off.
+    #[serde(default = "default_ping_after_idle")]
+    pub ping_after_idle: ConfigDuration,
     /// TLS: `disable`, `prefer`, `require`, `verify-ca`, `verify-full`
     /// (default: the URL's `ssl-mode`, else `prefer`).
     #[serde(default)]
@@ -67,6 +72,10 @@ fn default_max_connections() -> u32 {
 
 fn default_connect_timeout() -> ConfigDuration {
     ConfigDuration(Duration::from_secs(5))
+}
+
+fn default_ping_after_idle() -> ConfigDuration {
+    ConfigDuration(crate::backends::sql::DEFAULT_PING_AFTER_IDLE)
 }
 
 fn default_idle_timeout() -> ConfigDuration {
@@ -93,6 +102,7 @@ impl MySqlConfig {
             connect_timeout: default_connect_timeout(),
             acquire_timeout: None,
             idle_timeout: default_idle_timeout(),
+            ping_after_idle: default_ping_after_idle(),
             ssl_mode: None,
             ssl_root_cert: None,
             purge_interval: default_purge_interval(),
@@ -153,6 +163,7 @@ impl fmt::Debug for MySqlConfig {
             .field("connect_timeout", &self.connect_timeout)
             .field("acquire_timeout", &self.acquire_timeout)
             .field("idle_timeout", &self.idle_timeout)
+            .field("ping_after_idle", &self.ping_after_idle)
             .field("ssl_mode", &self.ssl_mode)
             .field("ssl_root_cert", &self.ssl_root_cert)
             .field("purge_interval", &self.purge_interval)

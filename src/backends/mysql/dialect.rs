@@ -205,19 +205,19 @@ impl Dialect for MySqlDialect {
         params.push(Param::Bytes(needle.as_bytes().to_vec()));
     }
 
-    fn ordered(&self, c: &crate::backends::sql::Column, qc: &str) -> String {
-        // Order and range-compare text as bytes: exactly the reference order.
-        match c.kind {
-            FieldKind::String | FieldKind::Json => format!("CAST({qc} AS BINARY)"),
-            _ => qc.to_string(),
-        }
+    // Text is compared bare: the binary no-pad collations compare code
+    // points, then lengths — exactly the reference's byte order (`'ab' <
+    // 'ab\0' < 'ab '`), and a range on the key uses its index. Their sort
+    // keys are padded with zero bytes, though, so a sort (filesort) ties
+    // `'ab'` and `'ab\0'`: text columns get a byte-order tie-break, and a
+    // query ordered by the key is read in primary-key order, never sorted.
+    fn order_tiebreak(&self, c: &crate::backends::sql::Column, qc: &str) -> Option<String> {
+        matches!(c.kind, FieldKind::String | FieldKind::Json)
+            .then(|| format!("CAST({qc} AS BINARY)"))
     }
 
-    fn ordered_operand(&self, kind: FieldKind) -> &'static str {
-        match kind {
-            FieldKind::String | FieldKind::Json => "CAST(? AS BINARY)",
-            _ => "?",
-        }
+    fn key_order_hint(&self) -> Option<&'static str> {
+        Some("FORCE INDEX (PRIMARY)")
     }
 
     fn write_mode(&self) -> WriteMode {

@@ -40,6 +40,7 @@ mod classify_tests;
 mod codec;
 mod config;
 mod dialect;
+mod single;
 #[cfg(test)]
 mod tests;
 
@@ -75,6 +76,9 @@ struct Inner {
     pool: MySqlPool,
     dialect: MySqlDialect,
     tables: Tables,
+    /// Each table's single-statement puts, by table name, with the schema
+    /// they were built for.
+    single: parking_lot::RwLock<HashMap<String, (usize, Arc<single::SingleSql>)>>,
     purge_task: Mutex<Option<tokio::task::AbortHandle>>,
     binlog: capture::BinlogTarget,
 }
@@ -304,8 +308,8 @@ impl MySqlStore {
                     .unwrap_or(&config.connect_timeout)
                     .0,
             )
-            .idle_timeout((!idle.is_zero()).then_some(idle))
-            .test_before_acquire(true)
+            .idle_timeout((!idle.is_zero()).then_some(idle));
+        let pool = sql::ping_after_idle(pool, config.ping_after_idle.0)
             .connect_with(opts)
             .await
             .map_err(cannot_connect)?;
@@ -316,6 +320,7 @@ impl MySqlStore {
             pool,
             dialect,
             tables: Tables::new(Arc::new(dialect)),
+            single: Default::default(),
             purge_task: Mutex::new(None),
             binlog: capture::BinlogTarget::new(&config),
         });
@@ -367,6 +372,64 @@ impl MySqlStore {
 
     fn target<'a>(&'a self, entity: &'a EntityInfo) -> Target<'a> {
         Target::new(&self.inner.name, entity)
+    }
+
+    /// The single-statement puts of the table of `t`, built once.
+    fn single_sql(&self, t: &TableSql) -> Arc<single::SingleSql> {
+        let schema = std::ptr::from_ref(t.schema) as usize;
+        if let Some((s, sql)) = self.inner.single.read().get(&t.table) {
+            if *s == schema {
+                return sql.clone();
+            }
+        }
+        let sql = Arc::new(single::SingleSql::new(t));
+        self.inner
+            .single
+            .write()
+            .insert(t.table.clone(), (schema, sql.clone()));
+        sql
+    }
+
+    /// One put on a route without an outbox, in one autocommit statement
+    /// ([`single`]); `None` when only the lock-then-write path can decide
+    /// (an insert-only put that found a row).
+    async fn put_single(
+        &self,
+        entity: &EntityInfo,
+        t: &TableSql,
+        precondition: crate::store::Precondition,
+        key: &Key,
+        w: &sql::LockedWrite,
+        now: i64,
+    ) -> Result<Option<WriteOutcome>> {
+        let s = self.single_sql(t);
+        let done = retry_deadlocks(|| async {
+            single::put(
+                &self.inner.pool,
+                &s,
+                t.key_index,
+                precondition,
+                w.clone(),
+                now,
+            )
+            .await
+            .map_err(|e| {
+                let deadlock = is_deadlock(&e);
+                (self.err(entity, e), deadlock)
+            })
+        })
+        .await?;
+        match done {
+            single::Single::Written(version) => Ok(Some(WriteOutcome::Written { version })),
+            single::Single::Conflict(actual) => Err(Error::conflict(
+                &self.inner.name,
+                entity.name(),
+                key,
+                precondition,
+                actual,
+            )),
+            single::Single::Locked => Ok(None),
+        }
     }
 
     /// One attempt at a batch: one transaction, lock-then-write per op.
@@ -791,13 +854,31 @@ impl Store for MySqlStore {
         let t = self.table_sql(entity)?;
         let now = now_micros();
         // Every op is checked and encoded before the database is touched.
-        // Always all or nothing: one transaction, even for one op (the lock
-        // and the write go together).
+        // Always all or nothing: one transaction (the lock and the write go
+        // together), except for one put without an outbox, which is one
+        // statement.
         if write::is_put_many(&ops) {
             let chunks = bulk::chunks(&t, &ops, now).map_err(|m| self.target(entity).invalid(m))?;
             return retry_deadlocks(|| self.put_many_once(entity, &t, &chunks, &ops)).await;
         }
         let writes = write::locked_writes(self.target(entity), &t, &ops, now)?;
+        // One put without an outbox event to commit with it: one statement.
+        if let [
+            WriteOp::Put {
+                precondition,
+                record,
+                ..
+            },
+        ] = ops.as_slice()
+            && entity.outbox.is_none()
+        {
+            let one = self
+                .put_single(entity, &t, *precondition, &record.key, &writes[0], now)
+                .await?;
+            if let Some(outcome) = one {
+                return Ok(vec![outcome]);
+            }
+        }
         retry_deadlocks(|| self.write_once(entity, &t, &ops, &writes, now)).await
     }
 

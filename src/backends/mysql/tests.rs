@@ -320,6 +320,160 @@ async fn concurrent_writers_of_one_key_never_lose_a_write() {
     drop_db(&store, &db).await;
 }
 
+/// A single put's outcome: its version, or the live version a conflict
+/// reported.
+fn outcome(r: Result<Vec<WriteOutcome>>) -> std::result::Result<u64, Option<u64>> {
+    match r {
+        Ok(out) => match out[0] {
+            WriteOutcome::Written { version } => Ok(version),
+            other => panic!("{other:?}"),
+        },
+        Err(Error::Conflict { actual, .. }) => Err(actual),
+        Err(e) => panic!("{e}"),
+    }
+}
+
+#[tokio::test]
+async fn single_statement_puts_match_the_locked_path() {
+    let (store, db) = open_fresh().await;
+    let e = ready(&store, &NOTE, "notes").await;
+    // The key's state before the put: absent, live at 2, expired at 3, a
+    // tombstone at 3.
+    let states = ["absent", "live", "expired", "buried"];
+    let preconditions = [
+        Precondition::None,
+        Precondition::Absent,
+        Precondition::Exists,
+        Precondition::Version(2),
+        Precondition::Version(3),
+    ];
+    let key = |path: &str, state: &str, i: usize| format!("{path}-{state}-{i}");
+    for state in states {
+        for i in 0..preconditions.len() {
+            for path in ["single", "locked"] {
+                let k = key(path, state, i);
+                let mut ops = Vec::new();
+                if state != "absent" {
+                    ops.push(put(note(&k, "v1"), Precondition::None));
+                    ops.push(put(note(&k, "v2"), Precondition::None));
+                }
+                match state {
+                    "expired" => ops.push(WriteOp::Put {
+                        record: note(&k, "v3"),
+                        precondition: Precondition::None,
+                        ttl: Some(Duration::from_millis(1)),
+                    }),
+                    "buried" => ops.push(del(k.as_str(), Precondition::None)),
+                    _ => {}
+                }
+                // Not all unconditional puts: the lock-then-write path.
+                ops.push(del("nobody", Precondition::Absent));
+                store.write(&e, ops, true).await.unwrap();
+            }
+        }
+    }
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    for state in states {
+        for (i, p) in preconditions.iter().enumerate() {
+            let (s, l) = (key("single", state, i), key("locked", state, i));
+            let single = outcome(store.write(&e, vec![put(note(&s, "new"), *p)], true).await);
+            let locked = outcome(
+                store
+                    .write(
+                        &e,
+                        vec![
+                            put(note(&l, "new"), *p),
+                            del("nobody", Precondition::Absent),
+                        ],
+                        true,
+                    )
+                    .await,
+            );
+            assert_eq!(single, locked, "{state} key, {p:?}");
+            assert_eq!(
+                body(&store, &e, &s).await,
+                body(&store, &e, &l).await,
+                "{state} key, {p:?}"
+            );
+        }
+    }
+    // Spot checks of the table above against the reference semantics.
+    let single = |state: &str, i: usize| key("single", state, i);
+    assert_eq!(
+        body(&store, &e, &single("absent", 0)).await,
+        Some(("new".into(), 1))
+    );
+    assert_eq!(
+        body(&store, &e, &single("live", 0)).await,
+        Some(("new".into(), 3))
+    );
+    assert_eq!(
+        body(&store, &e, &single("expired", 0)).await,
+        Some(("new".into(), 1))
+    );
+    assert_eq!(
+        body(&store, &e, &single("buried", 0)).await,
+        Some(("new".into(), 4))
+    );
+    assert_eq!(
+        body(&store, &e, &single("buried", 1)).await,
+        Some(("new".into(), 4))
+    );
+    assert_eq!(
+        body(&store, &e, &single("live", 3)).await,
+        Some(("new".into(), 3))
+    );
+    assert_eq!(body(&store, &e, &single("expired", 4)).await, None);
+    drop_db(&store, &db).await;
+}
+
+#[tokio::test]
+async fn single_statement_and_transactional_writers_of_one_key_serialize() {
+    let (store, db) = open_fresh().await;
+    let store = Arc::new(store);
+    let e = ready(&store, &NOTE, "notes").await;
+    let mut tasks = Vec::new();
+    for w in 0..8 {
+        let (store, e) = (store.clone(), e.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut versions = Vec::new();
+            while versions.len() < 5 {
+                let body = format!("{w}-{}", versions.len());
+                let ops = match w % 4 {
+                    // One unconditional put: one statement.
+                    0 | 1 => vec![put(note("hot", &body), Precondition::None)],
+                    // In a transaction, locking the key.
+                    2 => vec![
+                        put(note("hot", &body), Precondition::None),
+                        del("nobody", Precondition::Absent),
+                    ],
+                    // Compare-and-set on the version read.
+                    _ => {
+                        let p = match store.get(&e, &Key::from("hot")).await.unwrap() {
+                            Some(r) => Precondition::Version(r.version),
+                            None => Precondition::Absent,
+                        };
+                        vec![put(note("hot", &body), p)]
+                    }
+                };
+                match outcome(store.write(&e, ops, true).await) {
+                    Ok(v) => versions.push(v),
+                    Err(_) => assert_eq!(w % 4, 3, "only compare-and-set conflicts"),
+                }
+            }
+            versions
+        }));
+    }
+    let mut versions = Vec::new();
+    for t in tasks {
+        versions.extend(t.await.unwrap());
+    }
+    versions.sort_unstable();
+    assert_eq!(versions, (1..=40).collect::<Vec<u64>>());
+    assert_eq!(body(&store, &e, "hot").await.unwrap().1, 40);
+    drop_db(&store, &db).await;
+}
+
 #[tokio::test]
 async fn expired_rows_are_absent_and_purged() {
     let (store, db) = open_fresh().await;
@@ -373,6 +527,67 @@ async fn expired_rows_are_absent_and_purged() {
     assert_eq!(raw_count(&store, "notes").await, 3);
     assert_eq!(store.purge_expired().await.unwrap(), 1);
     assert_eq!(raw_count(&store, "notes").await, 2);
+    drop_db(&store, &db).await;
+}
+
+#[tokio::test]
+async fn a_key_ordered_page_reads_the_primary_key_in_order() {
+    let (store, db) = open_fresh().await;
+    let e = ready(&store, &NOTE, "notes").await;
+    let ops: Vec<WriteOp> = (0..2000)
+        .map(|i| put(note(&format!("k{i:05}"), "x"), Precondition::None))
+        .collect();
+    store.write(&e, ops, true).await.unwrap();
+    sqlx::query("ANALYZE TABLE `notes`")
+        .execute(&store.inner.pool)
+        .await
+        .unwrap();
+    let t = store.table_sql(&e).unwrap();
+    let key_order = |direction| crate::query::Order {
+        field: "id".into(),
+        direction,
+    };
+    let after = Filter::Cmp {
+        field: "id".into(),
+        op: crate::query::CmpOp::Gt,
+        value: Value::from("k01000"),
+    };
+    for (filter, direction, access) in [
+        (None, crate::query::Direction::Asc, "index"),
+        (None, crate::query::Direction::Desc, "index"),
+        (Some(after), crate::query::Direction::Asc, "range"),
+    ] {
+        let q = StoreQuery {
+            filter,
+            order: vec![key_order(direction)],
+            limit: Some(51),
+        };
+        let s = t.query(&q, now_micros());
+        let plan = bind_all(sqlx::query(&format!("EXPLAIN {}", s.sql)), s.params)
+            .fetch_one(&store.inner.pool)
+            .await
+            .unwrap();
+        let get = |c: &str| -> String {
+            plan.try_get::<Option<String>, _>(c)
+                .ok()
+                .flatten()
+                .or_else(|| {
+                    plan.try_get::<Option<Vec<u8>>, _>(c)
+                        .ok()
+                        .flatten()
+                        .map(|b| String::from_utf8_lossy(&b).into_owned())
+                })
+                .unwrap_or_default()
+        };
+        let (ty, key, extra) = (get("type"), get("key"), get("Extra"));
+        assert_eq!(
+            (ty.as_str(), key.as_str()),
+            (access, "PRIMARY"),
+            "{}: {extra}",
+            s.sql
+        );
+        assert!(!extra.contains("filesort"), "{}: {extra}", s.sql);
+    }
     drop_db(&store, &db).await;
 }
 

@@ -51,6 +51,11 @@ pub struct PostgresConfig {
     /// forever).
     #[serde(default = "default_idle_timeout")]
     pub idle_timeout: ConfigDuration,
+    /// A pooled connection idle at least this long is pinged before use
+    /// (default `"30s"`; `"0s"`: before every use). docs/configuration.md
+    /// has the trade-off.
+    #[serde(default = "default_ping_after_idle")]
+    pub ping_after_idle: ConfigDuration,
     /// TLS: `disable`, `prefer`, `require`, `verify-ca`, `verify-full`
     /// (default: the URL's `sslmode`, else `prefer`).
     #[serde(default)]
@@ -59,6 +64,10 @@ pub struct PostgresConfig {
     /// `verify-full`; default: the system roots).
     #[serde(default)]
     pub ssl_root_cert: Option<String>,
+}
+
+fn default_ping_after_idle() -> ConfigDuration {
+    ConfigDuration(crate::backends::sql::DEFAULT_PING_AFTER_IDLE)
 }
 
 fn default_idle_timeout() -> ConfigDuration {
@@ -94,6 +103,7 @@ impl PostgresConfig {
             min_connections: 0,
             acquire_timeout: None,
             idle_timeout: default_idle_timeout(),
+            ping_after_idle: default_ping_after_idle(),
             ssl_mode: None,
             ssl_root_cert: None,
         }
@@ -198,6 +208,7 @@ impl fmt::Debug for PostgresConfig {
             .field("min_connections", &self.min_connections)
             .field("acquire_timeout", &self.acquire_timeout)
             .field("idle_timeout", &self.idle_timeout)
+            .field("ping_after_idle", &self.ping_after_idle)
             .field("ssl_mode", &self.ssl_mode)
             .field("ssl_root_cert", &self.ssl_root_cert)
             .finish()

@@ -226,9 +226,15 @@ impl PostgresStore {
         let pool = PgPoolOptions::new()
             .max_connections(config.max_connections)
             .min_connections(config.min_connections)
-            .acquire_timeout(config.acquire_timeout.as_ref().unwrap_or(&config.connect_timeout).0)
-            .idle_timeout((!idle.is_zero()).then_some(idle))
-            .test_before_acquire(true)
+            .acquire_timeout(
+                config
+                    .acquire_timeout
+                    .as_ref()
+                    .unwrap_or(&config.connect_timeout)
+                    .0,
+            )
+            .idle_timeout((!idle.is_zero()).then_some(idle));
+        let pool = sql::ping_after_idle(pool, config.ping_after_idle.0)
             .connect_with(opts)
             .await
             .map_err(|e| {

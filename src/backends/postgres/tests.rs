@@ -642,3 +642,92 @@ async fn versioned_apply_edge_cases() {
     crate::backends::sql::sync_checks::versioned_apply_edges(&store, "edges").await;
     drop_schema(&store, &schema).await;
 }
+
+/// Ends every session of the store named `store` from a session of its
+/// own (`pg_terminate_backend`) and waits until they are gone; how many
+/// there were.
+async fn terminate_sessions(store: &str) -> usize {
+    use sqlx::Connection as _;
+    let mut admin = PgConnection::connect(&pg_url()).await.unwrap();
+    let app = format!("polyrouter:{store}");
+    let ended: Vec<bool> = sqlx::query_scalar(
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+         WHERE application_name = $1 AND pid <> pg_backend_pid()",
+    )
+    .bind(&app)
+    .fetch_all(&mut admin)
+    .await
+    .unwrap();
+    for _ in 0..200 {
+        let left: i64 =
+            sqlx::query_scalar("SELECT count(*) FROM pg_stat_activity WHERE application_name = $1")
+                .bind(&app)
+                .fetch_one(&mut admin)
+                .await
+                .unwrap();
+        if left == 0 {
+            return ended.len();
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    panic!("the sessions of {app} did not end");
+}
+
+#[tokio::test]
+async fn a_dead_pooled_connection_costs_a_read_no_error_with_a_ping_or_a_retry() {
+    let (setup, schema) = open_fresh().await;
+    let e = ready(&setup, &NOTE, "notes").await;
+    setup
+        .write(&e, vec![put(note("k", "v"), Precondition::None)], true)
+        .await
+        .unwrap();
+    let hour = Duration::from_secs(3600);
+    // (ping_after_idle, through the resilience layer, the read succeeds)
+    for (ping_after_idle, resilient, ok) in [
+        (Duration::ZERO, false, true), // the ping finds it dead
+        (hour, true, true),            // no ping: the retry takes a new one
+        (hour, false, false),          // control: the connection was dead
+    ] {
+        let name = format!(
+            "dead_conn_{}_{}",
+            std::process::id(),
+            NEXT.fetch_add(1, Ordering::Relaxed)
+        );
+        let mut cfg = PostgresConfig::new(pg_url());
+        cfg.schema = Some(schema.clone());
+        cfg.max_connections = 1;
+        cfg.ping_after_idle = ConfigDuration(ping_after_idle);
+        let store = PostgresStore::connect(&name, cfg).await.unwrap();
+        assert!(body_of(&store, &e).await.is_ok());
+        assert_eq!(terminate_sessions(&name).await, 1);
+        let got = if resilient {
+            body_of(&crate::layers::Resilience::new().layer(store), &e).await
+        } else {
+            body_of(&store, &e).await
+        };
+        match got {
+            Ok(found) => {
+                assert!(
+                    ok,
+                    "the read after the kill succeeded without ping or retry"
+                );
+                assert_eq!(found.as_deref(), Some("v"));
+            }
+            Err(err) => {
+                assert!(
+                    !ok,
+                    "ping_after_idle {ping_after_idle:?}, resilient {resilient}: {err}"
+                );
+                assert!(matches!(err, Error::Unavailable { .. }), "{err:?}");
+            }
+        }
+    }
+    drop_schema(&setup, &schema).await;
+}
+
+async fn body_of(store: &impl Store, e: &EntityInfo) -> Result<Option<String>> {
+    Ok(store
+        .get(e, &Key::from("k"))
+        .await?
+        .map(|r| r.get("body").unwrap().as_str().unwrap().to_string()))
+}

@@ -211,6 +211,15 @@ pub trait Dialect: fmt::Debug + Send + Sync + 'static {
         None
     }
 
+    /// An index hint written after the table of a query whose order starts
+    /// with the key, where the database's sort would tie keys the
+    /// reference tells apart but its primary key index orders them exactly
+    /// (MariaDB/MySQL: `FORCE INDEX (PRIMARY)`, so such a page is read in
+    /// index order, never sorted). Default none.
+    fn key_order_hint(&self) -> Option<&'static str> {
+        None
+    }
+
     /// The most parameters one statement may bind (PostgreSQL and MySQL
     /// 65 535, SQLite 32 766, SQL Server 2 100). A query needing more —
     /// an `in` list binds one per value — is refused with `InvalidInput`

@@ -72,9 +72,10 @@
 //!    [`Dialect::ordered`], [`Dialect::ordered_operand`] (casts or collations
 //!    around compared values), [`Dialect::upsert_alias`],
 //!    [`Dialect::quote_table`] (schema-qualified table names),
-//!    [`Dialect::exact_cmp`] and [`Dialect::order_tiebreak`] (comparisons
-//!    and orders made exact where the database pads values, as SQL Server
-//!    does with trailing spaces).
+//!    [`Dialect::exact_cmp`], [`Dialect::order_tiebreak`] and
+//!    [`Dialect::key_order_hint`] (comparisons and orders made exact where
+//!    the database pads values, as SQL Server does with trailing spaces and
+//!    MariaDB's sort keys with zero bytes).
 //! 2. Bind [`Param`]s with the driver (one `match` over the enum), and read
 //!    rows with [`decode_record`].
 //! 3. Implement [`write::Exec`] over a connection and run writes with
@@ -123,7 +124,7 @@ pub use decode::{
 pub use dialect::{BulkUpsert, Dialect, KeyList, WriteMode, number};
 pub use outbox::{OUTBOX_SUFFIX, OutboxSql, outbox_entry, record_event};
 pub use param::{Param, encode_field, floor_micros, key_field_kind, key_param, value_param};
-pub use pool::{SslMode, check_pool_options};
+pub use pool::{DEFAULT_PING_AFTER_IDLE, SslMode, check_pool_options, ping_after_idle};
 pub use support::{
     Message, Tables, check_params, entity_config_error, now_micros, purge, spawn_purge,
 };

@@ -73,3 +73,43 @@ pub fn check_pool_options(
     }
     Ok(())
 }
+
+/// The default of `ping_after_idle`: a pooled connection idle this long is
+/// pinged before use.
+pub const DEFAULT_PING_AFTER_IDLE: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// Pings a pooled connection before handing it out only when it sat idle
+/// in the pool for at least `after` (`ping_after_idle`; zero: always, as
+/// sqlx's `test_before_acquire`). sqlx already pings every connection when
+/// it is released, so a connection idle for less than `after` was alive a
+/// moment ago; what the ping still catches is one a firewall, a NAT or the
+/// server's idle timeout closed while it waited. A connection that died
+/// since (a server restart) fails its call with the transient
+/// [`Error::Unavailable`](crate::Error::Unavailable), which the resilience
+/// layer retries for reads and idempotent writes (docs/configuration.md
+/// has the trade-off). A failed ping discards the connection and the pool
+/// takes another.
+///
+/// ```
+/// # #[cfg(feature = "postgres")] {
+/// use polyrouter::backends::sql::ping_after_idle;
+/// let opts = ping_after_idle(sqlx::postgres::PgPoolOptions::new(), std::time::Duration::from_secs(30));
+/// assert!(!opts.get_test_before_acquire());
+/// # }
+/// ```
+pub fn ping_after_idle<DB: sqlx::Database>(
+    options: sqlx::pool::PoolOptions<DB>,
+    after: std::time::Duration,
+) -> sqlx::pool::PoolOptions<DB> {
+    use sqlx::Connection;
+    options
+        .test_before_acquire(false)
+        .before_acquire(move |conn, meta| {
+            Box::pin(async move {
+                if meta.idle_for >= after {
+                    conn.ping().await?;
+                }
+                Ok(true)
+            })
+        })
+}

@@ -720,8 +720,19 @@ impl TableSql {
     /// key, at most `limit`.
     pub fn query(&self, q: &StoreQuery, now: i64) -> Select {
         let d = &*self.dialect;
+        let key = self.key_column().name;
+        // Ordered by the key first (fields the table lacks order nothing).
+        let key_first = q
+            .order
+            .iter()
+            .find(|o| self.column(&o.field).is_some())
+            .is_none_or(|o| self.column(&o.field).is_some_and(|c| c.name == key));
+        let hint = match d.key_order_hint() {
+            Some(h) if key_first => format!(" {h}"),
+            _ => String::new(),
+        };
         let mut sql = format!(
-            "SELECT {} FROM {} WHERE {}",
+            "SELECT {} FROM {}{hint} WHERE {}",
             self.select_list,
             self.qtable,
             self.live()
@@ -732,7 +743,14 @@ impl TableSql {
             self.filter(f, &mut sql, &mut params);
         }
         sql.push_str(" ORDER BY ");
-        let key = self.key_column().name;
+        // The key is unique and exact in its index: it needs no tie-break,
+        // unless the dialect reads key-first queries by index because its
+        // sort would tie keys, and this query sorts.
+        let key_tie = |c: &Column, qc: &str| {
+            (!key_first && d.key_order_hint().is_some())
+                .then(|| d.order_tiebreak(c, qc))
+                .flatten()
+        };
         let mut keys_done = false;
         for o in &q.order {
             // A field the table lacks is null in every row: it cannot order them.
@@ -746,8 +764,12 @@ impl TableSql {
                 d.ordered(c, &qc),
                 d.order(o.direction, c.nullable)
             );
-            // The key is unique and exact: it needs no tie-break.
-            if let Some(tie) = d.order_tiebreak(c, &qc).filter(|_| c.name != key) {
+            let tie = if c.name == key {
+                key_tie(c, &qc)
+            } else {
+                d.order_tiebreak(c, &qc)
+            };
+            if let Some(tie) = tie {
                 let _ = write!(sql, "{tie} {}, ", d.order(o.direction, false));
             }
             // The key is unique: nothing after it can change the order.
@@ -759,7 +781,12 @@ impl TableSql {
         if keys_done {
             sql.truncate(sql.len() - 2);
         } else {
-            let _ = write!(sql, "{} ASC", self.quote(key));
+            let c = self.key_column();
+            let qc = self.quote(key);
+            let _ = write!(sql, "{qc} ASC");
+            if let Some(tie) = key_tie(c, &qc) {
+                let _ = write!(sql, ", {tie} ASC");
+            }
         }
         if let Some(limit) = q.limit {
             d.limit(&mut sql);
