@@ -215,6 +215,23 @@ async fn attempt(shown: &mut Shown, dir: &std::path::Path, label: &str, toml_tex
             if let Err(e) = store.ping().await {
                 shown.error(&format!("{label}: ping"), &e);
             }
+            // The change capture a store hands out (PostgreSQL, MariaDB),
+            // and what its preparation says (a missing setting, a refused
+            // login).
+            let probe = polyrouter::store::EntityInfo::new(Probe::schema());
+            match store.change_source(&probe, "secret_probe_slot") {
+                Ok(source) => {
+                    shown.add(
+                        format!("{label}: Debug of the change source"),
+                        format!("{source:?}"),
+                    );
+                    shown.add(format!("{label}: describe()"), source.describe());
+                    if let Err(e) = source.retention().await {
+                        shown.error(&format!("{label}: change source retention"), &e);
+                    }
+                }
+                Err(e) => shown.error(&format!("{label}: change_source"), &e),
+            }
             match ops {
                 Ops::Records => {
                     let result = async {

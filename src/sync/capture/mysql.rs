@@ -52,7 +52,6 @@ const QUIET_SKIP: u64 = 1 << 20;
 const CLOSE_WITHIN: Duration = Duration::from_secs(2);
 
 /// One entity's table read from the row-based binlog.
-#[derive(Debug)]
 pub(crate) struct MySqlChangeSource {
     store: String,
     pool: MySqlPool,
@@ -72,6 +71,22 @@ pub(crate) struct MySqlChangeSource {
     events_upto: AtomicU64,
     /// The binlog file name seen last (its base name names the others).
     file_like: Mutex<Option<String>>,
+}
+
+/// Without the connection options: mysql_async's `Opts` prints the
+/// password in its `Debug`.
+impl std::fmt::Debug for MySqlChangeSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MySqlChangeSource")
+            .field("store", &self.store)
+            .field("host", &self.opts.ip_or_hostname())
+            .field("port", &self.opts.tcp_port())
+            .field("table", &self.entity.table)
+            .field("slot", &self.slot)
+            .field("server_id", &self.server_id)
+            .field("committed", &self.committed)
+            .finish_non_exhaustive()
+    }
 }
 
 /// A transaction being read.
