@@ -61,11 +61,8 @@ async fn sweep_dead_runs(pool: &PgPool) {
     .fetch_all(pool)
     .await
     .unwrap();
-    for name in names {
-        if cdc_support::run_is_dead(&name) {
-            let base = name.split('_').take(4).collect::<Vec<_>>().join("_");
-            drop_slot(pool, &base).await;
-        }
+    for base in cdc_support::dead_runs(&names) {
+        drop_slot(pool, &base).await;
     }
 }
 

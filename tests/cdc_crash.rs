@@ -25,8 +25,8 @@ mod crash_main;
 
 use std::process::ExitCode;
 
+use cdc_crash::redis_url;
 use cdc_sql::Engine;
-use polyrouter::Router;
 use polyrouter::store::Applied;
 use polyrouter::sync::nats::{NatsBus, NatsConfig};
 use polyrouter::sync::projection::Projection;
@@ -37,10 +37,6 @@ use sqlx::postgres::PgPool;
 fn pg_url() -> String {
     std::env::var("POLYROUTER_TEST_PG_LOGICAL_URL")
         .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5442/test".into())
-}
-
-fn redis_url() -> String {
-    std::env::var("POLYROUTER_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
 }
 
 /// The bus table: Redis Streams under a prefix of the run, or a NATS
@@ -64,36 +60,7 @@ fn nats_url() -> String {
 }
 
 fn config(table: &str, bus: &str) -> String {
-    format!(
-        r#"
-[stores.main]
-kind = "postgres"
-url = "{pg}"
-
-[buses.events]
-{bus}
-
-[sync]
-store = "main"
-table = "{table}_sync"
-lease = "500ms"
-
-[entities.item]
-store = "main"
-table = "{table}"
-change_capture = {{ bus = "events", slot = "{table}", interval = "20ms" }}
-sql = {{ key = "id", columns = {{ id = "string", n = "int" }} }}
-
-[projections.view]
-kind = "handler"
-entities = ["item"]
-ack_wait = "1s"
-retry_delay = "50ms"
-max_attempts = 50
-"#,
-        pg = pg_url(),
-        bus = bus_toml(bus, table),
-    )
+    cdc_crash::config("postgres", &pg_url(), &bus_toml(bus, table), table)
 }
 
 /// The view: one row per key with the version it shows; each applied event
@@ -106,14 +73,7 @@ struct View {
 #[async_trait::async_trait]
 impl Projection for View {
     async fn apply(&self, e: &ChangeEvent) -> polyrouter::Result<Applied> {
-        let n = e
-            .data
-            .as_ref()
-            .and_then(|d| d.get("n"))
-            .and_then(|v| v.as_i64());
-        let polyrouter::Key::Str(key) = &e.key else {
-            panic!("string keys only, got {:?}", e.key)
-        };
+        let (key, n) = cdc_crash::key_and_n(e);
         let t = &self.table;
         let sql = format!(
             "WITH up AS (INSERT INTO \"{t}_view\" (id, n, ver, deleted) VALUES ($1, $2, $3, $4) \
@@ -138,18 +98,8 @@ impl Projection for View {
 }
 
 async fn child(table: String, bus: String) {
-    let router = Router::from_toml_str(&config(&table, &bus))
-        .await
-        .expect("the worker's router");
     let pool = PgPool::connect(&pg_url()).await.unwrap();
-    let _sync = router
-        .sync_builder()
-        .handler("view", View { pool, table })
-        .start()
-        .await
-        .expect("the worker starts");
-    println!("READY");
-    std::future::pending::<()>().await;
+    cdc_crash::serve_worker(&config(&table, &bus), View { pool, table }).await;
 }
 
 fn spawn(table: &str, bus: &str) -> cdc_support::Worker {
@@ -192,12 +142,7 @@ async fn parent(bus: &str) {
         .execute(&pool)
         .await
         .unwrap();
-    for t in ["", "_view", "_log", "_sync", "_sync_dead_letters"] {
-        sqlx::query(&format!("DROP TABLE IF EXISTS \"{table}{t}\""))
-            .execute(&pool)
-            .await
-            .unwrap();
-    }
+    cdc_crash::drop_tables(&pool, &table).await;
     if bus == "nats" {
         let mut c = NatsConfig::new(nats_url());
         c.stream = table.to_uppercase();

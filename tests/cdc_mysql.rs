@@ -59,11 +59,8 @@ async fn sweep_dead_runs(pool: &MySqlPool) {
     .fetch_all(pool)
     .await
     .unwrap();
-    for name in names {
-        if cdc_support::run_is_dead(&name) {
-            let base = name.split('_').take(4).collect::<Vec<_>>().join("_");
-            drop_run(pool, &base).await;
-        }
+    for base in cdc_support::dead_runs(&names) {
+        drop_run(pool, &base).await;
     }
 }
 

@@ -25,8 +25,8 @@ mod crash_main;
 
 use std::process::ExitCode;
 
+use cdc_crash::redis_url;
 use cdc_sql::Engine;
-use polyrouter::Router;
 use polyrouter::store::Applied;
 use polyrouter::sync::projection::Projection;
 use polyrouter::sync::redis_streams::{RedisStreamsBus, RedisStreamsConfig};
@@ -38,43 +38,12 @@ fn db_url() -> String {
         .unwrap_or_else(|_| "mysql://root@127.0.0.1:3316/test".into())
 }
 
-fn redis_url() -> String {
-    std::env::var("POLYROUTER_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
-}
-
 fn config(table: &str) -> String {
-    format!(
-        r#"
-[stores.main]
-kind = "mysql"
-url = "{db}"
-
-[buses.events]
-kind = "redis-streams"
-url = "{redis}"
-prefix = "cdcmcrash:{table}"
-
-[sync]
-store = "main"
-table = "{table}_sync"
-lease = "500ms"
-
-[entities.item]
-store = "main"
-table = "{table}"
-change_capture = {{ bus = "events", slot = "{table}", interval = "20ms" }}
-sql = {{ key = "id", columns = {{ id = "string", n = "int" }} }}
-
-[projections.view]
-kind = "handler"
-entities = ["item"]
-ack_wait = "1s"
-retry_delay = "50ms"
-max_attempts = 50
-"#,
-        db = db_url(),
-        redis = redis_url(),
-    )
+    let bus = format!(
+        "kind = \"redis-streams\"\nurl = \"{}\"\nprefix = \"cdcmcrash:{table}\"\n",
+        redis_url()
+    );
+    cdc_crash::config("mysql", &db_url(), &bus, table)
 }
 
 /// The view: one row per key with the version it shows; each applied event
@@ -89,14 +58,7 @@ impl Projection for View {
     async fn apply(&self, e: &ChangeEvent) -> polyrouter::Result<Applied> {
         let failed =
             |err: sqlx::Error| polyrouter::Error::unavailable("view", "item", err.to_string());
-        let n = e
-            .data
-            .as_ref()
-            .and_then(|d| d.get("n"))
-            .and_then(|v| v.as_i64());
-        let polyrouter::Key::Str(key) = &e.key else {
-            panic!("string keys only, got {:?}", e.key)
-        };
+        let (key, n) = cdc_crash::key_and_n(e);
         let t = &self.table;
         let version = e.version as i64;
         let mut tx = self.pool.begin().await.map_err(failed)?;
@@ -134,18 +96,8 @@ impl Projection for View {
 }
 
 async fn child(table: String) {
-    let router = Router::from_toml_str(&config(&table))
-        .await
-        .expect("the worker's router");
     let pool = MySqlPool::connect(&db_url()).await.unwrap();
-    let _sync = router
-        .sync_builder()
-        .handler("view", View { pool, table })
-        .start()
-        .await
-        .expect("the worker starts");
-    println!("READY");
-    std::future::pending::<()>().await;
+    cdc_crash::serve_worker(&config(&table), View { pool, table }).await;
 }
 
 fn spawn(table: &str) -> cdc_support::Worker {
@@ -182,12 +134,7 @@ async fn parent() {
         .execute(&pool)
         .await
         .unwrap();
-    for t in ["", "_view", "_log", "_sync", "_sync_dead_letters"] {
-        sqlx::query(&format!("DROP TABLE IF EXISTS `{table}{t}`"))
-            .execute(&pool)
-            .await
-            .unwrap();
-    }
+    cdc_crash::drop_tables(&pool, &table).await;
     RedisStreamsBus::open(
         "events",
         RedisStreamsConfig::new(redis_url()).with_prefix(format!("cdcmcrash:{table}")),

@@ -158,3 +158,78 @@ pub async fn kill_workers_while_writing<E: Engine>(
         log.len()
     );
 }
+
+/// `POLYROUTER_TEST_REDIS_URL`, else the machine's Redis.
+pub fn redis_url() -> String {
+    std::env::var("POLYROUTER_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
+}
+
+/// A store `main` of `kind` at `url` whose `item` (in `table`) is captured
+/// onto the bus `bus_toml` describes, and the handler projection `view`
+/// with quick retries.
+pub fn config(kind: &str, url: &str, bus_toml: &str, table: &str) -> String {
+    format!(
+        r#"
+[stores.main]
+kind = "{kind}"
+url = "{url}"
+
+[buses.events]
+{bus_toml}
+
+[sync]
+store = "main"
+table = "{table}_sync"
+lease = "500ms"
+
+[entities.item]
+store = "main"
+table = "{table}"
+change_capture = {{ bus = "events", slot = "{table}", interval = "20ms" }}
+sql = {{ key = "id", columns = {{ id = "string", n = "int" }} }}
+
+[projections.view]
+kind = "handler"
+entities = ["item"]
+ack_wait = "1s"
+retry_delay = "50ms"
+max_attempts = 50
+"#
+    )
+}
+
+/// An event's (string) key and `n`, for the view.
+pub fn key_and_n(e: &polyrouter::sync::ChangeEvent) -> (&str, Option<i64>) {
+    let polyrouter::Key::Str(key) = &e.key else {
+        panic!("string keys only, got {:?}", e.key)
+    };
+    (key, cdc_support::n_of(e))
+}
+
+/// The worker: the real `router.sync()` of `config` with `view` as the
+/// handler `view`; prints `READY`, then runs until killed.
+pub async fn serve_worker(
+    config: &str,
+    view: impl polyrouter::sync::projection::Projection + 'static,
+) {
+    let router = polyrouter::Router::from_toml_str(config)
+        .await
+        .expect("the worker's router");
+    let _sync = router
+        .sync_builder()
+        .handler("view", view)
+        .start()
+        .await
+        .expect("the worker starts");
+    println!("READY");
+    std::future::pending::<()>().await;
+}
+
+/// Drops the run's tables (the captured one, the view, the log, the sync
+/// state and its dead letters).
+pub async fn drop_tables<E: Engine>(db: &E, table: &str) {
+    for t in ["", "_view", "_log", "_sync", "_sync_dead_letters"] {
+        let sql = format!("DROP TABLE IF EXISTS {}", db.quote(&format!("{table}{t}")));
+        db.execute(&sql, &[]).await.unwrap();
+    }
+}
