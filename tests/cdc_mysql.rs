@@ -131,12 +131,7 @@ async fn plain_sql_inserts_updates_deletes_and_transactions_reach_projections() 
     cdc_scenarios::assert_replica_and_status(&router, &sync, &table, &got, &[("cli", 8)]).await;
     let after = db.position(&table).await;
     assert!(after > before, "the position advanced ({before} → {after})");
-    let r = polyrouter::sync::capture_retention(
-        &router,
-        router.routes().find(|r| r.entity == "item").unwrap(),
-    )
-    .await
-    .unwrap();
+    let r = cdc_scenarios::item_retention(&router).await;
     assert!(r.position >= after, "{} < {after}", r.position);
     assert_eq!(r.status, "reserved");
     sync.shutdown().await.unwrap();

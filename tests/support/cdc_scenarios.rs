@@ -251,6 +251,16 @@ pub async fn assert_replica_and_status(
     assert!(status.captures[0].last_error.is_none());
 }
 
+/// What `polyrouter sync status` reports of the `item` capture's slot.
+pub async fn item_retention(router: &Router) -> polyrouter::sync::capture::Retention {
+    polyrouter::sync::capture_retention(
+        router,
+        router.routes().find(|r| r.entity == "item").unwrap(),
+    )
+    .await
+    .unwrap()
+}
+
 /// A prepared (twice: idempotent) change source of `item` in `table` and
 /// its first read after three upserts of one key: the same ids and
 /// versions when read again, versions growing.
