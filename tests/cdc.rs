@@ -11,31 +11,22 @@
 //! `cargo test --all-features --test cdc`
 #![cfg(all(feature = "postgres", feature = "redis", feature = "cli"))]
 
+#[path = "support/cdc_scenarios.rs"]
+mod cdc_scenarios;
+#[path = "support/cdc_sql.rs"]
+mod cdc_sql;
 #[path = "support/cdc.rs"]
 mod cdc_support;
 
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+use cdc_scenarios::start_seen;
+use cdc_sql::{Engine, Exec};
 use cdc_support::{Seen, n_of};
 use polyrouter::sync::Operation;
-use polyrouter::{Error, FieldDef, FieldKind, Key, KeyKind, Router, Schema, Store, Value};
+use polyrouter::{Error, Router};
 use sqlx::postgres::PgPool;
-
-static FIELDS: [FieldDef; 3] = [
-    FieldDef::required("id", FieldKind::String),
-    FieldDef::required("n", FieldKind::Int),
-    FieldDef::nullable("note", FieldKind::String),
-];
-/// The entity as its `sql` columns declare it.
-static ITEM: Schema = Schema {
-    name: "item",
-    key: "id",
-    key_kind: KeyKind::Str,
-    partition_key: None,
-    version: None,
-    fields: &FIELDS,
-};
 
 fn logical_url() -> String {
     std::env::var("POLYROUTER_TEST_PG_LOGICAL_URL")
@@ -46,40 +37,8 @@ fn unique(tag: &str) -> String {
     cdc_support::unique("cdct", tag)
 }
 
-fn config(url: &str, table: &str, bus_kind: &str) -> String {
-    format!(
-        r#"
-[stores.main]
-kind = "postgres"
-url = "{url}"
-
-[stores.replica]
-kind = "memory"
-
-[buses.events]
-{bus_kind}
-
-[sync]
-store = "main"
-table = "{table}_sync"
-lease = "1s"
-
-[entities.item]
-store = "main"
-table = "{table}"
-change_capture = {{ bus = "events", slot = "{table}", interval = "20ms" }}
-sql = {{ key = "id", columns = {{ id = "string", n = "int", note = "string?" }} }}
-
-[projections.seen]
-kind = "handler"
-entities = ["item"]
-
-[projections.item_replica]
-kind = "replica"
-entities = ["item"]
-store = "replica"
-"#
-    )
+fn config(url: &str, table: &str) -> String {
+    cdc_scenarios::config("postgres", url, table)
 }
 
 async fn pool() -> PgPool {
@@ -102,11 +61,8 @@ async fn sweep_dead_runs(pool: &PgPool) {
     .fetch_all(pool)
     .await
     .unwrap();
-    for name in names {
-        if cdc_support::run_is_dead(&name) {
-            let base = name.split('_').take(4).collect::<Vec<_>>().join("_");
-            drop_slot(pool, &base).await;
-        }
+    for base in cdc_support::dead_runs(&names) {
+        drop_slot(pool, &base).await;
     }
 }
 
@@ -134,85 +90,19 @@ async fn drop_slot(pool: &PgPool, slot: &str) {
     }
 }
 
-/// The slot's confirmed position.
-async fn slot_position(pool: &PgPool, slot: &str) -> i64 {
-    sqlx::query_scalar(
-        "SELECT (confirmed_flush_lsn - '0/0'::pg_lsn)::int8 FROM pg_replication_slots WHERE slot_name = $1",
-    )
-    .bind(slot)
-    .fetch_one(pool)
-    .await
-    .unwrap()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn plain_sql_inserts_updates_deletes_and_transactions_reach_projections() {
     let table = unique("crud");
-    let router = Router::from_toml_str(&config(&logical_url(), &table, "kind = \"memory\""))
+    let router = Router::from_toml_str(&config(&logical_url(), &table))
         .await
         .unwrap();
-    let seen = Seen::default();
-    let sync = router
-        .sync_builder()
-        .handler("seen", seen.clone())
-        .start()
-        .await
-        .unwrap();
+    let (sync, seen) = start_seen(&router).await;
     let pg = pool().await;
-    let before = slot_position(&pg, &table).await;
-    let t = format!("\"{table}\"");
+    let before = pg.position(&table).await;
     // Plain SQL: polyrouter's version column is set to 1 and never bumped.
+    cdc_scenarios::plain_sql_changes(&pg, &table, 1).await;
+    let t = format!("\"{table}\"");
     let ins = format!("INSERT INTO {t} (id, n, note, _pr_version) VALUES ($1, $2, $3, 1)");
-    sqlx::query(&ins)
-        .bind("a")
-        .bind(1i64)
-        .bind("first")
-        .execute(&pg)
-        .await
-        .unwrap();
-    // A multi-row transaction.
-    let mut tx = pg.begin().await.unwrap();
-    for (k, n) in [("b", 2i64), ("c", 3)] {
-        sqlx::query(&ins)
-            .bind(k)
-            .bind(n)
-            .bind(None::<String>)
-            .execute(&mut *tx)
-            .await
-            .unwrap();
-    }
-    sqlx::query(&format!("UPDATE {t} SET n = n + 100 WHERE id = 'a'"))
-        .execute(&mut *tx)
-        .await
-        .unwrap();
-    tx.commit().await.unwrap();
-    // A rolled-back transaction: nothing of it may be emitted.
-    let mut tx = pg.begin().await.unwrap();
-    sqlx::query(&ins)
-        .bind("never")
-        .bind(9i64)
-        .bind("rolled back")
-        .execute(&mut *tx)
-        .await
-        .unwrap();
-    sqlx::query(&format!("UPDATE {t} SET n = -1 WHERE id = 'a'"))
-        .execute(&mut *tx)
-        .await
-        .unwrap();
-    tx.rollback().await.unwrap();
-    sqlx::query(&format!("UPDATE {t} SET n = 20, note = 'x' WHERE id = 'b'"))
-        .execute(&pg)
-        .await
-        .unwrap();
-    sqlx::query(&format!("DELETE FROM {t} WHERE id = 'c'"))
-        .execute(&pg)
-        .await
-        .unwrap();
-    // A key changed by UPDATE: the old key is deleted, the new one put.
-    sqlx::query(&format!("UPDATE {t} SET id = 'd' WHERE id = 'b'"))
-        .execute(&pg)
-        .await
-        .unwrap();
     // A large out-of-line (TOASTed) value an update leaves untouched still
     // travels in full (the table's replica identity is FULL).
     let mut seed = 7u64;
@@ -222,15 +112,10 @@ async fn plain_sql_inserts_updates_deletes_and_transactions_reach_projections() 
             char::from_digit(((seed >> 33) % 16) as u32, 16).unwrap()
         })
         .collect();
-    sqlx::query(&ins)
-        .bind("big")
-        .bind(1i64)
-        .bind(&big)
-        .execute(&pg)
+    pg.execute(&ins, &["big".into(), 1i64.into(), big.clone().into()])
         .await
         .unwrap();
-    sqlx::query(&format!("UPDATE {t} SET n = 2 WHERE id = 'big'"))
-        .execute(&pg)
+    pg.execute(&format!("UPDATE {t} SET n = 2 WHERE id = 'big'"), &[])
         .await
         .unwrap();
     // COPY logs its rows in one multi-insert record: one WAL position for
@@ -246,109 +131,26 @@ async fn plain_sql_inserts_updates_deletes_and_transactions_reach_projections() 
             .unwrap();
         assert_eq!(copy.finish().await.unwrap(), 3);
     }
-    // Writes through polyrouter's store are captured too; its delete
-    // leaves a tombstone row (an update), captured as a delete.
-    let main = router.store("main").unwrap().clone();
-    let main_info = polyrouter::store::EntityInfo {
-        table: table.clone(),
-        store: "main".into(),
-        ..polyrouter::store::EntityInfo::new(&ITEM)
-    };
-    let mut r = polyrouter::Record::new(Key::from("e"));
-    r.set("id", Value::from("e"));
-    r.set("n", Value::I64(5));
-    r.set("note", Value::Null);
-    for op in [
-        polyrouter::store::WriteOp::Put {
-            record: r,
-            precondition: polyrouter::Precondition::None,
-            ttl: None,
-        },
-        polyrouter::store::WriteOp::Delete {
-            key: Key::from("e"),
-            precondition: polyrouter::Precondition::None,
-        },
-    ] {
-        main.write(&main_info, vec![op], true).await.unwrap();
-    }
+    cdc_scenarios::put_and_delete_through_the_store(&router, &table).await;
     sync.settle(Duration::from_secs(30)).await.unwrap();
 
     let got = seen.by_key();
-    let ops = |k: &str| -> Vec<(Operation, Option<i64>)> {
-        got.get(k)
-            .map(|v| v.iter().map(|e| (e.op, n_of(e))).collect())
-            .unwrap_or_default()
-    };
-    use Operation::{Delete, Put};
-    assert_eq!(ops("a"), vec![(Put, Some(1)), (Put, Some(101))]);
+    cdc_scenarios::assert_crud_events(&got, &table, "pg");
+    assert_eq!(cdc_scenarios::ops(&got, "big").len(), 2);
     assert_eq!(
-        ops("b"),
-        vec![(Put, Some(2)), (Put, Some(20)), (Delete, None)]
+        got["big"][1].data.as_ref().unwrap()["note"],
+        serde_json::json!(big),
+        "the untouched TOASTed value travels in full"
     );
-    assert_eq!(ops("c"), vec![(Put, Some(3)), (Delete, None)]);
-    assert_eq!(ops("d"), vec![(Put, Some(20))]);
-    assert!(
-        !got.contains_key("never"),
-        "a rolled-back insert was emitted"
-    );
-    assert_eq!(got.len(), 9, "{:?}", got.keys());
-    for (k, events) in &got {
-        for w in events.windows(2) {
-            assert!(
-                w[0].version < w[1].version,
-                "{k}: versions must grow: {} then {}",
-                w[0].version,
-                w[1].version
-            );
-        }
-        for e in events {
-            assert_eq!((e.store.as_str(), e.entity.as_str()), ("main", "item"));
-            assert!(e.id.starts_with(&format!("pg:{table}:")), "{}", e.id);
-        }
+    for k in ["m1", "m2", "m3"] {
+        assert_eq!(cdc_scenarios::ops(&got, k).len(), 1, "{k}");
     }
-    // The transaction's changes share its commit time.
-    assert_eq!(got["b"][0].time, got["c"][0].time);
-    let a_first = &got["a"][0];
-    assert_eq!(
-        a_first.data.as_ref().unwrap()["note"],
-        serde_json::json!("first")
-    );
-    assert!(
-        a_first.data.as_ref().unwrap().get("_pr_version").is_none(),
-        "only the entity's fields travel"
-    );
-
-    // The replica projection holds the table's final state, at the
-    // captured versions.
-    let replica = router.store("replica").unwrap().clone();
-    let info = polyrouter::store::EntityInfo {
-        table: table.clone(),
-        store: "replica".into(),
-        ..polyrouter::store::EntityInfo::new(&ITEM)
-    };
-    let get = |k: &'static str| {
-        let (replica, info) = (replica.clone(), info.clone());
-        async move { replica.get(&info, &Key::from(k)).await.unwrap() }
-    };
-    let a = get("a").await.expect("a in the replica");
-    assert_eq!(a.value("n"), &Value::I64(101));
-    assert_eq!(a.version, got["a"][1].version);
-    assert_eq!(get("d").await.unwrap().value("n"), &Value::I64(20));
-    assert!(get("b").await.is_none() && get("c").await.is_none());
-    let status = sync.status();
-    assert_eq!(status.captures.len(), 1);
-    assert_eq!(status.captures[0].captured, 15);
-    assert!(status.captures[0].last_error.is_none());
-    let after = slot_position(&pg, &table).await;
+    cdc_scenarios::assert_replica_and_status(&router, &sync, &table, &got, &[]).await;
+    let after = pg.position(&table).await;
     assert!(after > before, "the slot advanced ({before} → {after})");
-    let r = polyrouter::sync::capture_retention(
-        &router,
-        router.routes().find(|r| r.entity == "item").unwrap(),
-    )
-    .await
-    .unwrap();
+    let r = cdc_scenarios::item_retention(&router).await;
     // (An idle capture moves on as other tables' writes grow the log.)
-    assert!(r.position as i64 >= after, "{} < {after}", r.position);
+    assert!(r.position >= after, "{} < {after}", r.position);
     assert_ne!(r.status, "lost");
     sync.shutdown().await.unwrap();
     drop_slot(&pg, &table).await;
@@ -357,16 +159,10 @@ async fn plain_sql_inserts_updates_deletes_and_transactions_reach_projections() 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn concurrent_plain_sql_writers_on_the_same_keys_end_in_the_tables_state() {
     let table = unique("conc");
-    let router = Router::from_toml_str(&config(&logical_url(), &table, "kind = \"memory\""))
+    let router = Router::from_toml_str(&config(&logical_url(), &table))
         .await
         .unwrap();
-    let seen = Seen::default();
-    let sync = router
-        .sync_builder()
-        .handler("seen", seen.clone())
-        .start()
-        .await
-        .unwrap();
+    let (sync, seen) = start_seen(&router).await;
     let pg = pool().await;
     let t = format!("\"{table}\"");
     let mut writers = Vec::new();
@@ -423,7 +219,7 @@ async fn concurrent_plain_sql_writers_on_the_same_keys_end_in_the_tables_state()
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stores_without_a_usable_change_stream_are_refused() {
     // Not together with an outbox.
-    let both = config(&logical_url(), &unique("both"), "kind = \"memory\"").replace(
+    let both = config(&logical_url(), &unique("both")).replace(
         "change_capture = {",
         "outbox = { bus = \"events\" }\nchange_capture = {",
     );
@@ -431,7 +227,7 @@ async fn stores_without_a_usable_change_stream_are_refused() {
     assert!(e.to_string().contains("not both"), "{e}");
 
     // Redis: no reliable change stream.
-    let redis = config(&logical_url(), &unique("redis"), "kind = \"memory\"").replace(
+    let redis = config(&logical_url(), &unique("redis")).replace(
         "[entities.item]\nstore = \"main\"",
         "[stores.kv]\nkind = \"redis\"\nurl = \"redis://127.0.0.1:6379\"\n\n[entities.item]\nstore = \"kv\"",
     );
@@ -451,13 +247,9 @@ async fn stores_without_a_usable_change_stream_are_refused() {
 
     // The machine's server runs `wal_level = replica`.
     let table = unique("levelcheck");
-    let router = Router::from_toml_str(&config(
-        "postgres://postgres@127.0.0.1:5432/test",
-        &table,
-        "kind = \"memory\"",
-    ))
-    .await
-    .unwrap();
+    let router = Router::from_toml_str(&config("postgres://postgres@127.0.0.1:5432/test", &table))
+        .await
+        .unwrap();
     match router.sync_builder().projections(false).start().await {
         Err(Error::Unsupported { capability, .. }) => {
             assert!(capability.contains("wal_level = logical"), "{capability}")
@@ -478,7 +270,7 @@ async fn stores_without_a_usable_change_stream_are_refused() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sync_status_reports_a_stopped_captures_retained_log_and_warns() {
     let table = unique("status");
-    let text = config(&logical_url(), &table, "kind = \"memory\"").replace(
+    let text = config(&logical_url(), &table).replace(
         "interval = \"20ms\" }",
         "interval = \"20ms\", warn_retained_mb = 0 }",
     );
@@ -540,51 +332,11 @@ async fn sync_status_reports_a_stopped_captures_retained_log_and_warns() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_change_source_rereads_the_same_events_until_committed() {
     let table = unique("source");
-    let router = Router::from_toml_str(&config(&logical_url(), &table, "kind = \"memory\""))
+    let router = Router::from_toml_str(&config(&logical_url(), &table))
         .await
         .unwrap();
-    let store = router.store("main").unwrap().clone();
-    let info = polyrouter::store::EntityInfo {
-        table: table.clone(),
-        store: "main".into(),
-        ..polyrouter::store::EntityInfo::new(&ITEM)
-    };
-    store.ensure_entity(&info).await.unwrap();
-    let source = store.change_source(&info, &table).unwrap();
-    source.prepare().await.unwrap();
-    source.prepare().await.unwrap(); // idempotent
     let pg = pool().await;
-    for i in 0..3i64 {
-        sqlx::query(&format!(
-            "INSERT INTO \"{table}\" (id, n, _pr_version) VALUES ($1, $2, 1) ON CONFLICT (id) DO UPDATE SET n = excluded.n"
-        ))
-        .bind("k")
-        .bind(i)
-        .execute(&pg)
-        .await
-        .unwrap();
-    }
-    let first = source.read(100).await.unwrap();
-    let again = source.read(100).await.unwrap();
-    assert_eq!(first.events.len(), 3);
-    let ids = |b: &polyrouter::sync::capture::CapturedBatch| {
-        b.events
-            .iter()
-            .map(|e| (e.id.clone(), e.version))
-            .collect::<Vec<_>>()
-    };
-    assert_eq!(
-        ids(&first),
-        ids(&again),
-        "a re-read gives the same ids and versions"
-    );
-    assert!(first.events.windows(2).all(|w| w[0].version < w[1].version));
-    source.commit(first.position.unwrap()).await.unwrap();
-    let after = source.read(100).await.unwrap();
-    assert!(after.events.is_empty(), "{:?}", ids(&after));
-    let r = source.retention().await.unwrap();
-    assert!(r.position >= first.position.unwrap());
-    source.remove().await.unwrap();
-    assert!(source.retention().await.is_err(), "the slot is gone");
+    let (source, first) = cdc_scenarios::source_with_three_events(&router, &pg, &table).await;
+    cdc_scenarios::commit_read_and_remove(&*source, &first, None).await;
     drop_slot(&pg, &table).await;
 }

@@ -9,6 +9,9 @@
 //!
 //! `cargo test --features redis --test sync_projection_crash`
 
+#[path = "support/crash_main.rs"]
+mod crash_main;
+
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, ExitCode, Stdio};
 use std::sync::Arc;
@@ -319,24 +322,13 @@ async fn parent() {
 }
 
 fn main() -> ExitCode {
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
-    if std::env::var("PROJ_CHILD").is_ok() {
-        let prefix = std::env::var("PROJ_PREFIX").unwrap();
-        let db = std::env::var("PROJ_DB").unwrap();
-        rt.block_on(child(prefix, db));
-        return ExitCode::SUCCESS;
-    }
-    // `cargo test` passes harness flags (`--list`, filters): a listing
-    // gets the one test name.
-    if std::env::args().any(|a| a == "--list") {
-        println!("projection_worker_killed_20_times: test");
-        return ExitCode::SUCCESS;
-    }
-    rt.block_on(parent());
-    println!("test projection_worker_killed_20_times ... ok");
-    ExitCode::SUCCESS
+    crash_main::crash_main(
+        "PROJ_CHILD",
+        || {
+            let var = |name| std::env::var(name).unwrap();
+            child(var("PROJ_PREFIX"), var("PROJ_DB"))
+        },
+        &["projection_worker_killed_20_times"],
+        |_| parent(),
+    )
 }

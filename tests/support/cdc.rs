@@ -62,6 +62,19 @@ pub fn run_is_dead(name: &str) -> bool {
     pid != std::process::id() && !std::path::Path::new(&format!("/proc/{pid}")).exists()
 }
 
+/// The `{prefix}_{tag}_{pid}_{n}` bases of those `names` (tables, slots
+/// and what is named after them) whose run is gone, once each.
+pub fn dead_runs(names: &[String]) -> Vec<String> {
+    let mut bases: Vec<String> = names
+        .iter()
+        .filter(|name| run_is_dead(name))
+        .map(|name| name.split('_').take(4).collect::<Vec<_>>().join("_"))
+        .collect();
+    bases.sort();
+    bases.dedup();
+    bases
+}
+
 /// The `n` field of an event's data.
 pub fn n_of(e: &ChangeEvent) -> Option<i64> {
     e.data
