@@ -109,12 +109,17 @@ impl ReplicaProjection {
 
 #[async_trait]
 impl Projection for ReplicaProjection {
-    /// Events that carry their record, in one `apply_versioned` call;
-    /// `None` when one needs the source read (no after-image).
+    /// Events that carry their record, in one `apply_versioned` call, on a
+    /// target that applies a batch at once (`batch_atomic`: one
+    /// transaction or script). `None` — one by one, keys concurrently —
+    /// on the others (Cosmos DB applies a batch change by change, slower
+    /// than the runner's concurrent keys) and when an event needs the
+    /// source read (no after-image).
     async fn apply_all(&self, events: &[&ChangeEvent]) -> Option<Result<Vec<Applied>>> {
-        if events
-            .iter()
-            .any(|e| e.op == Operation::Put && e.data.is_none())
+        if !self.target.capabilities().batch_atomic
+            || events
+                .iter()
+                .any(|e| e.op == Operation::Put && e.data.is_none())
         {
             return None;
         }
