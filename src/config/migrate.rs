@@ -156,11 +156,11 @@ impl MigrationConfig {
                 ),
             ));
         }
-        if route.outbox.is_none() {
+        if route.outbox.is_none() && route.change_capture.is_none() {
             return Some((
                 "entity",
                 format!(
-                    "a migration dual-writes through the source route's change events: give [entities.{}] an `outbox = {{ bus = \"...\" }}` and run sync (`router.sync()` or `polyrouter sync`)",
+                    "a migration dual-writes through the source route's change events: give [entities.{}] an `outbox = {{ bus = \"...\" }}` (writes made through polyrouter) or a `change_capture = {{ bus = \"...\" }}` (every writer's, where other applications write the table too) and run sync (`router.sync()` or `polyrouter sync`)",
                     self.entity
                 ),
             ));

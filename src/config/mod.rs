@@ -550,6 +550,59 @@ pub struct CascadeBlobs {
 }
 
 impl EntityConfig {
+    /// The bus the route's change events go to: its outbox's, else its
+    /// change capture's; `None` when it emits none.
+    ///
+    /// ```
+    /// let cfg = polyrouter::config::Config::parse(r#"
+    ///     [stores.main]
+    ///     kind = "postgres"
+    ///     url = "postgres://localhost/app"
+    ///     [buses.events]
+    ///     kind = "memory"
+    ///     [sync]
+    ///     store = "main"
+    ///     [entities.order]
+    ///     store = "main"
+    ///     change_capture = { bus = "events" }
+    /// "#, "<string>").unwrap();
+    /// assert_eq!(cfg.entities["order"].event_bus(), Some("events"));
+    /// ```
+    pub fn event_bus(&self) -> Option<&str> {
+        self.outbox
+            .as_ref()
+            .map(|o| o.bus.as_str())
+            .or(self.change_capture.as_ref().map(|c| c.bus.as_str()))
+    }
+
+    /// The outbox a migration's target records the entity's events with
+    /// once it is the primary (after cutover): the route's own, or, for a
+    /// route fed by change capture, one with after-images (the target's
+    /// events go to the capture's bus, where the same projections read).
+    ///
+    /// ```
+    /// let cfg = polyrouter::config::Config::parse(r#"
+    ///     [stores.main]
+    ///     kind = "postgres"
+    ///     url = "postgres://localhost/app"
+    ///     [buses.events]
+    ///     kind = "memory"
+    ///     [sync]
+    ///     store = "main"
+    ///     [entities.order]
+    ///     store = "main"
+    ///     change_capture = { bus = "events" }
+    /// "#, "<string>").unwrap();
+    /// assert!(cfg.entities["order"].migration_outbox().unwrap().after_image);
+    /// ```
+    pub fn migration_outbox(&self) -> Option<crate::store::OutboxSpec> {
+        match (&self.outbox, &self.change_capture) {
+            (Some(o), _) => Some(o.spec()),
+            (None, Some(_)) => Some(crate::store::OutboxSpec { after_image: true }),
+            (None, None) => None,
+        }
+    }
+
     /// The tombstone retention of the entity's records: the option, or
     /// [`DEFAULT_TOMBSTONE_RETENTION`](crate::store::DEFAULT_TOMBSTONE_RETENTION)
     /// (7 days). Within it a key's versions never repeat, across deletes

@@ -239,13 +239,9 @@ impl ProjectionConfig {
     /// The bus the projection reads: its own `bus`, else the outbox bus of
     /// its first entity.
     pub fn bus_name<'a>(&'a self, entities: &'a BTreeMap<String, EntityConfig>) -> Option<&'a str> {
-        self.bus.as_deref().or_else(|| {
-            let e = entities.get(self.entities.first()?)?;
-            e.outbox
-                .as_ref()
-                .map(|o| o.bus.as_str())
-                .or(e.change_capture.as_ref().map(|c| c.bus.as_str()))
-        })
+        self.bus
+            .as_deref()
+            .or_else(|| entities.get(self.entities.first()?)?.event_bus())
     }
 
     /// `replica`: the store it fills — its `store`, else the entity's

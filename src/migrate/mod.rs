@@ -1,6 +1,7 @@
 //! Live migration of an entity from its route's store to another store
 //! (`[migrations.NAME]`, `polyrouter migrate`): the **dual-write** applies
-//! every change event of the source route (its outbox) to the target, run
+//! every change event of the source route (its outbox, or its change
+//! capture where other applications write the table too) to the target, run
 //! by the sync workers (`router.sync()`, `polyrouter sync`) as a replica
 //! projection in consumer group `migration-NAME`; a **backfill** copies every
 //! row by a keyset scan of the source, keeping the source's versions
@@ -52,6 +53,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+mod applier;
 mod backfill;
 mod canonical;
 mod driver;
@@ -60,7 +62,7 @@ mod shadow;
 mod state;
 mod verify;
 
-pub use canonical::canonical;
+pub use canonical::{canonical, canonical_fields};
 pub use shadow::{RECENT, SHADOW_IN_FLIGHT, SHADOW_RECHECK_DELAY, SHADOW_RECHECKS, ShadowCounts};
 pub use state::{
     BackfillState, Difference, MigrationState, Mismatch, Phase, StoredKey, VerifyPass, VerifyState,
@@ -68,7 +70,8 @@ pub use state::{
 pub use verify::{RECHECK_DELAY, RECHECKS, RepairReport};
 
 use crate::config::MigrationConfig;
-use crate::store::EntityInfo;
+use crate::store::{EntityInfo, OutboxSpec};
+use crate::sync::capture::ChangeSource;
 use crate::{Error, Repo, Result, Router, Store};
 use driver::Driver;
 use state::MigrationRecord;
@@ -94,6 +97,12 @@ pub struct Migration {
     owner: String,
     /// The source route's bus, which the dual-write reads.
     bus: Arc<dyn crate::sync::Bus>,
+    /// The source's change stream, when change capture (not the outbox)
+    /// feeds the dual-write.
+    capture: Option<Arc<dyn ChangeSource>>,
+    /// The outbox the target records the entity's events with once it is
+    /// the primary.
+    target_outbox: Option<OutboxSpec>,
 }
 
 /// What `status` shows: the persisted state and who drives it now.
@@ -183,24 +192,35 @@ impl Router {
         };
         let located = |e: Error| e.with_entity(entity);
         source.ensure_entity(&source_info).await.map_err(located)?;
-        // With the route's outbox where the target has one: it records the
-        // entity's events once it is the primary (reverse dual-write).
-        let target_outbox = EntityInfo {
-            outbox: if tc.outbox { source_info.outbox } else { None },
-            ..target_info.clone()
-        };
+        // With the route's outbox (or, fed by change capture, one of its
+        // own) where the target has one: it records the entity's events
+        // once it is the primary (reverse dual-write).
+        let target_outbox = route.config.migration_outbox().filter(|_| tc.outbox);
         target
-            .ensure_entity(&target_outbox)
+            .ensure_entity(&EntityInfo {
+                outbox: target_outbox,
+                ..target_info.clone()
+            })
             .await
             .map_err(located)?;
-        let bus = match &route.config.outbox {
-            Some(o) => self.bus(&o.bus)?,
+        let bus = match route.config.event_bus() {
+            Some(b) => self.bus(b)?,
             None => {
                 return Err(config.error(
                     &format!("migrations.{name}.entity"),
-                    format!("entity `{entity}` has no outbox to dual-write through"),
+                    format!(
+                        "entity `{entity}` has no outbox or change capture to dual-write through"
+                    ),
                 ));
             }
+        };
+        let capture = match &route.config.change_capture {
+            Some(cc) => Some(
+                source
+                    .change_source(&source_info, &cc.slot_name(entity))
+                    .map_err(located)?,
+            ),
+            None => None,
         };
         let state_store = mc.state_store(config).unwrap_or_default().to_string();
         let repo = self
@@ -216,6 +236,8 @@ impl Router {
             state_store,
             repo,
             bus,
+            capture,
+            target_outbox,
             owner: format!(
                 "pid-{}-{}",
                 std::process::id(),
@@ -269,6 +291,13 @@ impl Migration {
     /// left as it is.
     pub async fn start(&self, progress: Progress<'_>) -> Result<MigrationState> {
         self.ensure_dual_write().await?;
+        if let Some(c) = &self.capture {
+            // The slot exists before the scan begins: every change the scan
+            // may miss is captured.
+            c.prepare()
+                .await
+                .map_err(|e| e.with_entity(self.entity()))?;
+        }
         let mut d = self.drive().await?;
         let out = backfill::run(self, &mut d, progress).await;
         Ok(d.finish(out).await?.1)
@@ -390,16 +419,31 @@ impl Migration {
             (
                 &self.target,
                 EntityInfo {
-                    outbox: self.source_info.outbox,
+                    outbox: self.target_outbox,
                     ..self.target_info.clone()
                 },
                 MigrationConfig::back_group(&self.name),
             )
         };
+        // Fed by change capture, the source's changes are those its log
+        // holds up to its end now (every fenced write has committed).
+        let captured = match &self.capture {
+            Some(c) if to_target => Some((c, c.head().await?)),
+            _ => None,
+        };
         let entities = [self.entity().to_string()];
         let deadline = Instant::now() + Duration::from_secs(300);
         loop {
-            let outbox = store.outbox_len(&info).await?;
+            let (unsent, what) = match captured {
+                Some((c, head)) => (
+                    u64::from(!c.published_through(head).await?),
+                    "the change capture has not yet published the source's log up to the fence",
+                ),
+                None => (
+                    store.outbox_len(&info).await?,
+                    "event(s) wait in the outbox",
+                ),
+            };
             let backlog = self.bus.backlog(&group, &entities).await?;
             match backlog {
                 None => {
@@ -409,15 +453,20 @@ impl Migration {
                         "a bus that reports a group's backlog, which a cutover needs to know the dual-write has drained",
                     ));
                 }
-                Some(0) if outbox == 0 => break,
+                Some(0) if unsent == 0 => break,
                 Some(_) => {}
             }
             if Instant::now() > deadline {
+                let unsent = if captured.is_some() {
+                    what.to_string()
+                } else {
+                    format!("{unsent} {what}")
+                };
                 return Err(Error::unavailable(
                     &self.source_info.store,
                     self.entity(),
                     format!(
-                        "the dual-write did not drain within 5 minutes ({outbox} event(s) in the outbox); are the sync workers running? Writes stay fenced: run the command again, or roll back"
+                        "the dual-write did not drain within 5 minutes ({unsent}; backlog of group `{group}`: {backlog:?}); are the sync workers running? Writes stay fenced: run the command again, or roll back"
                     ),
                 ));
             }
@@ -457,6 +506,12 @@ impl Migration {
 
     fn entity(&self) -> &str {
         self.source_info.name()
+    }
+
+    /// Whether the two sides' versions compare: not when change capture
+    /// feeds the target (it holds log positions, the source its counters).
+    fn by_version(&self) -> bool {
+        self.capture.is_none()
     }
 
     /// Takes the migration's lease, creating its state row on first use.
@@ -509,8 +564,57 @@ pub(crate) async fn route_store(
         poll: mc.poll.0,
         shadow_reads: mc.shadow_reads,
         state_store,
+        target_outbox: route
+            .config
+            .migration_outbox()
+            .filter(|_| target.capabilities().outbox),
+        captured: route.config.change_capture.is_some(),
     };
     Ok(routing::MigratingStore::open(c, store, target, repo).await)
+}
+
+/// The projection a sync worker runs for a migration's dual-write
+/// (`forward`: into the target; else the reverse one, into the source):
+/// `replica` itself, or, when change capture feeds the migration, narrowed
+/// as [`applier`] says.
+pub(crate) async fn dual_write_projection(
+    router: &Router,
+    name: &str,
+    forward: bool,
+    replica: Arc<dyn crate::sync::projection::Projection>,
+) -> Result<Arc<dyn crate::sync::projection::Projection>> {
+    let config = router.config();
+    let Some(mc) = config.migrations.get(name) else {
+        return Ok(replica);
+    };
+    let Some(route) = config.entities.get(&mc.entity) else {
+        return Ok(replica);
+    };
+    if route.change_capture.is_none() {
+        return Ok(replica);
+    }
+    let gate = if forward {
+        let state_store = mc.state_store(config).unwrap_or_default().to_string();
+        let repo = router
+            .repo_at::<MigrationRecord>(&state_store, &mc.state_table)
+            .await?;
+        Some(applier::Gate {
+            repo,
+            name: name.to_string(),
+            state_store,
+        })
+    } else {
+        None
+    };
+    Ok(Arc::new(applier::CapturedApplier {
+        inner: replica,
+        from: if forward {
+            route.store.clone()
+        } else {
+            mc.to.clone()
+        },
+        gate,
+    }))
 }
 
 /// Paces a phase to at most `rate` rows per second (0: no limit).

@@ -21,7 +21,8 @@ use super::state::{MigrationRecord, Phase};
 use crate::lease::now_ms;
 use crate::query::Filter;
 use crate::store::{
-    Applied, EntityInfo, OutboxEntry, StoreQuery, VersionedChange, WriteOp, WriteOutcome,
+    Applied, EntityInfo, OutboxEntry, OutboxSpec, StoreQuery, VersionedChange, WriteOp,
+    WriteOutcome,
 };
 use crate::{Capabilities, Error, Key, Record, Repo, Result, Store};
 
@@ -74,6 +75,12 @@ pub(crate) struct RoutingConfig<'a> {
     pub poll: Duration,
     pub shadow_reads: f64,
     pub state_store: String,
+    /// The outbox the target records the entity's events with while it
+    /// is the primary, where the route itself has none (change capture).
+    pub target_outbox: Option<OutboxSpec>,
+    /// Whether change capture feeds the dual-write (versions differ
+    /// between the sides: shadow reads compare the fields only).
+    pub captured: bool,
 }
 
 /// The entity's store while a migration is configured for it.
@@ -82,6 +89,8 @@ pub(crate) struct MigratingStore {
     source: Arc<dyn Store>,
     target: Arc<dyn Store>,
     routing: Arc<Routing>,
+    target_outbox: Option<OutboxSpec>,
+    captured: bool,
 }
 
 impl MigratingStore {
@@ -93,7 +102,7 @@ impl MigratingStore {
         target: Arc<dyn Store>,
         repo: Repo<MigrationRecord>,
     ) -> Arc<MigratingStore> {
-        let (name, poll, state_store) = (c.name, c.poll, c.state_store);
+        let (name, poll, state_store) = (c.name, c.poll, c.state_store.clone());
         let routing = Arc::new(Routing {
             name: name.to_string(),
             to: c.to.to_string(),
@@ -121,6 +130,8 @@ impl MigratingStore {
             source,
             target,
             routing,
+            target_outbox: c.target_outbox,
+            captured: c.captured,
         })
     }
 
@@ -131,15 +142,19 @@ impl MigratingStore {
     /// The side to use now and the entity as that side sees it.
     fn side(&self, entity: &EntityInfo) -> (&Arc<dyn Store>, EntityInfo) {
         if self.on_target() {
-            (
-                &self.target,
-                EntityInfo {
-                    store: self.routing.to.clone(),
-                    ..entity.clone()
-                },
-            )
+            (&self.target, self.on_target_side(entity))
         } else {
             (&self.source, entity.clone())
+        }
+    }
+
+    /// The entity as the target sees it: its store, and the outbox it
+    /// records the entity's events with while it is the primary.
+    fn on_target_side(&self, entity: &EntityInfo) -> EntityInfo {
+        EntityInfo {
+            store: self.routing.to.clone(),
+            outbox: entity.outbox.or(self.target_outbox),
+            ..entity.clone()
         }
     }
 
@@ -157,13 +172,8 @@ impl MigratingStore {
             served: served.to_vec(),
             primary_is_target: self.on_target(),
             source: (self.source.clone(), entity.clone()),
-            target: (
-                self.target.clone(),
-                EntityInfo {
-                    store: self.routing.to.clone(),
-                    ..entity.clone()
-                },
-            ),
+            target: (self.target.clone(), self.on_target_side(entity)),
+            by_version: !self.captured,
         });
     }
 
@@ -211,9 +221,11 @@ impl Store for MigratingStore {
     async fn ensure_entity(&self, entity: &EntityInfo) -> Result<()> {
         self.source.ensure_entity(entity).await?;
         let on_target = EntityInfo {
-            store: self.routing.to.clone(),
-            outbox: entity.outbox.filter(|_| self.target.capabilities().outbox),
-            ..entity.clone()
+            outbox: self
+                .on_target_side(entity)
+                .outbox
+                .filter(|_| self.target.capabilities().outbox),
+            ..self.on_target_side(entity)
         };
         self.target.ensure_entity(&on_target).await
     }

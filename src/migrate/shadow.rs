@@ -19,7 +19,7 @@ use std::sync::Mutex;
 use serde::{Deserialize, Serialize};
 use tokio::sync::Semaphore;
 
-use super::canonical;
+use super::canonical::same;
 use super::state::{Difference, MigrationRecord, Mismatch, Phase, StoredKey};
 use crate::lease::now_ms;
 use crate::store::EntityInfo;
@@ -122,6 +122,8 @@ pub(crate) struct Sample {
     pub primary_is_target: bool,
     pub source: (Arc<dyn Store>, EntityInfo),
     pub target: (Arc<dyn Store>, EntityInfo),
+    /// Compare versions too (not when change capture feeds the target).
+    pub by_version: bool,
 }
 
 impl Shadow {
@@ -257,6 +259,7 @@ async fn compare(sample: Sample) -> Result<Vec<(Key, Difference)>> {
         primary_is_target,
         source,
         target,
+        by_version,
     } = sample;
     let schema = source.1.schema;
     let other = if primary_is_target { &source } else { &target };
@@ -275,7 +278,7 @@ async fn compare(sample: Sample) -> Result<Vec<(Key, Difference)>> {
                 (None, None) => continue,
                 (Some(_), None) => Difference::Missing,
                 (None, Some(_)) => Difference::Extra,
-                (Some(a), Some(b)) if canonical(schema, a) == canonical(schema, b) => continue,
+                (Some(a), Some(b)) if same(schema, a, b, by_version) => continue,
                 (Some(_), Some(_)) => Difference::Changed,
             };
             still.push((k.clone(), difference));

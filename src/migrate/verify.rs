@@ -8,7 +8,7 @@
 
 use std::time::Instant;
 
-use super::canonical::canonical;
+use super::canonical::same;
 use super::driver::Driver;
 use super::state::{Difference, Mismatch, Phase, StoredKey, VerifyPass, VerifyState};
 use super::{MAX_LISTED, Migration, Pace, Progress, backfill};
@@ -36,7 +36,7 @@ fn equal(m: &Migration, a: Option<&Record>, b: Option<&Record>) -> bool {
     let schema = m.source_info.schema;
     match (a, b) {
         (None, None) => true,
-        (Some(a), Some(b)) => canonical(schema, a) == canonical(schema, b),
+        (Some(a), Some(b)) => same(schema, a, b, m.by_version()),
         _ => false,
     }
 }
@@ -221,6 +221,14 @@ pub(crate) async fn repair(m: &Migration, d: &mut Driver) -> Result<RepairReport
                 continue;
             }
             match (s, t) {
+                // Fed by change capture, the target holds log positions as
+                // versions: the source's row goes just above the target's
+                // version, below any change still on its way (each lies
+                // further on in the log).
+                (Some(mut s), Some(t)) if !m.by_version() => {
+                    s.version = s.version.max(t.version + 1);
+                    changes.push(VersionedChange::put(s));
+                }
                 (Some(s), t) if t.as_ref().is_none_or(|t| t.version < s.version) => {
                     changes.push(VersionedChange::put(s));
                 }

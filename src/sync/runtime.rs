@@ -168,16 +168,27 @@ impl SyncBuilder {
                     .get(&mc.entity)
                     .map(|e| e.store.as_str())
                     .unwrap_or_default();
-                mc.appliers(name, source)
+                let [forward, back] = mc.appliers(name, source);
+                [
+                    (forward.0, forward.1, Some((name.clone(), true))),
+                    (back.0, back.1, Some((name.clone(), false))),
+                ]
             });
-            let all: Vec<(String, ProjectionConfig)> = config
+            // A migration's appliers carry its name and direction (forward?).
+            type Named = (String, ProjectionConfig, Option<(String, bool)>);
+            let all: Vec<Named> = config
                 .projections
                 .iter()
-                .map(|(n, p)| (n.clone(), p.clone()))
+                .map(|(n, p)| (n.clone(), p.clone(), None))
                 .chain(migrations)
                 .collect();
-            for (name, pc) in &all {
-                let projection = build_projection(&router, name, pc, &self.handlers).await?;
+            for (name, pc, migration) in &all {
+                let mut projection = build_projection(&router, name, pc, &self.handlers).await?;
+                if let Some((m, forward)) = migration {
+                    projection =
+                        crate::migrate::dual_write_projection(&router, m, *forward, projection)
+                            .await?;
+                }
                 let bus = router.bus(pc.bus_name(&config.entities).unwrap_or_default())?;
                 let invalidate = pc.kind == ProjectionKind::Invalidate;
                 // Cache invalidation runs in every process: a group of its own.
@@ -279,7 +290,9 @@ impl SyncBuilder {
                 else {
                     continue;
                 };
-                let Some(o) = &route.config.outbox else {
+                let (Some(spec), Some(bus)) =
+                    (route.config.migration_outbox(), route.config.event_bus())
+                else {
                     continue;
                 };
                 if !target.capabilities().outbox {
@@ -287,9 +300,10 @@ impl SyncBuilder {
                 }
                 let info = EntityInfo {
                     store: mc.to.clone(),
+                    outbox: Some(spec),
                     ..route.entity_info(relay_schema(&router, route))
                 };
-                let relay = Relay::new(target.clone(), info, router.bus(&o.bus)?, sc.relay_batch);
+                let relay = Relay::new(target.clone(), info, router.bus(bus)?, sc.relay_batch);
                 let lease = LeaseKeeper::new(
                     state.clone(),
                     format!("lease/relay/{}/{}/{name}", mc.to, route.entity),

@@ -103,6 +103,20 @@ pub trait ChangeSource: Send + Sync + fmt::Debug + 'static {
     /// How much log the server keeps for this source now.
     async fn retention(&self) -> Result<Retention>;
 
+    /// Where the store's log ends now (PostgreSQL: the flushed WAL
+    /// position; MySQL / MariaDB: the binlog's end, encoded as in
+    /// [`CapturedBatch::position`]): every change committed before this
+    /// call lies before it. With [`published_through`](Self::published_through),
+    /// what a migration's cutover waits on.
+    async fn head(&self) -> Result<u64>;
+
+    /// Whether every change of the table committed before `head` (a value
+    /// of [`head`](Self::head)) has been published by the capture: its
+    /// durable position passed `head`, or nothing of the table lies
+    /// between the durable position and the log's end. Reads nothing that
+    /// the capture worker reads at the same moment.
+    async fn published_through(&self, head: u64) -> Result<bool>;
+
     /// Removes what [`prepare`](Self::prepare) created (the server stops
     /// keeping log for it).
     async fn remove(&self) -> Result<()>;

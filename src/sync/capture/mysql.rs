@@ -286,12 +286,17 @@ impl MySqlChangeSource {
     }
 
     /// Opens a non-blocking dump from `(file, pos)`.
-    async fn dump(&self, file: &str, pos: u32) -> Result<mysql_async::BinlogStream> {
+    async fn dump(
+        &self,
+        file: &str,
+        pos: u32,
+        server_id: u32,
+    ) -> Result<mysql_async::BinlogStream> {
         let conn = Conn::new(self.opts.clone())
             .await
             .map_err(|e| self.dump_err(e))?;
         conn.get_binlog_stream(
-            BinlogStreamRequest::new(self.server_id)
+            BinlogStreamRequest::new(server_id)
                 .with_filename(file.as_bytes())
                 .with_pos(u64::from(pos))
                 .with_non_blocking(),
@@ -628,7 +633,7 @@ impl ChangeSource for MySqlChangeSource {
         .map_err(|e| self.err(e))?;
         // The dump itself needs `REPLICATION SLAVE`: try one from here.
         let (file, pos) = self.durable().await?;
-        let mut stream = self.dump(&file, pos).await?;
+        let mut stream = self.dump(&file, pos, self.server_id).await?;
         if let Some(Err(e)) = stream.next().await {
             return Err(self.dump_err(e));
         }
@@ -637,6 +642,50 @@ impl ChangeSource for MySqlChangeSource {
     }
 
     async fn read(&self, max: usize) -> Result<CapturedBatch> {
+        self.read_as(max, self.server_id).await
+    }
+
+    async fn commit(&self, position: u64) -> Result<()> {
+        self.commit_position(position).await
+    }
+
+    async fn retention(&self) -> Result<Retention> {
+        self.retention_now().await
+    }
+
+    async fn head(&self) -> Result<u64> {
+        let end = self.end().await?;
+        let seq = rows::file_seq(&end.name).map_err(|m| self.bad(m))?;
+        Ok(rows::encode(seq, end.size as u32))
+    }
+
+    async fn published_through(&self, head: u64) -> Result<bool> {
+        if self.durable_position().await? >= head {
+            return Ok(true);
+        }
+        // A quiet table's position is written only now and then: look at
+        // what lies after it, as a replica of an id of its own (a second
+        // dump with the capture's server id would cut the capture's off).
+        Ok(self.read_as(1, self.server_id ^ 1).await?.events.is_empty())
+    }
+
+    async fn remove(&self) -> Result<()> {
+        self.remove_position().await
+    }
+}
+
+impl MySqlChangeSource {
+    /// The durable position, encoded.
+    async fn durable_position(&self) -> Result<u64> {
+        let (file, pos) = self.durable().await?;
+        Ok(rows::encode(
+            rows::file_seq(&file).map_err(|m| self.bad(m))?,
+            pos,
+        ))
+    }
+
+    /// [`ChangeSource::read`] through a dump as replica `server_id`.
+    async fn read_as(&self, max: usize, server_id: u32) -> Result<CapturedBatch> {
         let max = max.max(1);
         let (file, pos) = self.durable().await?;
         // A purged file: fail loudly, never skip what it held.
@@ -647,7 +696,7 @@ impl ChangeSource for MySqlChangeSource {
             )));
         }
         let database = self.database().await?;
-        let mut stream = self.dump(&file, pos).await?;
+        let mut stream = self.dump(&file, pos, server_id).await?;
 
         let scanned = self.scan(&mut stream, &file, &database, max).await;
         let _ = tokio::time::timeout(CLOSE_WITHIN, stream.close()).await;
@@ -660,7 +709,7 @@ impl ChangeSource for MySqlChangeSource {
         Ok(batch)
     }
 
-    async fn commit(&self, position: u64) -> Result<()> {
+    async fn commit_position(&self, position: u64) -> Result<()> {
         let durable = self.committed.load(Ordering::Relaxed);
         if durable >= position {
             return Ok(());
@@ -700,7 +749,7 @@ impl ChangeSource for MySqlChangeSource {
         Ok(())
     }
 
-    async fn retention(&self) -> Result<Retention> {
+    async fn retention_now(&self) -> Result<Retention> {
         let (file, pos) = self.durable().await?;
         let position = self.committed.load(Ordering::Relaxed);
         let files = self.files().await?;
@@ -720,7 +769,7 @@ impl ChangeSource for MySqlChangeSource {
         })
     }
 
-    async fn remove(&self) -> Result<()> {
+    async fn remove_position(&self) -> Result<()> {
         let done = sqlx::query(&format!("DELETE FROM {POSITION_TABLE} WHERE slot = ?"))
             .bind(&self.slot)
             .execute(&self.pool)

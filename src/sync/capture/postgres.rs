@@ -412,6 +412,22 @@ impl ChangeSource for PgChangeSource {
         })
     }
 
+    async fn head(&self) -> Result<u64> {
+        let lsn: i64 =
+            sqlx::query_scalar("SELECT (pg_current_wal_flush_lsn() - '0/0'::pg_lsn)::int8")
+                .fetch_one(&self.pool)
+                .await
+                .map_err(|e| self.err(e))?;
+        Ok(lsn as u64)
+    }
+
+    async fn published_through(&self, head: u64) -> Result<bool> {
+        // A read that reaches the log's end moves the slot at least to the
+        // flushed position it began at, even on a quiet table: so the slot
+        // passes `head` once the capture has published everything before it.
+        Ok(self.retention().await?.position >= head)
+    }
+
     async fn remove(&self) -> Result<()> {
         sqlx::query("SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE slot_name = $1")
             .bind(&self.slot)
