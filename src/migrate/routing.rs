@@ -61,7 +61,10 @@ impl Routing {
         };
         self.apply(phase, at);
         if let Some(s) = &self.shadow {
-            s.flush(repo).await?;
+            if let Err(e) = s.flush(repo).await {
+                // Kept for the next poll; routing goes on meanwhile.
+                tracing::warn!(migration = %self.name, error = %e, "migrate: cannot add this router's shadow-read counts to the state table; they are kept for the next poll");
+            }
         }
         Ok(())
     }
@@ -141,7 +144,11 @@ impl MigratingStore {
 
     /// The side to use now and the entity as that side sees it.
     fn side(&self, entity: &EntityInfo) -> (&Arc<dyn Store>, EntityInfo) {
-        if self.on_target() {
+        self.side_of(self.on_target(), entity)
+    }
+
+    fn side_of(&self, on_target: bool, entity: &EntityInfo) -> (&Arc<dyn Store>, EntityInfo) {
+        if on_target {
             (&self.target, self.on_target_side(entity))
         } else {
             (&self.source, entity.clone())
@@ -160,7 +167,13 @@ impl MigratingStore {
 
     /// Compares this read with the other side in the background when it
     /// is in the shadow sample.
-    fn shadow(&self, entity: &EntityInfo, keys: &[Key], served: &[Option<Record>]) {
+    fn shadow(
+        &self,
+        entity: &EntityInfo,
+        primary_is_target: bool,
+        keys: &[Key],
+        served: &[Option<Record>],
+    ) {
         let Some(shadow) = &self.routing.shadow else {
             return;
         };
@@ -170,7 +183,7 @@ impl MigratingStore {
         shadow.spawn(Sample {
             keys: keys.to_vec(),
             served: served.to_vec(),
-            primary_is_target: self.on_target(),
+            primary_is_target,
             source: (self.source.clone(), entity.clone()),
             target: (self.target.clone(), self.on_target_side(entity)),
             by_version: !self.captured,
@@ -230,19 +243,24 @@ impl Store for MigratingStore {
         self.target.ensure_entity(&on_target).await
     }
     async fn get(&self, entity: &EntityInfo, key: &Key) -> Result<Option<Record>> {
-        let (s, e) = self.side(entity);
+        // The side read, as the shadow compare must know it (the phase may
+        // change while the read is under way).
+        let on_target = self.on_target();
+        let (s, e) = self.side_of(on_target, entity);
         let found = s.get(&e, key).await?;
         self.shadow(
             entity,
+            on_target,
             std::slice::from_ref(key),
             std::slice::from_ref(&found),
         );
         Ok(found)
     }
     async fn get_many(&self, entity: &EntityInfo, keys: &[Key]) -> Result<Vec<Option<Record>>> {
-        let (s, e) = self.side(entity);
+        let on_target = self.on_target();
+        let (s, e) = self.side_of(on_target, entity);
         let found = s.get_many(&e, keys).await?;
-        self.shadow(entity, keys, &found);
+        self.shadow(entity, on_target, keys, &found);
         Ok(found)
     }
     async fn write(

@@ -668,7 +668,11 @@ impl SyncHandle {
                 waiting += r.settled_backlog().await.unwrap_or(1);
             }
             for c in self.captures.iter() {
-                waiting += c.pending().await.map_or(1, |n| n as u64);
+                // A round holds the capture while it runs: wait for it no
+                // longer than the deadline.
+                waiting += tokio::time::timeout_at(deadline, c.pending())
+                    .await
+                    .map_or(1, |p| p.map_or(1, |n| n as u64));
             }
             for p in self.projections.iter() {
                 waiting += p
