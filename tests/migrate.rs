@@ -21,6 +21,9 @@
 //! cargo test --features postgres,mysql,redis,cosmos --test migrate
 //! ```
 
+#[path = "support/scan.rs"]
+mod scan;
+
 use std::collections::BTreeMap;
 use std::process::{Command, Stdio};
 use std::sync::Arc;
@@ -28,9 +31,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use polyrouter::migrate::{Difference, Migration, Phase, StoredKey, canonical};
-use polyrouter::query::{Direction, Order};
-use polyrouter::store::{EntityInfo, StoreQuery, VersionedChange, WriteOp};
-use polyrouter::{Entity, Key, Precondition, Record, Router, Store, Value, field};
+use polyrouter::store::{EntityInfo, VersionedChange, WriteOp};
+use polyrouter::{Entity, Key, Precondition, Record, Router, Store, Value};
 use serde::{Deserialize, Serialize};
 
 const PG_URL: &str = "postgres://postgres@127.0.0.1:5432/test";
@@ -213,26 +215,11 @@ fn info(store: &str) -> EntityInfo {
 
 /// Every row of `store`, by key, as its canonical encoding.
 async fn all(store: &Arc<dyn Store>, info: &EntityInfo) -> BTreeMap<Key, Vec<u8>> {
-    let mut out = BTreeMap::new();
-    let mut last: Option<Key> = None;
-    loop {
-        let q = StoreQuery {
-            filter: last.as_ref().map(|k| field("id").gt(k.to_value())),
-            order: vec![Order {
-                field: "id".into(),
-                direction: Direction::Asc,
-            }],
-            limit: Some(5000),
-        };
-        let rows = store.query(info, &q).await.unwrap();
-        if rows.is_empty() {
-            return out;
-        }
-        last = rows.last().map(|r| r.key.clone());
-        for r in rows {
-            out.insert(r.key.clone(), canonical(Item::schema(), &r));
-        }
-    }
+    scan::every_row(store, info)
+        .await
+        .into_iter()
+        .map(|r| (r.key.clone(), canonical(Item::schema(), &r)))
+        .collect()
 }
 
 /// Waits for every outbox to drain and every projection to catch up;
@@ -709,27 +696,14 @@ fn owning_writers(
 
 /// Every key's `n` in `store` (absent: `None`).
 async fn values(store: &Arc<dyn Store>, info: &EntityInfo) -> BTreeMap<i64, i64> {
-    let mut out = BTreeMap::new();
-    let mut last: Option<Key> = None;
-    loop {
-        let q = StoreQuery {
-            filter: last.as_ref().map(|k| field("id").gt(k.to_value())),
-            order: vec![Order {
-                field: "id".into(),
-                direction: Direction::Asc,
-            }],
-            limit: Some(5000),
-        };
-        let rows = store.query(info, &q).await.unwrap();
-        let Some(l) = rows.last() else { return out };
-        last = Some(l.key.clone());
-        for r in rows {
-            let (Key::Int(k), Some(Value::I64(n))) = (&r.key, r.get("n")) else {
-                panic!("row {r:?}")
-            };
-            out.insert(*k, *n);
-        }
-    }
+    scan::every_row(store, info)
+        .await
+        .into_iter()
+        .map(|r| match (&r.key, r.get("n")) {
+            (Key::Int(k), Some(Value::I64(n))) => (*k, *n),
+            _ => panic!("row {r:?}"),
+        })
+        .collect()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

@@ -16,18 +16,22 @@
 //! `cargo test --all-features --test migrate_capture`
 #![cfg(all(feature = "postgres", feature = "mysql"))]
 
+#[path = "support/cdc_sql.rs"]
+mod cdc_sql;
 #[path = "support/cdc.rs"]
 mod cdc_support;
+#[path = "support/scan.rs"]
+mod scan;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
+use cdc_sql::{Arg, Exec};
 use polyrouter::migrate::{Phase, canonical_fields};
-use polyrouter::query::{Direction, Order};
-use polyrouter::store::{EntityInfo, StoreQuery, VersionedChange};
-use polyrouter::{Entity, Key, Record, Router, Store, Value, field};
+use polyrouter::store::{EntityInfo, VersionedChange};
+use polyrouter::{Entity, Key, Record, Router, Store, Value};
 use serde::{Deserialize, Serialize};
 use sqlx::mysql::MySqlPool;
 use sqlx::postgres::PgPool;
@@ -83,57 +87,46 @@ impl Sql {
         }
     }
 
+    /// Runs one statement with `args` bound in order.
+    async fn run(&self, sql: &str, args: &[Arg]) {
+        match self {
+            Sql::Pg(p) => p.execute(sql, args).await,
+            Sql::My(p) => p.execute(sql, args).await,
+        }
+        .unwrap();
+    }
+
     /// Insert or update `(id, n, note)`; polyrouter's version column is
     /// set to 1 and never bumped, its tombstone marker cleared.
     async fn upsert(&self, table: &str, id: i64, n: i64) {
-        let note = (n % 3 == 0).then(|| format!("note {n}"));
-        match self {
-            Sql::Pg(p) => sqlx::query(&format!(
+        let sql = match self {
+            Sql::Pg(_) => format!(
                 "INSERT INTO \"{table}\" (id, n, note, _pr_version) VALUES ($1, $2, $3, 1) \
                  ON CONFLICT (id) DO UPDATE SET n = excluded.n, note = excluded.note, _pr_expires_at = NULL"
-            ))
-            .bind(id)
-            .bind(n)
-            .bind(note)
-            .execute(p)
-            .await
-            .map(|_| ()),
-            Sql::My(p) => sqlx::query(&format!(
+            ),
+            Sql::My(_) => format!(
                 "INSERT INTO `{table}` (id, n, note, _pr_version) VALUES (?, ?, ?, 1) \
                  ON DUPLICATE KEY UPDATE n = VALUES(n), note = VALUES(note), _pr_expires_at = NULL"
-            ))
-            .bind(id)
-            .bind(n)
-            .bind(note)
-            .execute(p)
-            .await
-            .map(|_| ()),
-        }
-        .unwrap();
+            ),
+        };
+        let note = (n % 3 == 0).then(|| format!("note {n}"));
+        self.run(
+            &sql,
+            &[id.into(), n.into(), note.map_or(Arg::Null, Arg::from)],
+        )
+        .await;
     }
 
     async fn delete(&self, table: &str, id: i64) {
-        match self {
-            Sql::Pg(p) => sqlx::query(&format!("DELETE FROM \"{table}\" WHERE id = $1"))
-                .bind(id)
-                .execute(p)
-                .await
-                .map(|_| ()),
-            Sql::My(p) => sqlx::query(&format!("DELETE FROM `{table}` WHERE id = ?"))
-                .bind(id)
-                .execute(p)
-                .await
-                .map(|_| ()),
-        }
-        .unwrap();
+        let sql = match self {
+            Sql::Pg(_) => format!("DELETE FROM \"{table}\" WHERE id = $1"),
+            Sql::My(_) => format!("DELETE FROM `{table}` WHERE id = ?"),
+        };
+        self.run(&sql, &[id.into()]).await;
     }
 
     async fn exec(&self, sql: &str) {
-        match self {
-            Sql::Pg(p) => sqlx::query(sql).execute(p).await.map(|_| ()),
-            Sql::My(p) => sqlx::query(sql).execute(p).await.map(|_| ()),
-        }
-        .unwrap();
+        self.run(sql, &[]).await;
     }
 
     /// Table names (and PostgreSQL slots not in use) of this test's runs.
@@ -291,26 +284,13 @@ fn info(store: &str, table: &str) -> EntityInfo {
 /// Every row of `store` by key: `n`, and the canonical fields (no version).
 async fn rows(store: &Arc<dyn Store>, info: &EntityInfo) -> BTreeMap<i64, (i64, Vec<u8>)> {
     let mut out = BTreeMap::new();
-    let mut last: Option<Key> = None;
-    loop {
-        let q = StoreQuery {
-            filter: last.as_ref().map(|k| field("id").gt(k.to_value())),
-            order: vec![Order {
-                field: "id".into(),
-                direction: Direction::Asc,
-            }],
-            limit: Some(2000),
+    for r in scan::every_row(store, info).await {
+        let (Key::Int(k), Some(Value::I64(n))) = (&r.key, r.get("n")) else {
+            panic!("row {r:?}")
         };
-        let page = store.query(info, &q).await.unwrap();
-        let Some(l) = page.last() else { return out };
-        last = Some(l.key.clone());
-        for r in page {
-            let (Key::Int(k), Some(Value::I64(n))) = (&r.key, r.get("n")) else {
-                panic!("row {r:?}")
-            };
-            out.insert(*k, (*n, canonical_fields(Item::schema(), &r)));
-        }
+        out.insert(*k, (*n, canonical_fields(Item::schema(), &r)));
     }
+    out
 }
 
 async fn settled(sync: &polyrouter::sync::SyncHandle, secs: u64) {
