@@ -673,13 +673,8 @@ impl Exec for MySqlExec<'_> {
             Ok(rows) => rows,
             Err(e) => return Err(self.map(e)),
         };
-        crate::backends::sql::key_ints(&rows, self.store, self.entity, |r| {
-            let k = column_value(r, 0, key)
-                .ok()
-                .and_then(|v| Key::from_value(&v));
-            let n = r.try_get::<i64, _>(1).map_err(|e| self.map(e))?;
-            Ok((k, n))
-        })
+        let what = (self.store, self.entity, "a versioned apply");
+        sql::sqlx_key_ints(&rows, what, key, column_value, |e| self.map(e))
     }
 }
 

@@ -365,22 +365,11 @@ impl SqliteStore {
                 .fetch_all(&mut *tx)
                 .await
                 .map_err(|e| self.err(entity, e));
+            let what = (&*self.inner.name, entity.name(), "the bulk upsert");
             let returned = rows.and_then(|rows| {
-                rows.iter()
-                    .map(|r| {
-                        let key = column_value(r, 0, t.key_column())
-                            .ok()
-                            .and_then(|v| Key::from_value(&v));
-                        let version = r.try_get::<i64, _>(1).map_err(|e| self.err(entity, e))?;
-                        key.map(|k| (k, version)).ok_or_else(|| {
-                            Error::backend(
-                                &self.inner.name,
-                                entity.name(),
-                                Message("the bulk upsert returned an unreadable key".into()),
-                            )
-                        })
-                    })
-                    .collect::<Result<Vec<_>>>()
+                sql::sqlx_key_ints(&rows, what, t.key_column(), column_value, |e| {
+                    self.err(entity, e)
+                })
             });
             match returned.and_then(|r| write::bulk_outcomes(self.target(entity), b, r)) {
                 Ok(o) => outcomes.extend(o),
@@ -496,14 +485,9 @@ impl Exec for SqliteExec<'_> {
             .fetch_all(&mut *self.conn)
             .await
             .map_err(|e| map_err(store, entity, e))?;
-        crate::backends::sql::key_ints(&rows, store, entity, |r| {
-            let k = column_value(r, 0, key)
-                .ok()
-                .and_then(|v| Key::from_value(&v));
-            let n = r
-                .try_get::<i64, _>(1)
-                .map_err(|e| map_err(store, entity, e))?;
-            Ok((k, n))
+        let what = (store, entity, "a versioned apply");
+        sql::sqlx_key_ints(&rows, what, key, column_value, |e| {
+            map_err(store, entity, e)
         })
     }
 }
