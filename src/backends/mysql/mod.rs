@@ -24,6 +24,7 @@ use sqlx::{Connection, Row};
 use crate::backends::sql::{
     self, Column, ColumnInfo, Dialect, Message, Param, SslMode, TableSql, Tables,
     entity_config_error, now_micros,
+    outbox::SqlOutbox,
     write::{self, Exec, Target},
 };
 use crate::config::{Redactor, StoreSpec, redact_url};
@@ -709,6 +710,27 @@ const COLUMNS: &str = "SELECT c.COLUMN_NAME, CONCAT(c.DATA_TYPE, ' ', COALESCE(c
      WHERE c.TABLE_SCHEMA = DATABASE() AND c.TABLE_NAME = ? ORDER BY c.ORDINAL_POSITION";
 
 #[async_trait]
+impl SqlOutbox for MySqlStore {
+    type Conn<'a> = sqlx::pool::PoolConnection<sqlx::MySql>;
+
+    fn outbox_table(&self, entity: &EntityInfo) -> Result<Arc<TableSql>> {
+        self.table_sql(entity)
+    }
+
+    async fn outbox_conn<'a>(&'a self, entity: &'a EntityInfo) -> Result<Self::Conn<'a>> {
+        self.conn(entity).await
+    }
+
+    fn outbox_exec<'c>(
+        &'c self,
+        conn: &'c mut Self::Conn<'_>,
+        entity: &'c EntityInfo,
+    ) -> Box<dyn Exec + 'c> {
+        Box::new(self.exec(conn, entity))
+    }
+}
+
+#[async_trait]
 impl Store for MySqlStore {
     fn name(&self) -> &str {
         &self.inner.name
@@ -890,32 +912,15 @@ impl Store for MySqlStore {
     }
 
     async fn outbox_fetch(&self, entity: &EntityInfo, max: usize) -> Result<Vec<OutboxEntry>> {
-        if entity.outbox.is_none() {
-            return Ok(Vec::new());
-        }
-        let t = self.table_sql(entity)?;
-        let mut conn = self.conn(entity).await?;
-        let target = self.target(entity);
-        sql::outbox::fetch(&mut self.exec(&mut conn, entity), target, &t.outbox, max).await
+        self.sql_outbox_fetch(entity, max).await
     }
 
     async fn outbox_remove(&self, entity: &EntityInfo, ids: &[String]) -> Result<()> {
-        if entity.outbox.is_none() || ids.is_empty() {
-            return Ok(());
-        }
-        let t = self.table_sql(entity)?;
-        let mut conn = self.conn(entity).await?;
-        let mut exec = self.exec(&mut conn, entity);
-        sql::outbox::remove(&mut exec, &*t.dialect, &t.outbox, ids).await
+        self.sql_outbox_remove(entity, ids).await
     }
 
     async fn outbox_len(&self, entity: &EntityInfo) -> Result<u64> {
-        if entity.outbox.is_none() {
-            return Ok(0);
-        }
-        let t = self.table_sql(entity)?;
-        let mut conn = self.conn(entity).await?;
-        sql::outbox::len(&mut self.exec(&mut conn, entity), &t.outbox).await
+        self.sql_outbox_len(entity).await
     }
 
     async fn query(&self, entity: &EntityInfo, query: &StoreQuery) -> Result<Vec<Record>> {
