@@ -74,43 +74,21 @@ use std::hint::black_box;
 use std::sync::Mutex;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use bench_user::{BenchUser, KEY, runtime, sample, user};
 use criterion::measurement::WallTime;
 use criterion::{BenchmarkGroup, Criterion, SamplingMode, Throughput};
 use criterion::{criterion_group, criterion_main};
-use polyrouter::{Entity, Query, Repo, Router};
+use polyrouter::{Query, Repo, Router};
 use redis::aio::ConnectionManager;
-use serde::{Deserialize, Serialize};
 use tokio::runtime::Runtime;
 
-/// The same small row as `benches/router.rs`.
-#[derive(Entity, Serialize, Deserialize, Debug, Clone)]
-#[entity(name = "bench_user", key = "id")]
-struct BenchUser {
-    id: String,
-    email: String,
-    name: String,
-    score: i64,
-    #[entity(version)]
-    version: u64,
-}
+#[path = "support/bench_user.rs"]
+mod bench_user;
+#[path = "support/servers.rs"]
+mod servers;
 
-const KEY: &str = "user-000042";
 const BULK: usize = 10_000;
 const PAGE: u32 = 50;
-
-fn user(id: String, i: i64) -> BenchUser {
-    BenchUser {
-        id,
-        email: format!("user{i}@example.com"),
-        name: format!("User number {i}"),
-        score: i,
-        version: 0,
-    }
-}
-
-fn sample() -> BenchUser {
-    user(KEY.into(), 42)
-}
 
 fn bulk_rows() -> Vec<BenchUser> {
     (0..BULK as i64)
@@ -128,10 +106,7 @@ async fn repo(store_toml: &str) -> Repo<BenchUser> {
 }
 
 fn bench(c: &mut Criterion) {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("tokio runtime");
+    let rt = runtime();
     let rows = bulk_rows();
     if cfg!(feature = "memory") && wanted("memory") {
         let r = rt.block_on(repo("kind = \"memory\"\n"));
@@ -332,8 +307,7 @@ fn bench_redis(c: &mut Criterion, rt: &Runtime, rows: &[BenchUser]) {
 }
 
 fn bench_postgres(c: &mut Criterion, rt: &Runtime, rows: &[BenchUser]) {
-    let url = std::env::var("POLYROUTER_BENCH_POSTGRES")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into());
+    let url = servers::postgres_url();
     let schema = format!("pr_bench_{}", std::process::id());
     let repo = rt.block_on(repo(&format!(
         "kind = \"postgres\"\nurl = \"{url}\"\nschema = \"{schema}\"\n"
@@ -516,8 +490,7 @@ fn bench_postgres(c: &mut Criterion, rt: &Runtime, rows: &[BenchUser]) {
 
 #[cfg(feature = "mysql")]
 fn bench_mysql(c: &mut Criterion, rt: &Runtime, rows: &[BenchUser]) {
-    let url = std::env::var("POLYROUTER_BENCH_MYSQL")
-        .unwrap_or_else(|_| "mysql://root@127.0.0.1:3306/test".into());
+    let url = servers::mysql_url();
     let db = format!("pr_bench_{}", std::process::id());
     let repo = rt.block_on(repo(&format!(
         "kind = \"mysql\"\nurl = \"{url}\"\ndatabase = \"{db}\"\n"
