@@ -709,26 +709,7 @@ const COLUMNS: &str = "SELECT c.COLUMN_NAME, CONCAT(c.DATA_TYPE, ' ', COALESCE(c
      AND k.TABLE_NAME = c.TABLE_NAME AND k.COLUMN_NAME = c.COLUMN_NAME AND k.CONSTRAINT_NAME = 'PRIMARY' \
      WHERE c.TABLE_SCHEMA = DATABASE() AND c.TABLE_NAME = ? ORDER BY c.ORDINAL_POSITION";
 
-#[async_trait]
-impl SqlOutbox for MySqlStore {
-    type Conn<'a> = sqlx::pool::PoolConnection<sqlx::MySql>;
-
-    fn outbox_table(&self, entity: &EntityInfo) -> Result<Arc<TableSql>> {
-        self.table_sql(entity)
-    }
-
-    async fn outbox_conn<'a>(&'a self, entity: &'a EntityInfo) -> Result<Self::Conn<'a>> {
-        self.conn(entity).await
-    }
-
-    fn outbox_exec<'c>(
-        &'c self,
-        conn: &'c mut Self::Conn<'_>,
-        entity: &'c EntityInfo,
-    ) -> Box<dyn Exec + 'c> {
-        Box::new(self.exec(conn, entity))
-    }
-}
+sql::outbox::sqlx_outbox!(MySqlStore, sqlx::MySql);
 
 #[async_trait]
 impl Store for MySqlStore {

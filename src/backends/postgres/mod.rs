@@ -547,26 +547,7 @@ const PRIMARY_KEY: &str = "SELECT a.attname::text FROM pg_index i \
      JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = ANY(i.indkey) \
      WHERE i.indrelid = to_regclass($1) AND i.indisprimary";
 
-#[async_trait]
-impl SqlOutbox for PostgresStore {
-    type Conn<'a> = sqlx::pool::PoolConnection<sqlx::Postgres>;
-
-    fn outbox_table(&self, entity: &EntityInfo) -> Result<Arc<TableSql>> {
-        self.table_sql(entity)
-    }
-
-    async fn outbox_conn<'a>(&'a self, entity: &'a EntityInfo) -> Result<Self::Conn<'a>> {
-        self.conn(entity).await
-    }
-
-    fn outbox_exec<'c>(
-        &'c self,
-        conn: &'c mut Self::Conn<'_>,
-        entity: &'c EntityInfo,
-    ) -> Box<dyn Exec + 'c> {
-        Box::new(self.exec(conn, entity))
-    }
-}
+sql::outbox::sqlx_outbox!(PostgresStore, sqlx::Postgres);
 
 #[async_trait]
 impl Store for PostgresStore {

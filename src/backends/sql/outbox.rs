@@ -213,6 +213,43 @@ pub(crate) trait SqlOutbox: crate::Store {
     }
 }
 
+/// Implements [`SqlOutbox`] for a sqlx store `$store` whose pool is of
+/// database `$db`: through its own `table_sql(entity)`, `conn(entity)`
+/// (a pooled connection) and `exec(conn, entity)` (its [`Exec`]).
+#[cfg(any(feature = "sqlite", feature = "postgres", feature = "mysql"))]
+macro_rules! sqlx_outbox {
+    ($store:ty, $db:ty) => {
+        #[async_trait::async_trait]
+        impl $crate::backends::sql::outbox::SqlOutbox for $store {
+            type Conn<'a> = sqlx::pool::PoolConnection<$db>;
+
+            fn outbox_table(
+                &self,
+                entity: &$crate::store::EntityInfo,
+            ) -> $crate::Result<std::sync::Arc<$crate::backends::sql::TableSql>> {
+                self.table_sql(entity)
+            }
+
+            async fn outbox_conn<'a>(
+                &'a self,
+                entity: &'a $crate::store::EntityInfo,
+            ) -> $crate::Result<Self::Conn<'a>> {
+                self.conn(entity).await
+            }
+
+            fn outbox_exec<'c>(
+                &'c self,
+                conn: &'c mut Self::Conn<'_>,
+                entity: &'c $crate::store::EntityInfo,
+            ) -> Box<dyn $crate::backends::sql::write::Exec + 'c> {
+                Box::new(self.exec(conn, entity))
+            }
+        }
+    };
+}
+#[cfg(any(feature = "sqlite", feature = "postgres", feature = "mysql"))]
+pub(crate) use sqlx_outbox;
+
 /// Up to `max` entries of the outbox, oldest (`seq`) first.
 pub async fn fetch(
     exec: &mut dyn Exec,

@@ -515,26 +515,7 @@ impl Inner {
 
 const TABLE_INFO: &str = "SELECT name, type, \"notnull\", dflt_value, pk FROM pragma_table_info(?)";
 
-#[async_trait]
-impl SqlOutbox for SqliteStore {
-    type Conn<'a> = sqlx::pool::PoolConnection<sqlx::Sqlite>;
-
-    fn outbox_table(&self, entity: &EntityInfo) -> Result<Arc<TableSql>> {
-        self.table_sql(entity)
-    }
-
-    async fn outbox_conn<'a>(&'a self, entity: &'a EntityInfo) -> Result<Self::Conn<'a>> {
-        self.conn(entity).await
-    }
-
-    fn outbox_exec<'c>(
-        &'c self,
-        conn: &'c mut Self::Conn<'_>,
-        entity: &'c EntityInfo,
-    ) -> Box<dyn Exec + 'c> {
-        Box::new(self.exec(conn, entity))
-    }
-}
+sql::outbox::sqlx_outbox!(SqliteStore, sqlx::Sqlite);
 
 #[async_trait]
 impl Store for SqliteStore {
