@@ -20,8 +20,13 @@
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use polyrouter::{Entity, Repo, Router};
-use serde::{Deserialize, Serialize};
+use bench_user::{BenchUser, KEY, runtime, sample};
+use polyrouter::{Repo, Router};
+
+#[path = "support/bench_user.rs"]
+mod bench_user;
+#[path = "support/servers.rs"]
+mod servers;
 
 /// The system allocator, counting.
 struct Counting;
@@ -62,31 +67,8 @@ unsafe impl GlobalAlloc for Counting {
 #[global_allocator]
 static ALLOC: Counting = Counting;
 
-/// The row of `benches/backends.rs`.
-#[derive(Entity, Serialize, Deserialize, Debug, Clone)]
-#[entity(name = "bench_user", key = "id")]
-struct BenchUser {
-    id: String,
-    email: String,
-    name: String,
-    score: i64,
-    #[entity(version)]
-    version: u64,
-}
-
-const KEY: &str = "user-000042";
 const WARM: u64 = 200;
 const COUNTED: u64 = 2_000;
-
-fn sample() -> BenchUser {
-    BenchUser {
-        id: KEY.into(),
-        email: "user42@example.com".into(),
-        name: "User number 42".into(),
-        score: 42,
-        version: 0,
-    }
-}
 
 /// Allocations and bytes per call of `op`, after a warm-up.
 async fn per_op<F, Fut>(mut op: F) -> (f64, f64)
@@ -128,16 +110,11 @@ async fn measure(label: &str, store_toml: &str) {
 }
 
 fn main() {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("runtime");
-    rt.block_on(async {
+    runtime().block_on(async {
         measure("memory", "kind = \"memory\"").await;
         #[cfg(feature = "postgres")]
         {
-            let url = std::env::var("POLYROUTER_BENCH_POSTGRES")
-                .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into());
+            let url = servers::postgres_url();
             let schema = format!("pr_allocs_{}", std::process::id());
             measure(
                 "postgres",
@@ -152,8 +129,7 @@ fn main() {
         }
         #[cfg(feature = "mysql")]
         {
-            let url = std::env::var("POLYROUTER_BENCH_MYSQL")
-                .unwrap_or_else(|_| "mysql://root@127.0.0.1:3306/test".into());
+            let url = servers::mysql_url();
             let db = format!("pr_allocs_{}", std::process::id());
             measure(
                 "mysql",

@@ -74,43 +74,21 @@ use std::hint::black_box;
 use std::sync::Mutex;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use bench_user::{BenchUser, KEY, runtime, sample, user};
 use criterion::measurement::WallTime;
 use criterion::{BenchmarkGroup, Criterion, SamplingMode, Throughput};
 use criterion::{criterion_group, criterion_main};
-use polyrouter::{Entity, Query, Repo, Router};
+use polyrouter::{Query, Repo, Router};
 use redis::aio::ConnectionManager;
-use serde::{Deserialize, Serialize};
 use tokio::runtime::Runtime;
 
-/// The same small row as `benches/router.rs`.
-#[derive(Entity, Serialize, Deserialize, Debug, Clone)]
-#[entity(name = "bench_user", key = "id")]
-struct BenchUser {
-    id: String,
-    email: String,
-    name: String,
-    score: i64,
-    #[entity(version)]
-    version: u64,
-}
+#[path = "support/bench_user.rs"]
+mod bench_user;
+#[path = "support/servers.rs"]
+mod servers;
 
-const KEY: &str = "user-000042";
 const BULK: usize = 10_000;
 const PAGE: u32 = 50;
-
-fn user(id: String, i: i64) -> BenchUser {
-    BenchUser {
-        id,
-        email: format!("user{i}@example.com"),
-        name: format!("User number {i}"),
-        score: i,
-        version: 0,
-    }
-}
-
-fn sample() -> BenchUser {
-    user(KEY.into(), 42)
-}
 
 fn bulk_rows() -> Vec<BenchUser> {
     (0..BULK as i64)
@@ -128,10 +106,7 @@ async fn repo(store_toml: &str) -> Repo<BenchUser> {
 }
 
 fn bench(c: &mut Criterion) {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("tokio runtime");
+    let rt = runtime();
     let rows = bulk_rows();
     if cfg!(feature = "memory") && wanted("memory") {
         let r = rt.block_on(repo("kind = \"memory\"\n"));
@@ -262,7 +237,7 @@ fn bench_redis(c: &mut Criterion, rt: &Runtime, rows: &[BenchUser]) {
     });
 
     let one = sample();
-    let (ratios_get, ratios_put) = (Mutex::new(Vec::new()), Mutex::new(Vec::new()));
+    let ratios = Ratios::default();
     let point = |g: &mut BenchmarkGroup<'_, WallTime>| {
         g.bench_function("raw_get", |b| {
             b.to_async(rt)
@@ -273,36 +248,18 @@ fn bench_redis(c: &mut Criterion, rt: &Runtime, rows: &[BenchUser]) {
                 black_box(raw_put(&conn, &record_key, black_box(&payload)).await)
             })
         });
-        // Router and raw interleaved in one loop, so machine-load drift
-        // cancels out of their ratio (printed after the group).
-        g.bench_function("interleaved_get", |b| {
-            b.to_async(rt).iter_custom(|iters| {
-                interleaved(
-                    iters,
-                    &ratios_get,
-                    || async {
-                        black_box(repo.get(black_box(KEY)).await.expect("get"));
-                    },
-                    || async {
-                        black_box(raw_get(&conn, &record_key).await);
-                    },
-                )
-            })
-        });
-        g.bench_function("interleaved_put", |b| {
-            b.to_async(rt).iter_custom(|iters| {
-                interleaved(
-                    iters,
-                    &ratios_put,
-                    || async {
-                        black_box(repo.put(black_box(&one)).await.expect("put"));
-                    },
-                    || async {
-                        black_box(raw_put(&conn, &record_key, &payload).await);
-                    },
-                )
-            })
-        });
+        ratios.bench(
+            g,
+            rt,
+            &repo,
+            &one,
+            || async {
+                black_box(raw_get(&conn, &record_key).await);
+            },
+            || async {
+                black_box(raw_put(&conn, &record_key, &payload).await);
+            },
+        );
     };
     let bulk_raw = |g: &mut BenchmarkGroup<'_, WallTime>| {
         g.bench_function("raw_put_many_10k_pipelined", |b| {
@@ -322,18 +279,14 @@ fn bench_redis(c: &mut Criterion, rt: &Runtime, rows: &[BenchUser]) {
         });
     };
     bench_repo(c, rt, "redis", &repo, rows, false, &point, &bulk_raw);
-    for (op, ratios) in [("get", &ratios_get), ("put", &ratios_put)] {
-        let (m, n) = median(ratios);
-        eprintln!("redis: router/raw {op} = {m:.3} (interleaved, median of {n} chunk pairs)");
-    }
+    ratios.report("redis");
 
     let deleted = rt.block_on(delete_prefix(&conn, &prefix));
     eprintln!("redis: deleted {deleted} keys under {prefix}:*");
 }
 
 fn bench_postgres(c: &mut Criterion, rt: &Runtime, rows: &[BenchUser]) {
-    let url = std::env::var("POLYROUTER_BENCH_POSTGRES")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into());
+    let url = servers::postgres_url();
     let schema = format!("pr_bench_{}", std::process::id());
     let repo = rt.block_on(repo(&format!(
         "kind = \"postgres\"\nurl = \"{url}\"\nschema = \"{schema}\"\n"
@@ -381,7 +334,7 @@ fn bench_postgres(c: &mut Criterion, rt: &Runtime, rows: &[BenchUser]) {
         .expect("the router's row");
     assert_eq!(id, KEY);
 
-    let (ratios_get, ratios_put) = (Mutex::new(Vec::new()), Mutex::new(Vec::new()));
+    let ratios = Ratios::default();
     let ratios_ping = Mutex::new(Vec::new());
     let point = |g: &mut BenchmarkGroup<'_, WallTime>| {
         g.bench_function("raw_get", |b| {
@@ -424,34 +377,18 @@ fn bench_postgres(c: &mut Criterion, rt: &Runtime, rows: &[BenchUser]) {
                 black_box(rows)
             })
         });
-        g.bench_function("interleaved_get", |b| {
-            b.to_async(rt).iter_custom(|iters| {
-                interleaved(
-                    iters,
-                    &ratios_get,
-                    || async {
-                        black_box(repo.get(black_box(KEY)).await.expect("get"));
-                    },
-                    || async {
-                        black_box(pg_raw_get(&pool, &get_sql).await);
-                    },
-                )
-            })
-        });
-        g.bench_function("interleaved_put", |b| {
-            b.to_async(rt).iter_custom(|iters| {
-                interleaved(
-                    iters,
-                    &ratios_put,
-                    || async {
-                        black_box(repo.put(black_box(&one)).await.expect("put"));
-                    },
-                    || async {
-                        pg_raw_put(&pool, &put_sql, &one).await;
-                    },
-                )
-            })
-        });
+        ratios.bench(
+            g,
+            rt,
+            &repo,
+            &one,
+            || async {
+                black_box(pg_raw_get(&pool, &get_sql).await);
+            },
+            || async {
+                pg_raw_put(&pool, &put_sql, &one).await;
+            },
+        );
     };
     let many_sql = format!(
         "INSERT INTO {table} AS t (\"id\", \"email\", \"name\", \"score\", \"_pr_version\", \"_pr_expires_at\") \
@@ -493,10 +430,7 @@ fn bench_postgres(c: &mut Criterion, rt: &Runtime, rows: &[BenchUser]) {
         });
     };
     bench_repo(c, rt, "postgres", &repo, rows, true, &point, &bulk_raw);
-    for (op, ratios) in [("get", &ratios_get), ("put", &ratios_put)] {
-        let (m, n) = median(ratios);
-        eprintln!("postgres: router/raw {op} = {m:.3} (interleaved, median of {n} chunk pairs)");
-    }
+    ratios.report("postgres");
     let (m, n) = median(&ratios_ping);
     eprintln!(
         "postgres: get pinging every checkout / default = {m:.3} (interleaved, median of {n} chunk pairs)"
@@ -516,8 +450,7 @@ fn bench_postgres(c: &mut Criterion, rt: &Runtime, rows: &[BenchUser]) {
 
 #[cfg(feature = "mysql")]
 fn bench_mysql(c: &mut Criterion, rt: &Runtime, rows: &[BenchUser]) {
-    let url = std::env::var("POLYROUTER_BENCH_MYSQL")
-        .unwrap_or_else(|_| "mysql://root@127.0.0.1:3306/test".into());
+    let url = servers::mysql_url();
     let db = format!("pr_bench_{}", std::process::id());
     let repo = rt.block_on(repo(&format!(
         "kind = \"mysql\"\nurl = \"{url}\"\ndatabase = \"{db}\"\n"
@@ -566,7 +499,7 @@ fn bench_mysql(c: &mut Criterion, rt: &Runtime, rows: &[BenchUser]) {
     };
     let (id, ..) = rt.block_on(raw_get(&pool)).expect("the router's row");
     assert_eq!(id, KEY.as_bytes());
-    let (ratios_get, ratios_put) = (Mutex::new(Vec::new()), Mutex::new(Vec::new()));
+    let ratios = Ratios::default();
     let point = |g: &mut BenchmarkGroup<'_, WallTime>| {
         g.bench_function("raw_get", |b| {
             b.to_async(rt)
@@ -588,40 +521,21 @@ fn bench_mysql(c: &mut Criterion, rt: &Runtime, rows: &[BenchUser]) {
             b.to_async(rt)
                 .iter(|| async { my_raw_put_versioned(&pool, &put_versioned_sql, &one).await })
         });
-        g.bench_function("interleaved_get", |b| {
-            b.to_async(rt).iter_custom(|iters| {
-                interleaved(
-                    iters,
-                    &ratios_get,
-                    || async {
-                        black_box(repo.get(black_box(KEY)).await.expect("get"));
-                    },
-                    || async {
-                        black_box(raw_get(&pool).await);
-                    },
-                )
-            })
-        });
-        g.bench_function("interleaved_put", |b| {
-            b.to_async(rt).iter_custom(|iters| {
-                interleaved(
-                    iters,
-                    &ratios_put,
-                    || async {
-                        black_box(repo.put(black_box(&one)).await.expect("put"));
-                    },
-                    || async {
-                        my_raw_put_versioned(&pool, &put_versioned_sql, &one).await;
-                    },
-                )
-            })
-        });
+        ratios.bench(
+            g,
+            rt,
+            &repo,
+            &one,
+            || async {
+                black_box(raw_get(&pool).await);
+            },
+            || async {
+                my_raw_put_versioned(&pool, &put_versioned_sql, &one).await;
+            },
+        );
     };
     bench_repo(c, rt, "mysql", &repo, rows, true, &point, &|_| {});
-    for (op, ratios) in [("get", &ratios_get), ("put", &ratios_put)] {
-        let (m, n) = median(ratios);
-        eprintln!("mysql: router/raw {op} = {m:.3} (interleaved, median of {n} chunk pairs)");
-    }
+    ratios.report("mysql");
     drop(repo);
     rt.block_on(async {
         sqlx::query(&format!("DROP DATABASE `{db}`"))
@@ -702,6 +616,67 @@ async fn raw_put(conn: &ConnectionManager, key: &str, payload: &[u8]) -> i64 {
         .query_async(&mut conn.clone())
         .await
         .expect("HSET")
+}
+
+/// The router / raw ratios of a store's interleaved get and put.
+#[derive(Default)]
+struct Ratios {
+    get: Mutex<Vec<f64>>,
+    put: Mutex<Vec<f64>>,
+}
+
+impl Ratios {
+    /// `interleaved_get` and `interleaved_put`: the router's get and put of
+    /// the row under [`KEY`] and `raw_get` / `raw_put` in one loop each, so
+    /// that machine-load drift cancels out of their ratio (printed by
+    /// [`Ratios::report`] after the group).
+    fn bench<G, GF, P, PF>(
+        &self,
+        g: &mut BenchmarkGroup<'_, WallTime>,
+        rt: &Runtime,
+        repo: &Repo<BenchUser>,
+        one: &BenchUser,
+        raw_get: G,
+        raw_put: P,
+    ) where
+        G: Fn() -> GF,
+        GF: Future<Output = ()>,
+        P: Fn() -> PF,
+        PF: Future<Output = ()>,
+    {
+        g.bench_function("interleaved_get", |b| {
+            b.to_async(rt).iter_custom(|iters| {
+                interleaved(
+                    iters,
+                    &self.get,
+                    || async {
+                        black_box(repo.get(black_box(KEY)).await.expect("get"));
+                    },
+                    &raw_get,
+                )
+            })
+        });
+        g.bench_function("interleaved_put", |b| {
+            b.to_async(rt).iter_custom(|iters| {
+                interleaved(
+                    iters,
+                    &self.put,
+                    || async {
+                        black_box(repo.put(black_box(one)).await.expect("put"));
+                    },
+                    &raw_put,
+                )
+            })
+        });
+    }
+
+    /// Prints the median ratios of `label`'s group.
+    fn report(&self, label: &str) {
+        for (op, ratios) in [("get", &self.get), ("put", &self.put)] {
+            let (m, n) = median(ratios);
+            eprintln!("{label}: router/raw {op} = {m:.3} (interleaved, median of {n} chunk pairs)");
+        }
+    }
 }
 
 /// Runs `iters` of `a` and of `b` in alternating chunks of 16 (alternating

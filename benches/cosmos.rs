@@ -29,45 +29,22 @@ use azure_data_cosmos::options::{BinaryEncodingOptions, ConnectionPoolOptions};
 use azure_data_cosmos::{
     AccountReference, CosmosClient, CosmosRuntime, FeedScope, RoutingStrategy,
 };
+use bench_user::{BenchUser, KEY, runtime, sample, user};
 use criterion::{Criterion, criterion_group, criterion_main};
 use futures::TryStreamExt;
 use polyrouter::backends::cosmos::{CosmosConfig, CosmosStore};
-use polyrouter::{Entity, Query, Router};
-use serde::{Deserialize, Serialize};
+use polyrouter::{Query, Router};
 
-/// The same small row as `benches/backends.rs`.
-#[derive(Entity, Serialize, Deserialize, Debug, Clone)]
-#[entity(name = "bench_user", key = "id")]
-struct BenchUser {
-    id: String,
-    email: String,
-    name: String,
-    score: i64,
-    #[entity(version)]
-    version: u64,
-}
+#[path = "support/bench_user.rs"]
+mod bench_user;
 
-const KEY: &str = "user-000042";
 const ROWS: i64 = 200;
 /// The emulators' well-known, public account key.
 const KEY_B64: &str =
     "C2y6yDjf5/R+ob0N8A7Cgv30VRDJIWEHLM+4QDU5DE2nQ9nDuVTqobD4b8mGGyPMbIZnqyMsEcaGQy67XIw/Jw==";
 
-fn user(id: String, i: i64) -> BenchUser {
-    BenchUser {
-        id,
-        email: format!("user{i}@example.com"),
-        name: format!("User number {i}"),
-        score: i,
-        version: 0,
-    }
-}
-
 fn bench(c: &mut Criterion) {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("tokio runtime");
+    let rt = runtime();
     let endpoint = std::env::var("POLYROUTER_BENCH_COSMOS")
         .unwrap_or_else(|_| "http://127.0.0.1:8081/".into());
     let database = format!("pr_bench_{}", std::process::id());
@@ -81,7 +58,7 @@ fn bench(c: &mut Criterion) {
         let repo = router.repo::<BenchUser>().await.expect("repo");
         let rows: Vec<BenchUser> = (0..ROWS).map(|i| user(format!("row-{i:05}"), i)).collect();
         repo.put_many(&rows).await.expect("seed rows");
-        repo.put(&user(KEY.into(), 42)).await.expect("seed row");
+        repo.put(&sample()).await.expect("seed row");
         repo
     });
     let container = rt.block_on(async {
@@ -137,7 +114,7 @@ fn bench(c: &mut Criterion) {
             })
         })
     });
-    let row = user(KEY.into(), 42);
+    let row = sample();
     g.bench_function("put", |b| {
         b.iter(|| rt.block_on(async { black_box(repo.put(&row).await.unwrap()) }))
     });

@@ -24,6 +24,7 @@ use sqlx::{Connection, Row};
 use crate::backends::sql::{
     self, Column, ColumnInfo, Dialect, Message, Param, SslMode, TableSql, Tables,
     entity_config_error, now_micros,
+    outbox::SqlOutbox,
     write::{self, Exec, Target},
 };
 use crate::config::{Redactor, StoreSpec, redact_url};
@@ -673,13 +674,8 @@ impl Exec for MySqlExec<'_> {
             Ok(rows) => rows,
             Err(e) => return Err(self.map(e)),
         };
-        crate::backends::sql::key_ints(&rows, self.store, self.entity, |r| {
-            let k = column_value(r, 0, key)
-                .ok()
-                .and_then(|v| Key::from_value(&v));
-            let n = r.try_get::<i64, _>(1).map_err(|e| self.map(e))?;
-            Ok((k, n))
-        })
+        let what = (self.store, self.entity, "a versioned apply");
+        sql::sqlx_key_ints(&rows, what, key, column_value, |e| self.map(e))
     }
 }
 
@@ -712,6 +708,8 @@ const COLUMNS: &str = "SELECT c.COLUMN_NAME, CONCAT(c.DATA_TYPE, ' ', COALESCE(c
      LEFT JOIN information_schema.KEY_COLUMN_USAGE k ON k.TABLE_SCHEMA = c.TABLE_SCHEMA \
      AND k.TABLE_NAME = c.TABLE_NAME AND k.COLUMN_NAME = c.COLUMN_NAME AND k.CONSTRAINT_NAME = 'PRIMARY' \
      WHERE c.TABLE_SCHEMA = DATABASE() AND c.TABLE_NAME = ? ORDER BY c.ORDINAL_POSITION";
+
+sql::outbox::sqlx_outbox!(MySqlStore, sqlx::MySql);
 
 #[async_trait]
 impl Store for MySqlStore {
@@ -895,32 +893,15 @@ impl Store for MySqlStore {
     }
 
     async fn outbox_fetch(&self, entity: &EntityInfo, max: usize) -> Result<Vec<OutboxEntry>> {
-        if entity.outbox.is_none() {
-            return Ok(Vec::new());
-        }
-        let t = self.table_sql(entity)?;
-        let mut conn = self.conn(entity).await?;
-        let target = self.target(entity);
-        sql::outbox::fetch(&mut self.exec(&mut conn, entity), target, &t.outbox, max).await
+        self.sql_outbox_fetch(entity, max).await
     }
 
     async fn outbox_remove(&self, entity: &EntityInfo, ids: &[String]) -> Result<()> {
-        if entity.outbox.is_none() || ids.is_empty() {
-            return Ok(());
-        }
-        let t = self.table_sql(entity)?;
-        let mut conn = self.conn(entity).await?;
-        let mut exec = self.exec(&mut conn, entity);
-        sql::outbox::remove(&mut exec, &*t.dialect, &t.outbox, ids).await
+        self.sql_outbox_remove(entity, ids).await
     }
 
     async fn outbox_len(&self, entity: &EntityInfo) -> Result<u64> {
-        if entity.outbox.is_none() {
-            return Ok(0);
-        }
-        let t = self.table_sql(entity)?;
-        let mut conn = self.conn(entity).await?;
-        sql::outbox::len(&mut self.exec(&mut conn, entity), &t.outbox).await
+        self.sql_outbox_len(entity).await
     }
 
     async fn query(&self, entity: &EntityInfo, query: &StoreQuery) -> Result<Vec<Record>> {

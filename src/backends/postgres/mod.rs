@@ -23,6 +23,7 @@ use sqlx::postgres::{PgConnectOptions, PgConnection, PgPool, PgPoolOptions, PgRo
 use crate::backends::sql::{
     self, BulkPut, Column, ColumnInfo, Dialect, Message, Param, SslMode, TableSql, Tables,
     entity_config_error, now_micros,
+    outbox::SqlOutbox,
     write::{self, Exec, Target},
 };
 use crate::config::{Redactor, StoreSpec, redact_url};
@@ -368,22 +369,11 @@ impl PostgresStore {
                 .fetch_all(&mut *tx)
                 .await
                 .map_err(|e| self.err(entity, e));
+            let what = (&*self.inner.name, entity.name(), "the bulk upsert");
             let returned = rows.and_then(|rows| {
-                rows.iter()
-                    .map(|r| {
-                        let key = column_value(r, 0, t.key_column())
-                            .ok()
-                            .and_then(|v| Key::from_value(&v));
-                        let version = r.try_get::<i64, _>(1).map_err(|e| self.err(entity, e))?;
-                        key.map(|k| (k, version)).ok_or_else(|| {
-                            Error::backend(
-                                &self.inner.name,
-                                entity.name(),
-                                Message("the bulk upsert returned an unreadable key".into()),
-                            )
-                        })
-                    })
-                    .collect::<Result<Vec<_>>>()
+                sql::sqlx_key_ints(&rows, what, t.key_column(), column_value, |e| {
+                    self.err(entity, e)
+                })
             });
             match returned.and_then(|r| write::bulk_outcomes(self.target(entity), b, r)) {
                 Ok(o) => outcomes.extend(o),
@@ -489,14 +479,9 @@ impl Exec for PgExec<'_> {
             .fetch_all(&mut *self.conn)
             .await
             .map_err(|e| map_err(store, entity, e))?;
-        crate::backends::sql::key_ints(&rows, store, entity, |r| {
-            let k = column_value(r, 0, key)
-                .ok()
-                .and_then(|v| Key::from_value(&v));
-            let n = r
-                .try_get::<i64, _>(1)
-                .map_err(|e| map_err(store, entity, e))?;
-            Ok((k, n))
+        let what = (store, entity, "a versioned apply");
+        sql::sqlx_key_ints(&rows, what, key, column_value, |e| {
+            map_err(store, entity, e)
         })
     }
 }
@@ -561,6 +546,8 @@ const COLUMNS: &str = "SELECT column_name::text, data_type::text, is_nullable::t
 const PRIMARY_KEY: &str = "SELECT a.attname::text FROM pg_index i \
      JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = ANY(i.indkey) \
      WHERE i.indrelid = to_regclass($1) AND i.indisprimary";
+
+sql::outbox::sqlx_outbox!(PostgresStore, sqlx::Postgres);
 
 #[async_trait]
 impl Store for PostgresStore {
@@ -811,32 +798,15 @@ impl Store for PostgresStore {
     }
 
     async fn outbox_fetch(&self, entity: &EntityInfo, max: usize) -> Result<Vec<OutboxEntry>> {
-        if entity.outbox.is_none() {
-            return Ok(Vec::new());
-        }
-        let t = self.table_sql(entity)?;
-        let mut conn = self.conn(entity).await?;
-        let target = self.target(entity);
-        sql::outbox::fetch(&mut self.exec(&mut conn, entity), target, &t.outbox, max).await
+        self.sql_outbox_fetch(entity, max).await
     }
 
     async fn outbox_remove(&self, entity: &EntityInfo, ids: &[String]) -> Result<()> {
-        if entity.outbox.is_none() || ids.is_empty() {
-            return Ok(());
-        }
-        let t = self.table_sql(entity)?;
-        let mut conn = self.conn(entity).await?;
-        let mut exec = self.exec(&mut conn, entity);
-        sql::outbox::remove(&mut exec, &*t.dialect, &t.outbox, ids).await
+        self.sql_outbox_remove(entity, ids).await
     }
 
     async fn outbox_len(&self, entity: &EntityInfo) -> Result<u64> {
-        if entity.outbox.is_none() {
-            return Ok(0);
-        }
-        let t = self.table_sql(entity)?;
-        let mut conn = self.conn(entity).await?;
-        sql::outbox::len(&mut self.exec(&mut conn, entity), &t.outbox).await
+        self.sql_outbox_len(entity).await
     }
 
     async fn query(&self, entity: &EntityInfo, query: &StoreQuery) -> Result<Vec<Record>> {

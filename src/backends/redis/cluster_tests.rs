@@ -4,40 +4,14 @@
 //! (even when it fails). Failover and redirects: tests/scaleout.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
+use super::tests::{ITEM, NOTE, entity_of, item, note, put, scan, unique_prefix};
 use super::*;
-use crate::entity::{FieldDef, FieldKind, Schema};
+use crate::entity::Schema;
 use crate::store::OutboxSpec;
-use crate::{KeyKind, Value};
 
 const PORTS: [u16; 6] = [7101, 7102, 7103, 7104, 7105, 7106];
-
-static ITEM_FIELDS: [FieldDef; 2] = [
-    FieldDef::required("id", FieldKind::Int),
-    FieldDef::required("name", FieldKind::String),
-];
-static ITEM: Schema = Schema {
-    name: "item",
-    key: "id",
-    key_kind: KeyKind::Int,
-    partition_key: None,
-    version: None,
-    fields: &ITEM_FIELDS,
-};
-static NOTE_FIELDS: [FieldDef; 2] = [
-    FieldDef::required("id", FieldKind::String),
-    FieldDef::required("body", FieldKind::String),
-];
-static NOTE: Schema = Schema {
-    name: "note",
-    key: "id",
-    key_kind: KeyKind::Str,
-    partition_key: None,
-    version: None,
-    fields: &NOTE_FIELDS,
-};
 
 /// Deletes every key under a prefix on every master when dropped.
 struct Cleanup(String);
@@ -51,19 +25,7 @@ impl Drop for Cleanup {
             let Ok(mut conn) = client.get_connection() else {
                 continue;
             };
-            let keys: Vec<Vec<u8>> = match redis::cmd("SCAN")
-                .cursor_arg(0)
-                .arg("MATCH")
-                .arg(format!("{}*", self.0))
-                .arg("COUNT")
-                .arg(1000)
-                .clone()
-                .iter(&mut conn)
-            {
-                Ok(iter) => iter.filter_map(|k| k.ok()).collect(),
-                Err(_) => continue,
-            };
-            for k in keys {
+            for k in scan(&mut conn, &format!("{}*", self.0)) {
                 // A replica answers MOVED: its master deletes the key.
                 let _: redis::RedisResult<i64> = redis::cmd("DEL").arg(k).query(&mut conn);
             }
@@ -72,9 +34,7 @@ impl Drop for Cleanup {
 }
 
 fn config(tag: &str) -> (RedisConfig, Cleanup) {
-    static NEXT: AtomicU64 = AtomicU64::new(0);
-    let n = NEXT.fetch_add(1, Ordering::Relaxed);
-    let prefix = format!("polyrouter-cluster-unit-{}-{tag}-{n}", std::process::id());
+    let prefix = unique_prefix("cluster-unit", tag);
     let c = RedisConfig::cluster(PORTS.map(|p| format!("redis://127.0.0.1:{p}")))
         .with_key_prefix(&prefix);
     (c, Cleanup(prefix))
@@ -87,32 +47,7 @@ async fn open(c: RedisConfig) -> RedisStore {
 }
 
 fn entity(schema: &'static Schema) -> EntityInfo {
-    EntityInfo {
-        store: "rc".into(),
-        ..EntityInfo::new(schema)
-    }
-}
-
-fn item(id: i64, name: &str) -> Record {
-    let mut r = Record::new(Key::Int(id));
-    r.set("id", Value::I64(id));
-    r.set("name", Value::from(name));
-    r
-}
-
-fn note(id: &str, body: &str) -> Record {
-    let mut r = Record::new(Key::from(id));
-    r.set("id", Value::from(id));
-    r.set("body", Value::from(body));
-    r
-}
-
-fn put(record: Record) -> WriteOp {
-    WriteOp::Put {
-        record,
-        precondition: Precondition::None,
-        ttl: None,
-    }
+    entity_of("rc", schema)
 }
 
 #[tokio::test]

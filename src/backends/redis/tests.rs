@@ -51,7 +51,7 @@ static ITEM_FIELDS: [FieldDef; 2] = [
     FieldDef::required("id", FieldKind::Int),
     FieldDef::required("name", FieldKind::String),
 ];
-static ITEM: Schema = Schema {
+pub(super) static ITEM: Schema = Schema {
     name: "item",
     key: "id",
     key_kind: KeyKind::Int,
@@ -64,7 +64,7 @@ static NOTE_FIELDS: [FieldDef; 2] = [
     FieldDef::required("id", FieldKind::String),
     FieldDef::required("body", FieldKind::String),
 ];
-static NOTE: Schema = Schema {
+pub(super) static NOTE: Schema = Schema {
     name: "note",
     key: "id",
     key_kind: KeyKind::Str,
@@ -103,11 +103,11 @@ impl Entity for Session {
     }
 }
 
-/// A unique key prefix for one test.
-fn unique_prefix(tag: &str) -> String {
+/// A unique key prefix for one test (`kind`: `unit`, `cluster-unit`).
+pub(super) fn unique_prefix(kind: &str, tag: &str) -> String {
     static NEXT: AtomicU64 = AtomicU64::new(0);
     let n = NEXT.fetch_add(1, Ordering::Relaxed);
-    format!("polyrouter-unit-{}-{tag}-{n}", std::process::id())
+    format!("polyrouter-{kind}-{}-{tag}-{n}", std::process::id())
 }
 
 /// Deletes every key under a prefix when dropped (SCAN + DEL), even when
@@ -123,28 +123,32 @@ impl Drop for Cleanup {
             return;
         };
         for pattern in [format!("{}:*", self.0), format!("{}#*", self.0)] {
-            let keys: Vec<Vec<u8>> = match redis::cmd("SCAN")
-                .cursor_arg(0)
-                .arg("MATCH")
-                .arg(&pattern)
-                .arg("COUNT")
-                .arg(1000)
-                .clone()
-                .iter(&mut conn)
-            {
-                Ok(iter) => iter.filter_map(|k| k.ok()).collect(),
-                Err(_) => continue,
-            };
-            for chunk in keys.chunks(500) {
+            for chunk in scan(&mut conn, &pattern).chunks(500) {
                 let _: redis::RedisResult<i64> = redis::cmd("DEL").arg(chunk).query(&mut conn);
             }
         }
     }
 }
 
+/// Every key matching `pattern` (none when the scan fails).
+pub(super) fn scan(conn: &mut redis::Connection, pattern: &str) -> Vec<Vec<u8>> {
+    match redis::cmd("SCAN")
+        .cursor_arg(0)
+        .arg("MATCH")
+        .arg(pattern)
+        .arg("COUNT")
+        .arg(1000)
+        .clone()
+        .iter(conn)
+    {
+        Ok(iter) => iter.filter_map(|k| k.ok()).collect(),
+        Err(_) => Vec::new(),
+    }
+}
+
 /// A store under a fresh prefix, and the guard that empties it.
 async fn store(tag: &str) -> (RedisStore, Cleanup) {
-    let prefix = unique_prefix(tag);
+    let prefix = unique_prefix("unit", tag);
     let guard = Cleanup(prefix.clone());
     let store = RedisStore::connect("cache", RedisConfig::new(URL).with_key_prefix(prefix))
         .await
@@ -162,27 +166,32 @@ async fn raw() -> redis::aio::MultiplexedConnection {
 }
 
 fn entity(schema: &'static Schema) -> EntityInfo {
+    entity_of("cache", schema)
+}
+
+/// `schema`'s entity, routed to `store`.
+pub(super) fn entity_of(store: &str, schema: &'static Schema) -> EntityInfo {
     EntityInfo {
-        store: "cache".into(),
+        store: store.into(),
         ..EntityInfo::new(schema)
     }
 }
 
-fn item(id: i64, name: &str) -> Record {
+pub(super) fn item(id: i64, name: &str) -> Record {
     let mut r = Record::new(Key::Int(id));
     r.set("id", Value::I64(id));
     r.set("name", Value::from(name));
     r
 }
 
-fn note(id: &str, body: &str) -> Record {
+pub(super) fn note(id: &str, body: &str) -> Record {
     let mut r = Record::new(Key::from(id));
     r.set("id", Value::from(id));
     r.set("body", Value::from(body));
     r
 }
 
-fn put(record: Record) -> WriteOp {
+pub(super) fn put(record: Record) -> WriteOp {
     WriteOp::Put {
         record,
         precondition: Precondition::None,
@@ -749,7 +758,7 @@ async fn records_expire_natively() {
 
 #[tokio::test]
 async fn the_session_store_expires_sessions() {
-    let prefix = unique_prefix("sessions");
+    let prefix = unique_prefix("unit", "sessions");
     let _guard = Cleanup(prefix.clone());
     let config = format!(
         "[stores.cache]\nkind = \"redis\"\nurl = \"{URL}\"\nkey_prefix = \"{prefix}\"\n\n[entities.session]\nstore = \"cache\"\nttl = \"700ms\"\n"

@@ -66,20 +66,26 @@ pub fn uuid_text(u: &Uuid) -> String {
     u.hyphenated().to_string()
 }
 
-/// Rows of `(key, integer)` (what a set-based versioned apply returns) as
-/// pairs; `read(row)` gives the key (`None`: unreadable) and the integer.
-/// An unreadable key is a backend error naming `store` and `entity`.
+/// Rows of `(key, integer)` (what a set-based versioned apply or a bulk
+/// upsert returns) as pairs; `read(row)` gives the key (`None`:
+/// unreadable) and the integer. An unreadable key is a backend error
+/// naming `store` and `entity`, and `what` returned it.
 ///
 /// ```
 /// use polyrouter::Key;
 /// let rows = [("a", 3i64), ("b", 5)];
-/// let pairs = polyrouter::backends::sql::key_ints(&rows, "s", "e", |r| Ok((Some(Key::from(r.0)), r.1)));
+/// let pairs = polyrouter::backends::sql::key_ints(&rows, "s", "e", "a versioned apply", |r| {
+///     Ok((Some(Key::from(r.0)), r.1))
+/// });
 /// assert_eq!(pairs.unwrap(), vec![(Key::from("a"), 3), (Key::from("b"), 5)]);
+/// let unreadable = polyrouter::backends::sql::key_ints(&rows, "s", "e", "the bulk upsert", |r| Ok((None, r.1)));
+/// assert!(unreadable.unwrap_err().to_string().contains("the bulk upsert returned an unreadable key"));
 /// ```
 pub fn key_ints<R>(
     rows: &[R],
     store: &str,
     entity: &str,
+    what: &str,
     mut read: impl FnMut(&R) -> crate::Result<(Option<Key>, i64)>,
 ) -> crate::Result<Vec<(Key, i64)>> {
     rows.iter()
@@ -88,8 +94,33 @@ pub fn key_ints<R>(
             (None, _) => Err(crate::Error::backend(
                 store,
                 entity,
-                super::Message("a versioned apply returned an unreadable key".into()),
+                super::Message(format!("{what} returned an unreadable key")),
             )),
         })
         .collect()
+}
+
+/// [`key_ints`] over the rows of a sqlx backend: column 0 read by the
+/// backend's `column_value` as a key of the key column `key`, column 1 as
+/// a 64-bit integer (its error mapped by `map_err`).
+#[cfg(any(feature = "sqlite", feature = "postgres", feature = "mysql"))]
+pub(crate) fn sqlx_key_ints<R>(
+    rows: &[R],
+    (store, entity, what): (&str, &str, &str),
+    key: &Column,
+    column_value: impl Fn(&R, usize, &Column) -> Result<Value, String>,
+    mut map_err: impl FnMut(sqlx::Error) -> crate::Error,
+) -> crate::Result<Vec<(Key, i64)>>
+where
+    R: sqlx::Row,
+    usize: sqlx::ColumnIndex<R>,
+    i64: for<'r> sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+{
+    key_ints(rows, store, entity, what, |r| {
+        let k = column_value(r, 0, key)
+            .ok()
+            .and_then(|v| Key::from_value(&v));
+        let n = r.try_get::<i64, _>(1).map_err(&mut map_err)?;
+        Ok((k, n))
+    })
 }

@@ -118,6 +118,8 @@ mod versioned;
 pub mod write;
 
 pub use ddl::{ColumnInfo, check_table};
+#[cfg(any(feature = "sqlite", feature = "postgres", feature = "mysql"))]
+pub(crate) use decode::sqlx_key_ints;
 pub use decode::{
     decode_record, json_from_text, key_ints, timestamp_from_micros, uuid_from_text, uuid_text,
 };

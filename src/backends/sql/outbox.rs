@@ -6,11 +6,15 @@
 //! write that commits after a later-numbered one simply shows up in a
 //! later fetch (no cursor skips it).
 
+use std::sync::Arc;
+
+use async_trait::async_trait;
+
 use super::dialect::{Dialect, number};
 use super::param::Param;
-use super::table::Select;
+use super::table::{Select, TableSql};
 use super::write::{Exec, Target};
-use crate::store::OutboxEntry;
+use crate::store::{EntityInfo, OutboxEntry};
 use crate::sync::ChangeEvent;
 use crate::{Error, Result};
 
@@ -139,6 +143,112 @@ pub fn outbox_entry(target: Target<'_>, seq: i64, event: &str) -> Result<OutboxE
         event,
     })
 }
+
+/// The outbox calls of [`Store`](crate::Store) (`outbox_fetch`,
+/// `outbox_remove`, `outbox_len`) on a SQL store, written once: the store
+/// supplies its tables and a statement runner on a pooled connection.
+/// An entity whose route has no outbox has an empty one (no connection is
+/// taken).
+#[async_trait]
+pub(crate) trait SqlOutbox: crate::Store {
+    /// A connection from the store's pool.
+    type Conn<'a>: Send
+    where
+        Self: 'a;
+
+    /// The statements of `entity`'s table.
+    fn outbox_table(&self, entity: &EntityInfo) -> Result<Arc<TableSql>>;
+
+    /// A connection from the pool.
+    async fn outbox_conn<'a>(&'a self, entity: &'a EntityInfo) -> Result<Self::Conn<'a>>;
+
+    /// A statement runner over `conn` for `entity`.
+    fn outbox_exec<'c>(
+        &'c self,
+        conn: &'c mut Self::Conn<'_>,
+        entity: &'c EntityInfo,
+    ) -> Box<dyn Exec + 'c>;
+
+    /// [`Store::outbox_fetch`](crate::Store::outbox_fetch): [`fetch`].
+    async fn sql_outbox_fetch(&self, entity: &EntityInfo, max: usize) -> Result<Vec<OutboxEntry>> {
+        if entity.outbox.is_none() {
+            return Ok(Vec::new());
+        }
+        let t = self.outbox_table(entity)?;
+        let mut conn = self.outbox_conn(entity).await?;
+        let target = Target::new(self.name(), entity);
+        fetch(
+            &mut *self.outbox_exec(&mut conn, entity),
+            target,
+            &t.outbox,
+            max,
+        )
+        .await
+    }
+
+    /// [`Store::outbox_remove`](crate::Store::outbox_remove): [`remove`].
+    async fn sql_outbox_remove(&self, entity: &EntityInfo, ids: &[String]) -> Result<()> {
+        if entity.outbox.is_none() || ids.is_empty() {
+            return Ok(());
+        }
+        let t = self.outbox_table(entity)?;
+        let mut conn = self.outbox_conn(entity).await?;
+        remove(
+            &mut *self.outbox_exec(&mut conn, entity),
+            &*t.dialect,
+            &t.outbox,
+            ids,
+        )
+        .await
+    }
+
+    /// [`Store::outbox_len`](crate::Store::outbox_len): [`len`].
+    async fn sql_outbox_len(&self, entity: &EntityInfo) -> Result<u64> {
+        if entity.outbox.is_none() {
+            return Ok(0);
+        }
+        let t = self.outbox_table(entity)?;
+        let mut conn = self.outbox_conn(entity).await?;
+        len(&mut *self.outbox_exec(&mut conn, entity), &t.outbox).await
+    }
+}
+
+/// Implements [`SqlOutbox`] for a sqlx store `$store` whose pool is of
+/// database `$db`: through its own `table_sql(entity)`, `conn(entity)`
+/// (a pooled connection) and `exec(conn, entity)` (its [`Exec`]).
+#[cfg(any(feature = "sqlite", feature = "postgres", feature = "mysql"))]
+macro_rules! sqlx_outbox {
+    ($store:ty, $db:ty) => {
+        #[async_trait::async_trait]
+        impl $crate::backends::sql::outbox::SqlOutbox for $store {
+            type Conn<'a> = sqlx::pool::PoolConnection<$db>;
+
+            fn outbox_table(
+                &self,
+                entity: &$crate::store::EntityInfo,
+            ) -> $crate::Result<std::sync::Arc<$crate::backends::sql::TableSql>> {
+                self.table_sql(entity)
+            }
+
+            async fn outbox_conn<'a>(
+                &'a self,
+                entity: &'a $crate::store::EntityInfo,
+            ) -> $crate::Result<Self::Conn<'a>> {
+                self.conn(entity).await
+            }
+
+            fn outbox_exec<'c>(
+                &'c self,
+                conn: &'c mut Self::Conn<'_>,
+                entity: &'c $crate::store::EntityInfo,
+            ) -> Box<dyn $crate::backends::sql::write::Exec + 'c> {
+                Box::new(self.exec(conn, entity))
+            }
+        }
+    };
+}
+#[cfg(any(feature = "sqlite", feature = "postgres", feature = "mysql"))]
+pub(crate) use sqlx_outbox;
 
 /// Up to `max` entries of the outbox, oldest (`seq`) first.
 pub async fn fetch(

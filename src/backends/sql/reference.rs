@@ -13,6 +13,62 @@ use crate::query::{CmpOp, Direction, Filter, Order};
 use crate::store::{EntityInfo, Precondition, StoreQuery, WriteOp, eval};
 use crate::{Key, KeyKind, Record, Store, Value};
 
+/// Every kind, required and optional, with a UUID key (the round trips
+/// of the SQL stores' tests).
+pub static EVERY_FIELDS: [FieldDef; 16] = [
+    FieldDef::required("id", FieldKind::Uuid),
+    FieldDef::required("b", FieldKind::Bool),
+    FieldDef::required("i", FieldKind::Int),
+    FieldDef::required("f", FieldKind::Float),
+    FieldDef::required("s", FieldKind::String),
+    FieldDef::required("by", FieldKind::Bytes),
+    FieldDef::required("ts", FieldKind::Timestamp),
+    FieldDef::required("u", FieldKind::Uuid),
+    FieldDef::required("j", FieldKind::Json),
+    FieldDef::nullable("ob", FieldKind::Bool),
+    FieldDef::nullable("oi", FieldKind::Int),
+    FieldDef::nullable("of", FieldKind::Float),
+    FieldDef::nullable("os", FieldKind::String),
+    FieldDef::nullable("oby", FieldKind::Bytes),
+    FieldDef::nullable("ots", FieldKind::Timestamp),
+    FieldDef::nullable("oj", FieldKind::Json),
+];
+pub static EVERY: Schema = Schema {
+    name: "every",
+    key: "id",
+    key_kind: KeyKind::Uuid,
+    partition_key: None,
+    version: Some("version"),
+    fields: &EVERY_FIELDS,
+};
+
+/// String keys and awkward field names (MariaDB's tests have their own,
+/// with a backtick where this has a double quote).
+pub static NOTE_FIELDS: [FieldDef; 5] = [
+    FieldDef::required("id", FieldKind::String),
+    FieldDef::required("body", FieldKind::String),
+    FieldDef::nullable("group", FieldKind::Int),
+    FieldDef::nullable("a\"b", FieldKind::String),
+    FieldDef::nullable("'; DROP TABLE x; --", FieldKind::String),
+];
+pub static NOTE: Schema = Schema {
+    name: "note",
+    key: "id",
+    key_kind: KeyKind::Str,
+    partition_key: None,
+    version: None,
+    fields: &NOTE_FIELDS,
+};
+
+/// `schema`'s entity in `table`, routed to the store `db`.
+pub fn info(schema: &'static Schema, table: &str) -> EntityInfo {
+    EntityInfo {
+        table: table.into(),
+        store: "db".into(),
+        ..EntityInfo::new(schema)
+    }
+}
+
 /// Integer keys, every kind nullable: the query comparison table.
 pub static ROW_FIELDS: [FieldDef; 9] = [
     FieldDef::required("id", FieldKind::Int),

@@ -273,27 +273,23 @@ impl TableSql {
 
         let get = format!("SELECT {select_list} FROM {q} WHERE {qk} = ? AND {live}");
         let placeholders = vec!["?"; names.len()].join(", ");
-        let (alias, t) = match d.upsert_alias() {
-            Some(a) => (format!(" AS {}", d.quote(a)), format!("{}.", d.quote(a))),
-            None => (String::new(), String::new()),
-        };
-        let insert_head = format!(
-            "INSERT INTO {q}{alias} ({}, {v}, {e}) VALUES ({placeholders}, 1, ?) ON CONFLICT ({qk}) DO UPDATE SET ",
-            names.join(", ")
+        let (insert_head, t) = Self::upsert_head(
+            d,
+            &q,
+            &names,
+            key_index,
+            [&v, &e],
+            &format!("VALUES ({placeholders}, 1, ?)"),
         );
-        let set_excluded: String = non_key
-            .iter()
-            .map(|n| format!("{n} = excluded.{n}, "))
-            .collect();
         // In the upsert, `?` numbering follows the text: columns, expires,
         // then `now` in the CASE. In the if-absent form `now` is in the WHERE.
         // An expired row restarts at 1; a live row or a tombstone (negative
         // expiry) continues from its version.
         let upsert = format!(
-            "{insert_head}{set_excluded}{v} = CASE WHEN {t}{e} >= 0 AND {t}{e} <= ? THEN 1 ELSE {t}{v} + 1 END, {e} = excluded.{e} RETURNING {t}{v}"
+            "{insert_head}{v} = CASE WHEN {t}{e} >= 0 AND {t}{e} <= ? THEN 1 ELSE {t}{v} + 1 END, {e} = excluded.{e} RETURNING {t}{v}"
         );
         let insert_absent = format!(
-            "{insert_head}{set_excluded}{v} = CASE WHEN {t}{e} < 0 THEN {t}{v} + 1 ELSE 1 END, {e} = excluded.{e} WHERE {t}{e} <= ? RETURNING {t}{v}"
+            "{insert_head}{v} = CASE WHEN {t}{e} < 0 THEN {t}{v} + 1 ELSE 1 END, {e} = excluded.{e} WHERE {t}{e} <= ? RETURNING {t}{v}"
         );
         let set_params: String = non_key.iter().map(|n| format!("{n} = ?, ")).collect();
         let update_exists = format!(
@@ -338,7 +334,7 @@ impl TableSql {
         let delete = format!("DELETE FROM {q} WHERE {qk} = ?");
         let tombstone = format!("UPDATE {q} SET {clear}{v} = ?, {e} = ? WHERE {qk} = ?");
         let n = |s: &str| number(d, s);
-        let versioned = super::versioned::VersionedSql::new(d, &q, &qk, &names, key_index);
+        let versioned = super::versioned::VersionedSql::new(d, &q, &names, key_index);
         Ok(TableSql {
             outbox: super::outbox::OutboxSql::new(d, table),
             versioned,
@@ -556,11 +552,8 @@ impl TableSql {
         ops: &[WriteOp],
         now: i64,
     ) -> Result<Vec<BulkPut>, String> {
-        let width = self.columns.len() + 1;
-        let max_rows = match bulk {
-            BulkUpsert::Unnest { rows } => rows.max(1),
-            BulkUpsert::Values { max_params } => ((max_params.saturating_sub(1)) / width).max(1),
-        };
+        // Each row: the columns and the expiry.
+        let max_rows = self.bulk_max_rows(bulk, 1);
         let rows = self.bulk_rows(ops, now)?;
         Ok(distinct_runs(rows.iter().map(|(k, _)| k), max_rows)
             .into_iter()
@@ -591,54 +584,22 @@ impl TableSql {
 
     fn bulk_statement(&self, bulk: BulkUpsert, rows: &[(Key, Vec<Param>)], now: i64) -> BulkPut {
         let d = &*self.dialect;
-        let q = &self.qtable;
-        let qk = self.quote(self.key_column().name);
         let v = self.quote(VERSION_COL);
         let e = self.quote(EXPIRES_COL);
         let names: Vec<String> = self.columns.iter().map(|c| self.quote(c.name)).collect();
-        let (alias, t) = match d.upsert_alias() {
-            Some(a) => (format!(" AS {}", d.quote(a)), format!("{}.", d.quote(a))),
-            None => (String::new(), String::new()),
-        };
-        let set_excluded: String = names
-            .iter()
-            .enumerate()
-            .filter(|(i, _)| *i != self.key_index)
-            .map(|(_, n)| format!("{n} = excluded.{n}, "))
-            .collect();
-        let mut params = Vec::new();
-        let source = match bulk {
-            BulkUpsert::Unnest { .. } => {
-                let kinds: Vec<FieldKind> = self
-                    .columns
-                    .iter()
-                    .map(|c| c.kind)
-                    .chain([FieldKind::Int])
-                    .collect();
-                let casts: Vec<String> = kinds
-                    .iter()
-                    .map(|k| format!("CAST(? AS {})", d.array_type(*k).unwrap_or("TEXT[]")))
-                    .collect();
-                for (i, kind) in kinds.iter().enumerate() {
-                    params.push(Param::Array(
-                        *kind,
-                        rows.iter().map(|(_, r)| r[i].clone()).collect(),
-                    ));
-                }
-                format!("SELECT *, 1 FROM UNNEST({})", casts.join(", "))
-            }
-            BulkUpsert::Values { .. } => {
-                let one = format!("({}, 1)", vec!["?"; names.len() + 1].join(", "));
-                for (_, r) in rows {
-                    params.extend(r.iter().cloned());
-                }
-                format!("VALUES {}", vec![one; rows.len()].join(", "))
-            }
-        };
+        // Each row: its columns and expiry bound, its version 1.
+        let (source, mut params) = self.bulk_source(
+            bulk,
+            &[FieldKind::Int],
+            ", 1",
+            rows.iter().map(|(_, r)| r.iter().cloned()),
+        );
         params.push(Param::Int(now));
+        let (head, t) =
+            Self::upsert_head(d, &self.qtable, &names, self.key_index, [&e, &v], &source);
+        let qk = &names[self.key_index];
         let sql = format!(
-            "INSERT INTO {q}{alias} ({}, {e}, {v}) {source} ON CONFLICT ({qk}) DO UPDATE SET {set_excluded}{v} = CASE WHEN {t}{e} >= 0 AND {t}{e} <= ? THEN 1 ELSE {t}{v} + 1 END, {e} = excluded.{e} RETURNING {t}{qk}, {t}{v}",
-            names.join(", ")
+            "{head}{v} = CASE WHEN {t}{e} >= 0 AND {t}{e} <= ? THEN 1 ELSE {t}{v} + 1 END, {e} = excluded.{e} RETURNING {t}{qk}, {t}{v}"
         );
         BulkPut {
             select: Select {
@@ -646,6 +607,103 @@ impl TableSql {
                 params,
             },
             keys: rows.iter().map(|(k, _)| k.clone()).collect(),
+        }
+    }
+
+    /// The head every upsert of the table shares, `INSERT INTO {q} [AS a]
+    /// ({names…}, {extra…}) {source} ON CONFLICT ({key}) DO UPDATE SET c =
+    /// excluded.c, …` (every non-key column; the caller appends the version
+    /// and expiry assignments), and the prefix that names the existing row
+    /// in what follows (`"a".` where the dialect has an
+    /// [`upsert_alias`](Dialect::upsert_alias), else empty). `names` are
+    /// the quoted columns, `q` the quoted table.
+    pub(super) fn upsert_head(
+        d: &dyn Dialect,
+        q: &str,
+        names: &[String],
+        key_index: usize,
+        extra: [&str; 2],
+        source: &str,
+    ) -> (String, String) {
+        let (alias, row) = match d.upsert_alias() {
+            Some(a) => (format!(" AS {}", d.quote(a)), format!("{}.", d.quote(a))),
+            None => (String::new(), String::new()),
+        };
+        let qk = &names[key_index];
+        let mut head = format!(
+            "INSERT INTO {q}{alias} ({}, {}, {}) {source} ON CONFLICT ({qk}) DO UPDATE SET ",
+            names.join(", "),
+            extra[0],
+            extra[1],
+        );
+        for (_, n) in names.iter().enumerate().filter(|(i, _)| *i != key_index) {
+            let _ = write!(head, "{n} = excluded.{n}, ");
+        }
+        (head, row)
+    }
+
+    /// The most rows one multi-row upsert takes: each row binds the
+    /// columns and `extra` more values, and the statement one more (now).
+    pub(super) fn bulk_max_rows(&self, bulk: BulkUpsert, extra: usize) -> usize {
+        let width = self.columns.len() + extra;
+        match bulk {
+            BulkUpsert::Unnest { rows } => rows,
+            BulkUpsert::Values { max_params } => max_params.saturating_sub(1) / width,
+        }
+        .max(1)
+    }
+
+    /// The source of a multi-row upsert and its parameters: `SELECT
+    /// *{tail} FROM UNNEST(…)` with one array parameter per column
+    /// ([`BulkUpsert::Unnest`]), or `VALUES (?, …{tail}), …` binding every
+    /// value ([`BulkUpsert::Values`]). Each row holds the columns' values
+    /// then one of each `extra` kind; `tail` is SQL appended to every row.
+    pub(super) fn bulk_source<R: IntoIterator<Item = Param>>(
+        &self,
+        bulk: BulkUpsert,
+        extra: &[FieldKind],
+        tail: &str,
+        rows: impl IntoIterator<Item = R>,
+    ) -> (String, Vec<Param>) {
+        let d = &*self.dialect;
+        let kinds: Vec<FieldKind> = self
+            .columns
+            .iter()
+            .map(|c| c.kind)
+            .chain(extra.iter().copied())
+            .collect();
+        match bulk {
+            BulkUpsert::Unnest { .. } => {
+                let mut arrays: Vec<Vec<Param>> = vec![Vec::new(); kinds.len()];
+                for row in rows {
+                    for (array, value) in arrays.iter_mut().zip(row) {
+                        array.push(value);
+                    }
+                }
+                let casts: Vec<String> = kinds
+                    .iter()
+                    .map(|k| format!("CAST(? AS {})", d.array_type(*k).unwrap_or("TEXT[]")))
+                    .collect();
+                let params = kinds
+                    .iter()
+                    .zip(arrays)
+                    .map(|(kind, values)| Param::Array(*kind, values))
+                    .collect();
+                (
+                    format!("SELECT *{tail} FROM UNNEST({})", casts.join(", ")),
+                    params,
+                )
+            }
+            BulkUpsert::Values { .. } => {
+                let one = format!("({}{tail})", vec!["?"; kinds.len()].join(", "));
+                let mut params = Vec::new();
+                let mut n = 0;
+                for row in rows {
+                    params.extend(row);
+                    n += 1;
+                }
+                (format!("VALUES {}", vec![one; n].join(", ")), params)
+            }
         }
     }
 

@@ -25,6 +25,7 @@ use sqlx::sqlite::{
 use crate::backends::sql::{
     self, BulkPut, Column, ColumnInfo, Message, Param, Select, TableSql, Tables,
     entity_config_error, now_micros,
+    outbox::SqlOutbox,
     write::{self, Exec, Target},
 };
 use crate::config::{StoreSpec, redact_url};
@@ -365,22 +366,11 @@ impl SqliteStore {
                 .fetch_all(&mut *tx)
                 .await
                 .map_err(|e| self.err(entity, e));
+            let what = (&*self.inner.name, entity.name(), "the bulk upsert");
             let returned = rows.and_then(|rows| {
-                rows.iter()
-                    .map(|r| {
-                        let key = column_value(r, 0, t.key_column())
-                            .ok()
-                            .and_then(|v| Key::from_value(&v));
-                        let version = r.try_get::<i64, _>(1).map_err(|e| self.err(entity, e))?;
-                        key.map(|k| (k, version)).ok_or_else(|| {
-                            Error::backend(
-                                &self.inner.name,
-                                entity.name(),
-                                Message("the bulk upsert returned an unreadable key".into()),
-                            )
-                        })
-                    })
-                    .collect::<Result<Vec<_>>>()
+                sql::sqlx_key_ints(&rows, what, t.key_column(), column_value, |e| {
+                    self.err(entity, e)
+                })
             });
             match returned.and_then(|r| write::bulk_outcomes(self.target(entity), b, r)) {
                 Ok(o) => outcomes.extend(o),
@@ -496,14 +486,9 @@ impl Exec for SqliteExec<'_> {
             .fetch_all(&mut *self.conn)
             .await
             .map_err(|e| map_err(store, entity, e))?;
-        crate::backends::sql::key_ints(&rows, store, entity, |r| {
-            let k = column_value(r, 0, key)
-                .ok()
-                .and_then(|v| Key::from_value(&v));
-            let n = r
-                .try_get::<i64, _>(1)
-                .map_err(|e| map_err(store, entity, e))?;
-            Ok((k, n))
+        let what = (store, entity, "a versioned apply");
+        sql::sqlx_key_ints(&rows, what, key, column_value, |e| {
+            map_err(store, entity, e)
         })
     }
 }
@@ -529,6 +514,8 @@ impl Inner {
 }
 
 const TABLE_INFO: &str = "SELECT name, type, \"notnull\", dflt_value, pk FROM pragma_table_info(?)";
+
+sql::outbox::sqlx_outbox!(SqliteStore, sqlx::Sqlite);
 
 #[async_trait]
 impl Store for SqliteStore {
@@ -753,32 +740,15 @@ impl Store for SqliteStore {
     }
 
     async fn outbox_fetch(&self, entity: &EntityInfo, max: usize) -> Result<Vec<OutboxEntry>> {
-        if entity.outbox.is_none() {
-            return Ok(Vec::new());
-        }
-        let t = self.table_sql(entity)?;
-        let mut conn = self.conn(entity).await?;
-        let target = self.target(entity);
-        sql::outbox::fetch(&mut self.exec(&mut conn, entity), target, &t.outbox, max).await
+        self.sql_outbox_fetch(entity, max).await
     }
 
     async fn outbox_remove(&self, entity: &EntityInfo, ids: &[String]) -> Result<()> {
-        if entity.outbox.is_none() || ids.is_empty() {
-            return Ok(());
-        }
-        let t = self.table_sql(entity)?;
-        let mut conn = self.conn(entity).await?;
-        let mut exec = self.exec(&mut conn, entity);
-        sql::outbox::remove(&mut exec, &*t.dialect, &t.outbox, ids).await
+        self.sql_outbox_remove(entity, ids).await
     }
 
     async fn outbox_len(&self, entity: &EntityInfo) -> Result<u64> {
-        if entity.outbox.is_none() {
-            return Ok(0);
-        }
-        let t = self.table_sql(entity)?;
-        let mut conn = self.conn(entity).await?;
-        sql::outbox::len(&mut self.exec(&mut conn, entity), &t.outbox).await
+        self.sql_outbox_len(entity).await
     }
 
     async fn query(&self, entity: &EntityInfo, query: &StoreQuery) -> Result<Vec<Record>> {

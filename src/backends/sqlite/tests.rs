@@ -8,65 +8,13 @@ use serde_json::json;
 use uuid::Uuid;
 
 use super::*;
-use crate::backends::sql::{Dialect, reference};
+use crate::Value;
+use crate::backends::sql::Dialect;
+use crate::backends::sql::reference::{self, EVERY, EVERY_FIELDS, NOTE, info};
 use crate::config::ConfigDuration;
-use crate::entity::{FieldDef, FieldKind, Schema};
+use crate::entity::Schema;
 use crate::query::field;
 use crate::store::Precondition;
-use crate::{KeyKind, Value};
-
-/// Every kind, required and optional, with a UUID key.
-static EVERY_FIELDS: [FieldDef; 16] = [
-    FieldDef::required("id", FieldKind::Uuid),
-    FieldDef::required("b", FieldKind::Bool),
-    FieldDef::required("i", FieldKind::Int),
-    FieldDef::required("f", FieldKind::Float),
-    FieldDef::required("s", FieldKind::String),
-    FieldDef::required("by", FieldKind::Bytes),
-    FieldDef::required("ts", FieldKind::Timestamp),
-    FieldDef::required("u", FieldKind::Uuid),
-    FieldDef::required("j", FieldKind::Json),
-    FieldDef::nullable("ob", FieldKind::Bool),
-    FieldDef::nullable("oi", FieldKind::Int),
-    FieldDef::nullable("of", FieldKind::Float),
-    FieldDef::nullable("os", FieldKind::String),
-    FieldDef::nullable("oby", FieldKind::Bytes),
-    FieldDef::nullable("ots", FieldKind::Timestamp),
-    FieldDef::nullable("oj", FieldKind::Json),
-];
-static EVERY: Schema = Schema {
-    name: "every",
-    key: "id",
-    key_kind: KeyKind::Uuid,
-    partition_key: None,
-    version: Some("version"),
-    fields: &EVERY_FIELDS,
-};
-
-/// String keys and awkward field names.
-static NOTE_FIELDS: [FieldDef; 5] = [
-    FieldDef::required("id", FieldKind::String),
-    FieldDef::required("body", FieldKind::String),
-    FieldDef::nullable("group", FieldKind::Int),
-    FieldDef::nullable("a\"b", FieldKind::String),
-    FieldDef::nullable("'; DROP TABLE x; --", FieldKind::String),
-];
-static NOTE: Schema = Schema {
-    name: "note",
-    key: "id",
-    key_kind: KeyKind::Str,
-    partition_key: None,
-    version: None,
-    fields: &NOTE_FIELDS,
-};
-
-fn info(schema: &'static Schema, table: &str) -> EntityInfo {
-    EntityInfo {
-        table: table.into(),
-        store: "db".into(),
-        ..EntityInfo::new(schema)
-    }
-}
 
 fn url(dir: &tempfile::TempDir) -> String {
     format!("sqlite://{}/nested/dir/t.db", dir.path().display())

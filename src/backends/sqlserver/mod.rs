@@ -23,6 +23,7 @@ use tokio_util::compat::{Compat, TokioAsyncWriteCompatExt};
 
 use crate::backends::sql::{
     self, Column, Message, Param, Select, TableSql, Tables, entity_config_error, now_micros,
+    outbox::SqlOutbox,
     write::{self, Exec, Target},
 };
 use crate::config::{Redactor, StoreSpec};
@@ -56,13 +57,13 @@ pub(crate) fn open(spec: StoreSpec) -> BoxFuture<'static, Result<Arc<dyn Store>>
 }
 
 /// One pooled connection; `broken` after an I/O failure (the pool drops it).
-struct Conn {
+pub(crate) struct Conn {
     client: Client<Compat<TcpStream>>,
     broken: bool,
 }
 
 /// Opens connections for the pool.
-struct Manager {
+pub(crate) struct Manager {
     config: tiberius::Config,
     timeout: Duration,
 }
@@ -685,6 +686,27 @@ fn text_cell(row: &Row, i: usize) -> Option<String> {
 }
 
 #[async_trait]
+impl SqlOutbox for SqlServerStore {
+    type Conn<'a> = bb8::PooledConnection<'a, Manager>;
+
+    fn outbox_table(&self, entity: &EntityInfo) -> Result<Arc<TableSql>> {
+        self.table_sql(entity)
+    }
+
+    async fn outbox_conn<'a>(&'a self, entity: &'a EntityInfo) -> Result<Self::Conn<'a>> {
+        self.conn(entity.name()).await
+    }
+
+    fn outbox_exec<'c>(
+        &'c self,
+        conn: &'c mut Self::Conn<'_>,
+        entity: &'c EntityInfo,
+    ) -> Box<dyn Exec + 'c> {
+        Box::new(self.inner.exec(conn, entity.name()))
+    }
+}
+
+#[async_trait]
 impl Store for SqlServerStore {
     fn name(&self) -> &str {
         &self.inner.name
@@ -895,33 +917,15 @@ impl Store for SqlServerStore {
     }
 
     async fn outbox_fetch(&self, entity: &EntityInfo, max: usize) -> Result<Vec<OutboxEntry>> {
-        if entity.outbox.is_none() {
-            return Ok(Vec::new());
-        }
-        let t = self.table_sql(entity)?;
-        let mut conn = self.conn(entity.name()).await?;
-        let mut exec = self.inner.exec(&mut conn, entity.name());
-        sql::outbox::fetch(&mut exec, self.target(entity), &t.outbox, max).await
+        self.sql_outbox_fetch(entity, max).await
     }
 
     async fn outbox_remove(&self, entity: &EntityInfo, ids: &[String]) -> Result<()> {
-        if entity.outbox.is_none() || ids.is_empty() {
-            return Ok(());
-        }
-        let t = self.table_sql(entity)?;
-        let mut conn = self.conn(entity.name()).await?;
-        let mut exec = self.inner.exec(&mut conn, entity.name());
-        sql::outbox::remove(&mut exec, &*t.dialect, &t.outbox, ids).await
+        self.sql_outbox_remove(entity, ids).await
     }
 
     async fn outbox_len(&self, entity: &EntityInfo) -> Result<u64> {
-        if entity.outbox.is_none() {
-            return Ok(0);
-        }
-        let t = self.table_sql(entity)?;
-        let mut conn = self.conn(entity.name()).await?;
-        let mut exec = self.inner.exec(&mut conn, entity.name());
-        sql::outbox::len(&mut exec, &t.outbox).await
+        self.sql_outbox_len(entity).await
     }
 
     async fn query(&self, entity: &EntityInfo, query: &StoreQuery) -> Result<Vec<Record>> {

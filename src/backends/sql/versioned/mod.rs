@@ -58,44 +58,46 @@ pub struct VersionedSql {
 
 impl VersionedSql {
     /// The statements for a table (`names` quoted columns, `q` the quoted
-    /// table, `qk` the quoted key column).
-    pub(super) fn new(
-        d: &dyn Dialect,
-        q: &str,
-        qk: &str,
-        names: &[String],
-        key_index: usize,
-    ) -> Self {
+    /// table).
+    pub(super) fn new(d: &dyn Dialect, q: &str, names: &[String], key_index: usize) -> Self {
         let v = d.quote(VERSION_COL);
         let e = d.quote(EXPIRES_COL);
-        let cur = |t: &str| {
-            format!("CASE WHEN {t}{e} IS NULL OR {t}{e} < 0 OR {t}{e} > ? THEN {t}{v} ELSE 0 END")
-        };
-        let (alias, t) = match d.upsert_alias() {
-            Some(a) => (format!(" AS {}", d.quote(a)), format!("{}.", d.quote(a))),
-            None => (String::new(), String::new()),
-        };
-        let set: String = names
-            .iter()
-            .enumerate()
-            .filter(|(i, _)| *i != key_index)
-            .map(|(_, n)| format!("{n} = excluded.{n}, "))
-            .collect();
+        let qk = &names[key_index];
+        let (head, t) = TableSql::upsert_head(
+            d,
+            q,
+            names,
+            key_index,
+            [&v, &e],
+            &format!("VALUES ({}, ?, ?)", vec!["?"; names.len()].join(", ")),
+        );
         let upsert = format!(
-            "INSERT INTO {q}{alias} ({}, {v}, {e}) VALUES ({}, ?, ?) ON CONFLICT ({qk}) DO UPDATE SET {set}{v} = excluded.{v}, {e} = excluded.{e} WHERE {} < excluded.{v} RETURNING {t}{v}",
-            names.join(", "),
-            vec!["?"; names.len()].join(", "),
-            cur(&t),
+            "{head}{v} = excluded.{v}, {e} = excluded.{e} WHERE {} < excluded.{v} RETURNING {t}{v}",
+            current_expr(d, &t),
         );
         VersionedSql {
-            current: number(d, &format!("SELECT {} FROM {q} WHERE {qk} = ?", cur(""))),
+            current: number(
+                d,
+                &format!("SELECT {} FROM {q} WHERE {qk} = ?", current_expr(d, "")),
+            ),
             upsert: number(d, &upsert),
             remove: number(
                 d,
-                &format!("DELETE FROM {q} WHERE {qk} = ? AND {} < ?", cur("")),
+                &format!(
+                    "DELETE FROM {q} WHERE {qk} = ? AND {} < ?",
+                    current_expr(d, "")
+                ),
             ),
         }
     }
+}
+
+/// `CASE … END`: the current version of the row `a` qualifies (`"a".` or
+/// empty): live or tombstone; 0 when expired. Binds now.
+fn current_expr(d: &dyn Dialect, a: &str) -> String {
+    let v = d.quote(VERSION_COL);
+    let e = d.quote(EXPIRES_COL);
+    format!("CASE WHEN {a}{e} IS NULL OR {a}{e} < 0 OR {a}{e} > ? THEN {a}{v} ELSE 0 END")
 }
 
 /// A placeholder for a NOT NULL column of a tombstone row that has no
@@ -158,36 +160,20 @@ pub async fn apply_versioned(
     for (i, c) in changes.iter().enumerate() {
         let enc = encoded[i].take().expect("each change is encoded once");
         let settable = c.version > 0 && (c.record.is_some() || !t.tombstone_retention.is_zero());
-        match max_rows {
-            Some(max) if settable => {
-                if run.len() == max || seen.contains(&c.key) {
-                    set::apply(
-                        exec,
-                        target,
-                        t,
-                        changes,
-                        std::mem::take(&mut run),
-                        now,
-                        &mut out,
-                    )
-                    .await?;
-                    seen.clear();
-                }
+        // The run so far is applied before a change that cannot join it:
+        // a full run, a repeated key, or a change that runs alone.
+        let joins = max_rows.filter(|_| settable);
+        if joins.is_none_or(|max| run.len() == max || seen.contains(&c.key)) {
+            let run = std::mem::take(&mut run);
+            set::apply(exec, target, t, changes, run, now, &mut out).await?;
+            seen.clear();
+        }
+        match joins {
+            Some(_) => {
                 seen.insert(&c.key);
                 run.push((i, enc));
             }
-            _ => {
-                set::apply(
-                    exec,
-                    target,
-                    t,
-                    changes,
-                    std::mem::take(&mut run),
-                    now,
-                    &mut out,
-                )
-                .await?;
-                seen.clear();
+            None => {
                 let applied = match t.dialect.write_mode() {
                     WriteMode::LockThenWrite => apply_locked(exec, t, c, enc, now).await?,
                     _ => apply_returning(exec, t, c, enc, now).await?,

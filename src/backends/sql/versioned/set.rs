@@ -12,7 +12,7 @@ use super::super::dialect::{BulkUpsert, KeyList, WriteMode, number};
 use super::super::param::Param;
 use super::super::table::{EXPIRES_COL, TableSql, VERSION_COL};
 use super::super::write::{Exec, Target};
-use super::{Encoded, record, tombstone_row};
+use super::{Encoded, current_expr, record, tombstone_row};
 use crate::entity::FieldKind;
 use crate::store::{Applied, VersionedChange};
 use crate::{Key, Result};
@@ -26,20 +26,7 @@ pub(super) fn max_rows(t: &TableSql) -> Option<usize> {
         return None;
     }
     // The columns, the version and the expiry; one more parameter (now).
-    let width = t.columns.len() + 2;
-    let rows = match t.dialect.bulk_upsert()? {
-        BulkUpsert::Unnest { rows } => rows,
-        BulkUpsert::Values { max_params } => max_params.saturating_sub(1) / width,
-    };
-    Some(rows.max(1))
-}
-
-/// `CASE … END`: the current version of the row `a` qualifies (live or
-/// tombstone; 0 when expired); binds now.
-fn current_expr(t: &TableSql, a: &str) -> String {
-    let v = t.quote(VERSION_COL);
-    let e = t.quote(EXPIRES_COL);
-    format!("CASE WHEN {a}{e} IS NULL OR {a}{e} < 0 OR {a}{e} > ? THEN {a}{v} ELSE 0 END")
+    Some(t.bulk_max_rows(t.dialect.bulk_upsert()?, 2))
 }
 
 /// Applies `run` (distinct keys, each version > 0, no delete under zero
@@ -102,67 +89,26 @@ fn upsert(
     now: i64,
 ) -> (String, Vec<Param>) {
     let d = &*t.dialect;
-    let q = &t.qtable;
-    let qk = t.quote(t.key_column().name);
     let v = t.quote(VERSION_COL);
     let e = t.quote(EXPIRES_COL);
     let names: Vec<String> = t.columns.iter().map(|c| t.quote(c.name)).collect();
-    let (alias, a) = match d.upsert_alias() {
-        Some(x) => (format!(" AS {}", d.quote(x)), format!("{}.", d.quote(x))),
-        None => (String::new(), String::new()),
-    };
-    let set: String = names
-        .iter()
-        .enumerate()
-        .filter(|(i, _)| *i != t.key_index)
-        .map(|(_, n)| format!("{n} = excluded.{n}, "))
-        .collect();
     // Each row: its columns (a tombstone's placeholders for a delete),
     // version, expiry (none for a put, -now for a tombstone).
-    let rows: Vec<Vec<Param>> = run
-        .iter_mut()
-        .map(|(_, enc)| {
-            let (mut row, expires) = match enc.row.take() {
-                Some(row) => (row, Param::Null(FieldKind::Int)),
-                None => (tombstone_row(t, enc.key.clone()), Param::Int(-now)),
-            };
-            row.extend([enc.version.clone(), expires]);
-            row
-        })
-        .collect();
-    let mut params = Vec::new();
-    let source = match bulk {
-        BulkUpsert::Unnest { .. } => {
-            let kinds: Vec<FieldKind> = t
-                .columns
-                .iter()
-                .map(|c| c.kind)
-                .chain([FieldKind::Int, FieldKind::Int])
-                .collect();
-            let casts: Vec<String> = kinds
-                .iter()
-                .map(|k| format!("CAST(? AS {})", d.array_type(*k).unwrap_or("TEXT[]")))
-                .collect();
-            for (i, kind) in kinds.iter().enumerate() {
-                params.push(Param::Array(
-                    *kind,
-                    rows.iter().map(|r| r[i].clone()).collect(),
-                ));
-            }
-            format!("SELECT * FROM UNNEST({})", casts.join(", "))
-        }
-        BulkUpsert::Values { .. } => {
-            let one = format!("({})", vec!["?"; names.len() + 2].join(", "));
-            let n = rows.len();
-            params.extend(rows.into_iter().flatten());
-            format!("VALUES {}", vec![one; n].join(", "))
-        }
-    };
+    let rows = run.iter_mut().map(|(_, enc)| {
+        let (mut row, expires) = match enc.row.take() {
+            Some(row) => (row, Param::Null(FieldKind::Int)),
+            None => (tombstone_row(t, enc.key.clone()), Param::Int(-now)),
+        };
+        row.extend([enc.version.clone(), expires]);
+        row
+    });
+    let (source, mut params) = t.bulk_source(bulk, &[FieldKind::Int, FieldKind::Int], "", rows);
     params.push(Param::Int(now));
+    let (head, a) = TableSql::upsert_head(d, &t.qtable, &names, t.key_index, [&v, &e], &source);
+    let qk = &names[t.key_index];
     let sql = format!(
-        "INSERT INTO {q}{alias} ({}, {v}, {e}) {source} ON CONFLICT ({qk}) DO UPDATE SET {set}{v} = excluded.{v}, {e} = excluded.{e} WHERE {} < excluded.{v} RETURNING {a}{qk}, {a}{v}",
-        names.join(", "),
-        current_expr(t, &a),
+        "{head}{v} = excluded.{v}, {e} = excluded.{e} WHERE {} < excluded.{v} RETURNING {a}{qk}, {a}{v}",
+        current_expr(d, &a),
     );
     (number(d, &sql), params)
 }
@@ -184,7 +130,7 @@ async fn currents(
     let qk = t.quote(t.key_column().name);
     let select = format!(
         "SELECT {qk}, {} FROM {} WHERE {qk}",
-        current_expr(t, ""),
+        current_expr(d, ""),
         t.qtable
     );
     let statements: Vec<(String, Vec<Param>)> = match d.key_list() {
