@@ -7,7 +7,8 @@
 //! repair, cutover, rollback, a second cutover and finish: afterwards both
 //! stores hold exactly every key's last acknowledged write, the plain-SQL
 //! ones included, and the reverse dual-write's own writes to the source,
-//! which the capture sees too, never came back over newer target writes.
+//! which the capture sees too, never came back over newer target writes;
+//! shadow reads of every read-back compare the fields and find nothing.
 //!
 //! Needs the private servers `scripts/services pg-logical` (127.0.0.1:5442)
 //! and `scripts/services mariadb-binlog` (127.0.0.1:3316) for the sources,
@@ -238,6 +239,7 @@ rate = 0
 lease = "2s"
 poll = "250ms"
 state_table = "{t}_mig"
+shadow_reads = 1.0
 "#,
             src = self.src,
             dst_kind = self.dst,
@@ -511,6 +513,11 @@ async fn through_every_phase(env: Env) {
         assert_eq!(in_dst.get(k).map(|r| &r.1), Some(fields), "key {k} differs");
     }
     assert_eq!(in_dst.get(&lone).map(|r| r.0), Some(5));
+    // Every read-back was also read from the other side and compared on
+    // the fields (the versions differ by design): none differed.
+    let shadow = m.status().await.unwrap().unwrap().shadow.unwrap();
+    assert!(shadow.compared > 100, "{shadow:?}");
+    assert_eq!(shadow.differences, 0, "{shadow:?}");
     assert!(
         ours_written > 50,
         "the router's writers wrote {ours_written} keys"
