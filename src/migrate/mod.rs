@@ -324,7 +324,8 @@ impl Migration {
     /// router (phase [`Phase::CutoverFence`]), waits `2 × poll` so every
     /// router has seen the fence (a router that cannot read the state row
     /// refuses writes by then too), waits for the dual-write to drain (the
-    /// source's outbox empty and group `migration-NAME` caught up), then
+    /// source's outbox empty — fed by change capture: the capture past the
+    /// log's end at the fence — and group `migration-NAME` caught up), then
     /// flips the routers to the target ([`Phase::CutOver`]); from then on
     /// the target records the entity's events and the reverse dual-write
     /// keeps the source current. Needs a finished verify without
