@@ -9,16 +9,22 @@
 //!
 //! `overhead/memory/<op>`: layered minus bare `Store::get` / `Store::write`
 //! on the memory store, interleaved in one loop (the layers' own cost per
-//! call; target ≤ 0.5 µs). `router/postgres/<stack>/get`: `Repo::get`
-//! through the router on the machine's PostgreSQL with the stack (`layers`)
-//! and without (`bare`, `resilience = { enabled = false }`); their ratio is
-//! the figure (target ≤ 1.02). docs/benchmarks.md keeps the figures.
+//! call; target ≤ 0.5 µs). `router/postgres/interleaved_{get,put}`:
+//! `Repo::get` / `Repo::put` through the router on the machine's
+//! PostgreSQL with the stack and without (`resilience = { enabled = false
+//! }`), alternated in chunks inside one loop; the median ratio layers /
+//! bare over the chunk pairs (warm-up included) is printed after the group
+//! and is the figure (target ≤ 1.02). docs/benchmarks.md keeps the figures.
 
 use std::hint::black_box;
+#[cfg(feature = "postgres")]
+use std::sync::Mutex;
 use std::time::Duration;
 
 use criterion::{criterion_group, criterion_main};
 use interleave::interleaved;
+#[cfg(feature = "postgres")]
+use interleave::{interleaved_ratio, median};
 #[cfg(feature = "postgres")]
 use polyrouter::Router;
 use polyrouter::backends::memory::MemoryStore;
@@ -175,22 +181,50 @@ fn postgres(c: &mut criterion::Criterion, rt: &tokio::runtime::Runtime) {
     };
     let (_bare_router, bare) = router("resilience = { enabled = false }");
     let (_layered_router, layered) = router("resilience = { limit = { max_concurrency = 1024 } }");
+    let (ratios_get, ratios_put) = (Mutex::new(Vec::new()), Mutex::new(Vec::new()));
+    let one = sample();
     let mut g = c.benchmark_group("router/postgres");
     g.sampling_mode(criterion::SamplingMode::Flat)
         .sample_size(30)
-        .measurement_time(Duration::from_secs(4));
-    // Alternate the two so that drift in the server's load hits both.
-    for round in 0..2 {
-        g.bench_function(format!("bare/get#{round}"), |b| {
-            b.to_async(rt)
-                .iter(|| async { black_box(bare.get(black_box(KEY)).await.unwrap()) })
-        });
-        g.bench_function(format!("layers/get#{round}"), |b| {
-            b.to_async(rt)
-                .iter(|| async { black_box(layered.get(black_box(KEY)).await.unwrap()) })
-        });
-    }
+        .measurement_time(Duration::from_secs(6));
+    // Layered (a) and bare (b) alternate in chunks inside one loop, so
+    // drift in the server's load hits both; the figure is the median of
+    // the chunk pairs' ratios, printed after the group.
+    g.bench_function("interleaved_get", |b| {
+        b.to_async(rt).iter_custom(|iters| {
+            interleaved_ratio(
+                iters,
+                &ratios_get,
+                || async {
+                    black_box(layered.get(black_box(KEY)).await.unwrap());
+                },
+                || async {
+                    black_box(bare.get(black_box(KEY)).await.unwrap());
+                },
+            )
+        })
+    });
+    g.bench_function("interleaved_put", |b| {
+        b.to_async(rt).iter_custom(|iters| {
+            interleaved_ratio(
+                iters,
+                &ratios_put,
+                || async {
+                    black_box(layered.put(black_box(&one)).await.unwrap());
+                },
+                || async {
+                    black_box(bare.put(black_box(&one)).await.unwrap());
+                },
+            )
+        })
+    });
     g.finish();
+    for (op, ratios) in [("get", &ratios_get), ("put", &ratios_put)] {
+        let (m, n) = median(ratios);
+        eprintln!(
+            "router/postgres: layers/bare {op} = {m:.3} (interleaved, median of {n} chunk pairs)"
+        );
+    }
     rt.block_on(async {
         let pool = sqlx::PgPool::connect(&url).await.unwrap();
         sqlx::raw_sql(&format!("DROP SCHEMA IF EXISTS {schema} CASCADE"))

@@ -1,6 +1,7 @@
 //! [`Breaker`]: a circuit breaker per store.
 
 use std::future::Future;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use parking_lot::Mutex;
@@ -106,9 +107,13 @@ struct State {
 #[derive(Debug)]
 pub struct Breaker {
     config: BreakerConfig,
-    width: Duration,
+    /// Bucket width in nanoseconds.
+    width: u64,
     started: Instant,
     state: Mutex<State>,
+    /// Whether the phase is closed: a copy of `state.phase`, written under
+    /// the lock, so admitting a call while closed takes no lock.
+    closed: AtomicBool,
 }
 
 impl Default for Breaker {
@@ -147,9 +152,14 @@ impl Breaker {
     /// ```
     pub fn from_config(config: BreakerConfig) -> Self {
         Breaker {
-            width: (config.window.0 / BUCKETS as u32).max(Duration::from_millis(1)),
+            width: (config.window.0 / BUCKETS as u32)
+                .max(Duration::from_millis(1))
+                .as_nanos()
+                .try_into()
+                .unwrap_or(u64::MAX),
             config,
             started: Instant::now(),
+            closed: AtomicBool::new(true),
             state: Mutex::new(State {
                 phase: Phase::Closed,
                 buckets: [Bucket::default(); BUCKETS],
@@ -233,11 +243,17 @@ impl Breaker {
     }
 
     fn slot(&self, now: Instant) -> u64 {
-        (now.duration_since(self.started).as_nanos() / self.width.as_nanos().max(1)) as u64
+        let since = u64::try_from(now.duration_since(self.started).as_nanos()).unwrap_or(u64::MAX);
+        since / self.width
     }
 
     /// Lets a call through, as a normal call or a probe, or refuses it.
     fn admit(&self, call: &Call<'_>) -> Result<Ticket<'_>> {
+        // A call that meets the circuit closing or opening under way is
+        // let through or not as if it came a moment earlier or later.
+        if self.closed.load(Ordering::Acquire) {
+            return Ok(Ticket::new(self, false));
+        }
         let mut s = self.state.lock();
         match s.phase {
             Phase::Closed => Ok(Ticket::new(self, false)),
@@ -283,6 +299,7 @@ impl Breaker {
                 } => {
                     *in_flight = in_flight.saturating_sub(1);
                     if failed {
+                        self.closed.store(false, Ordering::Release);
                         s.phase = Phase::Open {
                             until: now + self.config.open_for.0,
                         };
@@ -291,6 +308,7 @@ impl Breaker {
                         *successes += 1;
                         if *successes >= self.config.half_open_probes {
                             s.phase = Phase::Closed;
+                            self.closed.store(true, Ordering::Release);
                             s.buckets = [Bucket::default(); BUCKETS];
                             Some(BreakerState::Closed)
                         } else {
@@ -324,6 +342,7 @@ impl Breaker {
                     s.phase = Phase::Open {
                         until: now + self.config.open_for.0,
                     };
+                    self.closed.store(false, Ordering::Release);
                     tracing::warn!(
                         store,
                         calls,

@@ -270,6 +270,32 @@ impl<S: Store, P: Policy> Layered<S, P> {
         Call::new(self.inner.name(), self.inner.kind(), target, operation)
     }
 
+    /// [`Store::write`] and [`Store::write_ref`] (one boxed future either way).
+    async fn write_slice(
+        &self,
+        entity: &EntityInfo,
+        ops: &[WriteOp],
+        atomic: bool,
+    ) -> Result<Vec<WriteOutcome>> {
+        let mut call = Call::write(
+            self.inner.name(),
+            self.inner.kind(),
+            Target::Entity(entity),
+            ops,
+            atomic,
+        );
+        if let [op] = ops {
+            call.key = Some(op.key());
+        }
+        // The ops stay here, seen by the layers (`call.write`); every
+        // attempt sends the very same ops, borrowed: a store that writes
+        // from borrowed ops copies nothing, one that keeps them (the
+        // memory store) copies what it keeps.
+        self.policy
+            .around(&call, || self.inner.write_ref(entity, ops, atomic))
+            .await
+    }
+
     fn missing(&self, what: &str) -> Error {
         Error::unsupported(self.inner.name(), "", what)
     }
@@ -356,20 +382,15 @@ impl<S: Store, P: Policy> Store for Layered<S, P> {
         ops: Vec<WriteOp>,
         atomic: bool,
     ) -> Result<Vec<WriteOutcome>> {
-        let mut call = Call::write(
-            self.inner.name(),
-            self.inner.kind(),
-            Target::Entity(entity),
-            &ops,
-            atomic,
-        );
-        if let [op] = ops.as_slice() {
-            call.key = Some(op.key());
-        }
-        // Each attempt sends its own copy: the ops stay here for a retry.
-        self.policy
-            .around(&call, || self.inner.write(entity, ops.clone(), atomic))
-            .await
+        self.write_slice(entity, &ops, atomic).await
+    }
+    async fn write_ref(
+        &self,
+        entity: &EntityInfo,
+        ops: &[WriteOp],
+        atomic: bool,
+    ) -> Result<Vec<WriteOutcome>> {
+        self.write_slice(entity, ops, atomic).await
     }
     async fn apply_versioned(
         &self,

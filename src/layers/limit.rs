@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
-use tokio::sync::Semaphore;
+use tokio::sync::{Semaphore, SemaphorePermit};
 
 use super::call::Call;
 use super::layered::{Outcome, Policy};
@@ -176,8 +176,18 @@ impl Policy for Limit {
         F: Fn() -> Fut + Send + Sync + 'a,
         Fut: Future<Output = Result<T>> + Send + 'a,
     {
+        let _permit = self.admit(call).await?;
+        run().await
+    }
+}
+
+impl Limit {
+    /// A slot (when the bulkhead is on) and a turn (when the rate limit
+    /// is): awaited before the call, so its state is not kept in the
+    /// call's future while the call runs.
+    async fn admit(&self, call: &Call<'_>) -> Result<Option<SemaphorePermit<'_>>> {
         let wait = self.config.queue_timeout.0;
-        let _permit = match &self.slots {
+        let permit = match &self.slots {
             None => None,
             Some(slots) => match slots.try_acquire() {
                 Ok(p) => Some(p),
@@ -186,7 +196,8 @@ impl Policy for Limit {
                     let got = if queued >= self.config.max_queue {
                         None
                     } else {
-                        tokio::time::timeout(wait, slots.acquire())
+                        // Boxed: the rare path should not grow every call's future.
+                        Box::pin(tokio::time::timeout(wait, slots.acquire()))
                             .await
                             .ok()
                             .and_then(|p| p.ok())
@@ -209,7 +220,7 @@ impl Policy for Limit {
         };
         if let Some(rate) = &self.rate {
             if rate.check().is_err()
-                && tokio::time::timeout(wait, rate.until_ready())
+                && Box::pin(tokio::time::timeout(wait, rate.until_ready()))
                     .await
                     .is_err()
             {
@@ -222,6 +233,6 @@ impl Policy for Limit {
                 ));
             }
         }
-        run().await
+        Ok(permit)
     }
 }

@@ -116,6 +116,14 @@ impl Store for Arc<dyn Store> {
     ) -> Result<Vec<WriteOutcome>> {
         (**self).write(entity, ops, atomic).await
     }
+    async fn write_ref(
+        &self,
+        entity: &EntityInfo,
+        ops: &[WriteOp],
+        atomic: bool,
+    ) -> Result<Vec<WriteOutcome>> {
+        (**self).write_ref(entity, ops, atomic).await
+    }
 
     async fn write_each(
         &self,

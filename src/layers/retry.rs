@@ -335,6 +335,8 @@ impl Policy for Retry {
                 error = %error,
                 "retrying a store call"
             );
+            // Not kept across the wait: every call's future would grow by it.
+            drop(error);
             tokio::time::sleep(wait).await;
             attempt += 1;
             tracing::Span::current().record("polyrouter.attempts", attempt);

@@ -1,7 +1,11 @@
 //! [`Timeout`]: a deadline per attempt, by class of operation.
 
 use std::future::Future;
+use std::pin::Pin;
+use std::task::Poll;
 use std::time::Duration;
+
+use tokio::time::Sleep;
 
 use super::call::{Call, OpClass};
 use super::layered::{Outcome, Policy};
@@ -10,7 +14,10 @@ use crate::{Error, Result};
 
 /// Abandons an attempt that takes longer than its class's timeout
 /// ([`TimeoutConfig`]) with [`Error::Timeout`], which names the store, the
-/// entity, the operation and the timeout. A zero timeout means none.
+/// entity, the operation and the timeout. A zero timeout means none. The
+/// clock starts when the attempt first waits (for a connection, an
+/// answer): an attempt that completes without waiting, as an in-process
+/// store's does, sets no timer at all.
 ///
 /// Dropping the attempt's future cancels it on the client side; a write the
 /// server had already received may still be applied (the error says so).
@@ -139,15 +146,27 @@ impl Policy for Timeout {
             let Some(limit) = limit else {
                 return run().await;
             };
-            match tokio::time::timeout(limit, run()).await {
-                Ok(out) => out,
-                Err(_) => Err(Error::timeout(
-                    call.store,
-                    &call.entity(),
-                    call.operation.name(),
-                    limit,
-                )),
-            }
+            // The timer starts when the attempt first waits: an attempt
+            // that is ready at once (an in-process store) needs none, and
+            // an in-process call cannot be interrupted before then anyway.
+            let mut attempt = std::pin::pin!(run());
+            let mut timer: Option<Pin<Box<Sleep>>> = None;
+            std::future::poll_fn(|cx| {
+                if let Poll::Ready(out) = attempt.as_mut().poll(cx) {
+                    return Poll::Ready(out);
+                }
+                let timer = timer.get_or_insert_with(|| Box::pin(tokio::time::sleep(limit)));
+                match timer.as_mut().poll(cx) {
+                    Poll::Ready(()) => Poll::Ready(Err(Error::timeout(
+                        call.store,
+                        &call.entity(),
+                        call.operation.name(),
+                        limit,
+                    ))),
+                    Poll::Pending => Poll::Pending,
+                }
+            })
+            .await
         }
     }
 }

@@ -295,6 +295,35 @@ pub trait Store: Send + Sync + fmt::Debug + 'static {
         atomic: bool,
     ) -> Result<Vec<WriteOutcome>>;
 
+    /// [`Store::write`] of borrowed ops: what a caller that keeps the ops
+    /// — to send them again ([`Retry`](crate::layers::Retry)), or to show
+    /// them to its layers — calls, so that an attempt needs no copy of
+    /// them. By default it copies them into [`Store::write`]; a store that
+    /// encodes its writes from borrowed ops (the SQL stores, Redis)
+    /// overrides it, and its `write` calls it.
+    ///
+    /// ```
+    /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+    /// # use polyrouter::{FieldDef, KeyKind, Key, Precondition, Record, Schema, Store};
+    /// # use polyrouter::store::{EntityInfo, WriteOp, WriteOutcome};
+    /// # static F: [FieldDef; 0] = [];
+    /// # static S: Schema = Schema { name: "t", key: "id", key_kind: KeyKind::Str, partition_key: None, version: None, fields: &F };
+    /// let store = polyrouter::backends::memory::MemoryStore::new("m");
+    /// let e = EntityInfo::new(&S);
+    /// let ops = [WriteOp::Put { record: Record::new(Key::from("a")), precondition: Precondition::None, ttl: None }];
+    /// let out = store.write_ref(&e, &ops, true).await.unwrap();
+    /// assert_eq!(out, vec![WriteOutcome::Written { version: 1 }]);
+    /// # });
+    /// ```
+    async fn write_ref(
+        &self,
+        entity: &EntityInfo,
+        ops: &[WriteOp],
+        atomic: bool,
+    ) -> Result<Vec<WriteOutcome>> {
+        self.write(entity, ops.to_vec(), atomic).await
+    }
+
     /// Applies writes one by one, not atomically, with an outcome per
     /// write in op order: its [`WriteOutcome`], or the error that write
     /// met ([`Error::Conflict`](crate::Error::Conflict) with the current

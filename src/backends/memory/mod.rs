@@ -11,6 +11,7 @@
 //! ```
 #![doc = include_str!("docs.md")]
 
+use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -155,6 +156,134 @@ impl RawValue {
 }
 
 impl MemoryStore {
+    /// [`Store::write`] and [`Store::write_ref`]: always all or nothing.
+    fn apply_writes(
+        &self,
+        entity: &EntityInfo,
+        ops: Cow<'_, [WriteOp]>,
+    ) -> Result<Vec<WriteOutcome>> {
+        let now = Instant::now();
+        let table = self.table(entity);
+        let mut t = table.write();
+        // Check every precondition against the state as the batch evolves,
+        // before touching the table: all or nothing. The state of a key is
+        // (live version, version a put continues from).
+        let mut staged: HashMap<&Key, (Option<u64>, u64)> = HashMap::new();
+        let mut outcomes = Vec::with_capacity(ops.len());
+        let mut applies = Vec::with_capacity(ops.len());
+        let tombstones = !entity.tombstone_retention.is_zero();
+        for op in ops.iter() {
+            let key = op.key();
+            let (current, base) = match staged.get(key) {
+                Some(s) => *s,
+                None => t.get(key).map_or((None, 0), |r| {
+                    (r.live(now).then_some(r.record.version), r.base(now))
+                }),
+            };
+            let p = op.precondition();
+            if !p.holds(current) {
+                // Always all-or-nothing, whether or not `atomic` was asked.
+                return Err(self.conflict(entity, key, p, current));
+            }
+            match op {
+                WriteOp::Put { .. } => {
+                    let v = base + 1;
+                    staged.insert(key, (Some(v), v));
+                    outcomes.push(WriteOutcome::Written { version: v });
+                    applies.push(Apply::Put(v));
+                }
+                WriteOp::Delete { .. } => {
+                    match current {
+                        Some(v) if tombstones => {
+                            staged.insert(key, (None, v + 1));
+                            applies.push(Apply::Tombstone(v + 1));
+                        }
+                        Some(v) => {
+                            staged.insert(key, (None, 0));
+                            applies.push(Apply::Remove(v + 1));
+                        }
+                        // Nothing live: a tombstone stays as it is.
+                        None => applies.push(Apply::Tombstone(0)),
+                    }
+                    outcomes.push(WriteOutcome::Deleted {
+                        existed: current.is_some(),
+                    });
+                }
+            }
+        }
+        let purge_at = now
+            .checked_add(entity.tombstone_retention)
+            .unwrap_or(now + Duration::from_secs(86_400 * 365 * 100));
+        // What the table keeps: the ops themselves when they were handed
+        // over, a copy when they were lent.
+        let (mut moved, mut copied);
+        let owned: &mut dyn Iterator<Item = WriteOp> = match ops {
+            Cow::Owned(v) => {
+                moved = v.into_iter();
+                &mut moved
+            }
+            Cow::Borrowed(s) => {
+                copied = s.iter().cloned();
+                &mut copied
+            }
+        };
+        for (op, apply) in owned.zip(applies) {
+            match (op, apply) {
+                (
+                    WriteOp::Put {
+                        mut record, ttl, ..
+                    },
+                    Apply::Put(version),
+                ) => {
+                    record.version = version;
+                    let key = record.key.clone();
+                    let event = outbox_event(entity, &key, Some(&record), version);
+                    t.record_event(event);
+                    t.insert(
+                        key,
+                        Row {
+                            record,
+                            expires: expiry(now, ttl),
+                            tombstone: None,
+                        },
+                    );
+                }
+                // An expired record goes; a tombstone stays.
+                (WriteOp::Delete { key, .. }, Apply::Tombstone(0))
+                    if t.get(&key).is_some_and(|r| r.tombstone.is_none()) =>
+                {
+                    t.remove(&key);
+                }
+                (WriteOp::Delete { .. }, Apply::Tombstone(0)) => {}
+                (WriteOp::Delete { key, .. }, Apply::Tombstone(version)) => {
+                    t.record_event(outbox_event(entity, &key, None, version));
+                    // The deleted values go; the key's last version stays.
+                    let record = Record {
+                        version,
+                        ..Record::new(key.clone())
+                    };
+                    t.insert(
+                        key,
+                        Row {
+                            record,
+                            expires: None,
+                            tombstone: Some(purge_at),
+                        },
+                    );
+                }
+                (WriteOp::Delete { key, .. }, Apply::Remove(version)) => {
+                    t.record_event(outbox_event(entity, &key, None, version));
+                    t.remove(&key);
+                }
+                _ => {}
+            }
+        }
+        if t.len() > 1024 && t.len() % 64 == 0 {
+            t.retain(|_, r| r.kept(now));
+        }
+        Ok(outcomes)
+    }
+
     /// An empty store.
     ///
     /// ```
@@ -256,113 +385,16 @@ impl Store for MemoryStore {
         ops: Vec<WriteOp>,
         _atomic: bool,
     ) -> Result<Vec<WriteOutcome>> {
-        let now = Instant::now();
-        let table = self.table(entity);
-        let mut t = table.write();
-        // Check every precondition against the state as the batch evolves,
-        // before touching the table: all or nothing. The state of a key is
-        // (live version, version a put continues from).
-        let mut staged: HashMap<&Key, (Option<u64>, u64)> = HashMap::new();
-        let mut outcomes = Vec::with_capacity(ops.len());
-        let mut applies = Vec::with_capacity(ops.len());
-        let tombstones = !entity.tombstone_retention.is_zero();
-        for op in &ops {
-            let key = op.key();
-            let (current, base) = match staged.get(key) {
-                Some(s) => *s,
-                None => t.get(key).map_or((None, 0), |r| {
-                    (r.live(now).then_some(r.record.version), r.base(now))
-                }),
-            };
-            let p = op.precondition();
-            if !p.holds(current) {
-                // Always all-or-nothing, whether or not `atomic` was asked.
-                return Err(self.conflict(entity, key, p, current));
-            }
-            match op {
-                WriteOp::Put { .. } => {
-                    let v = base + 1;
-                    staged.insert(key, (Some(v), v));
-                    outcomes.push(WriteOutcome::Written { version: v });
-                    applies.push(Apply::Put(v));
-                }
-                WriteOp::Delete { .. } => {
-                    match current {
-                        Some(v) if tombstones => {
-                            staged.insert(key, (None, v + 1));
-                            applies.push(Apply::Tombstone(v + 1));
-                        }
-                        Some(v) => {
-                            staged.insert(key, (None, 0));
-                            applies.push(Apply::Remove(v + 1));
-                        }
-                        // Nothing live: a tombstone stays as it is.
-                        None => applies.push(Apply::Tombstone(0)),
-                    }
-                    outcomes.push(WriteOutcome::Deleted {
-                        existed: current.is_some(),
-                    });
-                }
-            }
-        }
-        let purge_at = now
-            .checked_add(entity.tombstone_retention)
-            .unwrap_or(now + Duration::from_secs(86_400 * 365 * 100));
-        for (op, apply) in ops.into_iter().zip(applies) {
-            match (op, apply) {
-                (
-                    WriteOp::Put {
-                        mut record, ttl, ..
-                    },
-                    Apply::Put(version),
-                ) => {
-                    record.version = version;
-                    let key = record.key.clone();
-                    let event = outbox_event(entity, &key, Some(&record), version);
-                    t.record_event(event);
-                    t.insert(
-                        key,
-                        Row {
-                            record,
-                            expires: expiry(now, ttl),
-                            tombstone: None,
-                        },
-                    );
-                }
-                // An expired record goes; a tombstone stays.
-                (WriteOp::Delete { key, .. }, Apply::Tombstone(0))
-                    if t.get(&key).is_some_and(|r| r.tombstone.is_none()) =>
-                {
-                    t.remove(&key);
-                }
-                (WriteOp::Delete { .. }, Apply::Tombstone(0)) => {}
-                (WriteOp::Delete { key, .. }, Apply::Tombstone(version)) => {
-                    t.record_event(outbox_event(entity, &key, None, version));
-                    // The deleted values go; the key's last version stays.
-                    let record = Record {
-                        version,
-                        ..Record::new(key.clone())
-                    };
-                    t.insert(
-                        key,
-                        Row {
-                            record,
-                            expires: None,
-                            tombstone: Some(purge_at),
-                        },
-                    );
-                }
-                (WriteOp::Delete { key, .. }, Apply::Remove(version)) => {
-                    t.record_event(outbox_event(entity, &key, None, version));
-                    t.remove(&key);
-                }
-                _ => {}
-            }
-        }
-        if t.len() > 1024 && t.len() % 64 == 0 {
-            t.retain(|_, r| r.kept(now));
-        }
-        Ok(outcomes)
+        self.apply_writes(entity, Cow::Owned(ops))
+    }
+
+    async fn write_ref(
+        &self,
+        entity: &EntityInfo,
+        ops: &[WriteOp],
+        _atomic: bool,
+    ) -> Result<Vec<WriteOutcome>> {
+        self.apply_writes(entity, Cow::Borrowed(ops))
     }
 
     async fn apply_versioned(

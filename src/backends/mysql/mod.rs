@@ -711,6 +711,50 @@ const COLUMNS: &str = "SELECT c.COLUMN_NAME, CONCAT(c.DATA_TYPE, ' ', COALESCE(c
 
 sql::outbox::sqlx_outbox!(MySqlStore, sqlx::MySql);
 
+impl MySqlStore {
+    /// [`Store::write`] and [`Store::write_ref`]: the ops are encoded from
+    /// borrowed ops, so neither copies them.
+    async fn write_slice(
+        &self,
+        entity: &EntityInfo,
+        ops: &[WriteOp],
+        _atomic: bool,
+    ) -> Result<Vec<WriteOutcome>> {
+        if ops.is_empty() {
+            return Ok(Vec::new());
+        }
+        let t = self.table_sql(entity)?;
+        let now = now_micros();
+        // Every op is checked and encoded before the database is touched.
+        // Always all or nothing: one transaction (the lock and the write go
+        // together), except for one put without an outbox, which is one
+        // statement.
+        if write::is_put_many(ops) {
+            let chunks = bulk::chunks(&t, ops, now).map_err(|m| self.target(entity).invalid(m))?;
+            return retry_deadlocks(|| self.put_many_once(entity, &t, &chunks, ops)).await;
+        }
+        let writes = write::locked_writes(self.target(entity), &t, ops, now)?;
+        // One put without an outbox event to commit with it: one statement.
+        if let [
+            WriteOp::Put {
+                precondition,
+                record,
+                ..
+            },
+        ] = ops
+            && entity.outbox.is_none()
+        {
+            let one = self
+                .put_single(entity, &t, *precondition, &record.key, &writes[0], now)
+                .await?;
+            if let Some(outcome) = one {
+                return Ok(vec![outcome]);
+            }
+        }
+        retry_deadlocks(|| self.write_once(entity, &t, ops, &writes, now)).await
+    }
+}
+
 #[async_trait]
 impl Store for MySqlStore {
     fn name(&self) -> &str {
@@ -844,40 +888,18 @@ impl Store for MySqlStore {
         &self,
         entity: &EntityInfo,
         ops: Vec<WriteOp>,
-        _atomic: bool,
+        atomic: bool,
     ) -> Result<Vec<WriteOutcome>> {
-        if ops.is_empty() {
-            return Ok(Vec::new());
-        }
-        let t = self.table_sql(entity)?;
-        let now = now_micros();
-        // Every op is checked and encoded before the database is touched.
-        // Always all or nothing: one transaction (the lock and the write go
-        // together), except for one put without an outbox, which is one
-        // statement.
-        if write::is_put_many(&ops) {
-            let chunks = bulk::chunks(&t, &ops, now).map_err(|m| self.target(entity).invalid(m))?;
-            return retry_deadlocks(|| self.put_many_once(entity, &t, &chunks, &ops)).await;
-        }
-        let writes = write::locked_writes(self.target(entity), &t, &ops, now)?;
-        // One put without an outbox event to commit with it: one statement.
-        if let [
-            WriteOp::Put {
-                precondition,
-                record,
-                ..
-            },
-        ] = ops.as_slice()
-            && entity.outbox.is_none()
-        {
-            let one = self
-                .put_single(entity, &t, *precondition, &record.key, &writes[0], now)
-                .await?;
-            if let Some(outcome) = one {
-                return Ok(vec![outcome]);
-            }
-        }
-        retry_deadlocks(|| self.write_once(entity, &t, &ops, &writes, now)).await
+        self.write_slice(entity, &ops, atomic).await
+    }
+
+    async fn write_ref(
+        &self,
+        entity: &EntityInfo,
+        ops: &[WriteOp],
+        atomic: bool,
+    ) -> Result<Vec<WriteOutcome>> {
+        self.write_slice(entity, ops, atomic).await
     }
 
     async fn apply_versioned(

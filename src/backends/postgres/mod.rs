@@ -549,6 +549,67 @@ const PRIMARY_KEY: &str = "SELECT a.attname::text FROM pg_index i \
 
 sql::outbox::sqlx_outbox!(PostgresStore, sqlx::Postgres);
 
+impl PostgresStore {
+    /// [`Store::write`] and [`Store::write_ref`]: the ops are encoded from
+    /// borrowed ops, so neither copies them.
+    async fn write_slice(
+        &self,
+        entity: &EntityInfo,
+        ops: &[WriteOp],
+        _atomic: bool,
+    ) -> Result<Vec<WriteOutcome>> {
+        if ops.is_empty() {
+            return Ok(Vec::new());
+        }
+        let t = self.table_sql(entity)?;
+        let target = self.target(entity);
+        let now = now_micros();
+        if write::is_put_many(ops) {
+            if let Some(bulk) = t.put_many(ops, now) {
+                let bulk = bulk.map_err(|m| target.invalid(m))?;
+                return self.put_many(entity, &t, bulk, ops).await;
+            }
+        }
+        // Every op is checked and encoded before the database is touched.
+        let mut stmts = write::statements(target, &t, ops, now)?;
+        if let ([op], None) = (ops, entity.outbox) {
+            // One statement is atomic on its own (with an outbox, the
+            // event's insert joins it in a transaction).
+            let stmt = stmts.pop().expect("one statement");
+            let mut conn = self
+                .inner
+                .pool
+                .acquire()
+                .await
+                .map_err(|e| self.err(entity, e))?;
+            let mut exec = self.exec(&mut conn, entity);
+            return Ok(vec![
+                write::apply(&mut exec, target, &t, op, stmt, now).await?,
+            ]);
+        }
+        // Always all or nothing: one transaction; the first failure rolls
+        // it back (a lost connection rolls back on the server).
+        let mut tx = self
+            .inner
+            .pool
+            .begin()
+            .await
+            .map_err(|e| self.err(entity, e))?;
+        let res =
+            write::apply_all(&mut self.exec(&mut tx, entity), target, &t, ops, stmts, now).await;
+        match res {
+            Ok(outcomes) => {
+                tx.commit().await.map_err(|e| self.err(entity, e))?;
+                Ok(outcomes)
+            }
+            Err(e) => {
+                let _ = tx.rollback().await;
+                Err(e)
+            }
+        }
+    }
+}
+
 #[async_trait]
 impl Store for PostgresStore {
     fn name(&self) -> &str {
@@ -708,64 +769,18 @@ impl Store for PostgresStore {
         &self,
         entity: &EntityInfo,
         ops: Vec<WriteOp>,
-        _atomic: bool,
+        atomic: bool,
     ) -> Result<Vec<WriteOutcome>> {
-        if ops.is_empty() {
-            return Ok(Vec::new());
-        }
-        let t = self.table_sql(entity)?;
-        let target = self.target(entity);
-        let now = now_micros();
-        if write::is_put_many(&ops) {
-            if let Some(bulk) = t.put_many(&ops, now) {
-                let bulk = bulk.map_err(|m| target.invalid(m))?;
-                return self.put_many(entity, &t, bulk, &ops).await;
-            }
-        }
-        // Every op is checked and encoded before the database is touched.
-        let mut stmts = write::statements(target, &t, &ops, now)?;
-        if let ([op], None) = (ops.as_slice(), entity.outbox) {
-            // One statement is atomic on its own (with an outbox, the
-            // event's insert joins it in a transaction).
-            let stmt = stmts.pop().expect("one statement");
-            let mut conn = self
-                .inner
-                .pool
-                .acquire()
-                .await
-                .map_err(|e| self.err(entity, e))?;
-            let mut exec = self.exec(&mut conn, entity);
-            return Ok(vec![
-                write::apply(&mut exec, target, &t, op, stmt, now).await?,
-            ]);
-        }
-        // Always all or nothing: one transaction; the first failure rolls
-        // it back (a lost connection rolls back on the server).
-        let mut tx = self
-            .inner
-            .pool
-            .begin()
-            .await
-            .map_err(|e| self.err(entity, e))?;
-        let res = write::apply_all(
-            &mut self.exec(&mut tx, entity),
-            target,
-            &t,
-            &ops,
-            stmts,
-            now,
-        )
-        .await;
-        match res {
-            Ok(outcomes) => {
-                tx.commit().await.map_err(|e| self.err(entity, e))?;
-                Ok(outcomes)
-            }
-            Err(e) => {
-                let _ = tx.rollback().await;
-                Err(e)
-            }
-        }
+        self.write_slice(entity, &ops, atomic).await
+    }
+
+    async fn write_ref(
+        &self,
+        entity: &EntityInfo,
+        ops: &[WriteOp],
+        atomic: bool,
+    ) -> Result<Vec<WriteOutcome>> {
+        self.write_slice(entity, ops, atomic).await
     }
 
     async fn apply_versioned(

@@ -784,6 +784,68 @@ fn parse_reply(reply: Vec<i64>, ops: usize) -> std::result::Result<ScriptReply, 
     }
 }
 
+impl RedisStore {
+    /// [`Store::write`] and [`Store::write_ref`]: the ops are encoded from
+    /// borrowed ops, so neither copies them.
+    async fn write_slice(
+        &self,
+        entity: &EntityInfo,
+        ops: &[WriteOp],
+        atomic: bool,
+    ) -> Result<Vec<WriteOutcome>> {
+        if ops.is_empty() {
+            return Ok(Vec::new());
+        }
+        self.check_table(entity)?;
+        // Encode and check everything before sending anything.
+        let encoded = ops
+            .iter()
+            .map(|op| self.encode_op(entity, op))
+            .collect::<Result<Vec<_>>>()?;
+        let total: usize = encoded.iter().map(EncodedOp::size).sum();
+        if atomic && total > MAX_ATOMIC_BATCH_BYTES {
+            return Err(self.invalid(
+                entity,
+                format!(
+                    "the batch is {total} bytes encoded; an atomic batch on Redis is one script call of at most {MAX_ATOMIC_BATCH_BYTES} bytes — split it, or commit it non-atomically"
+                ),
+            ));
+        }
+        if atomic {
+            self.check_one_slot(entity, ops, &encoded)?;
+        }
+        if let [
+            WriteOp::Put {
+                precondition: Precondition::None,
+                ..
+            },
+        ] = ops
+        {
+            let version = self.put_one(entity, &encoded[0]).await?;
+            self.replicated(entity, &encoded[0].key).await?;
+            return Ok(vec![WriteOutcome::Written { version }]);
+        }
+        let mut outcomes = Vec::with_capacity(ops.len());
+        let mut start = 0;
+        while start < ops.len() {
+            let end = if atomic {
+                ops.len()
+            } else {
+                self.chunk_end(&encoded, start)
+            };
+            self.run_script(
+                entity,
+                &ops[start..end],
+                &encoded[start..end],
+                &mut outcomes,
+            )
+            .await?;
+            start = end;
+        }
+        Ok(outcomes)
+    }
+}
+
 #[async_trait]
 impl Store for RedisStore {
     fn name(&self) -> &str {
@@ -931,56 +993,16 @@ impl Store for RedisStore {
         ops: Vec<WriteOp>,
         atomic: bool,
     ) -> Result<Vec<WriteOutcome>> {
-        if ops.is_empty() {
-            return Ok(Vec::new());
-        }
-        self.check_table(entity)?;
-        // Encode and check everything before sending anything.
-        let encoded = ops
-            .iter()
-            .map(|op| self.encode_op(entity, op))
-            .collect::<Result<Vec<_>>>()?;
-        let total: usize = encoded.iter().map(EncodedOp::size).sum();
-        if atomic && total > MAX_ATOMIC_BATCH_BYTES {
-            return Err(self.invalid(
-                entity,
-                format!(
-                    "the batch is {total} bytes encoded; an atomic batch on Redis is one script call of at most {MAX_ATOMIC_BATCH_BYTES} bytes — split it, or commit it non-atomically"
-                ),
-            ));
-        }
-        if atomic {
-            self.check_one_slot(entity, &ops, &encoded)?;
-        }
-        if let [
-            WriteOp::Put {
-                precondition: Precondition::None,
-                ..
-            },
-        ] = ops.as_slice()
-        {
-            let version = self.put_one(entity, &encoded[0]).await?;
-            self.replicated(entity, &encoded[0].key).await?;
-            return Ok(vec![WriteOutcome::Written { version }]);
-        }
-        let mut outcomes = Vec::with_capacity(ops.len());
-        let mut start = 0;
-        while start < ops.len() {
-            let end = if atomic {
-                ops.len()
-            } else {
-                self.chunk_end(&encoded, start)
-            };
-            self.run_script(
-                entity,
-                &ops[start..end],
-                &encoded[start..end],
-                &mut outcomes,
-            )
-            .await?;
-            start = end;
-        }
-        Ok(outcomes)
+        self.write_slice(entity, &ops, atomic).await
+    }
+
+    async fn write_ref(
+        &self,
+        entity: &EntityInfo,
+        ops: &[WriteOp],
+        atomic: bool,
+    ) -> Result<Vec<WriteOutcome>> {
+        self.write_slice(entity, ops, atomic).await
     }
 
     /// The script over chunks, as a non-atomic [`Store::write`]; a chunk

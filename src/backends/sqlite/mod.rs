@@ -517,6 +517,68 @@ const TABLE_INFO: &str = "SELECT name, type, \"notnull\", dflt_value, pk FROM pr
 
 sql::outbox::sqlx_outbox!(SqliteStore, sqlx::Sqlite);
 
+impl SqliteStore {
+    /// [`Store::write`] and [`Store::write_ref`]: the ops are encoded from
+    /// borrowed ops, so neither copies them.
+    async fn write_slice(
+        &self,
+        entity: &EntityInfo,
+        ops: &[WriteOp],
+        _atomic: bool,
+    ) -> Result<Vec<WriteOutcome>> {
+        if ops.is_empty() {
+            return Ok(Vec::new());
+        }
+        let t = self.table_sql(entity)?;
+        let target = self.target(entity);
+        let now = now_micros();
+        if write::is_put_many(ops) {
+            if let Some(bulk) = t.put_many(ops, now) {
+                let bulk = bulk.map_err(|m| target.invalid(m))?;
+                return self.put_many(entity, &t, bulk, ops).await;
+            }
+        }
+        // Every op is checked and encoded before the database is touched.
+        let mut stmts = write::statements(target, &t, ops, now)?;
+        if let ([op], None) = (ops, entity.outbox) {
+            // One statement is atomic on its own (with an outbox, the
+            // event's insert joins it in a transaction).
+            let stmt = stmts.pop().expect("one statement");
+            let mut conn = self
+                .inner
+                .pool
+                .acquire()
+                .await
+                .map_err(|e| self.err(entity, e))?;
+            let mut exec = self.exec(&mut conn, entity);
+            return Ok(vec![
+                write::apply(&mut exec, target, &t, op, stmt, now).await?,
+            ]);
+        }
+        // Always all or nothing. IMMEDIATE takes the write lock up front (the
+        // busy handler waits for it), so a transaction never fails to
+        // upgrade a read lock half-way through.
+        let mut tx = self
+            .inner
+            .pool
+            .begin_with("BEGIN IMMEDIATE")
+            .await
+            .map_err(|e| self.err(entity, e))?;
+        let res =
+            write::apply_all(&mut self.exec(&mut tx, entity), target, &t, ops, stmts, now).await;
+        match res {
+            Ok(outcomes) => {
+                tx.commit().await.map_err(|e| self.err(entity, e))?;
+                Ok(outcomes)
+            }
+            Err(e) => {
+                let _ = tx.rollback().await;
+                Err(e)
+            }
+        }
+    }
+}
+
 #[async_trait]
 impl Store for SqliteStore {
     fn name(&self) -> &str {
@@ -649,65 +711,18 @@ impl Store for SqliteStore {
         &self,
         entity: &EntityInfo,
         ops: Vec<WriteOp>,
-        _atomic: bool,
+        atomic: bool,
     ) -> Result<Vec<WriteOutcome>> {
-        if ops.is_empty() {
-            return Ok(Vec::new());
-        }
-        let t = self.table_sql(entity)?;
-        let target = self.target(entity);
-        let now = now_micros();
-        if write::is_put_many(&ops) {
-            if let Some(bulk) = t.put_many(&ops, now) {
-                let bulk = bulk.map_err(|m| target.invalid(m))?;
-                return self.put_many(entity, &t, bulk, &ops).await;
-            }
-        }
-        // Every op is checked and encoded before the database is touched.
-        let mut stmts = write::statements(target, &t, &ops, now)?;
-        if let ([op], None) = (ops.as_slice(), entity.outbox) {
-            // One statement is atomic on its own (with an outbox, the
-            // event's insert joins it in a transaction).
-            let stmt = stmts.pop().expect("one statement");
-            let mut conn = self
-                .inner
-                .pool
-                .acquire()
-                .await
-                .map_err(|e| self.err(entity, e))?;
-            let mut exec = self.exec(&mut conn, entity);
-            return Ok(vec![
-                write::apply(&mut exec, target, &t, op, stmt, now).await?,
-            ]);
-        }
-        // Always all or nothing. IMMEDIATE takes the write lock up front (the
-        // busy handler waits for it), so a transaction never fails to
-        // upgrade a read lock half-way through.
-        let mut tx = self
-            .inner
-            .pool
-            .begin_with("BEGIN IMMEDIATE")
-            .await
-            .map_err(|e| self.err(entity, e))?;
-        let res = write::apply_all(
-            &mut self.exec(&mut tx, entity),
-            target,
-            &t,
-            &ops,
-            stmts,
-            now,
-        )
-        .await;
-        match res {
-            Ok(outcomes) => {
-                tx.commit().await.map_err(|e| self.err(entity, e))?;
-                Ok(outcomes)
-            }
-            Err(e) => {
-                let _ = tx.rollback().await;
-                Err(e)
-            }
-        }
+        self.write_slice(entity, &ops, atomic).await
+    }
+
+    async fn write_ref(
+        &self,
+        entity: &EntityInfo,
+        ops: &[WriteOp],
+        atomic: bool,
+    ) -> Result<Vec<WriteOutcome>> {
+        self.write_slice(entity, ops, atomic).await
     }
 
     async fn apply_versioned(

@@ -685,6 +685,60 @@ fn text_cell(row: &Row, i: usize) -> Option<String> {
     row.try_get::<&str, _>(i).ok().flatten().map(str::to_string)
 }
 
+impl SqlServerStore {
+    /// [`Store::write`] and [`Store::write_ref`]: the ops are encoded from
+    /// borrowed ops, so neither copies them.
+    async fn write_slice(
+        &self,
+        entity: &EntityInfo,
+        ops: &[WriteOp],
+        _atomic: bool,
+    ) -> Result<Vec<WriteOutcome>> {
+        if ops.is_empty() {
+            return Ok(Vec::new());
+        }
+        let t = self.table_sql(entity)?;
+        let target = self.target(entity);
+        let now = now_micros();
+        // Every op is checked and encoded before the database is touched.
+        let bulk = tsql::bulk_puts(ops);
+        let merges = if bulk {
+            tsql::merge_statements(&t, ops, now).map_err(|m| target.invalid(m))?
+        } else {
+            Vec::new()
+        };
+        let encoded = if bulk {
+            Vec::new()
+        } else {
+            write::locked_writes(target, &t, ops, now)?
+        };
+        let mut conn = self.conn(entity.name()).await?;
+        let mut exec = self.inner.exec(&mut conn, entity.name());
+        // Always all or nothing, and the row locks need a transaction.
+        exec.transaction("BEGIN TRANSACTION").await?;
+        let res = if bulk {
+            match self.run_merges(&mut exec, &t, ops, merges).await {
+                Ok(outcomes) => write::record_puts(&mut exec, target, &t, ops, &outcomes)
+                    .await
+                    .map(|()| outcomes),
+                Err(e) => Err(e),
+            }
+        } else {
+            write::apply_all_locked(&mut exec, target, &t, ops, encoded, now).await
+        };
+        match res {
+            Ok(outcomes) => {
+                exec.transaction("COMMIT TRANSACTION").await?;
+                Ok(outcomes)
+            }
+            Err(e) => {
+                exec.rollback().await;
+                Err(e)
+            }
+        }
+    }
+}
+
 #[async_trait]
 impl SqlOutbox for SqlServerStore {
     type Conn<'a> = bb8::PooledConnection<'a, Manager>;
@@ -845,50 +899,18 @@ impl Store for SqlServerStore {
         &self,
         entity: &EntityInfo,
         ops: Vec<WriteOp>,
-        _atomic: bool,
+        atomic: bool,
     ) -> Result<Vec<WriteOutcome>> {
-        if ops.is_empty() {
-            return Ok(Vec::new());
-        }
-        let t = self.table_sql(entity)?;
-        let target = self.target(entity);
-        let now = now_micros();
-        // Every op is checked and encoded before the database is touched.
-        let bulk = tsql::bulk_puts(&ops);
-        let merges = if bulk {
-            tsql::merge_statements(&t, &ops, now).map_err(|m| target.invalid(m))?
-        } else {
-            Vec::new()
-        };
-        let encoded = if bulk {
-            Vec::new()
-        } else {
-            write::locked_writes(target, &t, &ops, now)?
-        };
-        let mut conn = self.conn(entity.name()).await?;
-        let mut exec = self.inner.exec(&mut conn, entity.name());
-        // Always all or nothing, and the row locks need a transaction.
-        exec.transaction("BEGIN TRANSACTION").await?;
-        let res = if bulk {
-            match self.run_merges(&mut exec, &t, &ops, merges).await {
-                Ok(outcomes) => write::record_puts(&mut exec, target, &t, &ops, &outcomes)
-                    .await
-                    .map(|()| outcomes),
-                Err(e) => Err(e),
-            }
-        } else {
-            write::apply_all_locked(&mut exec, target, &t, &ops, encoded, now).await
-        };
-        match res {
-            Ok(outcomes) => {
-                exec.transaction("COMMIT TRANSACTION").await?;
-                Ok(outcomes)
-            }
-            Err(e) => {
-                exec.rollback().await;
-                Err(e)
-            }
-        }
+        self.write_slice(entity, &ops, atomic).await
+    }
+
+    async fn write_ref(
+        &self,
+        entity: &EntityInfo,
+        ops: &[WriteOp],
+        atomic: bool,
+    ) -> Result<Vec<WriteOutcome>> {
+        self.write_slice(entity, ops, atomic).await
     }
 
     async fn apply_versioned(
