@@ -11,14 +11,15 @@
 //! on the memory store, interleaved in one loop (the layers' own cost per
 //! call; target ≤ 0.5 µs). `router/postgres/interleaved_{get,put}`:
 //! `Repo::get` / `Repo::put` through the router on the machine's
-//! PostgreSQL with the stack and without (`resilience = { enabled = false
-//! }`), alternated in chunks inside one loop; the median ratio layers /
-//! bare over the chunk pairs (warm-up included) is printed after the group
-//! and is the figure (target ≤ 1.02). docs/benchmarks.md keeps the figures.
+//! PostgreSQL with the stack and without, over one store (one pool) so the
+//! paths share their connections, alternated in chunks inside one loop; the
+//! median ratio layers / bare over the chunk pairs (warm-up included) is
+//! printed after the group and is the figure (target ≤ 1.02).
+//! docs/benchmarks.md keeps the figures.
 
 use std::hint::black_box;
 #[cfg(feature = "postgres")]
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use criterion::{criterion_group, criterion_main};
@@ -28,6 +29,8 @@ use interleave::{interleaved_ratio, median};
 #[cfg(feature = "postgres")]
 use polyrouter::Router;
 use polyrouter::backends::memory::MemoryStore;
+#[cfg(feature = "postgres")]
+use polyrouter::config::StoreSpec;
 use polyrouter::layers::{Limit, Resilience};
 use polyrouter::store::{EntityInfo, WriteOp};
 use polyrouter::{Entity, Key, Precondition, Record, Store, Value};
@@ -166,21 +169,35 @@ fn postgres(c: &mut criterion::Criterion, rt: &tokio::runtime::Runtime) {
     let url = std::env::var("POLYROUTER_PG_URL")
         .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into());
     let schema = format!("pr_bench_layers_{}", std::process::id());
-    let router = |resilience: &str| {
-        let toml = format!(
-            "[stores.s]\nkind = \"postgres\"\nurl = \"{url}\"\nschema = \"{schema}\"\nmax_connections = 4\n{resilience}\n[entities.bench_user]\nstore = \"s\"\n"
-        );
+    // One store, one pool: the bare router uses it as it is, the layered
+    // one through the stack the router would build for
+    // `resilience = { limit = { max_concurrency = 1024 } }`, so the two
+    // paths share their connections and differ only by the layers.
+    let options: toml::Table =
+        format!("url = \"{url}\"\nschema = \"{schema}\"\nmax_connections = 4\n")
+            .parse()
+            .expect("options");
+    let store = rt
+        .block_on(polyrouter::backends::open(StoreSpec::new(
+            "s", "postgres", options,
+        )))
+        .expect("the machine's PostgreSQL");
+    let router = |store: Arc<dyn Store>| {
         rt.block_on(async move {
-            let r = Router::from_toml_str(&toml)
+            let r = Router::builder()
+                .store("s", store)
+                .entity::<BenchUser>()
+                .route("bench_user", "s")
+                .build()
                 .await
-                .expect("the machine's PostgreSQL");
+                .expect("router");
             let repo = r.repo::<BenchUser>().await.unwrap();
             repo.put(&sample()).await.unwrap();
             (r, repo)
         })
     };
-    let (_bare_router, bare) = router("resilience = { enabled = false }");
-    let (_layered_router, layered) = router("resilience = { limit = { max_concurrency = 1024 } }");
+    let (_bare_router, bare) = router(store.clone());
+    let (_layered_router, layered) = router(Arc::new(full_stack().layer(store)));
     let (ratios_get, ratios_put) = (Mutex::new(Vec::new()), Mutex::new(Vec::new()));
     let one = sample();
     let mut g = c.benchmark_group("router/postgres");
