@@ -31,11 +31,13 @@ use crate::Result;
 pub(crate) mod mysql;
 #[cfg(feature = "mysql")]
 mod mysql_rows;
+#[cfg(feature = "postgres")]
 pub(crate) mod pgoutput;
 #[cfg(feature = "postgres")]
 pub(crate) mod postgres;
 mod runner;
 mod start;
+#[cfg(feature = "postgres")]
 mod text;
 
 pub use runner::{Capture, CaptureStatus};
