@@ -631,9 +631,11 @@ impl ChangeSource for MySqlChangeSource {
         .execute(&self.pool)
         .await
         .map_err(|e| self.err(e))?;
-        // The dump itself needs `REPLICATION SLAVE`: try one from here.
+        // The dump itself needs `REPLICATION SLAVE`: try one from here, as
+        // the probe's replica id (a worker may be reading the slot already,
+        // and a second dump under its id would be refused or cut it off).
         let (file, pos) = self.durable().await?;
-        let mut stream = self.dump(&file, pos, self.server_id).await?;
+        let mut stream = self.dump(&file, pos, self.probe_id()).await?;
         if let Some(Err(e)) = stream.next().await {
             return Err(self.dump_err(e));
         }
@@ -664,9 +666,9 @@ impl ChangeSource for MySqlChangeSource {
             return Ok(true);
         }
         // A quiet table's position is written only now and then: look at
-        // what lies after it, as a replica of an id of its own (a second
-        // dump with the capture's server id would cut the capture's off).
-        Ok(self.read_as(1, self.server_id ^ 1).await?.events.is_empty())
+        // what lies after it, under the probe's replica id (a second dump
+        // with the capture's id would be refused or cut the capture's off).
+        Ok(self.read_as(1, self.probe_id()).await?.events.is_empty())
     }
 
     async fn remove(&self) -> Result<()> {
@@ -675,6 +677,12 @@ impl ChangeSource for MySqlChangeSource {
 }
 
 impl MySqlChangeSource {
+    /// The replica id of the dumps that only look (the privilege check of
+    /// `prepare`, `published_through`): not the capture's own.
+    fn probe_id(&self) -> u32 {
+        self.server_id ^ 1
+    }
+
     /// The durable position, encoded.
     async fn durable_position(&self) -> Result<u64> {
         let (file, pos) = self.durable().await?;
