@@ -72,18 +72,21 @@
 use std::future::Future;
 use std::hint::black_box;
 use std::sync::Mutex;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bench_user::{BenchUser, KEY, runtime, sample, user};
 use criterion::measurement::WallTime;
 use criterion::{BenchmarkGroup, Criterion, SamplingMode, Throughput};
 use criterion::{criterion_group, criterion_main};
+use interleave::{interleaved_ratio, median};
 use polyrouter::{Query, Repo, Router};
 use redis::aio::ConnectionManager;
 use tokio::runtime::Runtime;
 
 #[path = "support/bench_user.rs"]
 mod bench_user;
+#[path = "support/interleave.rs"]
+mod interleave;
 #[path = "support/servers.rs"]
 mod servers;
 
@@ -344,7 +347,7 @@ fn bench_postgres(c: &mut Criterion, rt: &Runtime, rows: &[BenchUser]) {
         // The router's get pinging every checkout, against the default.
         g.bench_function("interleaved_get_ping_every_checkout", |b| {
             b.to_async(rt).iter_custom(|iters| {
-                interleaved(
+                interleaved_ratio(
                     iters,
                     &ratios_ping,
                     || async {
@@ -646,7 +649,7 @@ impl Ratios {
     {
         g.bench_function("interleaved_get", |b| {
             b.to_async(rt).iter_custom(|iters| {
-                interleaved(
+                interleaved_ratio(
                     iters,
                     &self.get,
                     || async {
@@ -658,7 +661,7 @@ impl Ratios {
         });
         g.bench_function("interleaved_put", |b| {
             b.to_async(rt).iter_custom(|iters| {
-                interleaved(
+                interleaved_ratio(
                     iters,
                     &self.put,
                     || async {
@@ -677,58 +680,6 @@ impl Ratios {
             eprintln!("{label}: router/raw {op} = {m:.3} (interleaved, median of {n} chunk pairs)");
         }
     }
-}
-
-/// Runs `iters` of `a` and of `b` in alternating chunks of 16 (alternating
-/// which goes first), pushes time(a) / time(b) of every chunk pair to
-/// `ratios`, and returns the time spent in `a` (so criterion reports `a`'s
-/// per-op time, measured while interleaved with `b`).
-async fn interleaved<A, AF, B, BF>(
-    iters: u64,
-    ratios: &Mutex<Vec<f64>>,
-    mut a: A,
-    mut b: B,
-) -> Duration
-where
-    A: FnMut() -> AF,
-    AF: Future<Output = ()>,
-    B: FnMut() -> BF,
-    BF: Future<Output = ()>,
-{
-    const CHUNK: u64 = 16;
-    let mut in_a = Duration::ZERO;
-    let (mut done, mut a_first) = (0, true);
-    while done < iters {
-        let n = CHUNK.min(iters - done);
-        let (mut took_a, mut took_b) = (Duration::ZERO, Duration::ZERO);
-        for run_a in [a_first, !a_first] {
-            let start = Instant::now();
-            for _ in 0..n {
-                if run_a { a().await } else { b().await }
-            }
-            if run_a {
-                took_a = start.elapsed();
-            } else {
-                took_b = start.elapsed();
-            }
-        }
-        in_a += took_a;
-        let ratio = took_a.as_secs_f64() / took_b.as_secs_f64().max(1e-12);
-        ratios.lock().expect("ratios").push(ratio);
-        a_first = !a_first;
-        done += n;
-    }
-    in_a
-}
-
-/// The median of the collected ratios, and how many there were.
-fn median(ratios: &Mutex<Vec<f64>>) -> (f64, usize) {
-    let mut v = ratios.lock().expect("ratios").clone();
-    if v.is_empty() {
-        return (f64::NAN, 0);
-    }
-    v.sort_by(f64::total_cmp);
-    (v[v.len() / 2], v.len())
 }
 
 async fn hget_d(conn: &ConnectionManager, key: &str) -> Option<Vec<u8>> {

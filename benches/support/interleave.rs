@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 /// The median, not the mean: on a small shared machine one preemption
 /// (milliseconds) inside a chunk of a few microseconds would otherwise
 /// swamp the difference.
+#[allow(dead_code)] // not every bench that includes this file reports differences
 pub async fn interleaved<A, AF, B, BF>(iters: u64, mut a: A, mut b: B) -> Duration
 where
     A: FnMut() -> AF,
