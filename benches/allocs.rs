@@ -5,8 +5,18 @@
 //! `POLYROUTER_BENCH_MYSQL`, else the machine's servers on loopback).
 //!
 //! ```text
-//! cargo bench --features postgres,mysql --bench allocs
+//! cargo bench --features redis,postgres,mysql --bench allocs
 //! ```
+//!
+//! Redis (`POLYROUTER_BENCH_REDIS`, else `redis://127.0.0.1:6379`) is
+//! measured under a key prefix unique to the run, its keys deleted at the
+//! end. `put_many` is one batch of 1 000 rows, reported per row.
+//!
+//! `POLYROUTER_ALLOCS_TRACE=<store>/<op>` (`op`: `put`, `get` or
+//! `put_many`) also prints, for one call of that operation after the
+//! counted ones, where each allocation was made: the innermost frames of
+//! its backtrace that name polyrouter (symbols only: inlined functions are
+//! folded into their callers).
 //!
 //! Each operation runs 200 times to warm up (pools, prepared statements,
 //! caches), then 2 000 times counted; the output is allocations (calls to
@@ -18,9 +28,12 @@
 //! figures.
 
 use std::alloc::{GlobalAlloc, Layout, System};
+use std::backtrace::Backtrace;
+use std::cell::Cell;
+use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use bench_user::{BenchUser, KEY, runtime, sample};
+use bench_user::{BenchUser, KEY, runtime, sample, user};
 use polyrouter::{Repo, Router};
 
 #[path = "support/bench_user.rs"]
@@ -34,26 +47,47 @@ struct Counting;
 static CALLS: AtomicU64 = AtomicU64::new(0);
 static BYTES: AtomicU64 = AtomicU64::new(0);
 
+thread_local! {
+    /// Whether this thread records a backtrace per allocation.
+    static TRACING: Cell<bool> = const { Cell::new(false) };
+    /// Set while a backtrace is taken (it allocates itself).
+    static IN_TRACE: Cell<bool> = const { Cell::new(false) };
+}
+
+/// The backtraces recorded while [`TRACING`] was on.
+static TRACES: Mutex<Vec<(usize, Backtrace)>> = Mutex::new(Vec::new());
+
+/// Counts one allocation of `size` bytes (and records where, when tracing).
+fn count(size: usize) {
+    CALLS.fetch_add(1, Ordering::Relaxed);
+    BYTES.fetch_add(size as u64, Ordering::Relaxed);
+    let trace = TRACING.with(Cell::get) && !IN_TRACE.with(Cell::get);
+    if trace {
+        IN_TRACE.with(|c| c.set(true));
+        let bt = Backtrace::force_capture();
+        TRACES.lock().expect("traces").push((size, bt));
+        IN_TRACE.with(|c| c.set(false));
+    }
+}
+
 // SAFETY: forwards every call to `System` unchanged; the counters are
-// atomics and never allocate.
+// atomics, and the tracing (off unless asked for) guards against its own
+// allocations.
 unsafe impl GlobalAlloc for Counting {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        CALLS.fetch_add(1, Ordering::Relaxed);
-        BYTES.fetch_add(layout.size() as u64, Ordering::Relaxed);
+        count(layout.size());
         // SAFETY: the caller's contract is `System`'s.
         unsafe { System.alloc(layout) }
     }
 
     unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
-        CALLS.fetch_add(1, Ordering::Relaxed);
-        BYTES.fetch_add(layout.size() as u64, Ordering::Relaxed);
+        count(layout.size());
         // SAFETY: as above.
         unsafe { System.alloc_zeroed(layout) }
     }
 
     unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        CALLS.fetch_add(1, Ordering::Relaxed);
-        BYTES.fetch_add(new_size as u64, Ordering::Relaxed);
+        count(new_size);
         // SAFETY: as above.
         unsafe { System.realloc(ptr, layout, new_size) }
     }
@@ -70,8 +104,9 @@ static ALLOC: Counting = Counting;
 const WARM: u64 = 200;
 const COUNTED: u64 = 2_000;
 
-/// Allocations and bytes per call of `op`, after a warm-up.
-async fn per_op<F, Fut>(mut op: F) -> (f64, f64)
+/// Allocations and bytes per call of `op`, after a warm-up; when `trace`,
+/// one more call with its allocations' origins printed.
+async fn per_op<F, Fut>(trace: bool, mut op: F) -> (f64, f64)
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = ()>,
@@ -84,34 +119,117 @@ where
         op().await;
     }
     let (c1, b1) = (CALLS.load(Ordering::Relaxed), BYTES.load(Ordering::Relaxed));
+    if trace {
+        TRACING.with(|c| c.set(true));
+        op().await;
+        TRACING.with(|c| c.set(false));
+        print_traces();
+    }
     (
         (c1 - c0) as f64 / COUNTED as f64,
         (b1 - b0) as f64 / COUNTED as f64,
     )
 }
 
+/// Prints each recorded allocation: its size and the innermost frames of
+/// its backtrace that are polyrouter's (or the first frames past the
+/// allocator when none is).
+fn print_traces() {
+    let traces = std::mem::take(&mut *TRACES.lock().expect("traces"));
+    println!("  {} allocations:", traces.len());
+    for (size, bt) in traces {
+        let text = bt.to_string();
+        let frames: Vec<&str> = text
+            .lines()
+            .map(str::trim)
+            .filter(|l| l.contains(": ") && !l.starts_with("at "))
+            .map(|l| l.split_once(": ").map_or(l, |(_, f)| f))
+            .filter(|f| {
+                !f.starts_with("std::")
+                    && !f.starts_with("alloc::")
+                    && !f.starts_with("core::")
+                    && !f.starts_with("allocs::")
+                    && !f.starts_with("__rust")
+            })
+            .collect();
+        let ours: Vec<&str> = frames
+            .iter()
+            .copied()
+            .filter(|f| f.contains("polyrouter"))
+            .take(3)
+            .collect();
+        let shown = if ours.is_empty() {
+            frames.into_iter().take(3).collect::<Vec<_>>()
+        } else {
+            ours
+        };
+        println!("  {size:>6} B  {}", shown.join("  <  "));
+    }
+}
+
+/// Rows in the `put_many` batch.
+const BATCH: usize = 1_000;
+
 async fn measure(label: &str, store_toml: &str) {
     let toml = format!("[stores.s]\n{store_toml}\n[entities.bench_user]\nstore = \"s\"\n");
     let router = Router::from_toml_str(&toml).await.expect("router");
     let repo: Repo<BenchUser> = router.repo::<BenchUser>().await.expect("repo");
     let one = sample();
+    let rows: Vec<BenchUser> = (0..BATCH as i64)
+        .map(|i| user(format!("row-{i:05}"), i))
+        .collect();
     repo.put(&one).await.expect("seed");
-    let (pc, pb) = per_op(|| async {
+    let trace = std::env::var("POLYROUTER_ALLOCS_TRACE").unwrap_or_default();
+    let traced = |op: &str| trace == format!("{label}/{op}");
+    let (pc, pb) = per_op(traced("put"), || async {
         std::hint::black_box(repo.put(&one).await.expect("put"));
     })
     .await;
-    let (gc, gb) = per_op(|| async {
+    let (gc, gb) = per_op(traced("get"), || async {
         std::hint::black_box(repo.get(KEY).await.expect("get"));
     })
     .await;
+    let (mc, mb) = per_op(traced("put_many"), || async {
+        std::hint::black_box(repo.put_many(&rows).await.expect("put_many"));
+    })
+    .await;
+    let (mc, mb) = (mc / BATCH as f64, mb / BATCH as f64);
     println!(
-        "{label:<10} put: {pc:>7.1} allocations, {pb:>8.0} bytes   get: {gc:>7.1} allocations, {gb:>8.0} bytes"
+        "{label:<10} put: {pc:>6.1} allocations, {pb:>7.0} bytes   get: {gc:>6.1}, {gb:>7.0} B   put_many per row: {mc:>6.1}, {mb:>7.0} B"
     );
 }
 
 fn main() {
     runtime().block_on(async {
         measure("memory", "kind = \"memory\"").await;
+        #[cfg(feature = "redis")]
+        {
+            let url = std::env::var("POLYROUTER_BENCH_REDIS")
+                .unwrap_or_else(|_| "redis://127.0.0.1:6379".into());
+            let prefix = format!("prallocs-{}", std::process::id());
+            measure(
+                "redis",
+                &format!("kind = \"redis\"\nurl = \"{url}\"\nkey_prefix = \"{prefix}\""),
+            )
+            .await;
+            let client = redis::Client::open(url.as_str()).expect("redis url");
+            let mut conn = client
+                .get_multiplexed_async_connection()
+                .await
+                .expect("redis");
+            let keys: Vec<Vec<u8>> = redis::cmd("KEYS")
+                .arg(format!("{prefix}*"))
+                .query_async(&mut conn)
+                .await
+                .expect("KEYS");
+            if !keys.is_empty() {
+                let () = redis::cmd("DEL")
+                    .arg(&keys)
+                    .query_async(&mut conn)
+                    .await
+                    .expect("DEL");
+            }
+        }
         #[cfg(feature = "postgres")]
         {
             let url = servers::postgres_url();

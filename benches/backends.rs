@@ -21,13 +21,20 @@
 //!   store sends), decoded only into `(Option<u64>, Option<Vec<u8>>)`;
 //! - `redis/raw_put`: `HSET k v 1 d <payload>`, the payload being the JSON the
 //!   router stored for that row (no Lua, no precondition, no `PERSIST`);
-//! - `redis/interleaved_get`, `redis/interleaved_put`: router and raw run in
+//! - `redis/interleaved_get`, `redis/interleaved_put`: router and the
+//!   same-semantics baselines below run in
 //!   alternating chunks of 16 in one loop; criterion reports the router's
 //!   time, and the median router / raw ratio over all chunk pairs (warm-up
 //!   included) is printed at the end, so drift in machine load cancels out;
 //! - `redis/raw_put_many_10k_pipelined`: the same `HSET` for the 10 000 rows,
 //!   in one pipeline (no Lua), for comparison with the router's one-script
-//!   batch.
+//!   batch;
+//! - `redis/raw_get_decoded`, `redis/raw_put_versioned`,
+//!   `redis/raw_put_many_10k_script`: the **same-semantics** baselines —
+//!   `HMGET` with the JSON decoded into the struct; the row encoded as the
+//!   store encodes it and sent through the store's own scripts
+//!   (`put_one.lua`; `write.lua` over the 10 000 rows, the router's atomic
+//!   batch). The interleaved ratios compare the router with these.
 //!
 //! The Redis store gets a key prefix unique to the run; every key under it
 //! is deleted (SCAN + DEL) at the end.
@@ -55,6 +62,13 @@
 //! - `postgres/raw_put_many_10k_unnest`: the same upsert as one statement
 //!   over `UNNEST` of four array parameters (a multi-row write).
 //!
+//! - `postgres/raw_get_decoded`, `postgres/raw_put_versioned`,
+//!   `postgres/raw_put_many_10k_versioned`: the **same-semantics**
+//!   baselines — the store's own statements written out by hand (expiry
+//!   filter bound, the version rules, `RETURNING`; the bulk form per 5 000
+//!   rows in one transaction), the get decoded into the struct. The
+//!   interleaved ratios compare the router with these.
+//!
 //! `cargo bench --features redis,postgres --bench backends -- postgres` runs
 //! only that group. docs/benchmarks.md keeps the figures.
 //!
@@ -64,9 +78,14 @@
 //! (`SELECT … WHERE id = ?`), `mysql/raw_put` (`INSERT … ON DUPLICATE KEY
 //! UPDATE`, version + 1, no expiry, no version read back) and
 //! `mysql/raw_put_versioned` (the store's own one-statement put by hand:
-//! expiry `CASE`, version read back through `LAST_INSERT_ID`) on a separate
-//! sqlx pool, and `mysql/interleaved_{get,put}` (router against `raw_get`
-//! and `raw_put_versioned`, the ratio printed as for Redis):
+//! expiry `CASE`, version read back through `LAST_INSERT_ID`),
+//! `mysql/raw_get_decoded` (the store's get by hand: expiry filter bound,
+//! decoded into the struct) on a separate
+//! sqlx pool, `mysql/raw_put_many_10k_versioned` (the store's bulk put by
+//! hand: per 2 000 rows a `SELECT … FOR UPDATE` of the versions and one
+//! multi-row upsert, in one transaction), and `mysql/interleaved_{get,put}`
+//! (router against `raw_get_decoded` and `raw_put_versioned`, the ratio
+//! printed as for Redis):
 //! `cargo bench --features redis,postgres,mysql --bench backends -- mysql`.
 
 use std::future::Future;
@@ -240,6 +259,8 @@ fn bench_redis(c: &mut Criterion, rt: &Runtime, rows: &[BenchUser]) {
     });
 
     let one = sample();
+    let put_one = redis::Script::new(include_str!("../src/backends/redis/put_one.lua"));
+    let write_script = redis::Script::new(include_str!("../src/backends/redis/write.lua"));
     let ratios = Ratios::default();
     let point = |g: &mut BenchmarkGroup<'_, WallTime>| {
         g.bench_function("raw_get", |b| {
@@ -251,20 +272,53 @@ fn bench_redis(c: &mut Criterion, rt: &Runtime, rows: &[BenchUser]) {
                 black_box(raw_put(&conn, &record_key, black_box(&payload)).await)
             })
         });
+        g.bench_function("raw_get_decoded", |b| {
+            b.to_async(rt).iter(|| async {
+                black_box(redis_get_decoded(&conn, black_box(&record_key)).await)
+            })
+        });
+        g.bench_function("raw_put_versioned", |b| {
+            b.to_async(rt).iter(|| async {
+                black_box(redis_put_versioned(&conn, &put_one, &record_key, black_box(&one)).await)
+            })
+        });
         ratios.bench(
             g,
             rt,
             &repo,
             &one,
             || async {
-                black_box(raw_get(&conn, &record_key).await);
+                black_box(redis_get_decoded(&conn, &record_key).await);
             },
             || async {
-                black_box(raw_put(&conn, &record_key, &payload).await);
+                black_box(redis_put_versioned(&conn, &put_one, &record_key, &one).await);
             },
         );
     };
     let bulk_raw = |g: &mut BenchmarkGroup<'_, WallTime>| {
+        // The router's atomic batch by hand: every row encoded as the
+        // store encodes it, one run of its write script over the 10 000.
+        g.bench_function("raw_put_many_10k_script", |b| {
+            b.to_async(rt).iter(|| async {
+                let mut invocation = write_script.prepare_invoke();
+                for r in rows {
+                    invocation
+                        .key(format!("{prefix}:bench_user:{}", r.id))
+                        .arg("p")
+                        .arg("n")
+                        .arg(redis_payload(r))
+                        .arg("")
+                        .arg("");
+                }
+                invocation.arg(TOMBSTONE_MS);
+                let reply: Vec<i64> = invocation
+                    .invoke_async(&mut conn.clone())
+                    .await
+                    .expect("write script");
+                assert_eq!(reply.len(), rows.len() + 1);
+                black_box(reply)
+            })
+        });
         g.bench_function("raw_put_many_10k_pipelined", |b| {
             b.to_async(rt).iter(|| async {
                 let mut p = redis::pipe();
@@ -330,6 +384,24 @@ fn bench_postgres(c: &mut Criterion, rt: &Runtime, rows: &[BenchUser]) {
         "SELECT \"id\", \"email\", \"name\", \"score\", \"_pr_version\" FROM {table} \
          WHERE (\"_pr_expires_at\" IS NULL OR \"_pr_expires_at\" > $1) ORDER BY \"id\" ASC LIMIT $2"
     );
+    // The store's own statements by hand (same semantics: the expiry
+    // filter, the version rules, RETURNING; src/backends/sql/table.rs).
+    let get_versioned_sql = format!(
+        "SELECT \"id\", \"email\", \"name\", \"score\", \"_pr_version\" FROM {table} \
+         WHERE \"id\" = $1 AND (\"_pr_expires_at\" IS NULL OR \"_pr_expires_at\" > $2)"
+    );
+    let set_version = "\"email\" = excluded.\"email\", \"name\" = excluded.\"name\", \"score\" = excluded.\"score\", \
+         \"_pr_version\" = CASE WHEN \"_pr_t\".\"_pr_expires_at\" >= 0 AND \"_pr_t\".\"_pr_expires_at\" <= $6 \
+         THEN 1 ELSE \"_pr_t\".\"_pr_version\" + 1 END, \"_pr_expires_at\" = excluded.\"_pr_expires_at\"";
+    let put_versioned_sql = format!(
+        "INSERT INTO {table} AS \"_pr_t\" (\"id\", \"email\", \"name\", \"score\", \"_pr_version\", \"_pr_expires_at\") \
+         VALUES ($1, $2, $3, $4, 1, $5) ON CONFLICT (\"id\") DO UPDATE SET {set_version} RETURNING \"_pr_t\".\"_pr_version\""
+    );
+    let put_many_versioned_sql = format!(
+        "INSERT INTO {table} AS \"_pr_t\" (\"id\", \"email\", \"name\", \"score\", \"_pr_expires_at\", \"_pr_version\") \
+         SELECT *, 1 FROM UNNEST(CAST($1 AS TEXT[]), CAST($2 AS TEXT[]), CAST($3 AS TEXT[]), CAST($4 AS BIGINT[]), CAST($5 AS BIGINT[])) \
+         ON CONFLICT (\"id\") DO UPDATE SET {set_version} RETURNING \"_pr_t\".\"id\", \"_pr_t\".\"_pr_version\""
+    );
     let one = sample();
     // The raw statements hit the router's row.
     let (id, ..) = rt
@@ -363,13 +435,20 @@ fn bench_postgres(c: &mut Criterion, rt: &Runtime, rows: &[BenchUser]) {
             b.to_async(rt)
                 .iter(|| async { pg_raw_put(&pool, &put_sql, black_box(&one)).await })
         });
+        g.bench_function("raw_get_decoded", |b| {
+            b.to_async(rt).iter(|| async {
+                black_box(pg_get_decoded(&pool, black_box(&get_versioned_sql)).await)
+            })
+        });
+        g.bench_function("raw_put_versioned", |b| {
+            b.to_async(rt).iter(|| async {
+                black_box(pg_put_versioned(&pool, &put_versioned_sql, black_box(&one)).await)
+            })
+        });
         // The store's query statement for `limit(50)` (it asks for 51 rows).
         g.bench_function("raw_query_page_50", |b| {
             b.to_async(rt).iter(|| async {
-                let now = SystemTime::now()
-                    .duration_since(UNIX_EPOCH)
-                    .expect("clock")
-                    .as_micros() as i64;
+                let now = now_micros();
                 let rows: Vec<PgRow> = sqlx::query_as(&page_sql)
                     .bind(now)
                     .bind(i64::from(PAGE) + 1)
@@ -386,10 +465,10 @@ fn bench_postgres(c: &mut Criterion, rt: &Runtime, rows: &[BenchUser]) {
             &repo,
             &one,
             || async {
-                black_box(pg_raw_get(&pool, &get_sql).await);
+                black_box(pg_get_decoded(&pool, &get_versioned_sql).await);
             },
             || async {
-                pg_raw_put(&pool, &put_sql, &one).await;
+                black_box(pg_put_versioned(&pool, &put_versioned_sql, &one).await);
             },
         );
     };
@@ -416,6 +495,31 @@ fn bench_postgres(c: &mut Criterion, rt: &Runtime, rows: &[BenchUser]) {
                         .expect("upsert");
                 }
                 tx.commit().await.expect("COMMIT");
+            })
+        });
+        // The router's `put_many` by hand: in one transaction, the store's
+        // multi-row upsert (expiry, version rules, RETURNING key and
+        // version) per 5 000 rows.
+        g.bench_function("raw_put_many_10k_versioned", |b| {
+            b.to_async(rt).iter(|| async {
+                let now = now_micros();
+                let mut tx = pool.begin().await.expect("BEGIN");
+                let mut written = 0;
+                for chunk in rows.chunks(5000) {
+                    let out: Vec<(String, i64)> = sqlx::query_as(&put_many_versioned_sql)
+                        .bind(chunk.iter().map(|r| r.id.as_str()).collect::<Vec<_>>())
+                        .bind(chunk.iter().map(|r| r.email.as_str()).collect::<Vec<_>>())
+                        .bind(chunk.iter().map(|r| r.name.as_str()).collect::<Vec<_>>())
+                        .bind(chunk.iter().map(|r| r.score).collect::<Vec<_>>())
+                        .bind(vec![None::<i64>; chunk.len()])
+                        .bind(now)
+                        .fetch_all(&mut *tx)
+                        .await
+                        .expect("UNNEST upsert");
+                    written += out.len();
+                }
+                tx.commit().await.expect("COMMIT");
+                assert_eq!(written, rows.len());
             })
         });
         // One multi-row statement: the 10 000 rows as four array parameters.
@@ -502,6 +606,27 @@ fn bench_mysql(c: &mut Criterion, rt: &Runtime, rows: &[BenchUser]) {
     };
     let (id, ..) = rt.block_on(raw_get(&pool)).expect("the router's row");
     assert_eq!(id, KEY.as_bytes());
+    // The store's get by hand: the expiry filter bound, the row decoded
+    // into the struct (text arrives as bytes, checked as UTF-8).
+    let get_decoded_sql = format!(
+        "SELECT `id`, `email`, `name`, `score`, `_pr_version` FROM {table} \
+         WHERE `id` = ? AND (`_pr_expires_at` IS NULL OR `_pr_expires_at` > ?)"
+    );
+    let get_decoded = || async {
+        sqlx::query_as::<_, (Vec<u8>, Vec<u8>, Vec<u8>, i64, i64)>(&get_decoded_sql)
+            .bind(KEY)
+            .bind(now_micros())
+            .fetch_optional(&pool)
+            .await
+            .expect("SELECT")
+            .map(|(id, email, name, score, version)| BenchUser {
+                id: String::from_utf8(id).expect("UTF-8"),
+                email: String::from_utf8(email).expect("UTF-8"),
+                name: String::from_utf8(name).expect("UTF-8"),
+                score,
+                version: version as u64,
+            })
+    };
     let ratios = Ratios::default();
     let point = |g: &mut BenchmarkGroup<'_, WallTime>| {
         g.bench_function("raw_get", |b| {
@@ -524,20 +649,34 @@ fn bench_mysql(c: &mut Criterion, rt: &Runtime, rows: &[BenchUser]) {
             b.to_async(rt)
                 .iter(|| async { my_raw_put_versioned(&pool, &put_versioned_sql, &one).await })
         });
+        g.bench_function("raw_get_decoded", |b| {
+            b.to_async(rt)
+                .iter(|| async { black_box(get_decoded().await) })
+        });
         ratios.bench(
             g,
             rt,
             &repo,
             &one,
             || async {
-                black_box(raw_get(&pool).await);
+                black_box(get_decoded().await);
             },
             || async {
                 my_raw_put_versioned(&pool, &put_versioned_sql, &one).await;
             },
         );
     };
-    bench_repo(c, rt, "mysql", &repo, rows, true, &point, &|_| {});
+    let bulk_raw = |g: &mut BenchmarkGroup<'_, WallTime>| {
+        // The router's `put_many` by hand (src/backends/mysql/bulk.rs): in
+        // one transaction, per 2 000 rows, one `SELECT … FOR UPDATE` of
+        // the keys' versions, then one multi-row upsert with the versions
+        // computed from it.
+        g.bench_function("raw_put_many_10k_versioned", |b| {
+            b.to_async(rt)
+                .iter(|| async { my_raw_put_many_versioned(&pool, &table, rows).await })
+        });
+    };
+    bench_repo(c, rt, "mysql", &repo, rows, true, &point, &bulk_raw);
     ratios.report("mysql");
     drop(repo);
     rt.block_on(async {
@@ -550,13 +689,57 @@ fn bench_mysql(c: &mut Criterion, rt: &Runtime, rows: &[BenchUser]) {
     eprintln!("mysql: dropped database {db}");
 }
 
+/// The store's bulk put by hand (see `bench_mysql`).
+#[cfg(feature = "mysql")]
+async fn my_raw_put_many_versioned(pool: &sqlx::MySqlPool, table: &str, rows: &[BenchUser]) {
+    use std::collections::HashMap;
+    let now = now_micros();
+    let mut tx = pool.begin().await.expect("BEGIN");
+    for chunk in rows.chunks(2000) {
+        let marks = vec!["?"; chunk.len()].join(", ");
+        let lock = format!(
+            "SELECT `id`, CASE WHEN (`_pr_expires_at` IS NULL OR `_pr_expires_at` > ?) THEN `_pr_version` \
+             WHEN `_pr_expires_at` < 0 THEN 0 - `_pr_version` ELSE 0 END FROM {table} WHERE `id` IN ({marks}) FOR UPDATE"
+        );
+        let mut q = sqlx::query_as::<_, (Vec<u8>, i64)>(&lock).bind(now);
+        for r in chunk {
+            q = q.bind(&r.id);
+        }
+        let locked: HashMap<Vec<u8>, i64> = q
+            .fetch_all(&mut *tx)
+            .await
+            .expect("lock")
+            .into_iter()
+            .collect();
+        let insert = format!(
+            "INSERT INTO {table} (`id`, `email`, `name`, `score`, `_pr_version`, `_pr_expires_at`) VALUES {} \
+             ON DUPLICATE KEY UPDATE `email` = VALUES(`email`), `name` = VALUES(`name`), `score` = VALUES(`score`), \
+             `_pr_version` = VALUES(`_pr_version`), `_pr_expires_at` = VALUES(`_pr_expires_at`)",
+            vec!["(?, ?, ?, ?, ?, ?)"; chunk.len()].join(", ")
+        );
+        let mut q = sqlx::query(&insert);
+        for r in chunk {
+            let version = match locked.get(r.id.as_bytes()) {
+                Some(v) if *v != 0 => v.unsigned_abs() as i64 + 1,
+                _ => 1,
+            };
+            q = q
+                .bind(&r.id)
+                .bind(&r.email)
+                .bind(&r.name)
+                .bind(r.score)
+                .bind(version)
+                .bind(None::<i64>);
+        }
+        q.execute(&mut *tx).await.expect("multi-row upsert");
+    }
+    tx.commit().await.expect("COMMIT");
+}
+
 /// The store's single-statement put by hand; the version it wrote.
 #[cfg(feature = "mysql")]
 async fn my_raw_put_versioned(pool: &sqlx::MySqlPool, sql: &str, u: &BenchUser) -> u64 {
-    let now = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .expect("clock")
-        .as_micros() as i64;
+    let now = now_micros();
     let r = sqlx::query(sql)
         .bind(&u.id)
         .bind(&u.email)
@@ -584,6 +767,48 @@ async fn pg_raw_get(pool: &sqlx::PgPool, sql: &str) -> Option<PgRow> {
         .expect("SELECT")
 }
 
+/// Now in unix microseconds, as the SQL stores bind it.
+fn now_micros() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .expect("clock")
+        .as_micros() as i64
+}
+
+/// The router's get by hand: the store's statement (expiry filter bound),
+/// the row decoded into the struct with its version.
+async fn pg_get_decoded(pool: &sqlx::PgPool, sql: &str) -> Option<BenchUser> {
+    sqlx::query_as::<_, PgRow>(sql)
+        .bind(KEY)
+        .bind(now_micros())
+        .fetch_optional(pool)
+        .await
+        .expect("SELECT")
+        .map(|(id, email, name, score, version)| BenchUser {
+            id,
+            email,
+            name,
+            score,
+            version: version as u64,
+        })
+}
+
+/// The router's unconditional put by hand: the store's upsert (no expiry
+/// bound, `now` for the version rule), the new version back.
+async fn pg_put_versioned(pool: &sqlx::PgPool, sql: &str, u: &BenchUser) -> i64 {
+    let (version,): (i64,) = sqlx::query_as(sql)
+        .bind(&u.id)
+        .bind(&u.email)
+        .bind(&u.name)
+        .bind(u.score)
+        .bind(None::<i64>)
+        .bind(now_micros())
+        .fetch_one(pool)
+        .await
+        .expect("INSERT … ON CONFLICT … RETURNING");
+    version
+}
+
 /// The router's unconditional upsert of the same columns, minus the expiry
 /// `CASE` and `RETURNING`.
 async fn pg_raw_put(pool: &sqlx::PgPool, sql: &str, u: &BenchUser) {
@@ -595,6 +820,68 @@ async fn pg_raw_put(pool: &sqlx::PgPool, sql: &str, u: &BenchUser) {
         .execute(pool)
         .await
         .expect("INSERT … ON CONFLICT");
+}
+
+/// The store's default tombstone retention (7 days) in milliseconds, the
+/// write script's last argument.
+const TOMBSTONE_MS: u64 = 7 * 86_400 * 1000;
+
+/// The stored JSON of a row: its fields but the version, as the Redis store
+/// writes them (strings, an integer).
+#[derive(serde::Serialize, serde::Deserialize)]
+struct RedisPayload<'a> {
+    #[serde(borrow)]
+    id: std::borrow::Cow<'a, str>,
+    #[serde(borrow)]
+    email: std::borrow::Cow<'a, str>,
+    #[serde(borrow)]
+    name: std::borrow::Cow<'a, str>,
+    score: i64,
+}
+
+/// A row encoded as the Redis store stores it (compact JSON).
+fn redis_payload(u: &BenchUser) -> Vec<u8> {
+    serde_json::to_vec(&RedisPayload {
+        id: u.id.as_str().into(),
+        email: u.email.as_str().into(),
+        name: u.name.as_str().into(),
+        score: u.score,
+    })
+    .expect("JSON")
+}
+
+/// The router's get by hand: `HMGET k v d`, the JSON decoded into the
+/// struct with the version (same work as `Repo::get`, minus the routing).
+async fn redis_get_decoded(conn: &ConnectionManager, key: &str) -> Option<BenchUser> {
+    let (v, d) = raw_get(conn, key).await;
+    let d = d?;
+    let p: RedisPayload<'_> = serde_json::from_slice(&d).expect("stored JSON");
+    Some(BenchUser {
+        id: p.id.into_owned(),
+        email: p.email.into_owned(),
+        name: p.name.into_owned(),
+        score: p.score,
+        version: v.unwrap_or_default(),
+    })
+}
+
+/// The router's unconditional put by hand: the row encoded as the store
+/// encodes it, the store's one-put script (`put_one.lua`: version, data,
+/// no expiry), the new version back.
+async fn redis_put_versioned(
+    conn: &ConnectionManager,
+    script: &redis::Script,
+    key: &str,
+    u: &BenchUser,
+) -> u64 {
+    script
+        .key(key)
+        .arg(redis_payload(u))
+        .arg("")
+        .arg("")
+        .invoke_async(&mut conn.clone())
+        .await
+        .expect("put script")
 }
 
 /// `HMGET k v d`, the command `RedisStore::get` sends.

@@ -8,7 +8,7 @@ mod de;
 mod depth;
 mod ser;
 
-pub(crate) use de::from_record;
+pub(crate) use de::{from_fields, from_record};
 pub use depth::MAX_JSON_DEPTH;
 pub(crate) use ser::to_record;
 

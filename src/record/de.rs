@@ -28,9 +28,19 @@ pub(crate) fn from_record<T: DeserializeOwned>(
     schema: &'static Schema,
     record: Record,
 ) -> Result<T, DeError> {
-    let version = schema.version.map(|name| (name, record.version));
+    from_fields(schema, record.version, record.fields)
+}
+
+/// [`from_record`] of a record taken apart, so that the caller keeps its
+/// key (for an error message) without copying it.
+pub(crate) fn from_fields<T: DeserializeOwned>(
+    schema: &'static Schema,
+    version: u64,
+    fields: Vec<(super::FieldName, Value)>,
+) -> Result<T, DeError> {
+    let version = schema.version.map(|name| (name, version));
     T::deserialize(RecordDe {
-        fields: record.fields.into_iter(),
+        fields: fields.into_iter(),
         version,
         pending: None,
     })

@@ -10,7 +10,7 @@ use super::read::{self, ReadMeta};
 use super::{Bound, Session};
 use crate::config::Consistency;
 use crate::query::{Direction, Filter, Order, Query};
-use crate::record::{from_record, to_record};
+use crate::record::{from_fields, to_record};
 use crate::store::{StoreQuery, WriteOp, WriteOutcome};
 use crate::{Entity, Error, Key, Precondition, Record, Result, Value, token};
 
@@ -326,8 +326,12 @@ impl<T: Entity> Repo<T> {
     }
 
     fn decode(&self, record: Record) -> Result<T> {
-        let key = record.key.clone();
-        from_record(self.b.info.schema, record).map_err(|e| {
+        let Record {
+            key,
+            version,
+            fields,
+        } = record;
+        from_fields(self.b.info.schema, version, fields).map_err(|e| {
             Error::backend(
                 self.store_name(),
                 self.entity(),
@@ -386,6 +390,12 @@ impl<T: Entity> Repo<T> {
         caps.atomic_batch(places, one_partition(self.b.info.schema, ops))
     }
 
+    /// Whether a write must be followed by cache invalidation or a
+    /// session's read-your-writes bookkeeping.
+    fn follows_writes(&self) -> bool {
+        self.b.cache.is_some() || self.session.is_some()
+    }
+
     async fn write(&self, ops: Vec<WriteOp>, atomic: bool) -> Result<Vec<WriteOutcome>> {
         if ops.is_empty() {
             return Ok(Vec::new());
@@ -398,13 +408,25 @@ impl<T: Entity> Repo<T> {
         }
         let indexing = super::search::plan(&self.b, &ops);
         let blobs = super::cascade::before(&self.b, &ops).await?;
+        let whole = atomic || ops.len() == 1;
+        if whole && indexing.is_none() && blobs.is_empty() && !self.follows_writes() {
+            // Nothing to do around the write (no cache, session, search
+            // index or blob cascade): the store's outcomes are the answer,
+            // with no bookkeeping to allocate.
+            return self
+                .b
+                .store
+                .write(&self.b.info, ops, atomic)
+                .await
+                .map_err(|e| e.with_entity(self.entity()));
+        }
         let keys: Vec<Key> = ops.iter().map(|op| op.key().clone()).collect();
         if let Some(cache) = &self.b.cache {
             cache.bump(&keys);
         }
         // A non-atomic batch has an outcome per write: applied, or failed
         // (the others applied regardless).
-        let res: Result<Vec<Result<WriteOutcome>>> = if atomic || ops.len() == 1 {
+        let res: Result<Vec<Result<WriteOutcome>>> = if whole {
             self.b
                 .store
                 .write(&self.b.info, ops, atomic)

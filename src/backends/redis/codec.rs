@@ -4,7 +4,7 @@
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use chrono::DateTime;
-use serde_json::{Map, Value as Json};
+use serde_json::Value as Json;
 use uuid::Uuid;
 
 use crate::entity::{FieldKind, Schema};
@@ -120,41 +120,61 @@ pub(super) fn check_table(table: &str) -> Result<(), String> {
 /// are standard base64; timestamps unix microseconds; UUIDs hyphenated
 /// strings; JSON fields embedded as they are.
 pub(super) fn encode_record(schema: &Schema, record: &Record) -> Result<Vec<u8>, String> {
-    let mut out = Vec::with_capacity(64 + record.fields.len() * 16);
+    let mut out = Vec::with_capacity(64 + record.fields.len() * 24);
     out.push(b'{');
     let mut first = true;
     for (name, v) in &record.fields {
         let Some(def) = schema.field(name) else {
             return Err(format!("field `{name}` is not in the entity schema"));
         };
-        let encoded = match (def.ty.kind, v) {
-            (_, Value::Null) if def.ty.nullable => continue,
-            (_, Value::Null) => {
-                return Err(format!(
-                    "field `{name}` is not nullable, but the value is null"
-                ));
+        if v.is_null() {
+            if def.ty.nullable {
+                continue;
             }
-            (FieldKind::Bool, Value::Bool(b)) => Json::Bool(*b),
-            (FieldKind::Int, Value::I64(i)) => Json::from(*i),
+            return Err(format!(
+                "field `{name}` is not nullable, but the value is null"
+            ));
+        }
+        if !first {
+            out.push(b',');
+        }
+        first = false;
+        // Written straight into the buffer: no value is copied on the way.
+        write_json(&mut out, def.name)?;
+        out.push(b':');
+        match (def.ty.kind, v) {
+            (FieldKind::Bool, Value::Bool(b)) => write_json(&mut out, b)?,
+            (FieldKind::Int, Value::I64(i)) => write_json(&mut out, i)?,
             (FieldKind::Float, Value::F64(f)) if f.is_nan() => {
                 return Err(format!("field `{name}` is NaN, which cannot be stored"));
             }
-            (FieldKind::Float, Value::F64(f)) => Json::String(float_text(*f)),
-            (FieldKind::Float, Value::I64(i)) => Json::String(float_text(*i as f64)),
-            (FieldKind::String, Value::String(s)) => Json::String(s.clone()),
-            (FieldKind::Bytes, Value::Bytes(b)) => Json::String(BASE64.encode(b)),
-            (FieldKind::Timestamp, Value::Timestamp(t)) => Json::from(t.timestamp_micros()),
-            (FieldKind::Uuid, Value::Uuid(u)) => Json::String(u.hyphenated().to_string()),
-            (FieldKind::Json, Value::Json(j)) => {
-                if !first {
-                    out.push(b',');
-                }
-                first = false;
-                write_json(&mut out, &Json::String(def.name.to_string()))?;
-                out.push(b':');
-                write_json(&mut out, j)?;
-                continue;
+            (FieldKind::Float, Value::F64(f)) => write_float(&mut out, *f),
+            (FieldKind::Float, Value::I64(i)) => write_float(&mut out, *i as f64),
+            (FieldKind::String, Value::String(s)) => write_json(&mut out, s.as_str())?,
+            (FieldKind::Bytes, Value::Bytes(b)) => {
+                // Base64 needs no JSON escaping.
+                out.push(b'"');
+                let start = out.len();
+                out.resize(start + base64::encoded_len(b.len(), true).unwrap_or(0), 0);
+                let n = BASE64
+                    .encode_slice(b, &mut out[start..])
+                    .map_err(|e| format!("field `{name}`: cannot encode bytes: {e}"))?;
+                out.truncate(start + n);
+                out.push(b'"');
             }
+            (FieldKind::Timestamp, Value::Timestamp(t)) => {
+                write_json(&mut out, &t.timestamp_micros())?
+            }
+            (FieldKind::Uuid, Value::Uuid(u)) => {
+                out.push(b'"');
+                out.extend_from_slice(
+                    u.hyphenated()
+                        .encode_lower(&mut Uuid::encode_buffer())
+                        .as_bytes(),
+                );
+                out.push(b'"');
+            }
+            (FieldKind::Json, Value::Json(j)) => write_json(&mut out, j)?,
             (kind, v) => {
                 return Err(format!(
                     "field `{name}` is {}, but the value is {}",
@@ -162,33 +182,27 @@ pub(super) fn encode_record(schema: &Schema, record: &Record) -> Result<Vec<u8>,
                     v.type_name()
                 ));
             }
-        };
-        if !first {
-            out.push(b',');
         }
-        first = false;
-        write_json(&mut out, &Json::String(def.name.to_string()))?;
-        out.push(b':');
-        write_json(&mut out, &encoded)?;
     }
     out.push(b'}');
     Ok(out)
 }
 
-fn write_json(out: &mut Vec<u8>, v: &Json) -> Result<(), String> {
+fn write_json<V: serde::Serialize + ?Sized>(out: &mut Vec<u8>, v: &V) -> Result<(), String> {
     serde_json::to_writer(out, v).map_err(|e| format!("cannot encode a value as JSON: {e}"))
 }
 
-/// The shortest decimal that parses back to exactly `f` (Rust's `Debug`
-/// formatting), or `inf` / `-inf`.
-fn float_text(f: f64) -> String {
-    if f == f64::INFINITY {
-        "inf".into()
+/// `f` as a JSON string holding the shortest decimal that parses back to
+/// exactly `f` (Rust's `Debug` formatting), or `inf` / `-inf`; never NaN.
+fn write_float(out: &mut Vec<u8>, f: f64) {
+    use std::io::Write;
+    let _ = if f == f64::INFINITY {
+        out.write_all(b"\"inf\"")
     } else if f == f64::NEG_INFINITY {
-        "-inf".into()
+        out.write_all(b"\"-inf\"")
     } else {
-        format!("{f:?}")
-    }
+        write!(out, "\"{f:?}\"")
+    };
 }
 
 /// A stored record back as the values the schema's kinds say, fields in
@@ -200,23 +214,88 @@ pub(super) fn decode_record(
     version: u64,
     data: &[u8],
 ) -> Result<Record, String> {
-    let mut map: Map<String, Json> = serde_json::from_slice(data)
+    // Read field by field into the record: no map of the object and no
+    // copy of its keys on the way.
+    let mut de = serde_json::Deserializer::from_slice(data);
+    let (fields, bad) = serde::de::DeserializeSeed::deserialize(StoredFields(schema), &mut de)
+        .and_then(|out| de.end().map(|()| out))
         .map_err(|e| format!("the stored record is not a JSON object: {e}"))?;
-    let mut fields = Vec::with_capacity(schema.fields.len());
-    for def in schema.fields {
-        let v = match map.remove(def.name) {
-            None => Value::Null,
-            Some(j) => {
-                decode_value(def.ty.kind, j).map_err(|m| format!("field `{}`: {m}", def.name))?
-            }
-        };
-        fields.push((def.name.into(), v));
+    if let Some(m) = bad {
+        return Err(m);
     }
     Ok(Record {
         key: key.clone(),
         version,
         fields,
     })
+}
+
+/// Reads a stored JSON object into the schema's fields (in schema order,
+/// absent ones `Null`, unknown keys skipped; a key given twice keeps its
+/// last value), with the first field that does not decode as its kind.
+struct StoredFields<'s>(&'s Schema);
+
+impl<'de> serde::de::DeserializeSeed<'de> for StoredFields<'_> {
+    type Value = (Vec<(crate::record::FieldName, Value)>, Option<String>);
+
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        d.deserialize_map(self)
+    }
+}
+
+impl<'de> serde::de::Visitor<'de> for StoredFields<'_> {
+    type Value = (Vec<(crate::record::FieldName, Value)>, Option<String>);
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("a JSON object")
+    }
+
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        let schema = self.0;
+        let mut fields: Vec<(crate::record::FieldName, Value)> = schema
+            .fields
+            .iter()
+            .map(|f| (f.name.into(), Value::Null))
+            .collect();
+        let mut bad = None;
+        while let Some(slot) = map.next_key_seed(FieldSlot(schema))? {
+            let Some(i) = slot else {
+                map.next_value::<serde::de::IgnoredAny>()?;
+                continue;
+            };
+            let def = &schema.fields[i];
+            match decode_value(def.ty.kind, map.next_value()?) {
+                Ok(v) => fields[i].1 = v,
+                Err(m) => {
+                    bad.get_or_insert_with(|| format!("field `{}`: {m}", def.name));
+                }
+            }
+        }
+        Ok((fields, bad))
+    }
+}
+
+/// An object key as the index of the schema field it names, if any.
+struct FieldSlot<'s>(&'s Schema);
+
+impl<'de> serde::de::DeserializeSeed<'de> for FieldSlot<'_> {
+    type Value = Option<usize>;
+
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        d.deserialize_str(self)
+    }
+}
+
+impl serde::de::Visitor<'_> for FieldSlot<'_> {
+    type Value = Option<usize>;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("a field name")
+    }
+
+    fn visit_str<E: serde::de::Error>(self, name: &str) -> Result<Self::Value, E> {
+        Ok(self.0.fields.iter().position(|f| f.name == name))
+    }
 }
 
 fn decode_value(kind: FieldKind, j: Json) -> Result<Value, String> {
@@ -364,6 +443,48 @@ mod tests {
         r.set("j", Value::Json(Json::Null));
         let back = decode_record(&S, &r.key, 1, &encode_record(&S, &r).unwrap()).unwrap();
         assert_eq!(back.get("j"), Some(&Value::Json(Json::Null)));
+    }
+
+    #[test]
+    fn decoding_reads_the_object_in_place() {
+        // Unknown keys are skipped, a repeated key keeps its last value,
+        // an escaped key names its field, absent fields are null.
+        let data = br#"{"old":[1,{"x":2}],"id":1,"\u0066":"2.5","id":7,"b":"AP8="}"#;
+        let r = decode_record(&S, &Key::Int(7), 2, data).unwrap();
+        assert_eq!(r.get("id"), Some(&Value::I64(7)));
+        assert_eq!(r.get("f"), Some(&Value::F64(2.5)));
+        assert_eq!(r.get("b"), Some(&Value::Bytes(vec![0, 255])));
+        assert_eq!(r.get("j"), Some(&Value::Null));
+        assert_eq!(
+            r.fields.iter().map(|(n, _)| n.as_ref()).collect::<Vec<_>>(),
+            ["id", "f", "b", "j", "t"]
+        );
+        // Text with escapes survives the trip; trailing bytes are refused.
+        static TEXT: [FieldDef; 2] = [
+            FieldDef {
+                name: "id",
+                ty: FieldType::required(FieldKind::Int),
+            },
+            FieldDef {
+                name: "s",
+                ty: FieldType::required(FieldKind::String),
+            },
+        ];
+        static T: Schema = Schema {
+            name: "t",
+            key: "id",
+            key_kind: KeyKind::Int,
+            partition_key: None,
+            version: None,
+            fields: &TEXT,
+        };
+        let mut r = Record::new(Key::Int(1));
+        r.set("id", Value::I64(1));
+        r.set("s", Value::from("quote \" slash \\ nul \0 é 😀"));
+        let back = decode_record(&T, &r.key, 1, &encode_record(&T, &r).unwrap()).unwrap();
+        assert_eq!(back.fields, r.fields);
+        let e = decode_record(&T, &r.key, 1, br#"{"id":1,"s":"a"} x"#).unwrap_err();
+        assert!(e.contains("not a JSON object"), "{e}");
     }
 
     #[test]

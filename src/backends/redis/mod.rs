@@ -523,10 +523,10 @@ impl RedisStore {
     fn encode_op(&self, entity: &EntityInfo, op: &WriteOp) -> Result<EncodedOp> {
         let key = self.record_key(entity, op.key())?;
         let precondition = match op.precondition() {
-            Precondition::None => "n".to_string(),
-            Precondition::Absent => "a".to_string(),
-            Precondition::Exists => "e".to_string(),
-            Precondition::Version(v) => v.to_string(),
+            Precondition::None => "n".into(),
+            Precondition::Absent => "a".into(),
+            Precondition::Exists => "e".into(),
+            Precondition::Version(v) => v.to_string().into(),
         };
         Ok(match op {
             WriteOp::Put { record, ttl, .. } => {
@@ -611,7 +611,7 @@ impl RedisStore {
             invocation
                 .key(&e.key)
                 .arg(e.kind)
-                .arg(&e.precondition)
+                .arg(e.precondition.as_ref())
                 .arg(&e.data)
                 .arg(&e.ttl)
                 .arg(&e.event);
@@ -714,7 +714,7 @@ impl RedisStore {
 struct EncodedOp {
     key: Vec<u8>,
     kind: &'static str,
-    precondition: String,
+    precondition: std::borrow::Cow<'static, str>,
     data: Vec<u8>,
     ttl: String,
     /// The outbox event (JSON), empty when the route has no outbox.

@@ -441,11 +441,10 @@ impl TableSql {
 
     /// Every column value of a record, in column order, checked and encoded.
     pub fn row(&self, record: &crate::Record) -> Result<Vec<Param>, String> {
-        let key = self.key(&record.key)?;
         let mut values = Vec::with_capacity(self.columns.len() + 4);
         for (i, c) in self.columns.iter().enumerate() {
             if i == self.key_index {
-                values.push(key.clone());
+                values.push(self.key(&record.key)?);
             } else {
                 values.push(encode_field(&*self.dialect, c, record.value(c.name))?);
             }
@@ -555,9 +554,12 @@ impl TableSql {
         // Each row: the columns and the expiry.
         let max_rows = self.bulk_max_rows(bulk, 1);
         let rows = self.bulk_rows(ops, now)?;
-        Ok(distinct_runs(rows.iter().map(|(k, _)| k), max_rows)
+        let runs = distinct_runs(rows.iter().map(|(k, _)| k), max_rows);
+        // Each run's rows move into its statement: no value is copied.
+        let mut rows = rows.into_iter();
+        Ok(runs
             .into_iter()
-            .map(|run| self.bulk_statement(bulk, &rows[run], now))
+            .map(|run| self.bulk_statement(bulk, rows.by_ref().take(run.len()).collect(), now))
             .collect())
     }
 
@@ -582,18 +584,14 @@ impl TableSql {
         Ok(rows)
     }
 
-    fn bulk_statement(&self, bulk: BulkUpsert, rows: &[(Key, Vec<Param>)], now: i64) -> BulkPut {
+    fn bulk_statement(&self, bulk: BulkUpsert, rows: Vec<(Key, Vec<Param>)>, now: i64) -> BulkPut {
         let d = &*self.dialect;
         let v = self.quote(VERSION_COL);
         let e = self.quote(EXPIRES_COL);
         let names: Vec<String> = self.columns.iter().map(|c| self.quote(c.name)).collect();
         // Each row: its columns and expiry bound, its version 1.
-        let (source, mut params) = self.bulk_source(
-            bulk,
-            &[FieldKind::Int],
-            ", 1",
-            rows.iter().map(|(_, r)| r.iter().cloned()),
-        );
+        let (keys, values): (Vec<Key>, Vec<Vec<Param>>) = rows.into_iter().unzip();
+        let (source, mut params) = self.bulk_source(bulk, &[FieldKind::Int], ", 1", values);
         params.push(Param::Int(now));
         let (head, t) =
             Self::upsert_head(d, &self.qtable, &names, self.key_index, [&e, &v], &source);
@@ -606,7 +604,7 @@ impl TableSql {
                 sql: number(d, &sql),
                 params,
             },
-            keys: rows.iter().map(|(k, _)| k.clone()).collect(),
+            keys,
         }
     }
 
@@ -674,7 +672,10 @@ impl TableSql {
             .collect();
         match bulk {
             BulkUpsert::Unnest { .. } => {
-                let mut arrays: Vec<Vec<Param>> = vec![Vec::new(); kinds.len()];
+                let rows = rows.into_iter();
+                let mut arrays: Vec<Vec<Param>> = (0..kinds.len())
+                    .map(|_| Vec::with_capacity(rows.size_hint().0))
+                    .collect();
                 for row in rows {
                     for (array, value) in arrays.iter_mut().zip(row) {
                         array.push(value);
