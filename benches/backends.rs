@@ -69,6 +69,12 @@
 //!   rows in one transaction), the get decoded into the struct. The
 //!   interleaved ratios compare the router with these.
 //!
+//! Every store group also has `interleaved_put_many_10k`: the router's
+//! `put_many` against the same-semantics bulk baseline in one loop, the
+//! ratio printed. With `POLYROUTER_BENCH_BARE=1` the routed stores run
+//! without their resilience layers (`resilience.enabled = false`), which
+//! shows what the layers cost in these ratios.
+//!
 //! `cargo bench --features redis,postgres --bench backends -- postgres` runs
 //! only that group. docs/benchmarks.md keeps the figures.
 //!
@@ -119,7 +125,14 @@ fn bulk_rows() -> Vec<BenchUser> {
 }
 
 async fn repo(store_toml: &str) -> Repo<BenchUser> {
-    let toml = format!("[stores.s]\n{store_toml}\n[entities.bench_user]\nstore = \"s\"\n");
+    // `POLYROUTER_BENCH_BARE=1`: the store without its resilience layers,
+    // to measure what they cost.
+    let bare = if std::env::var_os("POLYROUTER_BENCH_BARE").is_some() {
+        "[stores.s.resilience]\nenabled = false\n"
+    } else {
+        ""
+    };
+    let toml = format!("[stores.s]\n{store_toml}\n{bare}[entities.bench_user]\nstore = \"s\"\n");
     let router = Router::from_toml_str(&toml).await.expect("router");
     let repo = router.repo::<BenchUser>().await.expect("repo");
     repo.put(&sample()).await.expect("seed row");
@@ -295,30 +308,32 @@ fn bench_redis(c: &mut Criterion, rt: &Runtime, rows: &[BenchUser]) {
             },
         );
     };
+    // The router's atomic batch by hand: every row encoded as the store
+    // encodes it, one run of its write script over the 10 000.
+    let put_many_script = || async {
+        let mut invocation = write_script.prepare_invoke();
+        for r in rows {
+            invocation
+                .key(format!("{prefix}:bench_user:{}", r.id))
+                .arg("p")
+                .arg("n")
+                .arg(redis_payload(r))
+                .arg("")
+                .arg("");
+        }
+        invocation.arg(TOMBSTONE_MS);
+        let reply: Vec<i64> = invocation
+            .invoke_async(&mut conn.clone())
+            .await
+            .expect("write script");
+        assert_eq!(reply.len(), rows.len() + 1);
+        black_box(reply);
+    };
     let bulk_raw = |g: &mut BenchmarkGroup<'_, WallTime>| {
-        // The router's atomic batch by hand: every row encoded as the
-        // store encodes it, one run of its write script over the 10 000.
         g.bench_function("raw_put_many_10k_script", |b| {
-            b.to_async(rt).iter(|| async {
-                let mut invocation = write_script.prepare_invoke();
-                for r in rows {
-                    invocation
-                        .key(format!("{prefix}:bench_user:{}", r.id))
-                        .arg("p")
-                        .arg("n")
-                        .arg(redis_payload(r))
-                        .arg("")
-                        .arg("");
-                }
-                invocation.arg(TOMBSTONE_MS);
-                let reply: Vec<i64> = invocation
-                    .invoke_async(&mut conn.clone())
-                    .await
-                    .expect("write script");
-                assert_eq!(reply.len(), rows.len() + 1);
-                black_box(reply)
-            })
+            b.to_async(rt).iter(put_many_script)
         });
+        ratios.bench_bulk(g, rt, &repo, rows, put_many_script);
         g.bench_function("raw_put_many_10k_pipelined", |b| {
             b.to_async(rt).iter(|| async {
                 let mut p = redis::pipe();
@@ -479,6 +494,29 @@ fn bench_postgres(c: &mut Criterion, rt: &Runtime, rows: &[BenchUser]) {
          \"email\" = excluded.\"email\", \"name\" = excluded.\"name\", \"score\" = excluded.\"score\", \
          \"_pr_version\" = t.\"_pr_version\" + 1, \"_pr_expires_at\" = excluded.\"_pr_expires_at\""
     );
+    // The router's `put_many` by hand: in one transaction, the store's
+    // multi-row upsert (expiry, version rules, RETURNING key and version)
+    // per 5 000 rows.
+    let put_many_versioned = || async {
+        let now = now_micros();
+        let mut tx = pool.begin().await.expect("BEGIN");
+        let mut written = 0;
+        for chunk in rows.chunks(5000) {
+            let out: Vec<(String, i64)> = sqlx::query_as(&put_many_versioned_sql)
+                .bind(chunk.iter().map(|r| r.id.as_str()).collect::<Vec<_>>())
+                .bind(chunk.iter().map(|r| r.email.as_str()).collect::<Vec<_>>())
+                .bind(chunk.iter().map(|r| r.name.as_str()).collect::<Vec<_>>())
+                .bind(chunk.iter().map(|r| r.score).collect::<Vec<_>>())
+                .bind(vec![None::<i64>; chunk.len()])
+                .bind(now)
+                .fetch_all(&mut *tx)
+                .await
+                .expect("UNNEST upsert");
+            written += out.len();
+        }
+        tx.commit().await.expect("COMMIT");
+        assert_eq!(written, rows.len());
+    };
     let bulk_raw = |g: &mut BenchmarkGroup<'_, WallTime>| {
         // The router's shape: one transaction of single-row upserts.
         g.bench_function("raw_put_many_10k_tx", |b| {
@@ -497,31 +535,10 @@ fn bench_postgres(c: &mut Criterion, rt: &Runtime, rows: &[BenchUser]) {
                 tx.commit().await.expect("COMMIT");
             })
         });
-        // The router's `put_many` by hand: in one transaction, the store's
-        // multi-row upsert (expiry, version rules, RETURNING key and
-        // version) per 5 000 rows.
         g.bench_function("raw_put_many_10k_versioned", |b| {
-            b.to_async(rt).iter(|| async {
-                let now = now_micros();
-                let mut tx = pool.begin().await.expect("BEGIN");
-                let mut written = 0;
-                for chunk in rows.chunks(5000) {
-                    let out: Vec<(String, i64)> = sqlx::query_as(&put_many_versioned_sql)
-                        .bind(chunk.iter().map(|r| r.id.as_str()).collect::<Vec<_>>())
-                        .bind(chunk.iter().map(|r| r.email.as_str()).collect::<Vec<_>>())
-                        .bind(chunk.iter().map(|r| r.name.as_str()).collect::<Vec<_>>())
-                        .bind(chunk.iter().map(|r| r.score).collect::<Vec<_>>())
-                        .bind(vec![None::<i64>; chunk.len()])
-                        .bind(now)
-                        .fetch_all(&mut *tx)
-                        .await
-                        .expect("UNNEST upsert");
-                    written += out.len();
-                }
-                tx.commit().await.expect("COMMIT");
-                assert_eq!(written, rows.len());
-            })
+            b.to_async(rt).iter(put_many_versioned)
         });
+        ratios.bench_bulk(g, rt, &repo, rows, put_many_versioned);
         // One multi-row statement: the 10 000 rows as four array parameters.
         g.bench_function("raw_put_many_10k_unnest", |b| {
             b.to_async(rt).iter(|| async {
@@ -673,7 +690,10 @@ fn bench_mysql(c: &mut Criterion, rt: &Runtime, rows: &[BenchUser]) {
         // computed from it.
         g.bench_function("raw_put_many_10k_versioned", |b| {
             b.to_async(rt)
-                .iter(|| async { my_raw_put_many_versioned(&pool, &table, rows).await })
+                .iter(|| my_raw_put_many_versioned(&pool, &table, rows))
+        });
+        ratios.bench_bulk(g, rt, &repo, rows, || {
+            my_raw_put_many_versioned(&pool, &table, rows)
         });
     };
     bench_repo(c, rt, "mysql", &repo, rows, true, &point, &bulk_raw);
@@ -908,11 +928,13 @@ async fn raw_put(conn: &ConnectionManager, key: &str, payload: &[u8]) -> i64 {
         .expect("HSET")
 }
 
-/// The router / raw ratios of a store's interleaved get and put.
+/// The router / raw ratios of a store's interleaved get, put and
+/// `put_many`.
 #[derive(Default)]
 struct Ratios {
     get: Mutex<Vec<f64>>,
     put: Mutex<Vec<f64>>,
+    put_many: Mutex<Vec<f64>>,
 }
 
 impl Ratios {
@@ -960,11 +982,46 @@ impl Ratios {
         });
     }
 
+    /// `interleaved_put_many_10k`: the router's `put_many` of `rows` and
+    /// `raw` (the same batch by hand) in one loop, as [`Ratios::bench`].
+    fn bench_bulk<P, PF>(
+        &self,
+        g: &mut BenchmarkGroup<'_, WallTime>,
+        rt: &Runtime,
+        repo: &Repo<BenchUser>,
+        rows: &[BenchUser],
+        raw: P,
+    ) where
+        P: Fn() -> PF,
+        PF: Future<Output = ()>,
+    {
+        g.bench_function("interleaved_put_many_10k", |b| {
+            b.to_async(rt).iter_custom(|iters| {
+                interleaved_ratio(
+                    iters,
+                    &self.put_many,
+                    || async {
+                        black_box(repo.put_many(black_box(rows)).await.expect("put_many"));
+                    },
+                    &raw,
+                )
+            })
+        });
+    }
+
     /// Prints the median ratios of `label`'s group.
     fn report(&self, label: &str) {
-        for (op, ratios) in [("get", &self.get), ("put", &self.put)] {
+        for (op, ratios) in [
+            ("get", &self.get),
+            ("put", &self.put),
+            ("put_many", &self.put_many),
+        ] {
             let (m, n) = median(ratios);
-            eprintln!("{label}: router/raw {op} = {m:.3} (interleaved, median of {n} chunk pairs)");
+            if n > 0 {
+                eprintln!(
+                    "{label}: router/raw {op} = {m:.3} (interleaved, median of {n} chunk pairs)"
+                );
+            }
         }
     }
 }

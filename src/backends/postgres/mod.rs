@@ -364,8 +364,11 @@ impl PostgresStore {
             .await
             .map_err(|e| self.err(entity, e))?;
         let mut outcomes = Vec::new();
-        for b in &bulk {
-            let rows = bind_all(sqlx::query(&b.select.sql), b.select.params.clone())
+        for mut b in bulk {
+            // The values move into the statement; the keys stay for the
+            // outcomes.
+            let params = std::mem::take(&mut b.select.params);
+            let rows = bind_all(sqlx::query(&b.select.sql), params)
                 .fetch_all(&mut *tx)
                 .await
                 .map_err(|e| self.err(entity, e));
@@ -375,7 +378,7 @@ impl PostgresStore {
                     self.err(entity, e)
                 })
             });
-            match returned.and_then(|r| write::bulk_outcomes(self.target(entity), b, r)) {
+            match returned.and_then(|r| write::bulk_outcomes(self.target(entity), &b, r)) {
                 Ok(o) => outcomes.extend(o),
                 Err(e) => {
                     let _ = tx.rollback().await;

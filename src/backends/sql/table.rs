@@ -446,7 +446,13 @@ impl TableSql {
             if i == self.key_index {
                 values.push(self.key(&record.key)?);
             } else {
-                values.push(encode_field(&*self.dialect, c, record.value(c.name))?);
+                // A record made by polyrouter has its fields in schema
+                // order, as the columns are: try the same place first.
+                let value = match record.fields.get(i) {
+                    Some((name, v)) if name == c.name => v,
+                    _ => record.value(c.name),
+                };
+                values.push(encode_field(&*self.dialect, c, value)?);
             }
         }
         Ok(values)
@@ -894,7 +900,7 @@ pub fn distinct_runs<'k>(
     let max = max.max(1);
     let mut out = Vec::new();
     let mut start = 0;
-    let mut seen = std::collections::HashSet::new();
+    let mut seen = foldhash::HashSet::default();
     let mut n = 0;
     for (i, k) in keys.into_iter().enumerate() {
         if i - start == max || seen.contains(k) {

@@ -334,7 +334,7 @@ pub fn bulk_outcomes(
     bulk: &BulkPut,
     returned: Vec<(Key, i64)>,
 ) -> Result<Vec<WriteOutcome>> {
-    let versions: std::collections::HashMap<Key, i64> = returned.into_iter().collect();
+    let versions: foldhash::HashMap<Key, i64> = returned.into_iter().collect();
     bulk.keys
         .iter()
         .map(|k| match versions.get(k) {
