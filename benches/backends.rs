@@ -432,20 +432,18 @@ fn bench_postgres(c: &mut Criterion, rt: &Runtime, rows: &[BenchUser]) {
                 .iter(|| async { black_box(pg_raw_get(&pool, black_box(&get_sql)).await) })
         });
         // The router's get pinging every checkout, against the default.
-        g.bench_function("interleaved_get_ping_every_checkout", |b| {
-            b.to_async(rt).iter_custom(|iters| {
-                interleaved_ratio(
-                    iters,
-                    &ratios_ping,
-                    || async {
-                        black_box(pinging.get(black_box(KEY)).await.expect("get"));
-                    },
-                    || async {
-                        black_box(repo.get(black_box(KEY)).await.expect("get"));
-                    },
-                )
-            })
-        });
+        interleaved_bench(
+            g,
+            rt,
+            "interleaved_get_ping_every_checkout",
+            &ratios_ping,
+            || async {
+                black_box(pinging.get(black_box(KEY)).await.expect("get"));
+            },
+            || async {
+                black_box(repo.get(black_box(KEY)).await.expect("get"));
+            },
+        );
         g.bench_function("raw_put", |b| {
             b.to_async(rt)
                 .iter(|| async { pg_raw_put(&pool, &put_sql, black_box(&one)).await })
@@ -928,6 +926,27 @@ async fn raw_put(conn: &ConnectionManager, key: &str, payload: &[u8]) -> i64 {
         .expect("HSET")
 }
 
+/// The benchmark `name`: `router` and `raw` in alternating chunks of one
+/// loop ([`interleaved_ratio`]), their ratios pushed to `ratios`.
+fn interleaved_bench<R, RF, Q, QF>(
+    g: &mut BenchmarkGroup<'_, WallTime>,
+    rt: &Runtime,
+    name: &str,
+    ratios: &Mutex<Vec<f64>>,
+    router: R,
+    raw: Q,
+) where
+    R: Fn() -> RF,
+    RF: Future<Output = ()>,
+    Q: Fn() -> QF,
+    QF: Future<Output = ()>,
+{
+    g.bench_function(name, |b| {
+        b.to_async(rt)
+            .iter_custom(|iters| interleaved_ratio(iters, ratios, &router, &raw))
+    });
+}
+
 /// The router / raw ratios of a store's interleaved get, put and
 /// `put_many`.
 #[derive(Default)]
@@ -956,30 +975,14 @@ impl Ratios {
         P: Fn() -> PF,
         PF: Future<Output = ()>,
     {
-        g.bench_function("interleaved_get", |b| {
-            b.to_async(rt).iter_custom(|iters| {
-                interleaved_ratio(
-                    iters,
-                    &self.get,
-                    || async {
-                        black_box(repo.get(black_box(KEY)).await.expect("get"));
-                    },
-                    &raw_get,
-                )
-            })
-        });
-        g.bench_function("interleaved_put", |b| {
-            b.to_async(rt).iter_custom(|iters| {
-                interleaved_ratio(
-                    iters,
-                    &self.put,
-                    || async {
-                        black_box(repo.put(black_box(one)).await.expect("put"));
-                    },
-                    &raw_put,
-                )
-            })
-        });
+        let get = || async {
+            black_box(repo.get(black_box(KEY)).await.expect("get"));
+        };
+        let put = || async {
+            black_box(repo.put(black_box(one)).await.expect("put"));
+        };
+        interleaved_bench(g, rt, "interleaved_get", &self.get, get, raw_get);
+        interleaved_bench(g, rt, "interleaved_put", &self.put, put, raw_put);
     }
 
     /// `interleaved_put_many_10k`: the router's `put_many` of `rows` and
@@ -995,18 +998,17 @@ impl Ratios {
         P: Fn() -> PF,
         PF: Future<Output = ()>,
     {
-        g.bench_function("interleaved_put_many_10k", |b| {
-            b.to_async(rt).iter_custom(|iters| {
-                interleaved_ratio(
-                    iters,
-                    &self.put_many,
-                    || async {
-                        black_box(repo.put_many(black_box(rows)).await.expect("put_many"));
-                    },
-                    &raw,
-                )
-            })
-        });
+        let router = || async {
+            black_box(repo.put_many(black_box(rows)).await.expect("put_many"));
+        };
+        interleaved_bench(
+            g,
+            rt,
+            "interleaved_put_many_10k",
+            &self.put_many,
+            router,
+            raw,
+        );
     }
 
     /// Prints the median ratios of `label`'s group.
