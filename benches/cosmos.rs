@@ -11,8 +11,8 @@
 //!
 //! - `cosmos/get`, `cosmos/raw_get`: one item (`user-000042`); raw is
 //!   `read_item` into a `serde_json::Value`;
-//! - `cosmos/put`, `cosmos/raw_put`: the router's versioned put (create,
-//!   409, read, replace with `If-Match`: three requests) against a raw
+//! - `cosmos/put`, `cosmos/raw_put`: the router's versioned put (read,
+//!   then replace with `If-Match`: two requests) against a raw
 //!   `upsert_item` of the same document (one request, no version, no
 //!   precondition);
 //! - `cosmos/query_page_50`, `cosmos/raw_query_page_50`: the first 50 items
