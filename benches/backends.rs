@@ -60,8 +60,7 @@
 //! - `postgres/raw_put_many_10k_tx`: that raw upsert for the 10 000 rows in
 //!   one transaction (the router's `put_many` shape, minus its extras);
 //! - `postgres/raw_put_many_10k_unnest`: the same upsert as one statement
-//!   over `UNNEST` of four array parameters (a multi-row write).
-//!
+//!   over `UNNEST` of four array parameters (a multi-row write);
 //! - `postgres/raw_get_decoded`, `postgres/raw_put_versioned`,
 //!   `postgres/raw_put_many_10k_versioned`: the **same-semantics**
 //!   baselines — the store's own statements written out by hand (expiry
@@ -69,7 +68,7 @@
 //!   rows in one transaction), the get decoded into the struct. The
 //!   interleaved ratios compare the router with these.
 //!
-//! Every store group also has `interleaved_put_many_10k`: the router's
+//! The Redis, PostgreSQL and MariaDB groups also have `interleaved_put_many_10k`: the router's
 //! `put_many` against the same-semantics bulk baseline in one loop, the
 //! ratio printed. With `POLYROUTER_BENCH_BARE=1` the routed stores run
 //! without their resilience layers (`resilience.enabled = false`), which
@@ -104,6 +103,7 @@ use criterion::measurement::WallTime;
 use criterion::{BenchmarkGroup, Criterion, SamplingMode, Throughput};
 use criterion::{criterion_group, criterion_main};
 use interleave::{interleaved_ratio, median};
+use polyrouter::store::DEFAULT_TOMBSTONE_RETENTION;
 use polyrouter::{Query, Repo, Router};
 use redis::aio::ConnectionManager;
 use tokio::runtime::Runtime;
@@ -321,7 +321,9 @@ fn bench_redis(c: &mut Criterion, rt: &Runtime, rows: &[BenchUser]) {
                 .arg("")
                 .arg("");
         }
-        invocation.arg(TOMBSTONE_MS);
+        // The write script's last argument: the entity's tombstone
+        // retention in milliseconds (the store's default here).
+        invocation.arg(DEFAULT_TOMBSTONE_RETENTION.as_millis() as u64);
         let reply: Vec<i64> = invocation
             .invoke_async(&mut conn.clone())
             .await
@@ -839,10 +841,6 @@ async fn pg_raw_put(pool: &sqlx::PgPool, sql: &str, u: &BenchUser) {
         .await
         .expect("INSERT … ON CONFLICT");
 }
-
-/// The store's default tombstone retention (7 days) in milliseconds, the
-/// write script's last argument.
-const TOMBSTONE_MS: u64 = 7 * 86_400 * 1000;
 
 /// The stored JSON of a row: its fields but the version, as the Redis store
 /// writes them (strings, an integer).
