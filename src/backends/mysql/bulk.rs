@@ -18,26 +18,28 @@ const MAX_PARAMS: usize = 60_000;
 /// Rows per chunk, whatever the width.
 const MAX_ROWS: usize = 2_000;
 
-/// One chunk of a bulk put: distinct keys, in op order.
+/// One chunk of a bulk put: distinct keys, in op order; its values borrow
+/// the batch's records.
 #[derive(Debug, Clone, PartialEq)]
-pub(super) struct Chunk {
+pub(super) struct Chunk<'a> {
     /// Locks the chunk's keys: binds now, keys…; returns `(key, live
     /// version, minus a tombstone's version, or 0 when expired)` for the
     /// rows that exist.
-    pub lock: Select,
+    pub lock: Select<'a>,
     /// The upsert, with a `?` per value; bind [`Chunk::params`].
     pub insert: String,
     /// The keys, one per row, in op order.
-    pub keys: Vec<Key>,
+    pub keys: Vec<&'a Key>,
     /// Each row's column values followed by its expiry (the version goes
     /// between them when the chunk runs).
-    pub rows: Vec<Vec<Param>>,
+    pub rows: Vec<Vec<Param<'a>>>,
 }
 
-impl Chunk {
+impl<'a> Chunk<'a> {
     /// The upsert's parameters once the new versions are known (one per
-    /// row, in row order).
-    pub fn params(&self, versions: &[u64]) -> Vec<Param> {
+    /// row, in row order). Borrowed values are not copied, so a retried
+    /// chunk costs no copy of its rows.
+    pub fn params(&self, versions: &[u64]) -> Vec<Param<'a>> {
         let mut out = Vec::with_capacity(self.rows.iter().map(|r| r.len() + 1).sum());
         for (row, v) in self.rows.iter().zip(versions) {
             let (expires, columns) = row.split_last().expect("a row ends with its expiry");
@@ -66,21 +68,27 @@ impl Chunk {
 /// [`write::is_put_many`](crate::backends::sql::write::is_put_many)); a
 /// key seen again starts a new chunk, so each chunk's rows are distinct.
 /// Every record is encoded first: bad input fails before the database.
-pub(super) fn chunks(t: &TableSql, ops: &[WriteOp], now: i64) -> Result<Vec<Chunk>, String> {
+pub(super) fn chunks<'a>(
+    t: &TableSql,
+    ops: &'a [WriteOp],
+    now: i64,
+) -> Result<Vec<Chunk<'a>>, String> {
     let width = t.columns.len() + 2;
     let max_rows = (MAX_PARAMS / width).clamp(1, MAX_ROWS);
-    let mut rows = Vec::with_capacity(ops.len());
-    for (key, row) in t.bulk_rows(ops, now)? {
-        let bound = t.key(&key)?;
-        rows.push((key, bound, row));
-    }
-    Ok(distinct_runs(rows.iter().map(|(k, _, _)| k), max_rows)
-        .into_iter()
-        .map(|run| chunk(t, &rows[run], now))
-        .collect())
+    let rows = t.bulk_rows(ops, now)?;
+    let runs = distinct_runs(rows.iter().map(|(k, _)| *k), max_rows);
+    // Each run's rows move into its chunk: no value is copied.
+    let mut rows = rows.into_iter();
+    runs.into_iter()
+        .map(|run| chunk(t, rows.by_ref().take(run.len()).collect(), now))
+        .collect()
 }
 
-fn chunk(t: &TableSql, rows: &[(Key, Param, Vec<Param>)], now: i64) -> Chunk {
+fn chunk<'a>(
+    t: &TableSql,
+    rows: Vec<(&'a Key, Vec<Param<'a>>)>,
+    now: i64,
+) -> Result<Chunk<'a>, String> {
     let d = &*t.dialect;
     let q = &t.qtable;
     let qk = t.quote(t.key_column().name);
@@ -94,8 +102,11 @@ fn chunk(t: &TableSql, rows: &[(Key, Param, Vec<Param>)], now: i64) -> Chunk {
         q,
         &format!("{qk} IN ({keys})"),
     );
-    let mut lock_params = vec![Param::Int(now)];
-    lock_params.extend(rows.iter().map(|(_, k, _)| k.clone()));
+    let mut lock_params = Vec::with_capacity(rows.len() + 1);
+    lock_params.push(Param::Int(now));
+    for (k, _) in &rows {
+        lock_params.push(t.key(k)?);
+    }
     let names: Vec<String> = t.columns.iter().map(|c| t.quote(c.name)).collect();
     let one = format!("({})", vec!["?"; names.len() + 2].join(", "));
     let set: Vec<String> = names
@@ -111,13 +122,14 @@ fn chunk(t: &TableSql, rows: &[(Key, Param, Vec<Param>)], now: i64) -> Chunk {
         vec![one; rows.len()].join(", "),
         set.join(", ")
     );
-    Chunk {
+    let (keys, rows) = rows.into_iter().unzip();
+    Ok(Chunk {
         lock: Select {
             sql: number(d, &lock),
             params: lock_params,
         },
         insert: number(d, &insert),
-        keys: rows.iter().map(|(k, _, _)| k.clone()).collect(),
-        rows: rows.iter().map(|(_, _, r)| r.clone()).collect(),
-    }
+        keys,
+        rows,
+    })
 }

@@ -1,5 +1,7 @@
 //! Binding [`Param`]s with sqlx for MySQL, and reading typed columns back.
 
+use std::borrow::Cow;
+
 use sqlx::mysql::{MySqlArguments, MySqlRow};
 use sqlx::{MySql, Row};
 use uuid::Uuid;
@@ -12,7 +14,7 @@ type MySqlQuery<'q> = sqlx::query::Query<'q, MySql, MySqlArguments>;
 
 /// Binds every parameter, in order: timestamps as unix microseconds, UUIDs
 /// as 16 bytes, JSON as compact text.
-pub(super) fn bind_all(mut q: MySqlQuery<'_>, params: Vec<Param>) -> MySqlQuery<'_> {
+pub(super) fn bind_all<'q>(mut q: MySqlQuery<'q>, params: Vec<Param<'q>>) -> MySqlQuery<'q> {
     for p in params {
         q = match p {
             Param::Null(kind) => match kind {
@@ -26,7 +28,8 @@ pub(super) fn bind_all(mut q: MySqlQuery<'_>, params: Vec<Param>) -> MySqlQuery<
             Param::Bool(b) => q.bind(b),
             Param::Float(f) => q.bind(f),
             Param::Text(s) => q.bind(s),
-            Param::Bytes(b) => q.bind(b),
+            Param::Bytes(Cow::Borrowed(b)) => q.bind(b),
+            Param::Bytes(Cow::Owned(b)) => q.bind(b),
             Param::Timestamp(t) => q.bind(t.timestamp_micros()),
             Param::Uuid(u) => q.bind(u.as_bytes().to_vec()),
             Param::Json(j) => q.bind(j.to_string()),

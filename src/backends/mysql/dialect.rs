@@ -189,20 +189,20 @@ impl Dialect for MySqlDialect {
         sql.push_str(" LIMIT ?");
     }
 
-    fn prefix(&self, qc: &str, prefix: &str, sql: &mut String, params: &mut Vec<Param>) {
+    fn prefix(&self, qc: &str, prefix: &str, sql: &mut String, params: &mut Vec<Param<'_>>) {
         // Bytes, not characters or a LIKE pattern: literal and exact.
         sql.push_str(&format!(
             "({qc} IS NOT NULL AND LEFT(CAST({qc} AS BINARY), ?) = ?)"
         ));
         params.push(Param::Int(prefix.len() as i64));
-        params.push(Param::Bytes(prefix.as_bytes().to_vec()));
+        params.push(Param::Bytes(prefix.as_bytes().to_vec().into()));
     }
 
-    fn contains(&self, qc: &str, needle: &str, sql: &mut String, params: &mut Vec<Param>) {
+    fn contains(&self, qc: &str, needle: &str, sql: &mut String, params: &mut Vec<Param<'_>>) {
         sql.push_str(&format!(
             "({qc} IS NOT NULL AND LOCATE(?, CAST({qc} AS BINARY)) > 0)"
         ));
-        params.push(Param::Bytes(needle.as_bytes().to_vec()));
+        params.push(Param::Bytes(needle.as_bytes().to_vec().into()));
     }
 
     // Text is compared bare: the binary no-pad collations compare code

@@ -400,7 +400,7 @@ impl MySqlStore {
         t: &TableSql,
         precondition: crate::store::Precondition,
         key: &Key,
-        w: &sql::LockedWrite,
+        w: &sql::LockedWrite<'_>,
         now: i64,
     ) -> Result<Option<WriteOutcome>> {
         let s = self.single_sql(t);
@@ -439,7 +439,7 @@ impl MySqlStore {
         entity: &EntityInfo,
         t: &TableSql,
         ops: &[WriteOp],
-        writes: &[sql::LockedWrite],
+        writes: &[sql::LockedWrite<'_>],
         now: i64,
     ) -> std::result::Result<Vec<WriteOutcome>, (Error, bool)> {
         let fail = |e: sqlx::Error| {
@@ -526,7 +526,7 @@ impl MySqlStore {
         &self,
         entity: &EntityInfo,
         t: &TableSql,
-        chunks: &[bulk::Chunk],
+        chunks: &[bulk::Chunk<'_>],
         ops: &[WriteOp],
     ) -> std::result::Result<Vec<WriteOutcome>, (Error, bool)> {
         let fail = |e: sqlx::Error| {
@@ -611,7 +611,7 @@ impl MySqlExec<'_> {
 
 #[async_trait]
 impl Exec for MySqlExec<'_> {
-    async fn fetch_int(&mut self, sql: &str, params: Vec<Param>) -> Result<Option<i64>> {
+    async fn fetch_int(&mut self, sql: &str, params: Vec<Param<'_>>) -> Result<Option<i64>> {
         let row = match bind_all(sqlx::query(sql), params)
             .fetch_optional(&mut *self.conn)
             .await
@@ -625,11 +625,11 @@ impl Exec for MySqlExec<'_> {
         }
     }
 
-    async fn fetch_bool(&mut self, sql: &str, params: Vec<Param>) -> Result<Option<bool>> {
+    async fn fetch_bool(&mut self, sql: &str, params: Vec<Param<'_>>) -> Result<Option<bool>> {
         Ok(self.fetch_int(sql, params).await?.map(|i| i != 0))
     }
 
-    async fn execute(&mut self, sql: &str, params: Vec<Param>) -> Result<u64> {
+    async fn execute(&mut self, sql: &str, params: Vec<Param<'_>>) -> Result<u64> {
         match bind_all(sqlx::query(sql), params)
             .execute(&mut *self.conn)
             .await
@@ -642,7 +642,7 @@ impl Exec for MySqlExec<'_> {
     async fn fetch_int_text(
         &mut self,
         sql: &str,
-        params: Vec<Param>,
+        params: Vec<Param<'_>>,
     ) -> Result<Vec<(i64, String)>> {
         // Text in a binary collation comes back as bytes.
         let rows = bind_all(sqlx::query(sql), params)
@@ -664,7 +664,7 @@ impl Exec for MySqlExec<'_> {
     async fn fetch_key_ints(
         &mut self,
         sql: &str,
-        params: Vec<Param>,
+        params: Vec<Param<'_>>,
         key: &Column,
     ) -> Result<Vec<(Key, i64)>> {
         let rows = match bind_all(sqlx::query(sql), params)

@@ -120,7 +120,7 @@ pub(super) async fn put(
     s: &SingleSql,
     key_index: usize,
     precondition: Precondition,
-    w: LockedWrite,
+    w: LockedWrite<'_>,
     now: i64,
 ) -> Result<Single, sqlx::Error> {
     let mut row = w.row.unwrap_or_default();

@@ -1,5 +1,7 @@
 //! Binding [`Param`]s with sqlx, and reading typed columns back.
 
+use std::borrow::Cow;
+
 use chrono::{DateTime, Utc};
 use sqlx::postgres::{PgArguments, PgRow};
 use sqlx::{Postgres, Row};
@@ -12,12 +14,13 @@ use crate::entity::FieldKind;
 type PgQuery<'q> = sqlx::query::Query<'q, Postgres, PgArguments>;
 
 /// The elements of an array parameter as one typed, nullable vector.
-fn array<T>(items: Vec<Param>, f: impl Fn(Param) -> Option<T>) -> Vec<Option<T>> {
+fn array<'q, T>(items: Vec<Param<'q>>, f: impl Fn(Param<'q>) -> Option<T>) -> Vec<Option<T>> {
     items.into_iter().map(f).collect()
 }
 
-/// Binds every parameter, in order, as its column's PostgreSQL type.
-pub(super) fn bind_all(mut q: PgQuery<'_>, params: Vec<Param>) -> PgQuery<'_> {
+/// Binds every parameter, in order, as its column's PostgreSQL type;
+/// borrowed text, bytes and JSON are encoded straight from where they are.
+pub(super) fn bind_all<'q>(mut q: PgQuery<'q>, params: Vec<Param<'q>>) -> PgQuery<'q> {
     for p in params {
         q = match p {
             Param::Null(kind) => match kind {
@@ -34,7 +37,8 @@ pub(super) fn bind_all(mut q: PgQuery<'_>, params: Vec<Param>) -> PgQuery<'_> {
             Param::Float(f) => q.bind(f),
             Param::Bool(b) => q.bind(b),
             Param::Text(s) => q.bind(s),
-            Param::Bytes(b) => q.bind(b),
+            Param::Bytes(Cow::Borrowed(b)) => q.bind(b),
+            Param::Bytes(Cow::Owned(b)) => q.bind(b),
             Param::Timestamp(t) => q.bind(t),
             Param::Uuid(u) => q.bind(u),
             Param::Json(j) => q.bind(sqlx::types::Json(j)),
@@ -56,7 +60,7 @@ pub(super) fn bind_all(mut q: PgQuery<'_>, params: Vec<Param>) -> PgQuery<'_> {
                     _ => None,
                 })),
                 FieldKind::Bytes => q.bind(array(items, |p| match p {
-                    Param::Bytes(b) => Some(b),
+                    Param::Bytes(b) => Some(b.into_owned()),
                     _ => None,
                 })),
                 FieldKind::Timestamp => q.bind(array(items, |p| match p {

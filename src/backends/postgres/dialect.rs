@@ -133,15 +133,15 @@ impl Dialect for PostgresDialect {
         sql.push_str(" LIMIT ?");
     }
 
-    fn prefix(&self, qc: &str, prefix: &str, sql: &mut String, params: &mut Vec<Param>) {
+    fn prefix(&self, qc: &str, prefix: &str, sql: &mut String, params: &mut Vec<Param<'_>>) {
         // Literal (no wildcards) and case-sensitive.
         sql.push_str(&format!("({qc} IS NOT NULL AND starts_with({qc}, ?))"));
-        params.push(Param::Text(prefix.to_string()));
+        params.push(Param::Text(prefix.to_string().into()));
     }
 
-    fn contains(&self, qc: &str, needle: &str, sql: &mut String, params: &mut Vec<Param>) {
+    fn contains(&self, qc: &str, needle: &str, sql: &mut String, params: &mut Vec<Param<'_>>) {
         sql.push_str(&format!("({qc} IS NOT NULL AND strpos({qc}, ?) > 0)"));
-        params.push(Param::Text(needle.to_string()));
+        params.push(Param::Text(needle.to_string().into()));
     }
 
     fn operand(&self, kind: FieldKind) -> &'static str {

@@ -442,7 +442,12 @@ impl GraphDb for PostgresStore {
         sql(graph)
     }
 
-    async fn texts(&self, graph: &GraphInfo, sql: &str, params: Vec<Param>) -> Result<Vec<String>> {
+    async fn texts(
+        &self,
+        graph: &GraphInfo,
+        sql: &str,
+        params: Vec<Param<'_>>,
+    ) -> Result<Vec<String>> {
         bind_all(sqlx::query(sql), params)
             .fetch_all(&self.inner.pool)
             .await
@@ -454,7 +459,7 @@ impl GraphDb for PostgresStore {
         &self,
         graph: &GraphInfo,
         sql: &str,
-        params: Vec<Param>,
+        params: Vec<Param<'_>>,
     ) -> Result<Vec<(String, i64)>> {
         bind_all(sqlx::query(sql), params)
             .fetch_all(&self.inner.pool)
@@ -467,7 +472,7 @@ impl GraphDb for PostgresStore {
             .map_err(|e| self.gerr(graph, e))
     }
 
-    async fn int(&self, graph: &GraphInfo, sql: &str, params: Vec<Param>) -> Result<i64> {
+    async fn int(&self, graph: &GraphInfo, sql: &str, params: Vec<Param<'_>>) -> Result<i64> {
         bind_all(sqlx::query(sql), params)
             .fetch_one(&self.inner.pool)
             .await
@@ -475,7 +480,7 @@ impl GraphDb for PostgresStore {
             .map_err(|e| self.gerr(graph, e))
     }
 
-    async fn execute(&self, graph: &GraphInfo, sql: &str, params: Vec<Param>) -> Result<u64> {
+    async fn execute(&self, graph: &GraphInfo, sql: &str, params: Vec<Param<'_>>) -> Result<u64> {
         bind_all(sqlx::query(sql), params)
             .execute(&self.inner.pool)
             .await

@@ -354,7 +354,7 @@ impl PostgresStore {
         &self,
         entity: &EntityInfo,
         t: &TableSql,
-        bulk: Vec<BulkPut>,
+        bulk: Vec<BulkPut<'_>>,
         ops: &[WriteOp],
     ) -> Result<Vec<WriteOutcome>> {
         let mut tx = self
@@ -423,7 +423,7 @@ struct PgExec<'c> {
 }
 
 impl PgExec<'_> {
-    async fn fetch_first(&mut self, sql: &str, params: Vec<Param>) -> Result<Option<PgRow>> {
+    async fn fetch_first(&mut self, sql: &str, params: Vec<Param<'_>>) -> Result<Option<PgRow>> {
         bind_all(sqlx::query(sql), params)
             .fetch_optional(&mut *self.conn)
             .await
@@ -433,21 +433,21 @@ impl PgExec<'_> {
 
 #[async_trait]
 impl Exec for PgExec<'_> {
-    async fn fetch_int(&mut self, sql: &str, params: Vec<Param>) -> Result<Option<i64>> {
+    async fn fetch_int(&mut self, sql: &str, params: Vec<Param<'_>>) -> Result<Option<i64>> {
         let row = self.fetch_first(sql, params).await?;
         row.map(|r| r.try_get::<i64, _>(0))
             .transpose()
             .map_err(|e| map_err(self.store, self.entity, e))
     }
 
-    async fn fetch_bool(&mut self, sql: &str, params: Vec<Param>) -> Result<Option<bool>> {
+    async fn fetch_bool(&mut self, sql: &str, params: Vec<Param<'_>>) -> Result<Option<bool>> {
         let row = self.fetch_first(sql, params).await?;
         row.map(|r| r.try_get::<bool, _>(0))
             .transpose()
             .map_err(|e| map_err(self.store, self.entity, e))
     }
 
-    async fn execute(&mut self, sql: &str, params: Vec<Param>) -> Result<u64> {
+    async fn execute(&mut self, sql: &str, params: Vec<Param<'_>>) -> Result<u64> {
         bind_all(sqlx::query(sql), params)
             .execute(&mut *self.conn)
             .await
@@ -458,7 +458,7 @@ impl Exec for PgExec<'_> {
     async fn fetch_int_text(
         &mut self,
         sql: &str,
-        params: Vec<Param>,
+        params: Vec<Param<'_>>,
     ) -> Result<Vec<(i64, String)>> {
         bind_all(sqlx::query(sql), params)
             .fetch_all(&mut *self.conn)
@@ -474,7 +474,7 @@ impl Exec for PgExec<'_> {
     async fn fetch_key_ints(
         &mut self,
         sql: &str,
-        params: Vec<Param>,
+        params: Vec<Param<'_>>,
         key: &Column,
     ) -> Result<Vec<(Key, i64)>> {
         let (store, entity) = (self.store, self.entity);

@@ -1,6 +1,7 @@
 //! Filters as SQL expressions that are never `NULL`, so `NOT` and `OR`
 //! follow the reference two-valued logic of [`crate::store::eval`].
 
+use std::borrow::Cow;
 use std::cmp::Ordering;
 use std::fmt::Write as _;
 
@@ -14,7 +15,7 @@ use crate::query::{CmpOp, Filter};
 impl TableSql {
     /// Renders a filter as an expression that is always true or false, never
     /// NULL; appends its parameters (`?` markers, numbered later).
-    pub fn filter(&self, f: &Filter, sql: &mut String, params: &mut Vec<Param>) {
+    pub fn filter<'a>(&self, f: &'a Filter, sql: &mut String, params: &mut Vec<Param<'a>>) {
         let d = &*self.dialect;
         match f {
             Filter::Cmp { field, op, value } => self.cmp(field, *op, value, sql, params),
@@ -23,7 +24,7 @@ impl TableSql {
                     sql.push_str(d.literal(false)); // null never equals a value
                     return;
                 };
-                let candidates: Vec<Param> = values
+                let candidates: Vec<Param<'_>> = values
                     .iter()
                     .filter(|v| {
                         !v.is_null()
@@ -121,13 +122,13 @@ impl TableSql {
         !self.dialect.text_holds_nul() && matches!(v, Value::String(s) if s.contains('\0'))
     }
 
-    fn cmp(
+    fn cmp<'a>(
         &self,
         field: &str,
         op: CmpOp,
-        value: &Value,
+        value: &'a Value,
         sql: &mut String,
-        params: &mut Vec<Param>,
+        params: &mut Vec<Param<'a>>,
     ) {
         let d = &*self.dialect;
         let lit = |sql: &mut String, b: bool| sql.push_str(d.literal(b));
@@ -180,7 +181,7 @@ impl TableSql {
                 Some(Param::Timestamp(super::param::floor_micros(t)))
             }
             Value::String(s) if self.unstorable_text(value) => {
-                Some(Param::Text(s[..s.find('\0').unwrap_or(0)].to_string()))
+                Some(Param::Text(Cow::Borrowed(&s[..s.find('\0').unwrap_or(0)])))
             }
             // Beyond every stored float.
             Value::F64(f) if c.kind == FieldKind::Float && self.unstorable_float(value) => {
@@ -260,7 +261,7 @@ fn int_floor(f: f64) -> Result<i64, Bound> {
 }
 
 /// A same-rank operand bound as the column's type.
-fn operand(kind: FieldKind, v: &Value) -> Option<Param> {
+fn operand(kind: FieldKind, v: &Value) -> Option<Param<'_>> {
     Some(match (kind, v) {
         (FieldKind::Int, Value::F64(f)) => Param::Int(int_floor(*f).ok()?),
         (FieldKind::Float, Value::I64(i)) => Param::Float(*i as f64),

@@ -242,25 +242,30 @@ pub trait GraphDb: Send + Sync {
     /// This database's statements for `graph`.
     fn graph_sql(&self, graph: &GraphInfo) -> GraphSql;
     /// The first column of every row, as text.
-    async fn texts(&self, graph: &GraphInfo, sql: &str, params: Vec<Param>) -> Result<Vec<String>>;
+    async fn texts(
+        &self,
+        graph: &GraphInfo,
+        sql: &str,
+        params: Vec<Param<'_>>,
+    ) -> Result<Vec<String>>;
     /// Every row as `(text, integer)`.
     async fn text_ints(
         &self,
         graph: &GraphInfo,
         sql: &str,
-        params: Vec<Param>,
+        params: Vec<Param<'_>>,
     ) -> Result<Vec<(String, i64)>>;
     /// The integer of the first row's first column.
-    async fn int(&self, graph: &GraphInfo, sql: &str, params: Vec<Param>) -> Result<i64>;
+    async fn int(&self, graph: &GraphInfo, sql: &str, params: Vec<Param<'_>>) -> Result<i64>;
     /// Runs a statement; the rows it affected.
-    async fn execute(&self, graph: &GraphInfo, sql: &str, params: Vec<Param>) -> Result<u64>;
+    async fn execute(&self, graph: &GraphInfo, sql: &str, params: Vec<Param<'_>>) -> Result<u64>;
 }
 
-fn text(s: &str) -> Param {
-    Param::Text(s.to_string())
+fn text(s: &str) -> Param<'static> {
+    Param::Text(s.to_string().into())
 }
 
-fn int(n: usize) -> Param {
+fn int(n: usize) -> Param<'static> {
     Param::Int(i64::try_from(n).unwrap_or(i64::MAX))
 }
 
@@ -334,7 +339,7 @@ pub async fn neighbours(
     let params = vec![
         text(id),
         text(label),
-        Param::Text(after),
+        Param::Text(after.into()),
         int(limit.saturating_add(1)),
     ];
     let ids = db.texts(graph, &sql, params).await?;

@@ -17,7 +17,9 @@
 //!   and every statement, built once per table. Statements are text plus
 //!   an ordered `Vec` of driver-neutral [`Param`]s, so any driver can run
 //!   them (sqlx, tiberius, …). Values are always bound, identifiers always
-//!   quoted.
+//!   quoted. A write's text, bytes and JSON parameters borrow the record
+//!   they come from, so a row is converted once (struct → [`Record`](crate::Record))
+//!   and the driver encodes straight from the record.
 //! - Filters ([`TableSql::filter`]) render to expressions that are never
 //!   SQL `NULL`, so `NOT`/`OR` follow the two-valued logic of
 //!   [`crate::store::eval`]: comparisons across types follow the
@@ -76,7 +78,8 @@
 //!    [`Dialect::key_order_hint`] (comparisons and orders made exact where
 //!    the database pads values, as SQL Server does with trailing spaces and
 //!    MariaDB's sort keys with zero bytes).
-//! 2. Bind [`Param`]s with the driver (one `match` over the enum), and read
+//! 2. Bind [`Param`]s with the driver (one `match` over the enum; bind a
+//!    borrowed value as a reference where the driver can), and read
 //!    rows with [`decode_record`].
 //! 3. Implement [`write::Exec`] over a connection and run writes with
 //!    [`write::statements`] + [`write::apply`] / [`write::apply_all`] inside

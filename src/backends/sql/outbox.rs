@@ -98,7 +98,7 @@ impl OutboxSql {
     /// assert_eq!(s[0].sql, "DELETE FROM \"t__outbox\" WHERE \"seq\" IN ($1, $2)");
     /// # }
     /// ```
-    pub fn remove(&self, d: &dyn Dialect, ids: &[String]) -> Vec<Select> {
+    pub fn remove(&self, d: &dyn Dialect, ids: &[String]) -> Vec<Select<'static>> {
         let seqs: Vec<i64> = ids.iter().filter_map(|i| i.parse().ok()).collect();
         seqs.chunks(REMOVE_CHUNK)
             .map(|c| Select {
@@ -121,7 +121,8 @@ pub async fn record_event(
 ) -> Result<()> {
     if let Some(event) = event {
         let text = String::from_utf8(event.to_json()).expect("event JSON is UTF-8");
-        exec.execute(&o.insert, vec![Param::Text(text)]).await?;
+        exec.execute(&o.insert, vec![Param::Text(text.into())])
+            .await?;
     }
     Ok(())
 }

@@ -1,6 +1,8 @@
 //! Driver-neutral parameter values and the checks that turn record values
 //! into them.
 
+use std::borrow::Cow;
+
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
@@ -14,13 +16,19 @@ use crate::{Key, KeyKind, Value};
 /// timestamps as integers, UUIDs and JSON as text; PostgreSQL binds them
 /// natively).
 ///
+/// Text, bytes and JSON borrow from the record or key they come from
+/// (`'a`), so a write's values go from the record to the driver without a
+/// copy in between; parameters the statement makes itself are owned.
+///
 /// ```
+/// use std::borrow::Cow;
 /// use polyrouter::backends::sql::Param;
-/// let p = Param::Int(3);
-/// assert_eq!(p, Param::Int(3));
+/// let name = String::from("Ada");
+/// let p = Param::Text(Cow::Borrowed(&name));
+/// assert_eq!(p, Param::Text("Ada".into()));
 /// ```
 #[derive(Debug, Clone, PartialEq)]
-pub enum Param {
+pub enum Param<'a> {
     /// `NULL` typed as a column kind.
     Null(FieldKind),
     /// A boolean.
@@ -31,18 +39,48 @@ pub enum Param {
     /// A 64-bit float.
     Float(f64),
     /// Text.
-    Text(String),
+    Text(Cow<'a, str>),
     /// Bytes (also literal prefix/contains operands matched byte-wise).
-    Bytes(Vec<u8>),
+    Bytes(Cow<'a, [u8]>),
     /// A timestamp, whole microseconds.
     Timestamp(DateTime<Utc>),
     /// A UUID.
     Uuid(Uuid),
     /// A JSON value.
-    Json(serde_json::Value),
+    Json(Cow<'a, serde_json::Value>),
     /// An array of values of one kind (PostgreSQL `= ANY(?)`, `UNNEST`);
     /// the elements are never arrays.
-    Array(FieldKind, Vec<Param>),
+    Array(FieldKind, Vec<Param<'a>>),
+}
+
+impl Param<'_> {
+    /// This parameter with its borrowed values copied, so it outlives the
+    /// record it came from.
+    ///
+    /// ```
+    /// use polyrouter::backends::sql::Param;
+    /// let owned = {
+    ///     let s = String::from("a");
+    ///     Param::Text(s.as_str().into()).into_owned()
+    /// };
+    /// assert_eq!(owned, Param::Text("a".into()));
+    /// ```
+    pub fn into_owned(self) -> Param<'static> {
+        match self {
+            Param::Null(k) => Param::Null(k),
+            Param::Bool(b) => Param::Bool(b),
+            Param::Int(i) => Param::Int(i),
+            Param::Float(f) => Param::Float(f),
+            Param::Text(s) => Param::Text(Cow::Owned(s.into_owned())),
+            Param::Bytes(b) => Param::Bytes(Cow::Owned(b.into_owned())),
+            Param::Timestamp(t) => Param::Timestamp(t),
+            Param::Uuid(u) => Param::Uuid(u),
+            Param::Json(j) => Param::Json(Cow::Owned(j.into_owned())),
+            Param::Array(k, items) => {
+                Param::Array(k, items.into_iter().map(Param::into_owned).collect())
+            }
+        }
+    }
 }
 
 /// A timestamp truncated (floor) to whole microseconds, as stored.
@@ -51,26 +89,26 @@ pub fn floor_micros(t: &DateTime<Utc>) -> DateTime<Utc> {
 }
 
 /// A key as bound for the key column.
-pub fn key_param(key: &Key) -> Param {
+pub fn key_param(key: &Key) -> Param<'_> {
     match key {
-        Key::Str(s) => Param::Text(s.clone()),
+        Key::Str(s) => Param::Text(Cow::Borrowed(s)),
         Key::Int(i) => Param::Int(*i),
         Key::Uuid(u) => Param::Uuid(*u),
     }
 }
 
 /// A filter operand as bound, by its own type.
-pub fn value_param(v: &Value) -> Param {
+pub fn value_param(v: &Value) -> Param<'_> {
     match v {
         Value::Null => Param::Null(FieldKind::String),
         Value::Bool(b) => Param::Bool(*b),
         Value::I64(i) => Param::Int(*i),
         Value::F64(f) => Param::Float(*f),
-        Value::String(s) => Param::Text(s.clone()),
-        Value::Bytes(b) => Param::Bytes(b.clone()),
+        Value::String(s) => Param::Text(Cow::Borrowed(s)),
+        Value::Bytes(b) => Param::Bytes(Cow::Borrowed(b)),
         Value::Timestamp(t) => Param::Timestamp(floor_micros(t)),
         Value::Uuid(u) => Param::Uuid(*u),
-        Value::Json(j) => Param::Json(j.clone()),
+        Value::Json(j) => Param::Json(Cow::Borrowed(j)),
     }
 }
 
@@ -113,7 +151,7 @@ fn json_has_negative_zero(j: &serde_json::Value) -> bool {
 
 /// A field value as stored in its column, checked against the field's type
 /// and what the database can hold.
-pub fn encode_field(d: &dyn Dialect, col: &Column, v: &Value) -> Result<Param, String> {
+pub fn encode_field<'a>(d: &dyn Dialect, col: &Column, v: &'a Value) -> Result<Param<'a>, String> {
     let nul = || {
         Err(format!(
             "field `{}` contains a NUL character (\\0), which {} text cannot hold",
@@ -150,8 +188,8 @@ pub fn encode_field(d: &dyn Dialect, col: &Column, v: &Value) -> Result<Param, S
         (FieldKind::String, Value::String(s)) if !d.text_holds_nul() && s.contains('\0') => {
             return nul();
         }
-        (FieldKind::String, Value::String(s)) => Param::Text(s.clone()),
-        (FieldKind::Bytes, Value::Bytes(b)) => Param::Bytes(b.clone()),
+        (FieldKind::String, Value::String(s)) => Param::Text(Cow::Borrowed(s)),
+        (FieldKind::Bytes, Value::Bytes(b)) => Param::Bytes(Cow::Borrowed(b)),
         (FieldKind::Timestamp, Value::Timestamp(t)) => Param::Timestamp(floor_micros(t)),
         (FieldKind::Uuid, Value::Uuid(u)) => Param::Uuid(*u),
         (FieldKind::Json, Value::Json(j)) if !d.text_holds_nul() && json_has_nul(j) => {
@@ -166,7 +204,7 @@ pub fn encode_field(d: &dyn Dialect, col: &Column, v: &Value) -> Result<Param, S
                 d.name()
             ));
         }
-        (FieldKind::Json, Value::Json(j)) => Param::Json(j.clone()),
+        (FieldKind::Json, Value::Json(j)) => Param::Json(Cow::Borrowed(j)),
         (kind, v) => {
             return Err(format!(
                 "field `{}` is {}, but the value is {}",

@@ -57,8 +57,8 @@ pub enum Expect {
 pub struct WriteStmt<'t> {
     /// SQL text (shared per statement shape, so the prepared statement is reused).
     pub sql: &'t str,
-    /// Bound parameters, in order.
-    pub params: Vec<Param>,
+    /// Bound parameters, in order (borrowing the op's values).
+    pub params: Vec<Param<'t>>,
     /// How to read the result.
     pub expect: Expect,
 }
@@ -66,32 +66,32 @@ pub struct WriteStmt<'t> {
 /// One write of [`WriteMode::LockThenWrite`](super::WriteMode::LockThenWrite),
 /// encoded: run by [`write::apply_locked`](super::write::apply_locked).
 #[derive(Debug, Clone, PartialEq)]
-pub struct LockedWrite {
+pub struct LockedWrite<'a> {
     /// The key as bound.
-    pub key: Param,
+    pub key: Param<'a>,
     /// A put's column values in column order; `None` for a delete.
-    pub row: Option<Vec<Param>>,
+    pub row: Option<Vec<Param<'a>>>,
     /// A put's expiry.
-    pub expires: Param,
+    pub expires: Param<'a>,
 }
 
 /// One multi-row upsert of [`TableSql::put_many`]: returns `(key,
 /// version)` rows, one per key of `keys` (in any order).
 #[derive(Debug, Clone, PartialEq)]
-pub struct BulkPut {
+pub struct BulkPut<'a> {
     /// The statement.
-    pub select: Select,
+    pub select: Select<'a>,
     /// The keys it writes, in op order (distinct).
-    pub keys: Vec<Key>,
+    pub keys: Vec<&'a Key>,
 }
 
 /// A statement built per call (queries, counts, `get_many` chunks).
 #[derive(Debug, Clone, PartialEq)]
-pub struct Select {
+pub struct Select<'a> {
     /// SQL text, placeholders numbered.
     pub sql: String,
     /// Bound parameters, in order.
-    pub params: Vec<Param>,
+    pub params: Vec<Param<'a>>,
 }
 
 /// Every fixed statement of one entity's table, built once, in one
@@ -369,7 +369,7 @@ impl TableSql {
     }
 
     /// The parameters of [`TableSql::purge`] at `now` (unix microseconds).
-    pub fn purge_params(&self, now: i64) -> Vec<Param> {
+    pub fn purge_params(&self, now: i64) -> Vec<Param<'static>> {
         let keep = i64::try_from(self.tombstone_retention.as_micros()).unwrap_or(i64::MAX);
         vec![
             Param::Int(now),
@@ -406,7 +406,7 @@ impl TableSql {
 
     /// A key as bound, checked against the entity's key kind and what the
     /// database can store.
-    pub fn key(&self, key: &Key) -> Result<Param, String> {
+    pub fn key<'a>(&self, key: &'a Key) -> Result<Param<'a>, String> {
         if key.kind() != self.schema.key_kind {
             return Err(format!(
                 "key {key} is a {:?} key, but entity `{}` uses {:?} keys",
@@ -430,7 +430,7 @@ impl TableSql {
     }
 
     /// The expiry of a write at `now` (unix microseconds) with `ttl`.
-    pub fn expires(now: i64, ttl: Option<std::time::Duration>) -> Param {
+    pub fn expires(now: i64, ttl: Option<std::time::Duration>) -> Param<'static> {
         match ttl {
             Some(d) => {
                 Param::Int(now.saturating_add(i64::try_from(d.as_micros()).unwrap_or(i64::MAX)))
@@ -440,7 +440,7 @@ impl TableSql {
     }
 
     /// Every column value of a record, in column order, checked and encoded.
-    pub fn row(&self, record: &crate::Record) -> Result<Vec<Param>, String> {
+    pub fn row<'a>(&self, record: &'a crate::Record) -> Result<Vec<Param<'a>>, String> {
         let mut values = Vec::with_capacity(self.columns.len() + 4);
         for (i, c) in self.columns.iter().enumerate() {
             if i == self.key_index {
@@ -460,7 +460,7 @@ impl TableSql {
 
     /// The statement for one write ([`WriteMode::Returning`](super::WriteMode::Returning)).
     /// `now` is unix microseconds.
-    pub fn write(&self, op: &WriteOp, now: i64) -> Result<WriteStmt<'_>, String> {
+    pub fn write<'a>(&'a self, op: &'a WriteOp, now: i64) -> Result<WriteStmt<'a>, String> {
         match op {
             WriteOp::Put {
                 record,
@@ -525,7 +525,7 @@ impl TableSql {
 
     /// One write for [`WriteMode::LockThenWrite`](super::WriteMode::LockThenWrite),
     /// checked and encoded. `now` is unix microseconds.
-    pub fn locked(&self, op: &WriteOp, now: i64) -> Result<LockedWrite, String> {
+    pub fn locked<'a>(&self, op: &'a WriteOp, now: i64) -> Result<LockedWrite<'a>, String> {
         Ok(match op {
             WriteOp::Put { record, ttl, .. } => LockedWrite {
                 key: self.key(&record.key)?,
@@ -546,21 +546,25 @@ impl TableSql {
     /// transaction. A key repeated in the batch starts a new statement, so
     /// versions equal those of one upsert per op. `None`: the dialect has no
     /// bulk form.
-    pub fn put_many(&self, ops: &[WriteOp], now: i64) -> Option<Result<Vec<BulkPut>, String>> {
+    pub fn put_many<'a>(
+        &self,
+        ops: &'a [WriteOp],
+        now: i64,
+    ) -> Option<Result<Vec<BulkPut<'a>>, String>> {
         let bulk = self.dialect.bulk_upsert()?;
         Some(self.bulk_statements(bulk, ops, now))
     }
 
-    fn bulk_statements(
+    fn bulk_statements<'a>(
         &self,
         bulk: BulkUpsert,
-        ops: &[WriteOp],
+        ops: &'a [WriteOp],
         now: i64,
-    ) -> Result<Vec<BulkPut>, String> {
+    ) -> Result<Vec<BulkPut<'a>>, String> {
         // Each row: the columns and the expiry.
         let max_rows = self.bulk_max_rows(bulk, 1);
         let rows = self.bulk_rows(ops, now)?;
-        let runs = distinct_runs(rows.iter().map(|(k, _)| k), max_rows);
+        let runs = distinct_runs(rows.iter().map(|(k, _)| *k), max_rows);
         // Each run's rows move into its statement: no value is copied.
         let mut rows = rows.into_iter();
         Ok(runs
@@ -572,7 +576,11 @@ impl TableSql {
     /// The rows of a batch of unconditional puts, encoded before the
     /// database is touched: each key with its column values followed by its
     /// expiry.
-    pub fn bulk_rows(&self, ops: &[WriteOp], now: i64) -> Result<Vec<(Key, Vec<Param>)>, String> {
+    pub fn bulk_rows<'a>(
+        &self,
+        ops: &'a [WriteOp],
+        now: i64,
+    ) -> Result<Vec<(&'a Key, Vec<Param<'a>>)>, String> {
         let mut rows = Vec::with_capacity(ops.len());
         for op in ops {
             let WriteOp::Put {
@@ -585,18 +593,23 @@ impl TableSql {
             };
             let mut row = self.row(record)?;
             row.push(Self::expires(now, *ttl));
-            rows.push((record.key.clone(), row));
+            rows.push((&record.key, row));
         }
         Ok(rows)
     }
 
-    fn bulk_statement(&self, bulk: BulkUpsert, rows: Vec<(Key, Vec<Param>)>, now: i64) -> BulkPut {
+    fn bulk_statement<'a>(
+        &self,
+        bulk: BulkUpsert,
+        rows: Vec<(&'a Key, Vec<Param<'a>>)>,
+        now: i64,
+    ) -> BulkPut<'a> {
         let d = &*self.dialect;
         let v = self.quote(VERSION_COL);
         let e = self.quote(EXPIRES_COL);
         let names: Vec<String> = self.columns.iter().map(|c| self.quote(c.name)).collect();
         // Each row: its columns and expiry bound, its version 1.
-        let (keys, values): (Vec<Key>, Vec<Vec<Param>>) = rows.into_iter().unzip();
+        let (keys, values): (Vec<&Key>, Vec<Vec<Param<'_>>>) = rows.into_iter().unzip();
         let (source, mut params) = self.bulk_source(bulk, &[FieldKind::Int], ", 1", values);
         params.push(Param::Int(now));
         let (head, t) =
@@ -662,13 +675,13 @@ impl TableSql {
     /// ([`BulkUpsert::Unnest`]), or `VALUES (?, …{tail}), …` binding every
     /// value ([`BulkUpsert::Values`]). Each row holds the columns' values
     /// then one of each `extra` kind; `tail` is SQL appended to every row.
-    pub(super) fn bulk_source<R: IntoIterator<Item = Param>>(
+    pub(super) fn bulk_source<'a, R: IntoIterator<Item = Param<'a>>>(
         &self,
         bulk: BulkUpsert,
         extra: &[FieldKind],
         tail: &str,
         rows: impl IntoIterator<Item = R>,
-    ) -> (String, Vec<Param>) {
+    ) -> (String, Vec<Param<'a>>) {
         let d = &*self.dialect;
         let kinds: Vec<FieldKind> = self
             .columns
@@ -679,7 +692,7 @@ impl TableSql {
         match bulk {
             BulkUpsert::Unnest { .. } => {
                 let rows = rows.into_iter();
-                let mut arrays: Vec<Vec<Param>> = (0..kinds.len())
+                let mut arrays: Vec<Vec<Param<'_>>> = (0..kinds.len())
                     .map(|_| Vec::with_capacity(rows.size_hint().0))
                     .collect();
                 for row in rows {
@@ -718,7 +731,7 @@ impl TableSql {
     /// chunk of an `IN` list, each binding keys…, now. Keys that cannot be
     /// stored are left out (they are never found); a key of the wrong kind
     /// is an error.
-    pub fn get_many(&self, keys: &[Key], now: i64) -> Result<Vec<Select>, String> {
+    pub fn get_many<'a>(&self, keys: &'a [Key], now: i64) -> Result<Vec<Select<'a>>, String> {
         let mut bound = Vec::with_capacity(keys.len());
         for k in keys {
             if k.kind() == self.schema.key_kind && !self.storable(k) {
@@ -755,7 +768,7 @@ impl TableSql {
                         .find(|b| *b >= c.len())
                         .unwrap_or_else(|| chunk.min(c.len().next_multiple_of(256)))
                         .min(chunk);
-                    let mut params: Vec<Param> = c.to_vec();
+                    let mut params: Vec<Param<'_>> = c.to_vec();
                     while params.len() < n {
                         params.push(c[c.len() - 1].clone());
                     }
@@ -783,7 +796,7 @@ impl TableSql {
 
     /// A query: live rows matching the filter, in the order given then by
     /// key, at most `limit`.
-    pub fn query(&self, q: &StoreQuery, now: i64) -> Select {
+    pub fn query<'a>(&self, q: &'a StoreQuery, now: i64) -> Select<'a> {
         let d = &*self.dialect;
         let key = self.key_column().name;
         // Ordered by the key first (fields the table lacks order nothing).
@@ -864,7 +877,7 @@ impl TableSql {
     }
 
     /// `count(*)` of live rows matching the filter.
-    pub fn count(&self, filter: Option<&Filter>, now: i64) -> Select {
+    pub fn count<'a>(&self, filter: Option<&'a Filter>, now: i64) -> Select<'a> {
         let mut sql = format!("SELECT count(*) FROM {} WHERE {}", self.qtable, self.live());
         let mut params = vec![Param::Int(now)];
         if let Some(f) = filter {
@@ -879,7 +892,7 @@ impl TableSql {
 }
 
 /// A precondition's version as bound. Versions start at 1: -1 never matches.
-pub(super) fn version_param(v: u64) -> Param {
+pub(super) fn version_param(v: u64) -> Param<'static> {
     Param::Int(i64::try_from(v).unwrap_or(-1))
 }
 

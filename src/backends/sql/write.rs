@@ -16,24 +16,27 @@ use crate::{Error, Key, Result};
 pub trait Exec: Send {
     /// Runs a statement; the first column of its first row as an integer,
     /// `None` when it returns no row.
-    async fn fetch_int(&mut self, sql: &str, params: Vec<Param>) -> Result<Option<i64>>;
+    async fn fetch_int(&mut self, sql: &str, params: Vec<Param<'_>>) -> Result<Option<i64>>;
     /// Runs a statement; the first column of its first row as a boolean
     /// (a SQL boolean, or an integer: non-zero is true), `None` when it
     /// returns no row.
-    async fn fetch_bool(&mut self, sql: &str, params: Vec<Param>) -> Result<Option<bool>>;
+    async fn fetch_bool(&mut self, sql: &str, params: Vec<Param<'_>>) -> Result<Option<bool>>;
     /// Runs a statement; the number of rows it affected.
-    async fn execute(&mut self, sql: &str, params: Vec<Param>) -> Result<u64>;
+    async fn execute(&mut self, sql: &str, params: Vec<Param<'_>>) -> Result<u64>;
     /// Runs a statement; every row's first column as an integer and its
     /// second as text (outbox entries: `seq`, `event`).
-    async fn fetch_int_text(&mut self, sql: &str, params: Vec<Param>)
-    -> Result<Vec<(i64, String)>>;
+    async fn fetch_int_text(
+        &mut self,
+        sql: &str,
+        params: Vec<Param<'_>>,
+    ) -> Result<Vec<(i64, String)>>;
     /// Runs a statement; every row's first column read as a key of the
     /// key column `key`, its second as an integer (set-based versioned
     /// apply: the keys a multi-row upsert wrote, current versions).
     async fn fetch_key_ints(
         &mut self,
         sql: &str,
-        params: Vec<Param>,
+        params: Vec<Param<'_>>,
         key: &Column,
     ) -> Result<Vec<(Key, i64)>>;
 }
@@ -189,7 +192,7 @@ pub async fn record_puts(
 pub fn statements<'t>(
     target: Target<'_>,
     t: &'t TableSql,
-    ops: &[WriteOp],
+    ops: &'t [WriteOp],
     now: i64,
 ) -> Result<Vec<WriteStmt<'t>>> {
     ops.iter()
@@ -218,12 +221,12 @@ pub async fn apply_all(
 
 /// Every op checked and encoded for [`apply_locked`], before the database
 /// is touched.
-pub fn locked_writes(
+pub fn locked_writes<'a>(
     target: Target<'_>,
     t: &TableSql,
-    ops: &[WriteOp],
+    ops: &'a [WriteOp],
     now: i64,
-) -> Result<Vec<LockedWrite>> {
+) -> Result<Vec<LockedWrite<'a>>> {
     ops.iter()
         .map(|op| t.locked(op, now))
         .collect::<std::result::Result<Vec<_>, String>>()
@@ -240,7 +243,7 @@ pub async fn apply_locked(
     target: Target<'_>,
     t: &TableSql,
     op: &WriteOp,
-    w: LockedWrite,
+    w: LockedWrite<'_>,
     now: i64,
 ) -> Result<WriteOutcome> {
     // None: no row; Some(0): an expired row; Some(v): live at version v;
@@ -302,7 +305,7 @@ pub async fn apply_all_locked(
     target: Target<'_>,
     t: &TableSql,
     ops: &[WriteOp],
-    writes: Vec<LockedWrite>,
+    writes: Vec<LockedWrite<'_>>,
     now: i64,
 ) -> Result<Vec<WriteOutcome>> {
     let mut out = Vec::with_capacity(ops.len());

@@ -1,6 +1,8 @@
 //! Binding [`Param`]s in SQLite's storage classes, and reading typed
 //! columns back.
 
+use std::borrow::Cow;
+
 use sqlx::sqlite::{SqliteArguments, SqliteRow};
 use sqlx::{Decode, Row, Sqlite, ValueRef};
 
@@ -12,9 +14,10 @@ use crate::entity::FieldKind;
 
 type SqliteQuery<'q> = sqlx::query::Query<'q, Sqlite, SqliteArguments<'q>>;
 
-/// A parameter in SQLite's storage classes.
+/// A parameter in SQLite's storage classes (text and blobs borrowed from
+/// the record where they come from one).
 #[derive(Debug, Clone, PartialEq)]
-pub(super) enum Stored {
+pub(super) enum Stored<'a> {
     /// `NULL`.
     Null,
     /// `INTEGER` (also booleans and timestamps in microseconds).
@@ -22,13 +25,13 @@ pub(super) enum Stored {
     /// `REAL`.
     Real(f64),
     /// `TEXT` (also UUIDs, lowercase and hyphenated, and JSON, compact).
-    Text(String),
+    Text(Cow<'a, str>),
     /// `BLOB`.
-    Blob(Vec<u8>),
+    Blob(Cow<'a, [u8]>),
 }
 
 /// A parameter as SQLite stores it.
-pub(super) fn stored(p: Param) -> Stored {
+pub(super) fn stored(p: Param<'_>) -> Stored<'_> {
     match p {
         // SQLite has no arrays; its dialect never asks for one.
         Param::Null(_) | Param::Array(..) => Stored::Null,
@@ -38,20 +41,21 @@ pub(super) fn stored(p: Param) -> Stored {
         Param::Text(s) => Stored::Text(s),
         Param::Bytes(b) => Stored::Blob(b),
         Param::Timestamp(t) => Stored::Int(t.timestamp_micros()),
-        Param::Uuid(u) => Stored::Text(uuid_text(&u)),
-        Param::Json(j) => Stored::Text(j.to_string()),
+        Param::Uuid(u) => Stored::Text(uuid_text(&u).into()),
+        Param::Json(j) => Stored::Text(j.to_string().into()),
     }
 }
 
 /// Binds every parameter, in order, as [`stored`].
-pub(super) fn bind_all(mut q: SqliteQuery<'_>, params: Vec<Param>) -> SqliteQuery<'_> {
+pub(super) fn bind_all<'q>(mut q: SqliteQuery<'q>, params: Vec<Param<'q>>) -> SqliteQuery<'q> {
     for p in params {
         q = match stored(p) {
             Stored::Null => q.bind(None::<i64>),
             Stored::Int(i) => q.bind(i),
             Stored::Real(f) => q.bind(f),
             Stored::Text(s) => q.bind(s),
-            Stored::Blob(b) => q.bind(b),
+            Stored::Blob(Cow::Borrowed(b)) => q.bind(b),
+            Stored::Blob(Cow::Owned(b)) => q.bind(b),
         };
     }
     q

@@ -142,22 +142,22 @@ impl Dialect for SqliteDialect {
         sql.push_str(" LIMIT ?");
     }
 
-    fn prefix(&self, qc: &str, prefix: &str, sql: &mut String, params: &mut Vec<Param>) {
+    fn prefix(&self, qc: &str, prefix: &str, sql: &mut String, params: &mut Vec<Param<'_>>) {
         // Compared as bytes: literal (no wildcards), case-sensitive, and safe
         // with NUL characters, which SQLite's text functions stop at. An
         // empty value gives NULL: coalesced to false.
         sql.push_str(&format!(
             "({qc} IS NOT NULL AND coalesce(substr(CAST({qc} AS BLOB), 1, length(?)) = ?, 0))"
         ));
-        params.push(Param::Bytes(prefix.as_bytes().to_vec()));
-        params.push(Param::Bytes(prefix.as_bytes().to_vec()));
+        params.push(Param::Bytes(prefix.as_bytes().to_vec().into()));
+        params.push(Param::Bytes(prefix.as_bytes().to_vec().into()));
     }
 
-    fn contains(&self, qc: &str, needle: &str, sql: &mut String, params: &mut Vec<Param>) {
+    fn contains(&self, qc: &str, needle: &str, sql: &mut String, params: &mut Vec<Param<'_>>) {
         sql.push_str(&format!(
             "({qc} IS NOT NULL AND instr(CAST({qc} AS BLOB), ?) > 0)"
         ));
-        params.push(Param::Bytes(needle.as_bytes().to_vec()));
+        params.push(Param::Bytes(needle.as_bytes().to_vec().into()));
     }
 
     fn write_mode(&self) -> WriteMode {
@@ -224,13 +224,13 @@ mod tests {
         TableSql::new(Arc::new(SqliteDialect), &SCHEMA, "things").unwrap()
     }
 
-    fn render(f: Filter) -> (String, Vec<Param>) {
+    fn render(f: Filter) -> (String, Vec<Param<'static>>) {
         let (mut sql, mut args) = (String::new(), Vec::new());
         t().filter(&f, &mut sql, &mut args);
-        (sql, args)
+        (sql, args.into_iter().map(Param::into_owned).collect())
     }
 
-    fn text(s: &str) -> Param {
+    fn text(s: &str) -> Param<'_> {
         Param::Text(s.into())
     }
 
@@ -375,16 +375,12 @@ mod tests {
         );
         let mut r = Record::new(Key::Int(4));
         r.set("id", Value::I64(4));
-        let w = t
-            .write(
-                &WriteOp::Put {
-                    record: r,
-                    precondition: Precondition::Exists,
-                    ttl: None,
-                },
-                1,
-            )
-            .unwrap();
+        let op = WriteOp::Put {
+            record: r,
+            precondition: Precondition::Exists,
+            ttl: None,
+        };
+        let w = t.write(&op, 1).unwrap();
         assert_eq!(
             w.params,
             vec![Param::Null(FieldKind::Int), Param::Int(4), Param::Int(1)]
@@ -505,14 +501,14 @@ mod tests {
             render(field("s").prefix("a%_")),
             (
                 "(\"s\" IS NOT NULL AND coalesce(substr(CAST(\"s\" AS BLOB), 1, length(?)) = ?, 0))".into(),
-                vec![Param::Bytes(b"a%_".to_vec()), Param::Bytes(b"a%_".to_vec())]
+                vec![Param::Bytes(b"a%_".to_vec().into()), Param::Bytes(b"a%_".to_vec().into())]
             )
         );
         assert_eq!(
             render(field("s").contains("x\0")),
             (
                 "(\"s\" IS NOT NULL AND instr(CAST(\"s\" AS BLOB), ?) > 0)".into(),
-                vec![Param::Bytes(b"x\0".to_vec())]
+                vec![Param::Bytes(b"x\0".to_vec().into())]
             )
         );
         assert!(!render(field("s").prefix("a")).0.contains("LIKE"));
@@ -545,7 +541,7 @@ mod tests {
     #[test]
     fn timestamps_bind_as_micros_and_sub_micro_operands_are_exact() {
         let at = chrono::DateTime::from_timestamp_micros(1_000_001).unwrap();
-        let micros = |p: Vec<Param>| p.into_iter().map(stored).collect::<Vec<_>>();
+        let micros = |p: Vec<Param<'static>>| p.into_iter().map(stored).collect::<Vec<_>>();
         assert_eq!(
             micros(render(field("at").ge(at)).1),
             vec![Stored::Int(1_000_001)]
@@ -596,14 +592,16 @@ mod tests {
             s.params,
             vec![Param::Int(77), Param::Int(1), Param::Int(10)]
         );
-        let s = t().query(&StoreQuery::default(), 5);
+        let query = StoreQuery::default();
+        let s = t().query(&query, 5);
         assert!(s.sql.ends_with("ORDER BY \"id\" ASC"), "{}", s.sql);
         assert_eq!(s.params, vec![Param::Int(5)]);
     }
 
     #[test]
     fn count() {
-        let s = t().count(Some(&field("s").eq("a")), 9);
+        let filter = field("s").eq("a");
+        let s = t().count(Some(&filter), 9);
         assert_eq!(
             s.sql,
             "SELECT count(*) FROM \"things\" WHERE (\"_pr_expires_at\" IS NULL OR \"_pr_expires_at\" > ?) AND (\"s\" IS NOT NULL AND \"s\" = ?)"
@@ -652,7 +650,8 @@ mod tests {
     #[test]
     fn conditional_puts() {
         let t = t();
-        let w = t.write(&put(Precondition::None, None), 100).unwrap();
+        let op = put(Precondition::None, None);
+        let w = t.write(&op, 100).unwrap();
         assert_eq!(
             w.sql,
             "INSERT INTO \"things\" (\"id\", \"n\", \"s\", \"at\", \"_pr_version\", \"_pr_expires_at\") VALUES (?, ?, ?, ?, 1, ?) \
@@ -673,12 +672,8 @@ mod tests {
         );
         assert_eq!(w.expect, Expect::Put);
 
-        let w = t
-            .write(
-                &put(Precondition::Absent, Some(Duration::from_millis(2))),
-                100,
-            )
-            .unwrap();
+        let op = put(Precondition::Absent, Some(Duration::from_millis(2)));
+        let w = t.write(&op, 100).unwrap();
         assert!(w.sql.ends_with(
             "\"_pr_version\" = CASE WHEN \"_pr_expires_at\" < 0 THEN \"_pr_version\" + 1 ELSE 1 END, \"_pr_expires_at\" = excluded.\"_pr_expires_at\" WHERE \"_pr_expires_at\" <= ? RETURNING \"_pr_version\""
         ), "{}", w.sql);
@@ -694,7 +689,9 @@ mod tests {
             ]
         );
 
-        let w = t.write(&put(Precondition::Exists, None), 100).unwrap();
+        let op = put(Precondition::Exists, None);
+
+        let w = t.write(&op, 100).unwrap();
         assert_eq!(
             w.sql,
             "UPDATE \"things\" SET \"n\" = ?, \"s\" = ?, \"at\" = ?, \"_pr_version\" = \"_pr_version\" + 1, \"_pr_expires_at\" = ? \
@@ -712,7 +709,9 @@ mod tests {
             ]
         );
 
-        let w = t.write(&put(Precondition::Version(3), None), 100).unwrap();
+        let op = put(Precondition::Version(3), None);
+
+        let w = t.write(&op, 100).unwrap();
         assert!(
             w.sql
                 .ends_with("AND \"_pr_version\" = ? RETURNING \"_pr_version\""),
@@ -731,9 +730,8 @@ mod tests {
                 Param::Int(3)
             ]
         );
-        let w = t
-            .write(&put(Precondition::Version(u64::MAX), None), 100)
-            .unwrap();
+        let op = put(Precondition::Version(u64::MAX), None);
+        let w = t.write(&op, 100).unwrap();
         assert_eq!(w.params.last(), Some(&Param::Int(-1)));
     }
 
@@ -746,7 +744,8 @@ mod tests {
         };
         // A delete leaves a tombstone: version + 1, expiry minus the time
         // of the delete, nullable values cleared.
-        let w = t.write(&del(Precondition::None), 5).unwrap();
+        let op = del(Precondition::None);
+        let w = t.write(&op, 5).unwrap();
         assert_eq!(
             w.sql,
             "UPDATE \"things\" SET \"n\" = NULL, \"at\" = NULL, \"_pr_version\" = \"_pr_version\" + 1, \"_pr_expires_at\" = ? \
@@ -759,14 +758,16 @@ mod tests {
                 Expect::DeleteAny
             )
         );
-        let w = t.write(&del(Precondition::Exists), 5).unwrap();
+        let op = del(Precondition::Exists);
+        let w = t.write(&op, 5).unwrap();
         assert_eq!(
             w.sql,
             "UPDATE \"things\" SET \"n\" = NULL, \"at\" = NULL, \"_pr_version\" = \"_pr_version\" + 1, \"_pr_expires_at\" = ? \
              WHERE \"id\" = ? AND (\"_pr_expires_at\" IS NULL OR \"_pr_expires_at\" > ?) RETURNING \"_pr_version\""
         );
         assert_eq!(w.expect, Expect::DeleteCond);
-        let w = t.write(&del(Precondition::Version(2)), 5).unwrap();
+        let op = del(Precondition::Version(2));
+        let w = t.write(&op, 5).unwrap();
         assert!(
             w.sql
                 .ends_with("AND \"_pr_version\" = ? RETURNING \"_pr_version\"")
@@ -775,7 +776,8 @@ mod tests {
             w.params,
             vec![Param::Int(-5), text("k"), Param::Int(5), Param::Int(2)]
         );
-        let w = t.write(&del(Precondition::Absent), 5).unwrap();
+        let op = del(Precondition::Absent);
+        let w = t.write(&op, 5).unwrap();
         assert_eq!(
             w.sql,
             "DELETE FROM \"things\" WHERE \"id\" = ? AND \"_pr_expires_at\" >= 0 AND \"_pr_expires_at\" <= ?"
@@ -812,12 +814,39 @@ mod tests {
     }
 
     #[test]
+    fn a_writes_text_is_bound_from_the_record_without_a_copy() {
+        let t = t();
+        let op = put(Precondition::None, None);
+        let WriteOp::Put { record, .. } = &op else {
+            unreachable!()
+        };
+        let w = t.write(&op, 1).unwrap();
+        let borrowed: Vec<*const u8> = w
+            .params
+            .iter()
+            .filter_map(|p| match p {
+                Param::Text(std::borrow::Cow::Borrowed(s)) => Some(s.as_ptr()),
+                Param::Text(std::borrow::Cow::Owned(s)) => panic!("copied: {s:?}"),
+                _ => None,
+            })
+            .collect();
+        // The key and field `s` point into the record itself.
+        let Key::Str(key) = &record.key else {
+            unreachable!()
+        };
+        let Some(Value::String(s)) = record.get("s") else {
+            unreachable!()
+        };
+        assert_eq!(borrowed, vec![key.as_ptr(), s.as_ptr()]);
+    }
+
+    #[test]
     fn statements_are_shared_per_shape() {
         let t = t();
-        let a = t.write(&put(Precondition::None, None), 1).unwrap();
-        let b = t
-            .write(&put(Precondition::None, Some(Duration::from_secs(1))), 2)
-            .unwrap();
+        let op = put(Precondition::None, None);
+        let a = t.write(&op, 1).unwrap();
+        let op_b = put(Precondition::None, Some(Duration::from_secs(1)));
+        let b = t.write(&op_b, 2).unwrap();
         assert!(std::ptr::eq(a.sql, b.sql));
     }
 
@@ -978,7 +1007,7 @@ mod tests {
             (
                 FieldKind::Bytes,
                 Value::Bytes(vec![0, 255]),
-                Stored::Blob(vec![0, 255]),
+                Stored::Blob(vec![0, 255].into()),
             ),
             (
                 FieldKind::Timestamp,

@@ -430,7 +430,12 @@ impl GraphDb for SqliteStore {
         sql(graph)
     }
 
-    async fn texts(&self, graph: &GraphInfo, sql: &str, params: Vec<Param>) -> Result<Vec<String>> {
+    async fn texts(
+        &self,
+        graph: &GraphInfo,
+        sql: &str,
+        params: Vec<Param<'_>>,
+    ) -> Result<Vec<String>> {
         bind_all(sqlx::query(sql), params)
             .fetch_all(&self.inner.pool)
             .await
@@ -442,7 +447,7 @@ impl GraphDb for SqliteStore {
         &self,
         graph: &GraphInfo,
         sql: &str,
-        params: Vec<Param>,
+        params: Vec<Param<'_>>,
     ) -> Result<Vec<(String, i64)>> {
         bind_all(sqlx::query(sql), params)
             .fetch_all(&self.inner.pool)
@@ -455,7 +460,7 @@ impl GraphDb for SqliteStore {
             .map_err(|e| self.gerr(graph, e))
     }
 
-    async fn int(&self, graph: &GraphInfo, sql: &str, params: Vec<Param>) -> Result<i64> {
+    async fn int(&self, graph: &GraphInfo, sql: &str, params: Vec<Param<'_>>) -> Result<i64> {
         bind_all(sqlx::query(sql), params)
             .fetch_one(&self.inner.pool)
             .await
@@ -463,7 +468,7 @@ impl GraphDb for SqliteStore {
             .map_err(|e| self.gerr(graph, e))
     }
 
-    async fn execute(&self, graph: &GraphInfo, sql: &str, params: Vec<Param>) -> Result<u64> {
+    async fn execute(&self, graph: &GraphInfo, sql: &str, params: Vec<Param<'_>>) -> Result<u64> {
         bind_all(sqlx::query(sql), params)
             .execute(&self.inner.pool)
             .await

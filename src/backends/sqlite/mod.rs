@@ -351,7 +351,7 @@ impl SqliteStore {
         &self,
         entity: &EntityInfo,
         t: &TableSql,
-        bulk: Vec<BulkPut>,
+        bulk: Vec<BulkPut<'_>>,
         ops: &[WriteOp],
     ) -> Result<Vec<WriteOutcome>> {
         let mut tx = self
@@ -413,7 +413,7 @@ impl SqliteStore {
         conn: &mut SqliteConnection,
         entity: &EntityInfo,
         t: &TableSql,
-        selects: Vec<Select>,
+        selects: Vec<Select<'_>>,
         found: &mut HashMap<Key, Record>,
     ) -> Result<()> {
         for s in selects {
@@ -440,7 +440,7 @@ struct SqliteExec<'c> {
 
 #[async_trait]
 impl Exec for SqliteExec<'_> {
-    async fn fetch_int(&mut self, sql: &str, params: Vec<Param>) -> Result<Option<i64>> {
+    async fn fetch_int(&mut self, sql: &str, params: Vec<Param<'_>>) -> Result<Option<i64>> {
         let row = bind_all(sqlx::query(sql), params)
             .fetch_optional(&mut *self.conn)
             .await
@@ -450,11 +450,11 @@ impl Exec for SqliteExec<'_> {
             .map_err(|e| map_err(self.store, self.entity, e))
     }
 
-    async fn fetch_bool(&mut self, sql: &str, params: Vec<Param>) -> Result<Option<bool>> {
+    async fn fetch_bool(&mut self, sql: &str, params: Vec<Param<'_>>) -> Result<Option<bool>> {
         Ok(self.fetch_int(sql, params).await?.map(|i| i != 0))
     }
 
-    async fn execute(&mut self, sql: &str, params: Vec<Param>) -> Result<u64> {
+    async fn execute(&mut self, sql: &str, params: Vec<Param<'_>>) -> Result<u64> {
         bind_all(sqlx::query(sql), params)
             .execute(&mut *self.conn)
             .await
@@ -465,7 +465,7 @@ impl Exec for SqliteExec<'_> {
     async fn fetch_int_text(
         &mut self,
         sql: &str,
-        params: Vec<Param>,
+        params: Vec<Param<'_>>,
     ) -> Result<Vec<(i64, String)>> {
         bind_all(sqlx::query(sql), params)
             .fetch_all(&mut *self.conn)
@@ -481,7 +481,7 @@ impl Exec for SqliteExec<'_> {
     async fn fetch_key_ints(
         &mut self,
         sql: &str,
-        params: Vec<Param>,
+        params: Vec<Param<'_>>,
         key: &Column,
     ) -> Result<Vec<(Key, i64)>> {
         let (store, entity) = (self.store, self.entity);

@@ -10,7 +10,8 @@ use crate::entity::FieldKind;
 /// Binds one parameter as its column's SQL Server type: timestamps as
 /// `BIGINT` unix microseconds, UUIDs as 16 bytes, JSON as compact text.
 /// Arrays never occur (`get_many` uses `IN` lists); one is an error.
-pub(super) fn bind(q: &mut Query<'static>, p: Param) -> Result<(), String> {
+/// Text and bytes are copied: the query owns its parameters.
+pub(super) fn bind(q: &mut Query<'static>, p: Param<'_>) -> Result<(), String> {
     match p {
         Param::Null(kind) => match kind {
             FieldKind::Int | FieldKind::Timestamp => q.bind(None::<i64>),
@@ -22,8 +23,8 @@ pub(super) fn bind(q: &mut Query<'static>, p: Param) -> Result<(), String> {
         Param::Bool(b) => q.bind(b),
         Param::Int(i) => q.bind(i),
         Param::Float(f) => q.bind(f),
-        Param::Text(s) => q.bind(s),
-        Param::Bytes(b) => q.bind(b),
+        Param::Text(s) => q.bind(s.into_owned()),
+        Param::Bytes(b) => q.bind(b.into_owned()),
         Param::Timestamp(t) => q.bind(t.timestamp_micros()),
         Param::Uuid(u) => q.bind(u.as_bytes().to_vec()),
         Param::Json(j) => q.bind(j.to_string()),
@@ -35,7 +36,7 @@ pub(super) fn bind(q: &mut Query<'static>, p: Param) -> Result<(), String> {
 }
 
 /// A query with every parameter bound.
-pub(super) fn query(sql: &str, params: Vec<Param>) -> Result<Query<'static>, String> {
+pub(super) fn query(sql: &str, params: Vec<Param<'_>>) -> Result<Query<'static>, String> {
     let mut q = Query::new(sql.to_string());
     for p in params {
         bind(&mut q, p)?;

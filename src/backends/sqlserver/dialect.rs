@@ -196,7 +196,7 @@ impl Dialect for SqlServerDialect {
         sql.push_str(" OFFSET 0 ROWS FETCH NEXT ? ROWS ONLY");
     }
 
-    fn prefix(&self, qc: &str, prefix: &str, sql: &mut String, params: &mut Vec<Param>) {
+    fn prefix(&self, qc: &str, prefix: &str, sql: &mut String, params: &mut Vec<Param<'_>>) {
         // Literal and exact: the column's first len(prefix) code units equal
         // the prefix, and the column is at least that long (`=` pads
         // trailing spaces, so the length check keeps `a` from starting
@@ -206,17 +206,17 @@ impl Dialect for SqlServerDialect {
             "({qc} IS NOT NULL AND DATALENGTH({qc}) >= DATALENGTH(?) AND SUBSTRING({qc}, 1, DATALENGTH(?) / 2) = {TEXT_OPERAND})"
         ));
         for _ in 0..3 {
-            params.push(Param::Text(prefix.to_string()));
+            params.push(Param::Text(prefix.to_string().into()));
         }
     }
 
-    fn contains(&self, qc: &str, needle: &str, sql: &mut String, params: &mut Vec<Param>) {
+    fn contains(&self, qc: &str, needle: &str, sql: &mut String, params: &mut Vec<Param<'_>>) {
         // CHARINDEX is literal (no wildcards); the binary collation makes it
         // case- and byte-exact.
         sql.push_str(&format!(
             "({qc} IS NOT NULL AND CHARINDEX({TEXT_OPERAND}, {qc}) > 0)"
         ));
-        params.push(Param::Text(needle.to_string()));
+        params.push(Param::Text(needle.to_string().into()));
     }
 
     fn operand(&self, kind: FieldKind) -> &'static str {

@@ -434,7 +434,7 @@ impl SqlServerStore {
         let mut conn = self.conn("").await?;
         self.inner
             .exec(&mut conn, "")
-            .rows(tsql::DROP_SCHEMA, vec![Param::Text(schema)])
+            .rows(tsql::DROP_SCHEMA, vec![Param::Text(schema.into())])
             .await?;
         Ok(())
     }
@@ -466,7 +466,7 @@ impl SqlServerStore {
     }
 
     /// Runs selects on one connection; every row.
-    async fn select(&self, entity: &EntityInfo, selects: Vec<Select>) -> Result<Vec<Row>> {
+    async fn select(&self, entity: &EntityInfo, selects: Vec<Select<'_>>) -> Result<Vec<Row>> {
         let mut conn = self.conn(entity.name()).await?;
         let mut exec = self.inner.exec(&mut conn, entity.name());
         let mut rows = Vec::new();
@@ -480,7 +480,7 @@ impl SqlServerStore {
 #[cfg(test)]
 impl SqlServerStore {
     /// Runs any statement (live tests' set-up and clean-up).
-    pub(crate) async fn raw(&self, sql: &str, params: Vec<Param>) -> Result<Vec<Row>> {
+    pub(crate) async fn raw(&self, sql: &str, params: Vec<Param<'_>>) -> Result<Vec<Row>> {
         let mut conn = self.conn("").await?;
         self.inner.exec(&mut conn, "").rows(sql, params).await
     }
@@ -513,7 +513,7 @@ fn server_code(e: &tiberius::error::Error) -> Option<u32> {
 }
 
 /// Runs one statement on a connection; every row of its first result.
-async fn run(conn: &mut Conn, sql: &str, params: Vec<Param>) -> tiberius::Result<Vec<Row>> {
+async fn run(conn: &mut Conn, sql: &str, params: Vec<Param<'_>>) -> tiberius::Result<Vec<Row>> {
     let q = codec::query(sql, params).map_err(|m| tiberius::error::Error::Conversion(m.into()))?;
     let res = async { q.query(&mut conn.client).await?.into_first_result().await }.await;
     if matches!(res, Err(tiberius::error::Error::Io { .. })) {
@@ -536,11 +536,11 @@ impl MsExec<'_> {
         map_err(self.store, self.entity, self.secrets, e)
     }
 
-    async fn rows(&mut self, sql: &str, params: Vec<Param>) -> Result<Vec<Row>> {
+    async fn rows(&mut self, sql: &str, params: Vec<Param<'_>>) -> Result<Vec<Row>> {
         run(self.conn, sql, params).await.map_err(|e| self.err(e))
     }
 
-    async fn first_int(&mut self, sql: &str, params: Vec<Param>) -> Result<Option<i64>> {
+    async fn first_int(&mut self, sql: &str, params: Vec<Param<'_>>) -> Result<Option<i64>> {
         let rows = self.rows(sql, params).await?;
         Ok(rows
             .first()
@@ -583,15 +583,15 @@ impl MsExec<'_> {
 
 #[async_trait]
 impl Exec for MsExec<'_> {
-    async fn fetch_int(&mut self, sql: &str, params: Vec<Param>) -> Result<Option<i64>> {
+    async fn fetch_int(&mut self, sql: &str, params: Vec<Param<'_>>) -> Result<Option<i64>> {
         self.first_int(sql, params).await
     }
 
-    async fn fetch_bool(&mut self, sql: &str, params: Vec<Param>) -> Result<Option<bool>> {
+    async fn fetch_bool(&mut self, sql: &str, params: Vec<Param<'_>>) -> Result<Option<bool>> {
         Ok(self.first_int(sql, params).await?.map(|v| v != 0))
     }
 
-    async fn execute(&mut self, sql: &str, params: Vec<Param>) -> Result<u64> {
+    async fn execute(&mut self, sql: &str, params: Vec<Param<'_>>) -> Result<u64> {
         let q = codec::query(sql, params)
             .map_err(|m| Error::backend(self.store, self.entity, Message(m)))?;
         let res = q.execute(&mut self.conn.client).await;
@@ -609,7 +609,7 @@ impl Exec for MsExec<'_> {
     async fn fetch_int_text(
         &mut self,
         sql: &str,
-        params: Vec<Param>,
+        params: Vec<Param<'_>>,
     ) -> Result<Vec<(i64, String)>> {
         let rows = self.rows(sql, params).await?;
         rows.iter()
@@ -630,7 +630,7 @@ impl Exec for MsExec<'_> {
     async fn fetch_key_ints(
         &mut self,
         sql: &str,
-        params: Vec<Param>,
+        params: Vec<Param<'_>>,
         key: &Column,
     ) -> Result<Vec<(Key, i64)>> {
         let rows = self.rows(sql, params).await?;
@@ -989,7 +989,7 @@ impl SqlServerStore {
         exec: &mut MsExec<'_>,
         t: &TableSql,
         ops: &[WriteOp],
-        merges: Vec<Select>,
+        merges: Vec<Select<'_>>,
     ) -> Result<Vec<WriteOutcome>> {
         let key_col = t.key_column();
         let mut versions: HashMap<Key, u64> = HashMap::with_capacity(ops.len());

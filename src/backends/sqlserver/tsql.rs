@@ -14,17 +14,17 @@ use crate::store::{Precondition, WriteOp};
 pub(super) const MAX_PARAMS: usize = 2000;
 
 /// `CREATE TABLE` when the table is missing: binds the quoted table name.
-pub(super) fn create_table(t: &TableSql) -> Select {
+pub(super) fn create_table(t: &TableSql) -> Select<'_> {
     if_missing(&*t.dialect, &t.create_table, &t.qtable)
 }
 
 /// The outbox table when it is missing: binds its quoted name.
-pub(super) fn create_outbox(t: &TableSql) -> Select {
+pub(super) fn create_outbox(t: &TableSql) -> Select<'static> {
     if_missing(&*t.dialect, &t.outbox.create, &t.outbox.qtable)
 }
 
 /// A shared builder's `CREATE TABLE IF NOT EXISTS` in T-SQL's terms.
-fn if_missing(d: &dyn Dialect, create: &str, qtable: &str) -> Select {
+fn if_missing(d: &dyn Dialect, create: &str, qtable: &str) -> Select<'static> {
     let body = create
         .strip_prefix("CREATE TABLE IF NOT EXISTS ")
         .unwrap_or(create);
@@ -33,14 +33,14 @@ fn if_missing(d: &dyn Dialect, create: &str, qtable: &str) -> Select {
             d,
             &format!("IF OBJECT_ID(?, N'U') IS NULL CREATE TABLE {body}"),
         ),
-        params: vec![Param::Text(qtable.to_string())],
+        params: vec![Param::Text(qtable.to_string().into())],
     }
 }
 
 /// Creates a schema when missing (`CREATE SCHEMA` must be alone in its
 /// batch, hence `EXEC` of a variable — `EXEC(…)` takes no function calls):
 /// binds the name twice.
-pub(super) fn create_schema(d: &dyn Dialect, schema: &str) -> Select {
+pub(super) fn create_schema<'a>(d: &dyn Dialect, schema: &'a str) -> Select<'a> {
     Select {
         sql: number(
             d,
@@ -60,12 +60,12 @@ pub(super) const DROP_SCHEMA: &str = "IF SCHEMA_ID(@P1) IS NOT NULL BEGIN \
 
 /// The schema parameter of catalog reads: the configured one, or `NULL`
 /// for the login's default (`SCHEMA_NAME()`).
-fn schema_param(schema: Option<&str>) -> Param {
+fn schema_param(schema: Option<&str>) -> Param<'_> {
     schema.map_or(Param::Null(FieldKind::String), |s| Param::Text(s.into()))
 }
 
 /// A table's columns: name, type, max length, nullable, default, collation.
-pub(super) fn columns(schema: Option<&str>, table: &str) -> Select {
+pub(super) fn columns<'a>(schema: Option<&'a str>, table: &'a str) -> Select<'a> {
     Select {
         sql: "SELECT COLUMN_NAME, DATA_TYPE, CAST(CHARACTER_MAXIMUM_LENGTH AS BIGINT), \
               CAST(CASE WHEN IS_NULLABLE = 'YES' THEN 1 ELSE 0 END AS BIT), COLUMN_DEFAULT, COLLATION_NAME \
@@ -78,7 +78,7 @@ pub(super) fn columns(schema: Option<&str>, table: &str) -> Select {
 }
 
 /// A table's primary-key columns and their positions.
-pub(super) fn primary_key(schema: Option<&str>, table: &str) -> Select {
+pub(super) fn primary_key<'a>(schema: Option<&'a str>, table: &'a str) -> Select<'a> {
     Select {
         sql: "SELECT k.COLUMN_NAME, CAST(k.ORDINAL_POSITION AS BIGINT) \
               FROM INFORMATION_SCHEMA.TABLE_CONSTRAINTS c \
@@ -194,11 +194,11 @@ pub(super) fn merge(t: &TableSql, rows: usize) -> String {
 
 /// The `MERGE` statements of a bulk put ([`bulk_puts`]), every row checked
 /// and encoded first.
-pub(super) fn merge_statements(
+pub(super) fn merge_statements<'a>(
     t: &TableSql,
-    ops: &[WriteOp],
+    ops: &'a [WriteOp],
     now: i64,
-) -> Result<Vec<Select>, String> {
+) -> Result<Vec<Select<'a>>, String> {
     let mut rows = Vec::with_capacity(ops.len());
     for op in ops {
         if let WriteOp::Put { record, ttl, .. } = op {
@@ -210,7 +210,7 @@ pub(super) fn merge_statements(
     Ok(rows
         .chunks(merge_rows(t))
         .map(|chunk| {
-            let mut params: Vec<Param> = chunk.iter().flatten().cloned().collect();
+            let mut params: Vec<Param<'_>> = chunk.iter().flatten().cloned().collect();
             params.push(Param::Int(now));
             Select {
                 sql: merge(t, chunk.len()),

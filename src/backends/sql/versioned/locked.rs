@@ -32,7 +32,7 @@ pub(super) async fn apply(
     target: Target<'_>,
     t: &TableSql,
     changes: &[VersionedChange],
-    encoded: Vec<Encoded>,
+    encoded: Vec<Encoded<'_>>,
     now: i64,
     out: &mut Vec<Applied>,
 ) -> Result<()> {
@@ -43,7 +43,7 @@ pub(super) async fn apply(
         .map(|(c, e)| (&c.key, &e.key))
         .collect();
     let mut held: HashMap<Key, Option<i64>> = HashMap::with_capacity(keys.len());
-    let keys: Vec<Param> = keys.into_values().cloned().collect();
+    let keys: Vec<Param<'_>> = keys.into_values().cloned().collect();
     for (sql, params) in lock_statements(t, keys, now) {
         for (k, v) in exec.fetch_key_ints(&sql, params, t.key_column()).await? {
             held.insert(k, Some(v));
@@ -64,7 +64,11 @@ pub(super) async fn apply(
 /// The locking reads of `keys`: `key` and what [`TableSql::lock`] reads
 /// (the version if live, minus a tombstone's, 0 if expired), binding now
 /// then the keys; as few statements as the dialect's key list allows.
-fn lock_statements(t: &TableSql, keys: Vec<Param>, now: i64) -> Vec<(String, Vec<Param>)> {
+fn lock_statements<'a>(
+    t: &TableSql,
+    keys: Vec<Param<'a>>,
+    now: i64,
+) -> Vec<(String, Vec<Param<'a>>)> {
     let d = &*t.dialect;
     let qk = t.quote(t.key_column().name);
     let v = t.quote(VERSION_COL);

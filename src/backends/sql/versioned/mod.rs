@@ -102,22 +102,22 @@ fn current_expr(d: &dyn Dialect, a: &str) -> String {
 
 /// A placeholder for a NOT NULL column of a tombstone row that has no
 /// record behind it (never read: tombstones are invisible).
-fn zero(kind: FieldKind) -> Param {
+fn zero(kind: FieldKind) -> Param<'static> {
     match kind {
         FieldKind::Bool => Param::Bool(false),
         FieldKind::Int => Param::Int(0),
         FieldKind::Float => Param::Float(0.0),
-        FieldKind::String => Param::Text(String::new()),
-        FieldKind::Bytes => Param::Bytes(Vec::new()),
+        FieldKind::String => Param::Text("".into()),
+        FieldKind::Bytes => Param::Bytes((&[][..]).into()),
         FieldKind::Timestamp => Param::Timestamp(chrono::DateTime::UNIX_EPOCH),
         FieldKind::Uuid => Param::Uuid(uuid::Uuid::nil()),
-        FieldKind::Json => Param::Json(serde_json::Value::Null),
+        FieldKind::Json => Param::Json(std::borrow::Cow::Owned(serde_json::Value::Null)),
     }
 }
 
 /// The columns of a tombstone row: the key, `NULL` in nullable columns,
 /// placeholders in the others.
-fn tombstone_row(t: &TableSql, key: Param) -> Vec<Param> {
+fn tombstone_row<'a>(t: &TableSql, key: Param<'a>) -> Vec<Param<'a>> {
     t.columns
         .iter()
         .enumerate()
@@ -205,15 +205,15 @@ async fn record(
 
 /// A change encoded: the key, the version, the row (the record's columns,
 /// or `None` for a delete).
-struct Encoded {
-    key: Param,
-    version: Param,
-    row: Option<Vec<Param>>,
+struct Encoded<'a> {
+    key: Param<'a>,
+    version: Param<'a>,
+    row: Option<Vec<Param<'a>>>,
 }
 
 /// The change's key, version and row (the record's columns, or a
 /// tombstone's), encoded.
-fn encode(target: Target<'_>, t: &TableSql, c: &VersionedChange) -> Result<Encoded> {
+fn encode<'a>(target: Target<'_>, t: &TableSql, c: &'a VersionedChange) -> Result<Encoded<'a>> {
     let key = t.key(&c.key).map_err(|m| target.invalid(m))?;
     let version = i64::try_from(c.version).map_err(|_| {
         target.invalid(format!(
@@ -239,7 +239,7 @@ fn encode(target: Target<'_>, t: &TableSql, c: &VersionedChange) -> Result<Encod
 }
 
 /// The key's current version: live or tombstone; 0 when absent or expired.
-async fn current(exec: &mut dyn Exec, vs: &VersionedSql, key: Param, now: i64) -> Result<u64> {
+async fn current(exec: &mut dyn Exec, vs: &VersionedSql, key: Param<'_>, now: i64) -> Result<u64> {
     Ok(exec
         .fetch_int(&vs.current, vec![Param::Int(now), key])
         .await?
@@ -250,7 +250,7 @@ async fn apply_returning(
     exec: &mut dyn Exec,
     t: &TableSql,
     c: &VersionedChange,
-    Encoded { key, version, row }: Encoded,
+    Encoded { key, version, row }: Encoded<'_>,
     now: i64,
 ) -> Result<Applied> {
     let vs = &t.versioned;
@@ -291,7 +291,7 @@ async fn apply_locked(
     exec: &mut dyn Exec,
     t: &TableSql,
     c: &VersionedChange,
-    enc: Encoded,
+    enc: Encoded<'_>,
     now: i64,
 ) -> Result<Applied> {
     let locked = exec
@@ -307,7 +307,7 @@ async fn write_locked(
     exec: &mut dyn Exec,
     t: &TableSql,
     c: &VersionedChange,
-    Encoded { key, version, row }: Encoded,
+    Encoded { key, version, row }: Encoded<'_>,
     locked: Option<i64>,
     now: i64,
 ) -> Result<(Applied, Option<i64>)> {

@@ -37,7 +37,7 @@ pub(super) async fn apply(
     target: Target<'_>,
     t: &TableSql,
     changes: &[VersionedChange],
-    mut run: Vec<(usize, Encoded)>,
+    mut run: Vec<(usize, Encoded<'_>)>,
     now: i64,
     out: &mut Vec<Applied>,
 ) -> Result<()> {
@@ -58,7 +58,7 @@ pub(super) async fn apply(
         .into_iter()
         .map(|(k, _)| k)
         .collect();
-    let stale: Vec<Param> = run
+    let stale: Vec<Param<'_>> = run
         .iter()
         .filter(|(i, _)| !written.contains(&changes[*i].key))
         .map(|(_, enc)| enc.key.clone())
@@ -82,12 +82,12 @@ pub(super) async fn apply(
 
 /// The conditional multi-row upsert of a run and its parameters (the
 /// rows, then now); returns `(key, version)` of every row it wrote.
-fn upsert(
+fn upsert<'a>(
     t: &TableSql,
     bulk: BulkUpsert,
-    run: &mut [(usize, Encoded)],
+    run: &mut [(usize, Encoded<'a>)],
     now: i64,
-) -> (String, Vec<Param>) {
+) -> (String, Vec<Param<'a>>) {
     let d = &*t.dialect;
     let v = t.quote(VERSION_COL);
     let e = t.quote(EXPIRES_COL);
@@ -119,7 +119,7 @@ fn upsert(
 async fn currents(
     exec: &mut dyn Exec,
     t: &TableSql,
-    keys: Vec<Param>,
+    keys: Vec<Param<'_>>,
     now: i64,
 ) -> Result<HashMap<Key, u64>> {
     let mut found = HashMap::new();
@@ -133,7 +133,7 @@ async fn currents(
         current_expr(d, ""),
         t.qtable
     );
-    let statements: Vec<(String, Vec<Param>)> = match d.key_list() {
+    let statements: Vec<(String, Vec<Param<'_>>)> = match d.key_list() {
         KeyList::Array => vec![(
             format!("{select} = ANY(?)"),
             vec![Param::Int(now), Param::Array(t.key_column().kind, keys)],

@@ -18,7 +18,7 @@ fn outbox_entity() -> EntityInfo {
 }
 
 /// The events a run recorded in the outbox, in order.
-fn events(t: &TableSql, calls: &[(String, Vec<Param>)]) -> Vec<ChangeEvent> {
+fn events(t: &TableSql, calls: &[(String, Vec<Param<'_>>)]) -> Vec<ChangeEvent> {
     calls
         .iter()
         .filter(|(sql, _)| *sql == t.outbox.insert)
@@ -137,7 +137,7 @@ async fn run_apply(
     e: &EntityInfo,
     changes: Vec<VersionedChange>,
     locks: Vec<Option<i64>>,
-) -> (Vec<Applied>, Vec<(String, Vec<Param>)>) {
+) -> (Vec<Applied>, Vec<(String, Vec<Param<'static>>)>) {
     let mut r = Recorder {
         locks: locks.into(),
         calls: Vec::new(),
