@@ -10,8 +10,8 @@ use crate::entity::FieldKind;
 /// Binds one parameter as its column's SQL Server type: timestamps as
 /// `BIGINT` unix microseconds, UUIDs as 16 bytes, JSON as compact text.
 /// Arrays never occur (`get_many` uses `IN` lists); one is an error.
-/// Text and bytes are copied: the query owns its parameters.
-pub(super) fn bind(q: &mut Query<'static>, p: Param<'_>) -> Result<(), String> {
+/// Borrowed text and bytes stay borrowed until the query is sent.
+pub(super) fn bind<'a>(q: &mut Query<'a>, p: Param<'a>) -> Result<(), String> {
     match p {
         Param::Null(kind) => match kind {
             FieldKind::Int | FieldKind::Timestamp => q.bind(None::<i64>),
@@ -23,8 +23,8 @@ pub(super) fn bind(q: &mut Query<'static>, p: Param<'_>) -> Result<(), String> {
         Param::Bool(b) => q.bind(b),
         Param::Int(i) => q.bind(i),
         Param::Float(f) => q.bind(f),
-        Param::Text(s) => q.bind(s.into_owned()),
-        Param::Bytes(b) => q.bind(b.into_owned()),
+        Param::Text(s) => q.bind(s),
+        Param::Bytes(b) => q.bind(b),
         Param::Timestamp(t) => q.bind(t.timestamp_micros()),
         Param::Uuid(u) => q.bind(u.as_bytes().to_vec()),
         Param::Json(j) => q.bind(j.to_string()),
@@ -36,8 +36,8 @@ pub(super) fn bind(q: &mut Query<'static>, p: Param<'_>) -> Result<(), String> {
 }
 
 /// A query with every parameter bound.
-pub(super) fn query(sql: &str, params: Vec<Param<'_>>) -> Result<Query<'static>, String> {
-    let mut q = Query::new(sql.to_string());
+pub(super) fn query<'a>(sql: &'a str, params: Vec<Param<'a>>) -> Result<Query<'a>, String> {
+    let mut q = Query::new(sql);
     for p in params {
         bind(&mut q, p)?;
     }
