@@ -98,11 +98,11 @@ use std::hint::black_box;
 use std::sync::Mutex;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use bench_user::{BenchUser, KEY, runtime, sample, user};
+use bench_user::{BenchUser, KEY, now_micros, runtime, sample, user};
 use criterion::measurement::WallTime;
 use criterion::{BenchmarkGroup, Criterion, SamplingMode, Throughput};
 use criterion::{criterion_group, criterion_main};
-use interleave::{interleaved_ratio, median};
+use interleave::{interleaved_bench, median};
 use polyrouter::store::DEFAULT_TOMBSTONE_RETENTION;
 use polyrouter::{Query, Repo, Router};
 use redis::aio::ConnectionManager;
@@ -787,14 +787,6 @@ async fn pg_raw_get(pool: &sqlx::PgPool, sql: &str) -> Option<PgRow> {
         .expect("SELECT")
 }
 
-/// Now in unix microseconds, as the SQL stores bind it.
-fn now_micros() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .expect("clock")
-        .as_micros() as i64
-}
-
 /// The router's get by hand: the store's statement (expiry filter bound),
 /// the row decoded into the struct with its version.
 async fn pg_get_decoded(pool: &sqlx::PgPool, sql: &str) -> Option<BenchUser> {
@@ -922,27 +914,6 @@ async fn raw_put(conn: &ConnectionManager, key: &str, payload: &[u8]) -> i64 {
         .query_async(&mut conn.clone())
         .await
         .expect("HSET")
-}
-
-/// The benchmark `name`: `router` and `raw` in alternating chunks of one
-/// loop ([`interleaved_ratio`]), their ratios pushed to `ratios`.
-fn interleaved_bench<R, RF, Q, QF>(
-    g: &mut BenchmarkGroup<'_, WallTime>,
-    rt: &Runtime,
-    name: &str,
-    ratios: &Mutex<Vec<f64>>,
-    router: R,
-    raw: Q,
-) where
-    R: Fn() -> RF,
-    RF: Future<Output = ()>,
-    Q: Fn() -> QF,
-    QF: Future<Output = ()>,
-{
-    g.bench_function(name, |b| {
-        b.to_async(rt)
-            .iter_custom(|iters| interleaved_ratio(iters, ratios, &router, &raw))
-    });
 }
 
 /// The router / raw ratios of a store's interleaved get, put and

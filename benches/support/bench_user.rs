@@ -43,3 +43,12 @@ pub fn runtime() -> Runtime {
         .build()
         .expect("tokio runtime")
 }
+
+/// Now in unix microseconds, as the SQL stores bind it.
+#[allow(dead_code)] // not every bench that includes this file binds a time
+pub fn now_micros() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_micros() as i64
+}

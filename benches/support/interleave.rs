@@ -5,6 +5,10 @@ use std::future::Future;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+use criterion::BenchmarkGroup;
+use criterion::measurement::WallTime;
+use tokio::runtime::Runtime;
+
 /// Runs `iters` of `a` and of `b` in alternating chunks (alternating which
 /// goes first) and returns the median over chunk pairs of time(a) − time(b)
 /// per operation, times `iters`.
@@ -105,4 +109,26 @@ pub fn median(ratios: &Mutex<Vec<f64>>) -> (f64, usize) {
     }
     v.sort_by(f64::total_cmp);
     (v[v.len() / 2], v.len())
+}
+
+/// The benchmark `name`: `router` and `raw` in alternating chunks of one
+/// loop ([`interleaved_ratio`]), their ratios pushed to `ratios`.
+#[allow(dead_code)] // not every bench that includes this file reports ratios
+pub fn interleaved_bench<R, RF, Q, QF>(
+    g: &mut BenchmarkGroup<'_, WallTime>,
+    rt: &Runtime,
+    name: &str,
+    ratios: &Mutex<Vec<f64>>,
+    router: R,
+    raw: Q,
+) where
+    R: Fn() -> RF,
+    RF: Future<Output = ()>,
+    Q: Fn() -> QF,
+    QF: Future<Output = ()>,
+{
+    g.bench_function(name, |b| {
+        b.to_async(rt)
+            .iter_custom(|iters| interleaved_ratio(iters, ratios, &router, &raw))
+    });
 }

@@ -89,13 +89,19 @@ fn default_purge_interval() -> ConfigDuration {
     ConfigDuration(Duration::from_secs(60))
 }
 
-/// The parts of a `sqlserver://` URL.
+/// The parts of a `sqlserver://` URL, percent-decoded
+/// ([`SqlServerConfig::address`]). Its `Debug` hides the password.
 #[derive(Clone, PartialEq, Eq)]
-pub(super) struct Address {
+pub struct Address {
+    /// The login.
     pub user: String,
+    /// The login's password.
     pub password: String,
+    /// The server's host name or address (brackets of an IPv6 address removed).
     pub host: String,
+    /// The TCP port (1433 when the URL names none).
     pub port: u16,
+    /// The database, when the URL names one.
     pub database: Option<String>,
 }
 
@@ -166,8 +172,16 @@ impl SqlServerConfig {
         redact_url(&self.url)
     }
 
-    /// Parses the URL; on error, what is wrong (password redacted).
-    pub(super) fn address(&self) -> Result<Address, String> {
+    /// Parses the URL as the store does; on error, what is wrong (password
+    /// redacted). For code that connects to the same server by itself.
+    ///
+    /// ```
+    /// use polyrouter::backends::sqlserver::SqlServerConfig;
+    /// let a = SqlServerConfig::new("sqlserver://sa:p%40ss@db.local/app").address().unwrap();
+    /// assert_eq!((a.password.as_str(), a.port), ("p@ss", 1433));
+    /// assert!(!format!("{a:?}").contains("p@ss"));
+    /// ```
+    pub fn address(&self) -> Result<Address, String> {
         let bad = |why: &str| {
             format!(
                 "{:?} is not a usable SQL Server URL ({why}); write `sqlserver://user:password@host:1433/database`",

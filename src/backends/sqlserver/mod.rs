@@ -43,8 +43,7 @@ mod tests;
 mod tsql;
 
 use codec::{column_value, int_of};
-use config::Address;
-pub use config::{Encrypt, SqlServerConfig};
+pub use config::{Address, Encrypt, SqlServerConfig};
 pub use dialect::{BINARY_COLLATION, GET_MANY_CHUNK, MAX_KEY_UNITS, SqlServerDialect};
 
 pub(crate) fn open(spec: StoreSpec) -> BoxFuture<'static, Result<Arc<dyn Store>>> {
