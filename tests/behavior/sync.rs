@@ -192,7 +192,11 @@ async fn outbox_concurrent_writers_on_one_key(ctx: Ctx) -> polyrouter::Result<()
         tasks.push(tokio::spawn(async move {
             let mut versions = Vec::new();
             for i in 0..EACH {
-                // Versioned read-modify-write, retried on conflict.
+                // Versioned read-modify-write, retried on conflict, and on
+                // a store that gave up after losing its own retries to the
+                // other writers (Cosmos DB: `Unavailable`, "retry"; such a
+                // write wrote nothing) — a bounded number of times.
+                let mut gave_up = 0;
                 loop {
                     let current = notes.get("hot").await?;
                     let p = current
@@ -204,6 +208,7 @@ async fn outbox_concurrent_writers_on_one_key(ctx: Ctx) -> polyrouter::Result<()
                             break;
                         }
                         Err(Error::Conflict { .. }) => continue,
+                        Err(Error::Unavailable { .. }) if gave_up < 5 => gave_up += 1,
                         Err(other) => return Err(other),
                     }
                 }
