@@ -80,6 +80,18 @@ async fn contention_pause(n: usize) {
 
 /// Writes of one non-atomic batch in flight at once.
 const WRITE_CONCURRENCY: usize = 16;
+/// How many writes of one call may run at once: [`WRITE_CONCURRENCY`]
+/// when every key is distinct (their writes are independent), else one
+/// at a time, so a key written twice keeps the call's order.
+fn concurrency_for<'a>(keys: impl ExactSizeIterator<Item = &'a Key>) -> usize {
+    let mut seen = std::collections::HashSet::with_capacity(keys.len());
+    let mut keys = keys;
+    match keys.all(|k| seen.insert(k)) {
+        true => WRITE_CONCURRENCY,
+        false => 1,
+    }
+}
+
 /// Point reads of one `get_many` in flight at once.
 const GET_MANY_CONCURRENCY: usize = 16;
 /// The largest item Cosmos DB stores.
@@ -1111,11 +1123,7 @@ impl Store for CosmosStore {
         let c = self.container(entity).await?;
         // Writes to distinct keys are independent: run them concurrently
         // (outcomes in op order). A key written twice keeps op order.
-        let distinct = {
-            let mut seen = std::collections::HashSet::with_capacity(ops.len());
-            ops.iter().all(|op| seen.insert(op.key().clone()))
-        };
-        let width = if distinct { WRITE_CONCURRENCY } else { 1 };
+        let width = concurrency_for(ops.iter().map(WriteOp::key));
         let mut writes = Vec::with_capacity(ops.len());
         for op in &ops {
             writes.push(self.write_one(entity, &c, op, ops.len() > 1));

@@ -311,13 +311,21 @@ impl CosmosStore {
         entity: &EntityInfo,
         changes: Vec<VersionedChange>,
     ) -> Result<Vec<Applied>> {
+        use futures::{StreamExt, TryStreamExt};
         let prepared = self.prepare_changes(entity, &changes)?;
         let c = self.container(entity).await?;
-        let mut out = Vec::with_capacity(changes.len());
+        // Distinct keys are applied concurrently (a backfill chunk, a
+        // projection batch without repeats); a key changed twice in the
+        // call keeps the call's order.
+        let width = concurrency_for(changes.iter().map(|ch| &ch.key));
+        let mut applies = Vec::with_capacity(changes.len());
         for (change, (id, doc)) in changes.iter().zip(&prepared) {
-            out.push(self.apply_one(entity, &c, change, id, doc.as_ref()).await?);
+            applies.push(self.apply_one(entity, &c, change, id, doc.as_ref()));
         }
-        Ok(out)
+        futures::stream::iter(applies)
+            .buffered(width)
+            .try_collect()
+            .await
     }
 
     /// Runs an outbox query (no parameters but `@n`) over the container.
