@@ -279,11 +279,20 @@ async fn one_worker_relays_an_outbox_at_a_time() {
     assert!(ra == 0 || rb == 0, "both relayed: a {ra}, b {rb}");
     // The holder stops gracefully and releases its lease: the other takes over.
     let (holder, other) = if ra > 0 { (a, b) } else { (b, a) };
+    assert!(
+        holder.status().relays[0].leased,
+        "the relaying worker says it holds the lease"
+    );
+    assert!(
+        !other.status().relays[0].leased,
+        "the waiting worker says it does not"
+    );
     holder.shutdown().await.unwrap();
     let orders = router.repo::<Order>().await.unwrap();
     orders.put(&order("late", 1)).await.unwrap();
     other.settle(Duration::from_secs(10)).await.unwrap();
     assert_eq!(other.status().relays[0].relayed, 1);
+    assert!(other.status().relays[0].leased);
     other.shutdown().await.unwrap();
 }
 

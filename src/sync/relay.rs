@@ -11,7 +11,7 @@
 //! commit) is simply found by a later round: nothing is skipped.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 
 use parking_lot::Mutex;
 use serde::Serialize;
@@ -26,6 +26,8 @@ pub struct RelayStats {
     relayed: AtomicU64,
     failures: AtomicU64,
     backlog: AtomicU64,
+    /// Whether this worker held the outbox's lease at its last look.
+    leased: AtomicBool,
     /// Commit time (ms since the Unix epoch) of the oldest event still in
     /// the outbox at the last round; 0 when it was empty.
     oldest_pending_ms: AtomicI64,
@@ -57,6 +59,10 @@ pub struct RelayStatus {
     pub lag_ms: u64,
     /// The last failure, if the last round failed.
     pub last_error: Option<String>,
+    /// Whether this worker held the outbox's lease at its last look: only
+    /// the holder relays; the other workers count the backlog and wait.
+    #[serde(default)]
+    pub leased: bool,
 }
 
 /// Moves one route's outbox events to its bus.
@@ -111,6 +117,12 @@ impl Relay {
     /// The figures this relay keeps.
     pub fn stats(&self) -> Arc<RelayStats> {
         self.stats.clone()
+    }
+
+    /// Records whether this worker holds the outbox's lease (the sync
+    /// runtime calls it before each round).
+    pub(crate) fn set_leased(&self, held: bool) {
+        self.stats.leased.store(held, Ordering::Relaxed);
     }
 
     /// The most events one round moves.
@@ -218,6 +230,7 @@ impl Relay {
             backlog: s.backlog.load(Ordering::Relaxed),
             lag_ms: if oldest == 0 { 0 } else { lag_ms(oldest) },
             last_error: s.last_error.lock().clone(),
+            leased: s.leased.load(Ordering::Relaxed),
         }
     }
 }

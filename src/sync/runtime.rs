@@ -550,7 +550,9 @@ async fn run_relay(
         if stopping(&stop) {
             break;
         }
-        let pause = if !lease.hold().await {
+        let held = lease.hold().await;
+        relay.set_leased(held);
+        let pause = if !held {
             // Another worker relays this outbox; look again later.
             let _ = relay.measure_backlog().await;
             interval.max(Duration::from_millis(500))

@@ -96,7 +96,7 @@ async fn status(config: &PathBuf) -> polyrouter::Result<()> {
         let reported = workers.iter().find_map(|(w, age)| {
             w.relays
                 .iter()
-                .find(|r| r.entity == route.entity && r.store == route.store && r.relayed > 0)
+                .find(|r| r.entity == route.entity && r.store == route.store && r.leased)
                 .map(|r| (r.clone(), w.worker.clone(), *age))
         });
         let backlog = polyrouter::sync::outbox_backlog(&router, route).await;
