@@ -217,18 +217,9 @@ fn main() {
                 .get_multiplexed_async_connection()
                 .await
                 .expect("redis");
-            let keys: Vec<Vec<u8>> = redis::cmd("KEYS")
-                .arg(format!("{prefix}*"))
-                .query_async(&mut conn)
+            servers::delete_redis_keys(&mut conn, &format!("{prefix}*"))
                 .await
-                .expect("KEYS");
-            if !keys.is_empty() {
-                let () = redis::cmd("DEL")
-                    .arg(&keys)
-                    .query_async(&mut conn)
-                    .await
-                    .expect("DEL");
-            }
+                .expect("SCAN + DEL");
         }
         #[cfg(feature = "postgres")]
         {

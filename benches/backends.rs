@@ -1006,35 +1006,14 @@ async fn hget_d(conn: &ConnectionManager, key: &str) -> Option<Vec<u8>> {
         .expect("HGET")
 }
 
-/// SCAN + DEL of every key under `{prefix}:` and `{prefix}#`; returns how many.
+/// Deletes every key under `{prefix}:` and `{prefix}#`; returns how many.
 async fn delete_prefix(conn: &ConnectionManager, prefix: &str) -> u64 {
     let mut conn = conn.clone();
     let mut deleted = 0;
     for pattern in [format!("{prefix}:*"), format!("{prefix}#*")] {
-        let mut cursor = 0u64;
-        loop {
-            let (next, keys): (u64, Vec<Vec<u8>>) = redis::cmd("SCAN")
-                .arg(cursor)
-                .arg("MATCH")
-                .arg(&pattern)
-                .arg("COUNT")
-                .arg(1000)
-                .query_async(&mut conn)
-                .await
-                .expect("SCAN");
-            if !keys.is_empty() {
-                let n: u64 = redis::cmd("DEL")
-                    .arg(&keys)
-                    .query_async(&mut conn)
-                    .await
-                    .expect("DEL");
-                deleted += n;
-            }
-            if next == 0 {
-                break;
-            }
-            cursor = next;
-        }
+        deleted += servers::delete_redis_keys(&mut conn, &pattern)
+            .await
+            .expect("SCAN + DEL");
     }
     deleted
 }

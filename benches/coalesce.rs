@@ -31,6 +31,8 @@ use tokio::runtime::Runtime;
 
 #[path = "support/args.rs"]
 mod args;
+#[path = "support/servers.rs"]
+mod servers;
 
 #[derive(Entity, Serialize, Deserialize, Debug, Clone)]
 #[entity(name = "co_user", key = "id")]
@@ -220,8 +222,7 @@ fn bench(c: &mut Criterion) {
         rt.block_on(delete_prefix(&conn, &prefix));
     }
     if wanted("postgres") {
-        let url = std::env::var("POLYROUTER_BENCH_POSTGRES")
-            .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into());
+        let url = servers::postgres_url();
         let schema = format!("pr_co_{run}");
         let (plain, coalesced) = rt.block_on(routers(&format!(
             "kind = \"postgres\"\nurl = \"{url}\"\nschema = \"{schema}\"\n"
@@ -257,18 +258,9 @@ fn bench(c: &mut Criterion) {
 }
 
 async fn delete_prefix(conn: &ConnectionManager, prefix: &str) {
-    let keys: Vec<String> = redis::cmd("KEYS")
-        .arg(format!("{prefix}*"))
-        .query_async(&mut conn.clone())
+    servers::delete_redis_keys(&mut conn.clone(), &format!("{prefix}*"))
         .await
-        .expect("KEYS");
-    for chunk in keys.chunks(500) {
-        let _: u64 = redis::cmd("DEL")
-            .arg(chunk)
-            .query_async(&mut conn.clone())
-            .await
-            .expect("DEL");
-    }
+        .expect("SCAN + DEL");
 }
 
 criterion_group!(benches, bench);

@@ -37,6 +37,9 @@ use polyrouter::{Entity, Key, Repo, Router};
 use serde::{Deserialize, Serialize};
 use tokio::runtime::Runtime;
 
+#[path = "support/servers.rs"]
+mod servers;
+
 const PG_URL: &str = "postgres://postgres@127.0.0.1:5432/test";
 const NATS_URL: &str = "nats://127.0.0.1:4222";
 
@@ -408,15 +411,7 @@ fn bench(c: &mut Criterion) {
         }
         if let Ok(client) = redis::Client::open("redis://127.0.0.1:6379") {
             if let Ok(mut con) = client.get_multiplexed_async_connection().await {
-                let keys: Vec<String> = redis::cmd("KEYS")
-                    .arg(format!("prsyncbench{pid}*"))
-                    .query_async(&mut con)
-                    .await
-                    .unwrap_or_default();
-                for chunk in keys.chunks(1000) {
-                    let _: redis::RedisResult<()> =
-                        redis::cmd("DEL").arg(chunk).query_async(&mut con).await;
-                }
+                let _ = servers::delete_redis_keys(&mut con, &format!("prsyncbench{pid}*")).await;
             }
         }
         if let Ok(client) = async_nats::connect(NATS_URL).await {
