@@ -296,6 +296,78 @@ async fn one_worker_relays_an_outbox_at_a_time() {
     other.shutdown().await.unwrap();
 }
 
+/// The `[sync]` store down: once the relay's lease has expired, the worker
+/// says it does not hold it and why, and relays nothing; the store back,
+/// it takes the lease again and the waiting events move.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_relay_that_cannot_renew_its_lease_says_so_and_resumes() {
+    use polyrouter::backends::memory::MemoryStore;
+    use polyrouter::layers::testing::Faults;
+    use std::sync::Arc;
+    let toml = r#"
+[stores.main]
+kind = "memory"
+
+[buses.events]
+kind = "memory"
+
+[entities.order]
+store = "main"
+outbox = { bus = "events" }
+"#;
+    // The `[sync]` store is made in code, behind a fault switch.
+    let mut cfg = polyrouter::config::Config::parse(toml, "<test>").unwrap();
+    let mut sync_cfg = polyrouter::config::SyncConfig::new("state");
+    sync_cfg.relay_interval = polyrouter::config::ConfigDuration(Duration::from_millis(2));
+    sync_cfg.lease = polyrouter::config::ConfigDuration(Duration::from_millis(200));
+    cfg.sync = Some(sync_cfg);
+    let state = Arc::new(Faults::new(MemoryStore::new("state")));
+    let router = Router::builder()
+        .config(cfg)
+        .store("state", state.clone())
+        .build()
+        .await
+        .unwrap();
+    let check = subscribe_check(router.bus("events").unwrap().as_ref()).await;
+    let sync = router.sync().await.unwrap();
+    let orders = router.repo::<Order>().await.unwrap();
+    orders.put(&order("before", 1)).await.unwrap();
+    sync.settle(Duration::from_secs(10)).await.unwrap();
+    assert!(sync.status().relays[0].leased);
+
+    state.set_down(true);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    let status = loop {
+        let r = sync.status().relays[0].clone();
+        if !r.leased {
+            break r;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "still leased: {r:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    let error = status.last_error.unwrap_or_default();
+    assert!(error.contains("lease"), "{error}");
+    // Without the lease nothing is relayed.
+    let relayed = sync.status().relays[0].relayed;
+    orders.put(&order("during", 2)).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(sync.status().relays[0].relayed, relayed);
+
+    state.set_down(false);
+    sync.settle(Duration::from_secs(10)).await.unwrap();
+    let r = sync.status().relays[0].clone();
+    assert!(r.leased, "{r:?}");
+    assert_eq!(r.relayed, relayed + 1);
+    assert_eq!(r.last_error, None);
+    let got = drain(check, 2).await;
+    let keys: Vec<&Key> = got.iter().map(|d| &d.event.key).collect();
+    assert_eq!(keys, [&Key::from("before"), &Key::from("during")]);
+    sync.shutdown().await.unwrap();
+}
+
 #[tokio::test]
 async fn sync_needs_its_store_and_checks_projections() {
     let no_sync = config("kind = \"memory\"").replace("[sync]\nstore = \"main\"\nrelay_batch = 7\nrelay_interval = \"2ms\"\nstatus_interval = \"20ms\"\n", "");

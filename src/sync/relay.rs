@@ -119,10 +119,15 @@ impl Relay {
         self.stats.clone()
     }
 
-    /// Records whether this worker holds the outbox's lease (the sync
-    /// runtime calls it before each round).
-    pub(crate) fn set_leased(&self, held: bool) {
+    /// Records whether this worker holds the outbox's lease, and why it
+    /// could not take or renew it if the store failed (the sync runtime
+    /// calls it before each round; a round that succeeds clears the error).
+    pub(crate) fn note_lease(&self, held: bool, error: Option<&str>) {
         self.stats.leased.store(held, Ordering::Relaxed);
+        if let Some(e) = error {
+            *self.stats.last_error.lock() =
+                Some(format!("cannot take or renew the outbox's lease: {e}"));
+        }
     }
 
     /// The most events one round moves.

@@ -551,7 +551,7 @@ async fn run_relay(
             break;
         }
         let held = lease.hold().await;
-        relay.set_leased(held);
+        relay.note_lease(held, lease.last_error());
         let pause = if !held {
             // Another worker relays this outbox; look again later.
             let _ = relay.measure_backlog().await;

@@ -78,6 +78,8 @@ pub(crate) struct LeaseKeeper {
     ttl: Duration,
     /// Our record's version and our lease's expiry, while we hold it.
     held: Option<(u64, i64)>,
+    /// Why the last renewal failed, until one succeeds.
+    error: Option<String>,
 }
 
 impl LeaseKeeper {
@@ -88,7 +90,14 @@ impl LeaseKeeper {
             owner,
             ttl,
             held: None,
+            error: None,
         }
+    }
+
+    /// Why the last attempt to take or renew the lease failed (the store
+    /// answered with an error), until an attempt gets an answer again.
+    pub fn last_error(&self) -> Option<&str> {
+        self.error.as_deref()
     }
 
     /// Whether this worker holds the lease now, taking or renewing it when
@@ -103,9 +112,13 @@ impl LeaseKeeper {
             }
         }
         match self.renew(now).await {
-            Ok(held) => held,
+            Ok(held) => {
+                self.error = None;
+                held
+            }
             Err(e) => {
                 tracing::warn!(lease = %self.id, error = %e, "sync: cannot renew a relay lease");
+                self.error = Some(e.to_string());
                 let still = self.held.is_some_and(|(_, until)| until > now_ms());
                 if !still {
                     self.held = None;
