@@ -661,7 +661,9 @@ impl SyncHandle {
     /// committed, and every projection of it has applied (or
     /// dead-lettered) every event on its bus, at most `timeout`;
     /// `Error::Unavailable` when not by then. For tests and examples that
-    /// need the events through.
+    /// need the events through: it needs one moment with everything empty
+    /// at once, which a steady stream of writes may never leave (pause
+    /// the writers first).
     pub async fn settle(&self, timeout: Duration) -> Result<()> {
         let deadline = tokio::time::Instant::now() + timeout;
         loop {
