@@ -304,21 +304,12 @@ async fn a_relay_that_cannot_renew_its_lease_says_so_and_resumes() {
     use polyrouter::backends::memory::MemoryStore;
     use polyrouter::layers::testing::Faults;
     use std::sync::Arc;
-    let toml = r#"
-[stores.main]
-kind = "memory"
-
-[buses.events]
-kind = "memory"
-
-[entities.order]
-store = "main"
-outbox = { bus = "events" }
-"#;
-    // The `[sync]` store is made in code, behind a fault switch.
-    let mut cfg = polyrouter::config::Config::parse(toml, "<test>").unwrap();
-    let mut sync_cfg = polyrouter::config::SyncConfig::new("state");
-    sync_cfg.relay_interval = polyrouter::config::ConfigDuration(Duration::from_millis(2));
+    // The same routes, with the `[sync]` store made in code behind a
+    // fault switch and a short lease.
+    let mut cfg =
+        polyrouter::config::Config::parse(&config("kind = \"memory\""), "<test>").unwrap();
+    let mut sync_cfg = cfg.sync.take().expect("[sync]");
+    sync_cfg.store = "state".into();
     sync_cfg.lease = polyrouter::config::ConfigDuration(Duration::from_millis(200));
     cfg.sync = Some(sync_cfg);
     let state = Arc::new(Faults::new(MemoryStore::new("state")));

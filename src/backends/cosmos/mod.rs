@@ -83,12 +83,12 @@ const WRITE_CONCURRENCY: usize = 16;
 /// How many writes of one call may run at once: [`WRITE_CONCURRENCY`]
 /// when every key is distinct (their writes are independent), else one
 /// at a time, so a key written twice keeps the call's order.
-fn concurrency_for<'a>(keys: impl ExactSizeIterator<Item = &'a Key>) -> usize {
+fn concurrency_for<'a>(mut keys: impl ExactSizeIterator<Item = &'a Key>) -> usize {
     let mut seen = std::collections::HashSet::with_capacity(keys.len());
-    let mut keys = keys;
-    match keys.all(|k| seen.insert(k)) {
-        true => WRITE_CONCURRENCY,
-        false => 1,
+    if keys.all(|k| seen.insert(k)) {
+        WRITE_CONCURRENCY
+    } else {
+        1
     }
 }
 
